@@ -1,0 +1,373 @@
+//! Configuration: [`Builder`], [`Pool`], [`WorkerSpec`] and the `DEFAULT_*`
+//! values every setter cites.
+//!
+//! A configuration is validated once, in [`Builder::spawn`] /
+//! [`Builder::start`], before any process is spawned.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::StartError;
+use crate::supervisor::Supervisor;
+
+/// Default for [`Builder::max_queue`]: requests waiting per pool.
+pub const DEFAULT_MAX_QUEUE: usize = 65_536;
+/// Default for [`Pool::concurrency`]: requests in flight per worker.
+pub const DEFAULT_CONCURRENCY: usize = 1024;
+/// Default for [`Builder::pulse`]: RSS sampling and heartbeat interval.
+pub const DEFAULT_PULSE: Duration = Duration::from_secs(1);
+/// Default for [`Builder::start_timeout`].
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default for [`Builder::force_stop_delay`].
+pub const DEFAULT_FORCE_STOP_DELAY: Duration = Duration::from_secs(5);
+/// Default for [`Builder::restart_delay`] (systemd's `RestartSec`).
+pub const DEFAULT_RESTART_DELAY: Duration = Duration::from_millis(100);
+/// Default for [`Builder::max_restarts`] (load-process-manager's default).
+pub const DEFAULT_MAX_RESTARTS: u32 = 5;
+/// Default for [`Builder::restart_window`] (load-process-manager's default).
+pub const DEFAULT_RESTART_WINDOW: Duration = Duration::from_secs(120);
+/// Default for [`Builder::max_frame_len`].
+pub const DEFAULT_MAX_FRAME_LEN: usize = nanny_worker::protocol::DEFAULT_MAX_FRAME_LEN;
+/// Default for [`Builder::event_capacity`].
+pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
+/// The name of the pool [`Pool::default_pool`] creates.
+pub const DEFAULT_POOL: &str = "default";
+
+/// How to start one worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) env: Vec<(OsString, OsString)>,
+    pub(crate) cwd: Option<PathBuf>,
+}
+
+impl WorkerSpec {
+    /// Runs `program` (a path, or a name looked up in `PATH`).
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+        }
+    }
+
+    /// Runs the current executable again (self-fork, as Node's `cluster`
+    /// does): the child finds itself a worker through
+    /// [`nanny_worker::is_worker`]. Arguments are not copied; add them with
+    /// [`arg`](Self::arg) if the worker needs them.
+    pub fn current_exe() -> std::io::Result<Self> {
+        Ok(Self::new(std::env::current_exe()?))
+    }
+
+    /// Appends one argument.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Appends arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable for the worker (on top of the
+    /// supervisor's own environment, which workers inherit).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the worker's working directory (default: the supervisor's).
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+}
+
+/// A named group of identical workers.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    pub(crate) name: String,
+    pub(crate) spec: WorkerSpec,
+    pub(crate) workers: usize,
+    pub(crate) concurrency: usize,
+}
+
+impl Pool {
+    /// A pool called `name` of workers started from `spec`, with one worker
+    /// per available core.
+    pub fn new(name: impl Into<String>, spec: WorkerSpec) -> Self {
+        Self {
+            name: name.into(),
+            spec,
+            workers: default_workers(),
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+
+    /// A pool called [`DEFAULT_POOL`].
+    pub fn default_pool(spec: WorkerSpec) -> Self {
+        Self::new(DEFAULT_POOL, spec)
+    }
+
+    /// How many workers to keep (default: number of cores the process may
+    /// use). Must be at least 1; change it at runtime with
+    /// [`Supervisor::resize`].
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Requests in flight per worker (default [`DEFAULT_CONCURRENCY`]); past
+    /// it, requests wait in the pool's queue.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Everything the supervisor task reads; immutable once started.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) pools: Vec<Pool>,
+    pub(crate) request_timeout: Option<Duration>,
+    pub(crate) retries: u32,
+    pub(crate) max_queue: usize,
+    pub(crate) pulse: Duration,
+    pub(crate) start_timeout: Duration,
+    pub(crate) force_stop_delay: Option<Duration>,
+    pub(crate) restart_delay: Duration,
+    pub(crate) max_restarts: u32,
+    pub(crate) restart_window: Duration,
+    pub(crate) max_frame_len: usize,
+    pub(crate) event_capacity: usize,
+    pub(crate) handle_signals: bool,
+}
+
+/// Builds a [`Supervisor`]. Start from [`Supervisor::builder`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use nanny::{Pool, Supervisor, WorkerSpec};
+///
+/// let supervisor = Supervisor::builder()
+///     .pool(Pool::default_pool(WorkerSpec::new("./my-worker")).workers(4))
+///     .request_timeout(Duration::from_secs(2))
+///     .retries(1)
+///     .start()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `start` or `spawn`"]
+pub struct Builder {
+    cfg: Config,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            cfg: Config {
+                pools: Vec::new(),
+                request_timeout: None,
+                retries: 0,
+                max_queue: DEFAULT_MAX_QUEUE,
+                pulse: DEFAULT_PULSE,
+                start_timeout: DEFAULT_START_TIMEOUT,
+                force_stop_delay: Some(DEFAULT_FORCE_STOP_DELAY),
+                restart_delay: DEFAULT_RESTART_DELAY,
+                max_restarts: DEFAULT_MAX_RESTARTS,
+                restart_window: DEFAULT_RESTART_WINDOW,
+                max_frame_len: DEFAULT_MAX_FRAME_LEN,
+                event_capacity: DEFAULT_EVENT_CAPACITY,
+                handle_signals: false,
+            },
+        }
+    }
+}
+
+impl Builder {
+    /// Adds a pool. The first pool added is the one [`Supervisor::enqueue`] uses.
+    pub fn pool(mut self, pool: Pool) -> Self {
+        self.cfg.pools.push(pool);
+        self
+    }
+
+    /// Default per-attempt timeout (default: none, as in the seed). Override
+    /// per request with [`EnqueueOptions::timeout`](crate::EnqueueOptions::timeout).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.request_timeout = Some(timeout);
+        self
+    }
+
+    /// Default number of retries after a transport failure (timeout, worker
+    /// exit); default 0. `retries(n)` makes at most `n + 1` attempts.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.cfg.retries = retries;
+        self
+    }
+
+    /// Bound of each pool's queue of waiting requests (default
+    /// [`DEFAULT_MAX_QUEUE`]); past it `enqueue` fails with
+    /// [`Error::QueueFull`](crate::Error::QueueFull) at once.
+    pub fn max_queue(mut self, n: usize) -> Self {
+        self.cfg.max_queue = n;
+        self
+    }
+
+    /// RSS sampling and worker heartbeat interval (default [`DEFAULT_PULSE`]).
+    pub fn pulse(mut self, pulse: Duration) -> Self {
+        self.cfg.pulse = pulse;
+        self
+    }
+
+    /// How long a new worker may take to say ready (default
+    /// [`DEFAULT_START_TIMEOUT`]); past it the worker is stopped and counts as
+    /// a failed start.
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.cfg.start_timeout = timeout;
+        self
+    }
+
+    /// Time between the graceful stop request and SIGKILL (default
+    /// [`DEFAULT_FORCE_STOP_DELAY`]); `None` never forces.
+    pub fn force_stop_delay(mut self, delay: Option<Duration>) -> Self {
+        self.cfg.force_stop_delay = delay;
+        self
+    }
+
+    /// Pause before an unexpectedly exited worker is replaced (default
+    /// [`DEFAULT_RESTART_DELAY`]).
+    pub fn restart_delay(mut self, delay: Duration) -> Self {
+        self.cfg.restart_delay = delay;
+        self
+    }
+
+    /// Restart budget: at most this many restarts per pool within
+    /// [`restart_window`](Self::restart_window) (default
+    /// [`DEFAULT_MAX_RESTARTS`]; alias systemd `StartLimitBurst`). Past it the
+    /// pool is failed.
+    pub fn max_restarts(mut self, n: u32) -> Self {
+        self.cfg.max_restarts = n;
+        self
+    }
+
+    /// The sliding window of the restart budget (default
+    /// [`DEFAULT_RESTART_WINDOW`]; alias systemd `StartLimitIntervalSec`).
+    pub fn restart_window(mut self, window: Duration) -> Self {
+        self.cfg.restart_window = window;
+        self
+    }
+
+    /// Largest frame either side may send, in bytes (default
+    /// [`DEFAULT_MAX_FRAME_LEN`]). Larger payloads fail with
+    /// [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge).
+    pub fn max_frame_len(mut self, n: usize) -> Self {
+        self.cfg.max_frame_len = n;
+        self
+    }
+
+    /// Events kept for slow [`events`](Supervisor::events) subscribers
+    /// (default [`DEFAULT_EVENT_CAPACITY`]); a subscriber that falls further
+    /// behind misses the oldest and is told how many.
+    pub fn event_capacity(mut self, n: usize) -> Self {
+        self.cfg.event_capacity = n;
+        self
+    }
+
+    /// Take SIGINT/SIGTERM: the first soft-kills, a second hard-kills
+    /// (default off: a library does not take a host's signals).
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.cfg.handle_signals = on;
+        self
+    }
+
+    /// Validates the configuration and spawns the workers; returns at once.
+    /// Await [`Supervisor::ready`] to wait for them. Must be called inside a
+    /// tokio runtime.
+    pub fn spawn(self) -> Result<Supervisor, StartError> {
+        self.cfg.validate()?;
+        crate::supervisor::spawn(self.cfg)
+    }
+
+    /// [`spawn`](Self::spawn), then wait until every worker has said ready.
+    pub async fn start(self) -> Result<Supervisor, StartError> {
+        let supervisor = self.spawn()?;
+        match supervisor.ready().await {
+            Ok(()) => Ok(supervisor),
+            Err(crate::Error::PoolFailed { pool }) => {
+                supervisor.hard_kill().await;
+                Err(StartError::PoolFailed { pool })
+            }
+            Err(_) => Err(StartError::Stopped),
+        }
+    }
+}
+
+impl Config {
+    pub(crate) fn validate(&self) -> Result<(), StartError> {
+        let bad = |m: String| Err(StartError::Config(m));
+        if self.pools.is_empty() {
+            return bad("no pool configured: add one with Builder::pool".into());
+        }
+        for (i, p) in self.pools.iter().enumerate() {
+            if p.name.is_empty() {
+                return bad("a pool name is empty".into());
+            }
+            if self.pools[..i].iter().any(|q| q.name == p.name) {
+                return bad(format!("two pools are named {:?}", p.name));
+            }
+            if p.workers == 0 {
+                return bad(format!("pool {:?} has zero workers", p.name));
+            }
+            if p.concurrency == 0 {
+                return bad(format!("pool {:?} has a concurrency of zero", p.name));
+            }
+            if p.spec.program.as_os_str().is_empty() {
+                return bad(format!("pool {:?} has an empty program path", p.name));
+            }
+            if p.spec.program.components().count() > 1 && !p.spec.program.exists() {
+                return bad(format!(
+                    "pool {:?}: executable {} does not exist",
+                    p.name,
+                    p.spec.program.display()
+                ));
+            }
+        }
+        if self.max_queue == 0 {
+            return bad("max_queue must be at least 1".into());
+        }
+        if self.pulse.is_zero() {
+            return bad("pulse must be greater than zero".into());
+        }
+        if self.start_timeout.is_zero() {
+            return bad("start_timeout must be greater than zero".into());
+        }
+        if self.max_frame_len < 1024 || self.max_frame_len > u32::MAX as usize {
+            return bad("max_frame_len must be between 1 KiB and 4 GiB".into());
+        }
+        if self.restart_window.is_zero() {
+            return bad("restart_window must be greater than zero".into());
+        }
+        if self.event_capacity == 0 {
+            return bad("event_capacity must be at least 1".into());
+        }
+        if self.request_timeout.is_some_and(|t| t.is_zero()) {
+            return bad("request_timeout must be greater than zero".into());
+        }
+        Ok(())
+    }
+}

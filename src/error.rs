@@ -1,0 +1,113 @@
+//! Public error types.
+//!
+//! [`Error`] is what every [`Supervisor`](crate::Supervisor) call can fail
+//! with; [`StartError`] is what building and starting can fail with. Both are
+//! data, not strings: match on the variants, not on the wording.
+
+use crate::WorkerId;
+pub use nanny_worker::RemoteError;
+
+/// Why a request or a supervisor call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The pool's queue holds `max_queue` requests already; nothing was queued.
+    #[error("queue full ({max_queue} requests waiting)")]
+    QueueFull {
+        /// The configured bound.
+        max_queue: usize,
+    },
+    /// The supervisor is stopping (soft kill) or has stopped; the request was not taken.
+    #[error("supervisor is shutting down")]
+    ShuttingDown,
+    /// The supervisor was hard-killed while the request was pending.
+    #[error("supervisor was hard-killed")]
+    Killed,
+    /// The last attempt timed out.
+    #[error("timed out after {attempts} attempt(s)")]
+    Timeout {
+        /// Attempts made, the last one included.
+        attempts: u32,
+    },
+    /// The worker running the last attempt exited (or broke the protocol) before answering.
+    #[error("worker {worker} exited before answering (after {attempts} attempt(s))")]
+    WorkerExited {
+        /// Attempts made, the last one included.
+        attempts: u32,
+        /// The worker that held the last attempt.
+        worker: WorkerId,
+    },
+    /// The request's overall deadline passed (time in the queue included).
+    #[error("deadline passed")]
+    Deadline,
+    /// The pool spent its restart budget and serves nothing until reset.
+    #[error("pool {pool:?} failed: restart budget exhausted")]
+    PoolFailed {
+        /// The pool's name.
+        pool: String,
+    },
+    /// No pool has that name.
+    #[error("no pool named {pool:?}")]
+    UnknownPool {
+        /// The name asked for.
+        pool: String,
+    },
+    /// The encoded payload is larger than the frame bound.
+    #[error("payload of {size} bytes exceeds the {max} byte frame limit")]
+    PayloadTooLarge {
+        /// Encoded size.
+        size: usize,
+        /// `max_frame_len`.
+        max: usize,
+    },
+    /// The payload could not be serialized.
+    #[error("cannot encode payload: {0}")]
+    Encode(String),
+    /// The response data is not of the asked type.
+    #[error("cannot decode response: {0}")]
+    Decode(String),
+    /// The handler answered with an error (never retried).
+    #[error("handler failed: {0}")]
+    Handler(#[from] RemoteError),
+    /// An argument was out of range (e.g. a pool size of zero).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    /// Attempts made before a transport failure ([`Timeout`](Error::Timeout),
+    /// [`WorkerExited`](Error::WorkerExited)); `None` for other errors.
+    pub fn attempts(&self) -> Option<u32> {
+        match self {
+            Error::Timeout { attempts } | Error::WorkerExited { attempts, .. } => Some(*attempts),
+            _ => None,
+        }
+    }
+}
+
+/// Why a supervisor could not be built or started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is invalid; nothing was spawned.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A worker process could not be spawned.
+    #[error("cannot spawn a worker of pool {pool:?}: {source}")]
+    Spawn {
+        /// The pool.
+        pool: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A pool could not get all its workers ready (its restart budget ran out).
+    #[error("pool {pool:?} failed to start")]
+    PoolFailed {
+        /// The pool.
+        pool: String,
+    },
+    /// The supervisor stopped while starting.
+    #[error("supervisor stopped while starting")]
+    Stopped,
+}

@@ -1,0 +1,169 @@
+//! Events: everything that happens to workers and pools, as typed values.
+//!
+//! Subscribe with [`Supervisor::events`](crate::Supervisor::events). The
+//! stream is a broadcast: each subscriber sees every event sent after it
+//! subscribed, and one that falls more than `event_capacity` events behind
+//! gets [`Event::Lagged`] with the count it missed instead of blocking the
+//! supervisor.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+
+use crate::WorkerId;
+
+/// How a worker process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// Exit code, when it exited on its own.
+    pub code: Option<i32>,
+    /// Signal number, when a signal ended it.
+    pub signal: Option<i32>,
+}
+
+impl fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code, self.signal) {
+            (Some(c), _) => write!(f, "exit code {c}"),
+            (None, Some(s)) => write!(f, "signal {s}"),
+            (None, None) => f.write_str("unknown status"),
+        }
+    }
+}
+
+/// Why a worker is being stopped by the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// Soft kill of the whole supervisor.
+    Shutdown,
+    /// Hard kill.
+    Killed,
+    /// The pool shrank.
+    Resize,
+    /// The worker broke the protocol.
+    Protocol(String),
+    /// The worker did not say ready within `start_timeout`.
+    StartTimeout,
+    /// The worker's outgoing frame queue was full (it stopped reading).
+    Unresponsive,
+}
+
+/// Something that happened in the supervisor.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A worker process was spawned.
+    WorkerSpawned {
+        /// The worker.
+        worker: WorkerId,
+        /// Its pool.
+        pool: String,
+        /// Its process id.
+        pid: u32,
+        /// Its logical id (slot).
+        logical_id: u64,
+    },
+    /// A worker said ready for the first time.
+    WorkerOnline {
+        /// The worker.
+        worker: WorkerId,
+        /// Its pool.
+        pool: String,
+        /// Its process id.
+        pid: u32,
+    },
+    /// Every configured worker has said ready (load-process-manager's `online`).
+    AllOnline,
+    /// The supervisor is stopping a worker.
+    WorkerStopping {
+        /// The worker.
+        worker: WorkerId,
+        /// Why.
+        reason: StopReason,
+    },
+    /// A worker process exited and was reaped.
+    WorkerExited {
+        /// The worker.
+        worker: WorkerId,
+        /// Its pool.
+        pool: String,
+        /// Its process id.
+        pid: u32,
+        /// Code or signal.
+        status: ExitInfo,
+        /// Whether the supervisor had asked it to stop.
+        expected: bool,
+    },
+    /// A replacement for an unexpectedly exited worker is scheduled.
+    WorkerRestarting {
+        /// The pool.
+        pool: String,
+        /// The slot (logical id) being refilled.
+        logical_id: u64,
+    },
+    /// A worker process could not be spawned; it counts as a failed start.
+    SpawnFailed {
+        /// The pool.
+        pool: String,
+        /// The OS error.
+        error: String,
+    },
+    /// A pool spent its restart budget and is failed.
+    RestartBudgetExhausted {
+        /// The pool.
+        pool: String,
+    },
+    /// A worker broke the protocol (bad hello, malformed or oversize frame);
+    /// it is stopped and replaced under the restart budget.
+    ProtocolError {
+        /// The worker.
+        worker: WorkerId,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A worker emitted a custom event.
+    Custom(CustomEvent),
+    /// This subscriber fell behind and missed this many events.
+    Lagged(u64),
+}
+
+/// A custom event from a worker (`worker.emit(name, &payload)`).
+#[derive(Clone)]
+pub struct CustomEvent {
+    pub(crate) worker: WorkerId,
+    pub(crate) name: String,
+    pub(crate) payload: Vec<u8>,
+}
+
+impl CustomEvent {
+    /// The worker that emitted it.
+    pub fn worker(&self) -> WorkerId {
+        self.worker
+    }
+
+    /// The event name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The payload, decoded.
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T, crate::Error> {
+        nanny_worker::protocol::decode_payload(&self.payload).map_err(|e| crate::Error::Decode(e.to_string()))
+    }
+
+    /// The payload's MessagePack bytes.
+    pub fn raw(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+impl fmt::Debug for CustomEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CustomEvent")
+            .field("worker", &self.worker)
+            .field("name", &self.name)
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
+}

@@ -1,0 +1,109 @@
+//! What [`Supervisor::health`](crate::Supervisor::health) and
+//! [`Supervisor::stats`](crate::Supervisor::stats) report.
+
+use std::fmt;
+use std::time::Duration;
+
+pub use nanny_worker::protocol::Heartbeat;
+
+/// A worker's identity within one supervisor. Ids are never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkerId(pub(crate) u64);
+
+impl WorkerId {
+    /// The number behind the id (what the worker sees as `NANNY_WORKER_ID`).
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "w{}", self.0)
+    }
+}
+
+/// Where a worker is in its life.
+///
+/// ```text
+/// Spawning ─hello─► Starting ─ready─► Ready ⇄ Busy
+///    │                  │               │ soft kill / resize down
+///    │                  │               ▼
+///    └──────────────────┴──► Stopping ◄─ Draining (no new work; in-flight finishes)
+///                               │ exit (SIGKILL after force_stop_delay)
+///                               ▼
+///                            (reaped: gone from health())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WorkerState {
+    /// Process started; hello not yet received.
+    Spawning,
+    /// Hello received; waiting for the worker's `ready()`.
+    Starting,
+    /// Takes requests.
+    Ready,
+    /// Said `busy()`: takes no new requests until `ready()`.
+    Busy,
+    /// Takes no new requests; finishing in-flight ones before it is stopped.
+    Draining,
+    /// Asked to exit; SIGKILL follows after `force_stop_delay`.
+    Stopping,
+}
+
+/// One worker's health, as of the call.
+#[derive(Debug, Clone)]
+pub struct WorkerHealth {
+    /// The worker.
+    pub id: WorkerId,
+    /// Its pool.
+    pub pool: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Its logical id (`PROCESS_LOGICAL_ID`).
+    pub logical_id: u64,
+    /// Its state.
+    pub state: WorkerState,
+    /// Resident set size in bytes, sampled by the supervisor every pulse.
+    pub rss_bytes: u64,
+    /// CPU time the process has used (user + system), read by `sysinfo` at the call.
+    pub cpu_time: Option<Duration>,
+    /// The worker runtime's own last report (RSS, runtime lag, in-flight…).
+    pub heartbeat: Option<Heartbeat>,
+    /// Requests assigned to it and not yet answered.
+    pub in_flight: usize,
+    /// Requests it answered.
+    pub served: u64,
+    /// Time since it was spawned.
+    pub uptime: Duration,
+}
+
+/// Counters since the supervisor started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Requests accepted into a queue.
+    pub enqueued: u64,
+    /// Requests answered successfully (handler errors included: they are answers).
+    pub answered: u64,
+    /// Requests resolved with a transport or supervisor error.
+    pub failed: u64,
+    /// Requests rejected at once because the queue was full.
+    pub rejected: u64,
+    /// Requests whose caller went away first.
+    pub cancelled: u64,
+    /// Attempts that timed out.
+    pub timeouts: u64,
+    /// Attempts retried.
+    pub retries: u64,
+    /// Answers that arrived for abandoned attempts and were dropped.
+    pub late_answers: u64,
+    /// Workers restarted after an unexpected exit.
+    pub restarts: u64,
+    /// Protocol errors seen.
+    pub protocol_errors: u64,
+    /// Requests waiting in queues now.
+    pub queued: usize,
+    /// Requests in flight now.
+    pub in_flight: usize,
+}

@@ -1,0 +1,65 @@
+//! nanny: a process supervisor and pressure-aware request dispatcher.
+//!
+//! A [`Supervisor`] keeps pools of worker processes alive and sends each
+//! request ([`Supervisor::enqueue`]) to the ready worker under the least
+//! pressure (fewest requests in flight, then lowest RSS: see [`router`]).
+//! Workers are any executable that speaks the protocol of the
+//! [`nanny_worker`] crate, which makes one a few lines of Rust; the same
+//! binary can be supervisor and worker (self-fork).
+//!
+//! ```no_run
+//! use nanny::{Pool, Supervisor, WorkerSpec};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     if nanny_worker::is_worker() {
+//!         // The same binary, started by the supervisor as a worker.
+//!         let worker = nanny_worker::connect().await?;
+//!         worker.ready();
+//!         worker
+//!             .serve(|req| async move {
+//!                 let n: u64 = req.data()?;
+//!                 req.respond(&(n * 2))?;
+//!                 Ok(())
+//!             })
+//!             .await?;
+//!         return Ok(());
+//!     }
+//!     let supervisor = Supervisor::builder()
+//!         .pool(Pool::default_pool(WorkerSpec::current_exe()?).workers(4))
+//!         .start()
+//!         .await?;
+//!     let answer: u64 = supervisor.enqueue(&21u64).await?.data()?;
+//!     assert_eq!(answer, 42);
+//!     supervisor.soft_kill().await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Guarantees
+//!
+//! * Every `enqueue` resolves exactly once: an answer or a typed [`Error`]
+//!   (queue full, timeout, worker exited, pool failed, shutting down, killed…).
+//! * Workers never outlive the supervisor: each has `PR_SET_PDEATHSIG`
+//!   and exits on its socket's EOF.
+//! * A worker's bad input (malformed, oversize or out-of-order frames) stops
+//!   that worker, never the supervisor.
+
+mod builder;
+mod error;
+pub mod events;
+mod health;
+mod restart;
+pub mod router;
+mod supervisor;
+mod worker;
+
+pub use builder::{
+    Builder, Pool, WorkerSpec, DEFAULT_CONCURRENCY, DEFAULT_EVENT_CAPACITY, DEFAULT_FORCE_STOP_DELAY,
+    DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_QUEUE, DEFAULT_MAX_RESTARTS, DEFAULT_POOL, DEFAULT_PULSE,
+    DEFAULT_RESTART_DELAY, DEFAULT_RESTART_WINDOW, DEFAULT_START_TIMEOUT,
+};
+pub use error::{Error, RemoteError, StartError};
+pub use events::{Event, ExitInfo};
+pub use health::{Heartbeat, Stats, WorkerHealth, WorkerId, WorkerState};
+pub use supervisor::{EnqueueOptions, Response, Supervisor};

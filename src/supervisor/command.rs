@@ -1,0 +1,51 @@
+//! Messages from [`Supervisor`](super::Supervisor) handles to the supervisor task.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::error::Error;
+use crate::health::{Stats, WorkerHealth};
+use crate::supervisor::Response;
+
+pub(crate) type Reply<T> = oneshot::Sender<T>;
+
+/// A request as the caller handed it over.
+#[derive(Debug)]
+pub(crate) struct NewRequest {
+    pub(crate) id: Uuid,
+    pub(crate) pool: Option<String>,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) created_at: SystemTime,
+    pub(crate) created: Instant,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) deadline: Option<Duration>,
+    pub(crate) retries: u32,
+    pub(crate) reply: Reply<Result<Response, Error>>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Command {
+    Enqueue(NewRequest),
+    /// The caller dropped its `enqueue` future.
+    Cancel(Uuid),
+    Ready(Reply<Result<(), Error>>),
+    Health(Reply<Vec<WorkerHealth>>),
+    Stats(Reply<Stats>),
+    Broadcast {
+        event: String,
+        payload: Vec<u8>,
+    },
+    Resize {
+        pool: String,
+        workers: usize,
+        reply: Reply<Result<(), Error>>,
+    },
+    ResetFailed {
+        pool: String,
+        reply: Reply<Result<(), Error>>,
+    },
+    SoftKill(Reply<()>),
+    HardKill(Reply<()>),
+}

@@ -1,0 +1,308 @@
+//! Requests: queueing, the pick, attempts, timeouts, retries, resolution.
+//!
+//! Every request is in exactly one place: a pool's queue (`assigned` is
+//! `None`) or one worker's in-flight set (`assigned` names it). It leaves
+//! `requests` exactly once, in [`Task::resolve`], which is the only place a
+//! caller's oneshot is completed: every enqueue resolves exactly once.
+//!
+//! Retries cover transport failures only (attempt timeout, worker exit or
+//! protocol error); a handler's error answer is delivered, not retried.
+//! A retry goes back to the *front* of its pool's queue and prefers another
+//! worker than the one that failed it.
+
+use std::time::UNIX_EPOCH;
+
+use nanny_worker::protocol::{Outcome, RequestFrame, ToWorker};
+use tokio::sync::mpsc::error::TrySendError;
+use uuid::Uuid;
+
+use super::command::NewRequest;
+use super::task::{Phase, RequestEntry, Task, Timer};
+use super::Response;
+use crate::error::Error;
+use crate::events::StopReason;
+use crate::health::{WorkerId, WorkerState};
+
+/// Why an attempt ended without an answer.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AttemptEnd {
+    Timeout,
+    WorkerGone(u64),
+}
+
+impl Task {
+    pub(super) fn on_enqueue(&mut self, req: NewRequest) {
+        if !self.accepting() {
+            let _ = req.reply.send(Err(Error::ShuttingDown));
+            return;
+        }
+        let pool = match &req.pool {
+            None => 0,
+            Some(name) => match self.pool_index(name) {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = req.reply.send(Err(e));
+                    return;
+                }
+            },
+        };
+        let p = &self.pools[pool];
+        if p.failed {
+            let _ = req.reply.send(Err(Error::PoolFailed {
+                pool: p.cfg.name.clone(),
+            }));
+            return;
+        }
+        if p.queued >= self.cfg.max_queue {
+            self.stats.rejected += 1;
+            let _ = req.reply.send(Err(Error::QueueFull {
+                max_queue: self.cfg.max_queue,
+            }));
+            return;
+        }
+        let deadline = req.deadline.map(|d| {
+            let left = d.saturating_sub(req.created.elapsed());
+            self.timers.insert(Timer::Deadline(req.id), left)
+        });
+        self.requests.insert(
+            req.id,
+            RequestEntry {
+                pool,
+                payload: req.payload,
+                created_at: req.created_at,
+                timeout: req.timeout,
+                retries_left: req.retries,
+                attempt: 0,
+                reply: req.reply,
+                assigned: None,
+                avoid: None,
+                timer: None,
+                deadline,
+            },
+        );
+        self.stats.enqueued += 1;
+        let p = &mut self.pools[pool];
+        p.queue.push_back(req.id);
+        p.queued += 1;
+        self.dispatch(pool);
+    }
+
+    /// Hands queued requests of `pool` to workers while any can take one.
+    pub(super) fn dispatch(&mut self, pool: usize) {
+        loop {
+            let p = &mut self.pools[pool];
+            let Some(&id) = p.queue.front() else { break };
+            let Some(req) = self.requests.get(&id).filter(|r| r.assigned.is_none()) else {
+                p.queue.pop_front(); // tombstone of a withdrawn request
+                continue;
+            };
+            let Some(worker) = p.router.pick(req.avoid) else { break };
+            p.queue.pop_front();
+            p.queued -= 1;
+            self.assign(id, worker);
+        }
+    }
+
+    fn assign(&mut self, id: Uuid, worker: u64) {
+        let req = self.requests.get_mut(&id).expect("queued request exists");
+        req.attempt += 1;
+        // The last possible attempt takes the payload; earlier ones keep a copy for retries.
+        let payload = if req.retries_left > 0 {
+            req.payload.clone()
+        } else {
+            std::mem::take(&mut req.payload)
+        };
+        let frame = ToWorker::Request(RequestFrame {
+            id,
+            attempt: req.attempt,
+            created_at_ms: req
+                .created_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            payload,
+        });
+        let w = self.workers.get_mut(&worker).expect("picked worker exists");
+        match w.link.frames.try_send(frame) {
+            Ok(()) => {
+                w.in_flight.insert(id);
+                req.assigned = Some(worker);
+                req.timer = req.timeout.map(|t| {
+                    self.timers.insert(
+                        Timer::Attempt {
+                            id,
+                            attempt: req.attempt,
+                        },
+                        t,
+                    )
+                });
+                self.sync_router(worker);
+            }
+            Err(TrySendError::Full(frame) | TrySendError::Closed(frame)) => {
+                // Not sent: the request goes back where it was, untouched.
+                if let ToWorker::Request(f) = frame {
+                    req.payload = f.payload;
+                }
+                req.attempt -= 1;
+                let pool = req.pool;
+                let p = &mut self.pools[pool];
+                p.queue.push_front(id);
+                p.queued += 1;
+                self.stop_worker(worker, StopReason::Unresponsive, false);
+            }
+        }
+    }
+
+    /// Sends a control frame; a worker that cannot take it is stopped.
+    pub(super) fn send_frame(&mut self, worker: u64, frame: ToWorker) {
+        let Some(w) = self.workers.get(&worker) else { return };
+        match w.link.frames.try_send(frame) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => {} // exiting; its exit event follows
+            Err(TrySendError::Full(_)) => self.stop_worker(worker, StopReason::Unresponsive, false),
+        }
+    }
+
+    /// Re-files `worker` in its pool's router after any change that matters
+    /// to the pick (state, in-flight count, RSS).
+    pub(super) fn sync_router(&mut self, worker: u64) {
+        let Some(w) = self.workers.get(&worker) else { return };
+        let p = &mut self.pools[w.pool];
+        if w.state == WorkerState::Ready && w.in_flight.len() < p.cfg.concurrency {
+            p.router.upsert(worker, w.in_flight.len() as u32, w.rss);
+        } else {
+            p.router.remove(worker);
+        }
+    }
+
+    pub(super) fn on_response(&mut self, worker: u64, id: Uuid, attempt: u32, outcome: Outcome) {
+        let current = self
+            .requests
+            .get(&id)
+            .is_some_and(|r| r.assigned == Some(worker) && r.attempt == attempt);
+        if !current {
+            self.stats.late_answers += 1;
+            return;
+        }
+        let result = match outcome {
+            Outcome::Ok(data) => Ok(Response {
+                id,
+                created_at: self.requests[&id].created_at,
+                worker: WorkerId(worker),
+                attempt,
+                data: data.into_vec(),
+            }),
+            Outcome::Err(e) => Err(Error::Handler(e)),
+        };
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.served += 1;
+        }
+        self.stats.answered += 1;
+        self.resolve(id, result);
+    }
+
+    /// Completes a request: frees its worker slot and timers, answers the caller.
+    pub(super) fn resolve(&mut self, id: Uuid, result: Result<Response, Error>) {
+        let Some(req) = self.requests.remove(&id) else { return };
+        if result.is_err() && !matches!(result, Err(Error::Handler(_))) {
+            self.stats.failed += 1;
+        }
+        self.cancel_timer(req.timer);
+        self.cancel_timer(req.deadline);
+        match req.assigned {
+            Some(worker) => self.release(worker, id),
+            None => self.pools[req.pool].queued -= 1,
+        }
+        let _ = req.reply.send(result);
+    }
+
+    /// Removes `id` from `worker`'s in-flight set; a draining worker with
+    /// nothing left is stopped, and its freed capacity is used at once.
+    fn release(&mut self, worker: u64, id: Uuid) {
+        let Some(w) = self.workers.get_mut(&worker) else { return };
+        w.in_flight.remove(&id);
+        let (pool, idle_draining) = (w.pool, w.state == WorkerState::Draining && w.in_flight.is_empty());
+        if idle_draining {
+            let reason = w.stop_reason.clone().unwrap_or(StopReason::Shutdown);
+            self.stop_worker(worker, reason, true);
+        } else {
+            self.sync_router(worker);
+        }
+        self.dispatch(pool);
+    }
+
+    /// An attempt ended without an answer: retry while retries remain.
+    pub(super) fn end_attempt(&mut self, id: Uuid, end: AttemptEnd) {
+        let Some(req) = self.requests.get_mut(&id) else { return };
+        let Some(worker) = req.assigned else { return };
+        let timer = req.timer.take();
+        let (attempt, pool) = (req.attempt, req.pool);
+        let retry = req.retries_left > 0 && !matches!(self.phase, Phase::Killing(_));
+        if retry {
+            req.retries_left -= 1;
+            req.avoid = Some(worker);
+            req.assigned = None;
+        }
+        self.cancel_timer(timer);
+        if matches!(end, AttemptEnd::Timeout) {
+            self.stats.timeouts += 1;
+            self.send_frame(worker, ToWorker::Cancel { id, attempt });
+        }
+        if retry {
+            self.stats.retries += 1;
+            let p = &mut self.pools[pool];
+            p.queue.push_front(id);
+            p.queued += 1;
+            self.release(worker, id);
+            return;
+        }
+        let error = match end {
+            AttemptEnd::Timeout => Error::Timeout { attempts: attempt },
+            AttemptEnd::WorkerGone(w) => Error::WorkerExited {
+                attempts: attempt,
+                worker: WorkerId(w),
+            },
+        };
+        self.resolve(id, Err(error));
+    }
+
+    pub(super) fn on_attempt_timeout(&mut self, id: Uuid, attempt: u32) {
+        let Some(req) = self.requests.get_mut(&id) else { return };
+        if req.attempt != attempt || req.assigned.is_none() {
+            return;
+        }
+        req.timer = None; // it has fired
+        self.end_attempt(id, AttemptEnd::Timeout);
+    }
+
+    pub(super) fn on_deadline(&mut self, id: Uuid) {
+        let Some(req) = self.requests.get_mut(&id) else { return };
+        req.deadline = None; // it has fired
+        if let Some(worker) = req.assigned {
+            let attempt = req.attempt;
+            self.send_frame(worker, ToWorker::Cancel { id, attempt });
+        }
+        self.resolve(id, Err(Error::Deadline));
+    }
+
+    /// The caller dropped its `enqueue` future.
+    pub(super) fn on_cancel(&mut self, id: Uuid) {
+        let Some(req) = self.requests.get(&id) else { return };
+        if let Some(worker) = req.assigned {
+            let attempt = req.attempt;
+            self.send_frame(worker, ToWorker::Cancel { id, attempt });
+        }
+        self.stats.cancelled += 1;
+        self.resolve(id, Err(Error::ShuttingDown)); // nobody receives it
+        self.compact_queues();
+    }
+
+    /// Drops tombstones when they outnumber live queued requests.
+    fn compact_queues(&mut self) {
+        let requests = &self.requests;
+        for p in &mut self.pools {
+            if p.queue.len() > 2 * p.queued + 64 {
+                p.queue.retain(|id| requests.get(id).is_some_and(|r| r.assigned.is_none()));
+            }
+        }
+    }
+}

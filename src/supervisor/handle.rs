@@ -1,0 +1,334 @@
+//! The [`Supervisor`] handle, [`EnqueueOptions`] and [`Response`].
+
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::Stream;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use uuid::Uuid;
+
+use super::command::{Command, NewRequest};
+use crate::builder::Builder;
+use crate::error::Error;
+use crate::events::Event;
+use crate::health::{Stats, WorkerHealth};
+use crate::WorkerId;
+
+/// A handle to a running supervisor: cheap to clone, every method a message
+/// to the one task that owns the workers, the queues and the in-flight table.
+///
+/// Dropping every handle hard-kills the workers (nothing outlives the
+/// supervisor); call [`soft_kill`](Self::soft_kill) for a graceful end.
+#[derive(Clone)]
+pub struct Supervisor {
+    pub(crate) tx: mpsc::Sender<Command>,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) defaults: Defaults,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Defaults {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries: u32,
+    pub(crate) max_frame_len: usize,
+}
+
+impl fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Supervisor").field("closed", &self.tx.is_closed()).finish()
+    }
+}
+
+/// Per-request options for [`Supervisor::enqueue_with`].
+#[derive(Debug, Clone, Default)]
+pub struct EnqueueOptions {
+    pool: Option<String>,
+    timeout: Option<Option<Duration>>,
+    deadline: Option<Duration>,
+    retries: Option<u32>,
+}
+
+impl EnqueueOptions {
+    /// The builder's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sends the request to this pool (default: the first pool).
+    pub fn pool(mut self, pool: impl Into<String>) -> Self {
+        self.pool = Some(pool.into());
+        self
+    }
+
+    /// Per-attempt timeout; `None` waits forever.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Overall deadline from the call, time in the queue included.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Retries after a timeout or a worker exit (`n` retries = `n + 1` attempts).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = Some(retries);
+        self
+    }
+}
+
+/// A worker's answer to a request.
+#[derive(Clone)]
+pub struct Response {
+    pub(crate) id: Uuid,
+    pub(crate) created_at: SystemTime,
+    pub(crate) worker: WorkerId,
+    pub(crate) attempt: u32,
+    pub(crate) data: Vec<u8>,
+}
+
+impl Response {
+    /// The request id (UUID v4).
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// When the request was enqueued.
+    pub fn created_at(&self) -> SystemTime {
+        self.created_at
+    }
+
+    /// The worker that answered.
+    pub fn worker(&self) -> WorkerId {
+        self.worker
+    }
+
+    /// Which attempt was answered (1 = the first).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The answer, decoded into `T`.
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        nanny_worker::protocol::decode_payload(&self.data).map_err(|e| Error::Decode(e.to_string()))
+    }
+
+    /// The answer's MessagePack bytes.
+    pub fn raw(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("id", &self.id)
+            .field("worker", &self.worker)
+            .field("attempt", &self.attempt)
+            .field("len", &self.data.len())
+            .finish()
+    }
+}
+
+/// Tells the supervisor task when a caller drops an unresolved `enqueue`.
+struct CancelOnDrop<'a> {
+    tx: &'a mpsc::Sender<Command>,
+    id: Uuid,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // Best effort: if the command queue is full the worker finishes
+            // the attempt and its answer is dropped.
+            let _ = self.tx.try_send(Command::Cancel(self.id));
+        }
+    }
+}
+
+impl Supervisor {
+    /// A builder with every default.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Sends `payload` to the least pressured ready worker of the first pool
+    /// and waits for its answer. Resolves exactly once: with the answer or a
+    /// typed [`Error`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future withdraws the request: it leaves the queue, or
+    /// its worker is told to cancel the attempt.
+    pub async fn enqueue<T: Serialize + ?Sized>(&self, payload: &T) -> Result<Response, Error> {
+        self.enqueue_with(payload, EnqueueOptions::default()).await
+    }
+
+    /// [`enqueue`](Self::enqueue) with per-request options.
+    pub async fn enqueue_with<T: Serialize + ?Sized>(
+        &self,
+        payload: &T,
+        options: EnqueueOptions,
+    ) -> Result<Response, Error> {
+        let payload = nanny_worker::protocol::encode_payload(payload).map_err(|e| Error::Encode(e.to_string()))?;
+        self.check_size(payload.len())?;
+        let id = Uuid::new_v4();
+        let (reply, rx) = oneshot::channel();
+        let request = NewRequest {
+            id,
+            pool: options.pool,
+            payload,
+            created_at: SystemTime::now(),
+            created: Instant::now(),
+            timeout: options.timeout.unwrap_or(self.defaults.timeout),
+            deadline: options.deadline,
+            retries: options.retries.unwrap_or(self.defaults.retries),
+            reply,
+        };
+        self.tx
+            .send(Command::Enqueue(request))
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        let mut guard = CancelOnDrop {
+            tx: &self.tx,
+            id,
+            armed: true,
+        };
+        let result = rx.await.unwrap_or(Err(Error::ShuttingDown));
+        guard.armed = false;
+        result
+    }
+
+    fn check_size(&self, size: usize) -> Result<(), Error> {
+        // Room for the frame's envelope (tag, id, attempt, timestamps).
+        let max = self.defaults.max_frame_len.saturating_sub(ENVELOPE);
+        if size > max {
+            return Err(Error::PayloadTooLarge { size, max });
+        }
+        Ok(())
+    }
+
+    /// Waits until every worker of every pool has said ready. Fails with
+    /// [`Error::PoolFailed`] if a pool spends its restart budget first.
+    pub async fn ready(&self) -> Result<(), Error> {
+        self.call(Command::Ready).await?
+    }
+
+    /// Per-worker health: pid, logical id, RSS, the worker's own heartbeat,
+    /// in-flight count, state, and CPU time (read with `sysinfo`).
+    pub async fn health(&self) -> Result<Vec<WorkerHealth>, Error> {
+        let mut health = self.call(Command::Health).await?;
+        let pids: Vec<sysinfo::Pid> = health.iter().map(|h| sysinfo::Pid::from_u32(h.pid)).collect();
+        // sysinfo costs ~45 µs per process: off the runtime, and only here.
+        let cpu = tokio::task::spawn_blocking(move || {
+            let Ok(mut sys) = sysinfo::System::new() else {
+                return Vec::new();
+            };
+            sys.refresh_processes_specifics(
+                sysinfo::ProcessesToUpdate::Some(&pids),
+                true,
+                sysinfo::ProcessRefreshKind::nothing().with_cpu(),
+            );
+            pids.iter()
+                .map(|pid| {
+                    sys.process(*pid)
+                        .map(|p| Duration::from_millis(p.accumulated_cpu_time()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for (h, cpu) in health.iter_mut().zip(cpu) {
+            h.cpu_time = cpu;
+        }
+        Ok(health)
+    }
+
+    /// Counters since start.
+    pub async fn stats(&self) -> Result<Stats, Error> {
+        self.call(Command::Stats).await
+    }
+
+    /// Sends `event` with `payload` to every live worker.
+    pub async fn broadcast<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> Result<(), Error> {
+        let payload = nanny_worker::protocol::encode_payload(payload).map_err(|e| Error::Encode(e.to_string()))?;
+        self.check_size(payload.len() + event.len())?;
+        self.tx
+            .send(Command::Broadcast {
+                event: event.to_owned(),
+                payload,
+            })
+            .await
+            .map_err(|_| Error::ShuttingDown)
+    }
+
+    /// A stream of [`Event`]s from now on. See [`crate::events`] for the
+    /// overflow policy.
+    pub fn events(&self) -> impl Stream<Item = Event> + Send + Unpin + 'static {
+        let rx = self.events.subscribe();
+        Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(event) => Some((event, rx)),
+                Err(broadcast::error::RecvError::Lagged(n)) => Some((Event::Lagged(n), rx)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        }))
+    }
+
+    /// Grows or shrinks `pool` to `workers` workers. Growing returns once the
+    /// new workers are ready; shrinking drains the removed workers (their
+    /// in-flight requests finish) and returns once they are reaped.
+    pub async fn resize(&self, pool: &str, workers: usize) -> Result<(), Error> {
+        if workers == 0 {
+            return Err(Error::InvalidArgument("a pool needs at least one worker".into()));
+        }
+        self.call(|reply| Command::Resize {
+            pool: pool.to_owned(),
+            workers,
+            reply,
+        })
+        .await?
+    }
+
+    /// Clears a failed pool: its restart budget refills and missing workers
+    /// are started again.
+    pub async fn reset_failed(&self, pool: &str) -> Result<(), Error> {
+        self.call(|reply| Command::ResetFailed {
+            pool: pool.to_owned(),
+            reply,
+        })
+        .await?
+    }
+
+    /// Graceful stop: new requests fail with [`Error::ShuttingDown`], queued
+    /// and in-flight ones finish, workers exit cleanly; returns once every
+    /// worker is reaped. Idempotent.
+    pub async fn soft_kill(&self) {
+        let _ = self.call(Command::SoftKill).await;
+    }
+
+    /// Immediate stop: SIGKILL to every worker; every pending request
+    /// resolves with [`Error::Killed`]; returns once every worker is reaped.
+    pub async fn hard_kill(&self) {
+        let _ = self.call(Command::HardKill).await;
+    }
+
+    /// Whether the supervisor task has ended.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(make(reply)).await.map_err(|_| Error::ShuttingDown)?;
+        rx.await.map_err(|_| Error::ShuttingDown)
+    }
+}
+
+/// Bytes a request frame adds around its payload (generous).
+const ENVELOPE: usize = 128;

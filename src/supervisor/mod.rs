@@ -1,0 +1,30 @@
+//! The supervisor: a cheap [`Supervisor`] handle and the one task that owns
+//! all state.
+//!
+//! ```text
+//!   enqueue() ─► Supervisor handle ──bounded mpsc──► supervisor task
+//!                                                     pools · queues · in-flight
+//!                                                     router · restart budgets · timers
+//!                      ▲ oneshot per request             │ try_send      ▲ link events
+//!                      └─────────────────────────────────┤               │
+//!                                                   writer task    reader task / process task
+//!                                                        └── socketpair ─┘      (per worker)
+//! ```
+//!
+//! * Every handle method is a [`Command`](command::Command) plus, where an
+//!   answer is due, a oneshot. No lock is shared with callers.
+//! * The task ([`task`]) never awaits inside a state transition: its `on_*`
+//!   methods are plain functions, it sends to links with `try_send` only,
+//!   and its timers (attempt timeouts, deadlines, restarts, start timeouts,
+//!   forced stops) live in one `DelayQueue`, not one task per request.
+//! * Request dispatch, timeouts and retries are in [`dispatch`]; worker
+//!   spawn, readiness, stops, exits and restarts in [`lifecycle`].
+
+pub(crate) mod command;
+mod dispatch;
+mod handle;
+mod lifecycle;
+mod task;
+
+pub use handle::{EnqueueOptions, Response, Supervisor};
+pub(crate) use task::spawn;

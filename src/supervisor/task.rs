@@ -1,0 +1,537 @@
+//! The supervisor task: its state, its loop, and the commands it serves.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::time::{Duration, Instant, SystemTime};
+
+use nanny_worker::protocol::Heartbeat;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tokio_util::time::{delay_queue, DelayQueue};
+use uuid::Uuid;
+
+use super::command::{Command, Reply};
+use super::handle::{Defaults, Supervisor};
+use super::Response;
+use crate::builder::{Config, Pool};
+use crate::error::{Error, StartError};
+use crate::events::{Event, StopReason};
+use crate::health::{Stats, WorkerHealth, WorkerId, WorkerState};
+use crate::restart::RestartBudget;
+use crate::router::Router;
+use crate::worker::link::{Link, LinkEvent};
+
+/// Commands waiting for the task; senders wait when it is full.
+const COMMAND_CAPACITY: usize = 1024;
+/// Events from all link tasks; a link task waits when it is full, which
+/// throttles a flooding worker without blocking the supervisor task.
+const LINK_CAPACITY: usize = 4096;
+
+/// A timer owned by the supervisor task.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Timer {
+    /// An attempt's timeout.
+    Attempt { id: Uuid, attempt: u32 },
+    /// A request's overall deadline.
+    Deadline(Uuid),
+    /// Refill a pool slot.
+    Restart { pool: usize, slot: usize },
+    /// A worker had `start_timeout` to say ready.
+    StartTimeout(u64),
+    /// A stopping worker had `force_stop_delay` to exit.
+    ForceKill(u64),
+}
+
+pub(super) struct PoolState {
+    pub(super) cfg: Pool,
+    /// Wanted workers; slots `0..target` are refilled when empty.
+    pub(super) target: usize,
+    /// Worker in each slot (the slot index is the logical id).
+    pub(super) slots: Vec<Option<u64>>,
+    /// Waiting request ids, FIFO. Withdrawn requests stay as tombstones
+    /// (ids no longer in `requests`) until popped or compacted.
+    pub(super) queue: VecDeque<Uuid>,
+    /// Live requests in `queue`.
+    pub(super) queued: usize,
+    pub(super) router: Router,
+    pub(super) budget: RestartBudget,
+    pub(super) failed: bool,
+}
+
+pub(super) struct WorkerEntry {
+    pub(super) pool: usize,
+    pub(super) slot: usize,
+    pub(super) pid: u32,
+    pub(super) state: WorkerState,
+    pub(super) online: bool,
+    pub(super) link: Link,
+    pub(super) statm: Option<File>,
+    pub(super) rss: u64,
+    pub(super) heartbeat: Option<Heartbeat>,
+    pub(super) in_flight: HashSet<Uuid>,
+    pub(super) served: u64,
+    pub(super) spawned_at: Instant,
+    pub(super) stop_reason: Option<StopReason>,
+    pub(super) timer: Option<delay_queue::Key>,
+}
+
+pub(super) struct RequestEntry {
+    pub(super) pool: usize,
+    pub(super) payload: Vec<u8>,
+    pub(super) created_at: SystemTime,
+    pub(super) timeout: Option<Duration>,
+    pub(super) retries_left: u32,
+    pub(super) attempt: u32,
+    pub(super) reply: Reply<Result<Response, Error>>,
+    pub(super) assigned: Option<u64>,
+    pub(super) avoid: Option<u64>,
+    pub(super) timer: Option<delay_queue::Key>,
+    pub(super) deadline: Option<delay_queue::Key>,
+}
+
+pub(super) enum Phase {
+    Running,
+    /// Soft kill: serve what is queued, then stop every worker.
+    Draining(Vec<Reply<()>>),
+    /// Hard kill (or every handle dropped).
+    Killing(Vec<Reply<()>>),
+}
+
+pub(super) struct Task {
+    pub(super) cfg: Config,
+    pub(super) commands: mpsc::Receiver<Command>,
+    pub(super) commands_open: bool,
+    pub(super) links_rx: mpsc::Receiver<LinkEvent>,
+    pub(super) links_tx: mpsc::Sender<LinkEvent>,
+    pub(super) timers: DelayQueue<Timer>,
+    pub(super) pools: Vec<PoolState>,
+    pub(super) workers: HashMap<u64, WorkerEntry>,
+    pub(super) requests: HashMap<Uuid, RequestEntry>,
+    pub(super) next_worker: u64,
+    pub(super) events: broadcast::Sender<Event>,
+    pub(super) phase: Phase,
+    pub(super) ready_waiters: Vec<Reply<Result<(), Error>>>,
+    pub(super) resize_waiters: Vec<(usize, Reply<Result<(), Error>>)>,
+    pub(super) all_online: bool,
+    pub(super) stats: Stats,
+    pub(super) tracker: TaskTracker,
+    pub(super) page_size: u64,
+}
+
+/// Starts the supervisor task; workers are spawned by the task itself (a
+/// long-lived runtime thread: see `worker::spawn` on `PR_SET_PDEATHSIG`).
+pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(StartError::Config("a supervisor must be started inside a tokio runtime".into()));
+    }
+    let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
+    let (events, _) = broadcast::channel(cfg.event_capacity);
+    let (links_tx, links_rx) = mpsc::channel(LINK_CAPACITY);
+    let defaults = Defaults {
+        timeout: cfg.request_timeout,
+        retries: cfg.retries,
+        max_frame_len: cfg.max_frame_len,
+    };
+    let pools = cfg
+        .pools
+        .iter()
+        .map(|p| PoolState {
+            cfg: p.clone(),
+            target: p.workers,
+            slots: vec![None; p.workers],
+            queue: VecDeque::new(),
+            queued: 0,
+            router: Router::new(),
+            budget: RestartBudget::new(cfg.max_restarts, cfg.restart_window),
+            failed: false,
+        })
+        .collect();
+    let tracker = TaskTracker::new();
+    let stop_signals = CancellationToken::new();
+    if cfg.handle_signals {
+        tracker.spawn(handle_signals(tx.downgrade(), stop_signals.clone()));
+    }
+    let task = Task {
+        cfg,
+        commands,
+        commands_open: true,
+        links_rx,
+        links_tx,
+        timers: DelayQueue::new(),
+        pools,
+        workers: HashMap::new(),
+        requests: HashMap::new(),
+        next_worker: 1,
+        events: events.clone(),
+        phase: Phase::Running,
+        ready_waiters: Vec::new(),
+        resize_waiters: Vec::new(),
+        all_online: false,
+        stats: Stats::default(),
+        tracker,
+        page_size: crate::worker::spawn::page_size(),
+    };
+    tokio::spawn(task.run(stop_signals));
+    Ok(Supervisor { tx, events, defaults })
+}
+
+/// SIGINT/SIGTERM: the first soft-kills, the next hard-kills. Holds only a
+/// weak sender, so it never keeps the supervisor alive.
+async fn handle_signals(tx: mpsc::WeakSender<Command>, stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::warn!("cannot install signal handlers");
+        return;
+    };
+    let mut received = 0;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            () = stop.cancelled() => return,
+        }
+        received += 1;
+        let Some(tx) = tx.upgrade() else { return };
+        let (reply, _) = oneshot::channel();
+        let command = if received == 1 {
+            tracing::info!("signal received: soft kill (send again to hard-kill)");
+            Command::SoftKill(reply)
+        } else {
+            tracing::warn!("second signal received: hard kill");
+            Command::HardKill(reply)
+        };
+        let _ = tx.send(command).await;
+    }
+}
+
+impl Task {
+    async fn run(mut self, stop_signals: CancellationToken) {
+        for pool in 0..self.pools.len() {
+            for slot in 0..self.pools[pool].target {
+                self.spawn_worker(pool, slot);
+            }
+        }
+        let mut pulse = tokio::time::interval(self.cfg.pulse);
+        pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.finished() {
+            tokio::select! {
+                biased;
+                Some(event) = self.links_rx.recv() => self.on_link(event),
+                Some(timer) = futures::future::poll_fn(|cx| self.timers.poll_expired(cx)) => {
+                    self.on_timer(timer.into_inner());
+                }
+                command = self.commands.recv(), if self.commands_open => match command {
+                    Some(command) => self.on_command(command),
+                    None => {
+                        // Every handle is gone: nothing can wait for work any more.
+                        self.commands_open = false;
+                        self.begin_kill(None);
+                    }
+                },
+                _ = pulse.tick() => self.on_pulse(),
+            }
+            self.after_event();
+        }
+        self.finish(stop_signals).await;
+    }
+
+    fn finished(&self) -> bool {
+        match self.phase {
+            Phase::Running => false,
+            Phase::Draining(_) => self.workers.is_empty() && self.pools.iter().all(|p| p.queued == 0),
+            Phase::Killing(_) => self.workers.is_empty(),
+        }
+    }
+
+    async fn finish(mut self, stop_signals: CancellationToken) {
+        let killed = matches!(self.phase, Phase::Killing(_));
+        for (_, req) in self.requests.drain() {
+            let _ = req.reply.send(Err(if killed { Error::Killed } else { Error::ShuttingDown }));
+        }
+        for w in self.ready_waiters.drain(..) {
+            let _ = w.send(Err(Error::ShuttingDown));
+        }
+        for (_, w) in self.resize_waiters.drain(..) {
+            let _ = w.send(Err(Error::ShuttingDown));
+        }
+        // No detached task outlives shutdown: the signal task is told to
+        // stop, link tasks have ended with their processes.
+        stop_signals.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+        let waiters = match std::mem::replace(&mut self.phase, Phase::Running) {
+            Phase::Draining(w) | Phase::Killing(w) => w,
+            Phase::Running => Vec::new(),
+        };
+        for w in waiters {
+            let _ = w.send(());
+        }
+    }
+
+    pub(super) fn emit(&self, event: Event) {
+        // No subscriber is fine.
+        let _ = self.events.send(event);
+    }
+
+    pub(super) fn accepting(&self) -> bool {
+        matches!(self.phase, Phase::Running)
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Enqueue(request) => self.on_enqueue(request),
+            Command::Cancel(id) => self.on_cancel(id),
+            Command::Ready(reply) => self.ready_waiters.push(reply),
+            Command::Health(reply) => {
+                let _ = reply.send(self.health());
+            }
+            Command::Stats(reply) => {
+                let mut stats = self.stats.clone();
+                stats.queued = self.pools.iter().map(|p| p.queued).sum();
+                stats.in_flight = self.workers.values().map(|w| w.in_flight.len()).sum();
+                let _ = reply.send(stats);
+            }
+            Command::Broadcast { event, payload } => self.on_broadcast(event, payload),
+            Command::Resize { pool, workers, reply } => self.on_resize(&pool, workers, reply),
+            Command::ResetFailed { pool, reply } => {
+                let result = self.on_reset_failed(&pool);
+                let _ = reply.send(result);
+            }
+            Command::SoftKill(reply) => self.begin_drain(reply),
+            Command::HardKill(reply) => self.begin_kill(Some(reply)),
+        }
+    }
+
+    fn health(&self) -> Vec<WorkerHealth> {
+        let mut out: Vec<WorkerHealth> = self
+            .workers
+            .iter()
+            .map(|(&id, w)| WorkerHealth {
+                id: WorkerId(id),
+                pool: self.pools[w.pool].cfg.name.clone(),
+                pid: w.pid,
+                logical_id: w.slot as u64,
+                state: w.state,
+                rss_bytes: w.rss,
+                cpu_time: None,
+                heartbeat: w.heartbeat.clone(),
+                in_flight: w.in_flight.len(),
+                served: w.served,
+                uptime: w.spawned_at.elapsed(),
+            })
+            .collect();
+        out.sort_by_key(|h| h.id);
+        out
+    }
+
+    pub(super) fn pool_index(&self, name: &str) -> Result<usize, Error> {
+        self.pools
+            .iter()
+            .position(|p| p.cfg.name == name)
+            .ok_or_else(|| Error::UnknownPool { pool: name.to_owned() })
+    }
+
+    fn on_timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::Attempt { id, attempt } => self.on_attempt_timeout(id, attempt),
+            Timer::Deadline(id) => self.on_deadline(id),
+            Timer::Restart { pool, slot } => self.on_restart_timer(pool, slot),
+            Timer::StartTimeout(w) => self.on_start_timeout(w),
+            Timer::ForceKill(w) => self.on_force_kill(w),
+        }
+    }
+
+    pub(super) fn cancel_timer(&mut self, key: Option<delay_queue::Key>) {
+        if let Some(key) = key {
+            let _ = self.timers.try_remove(&key);
+        }
+    }
+
+    fn on_pulse(&mut self) {
+        let page = self.page_size;
+        let ids: Vec<u64> = self.workers.keys().copied().collect();
+        for id in ids {
+            let w = &mut self.workers.get_mut(&id).expect("listed");
+            let Some(rss) = w.statm.as_ref().and_then(|f| crate::worker::spawn::read_rss(f, page)) else {
+                continue;
+            };
+            if rss != w.rss {
+                w.rss = rss;
+                self.sync_router(id);
+            }
+        }
+    }
+
+    /// Work that follows any event: settle waiters, progress a drain.
+    fn after_event(&mut self) {
+        if matches!(self.phase, Phase::Draining(_)) {
+            self.progress_drain();
+        }
+        if !self.ready_waiters.is_empty() || !self.all_online {
+            self.check_ready();
+        }
+        if !self.resize_waiters.is_empty() {
+            self.check_resized();
+        }
+    }
+
+    /// Ready workers of `pool` within its target.
+    fn online_in(&self, pool: usize) -> usize {
+        let p = &self.pools[pool];
+        p.slots[..p.target.min(p.slots.len())]
+            .iter()
+            .flatten()
+            .filter(|w| self.workers.get(w).is_some_and(|w| w.online && w.stop_reason.is_none()))
+            .count()
+    }
+
+    fn check_ready(&mut self) {
+        if let Some(p) = self.pools.iter().find(|p| p.failed) {
+            let pool = p.cfg.name.clone();
+            for w in self.ready_waiters.drain(..) {
+                let _ = w.send(Err(Error::PoolFailed { pool: pool.clone() }));
+            }
+            return;
+        }
+        let all = (0..self.pools.len()).all(|p| self.online_in(p) >= self.pools[p].target);
+        if all && !self.all_online && self.accepting() {
+            self.all_online = true;
+            self.emit(Event::AllOnline);
+        }
+        if all {
+            for w in self.ready_waiters.drain(..) {
+                let _ = w.send(Ok(()));
+            }
+        }
+    }
+
+    fn check_resized(&mut self) {
+        let waiters = std::mem::take(&mut self.resize_waiters);
+        for (pool, reply) in waiters {
+            let p = &self.pools[pool];
+            if p.failed {
+                let _ = reply.send(Err(Error::PoolFailed {
+                    pool: p.cfg.name.clone(),
+                }));
+                continue;
+            }
+            let extra = p.slots.iter().skip(p.target).flatten().count();
+            if extra == 0 && self.online_in(pool) >= p.target {
+                let _ = reply.send(Ok(()));
+            } else {
+                self.resize_waiters.push((pool, reply));
+            }
+        }
+    }
+
+    fn on_resize(&mut self, pool: &str, workers: usize, reply: Reply<Result<(), Error>>) {
+        if !self.accepting() {
+            let _ = reply.send(Err(Error::ShuttingDown));
+            return;
+        }
+        let pool = match self.pool_index(pool) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let p = &mut self.pools[pool];
+        p.target = workers;
+        if p.slots.len() < workers {
+            p.slots.resize(workers, None);
+        }
+        if !p.failed {
+            let empty: Vec<usize> = (0..workers).filter(|&s| p.slots[s].is_none()).collect();
+            for slot in empty {
+                self.spawn_worker(pool, slot);
+            }
+        }
+        let extra: Vec<u64> = self.pools[pool].slots.iter().skip(workers).flatten().copied().collect();
+        for w in extra {
+            self.drain_worker(w, StopReason::Resize);
+        }
+        self.resize_waiters.push((pool, reply));
+    }
+
+    fn on_reset_failed(&mut self, pool: &str) -> Result<(), Error> {
+        if !self.accepting() {
+            return Err(Error::ShuttingDown);
+        }
+        let pool = self.pool_index(pool)?;
+        let p = &mut self.pools[pool];
+        p.failed = false;
+        p.budget.reset();
+        let empty: Vec<usize> = (0..p.target).filter(|&s| p.slots[s].is_none()).collect();
+        for slot in empty {
+            self.spawn_worker(pool, slot);
+        }
+        Ok(())
+    }
+
+    fn on_broadcast(&mut self, event: String, payload: Vec<u8>) {
+        let ids: Vec<u64> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| !matches!(w.state, WorkerState::Spawning | WorkerState::Stopping))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.send_frame(
+                id,
+                nanny_worker::protocol::ToWorker::Broadcast {
+                    event: event.clone(),
+                    payload: payload.clone(),
+                },
+            );
+        }
+    }
+
+    fn begin_drain(&mut self, reply: Reply<()>) {
+        match &mut self.phase {
+            Phase::Draining(w) | Phase::Killing(w) => w.push(reply),
+            Phase::Running => {
+                self.phase = Phase::Draining(vec![reply]);
+                // Workers that never became ready will not be needed.
+                let starting: Vec<u64> = self.workers.iter().filter(|(_, w)| !w.online).map(|(&id, _)| id).collect();
+                for w in starting {
+                    self.stop_worker(w, StopReason::Shutdown, true);
+                }
+            }
+        }
+    }
+
+    /// Hard kill; `reply` is `None` when every handle was dropped.
+    fn begin_kill(&mut self, reply: Option<Reply<()>>) {
+        let mut waiters = match std::mem::replace(&mut self.phase, Phase::Killing(Vec::new())) {
+            Phase::Draining(w) | Phase::Killing(w) => w,
+            Phase::Running => Vec::new(),
+        };
+        waiters.extend(reply);
+        self.phase = Phase::Killing(waiters);
+        let ids: Vec<Uuid> = self.requests.keys().copied().collect();
+        for id in ids {
+            self.resolve(id, Err(Error::Killed));
+        }
+        let workers: Vec<u64> = self.workers.keys().copied().collect();
+        for w in workers {
+            self.stop_worker(w, StopReason::Killed, false);
+        }
+    }
+
+    /// During a soft kill: once a pool's queue is empty, its idle workers
+    /// are stopped and busy ones drain.
+    fn progress_drain(&mut self) {
+        let ids: Vec<u64> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.stop_reason.is_none() && w.state != WorkerState::Draining)
+            .filter(|(_, w)| self.pools[w.pool].queued == 0)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.drain_worker(id, StopReason::Shutdown);
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The I/O tasks of one worker: reader, writer and process (see the module
+//! docs of [`crate::worker`]).
+
+use std::os::unix::process::ExitStatusExt;
+
+use futures::{SinkExt, StreamExt};
+use nanny_worker::protocol::{self as p, FromWorker, ToWorker};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::spawn::Spawned;
+use crate::events::ExitInfo;
+
+/// What the link tasks tell the supervisor task.
+#[derive(Debug)]
+pub(crate) enum LinkEvent {
+    /// A decoded frame.
+    Frame(u64, FromWorker),
+    /// The byte stream broke the protocol (malformed or oversize frame).
+    Broken(u64, String),
+    /// The process exited and was reaped.
+    Exited(u64, ExitInfo),
+}
+
+/// The supervisor task's side of one worker's tasks.
+#[derive(Debug)]
+pub(crate) struct Link {
+    /// Frames to send. Bounded; the supervisor task only `try_send`s, and a
+    /// full queue means the worker stopped reading.
+    pub(crate) frames: mpsc::Sender<ToWorker>,
+    /// Signals for the worker's process group, delivered by the task that reaps it.
+    pub(crate) signals: mpsc::UnboundedSender<Signal>,
+}
+
+/// Starts the three tasks of worker `id` on `tracker`.
+pub(crate) fn start(
+    tracker: &TaskTracker,
+    id: u64,
+    spawned: Spawned,
+    max_frame_len: usize,
+    frame_capacity: usize,
+    events: mpsc::Sender<LinkEvent>,
+) -> Link {
+    let Spawned {
+        mut child,
+        pid,
+        stream,
+        ..
+    } = spawned;
+    let (read, write) = stream.into_split();
+    let (frames_tx, mut frames_rx) = mpsc::channel::<ToWorker>(frame_capacity);
+    let (signals_tx, mut signals_rx) = mpsc::unbounded_channel::<Signal>();
+    let gone = CancellationToken::new();
+
+    // Reader.
+    let mut reader: p::FrameReader<_, FromWorker> = p::frame_reader(read, max_frame_len);
+    let tx = events.clone();
+    let stop = gone.clone();
+    tracker.spawn(async move {
+        loop {
+            let item = tokio::select! {
+                item = reader.next() => item,
+                () = stop.cancelled() => break,
+            };
+            let event = match item {
+                Some(Ok(frame)) => LinkEvent::Frame(id, frame),
+                Some(Err(e)) => LinkEvent::Broken(id, e.to_string()),
+                None => break,
+            };
+            let broken = matches!(event, LinkEvent::Broken(..));
+            if tx.send(event).await.is_err() || broken {
+                break;
+            }
+        }
+    });
+
+    // Writer: feed everything queued, flush once per batch.
+    let mut writer: p::FrameWriter<_, ToWorker> = p::frame_writer(write, max_frame_len);
+    let stop = gone.clone();
+    tracker.spawn(async move {
+        loop {
+            let first = tokio::select! {
+                f = frames_rx.recv() => f,
+                () = stop.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            if writer.feed(first).await.is_err() {
+                break;
+            }
+            while let Ok(next) = frames_rx.try_recv() {
+                if writer.feed(next).await.is_err() {
+                    return;
+                }
+            }
+            if writer.flush().await.is_err() {
+                break;
+            }
+        }
+        // Dropping the write half shuts the socket down for writing: the
+        // worker reads EOF.
+    });
+
+    // Process: deliver signals until reaped, then report.
+    tracker.spawn(async move {
+        let pgid = Pid::from_raw(pid as i32);
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status,
+                Some(sig) = signals_rx.recv() => {
+                    // The child is not reaped yet (only this task reaps it),
+                    // so its pid and group are still ours.
+                    let _ = killpg(pgid, sig);
+                }
+            }
+        };
+        gone.cancel();
+        let info = match status {
+            Ok(s) => ExitInfo {
+                code: s.code(),
+                signal: s.signal(),
+            },
+            Err(_) => ExitInfo {
+                code: None,
+                signal: None,
+            },
+        };
+        let _ = events.send(LinkEvent::Exited(id, info)).await;
+    });
+
+    Link {
+        frames: frames_tx,
+        signals: signals_tx,
+    }
+}

@@ -1,0 +1,16 @@
+//! Worker processes: how one is spawned ([`spawn`]) and the tasks that carry
+//! its frames and its exit status to the supervisor task ([`link`]).
+//!
+//! Each worker has three small tasks, all owning I/O and nothing else:
+//!
+//! * a **reader** that decodes [`FromWorker`](nanny_worker::protocol::FromWorker)
+//!   frames and forwards them; a malformed or oversize frame ends it with a
+//!   protocol error for that worker alone;
+//! * a **writer** that encodes [`ToWorker`](nanny_worker::protocol::ToWorker)
+//!   frames, coalescing writes (feed, flush only when its queue is empty);
+//! * a **process** task that owns the `Child`, delivers signals to its
+//!   process group, and reaps it. Because signals are sent only by the task
+//!   that reaps, a signal can never reach a recycled pid.
+
+pub(crate) mod link;
+pub(crate) mod spawn;

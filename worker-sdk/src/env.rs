@@ -1,0 +1,123 @@
+//! Reading the worker's environment and claiming the inherited socket.
+
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::socket::{getsockopt, sockopt, SockType};
+
+use crate::protocol::{
+    DEFAULT_MAX_FRAME_LEN, ENV_FD, ENV_LOGICAL_ID, ENV_MAX_FRAME_LEN, ENV_POOL, ENV_PULSE_MS,
+    ENV_SUPERVISOR_PID, ENV_WORKER_ID,
+};
+use crate::Error;
+
+/// The pulse used when [`ENV_PULSE_MS`] is absent (the hello still overrides it).
+const DEFAULT_PULSE: Duration = Duration::from_secs(1);
+
+/// What a worker knows about itself before the hello exchange.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) worker_id: u64,
+    pub(crate) pool: String,
+    pub(crate) logical_id: u64,
+    pub(crate) supervisor_pid: u32,
+    pub(crate) pulse: Duration,
+    pub(crate) max_frame_len: usize,
+}
+
+impl Settings {
+    /// Reads the settings from the environment the supervisor prepared, and
+    /// the inherited socket's fd number.
+    pub(crate) fn from_env() -> Result<(RawFd, Self), Error> {
+        let fd: RawFd = match std::env::var_os(ENV_FD) {
+            None => return Err(Error::NotAWorker),
+            Some(_) => required(ENV_FD)?,
+        };
+        if fd < 0 {
+            return Err(env_error(ENV_FD, "must not be negative"));
+        }
+        let pulse_ms: u64 = optional(ENV_PULSE_MS)?.unwrap_or(DEFAULT_PULSE.as_millis() as u64);
+        if pulse_ms == 0 {
+            return Err(env_error(ENV_PULSE_MS, "must be at least 1"));
+        }
+        let settings = Settings {
+            worker_id: required(ENV_WORKER_ID)?,
+            pool: required(ENV_POOL)?,
+            logical_id: required(ENV_LOGICAL_ID)?,
+            supervisor_pid: required(ENV_SUPERVISOR_PID)?,
+            pulse: Duration::from_millis(pulse_ms),
+            max_frame_len: optional(ENV_MAX_FRAME_LEN)?.unwrap_or(DEFAULT_MAX_FRAME_LEN),
+        };
+        Ok((fd, settings))
+    }
+}
+
+fn env_error(var: &'static str, reason: impl Into<String>) -> Error {
+    Error::Env {
+        var,
+        reason: reason.into(),
+    }
+}
+
+fn optional<T>(var: &'static str) -> Result<Option<T>, Error>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(var) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|e| env_error(var, format!("{text:?} is not valid: {e}"))),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(env_error(var, "is not valid UTF-8")),
+    }
+}
+
+fn required<T>(var: &'static str) -> Result<T, Error>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    optional(var)?.ok_or_else(|| env_error(var, "is not set"))
+}
+
+/// Set once the inherited fd has been claimed: a second claim would give two
+/// owners to one descriptor.
+static CLAIMED: AtomicBool = AtomicBool::new(false);
+
+/// Takes ownership of the inherited socket, checks that it is a stream
+/// socket, and marks it close-on-exec so the worker's own children do not
+/// inherit it (they would keep the link open after this process died).
+pub(crate) fn claim_fd(fd: RawFd) -> Result<std::os::unix::net::UnixStream, Error> {
+    if CLAIMED.swap(true, Ordering::SeqCst) {
+        return Err(env_error(ENV_FD, "the socket was already claimed by an earlier connect()"));
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: the supervisor hands this descriptor to the worker process by
+    // contract (PROTOCOL.md), nothing else in the process owns it, and the
+    // `CLAIMED` flag makes sure it is turned into an `OwnedFd` only once. If
+    // it turns out not to be an open stream socket, ownership is given back
+    // below with `into_raw_fd`, so a descriptor we do not own is never closed.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    match getsockopt(&owned, sockopt::SockType) {
+        Ok(SockType::Stream) => {}
+        Ok(other) => {
+            let _ = owned.into_raw_fd();
+            return Err(env_error(ENV_FD, format!("fd {fd} is a {other:?} socket, not a stream socket")));
+        }
+        Err(errno) => {
+            let _ = owned.into_raw_fd();
+            return Err(env_error(ENV_FD, format!("fd {fd} is not an open socket: {errno}")));
+        }
+    }
+    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .map_err(|errno| env_error(ENV_FD, format!("cannot set close-on-exec on fd {}: {errno}", owned.as_raw_fd())))?;
+    let stream = std::os::unix::net::UnixStream::from(owned);
+    stream.set_nonblocking(true)?;
+    Ok(stream)
+}

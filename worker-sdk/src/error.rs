@@ -1,0 +1,63 @@
+//! The SDK's error type.
+
+/// Why a worker could not connect, send, or keep serving.
+///
+/// `Display` describes one level; the cause, if any, is in
+/// [`source()`](std::error::Error::source). The wording is not part of the
+/// API: match on the variants.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The process was not started by a nanny supervisor: [`ENV_FD`] is not set.
+    ///
+    /// [`ENV_FD`]: crate::protocol::ENV_FD
+    #[error("not running under a nanny supervisor ({} is not set)", crate::protocol::ENV_FD)]
+    NotAWorker,
+    /// An environment variable the supervisor sets is missing or malformed.
+    #[error("environment variable {var}: {reason}")]
+    Env {
+        /// The variable's name.
+        var: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The supervisor speaks another protocol version.
+    #[error("protocol version mismatch: worker speaks {ours}, supervisor speaks {theirs}")]
+    Version {
+        /// [`PROTOCOL_VERSION`](crate::protocol::PROTOCOL_VERSION) of this crate.
+        ours: u32,
+        /// The version in the supervisor's hello.
+        theirs: u32,
+    },
+    /// An I/O error on the supervisor's socket.
+    #[error("i/o error on the supervisor link")]
+    Io(#[from] std::io::Error),
+    /// The supervisor sent something this worker cannot accept.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// A value could not be encoded as MessagePack.
+    #[error("could not encode a payload")]
+    Encode(#[from] rmp_serde::encode::Error),
+    /// A payload could not be decoded into the requested type.
+    #[error("could not decode a payload")]
+    Decode(#[from] rmp_serde::decode::Error),
+    /// An encoded payload does not fit in one frame.
+    #[error("payload of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The encoded payload's size in bytes.
+        len: usize,
+        /// The largest payload that fits in a frame.
+        max: usize,
+    },
+    /// The link to the supervisor is gone (end of file on the socket): the
+    /// supervisor exited or dropped this worker. The worker should exit.
+    #[error("the supervisor closed the link")]
+    Disconnected,
+    /// The supervisor announced a hard kill; SIGKILL follows.
+    #[error("hard-killed by the supervisor")]
+    HardKilled,
+    /// [`Worker::serve`](crate::Worker::serve) is already running on this
+    /// worker (from another clone of the handle).
+    #[error("this worker is already being served")]
+    AlreadyServing,
+}

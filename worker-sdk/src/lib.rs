@@ -1,0 +1,171 @@
+//! The worker side of nanny: connect to the supervisor that started this
+//! process, say you are ready, and answer its requests.
+//!
+//! A nanny supervisor starts each worker with one end of a Unix socketpair
+//! and a few environment variables. [`connect`] picks them up, exchanges
+//! hellos, and returns a [`Worker`] handle; [`Worker::serve`] then runs one
+//! task per request until the supervisor stops the worker.
+//!
+//! # Example: a complete worker
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Deserialize)]
+//! struct Resize {
+//!     width: u32,
+//!     height: u32,
+//! }
+//!
+//! #[derive(Serialize)]
+//! struct Resized {
+//!     pixels: u64,
+//! }
+//!
+//! async fn resize(req: nanny_worker::Request) -> Result<(), nanny_worker::HandlerError> {
+//!     let job: Resize = req.data()?; // a decode error becomes a "handler" error answer
+//!     let pixels = u64::from(job.width) * u64::from(job.height);
+//!     req.respond(&Resized { pixels })?;
+//!     Ok(())
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), nanny_worker::Error> {
+//!     let worker = nanny_worker::connect().await?; // Error::NotAWorker outside nanny
+//!     worker.on_broadcast("log-level", |event| {
+//!         if let Ok(level) = event.data::<String>() {
+//!             eprintln!("log level is now {level}");
+//!         }
+//!     });
+//!     worker.on_soft_kill(|| async {
+//!         // Runs when the supervisor asks us to stop; in-flight requests
+//!         // still finish. Save state here.
+//!     });
+//!     worker.ready(); // mandatory: no request arrives before this
+//!     match worker.serve(resize).await {
+//!         Ok(()) => Ok(()),                                  // soft kill: drained, exit 0
+//!         Err(nanny_worker::Error::Disconnected) => Ok(()), // the supervisor is gone
+//!         Err(e) => Err(e),
+//!     }
+//! }
+//! ```
+//!
+//! # One binary, two roles
+//!
+//! [`is_worker`] tells a process started by nanny from one started by hand,
+//! so one executable can be the supervisor and, re-executed by it, the
+//! workers:
+//!
+//! ```no_run
+//! # async fn run_supervisor() {}
+//! # async fn run_worker() {}
+//! # async fn main_() {
+//! if nanny_worker::is_worker() {
+//!     run_worker().await
+//! } else {
+//!     run_supervisor().await
+//! }
+//! # }
+//! ```
+//!
+//! # Answers
+//!
+//! Every request attempt gets exactly one answer: the handler's
+//! ([`Request::respond`], [`Request::fail`]), or one the SDK makes when the
+//! handler returns an error, panics or drops the request (a [`RemoteError`]
+//! whose `kind` is one of the [`kind`] constants). An answer too large for a
+//! frame becomes a [`kind::OVERSIZE`] error instead of breaking the link. The
+//! caller receives a `RemoteError` as is; nanny never retries it.
+//!
+//! # Cancellation and shutdown
+//!
+//! * When the supervisor gives up on an attempt (timeout, caller gone) it
+//!   sends a cancel: [`Request::cancelled`] resolves and nothing more needs
+//!   to be sent.
+//! * Soft kill: no new requests; [`Worker::serve`] returns `Ok(())` once the
+//!   in-flight ones and the [`Worker::on_soft_kill`] hook are done. Exit 0.
+//! * Hard kill: [`Worker::on_hard_kill`] runs; SIGKILL follows at once.
+//! * When the supervisor dies, the socket reaches end of file:
+//!   [`Worker::serve`] returns [`Error::Disconnected`] and
+//!   [`Worker::closed`] resolves. The worker should exit. (The supervisor
+//!   also sets a parent-death signal, so a worker that ignores this is killed.)
+//!
+//! # Protocol
+//!
+//! The [`protocol`] module holds the wire types; `PROTOCOL.md` in this
+//! crate's repository describes the wire format for workers written in
+//! other languages.
+
+pub mod protocol;
+
+mod env;
+mod error;
+mod link;
+mod request;
+mod serve;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::Error;
+pub use protocol::RemoteError;
+pub use request::{Event, Request, RequestInfo};
+pub use worker::Worker;
+
+/// The error a handler returns: any error type, boxed. It reaches the caller
+/// as a [`RemoteError`] of kind [`kind::HANDLER`] whose message is its
+/// `Display`.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The `kind`s of the [`RemoteError`]s the SDK itself answers with.
+/// Handlers may use any other kind with [`Request::fail`].
+pub mod kind {
+    /// The handler returned `Err(e)` without answering; the message is `e`'s `Display`.
+    pub const HANDLER: &str = "handler";
+    /// The handler panicked; the message carries the panic message.
+    pub const PANIC: &str = "panic";
+    /// The handler finished, or the request was dropped, without an answer.
+    pub const DROPPED: &str = "dropped";
+    /// The handler task was aborted, e.g. because the `serve` future was dropped.
+    pub const ABORTED: &str = "aborted";
+    /// The encoded answer is larger than the largest frame.
+    pub const OVERSIZE: &str = "oversize";
+    /// The answer could not be encoded.
+    pub const ENCODE: &str = "encode";
+}
+
+/// Whether this process was started as a nanny worker, i.e. whether
+/// [`ENV_FD`](protocol::ENV_FD) is set. Lets one binary act as supervisor or
+/// worker.
+pub fn is_worker() -> bool {
+    std::env::var_os(protocol::ENV_FD).is_some()
+}
+
+/// Connects to the supervisor that started this process.
+///
+/// Reads the environment (see [`protocol`]'s `ENV_*` constants), takes
+/// ownership of the inherited socket and marks it close-on-exec (so this
+/// worker's own child processes do not inherit it), exchanges hellos, and
+/// starts the background tasks: a reader, a writer and a heartbeat every
+/// pulse. Call it from within a tokio runtime.
+///
+/// # Errors
+///
+/// * [`Error::NotAWorker`] when [`ENV_FD`](protocol::ENV_FD) is not set;
+/// * [`Error::Env`] when a variable is missing or malformed, when the fd is
+///   not an open stream socket, or when `connect` was already called;
+/// * [`Error::Version`] when the supervisor speaks another protocol version;
+/// * [`Error::Disconnected`], [`Error::Protocol`] or [`Error::Io`] when the
+///   hello exchange fails.
+///
+/// # Cancel safety
+///
+/// Not cancel safe: the socket is claimed when the call starts, so a
+/// dropped `connect` cannot be retried.
+pub async fn connect() -> Result<Worker, Error> {
+    let (fd, settings) = env::Settings::from_env()?;
+    let stream = env::claim_fd(fd)?;
+    let stream = tokio::net::UnixStream::from_std(stream)?;
+    link::connect_stream(stream, settings).await
+}

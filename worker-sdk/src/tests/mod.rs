@@ -1,0 +1,177 @@
+//! Drives a [`Worker`] over a real socketpair against a fake supervisor
+//! written with the protocol helpers.
+
+mod link;
+mod serve;
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde::Serialize;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use uuid::Uuid;
+
+use crate::env::Settings;
+use crate::protocol::*;
+use crate::{Error, Worker};
+
+/// Generous: only reached when a test is about to fail.
+const TIMEOUT: Duration = Duration::from_secs(5);
+const WORKER_ID: u64 = 7;
+
+/// The supervisor's end of the link.
+struct Fake {
+    rx: FrameReader<OwnedReadHalf, FromWorker>,
+    tx: FrameWriter<OwnedWriteHalf, ToWorker>,
+}
+
+struct Opts {
+    version: u32,
+    pulse_ms: u64,
+    max_frame_len: u32,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Self {
+            version: PROTOCOL_VERSION,
+            pulse_ms: 60_000,
+            max_frame_len: 64 * 1024,
+        }
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        worker_id: WORKER_ID,
+        pool: "images".into(),
+        logical_id: 2,
+        supervisor_pid: 4242,
+        pulse: Duration::from_secs(1),
+        max_frame_len: DEFAULT_MAX_FRAME_LEN,
+    }
+}
+
+/// Connects a worker to a fake supervisor; both hellos are exchanged.
+async fn start() -> (Worker, Fake) {
+    start_with(Opts::default()).await
+}
+
+async fn start_with(opts: Opts) -> (Worker, Fake) {
+    let (worker, fake) = try_start(opts).await;
+    (worker.expect("connect"), fake)
+}
+
+async fn try_start(opts: Opts) -> (Result<Worker, Error>, Fake) {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let supervisor = async move {
+        let (rd, wr) = theirs.into_split();
+        let mut fake = Fake {
+            rx: frame_reader(rd, DEFAULT_MAX_FRAME_LEN),
+            tx: frame_writer(wr, DEFAULT_MAX_FRAME_LEN),
+        };
+        let hello = SupervisorHello {
+            version: opts.version,
+            worker_id: WORKER_ID,
+            pulse_ms: opts.pulse_ms,
+            max_frame_len: opts.max_frame_len,
+        };
+        fake.send(ToWorker::Hello(hello)).await;
+        match fake.next_any().await {
+            FromWorker::Hello(h) => {
+                assert_eq!(h.version, PROTOCOL_VERSION);
+                assert_eq!(h.pid, std::process::id());
+                assert!(h.agent.starts_with("nanny-worker/"));
+            }
+            other => panic!("expected the worker's hello, got {other:?}"),
+        }
+        fake
+    };
+    tokio::join!(crate::link::connect_stream(ours, settings()), supervisor)
+}
+
+impl Fake {
+    async fn send(&mut self, frame: ToWorker) {
+        self.tx.send(frame).await.expect("send to worker");
+    }
+
+    /// The next frame of any kind.
+    async fn next_any(&mut self) -> FromWorker {
+        tokio::time::timeout(TIMEOUT, self.rx.next())
+            .await
+            .expect("timed out waiting for a frame")
+            .expect("the worker closed the link")
+            .expect("bad frame from the worker")
+    }
+
+    /// The next frame that is not a heartbeat.
+    async fn next(&mut self) -> FromWorker {
+        loop {
+            match self.next_any().await {
+                FromWorker::Heartbeat(_) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends a request and returns its id.
+    async fn request(&mut self, payload: &(impl Serialize + ?Sized)) -> Uuid {
+        let id = Uuid::new_v4();
+        self.send(ToWorker::Request(RequestFrame {
+            id,
+            attempt: 1,
+            created_at_ms: 1_700_000_000_000,
+            payload: encode_payload(payload).unwrap(),
+        }))
+        .await;
+        id
+    }
+
+    /// The next response; asserts it answers `id`.
+    async fn response(&mut self, id: Uuid) -> Outcome {
+        match self.next().await {
+            FromWorker::Response {
+                id: got,
+                attempt,
+                outcome,
+            } => {
+                assert_eq!((got, attempt), (id, 1), "response to another request");
+                outcome
+            }
+            other => panic!("expected a response, got {other:?}"),
+        }
+    }
+
+    /// The next response, which must be a remote error; returns its kind.
+    async fn error_kind(&mut self, id: Uuid) -> String {
+        match self.response(id).await {
+            Outcome::Err(e) => e.kind,
+            Outcome::Ok(_) => panic!("expected an error response"),
+        }
+    }
+
+    /// Asserts that no non-heartbeat frame arrives for a short while.
+    async fn assert_quiet(&mut self) {
+        let wait = tokio::time::timeout(Duration::from_millis(100), self.next()).await;
+        assert!(wait.is_err(), "unexpected frame: {:?}", wait.unwrap());
+    }
+}
+
+fn ok_payload<T: serde::de::DeserializeOwned>(outcome: Outcome) -> T {
+    match outcome {
+        Outcome::Ok(bytes) => decode_payload(&bytes).unwrap(),
+        Outcome::Err(e) => panic!("expected Ok, got {e}"),
+    }
+}
+
+/// Polls `cond` until it holds.
+async fn wait_until(mut cond: impl FnMut() -> bool) {
+    tokio::time::timeout(TIMEOUT, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("condition not reached in time");
+}

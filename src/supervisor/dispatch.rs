@@ -89,6 +89,9 @@ impl Task {
 
     /// Hands queued requests of `pool` to workers while any can take one.
     pub(super) fn dispatch(&mut self, pool: usize) {
+        if matches!(self.phase, Phase::Killing(_)) {
+            return;
+        }
         loop {
             let p = &mut self.pools[pool];
             let Some(&id) = p.queue.front() else { break };
@@ -203,7 +206,8 @@ impl Task {
     /// Completes a request: frees its worker slot and timers, answers the caller.
     pub(super) fn resolve(&mut self, id: Uuid, result: Result<Response, Error>) {
         let Some(req) = self.requests.remove(&id) else { return };
-        if result.is_err() && !matches!(result, Err(Error::Handler(_))) {
+        // A closed reply is a withdrawn request, counted as cancelled.
+        if result.is_err() && !matches!(result, Err(Error::Handler(_))) && !req.reply.is_closed() {
             self.stats.failed += 1;
         }
         self.cancel_timer(req.timer);

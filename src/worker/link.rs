@@ -59,9 +59,11 @@ pub(crate) fn start(
     let mut reader: p::FrameReader<_, FromWorker> = p::frame_reader(read, max_frame_len);
     let tx = events.clone();
     let stop = gone.clone();
-    tracker.spawn(async move {
+    let reader_task = tracker.spawn(async move {
         loop {
+            // Biased: frames already received are forwarded before a stop.
             let item = tokio::select! {
+                biased;
                 item = reader.next() => item,
                 () = stop.cancelled() => break,
             };
@@ -116,7 +118,10 @@ pub(crate) fn start(
                 }
             }
         };
+        // The reader forwards what the worker wrote before dying, then ends;
+        // only then is the exit reported, so no answer arrives after it.
         gone.cancel();
+        let _ = reader_task.await;
         let info = match status {
             Ok(s) => ExitInfo {
                 code: s.code(),

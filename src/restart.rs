@@ -66,7 +66,10 @@ mod tests {
         let t0 = Instant::now();
         let mut b = RestartBudget::new(2, Duration::from_secs(10));
         for i in 0..100u64 {
-            assert!(b.try_take(t0 + Duration::from_secs(6 * i)), "restart {i} spaced 6 s apart");
+            assert!(
+                b.try_take(t0 + Duration::from_secs(6 * i)),
+                "restart {i} spaced 6 s apart"
+            );
         }
     }
 

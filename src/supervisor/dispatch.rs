@@ -99,7 +99,9 @@ impl Task {
                 p.queue.pop_front(); // tombstone of a withdrawn request
                 continue;
             };
-            let Some(worker) = p.router.pick(req.avoid) else { break };
+            let Some(worker) = p.router.pick(req.avoid) else {
+                break;
+            };
             p.queue.pop_front();
             p.queued -= 1;
             self.assign(id, worker);
@@ -157,7 +159,9 @@ impl Task {
 
     /// Sends a control frame; a worker that cannot take it is stopped.
     pub(super) fn send_frame(&mut self, worker: u64, frame: ToWorker) {
-        let Some(w) = self.workers.get(&worker) else { return };
+        let Some(w) = self.workers.get(&worker) else {
+            return;
+        };
         match w.link.frames.try_send(frame) {
             Ok(()) => {}
             Err(TrySendError::Closed(_)) => {} // exiting; its exit event follows
@@ -168,7 +172,9 @@ impl Task {
     /// Re-files `worker` in its pool's router after any change that matters
     /// to the pick (state, in-flight count, RSS).
     pub(super) fn sync_router(&mut self, worker: u64) {
-        let Some(w) = self.workers.get(&worker) else { return };
+        let Some(w) = self.workers.get(&worker) else {
+            return;
+        };
         let p = &mut self.pools[w.pool];
         if w.state == WorkerState::Ready && w.in_flight.len() < p.cfg.concurrency {
             p.router.upsert(worker, w.in_flight.len() as u32, w.rss);
@@ -205,7 +211,9 @@ impl Task {
 
     /// Completes a request: frees its worker slot and timers, answers the caller.
     pub(super) fn resolve(&mut self, id: Uuid, result: Result<Response, Error>) {
-        let Some(req) = self.requests.remove(&id) else { return };
+        let Some(req) = self.requests.remove(&id) else {
+            return;
+        };
         // A closed reply is a withdrawn request, counted as cancelled.
         if result.is_err() && !matches!(result, Err(Error::Handler(_))) && !req.reply.is_closed() {
             self.stats.failed += 1;
@@ -222,7 +230,9 @@ impl Task {
     /// Removes `id` from `worker`'s in-flight set; a draining worker with
     /// nothing left is stopped, and its freed capacity is used at once.
     fn release(&mut self, worker: u64, id: Uuid) {
-        let Some(w) = self.workers.get_mut(&worker) else { return };
+        let Some(w) = self.workers.get_mut(&worker) else {
+            return;
+        };
         w.in_flight.remove(&id);
         let (pool, idle_draining) = (w.pool, w.state == WorkerState::Draining && w.in_flight.is_empty());
         if idle_draining {
@@ -236,7 +246,9 @@ impl Task {
 
     /// An attempt ended without an answer: retry while retries remain.
     pub(super) fn end_attempt(&mut self, id: Uuid, end: AttemptEnd) {
-        let Some(req) = self.requests.get_mut(&id) else { return };
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
         let Some(worker) = req.assigned else { return };
         let timer = req.timer.take();
         let (attempt, pool) = (req.attempt, req.pool);
@@ -270,7 +282,9 @@ impl Task {
     }
 
     pub(super) fn on_attempt_timeout(&mut self, id: Uuid, attempt: u32) {
-        let Some(req) = self.requests.get_mut(&id) else { return };
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
         if req.attempt != attempt || req.assigned.is_none() {
             return;
         }
@@ -279,7 +293,9 @@ impl Task {
     }
 
     pub(super) fn on_deadline(&mut self, id: Uuid) {
-        let Some(req) = self.requests.get_mut(&id) else { return };
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
         req.deadline = None; // it has fired
         if let Some(worker) = req.assigned {
             let attempt = req.attempt;
@@ -305,7 +321,8 @@ impl Task {
         let requests = &self.requests;
         for p in &mut self.pools {
             if p.queue.len() > 2 * p.queued + 64 {
-                p.queue.retain(|id| requests.get(id).is_some_and(|r| r.assigned.is_none()));
+                p.queue
+                    .retain(|id| requests.get(id).is_some_and(|r| r.assigned.is_none()));
             }
         }
     }

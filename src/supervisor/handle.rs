@@ -37,7 +37,9 @@ pub(crate) struct Defaults {
 
 impl fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Supervisor").field("closed", &self.tx.is_closed()).finish()
+        f.debug_struct("Supervisor")
+            .field("closed", &self.tx.is_closed())
+            .finish()
     }
 }
 
@@ -175,7 +177,8 @@ impl Supervisor {
         payload: &T,
         options: EnqueueOptions,
     ) -> Result<Response, Error> {
-        let payload = nanny_worker::protocol::encode_payload(payload).map_err(|e| Error::Encode(e.to_string()))?;
+        let payload =
+            nanny_worker::protocol::encode_payload(payload).map_err(|e| Error::Encode(e.to_string()))?;
         self.check_size(payload.len())?;
         let id = Uuid::new_v4();
         let (reply, rx) = oneshot::channel();
@@ -256,7 +259,8 @@ impl Supervisor {
 
     /// Sends `event` with `payload` to every live worker.
     pub async fn broadcast<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> Result<(), Error> {
-        let payload = nanny_worker::protocol::encode_payload(payload).map_err(|e| Error::Encode(e.to_string()))?;
+        let payload =
+            nanny_worker::protocol::encode_payload(payload).map_err(|e| Error::Encode(e.to_string()))?;
         self.check_size(payload.len() + event.len())?;
         self.tx
             .send(Command::Broadcast {

@@ -64,7 +64,9 @@ impl Task {
             frame_capacity,
             self.links_tx.clone(),
         );
-        let timer = self.timers.insert(Timer::StartTimeout(id), self.cfg.start_timeout);
+        let timer = self
+            .timers
+            .insert(Timer::StartTimeout(id), self.cfg.start_timeout);
         let rss = statm
             .as_ref()
             .and_then(|f| spawn::read_rss(f, self.page_size))
@@ -116,13 +118,18 @@ impl Task {
     }
 
     fn on_frame(&mut self, id: u64, frame: FromWorker) {
-        let Some(w) = self.workers.get_mut(&id) else { return };
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
         if w.state == WorkerState::Spawning {
             match frame {
                 FromWorker::Hello(h) if h.version == PROTOCOL_VERSION => w.state = WorkerState::Starting,
                 FromWorker::Hello(h) => self.protocol_error(
                     id,
-                    format!("protocol version {} (supervisor speaks {PROTOCOL_VERSION})", h.version),
+                    format!(
+                        "protocol version {} (supervisor speaks {PROTOCOL_VERSION})",
+                        h.version
+                    ),
                 ),
                 _ => self.protocol_error(id, "first frame is not a hello".into()),
             }
@@ -134,6 +141,10 @@ impl Task {
                 WorkerState::Starting => {
                     w.state = WorkerState::Ready;
                     w.online = true;
+                    // The sample taken at spawn saw a process still loading.
+                    if let Some(rss) = w.statm.as_ref().and_then(|f| spawn::read_rss(f, self.page_size)) {
+                        w.rss = rss;
+                    }
                     let (timer, pool, pid) = (w.timer.take(), w.pool, w.pid);
                     self.cancel_timer(timer);
                     self.emit(Event::WorkerOnline {
@@ -152,13 +163,16 @@ impl Task {
                 }
                 _ => {}
             },
-            FromWorker::Busy => {
-                if w.state == WorkerState::Ready {
-                    w.state = WorkerState::Busy;
-                    self.sync_router(id);
-                }
+            FromWorker::Busy if w.state == WorkerState::Ready => {
+                w.state = WorkerState::Busy;
+                self.sync_router(id);
             }
-            FromWorker::Response { id: req, attempt, outcome } => self.on_response(id, req, attempt, outcome),
+            FromWorker::Busy => {}
+            FromWorker::Response {
+                id: req,
+                attempt,
+                outcome,
+            } => self.on_response(id, req, attempt, outcome),
             FromWorker::Ack { .. } => {}
             FromWorker::Emit { event, payload } => self.emit(Event::Custom(CustomEvent {
                 worker: WorkerId(id),
@@ -186,7 +200,9 @@ impl Task {
 
     /// Stops taking new work on `id`; stops it once nothing is in flight.
     pub(super) fn drain_worker(&mut self, id: u64, reason: StopReason) {
-        let Some(w) = self.workers.get_mut(&id) else { return };
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
         if w.stop_reason.is_some() {
             return;
         }
@@ -202,7 +218,9 @@ impl Task {
     /// Asks `id` to exit: gracefully (a `SoftKill` frame, SIGKILL after
     /// `force_stop_delay`) or at once (SIGKILL).
     pub(super) fn stop_worker(&mut self, id: u64, reason: StopReason, graceful: bool) {
-        let Some(w) = self.workers.get_mut(&id) else { return };
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
         let first = w.state != WorkerState::Stopping;
         w.state = WorkerState::Stopping;
         // A drain's reason stays (it decides whether the exit was expected).
@@ -235,7 +253,9 @@ impl Task {
     }
 
     pub(super) fn on_start_timeout(&mut self, id: u64) {
-        let Some(w) = self.workers.get_mut(&id) else { return };
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
         w.timer = None;
         if !w.online {
             self.stop_worker(id, StopReason::StartTimeout, false);
@@ -243,14 +263,18 @@ impl Task {
     }
 
     pub(super) fn on_force_kill(&mut self, id: u64) {
-        let Some(w) = self.workers.get_mut(&id) else { return };
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
         w.timer = None;
         tracing::warn!(worker = id, "worker did not exit in time: SIGKILL");
         let _ = w.link.signals.send(Signal::SIGKILL);
     }
 
     fn on_exit(&mut self, id: u64, status: crate::events::ExitInfo) {
-        let Some(w) = self.workers.get_mut(&id) else { return };
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
         // Out of the router first, so its requests are retried elsewhere.
         w.state = WorkerState::Stopping;
         let (pool, slot, pid, timer) = (w.pool, w.slot, w.pid, w.timer.take());
@@ -311,7 +335,8 @@ impl Task {
         if p.budget.try_take(Instant::now()) {
             self.stats.restarts += 1;
             let name = p.cfg.name.clone();
-            self.timers.insert(Timer::Restart { pool, slot }, self.cfg.restart_delay);
+            self.timers
+                .insert(Timer::Restart { pool, slot }, self.cfg.restart_delay);
             self.emit(Event::WorkerRestarting {
                 pool: name,
                 logical_id: slot as u64,

@@ -123,7 +123,9 @@ pub(super) struct Task {
 /// long-lived runtime thread: see `worker::spawn` on `PR_SET_PDEATHSIG`).
 pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
     if tokio::runtime::Handle::try_current().is_err() {
-        return Err(StartError::Config("a supervisor must be started inside a tokio runtime".into()));
+        return Err(StartError::Config(
+            "a supervisor must be started inside a tokio runtime".into(),
+        ));
     }
     let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
     let (events, _) = broadcast::channel(cfg.event_capacity);
@@ -180,7 +182,8 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
 /// weak sender, so it never keeps the supervisor alive.
 async fn handle_signals(tx: mpsc::WeakSender<Command>, stop: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         tracing::warn!("cannot install signal handlers");
         return;
     };
@@ -247,7 +250,11 @@ impl Task {
     async fn finish(mut self, stop_signals: CancellationToken) {
         let killed = matches!(self.phase, Phase::Killing(_));
         for (_, req) in self.requests.drain() {
-            let _ = req.reply.send(Err(if killed { Error::Killed } else { Error::ShuttingDown }));
+            let _ = req.reply.send(Err(if killed {
+                Error::Killed
+            } else {
+                Error::ShuttingDown
+            }));
         }
         for w in self.ready_waiters.drain(..) {
             let _ = w.send(Err(Error::ShuttingDown));
@@ -329,7 +336,9 @@ impl Task {
         self.pools
             .iter()
             .position(|p| p.cfg.name == name)
-            .ok_or_else(|| Error::UnknownPool { pool: name.to_owned() })
+            .ok_or_else(|| Error::UnknownPool {
+                pool: name.to_owned(),
+            })
     }
 
     fn on_timer(&mut self, timer: Timer) {
@@ -353,7 +362,11 @@ impl Task {
         let ids: Vec<u64> = self.workers.keys().copied().collect();
         for id in ids {
             let w = &mut self.workers.get_mut(&id).expect("listed");
-            let Some(rss) = w.statm.as_ref().and_then(|f| crate::worker::spawn::read_rss(f, page)) else {
+            let Some(rss) = w
+                .statm
+                .as_ref()
+                .and_then(|f| crate::worker::spawn::read_rss(f, page))
+            else {
                 continue;
             };
             if rss != w.rss {
@@ -382,7 +395,11 @@ impl Task {
         p.slots[..p.target.min(p.slots.len())]
             .iter()
             .flatten()
-            .filter(|w| self.workers.get(w).is_some_and(|w| w.online && w.stop_reason.is_none()))
+            .filter(|w| {
+                self.workers
+                    .get(w)
+                    .is_some_and(|w| w.online && w.stop_reason.is_none())
+            })
             .count()
     }
 
@@ -448,7 +465,13 @@ impl Task {
                 self.spawn_worker(pool, slot);
             }
         }
-        let extra: Vec<u64> = self.pools[pool].slots.iter().skip(workers).flatten().copied().collect();
+        let extra: Vec<u64> = self.pools[pool]
+            .slots
+            .iter()
+            .skip(workers)
+            .flatten()
+            .copied()
+            .collect();
         for w in extra {
             self.drain_worker(w, StopReason::Resize);
         }
@@ -494,7 +517,12 @@ impl Task {
             Phase::Running => {
                 self.phase = Phase::Draining(vec![reply]);
                 // Workers that never became ready will not be needed.
-                let starting: Vec<u64> = self.workers.iter().filter(|(_, w)| !w.online).map(|(&id, _)| id).collect();
+                let starting: Vec<u64> = self
+                    .workers
+                    .iter()
+                    .filter(|(_, w)| !w.online)
+                    .map(|(&id, _)| id)
+                    .collect();
                 for w in starting {
                     self.stop_worker(w, StopReason::Shutdown, true);
                 }

@@ -95,7 +95,10 @@ static CLAIMED: AtomicBool = AtomicBool::new(false);
 /// inherit it (they would keep the link open after this process died).
 pub(crate) fn claim_fd(fd: RawFd) -> Result<std::os::unix::net::UnixStream, Error> {
     if CLAIMED.swap(true, Ordering::SeqCst) {
-        return Err(env_error(ENV_FD, "the socket was already claimed by an earlier connect()"));
+        return Err(env_error(
+            ENV_FD,
+            "the socket was already claimed by an earlier connect()",
+        ));
     }
     #[allow(unsafe_code)]
     // SAFETY: the supervisor hands this descriptor to the worker process by
@@ -108,15 +111,25 @@ pub(crate) fn claim_fd(fd: RawFd) -> Result<std::os::unix::net::UnixStream, Erro
         Ok(SockType::Stream) => {}
         Ok(other) => {
             let _ = owned.into_raw_fd();
-            return Err(env_error(ENV_FD, format!("fd {fd} is a {other:?} socket, not a stream socket")));
+            return Err(env_error(
+                ENV_FD,
+                format!("fd {fd} is a {other:?} socket, not a stream socket"),
+            ));
         }
         Err(errno) => {
             let _ = owned.into_raw_fd();
-            return Err(env_error(ENV_FD, format!("fd {fd} is not an open socket: {errno}")));
+            return Err(env_error(
+                ENV_FD,
+                format!("fd {fd} is not an open socket: {errno}"),
+            ));
         }
     }
-    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
-        .map_err(|errno| env_error(ENV_FD, format!("cannot set close-on-exec on fd {}: {errno}", owned.as_raw_fd())))?;
+    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|errno| {
+        env_error(
+            ENV_FD,
+            format!("cannot set close-on-exec on fd {}: {errno}", owned.as_raw_fd()),
+        )
+    })?;
     let stream = std::os::unix::net::UnixStream::from(owned);
     stream.set_nonblocking(true)?;
     Ok(stream)

@@ -11,7 +11,10 @@ pub enum Error {
     /// The process was not started by a nanny supervisor: [`ENV_FD`] is not set.
     ///
     /// [`ENV_FD`]: crate::protocol::ENV_FD
-    #[error("not running under a nanny supervisor ({} is not set)", crate::protocol::ENV_FD)]
+    #[error(
+        "not running under a nanny supervisor ({} is not set)",
+        crate::protocol::ENV_FD
+    )]
     NotAWorker,
     /// An environment variable the supervisor sets is missing or malformed.
     #[error("environment variable {var}: {reason}")]

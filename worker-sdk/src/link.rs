@@ -43,7 +43,12 @@ pub(crate) async fn connect_stream(stream: UnixStream, mut settings: Settings) -
         None => return Err(Error::Disconnected),
         Some(Err(e)) => return Err(read_error(e)),
         Some(Ok(ToWorker::Hello(h))) => h,
-        Some(Ok(other)) => return Err(Error::Protocol(format!("expected a hello, got {}", frame_name(&other)))),
+        Some(Ok(other)) => {
+            return Err(Error::Protocol(format!(
+                "expected a hello, got {}",
+                frame_name(&other)
+            )))
+        }
     };
     if theirs.version != PROTOCOL_VERSION {
         return Err(Error::Version {
@@ -148,7 +153,11 @@ async fn read_loop(worker: Worker, mut reader: Reader, to_serve: mpsc::Unbounded
 
 /// Writes queued frames, coalescing: frames are fed into the buffer and
 /// flushed only once the queue is momentarily empty.
-async fn write_loop(mut writer: Writer, mut queue: mpsc::UnboundedReceiver<Outgoing>, closed: CancellationToken) {
+async fn write_loop(
+    mut writer: Writer,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
+    closed: CancellationToken,
+) {
     let result = tokio::select! {
         r = pump(&mut writer, &mut queue) => r,
         () = closed.cancelled() => Ok(()),
@@ -193,7 +202,13 @@ async fn heartbeat_loop(worker: Worker) {
             rss_bytes: rss_pages().unwrap_or(0).saturating_mul(page_size),
             in_flight: worker.in_flight(),
             lag_us: lag.as_micros().try_into().unwrap_or(u64::MAX),
-            uptime_ms: worker.inner.started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+            uptime_ms: worker
+                .inner
+                .started
+                .elapsed()
+                .as_millis()
+                .try_into()
+                .unwrap_or(u64::MAX),
             served: worker.inner.served.load(std::sync::atomic::Ordering::Relaxed),
         };
         if !worker.send(FromWorker::Heartbeat(beat)) {

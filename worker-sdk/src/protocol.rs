@@ -219,9 +219,7 @@ pub struct MsgPack<T> {
 
 impl<T> Default for MsgPack<T> {
     fn default() -> Self {
-        Self {
-            _marker: PhantomData,
-        }
+        Self { _marker: PhantomData }
     }
 }
 
@@ -253,12 +251,18 @@ pub fn length_codec(max_frame_len: usize) -> tokio_util::codec::LengthDelimitedC
 }
 
 /// A framed reader of `T` messages over any byte source.
-pub type FrameReader<R, T> =
-    tokio_serde::SymmetricallyFramed<tokio_util::codec::FramedRead<R, tokio_util::codec::LengthDelimitedCodec>, T, MsgPack<T>>;
+pub type FrameReader<R, T> = tokio_serde::SymmetricallyFramed<
+    tokio_util::codec::FramedRead<R, tokio_util::codec::LengthDelimitedCodec>,
+    T,
+    MsgPack<T>,
+>;
 
 /// A framed writer of `T` messages over any byte sink.
-pub type FrameWriter<W, T> =
-    tokio_serde::SymmetricallyFramed<tokio_util::codec::FramedWrite<W, tokio_util::codec::LengthDelimitedCodec>, T, MsgPack<T>>;
+pub type FrameWriter<W, T> = tokio_serde::SymmetricallyFramed<
+    tokio_util::codec::FramedWrite<W, tokio_util::codec::LengthDelimitedCodec>,
+    T,
+    MsgPack<T>,
+>;
 
 /// Wraps a reader into a [`FrameReader`].
 pub fn frame_reader<R: tokio::io::AsyncRead, T>(io: R, max_frame_len: usize) -> FrameReader<R, T> {

@@ -60,7 +60,12 @@ pub struct Request {
 }
 
 impl Request {
-    pub(crate) fn new(worker: Worker, frame: RequestFrame, created_at: SystemTime, token: CancellationToken) -> Self {
+    pub(crate) fn new(
+        worker: Worker,
+        frame: RequestFrame,
+        created_at: SystemTime,
+        token: CancellationToken,
+    ) -> Self {
         Self {
             worker,
             id: frame.id,
@@ -126,7 +131,11 @@ impl Request {
         if bytes.len() > max {
             let len = bytes.len();
             let message = format!("the response payload is {len} bytes; at most {max} fit in a frame");
-            let _ = self.worker.answer(key, Outcome::Err(RemoteError::new(kind::OVERSIZE, message)), false);
+            let _ = self.worker.answer(
+                key,
+                Outcome::Err(RemoteError::new(kind::OVERSIZE, message)),
+                false,
+            );
             return Err(Error::TooLarge { len, max });
         }
         self.worker.answer(key, ok_outcome(bytes), false)

@@ -74,7 +74,11 @@ impl Worker {
         H: Fn(Request) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let mut incoming = self.inner.incoming.try_lock().map_err(|_| Error::AlreadyServing)?;
+        let mut incoming = self
+            .inner
+            .incoming
+            .try_lock()
+            .map_err(|_| Error::AlreadyServing)?;
         let handler = Arc::new(handler);
         let mut tasks = JoinSet::new();
         let mut draining = false;
@@ -135,7 +139,11 @@ impl Watch {
             Ok(Ok(())) => {
                 // Still alive elsewhere: its own drop will answer if need be.
                 if self.release() & DROPPED != 0 {
-                    self.worker.answer_auto(self.key, kind::DROPPED, "the handler returned without answering");
+                    self.worker.answer_auto(
+                        self.key,
+                        kind::DROPPED,
+                        "the handler returned without answering",
+                    );
                 }
             }
             Ok(Err(e)) => {
@@ -145,7 +153,8 @@ impl Watch {
                 self.release();
             }
             Err(panic) => {
-                self.worker.answer_auto(self.key, kind::PANIC, panic_message(&*panic));
+                self.worker
+                    .answer_auto(self.key, kind::PANIC, panic_message(&*panic));
                 self.release();
             }
         }
@@ -157,7 +166,8 @@ impl Drop for Watch {
         // The task was aborted before the handler finished. `WATCHED` stays
         // set, so the request's own drop (before or after this) stays silent.
         if !self.finished {
-            self.worker.answer_auto(self.key, kind::ABORTED, "the handler was aborted");
+            self.worker
+                .answer_auto(self.key, kind::ABORTED, "the handler was aborted");
         }
     }
 }

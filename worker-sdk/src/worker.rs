@@ -116,7 +116,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(settings: Settings, out: mpsc::UnboundedSender<Outgoing>) -> (Self, mpsc::UnboundedSender<Incoming>) {
+    pub(crate) fn new(
+        settings: Settings,
+        out: mpsc::UnboundedSender<Outgoing>,
+    ) -> (Self, mpsc::UnboundedSender<Incoming>) {
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         let inner = Inner {
             settings,
@@ -130,7 +133,12 @@ impl Worker {
             soft_started: AtomicBool::new(false),
             hooks: Mutex::new(Hooks::default()),
         };
-        (Self { inner: Arc::new(inner) }, in_tx)
+        (
+            Self {
+                inner: Arc::new(inner),
+            },
+            in_tx,
+        )
     }
 
     /// This worker's id, unique within its supervisor.
@@ -232,7 +240,9 @@ impl Worker {
     where
         F: Fn(Event) + Send + Sync + 'static,
     {
-        lock(&self.inner.hooks).broadcast.push((event.to_owned(), Arc::new(f)));
+        lock(&self.inner.hooks)
+            .broadcast
+            .push((event.to_owned(), Arc::new(f)));
     }
 
     /// Runs `f` when the supervisor asks this worker to stop gracefully

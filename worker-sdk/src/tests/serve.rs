@@ -19,7 +19,10 @@ where
 }
 
 async fn join(serving: tokio::task::JoinHandle<Result<(), Error>>) -> Result<(), Error> {
-    tokio::time::timeout(TIMEOUT, serving).await.expect("serve returns").expect("serve task")
+    tokio::time::timeout(TIMEOUT, serving)
+        .await
+        .expect("serve returns")
+        .expect("serve task")
 }
 
 #[tokio::test]
@@ -127,9 +130,15 @@ async fn ack_is_sent_once_and_shown_in_requests() {
     assert_eq!(fake.next().await, FromWorker::Ack { id, attempt: 1 });
     let info = worker.requests();
     assert_eq!(info.len(), 1);
-    assert_eq!((info[0].id, info[0].attempt, info[0].acked, info[0].cancelled), (id, 1, true, false));
+    assert_eq!(
+        (info[0].id, info[0].attempt, info[0].acked, info[0].cancelled),
+        (id, 1, true, false)
+    );
     gate.add_permits(1);
-    assert!(matches!(fake.response(id).await, Outcome::Ok(_)), "no second ack before it");
+    assert!(
+        matches!(fake.response(id).await, Outcome::Ok(_)),
+        "no second ack before it"
+    );
 }
 
 #[tokio::test]
@@ -181,7 +190,10 @@ async fn oversize_response_becomes_an_oversize_error() {
     let big = fake.request(&8000usize).await;
     assert_eq!(fake.error_kind(big).await, kind::OVERSIZE);
     let small = fake.request(&100usize).await;
-    assert_eq!(ok_payload::<serde_bytes::ByteBuf>(fake.response(small).await).len(), 100);
+    assert_eq!(
+        ok_payload::<serde_bytes::ByteBuf>(fake.response(small).await).len(),
+        100
+    );
     // The largest payload that fits still goes through.
     let edge = worker.payload_limit() - 5; // bin 16 header: 3 bytes
     let id = fake.request(&edge).await;

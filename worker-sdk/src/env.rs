@@ -1,5 +1,6 @@
 //! Reading the worker's environment and claiming the inherited socket.
 
+use std::ffi::OsString;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,26 +33,60 @@ impl Settings {
     /// Reads the settings from the environment the supervisor prepared, and
     /// the inherited socket's fd number.
     pub(crate) fn from_env() -> Result<(RawFd, Self), Error> {
-        let fd: RawFd = match std::env::var_os(ENV_FD) {
-            None => return Err(Error::NotAWorker),
-            Some(_) => required(ENV_FD)?,
-        };
+        Self::from_vars(|var| std::env::var_os(var))
+    }
+
+    /// [`from_env`](Self::from_env) over any source of variables.
+    pub(crate) fn from_vars(get: impl Fn(&str) -> Option<OsString>) -> Result<(RawFd, Self), Error> {
+        let vars = Vars(get);
+        let fd: RawFd = vars.optional(ENV_FD)?.ok_or(Error::NotAWorker)?;
         if fd < 0 {
             return Err(env_error(ENV_FD, "must not be negative"));
         }
-        let pulse_ms: u64 = optional(ENV_PULSE_MS)?.unwrap_or(DEFAULT_PULSE.as_millis() as u64);
+        let pulse_ms: u64 = vars
+            .optional(ENV_PULSE_MS)?
+            .unwrap_or(DEFAULT_PULSE.as_millis() as u64);
         if pulse_ms == 0 {
             return Err(env_error(ENV_PULSE_MS, "must be at least 1"));
         }
         let settings = Settings {
-            worker_id: required(ENV_WORKER_ID)?,
-            pool: required(ENV_POOL)?,
-            logical_id: required(ENV_LOGICAL_ID)?,
-            supervisor_pid: required(ENV_SUPERVISOR_PID)?,
+            worker_id: vars.required(ENV_WORKER_ID)?,
+            pool: vars.required(ENV_POOL)?,
+            logical_id: vars.required(ENV_LOGICAL_ID)?,
+            supervisor_pid: vars.required(ENV_SUPERVISOR_PID)?,
             pulse: Duration::from_millis(pulse_ms),
-            max_frame_len: optional(ENV_MAX_FRAME_LEN)?.unwrap_or(DEFAULT_MAX_FRAME_LEN),
+            max_frame_len: vars.optional(ENV_MAX_FRAME_LEN)?.unwrap_or(DEFAULT_MAX_FRAME_LEN),
         };
         Ok((fd, settings))
+    }
+}
+
+struct Vars<F>(F);
+
+impl<F: Fn(&str) -> Option<OsString>> Vars<F> {
+    fn optional<T>(&self, var: &'static str) -> Result<Option<T>, Error>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        let Some(raw) = (self.0)(var) else {
+            return Ok(None);
+        };
+        let text = raw
+            .into_string()
+            .map_err(|_| env_error(var, "is not valid UTF-8"))?;
+        text.trim()
+            .parse()
+            .map(Some)
+            .map_err(|e| env_error(var, format!("{text:?} is not valid: {e}")))
+    }
+
+    fn required<T>(&self, var: &'static str) -> Result<T, Error>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        self.optional(var)?.ok_or_else(|| env_error(var, "is not set"))
     }
 }
 
@@ -62,32 +97,9 @@ fn env_error(var: &'static str, reason: impl Into<String>) -> Error {
     }
 }
 
-fn optional<T>(var: &'static str) -> Result<Option<T>, Error>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(var) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|e| env_error(var, format!("{text:?} is not valid: {e}"))),
-        Err(std::env::VarError::NotPresent) => Ok(None),
-        Err(std::env::VarError::NotUnicode(_)) => Err(env_error(var, "is not valid UTF-8")),
-    }
-}
-
-fn required<T>(var: &'static str) -> Result<T, Error>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    optional(var)?.ok_or_else(|| env_error(var, "is not set"))
-}
-
 /// Set once the inherited fd has been claimed: a second claim would give two
-/// owners to one descriptor.
+/// owners to one descriptor. Cleared again if the fd turns out not to be a
+/// stream socket (it was then given back, not closed).
 static CLAIMED: AtomicBool = AtomicBool::new(false);
 
 /// Takes ownership of the inherited socket, checks that it is a stream
@@ -111,6 +123,7 @@ pub(crate) fn claim_fd(fd: RawFd) -> Result<std::os::unix::net::UnixStream, Erro
         Ok(SockType::Stream) => {}
         Ok(other) => {
             let _ = owned.into_raw_fd();
+            CLAIMED.store(false, Ordering::SeqCst);
             return Err(env_error(
                 ENV_FD,
                 format!("fd {fd} is a {other:?} socket, not a stream socket"),
@@ -118,6 +131,7 @@ pub(crate) fn claim_fd(fd: RawFd) -> Result<std::os::unix::net::UnixStream, Erro
         }
         Err(errno) => {
             let _ = owned.into_raw_fd();
+            CLAIMED.store(false, Ordering::SeqCst);
             return Err(env_error(
                 ENV_FD,
                 format!("fd {fd} is not an open socket: {errno}"),

@@ -100,6 +100,7 @@ pub mod protocol;
 
 mod env;
 mod error;
+mod inflight;
 mod link;
 mod request;
 mod serve;
@@ -138,6 +139,12 @@ pub mod kind {
 /// Whether this process was started as a nanny worker, i.e. whether
 /// [`ENV_FD`](protocol::ENV_FD) is set. Lets one binary act as supervisor or
 /// worker.
+///
+/// The variables stay in the environment (removing them is not thread-safe),
+/// so a worker's own child processes inherit them, though not the socket
+/// itself (it is close-on-exec). A worker that starts child processes which
+/// might use this crate should clear them, e.g. with
+/// `Command::env_remove(nanny_worker::protocol::ENV_FD)`.
 pub fn is_worker() -> bool {
     std::env::var_os(protocol::ENV_FD).is_some()
 }

@@ -12,12 +12,13 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::env::Settings;
+use crate::inflight::FRAME_OVERHEAD;
 use crate::protocol::{
     frame_reader, frame_writer, FrameReader, FrameWriter, FromWorker, Heartbeat, ToWorker, WorkerHello,
     PROTOCOL_VERSION,
 };
 use crate::request::Event;
-use crate::worker::{Incoming, Outgoing, FRAME_OVERHEAD};
+use crate::worker::{Incoming, Outgoing};
 use crate::{Error, Worker};
 
 /// The smallest maximum frame length this SDK accepts from a supervisor:

@@ -10,8 +10,8 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
 
+use crate::inflight::{ok_outcome, Key};
 use crate::protocol::{decode_payload, encode_payload, Outcome, RemoteError, RequestFrame};
-use crate::worker::{ok_outcome, Key};
 use crate::{kind, Error, Worker};
 
 /// Watch bits shared by a [`Request`] and the task that runs its handler.

@@ -7,10 +7,13 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use futures::FutureExt;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
+use crate::inflight::Key;
 use crate::request::{DROPPED, WATCHED};
-use crate::worker::{Incoming, Key};
+use crate::worker::Incoming;
 use crate::{kind, Error, HandlerError, Request, Worker};
 
 impl Worker {
@@ -37,7 +40,8 @@ impl Worker {
     /// # Returns
     ///
     /// * `Ok(())` after a soft kill, once the [`on_soft_kill`](Self::on_soft_kill)
-    ///   hook (if any) and every in-flight handler have finished and the
+    ///   hook (if any) and every handler have finished, every request is
+    ///   answered (also those a handler handed to another task), and the
     ///   answers are written to the socket. The process should then exit
     ///   with status 0.
     /// * `Err(`[`Error::Disconnected`]`)` when the supervisor's end of the
@@ -82,11 +86,14 @@ impl Worker {
         let handler = Arc::new(handler);
         let mut tasks = JoinSet::new();
         let mut draining = false;
+        let mut in_flight = self.inner.in_flight_count.subscribe();
         loop {
             tokio::select! {
                 // Take what has arrived before deciding the drain is over.
                 biased;
                 msg = incoming.recv() => match msg {
+                    // Cancelled while queued: dropping it answers nothing.
+                    Some(Incoming::Request(req)) if req.is_cancelled() => drop(req),
                     Some(Incoming::Request(req)) => {
                         let watch = Watch::new(self.clone(), &req);
                         let handler = Arc::clone(&handler);
@@ -99,13 +106,21 @@ impl Worker {
                     None => return Err(Error::Disconnected),
                 },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                () = self.inner.soft_done.cancelled(), if draining && tasks.is_empty() => {
+                () = drained(&self.inner.soft_done, &mut in_flight), if draining && tasks.is_empty() => {
                     self.flush().await;
                     return Ok(());
                 }
             }
         }
     }
+}
+
+/// Resolves once the soft-kill hook is done and no request is in flight,
+/// including requests a handler moved to another task.
+async fn drained(soft_done: &CancellationToken, in_flight: &mut watch::Receiver<usize>) {
+    soft_done.cancelled().await;
+    // Err only if the sender is gone, and the worker owns it.
+    let _ = in_flight.wait_for(|&n| n == 0).await;
 }
 
 /// Answers, on behalf of a handler, a request the handler did not answer.

@@ -85,24 +85,14 @@ async fn heartbeat_counts_in_flight_and_served() {
             })
             .await
     });
-    let first = fake.request(&()).await;
-    let _second = fake.request(&()).await;
-    loop {
-        if let FromWorker::Heartbeat(hb) = fake.next_any().await {
-            if hb.in_flight == 2 {
-                break;
-            }
-        }
-    }
+    let ids = [fake.request(&()).await, fake.request(&()).await];
+    fake.heartbeat_where(|hb| hb.in_flight == 2).await;
     gate.add_permits(1);
-    assert!(matches!(fake.response(first).await, Outcome::Ok(_)));
-    let hb = loop {
-        match fake.next_any().await {
-            FromWorker::Heartbeat(hb) if hb.served == 1 => break hb,
-            FromWorker::Heartbeat(hb) => assert_eq!((hb.served, hb.in_flight), (0, 2)),
-            other => panic!("unexpected {other:?}"),
-        }
-    };
+    match fake.next().await {
+        FromWorker::Response { id, .. } => assert!(ids.contains(&id)),
+        other => panic!("expected a response, got {other:?}"),
+    }
+    let hb = fake.heartbeat_where(|hb| hb.served == 1).await;
     assert_eq!(hb.in_flight, 1);
 }
 

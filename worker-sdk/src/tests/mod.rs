@@ -1,8 +1,10 @@
 //! Drives a [`Worker`] over a real socketpair against a fake supervisor
 //! written with the protocol helpers.
 
+mod env;
 mod link;
 mod serve;
+mod wire;
 
 use std::time::Duration;
 
@@ -113,6 +115,22 @@ impl Fake {
                 other => return other,
             }
         }
+    }
+
+    /// The first heartbeat that satisfies `pred`; other frames are skipped.
+    async fn heartbeat_where(&mut self, mut pred: impl FnMut(&Heartbeat) -> bool) -> Heartbeat {
+        let wait = async {
+            loop {
+                if let FromWorker::Heartbeat(hb) = self.next_any().await {
+                    if pred(&hb) {
+                        return hb;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(TIMEOUT, wait)
+            .await
+            .expect("no matching heartbeat in time")
     }
 
     /// Sends a request and returns its id.

@@ -58,7 +58,7 @@ async fn requests_received_before_serve_are_served() {
     assert_eq!(ok_payload::<u32>(fake.response(id).await), 2);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswered_requests_get_error_kinds() {
     let (worker, mut fake) = start().await;
     let _serving = spawn_serve(&worker, |req| async move {
@@ -96,7 +96,7 @@ async fn unanswered_requests_get_error_kinds() {
     assert!(worker.requests().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_moved_to_another_task_is_answered_there() {
     let (worker, mut fake) = start().await;
     let _serving = spawn_serve(&worker, |req| async move {
@@ -216,7 +216,7 @@ async fn huge_error_messages_are_truncated_to_fit() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soft_kill_waits_for_in_flight_then_returns_ok() {
     let (worker, mut fake) = start().await;
     let gate = Arc::new(Semaphore::new(0));
@@ -325,4 +325,51 @@ async fn serve_twice_at_once_is_refused() {
     fake.response(id).await; // the first serve is running
     let second = worker.serve(|_req| async { Ok(()) }).await;
     assert!(matches!(second, Err(Error::AlreadyServing)), "{second:?}");
+}
+
+#[tokio::test]
+async fn soft_kill_waits_for_requests_answered_outside_their_handler() {
+    let (worker, mut fake) = start().await;
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    let serving = spawn_serve(&worker, move |req| {
+        let g = g.clone();
+        async move {
+            tokio::spawn(async move {
+                let _permit = g.acquire().await;
+                let _ = req.respond("from elsewhere");
+            });
+            Ok(())
+        }
+    });
+    let id = fake.request(&()).await;
+    fake.send(ToWorker::SoftKill).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!serving.is_finished(), "the moved request is still in flight");
+    gate.add_permits(1);
+    join(serving).await.unwrap();
+    assert_eq!(ok_payload::<String>(fake.response(id).await), "from elsewhere");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_answers_all_arrive() {
+    let (worker, mut fake) = start().await;
+    let _serving = spawn_serve(&worker, |req| async move {
+        let n: u32 = req.data()?;
+        req.respond(&n)?;
+        Ok(())
+    });
+    let mut expected = std::collections::HashMap::new();
+    for n in 0..2000u32 {
+        expected.insert(fake.request(&n).await, n);
+    }
+    while !expected.is_empty() {
+        match fake.next().await {
+            FromWorker::Response { id, outcome, .. } => {
+                let want = expected.remove(&id).expect("one answer per request");
+                assert_eq!(ok_payload::<u32>(outcome), want);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }

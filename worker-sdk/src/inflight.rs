@@ -1,0 +1,164 @@
+//! The in-flight table: registering attempts, cancelling, acking and
+//! answering them (the first answer wins).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use serde_bytes::ByteBuf;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::protocol::{FromWorker, Outcome, RemoteError, RequestFrame};
+use crate::request::RequestInfo;
+use crate::worker::{lock, Outgoing};
+use crate::{Error, Request, Worker};
+
+/// Bytes a frame needs besides its payload (message tag, field names, ids,
+/// length prefixes), with room to spare. A payload larger than the maximum
+/// frame length minus this is refused before it reaches the socket.
+pub(crate) const FRAME_OVERHEAD: usize = 256;
+
+/// One attempt of one request: the in-flight table's key.
+pub(crate) type Key = (Uuid, u32);
+
+/// An in-flight attempt.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    created_at: SystemTime,
+    acked: bool,
+    token: CancellationToken,
+}
+
+/// An `Ok` outcome from encoded bytes.
+pub(crate) fn ok_outcome(bytes: Vec<u8>) -> Outcome {
+    Outcome::Ok(ByteBuf::from(bytes))
+}
+
+impl Worker {
+    /// Queues a frame for the writer task; false when the link is gone.
+    pub(crate) fn send(&self, frame: FromWorker) -> bool {
+        !self.inner.closed.is_cancelled() && self.inner.out.send(Outgoing::Frame(frame)).is_ok()
+    }
+
+    /// The largest payload that fits in one frame.
+    pub(crate) fn payload_limit(&self) -> usize {
+        self.inner.settings.max_frame_len.saturating_sub(FRAME_OVERHEAD)
+    }
+
+    /// Registers an incoming attempt; `None` if it is already in flight.
+    pub(crate) fn register(&self, frame: RequestFrame) -> Option<Request> {
+        let key = (frame.id, frame.attempt);
+        let token = self.inner.closed.child_token();
+        let created_at = SystemTime::UNIX_EPOCH + Duration::from_millis(frame.created_at_ms);
+        {
+            let mut table = lock(&self.inner.inflight);
+            if table.contains_key(&key) {
+                return None;
+            }
+            let entry = Entry {
+                created_at,
+                acked: false,
+                token: token.clone(),
+            };
+            table.insert(key, entry);
+            self.inner.in_flight_count.send_replace(table.len());
+        }
+        Some(Request::new(self.clone(), frame, created_at, token))
+    }
+
+    /// Trips the token of one attempt, if it is in flight.
+    pub(crate) fn cancel(&self, key: Key) {
+        if let Some(entry) = lock(&self.inner.inflight).get(&key) {
+            entry.token.cancel();
+        }
+    }
+
+    /// Trips every in-flight token (hard kill: nothing will be answered).
+    pub(crate) fn cancel_all(&self) {
+        for entry in lock(&self.inner.inflight).values() {
+            entry.token.cancel();
+        }
+    }
+
+    /// Sends an `Ack` for an attempt the first time it is called.
+    pub(crate) fn ack(&self, key: Key) {
+        let first = match lock(&self.inner.inflight).get_mut(&key) {
+            Some(entry) => !std::mem::replace(&mut entry.acked, true),
+            None => false,
+        };
+        if first {
+            self.send(FromWorker::Ack {
+                id: key.0,
+                attempt: key.1,
+            });
+        }
+    }
+
+    /// Answers an attempt if it is still unanswered (the first answer wins).
+    ///
+    /// `auto` answers are the SDK's own (dropped, handler error, panic); they
+    /// are not sent for an attempt that was cancelled.
+    pub(crate) fn answer(&self, key: Key, outcome: Outcome, auto: bool) -> Result<(), Error> {
+        let entry = {
+            let mut table = lock(&self.inner.inflight);
+            let entry = table.remove(&key);
+            self.inner.in_flight_count.send_replace(table.len());
+            entry
+        };
+        let Some(entry) = entry else {
+            return Ok(());
+        };
+        self.inner.served.fetch_add(1, Ordering::Relaxed);
+        if auto && entry.token.is_cancelled() {
+            return Ok(());
+        }
+        let outcome = match outcome {
+            Outcome::Err(e) => Outcome::Err(self.fit(e)),
+            ok => ok,
+        };
+        let (id, attempt) = key;
+        if self.send(FromWorker::Response { id, attempt, outcome }) {
+            Ok(())
+        } else {
+            Err(Error::Disconnected)
+        }
+    }
+
+    /// An SDK-made error answer.
+    pub(crate) fn answer_auto(&self, key: Key, kind: &str, message: impl Into<String>) {
+        let _ = self.answer(key, Outcome::Err(RemoteError::new(kind, message)), true);
+    }
+
+    /// Shortens a remote error's message so that the response fits a frame.
+    fn fit(&self, mut e: RemoteError) -> RemoteError {
+        let max = self.payload_limit().saturating_sub(e.kind.len());
+        if e.message.len() > max {
+            let mut cut = max.saturating_sub(3);
+            while !e.message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            e.message.truncate(cut);
+            e.message.push_str("...");
+        }
+        e
+    }
+
+    /// A snapshot of the table, for [`Worker::requests`].
+    pub(crate) fn snapshot(&self) -> Vec<RequestInfo> {
+        lock(&self.inner.inflight)
+            .iter()
+            .map(|(&(id, attempt), e)| RequestInfo {
+                id,
+                attempt,
+                created_at: e.created_at,
+                acked: e.acked,
+                cancelled: e.token.is_cancelled(),
+            })
+            .collect()
+    }
+
+    /// How many attempts are in flight, for a heartbeat.
+    pub(crate) fn in_flight(&self) -> u32 {
+        lock(&self.inner.inflight).len().try_into().unwrap_or(u32::MAX)
+    }
+}

@@ -125,6 +125,7 @@ impl Task {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             payload,
+            attachment: None,
         });
         let w = self.workers.get_mut(&worker).expect("picked worker exists");
         match w.link.frames.try_send(frame) {

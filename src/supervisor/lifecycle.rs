@@ -172,6 +172,7 @@ impl Task {
                 id: req,
                 attempt,
                 outcome,
+                ..
             } => self.on_response(id, req, attempt, outcome),
             FromWorker::Ack { .. } => {}
             FromWorker::Emit { event, payload } => self.emit(Event::Custom(CustomEvent {

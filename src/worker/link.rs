@@ -69,6 +69,10 @@ pub(crate) fn start(
             };
             let event = match item {
                 Some(Ok(frame)) => LinkEvent::Frame(id, frame),
+                // A reset is how a worker that died with frames unread hangs
+                // up (a crash, or our own SIGKILL): its exit follows, and it
+                // broke no protocol.
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
                 Some(Err(e)) => LinkEvent::Broken(id, e.to_string()),
                 None => break,
             };

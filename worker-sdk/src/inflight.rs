@@ -117,7 +117,12 @@ impl Worker {
             ok => ok,
         };
         let (id, attempt) = key;
-        if self.send(FromWorker::Response { id, attempt, outcome }) {
+        if self.send(FromWorker::Response {
+            id,
+            attempt,
+            outcome,
+            stream: false,
+        }) {
             Ok(())
         } else {
             Err(Error::Disconnected)

@@ -83,6 +83,73 @@ pub struct RequestFrame {
     /// The request payload (MessagePack from the Rust API).
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+    /// What kind of file descriptor accompanies this attempt on the fd
+    /// channel (tag [`FdTag`] with kind [`FD_KIND_ATTACHMENT`]), if any.
+    /// Absent in frames without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<AttachmentKind>,
+}
+
+/// What an attached file descriptor is, so the worker can hand the right type
+/// to its handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttachmentKind {
+    /// A connected TCP socket.
+    Tcp,
+    /// A connected Unix stream socket.
+    Unix,
+    /// Any other descriptor, handed over as is.
+    Fd,
+    /// A byte stream: one end of a stream socketpair carrying chunked bytes
+    /// (see [`stream`](crate::stream)); the supervisor pumps the caller's reader into
+    /// the other end once the worker has accepted.
+    Stream,
+}
+
+/// Environment variable: the fd channel's file descriptor number (a
+/// `SOCK_SEQPACKET` Unix socket; one fd per message, see [`FdTag`]).
+pub const ENV_FD_CHANNEL: &str = "NANNY_FD_CHANNEL";
+
+/// Fd channel message kind: a request's attachment (supervisor → worker).
+pub const FD_KIND_ATTACHMENT: u8 = 1;
+/// Fd channel message kind: a response stream (worker → supervisor).
+pub const FD_KIND_RESPONSE_STREAM: u8 = 2;
+
+/// The data part of one fd channel message: which attempt the single
+/// `SCM_RIGHTS` descriptor belongs to. 21 bytes on the wire: the request id
+/// (16), the attempt (u32 big-endian), the kind (u8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FdTag {
+    /// Request id.
+    pub id: Uuid,
+    /// Attempt.
+    pub attempt: u32,
+    /// [`FD_KIND_ATTACHMENT`] or [`FD_KIND_RESPONSE_STREAM`].
+    pub kind: u8,
+}
+
+impl FdTag {
+    /// Encoded length.
+    pub const LEN: usize = 21;
+
+    /// Encodes the tag.
+    pub fn to_bytes(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        out[..16].copy_from_slice(self.id.as_bytes());
+        out[16..20].copy_from_slice(&self.attempt.to_be_bytes());
+        out[20] = self.kind;
+        out
+    }
+
+    /// Decodes a tag; `None` unless `bytes` is exactly [`Self::LEN`] long.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let bytes: &[u8; Self::LEN] = bytes.try_into().ok()?;
+        Some(Self {
+            id: Uuid::from_bytes(bytes[..16].try_into().ok()?),
+            attempt: u32::from_be_bytes(bytes[16..20].try_into().ok()?),
+            kind: bytes[20],
+        })
+    }
 }
 
 /// An error a handler answered with. It is delivered to the caller as is and
@@ -179,6 +246,18 @@ pub enum FromWorker {
         attempt: u32,
         /// The handler's outcome.
         outcome: Outcome,
+        /// Whether a response stream for this attempt comes on the fd channel
+        /// (kind [`FD_KIND_RESPONSE_STREAM`]). Absent means `false`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        stream: bool,
+    },
+    /// The worker received this attempt's attachment: from now on the
+    /// attachment is the worker's, and the attempt is not retried elsewhere.
+    Accepted {
+        /// Request id.
+        id: Uuid,
+        /// The attempt whose attachment was received.
+        attempt: u32,
     },
     /// The worker has taken the request (informational).
     Ack {
@@ -302,6 +381,7 @@ mod tests {
                 attempt: 1,
                 created_at_ms: 5,
                 payload: encode_payload(&("hi", 3u8)).unwrap(),
+                attachment: None,
             }),
             ToWorker::SoftKill,
         ];

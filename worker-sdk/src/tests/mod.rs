@@ -141,6 +141,7 @@ impl Fake {
             attempt: 1,
             created_at_ms: 1_700_000_000_000,
             payload: encode_payload(payload).unwrap(),
+            attachment: None,
         }))
         .await;
         id
@@ -153,6 +154,7 @@ impl Fake {
                 id: got,
                 attempt,
                 outcome,
+                ..
             } => {
                 assert_eq!((got, attempt), (id, 1), "response to another request");
                 outcome

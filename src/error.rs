@@ -37,6 +37,19 @@ pub enum Error {
         /// The worker that held the last attempt.
         worker: WorkerId,
     },
+    /// The attempt's worker had accepted the request's attachment (which may
+    /// be partly consumed and cannot be replayed) and then failed: no retry.
+    #[error("attachment consumed by a failed attempt; not retried (after {attempts} attempt(s))")]
+    AttachmentConsumed {
+        /// Attempts made, the last one included.
+        attempts: u32,
+        /// What ended the last attempt.
+        #[source]
+        cause: Box<Error>,
+    },
+    /// The attachment could not be prepared or received (an OS error).
+    #[error("attachment: {0}")]
+    Attachment(String),
     /// The request's overall deadline passed (time in the queue included).
     #[error("deadline passed")]
     Deadline,
@@ -79,7 +92,9 @@ impl Error {
     /// [`WorkerExited`](Error::WorkerExited)); `None` for other errors.
     pub fn attempts(&self) -> Option<u32> {
         match self {
-            Error::Timeout { attempts } | Error::WorkerExited { attempts, .. } => Some(*attempts),
+            Error::Timeout { attempts }
+            | Error::WorkerExited { attempts, .. }
+            | Error::AttachmentConsumed { attempts, .. } => Some(*attempts),
             _ => None,
         }
     }

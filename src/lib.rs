@@ -45,6 +45,7 @@
 //! * A worker's bad input (malformed, oversize or out-of-order frames) stops
 //!   that worker, never the supervisor.
 
+pub mod attach;
 mod builder;
 mod error;
 pub mod events;
@@ -54,6 +55,7 @@ pub mod router;
 mod supervisor;
 mod worker;
 
+pub use attach::{Attachment, ResponseStream};
 pub use builder::{
     Builder, Pool, WorkerSpec, DEFAULT_CONCURRENCY, DEFAULT_EVENT_CAPACITY, DEFAULT_FORCE_STOP_DELAY,
     DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_QUEUE, DEFAULT_MAX_RESTARTS, DEFAULT_POOL, DEFAULT_PULSE,
@@ -62,4 +64,5 @@ pub use builder::{
 pub use error::{Error, RemoteError, StartError};
 pub use events::{Event, ExitInfo};
 pub use health::{Heartbeat, Stats, WorkerHealth, WorkerId, WorkerState};
+pub use nanny_worker::protocol::AttachmentKind;
 pub use supervisor::{EnqueueOptions, Response, Supervisor};

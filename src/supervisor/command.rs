@@ -22,6 +22,7 @@ pub(crate) struct NewRequest {
     pub(crate) timeout: Option<Duration>,
     pub(crate) deadline: Option<Duration>,
     pub(crate) retries: u32,
+    pub(crate) attachment: Option<crate::attach::Attachment>,
     pub(crate) reply: Reply<Result<Response, Error>>,
 }
 

@@ -12,16 +12,26 @@
 
 use std::time::UNIX_EPOCH;
 
-use nanny_worker::protocol::{Outcome, RequestFrame, ToWorker};
+use std::os::fd::OwnedFd;
+
+use nanny_worker::protocol::{
+    FdTag, Outcome, RequestFrame, ToWorker, FD_KIND_ATTACHMENT, FD_KIND_RESPONSE_STREAM,
+};
 use tokio::sync::mpsc::error::TrySendError;
 use uuid::Uuid;
 
 use super::command::NewRequest;
 use super::task::{Phase, RequestEntry, Task, Timer};
 use super::Response;
+use crate::attach::Source;
 use crate::error::Error;
 use crate::events::StopReason;
 use crate::health::{WorkerId, WorkerState};
+use crate::worker::link::Outgoing;
+
+/// Response-stream descriptors one worker may have sent ahead of their
+/// answers; more is a protocol error.
+const MAX_UNMATCHED_FDS: usize = 1024;
 
 /// Why an attempt ended without an answer.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +88,8 @@ impl Task {
                 avoid: None,
                 timer: None,
                 deadline,
+                attachment: req.attachment.map(crate::attach::Pending::new),
+                parked: None,
             },
         );
         self.stats.enqueued += 1;
@@ -110,51 +122,108 @@ impl Task {
 
     fn assign(&mut self, id: Uuid, worker: u64) {
         let req = self.requests.get_mut(&id).expect("queued request exists");
-        req.attempt += 1;
+        let attempt = req.attempt + 1;
+        let descriptor = match req.attachment.as_mut().map(|a| a.descriptor_for_attempt()) {
+            None => None,
+            Some(Ok(fd)) => Some(fd),
+            Some(Err(e)) => {
+                // Popped from the queue already: count it back for `resolve`.
+                self.pools[req.pool].queued += 1;
+                self.resolve(id, Err(Error::Attachment(e.to_string())));
+                return;
+            }
+        };
+        let w = self.workers.get_mut(&worker).expect("picked worker exists");
+        // Frame and descriptor go together or not at all.
+        let Ok(mut permits) = w
+            .link
+            .frames
+            .try_reserve_many(1 + usize::from(descriptor.is_some()))
+        else {
+            let pool = req.pool;
+            let p = &mut self.pools[pool];
+            p.queue.push_front(id);
+            p.queued += 1;
+            self.stop_worker(worker, StopReason::Unresponsive, false);
+            return;
+        };
+        req.attempt = attempt;
         // The last possible attempt takes the payload; earlier ones keep a copy for retries.
         let payload = if req.retries_left > 0 {
             req.payload.clone()
         } else {
             std::mem::take(&mut req.payload)
         };
-        let frame = ToWorker::Request(RequestFrame {
-            id,
-            attempt: req.attempt,
-            created_at_ms: req
-                .created_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            payload,
-            attachment: None,
-        });
-        let w = self.workers.get_mut(&worker).expect("picked worker exists");
-        match w.link.frames.try_send(frame) {
-            Ok(()) => {
-                w.in_flight.insert(id);
-                req.assigned = Some(worker);
-                req.timer = req.timeout.map(|t| {
-                    self.timers.insert(
-                        Timer::Attempt {
-                            id,
-                            attempt: req.attempt,
-                        },
-                        t,
-                    )
+        if let Some(fd) = descriptor {
+            let tag = FdTag {
+                id,
+                attempt,
+                kind: FD_KIND_ATTACHMENT,
+            };
+            permits.next().expect("reserved").send(Outgoing::Fd(tag, fd));
+        }
+        permits
+            .next()
+            .expect("reserved")
+            .send(Outgoing::Frame(ToWorker::Request(RequestFrame {
+                id,
+                attempt,
+                created_at_ms: req
+                    .created_at
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                payload,
+                attachment: req.attachment.as_ref().map(|a| a.kind),
+            })));
+        drop(permits);
+        w.in_flight.insert(id);
+        req.assigned = Some(worker);
+        req.timer = req
+            .timeout
+            .map(|t| self.timers.insert(Timer::Attempt { id, attempt }, t));
+        self.sync_router(worker);
+    }
+
+    /// The worker took the attempt's attachment: it is the worker's now. A
+    /// stream starts flowing.
+    pub(super) fn on_accepted(&mut self, worker: u64, id: Uuid, attempt: u32) {
+        let Some(req) = self.requests.get_mut(&id) else {
+            return;
+        };
+        if req.assigned != Some(worker) || req.attempt != attempt {
+            return;
+        }
+        let Some(att) = req.attachment.as_mut() else {
+            return;
+        };
+        att.accepted = true;
+        match (att.source.take(), att.local.take()) {
+            (Some(Source::Stream(reader)), Some(local)) => {
+                let kill = self.kill.clone();
+                self.tracker.spawn(async move {
+                    let local = match local
+                        .set_nonblocking(true)
+                        .and_then(|()| tokio::net::UnixStream::from_std(local))
+                    {
+                        Ok(l) => l,
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot start a stream attachment");
+                            return;
+                        }
+                    };
+                    tokio::select! {
+                        result = nanny_worker::stream::pump(reader, local) => {
+                            if let Err(error) = result {
+                                // The worker's side reports the truncation.
+                                tracing::debug!(%error, "stream attachment ended early");
+                            }
+                        }
+                        () = kill.cancelled() => {}
+                    }
                 });
-                self.sync_router(worker);
             }
-            Err(TrySendError::Full(frame) | TrySendError::Closed(frame)) => {
-                // Not sent: the request goes back where it was, untouched.
-                if let ToWorker::Request(f) = frame {
-                    req.payload = f.payload;
-                }
-                req.attempt -= 1;
-                let pool = req.pool;
-                let p = &mut self.pools[pool];
-                p.queue.push_front(id);
-                p.queued += 1;
-                self.stop_worker(worker, StopReason::Unresponsive, false);
-            }
+            // A socket: our copy closes here; the worker holds the only one.
+            (source, local) => drop((source, local)),
         }
     }
 
@@ -163,7 +232,7 @@ impl Task {
         let Some(w) = self.workers.get(&worker) else {
             return;
         };
-        match w.link.frames.try_send(frame) {
+        match w.link.frames.try_send(Outgoing::Frame(frame)) {
             Ok(()) => {}
             Err(TrySendError::Closed(_)) => {} // exiting; its exit event follows
             Err(TrySendError::Full(_)) => self.stop_worker(worker, StopReason::Unresponsive, false),
@@ -184,24 +253,99 @@ impl Task {
         }
     }
 
-    pub(super) fn on_response(&mut self, worker: u64, id: Uuid, attempt: u32, outcome: Outcome) {
+    pub(super) fn on_response(
+        &mut self,
+        worker: u64,
+        id: Uuid,
+        attempt: u32,
+        outcome: Outcome,
+        stream: bool,
+    ) {
         let current = self
             .requests
             .get(&id)
-            .is_some_and(|r| r.assigned == Some(worker) && r.attempt == attempt);
+            .is_some_and(|r| r.assigned == Some(worker) && r.attempt == attempt && r.parked.is_none());
         if !current {
             self.stats.late_answers += 1;
+            if let Some(w) = self.workers.get_mut(&worker) {
+                w.stream_fds.remove(&(id, attempt)); // closes it
+            }
             return;
         }
-        let result = match outcome {
-            Outcome::Ok(data) => Ok(Response {
-                id,
-                created_at: self.requests[&id].created_at,
-                worker: WorkerId(worker),
-                attempt,
-                data: data.into_vec(),
-            }),
-            Outcome::Err(e) => Err(Error::Handler(e)),
+        let data = match outcome {
+            Outcome::Ok(data) => data.into_vec(),
+            Outcome::Err(e) => {
+                self.finish_answer(worker, id, Err(Error::Handler(e)));
+                return;
+            }
+        };
+        if !stream {
+            self.finish_answer(worker, id, Ok((data, None)));
+            return;
+        }
+        let fd = self
+            .workers
+            .get_mut(&worker)
+            .and_then(|w| w.stream_fds.remove(&(id, attempt)));
+        match fd {
+            Some(fd) => self.finish_answer(worker, id, Ok((data, Some(fd)))),
+            // The stream's descriptor is on its way on the other channel.
+            None => self.requests.get_mut(&id).expect("current").parked = Some(data),
+        }
+    }
+
+    /// A descriptor from a worker: a response stream, matched with its
+    /// answer in whichever order the two arrive.
+    pub(super) fn on_worker_fd(&mut self, worker: u64, tag: FdTag, fd: OwnedFd) {
+        if tag.kind != FD_KIND_RESPONSE_STREAM {
+            self.protocol_error(worker, format!("fd channel message of kind {}", tag.kind));
+            return;
+        }
+        let key = (tag.id, tag.attempt);
+        let current = self
+            .requests
+            .get_mut(&tag.id)
+            .filter(|r| r.assigned == Some(worker) && r.attempt == tag.attempt);
+        match current {
+            // Late: nobody waits for this stream; `fd` closes here.
+            None => {}
+            Some(req) => match req.parked.take() {
+                Some(data) => self.finish_answer(worker, tag.id, Ok((data, Some(fd)))),
+                None => {
+                    let Some(w) = self.workers.get_mut(&worker) else {
+                        return;
+                    };
+                    if w.stream_fds.len() >= MAX_UNMATCHED_FDS {
+                        self.protocol_error(worker, "too many response streams without answers".into());
+                        return;
+                    }
+                    w.stream_fds.insert(key, fd);
+                }
+            },
+        }
+    }
+
+    fn finish_answer(&mut self, worker: u64, id: Uuid, answer: Result<(Vec<u8>, Option<OwnedFd>), Error>) {
+        let req = &self.requests[&id];
+        let result = match answer {
+            Ok((data, fd)) => {
+                let stream = match fd.map(crate::attach::response_stream).transpose() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.resolve(id, Err(Error::Attachment(e.to_string())));
+                        return;
+                    }
+                };
+                Ok(Response {
+                    id,
+                    created_at: req.created_at,
+                    worker: WorkerId(worker),
+                    attempt: req.attempt,
+                    data,
+                    stream,
+                })
+            }
+            Err(e) => Err(e),
         };
         if let Some(w) = self.workers.get_mut(&worker) {
             w.served += 1;
@@ -253,7 +397,10 @@ impl Task {
         let Some(worker) = req.assigned else { return };
         let timer = req.timer.take();
         let (attempt, pool) = (req.attempt, req.pool);
-        let retry = req.retries_left > 0 && !matches!(self.phase, Phase::Killing(_));
+        // An accepted attachment may be partly consumed: it cannot be replayed.
+        let consumed = req.attachment.as_ref().is_some_and(|a| a.accepted);
+        let retries_left = req.retries_left > 0;
+        let retry = retries_left && !consumed && !matches!(self.phase, Phase::Killing(_));
         if retry {
             req.retries_left -= 1;
             req.avoid = Some(worker);
@@ -272,13 +419,19 @@ impl Task {
             self.release(worker, id);
             return;
         }
-        let error = match end {
+        let mut error = match end {
             AttemptEnd::Timeout => Error::Timeout { attempts: attempt },
             AttemptEnd::WorkerGone(w) => Error::WorkerExited {
                 attempts: attempt,
                 worker: WorkerId(w),
             },
         };
+        if consumed && retries_left {
+            error = Error::AttachmentConsumed {
+                attempts: attempt,
+                cause: Box::new(error),
+            };
+        }
         self.resolve(id, Err(error));
     }
 

@@ -10,6 +10,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::command::{Command, NewRequest};
+use crate::attach::{Attachment, ResponseStream};
 use crate::builder::Builder;
 use crate::error::Error;
 use crate::events::Event;
@@ -44,9 +45,10 @@ impl fmt::Debug for Supervisor {
 }
 
 /// Per-request options for [`Supervisor::enqueue_with`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct EnqueueOptions {
     pool: Option<String>,
+    attachment: Option<Attachment>,
     timeout: Option<Option<Duration>>,
     deadline: Option<Duration>,
     retries: Option<u32>,
@@ -76,6 +78,13 @@ impl EnqueueOptions {
         self
     }
 
+    /// Hands a socket or a byte stream to the worker with the request; see
+    /// [`crate::attach`] for ownership and the retry rule.
+    pub fn attach(mut self, attachment: Attachment) -> Self {
+        self.attachment = Some(attachment);
+        self
+    }
+
     /// Retries after a timeout or a worker exit (`n` retries = `n + 1` attempts).
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = Some(retries);
@@ -84,13 +93,13 @@ impl EnqueueOptions {
 }
 
 /// A worker's answer to a request.
-#[derive(Clone)]
 pub struct Response {
     pub(crate) id: Uuid,
     pub(crate) created_at: SystemTime,
     pub(crate) worker: WorkerId,
     pub(crate) attempt: u32,
     pub(crate) data: Vec<u8>,
+    pub(crate) stream: Option<ResponseStream>,
 }
 
 impl Response {
@@ -123,6 +132,13 @@ impl Response {
     pub fn raw(&self) -> &[u8] {
         &self.data
     }
+
+    /// Takes the response stream the worker answered with
+    /// (`req.respond_stream(..)`), if any. A worker that exits before
+    /// finishing it makes the stream fail with `UnexpectedEof`.
+    pub fn stream(&mut self) -> Option<ResponseStream> {
+        self.stream.take()
+    }
 }
 
 impl fmt::Debug for Response {
@@ -132,6 +148,7 @@ impl fmt::Debug for Response {
             .field("worker", &self.worker)
             .field("attempt", &self.attempt)
             .field("len", &self.data.len())
+            .field("stream", &self.stream.is_some())
             .finish()
     }
 }
@@ -191,6 +208,7 @@ impl Supervisor {
             timeout: options.timeout.unwrap_or(self.defaults.timeout),
             deadline: options.deadline,
             retries: options.retries.unwrap_or(self.defaults.retries),
+            attachment: options.attachment,
             reply,
         };
         self.tx

@@ -16,7 +16,7 @@
 //!   ([`AttemptEnd::WorkerGone`]), and an unexpected exit is refilled after
 //!   `restart_delay` if the pool's restart budget allows, else the pool fails.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use nanny_worker::protocol::{FromWorker, SupervisorHello, ToWorker, PROTOCOL_VERSION};
@@ -84,6 +84,7 @@ impl Task {
                 rss,
                 heartbeat: None,
                 in_flight: HashSet::new(),
+                stream_fds: HashMap::new(),
                 served: 0,
                 spawned_at: Instant::now(),
                 stop_reason: None,
@@ -113,6 +114,7 @@ impl Task {
         match event {
             link::LinkEvent::Frame(w, frame) => self.on_frame(w, frame),
             link::LinkEvent::Broken(w, reason) => self.protocol_error(w, reason),
+            link::LinkEvent::Fd(w, tag, fd) => self.on_worker_fd(w, tag, fd),
             link::LinkEvent::Exited(w, status) => self.on_exit(w, status),
         }
     }
@@ -172,8 +174,9 @@ impl Task {
                 id: req,
                 attempt,
                 outcome,
-                ..
-            } => self.on_response(id, req, attempt, outcome),
+                stream,
+            } => self.on_response(id, req, attempt, outcome, stream),
+            FromWorker::Accepted { id: req, attempt } => self.on_accepted(id, req, attempt),
             FromWorker::Ack { .. } => {}
             FromWorker::Emit { event, payload } => self.emit(Event::Custom(CustomEvent {
                 worker: WorkerId(id),

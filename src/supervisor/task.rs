@@ -70,6 +70,8 @@ pub(super) struct WorkerEntry {
     pub(super) rss: u64,
     pub(super) heartbeat: Option<Heartbeat>,
     pub(super) in_flight: HashSet<Uuid>,
+    /// Response-stream descriptors that arrived before their answers.
+    pub(super) stream_fds: HashMap<(Uuid, u32), std::os::fd::OwnedFd>,
     pub(super) served: u64,
     pub(super) spawned_at: Instant,
     pub(super) stop_reason: Option<StopReason>,
@@ -88,6 +90,9 @@ pub(super) struct RequestEntry {
     pub(super) avoid: Option<u64>,
     pub(super) timer: Option<delay_queue::Key>,
     pub(super) deadline: Option<delay_queue::Key>,
+    pub(super) attachment: Option<crate::attach::Pending>,
+    /// An answer whose response stream has not arrived yet.
+    pub(super) parked: Option<Vec<u8>>,
 }
 
 pub(super) enum Phase {
@@ -116,6 +121,8 @@ pub(super) struct Task {
     pub(super) all_online: bool,
     pub(super) stats: Stats,
     pub(super) tracker: TaskTracker,
+    /// Tripped by a hard kill: stream pumps stop.
+    pub(super) kill: CancellationToken,
     pub(super) page_size: u64,
 }
 
@@ -172,6 +179,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         all_online: false,
         stats: Stats::default(),
         tracker,
+        kill: CancellationToken::new(),
         page_size: crate::worker::spawn::page_size(),
     };
     tokio::spawn(task.run(stop_signals));
@@ -265,6 +273,7 @@ impl Task {
         // No detached task outlives shutdown: the signal task is told to
         // stop, link tasks have ended with their processes.
         stop_signals.cancel();
+        self.kill.cancel();
         self.tracker.close();
         self.tracker.wait().await;
         let waiters = match std::mem::replace(&mut self.phase, Phase::Running) {
@@ -538,6 +547,7 @@ impl Task {
         };
         waiters.extend(reply);
         self.phase = Phase::Killing(waiters);
+        self.kill.cancel();
         let ids: Vec<Uuid> = self.requests.keys().copied().collect();
         for id in ids {
             self.resolve(id, Err(Error::Killed));

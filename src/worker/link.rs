@@ -1,10 +1,13 @@
 //! The I/O tasks of one worker: reader, writer and process (see the module
 //! docs of [`crate::worker`]).
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
+use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
-use nanny_worker::protocol::{self as p, FromWorker, ToWorker};
+use nanny_worker::fdpass::FdChannel;
+use nanny_worker::protocol::{self as p, FdTag, FromWorker, ToWorker};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
@@ -21,8 +24,19 @@ pub(crate) enum LinkEvent {
     Frame(u64, FromWorker),
     /// The byte stream broke the protocol (malformed or oversize frame).
     Broken(u64, String),
+    /// A descriptor arrived on the fd channel.
+    Fd(u64, FdTag, OwnedFd),
     /// The process exited and was reaped.
     Exited(u64, ExitInfo),
+}
+
+/// What the writer task sends.
+#[derive(Debug)]
+pub(crate) enum Outgoing {
+    /// A control frame.
+    Frame(ToWorker),
+    /// A descriptor on the fd channel; our copy is closed once sent.
+    Fd(FdTag, OwnedFd),
 }
 
 /// The supervisor task's side of one worker's tasks.
@@ -30,7 +44,7 @@ pub(crate) enum LinkEvent {
 pub(crate) struct Link {
     /// Frames to send. Bounded; the supervisor task only `try_send`s, and a
     /// full queue means the worker stopped reading.
-    pub(crate) frames: mpsc::Sender<ToWorker>,
+    pub(crate) frames: mpsc::Sender<Outgoing>,
     /// Signals for the worker's process group, delivered by the task that reaps it.
     pub(crate) signals: mpsc::UnboundedSender<Signal>,
 }
@@ -48,10 +62,18 @@ pub(crate) fn start(
         mut child,
         pid,
         stream,
+        fd_channel,
         ..
     } = spawned;
     let (read, write) = stream.into_split();
-    let (frames_tx, mut frames_rx) = mpsc::channel::<ToWorker>(frame_capacity);
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Outgoing>(frame_capacity);
+    let channel = match FdChannel::new(fd_channel) {
+        Ok(c) => Some(Arc::new(c)),
+        Err(error) => {
+            tracing::warn!(worker = id, %error, "fd channel unusable: no attachments for this worker");
+            None
+        }
+    };
     let (signals_tx, mut signals_rx) = mpsc::unbounded_channel::<Signal>();
     let gone = CancellationToken::new();
 
@@ -86,6 +108,7 @@ pub(crate) fn start(
     // Writer: feed everything queued, flush once per batch.
     let mut writer: p::FrameWriter<_, ToWorker> = p::frame_writer(write, max_frame_len);
     let stop = gone.clone();
+    let out_channel = channel.clone();
     tracker.spawn(async move {
         loop {
             let first = tokio::select! {
@@ -93,13 +116,20 @@ pub(crate) fn start(
                 () = stop.cancelled() => None,
             };
             let Some(first) = first else { break };
-            if writer.feed(first).await.is_err() {
-                break;
-            }
-            while let Ok(next) = frames_rx.try_recv() {
-                if writer.feed(next).await.is_err() {
+            let mut next = Some(first);
+            while let Some(item) = next {
+                let sent = match item {
+                    Outgoing::Frame(frame) => writer.feed(frame).await.is_ok(),
+                    Outgoing::Fd(tag, fd) => match &out_channel {
+                        // Our copy of `fd` closes when it drops, sent or not.
+                        Some(c) => c.send(tag, fd.as_fd()).await.is_ok(),
+                        None => false,
+                    },
+                };
+                if !sent {
                     return;
                 }
+                next = frames_rx.try_recv().ok();
             }
             if writer.flush().await.is_err() {
                 break;
@@ -107,6 +137,30 @@ pub(crate) fn start(
         }
         // Dropping the write half shuts the socket down for writing: the
         // worker reads EOF.
+    });
+
+    // Fd reader.
+    let fd_task = channel.map(|channel| {
+        let tx = events.clone();
+        let stop = gone.clone();
+        tracker.spawn(async move {
+            loop {
+                let item = tokio::select! {
+                    biased;
+                    item = channel.recv() => item,
+                    () = stop.cancelled() => break,
+                };
+                let event = match item {
+                    Ok(Some((tag, fd))) => LinkEvent::Fd(id, tag, fd),
+                    Ok(None) => break,
+                    Err(e) => LinkEvent::Broken(id, format!("fd channel: {e}")),
+                };
+                let broken = matches!(event, LinkEvent::Broken(..));
+                if tx.send(event).await.is_err() || broken {
+                    break;
+                }
+            }
+        })
     });
 
     // Process: deliver signals until reaped, then report.
@@ -126,6 +180,9 @@ pub(crate) fn start(
         // only then is the exit reported, so no answer arrives after it.
         gone.cancel();
         let _ = reader_task.await;
+        if let Some(fd_task) = fd_task {
+            let _ = fd_task.await;
+        }
         let info = match status {
             Ok(s) => ExitInfo {
                 code: s.code(),

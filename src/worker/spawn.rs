@@ -42,6 +42,8 @@ pub(crate) struct Spawned {
     pub(crate) child: Child,
     pub(crate) pid: u32,
     pub(crate) stream: UnixStream,
+    /// Our end of the fd channel.
+    pub(crate) fd_channel: std::os::fd::OwnedFd,
     /// `/proc/PID/statm`, kept open: reading it costs two syscalls, and an
     /// open handle can never read a recycled pid (a reaped process reads ESRCH).
     pub(crate) statm: Option<File>,
@@ -51,12 +53,16 @@ pub(crate) fn spawn(spec: &WorkerSpec, id: &Identity<'_>) -> std::io::Result<Spa
     // std creates both ends with SOCK_CLOEXEC.
     let (ours, theirs) = StdUnixStream::pair()?;
     let child_fd = theirs.as_raw_fd();
+    // The fd channel (SOCK_SEQPACKET, close-on-exec on both ends).
+    let (channel_ours, channel_theirs) = nanny_worker::fdpass::FdChannel::pair()?;
+    let child_channel = channel_theirs.as_raw_fd();
     let parent = Pid::this();
 
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env(p::ENV_FD, child_fd.to_string())
+        .env(p::ENV_FD_CHANNEL, child_channel.to_string())
         .env(p::ENV_WORKER_ID, id.worker_id.to_string())
         .env(p::ENV_POOL, id.pool)
         .env(p::ENV_SUPERVISOR_PID, parent.to_string())
@@ -72,7 +78,8 @@ pub(crate) fn spawn(spec: &WorkerSpec, id: &Identity<'_>) -> std::io::Result<Spa
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe syscalls (setpgid, prctl, getppid, fcntl); it
     // allocates nothing and touches no lock. `child_fd` is open in the child
-    // (inherited from the fork) for the closure's whole run.
+    // (inherited from the fork) for the closure's whole run, and so is
+    // `child_channel`.
     unsafe {
         cmd.pre_exec(move || {
             setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
@@ -80,13 +87,15 @@ pub(crate) fn spawn(spec: &WorkerSpec, id: &Identity<'_>) -> std::io::Result<Spa
             if getppid() != parent {
                 return Err(std::io::Error::other("supervisor exited during spawn"));
             }
-            let fd = BorrowedFd::borrow_raw(child_fd);
-            fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))?;
+            for fd in [child_fd, child_channel] {
+                fcntl(BorrowedFd::borrow_raw(fd), FcntlArg::F_SETFD(FdFlag::empty()))?;
+            }
             Ok(())
         });
     }
     let child = cmd.spawn()?;
     drop(theirs);
+    drop(channel_theirs);
     let pid = child.id().expect("a just-spawned child has a pid");
     // std opens files with O_CLOEXEC.
     let statm = File::open(format!("/proc/{pid}/statm")).ok();
@@ -96,6 +105,7 @@ pub(crate) fn spawn(spec: &WorkerSpec, id: &Identity<'_>) -> std::io::Result<Spa
         child,
         pid,
         stream,
+        fd_channel: channel_ours,
         statm,
     })
 }

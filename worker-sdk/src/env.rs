@@ -10,7 +10,7 @@ use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::socket::{getsockopt, sockopt, SockType};
 
 use crate::protocol::{
-    DEFAULT_MAX_FRAME_LEN, ENV_FD, ENV_LOGICAL_ID, ENV_MAX_FRAME_LEN, ENV_POOL, ENV_PULSE_MS,
+    DEFAULT_MAX_FRAME_LEN, ENV_FD, ENV_FD_CHANNEL, ENV_LOGICAL_ID, ENV_MAX_FRAME_LEN, ENV_POOL, ENV_PULSE_MS,
     ENV_SUPERVISOR_PID, ENV_WORKER_ID,
 };
 use crate::Error;
@@ -102,49 +102,80 @@ fn env_error(var: &'static str, reason: impl Into<String>) -> Error {
 /// stream socket (it was then given back, not closed).
 static CLAIMED: AtomicBool = AtomicBool::new(false);
 
+/// [`CLAIMED`] for the fd channel.
+static CLAIMED_CHANNEL: AtomicBool = AtomicBool::new(false);
+
+/// The fd channel's descriptor number, if [`ENV_FD_CHANNEL`] is set.
+pub(crate) fn fd_channel_from_env() -> Result<Option<RawFd>, Error> {
+    fd_channel_from_vars(|var| std::env::var_os(var))
+}
+
+/// [`fd_channel_from_env`] over any source of variables.
+pub(crate) fn fd_channel_from_vars(get: impl Fn(&str) -> Option<OsString>) -> Result<Option<RawFd>, Error> {
+    let fd: Option<RawFd> = Vars(get).optional(ENV_FD_CHANNEL)?;
+    if fd.is_some_and(|fd| fd < 0) {
+        return Err(env_error(ENV_FD_CHANNEL, "must not be negative"));
+    }
+    Ok(fd)
+}
+
 /// Takes ownership of the inherited socket, checks that it is a stream
 /// socket, and marks it close-on-exec so the worker's own children do not
 /// inherit it (they would keep the link open after this process died).
 pub(crate) fn claim_fd(fd: RawFd) -> Result<std::os::unix::net::UnixStream, Error> {
-    if CLAIMED.swap(true, Ordering::SeqCst) {
+    let owned = claim(ENV_FD, fd, SockType::Stream, &CLAIMED)?;
+    let stream = std::os::unix::net::UnixStream::from(owned);
+    stream.set_nonblocking(true)?;
+    Ok(stream)
+}
+
+/// Takes ownership of the inherited fd channel: a `SOCK_SEQPACKET` socket,
+/// marked close-on-exec like the main socket.
+pub(crate) fn claim_fd_channel(fd: RawFd) -> Result<OwnedFd, Error> {
+    claim(ENV_FD_CHANNEL, fd, SockType::SeqPacket, &CLAIMED_CHANNEL)
+}
+
+/// Takes ownership of inherited descriptor `fd` (named by `var`), once per
+/// process (`claimed`), if it is a socket of type `want`; marks it
+/// close-on-exec.
+fn claim(var: &'static str, fd: RawFd, want: SockType, claimed: &AtomicBool) -> Result<OwnedFd, Error> {
+    if claimed.swap(true, Ordering::SeqCst) {
         return Err(env_error(
-            ENV_FD,
+            var,
             "the socket was already claimed by an earlier connect()",
         ));
     }
     #[allow(unsafe_code)]
     // SAFETY: the supervisor hands this descriptor to the worker process by
     // contract (PROTOCOL.md), nothing else in the process owns it, and the
-    // `CLAIMED` flag makes sure it is turned into an `OwnedFd` only once. If
-    // it turns out not to be an open stream socket, ownership is given back
-    // below with `into_raw_fd`, so a descriptor we do not own is never closed.
+    // `claimed` flag makes sure it is turned into an `OwnedFd` only once. If
+    // it turns out not to be an open socket of the expected type, ownership
+    // is given back below with `into_raw_fd`, so a descriptor we do not own
+    // is never closed. (The main socket and the fd channel have different
+    // types, so one descriptor named by both variables is claimed at most
+    // once.)
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     match getsockopt(&owned, sockopt::SockType) {
-        Ok(SockType::Stream) => {}
+        Ok(got) if got == want => {}
         Ok(other) => {
             let _ = owned.into_raw_fd();
-            CLAIMED.store(false, Ordering::SeqCst);
+            claimed.store(false, Ordering::SeqCst);
             return Err(env_error(
-                ENV_FD,
-                format!("fd {fd} is a {other:?} socket, not a stream socket"),
+                var,
+                format!("fd {fd} is a {other:?} socket, not a {want:?} socket"),
             ));
         }
         Err(errno) => {
             let _ = owned.into_raw_fd();
-            CLAIMED.store(false, Ordering::SeqCst);
-            return Err(env_error(
-                ENV_FD,
-                format!("fd {fd} is not an open socket: {errno}"),
-            ));
+            claimed.store(false, Ordering::SeqCst);
+            return Err(env_error(var, format!("fd {fd} is not an open socket: {errno}")));
         }
     }
     fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|errno| {
         env_error(
-            ENV_FD,
+            var,
             format!("cannot set close-on-exec on fd {}: {errno}", owned.as_raw_fd()),
         )
     })?;
-    let stream = std::os::unix::net::UnixStream::from(owned);
-    stream.set_nonblocking(true)?;
-    Ok(stream)
+    Ok(owned)
 }

@@ -59,6 +59,15 @@ pub enum Error {
     /// The supervisor announced a hard kill; SIGKILL follows.
     #[error("hard-killed by the supervisor")]
     HardKilled,
+    /// This worker has no fd channel ([`ENV_FD_CHANNEL`] was not set), so
+    /// it cannot pass a response stream.
+    ///
+    /// [`ENV_FD_CHANNEL`]: crate::protocol::ENV_FD_CHANNEL
+    #[error(
+        "this worker has no fd channel ({} is not set)",
+        crate::protocol::ENV_FD_CHANNEL
+    )]
+    NoFdChannel,
     /// [`Worker::serve`](crate::Worker::serve) is already running on this
     /// worker (from another clone of the handle).
     #[error("this worker is already being served")]

@@ -61,13 +61,17 @@ impl Worker {
                 token: token.clone(),
             };
             table.insert(key, entry);
-            self.inner.in_flight_count.send_replace(table.len());
+            self.outstanding_add();
         }
         Some(Request::new(self.clone(), frame, created_at, token))
     }
 
-    /// Trips the token of one attempt, if it is in flight.
+    /// Trips the token of one attempt, if it is in flight, or drops its
+    /// frame if it is still waiting for its attachment.
     pub(crate) fn cancel(&self, key: Key) {
+        if self.cancel_pending(key) {
+            return;
+        }
         if let Some(entry) = lock(&self.inner.inflight).get(&key) {
             entry.token.cancel();
         }
@@ -99,15 +103,24 @@ impl Worker {
     /// `auto` answers are the SDK's own (dropped, handler error, panic); they
     /// are not sent for an attempt that was cancelled.
     pub(crate) fn answer(&self, key: Key, outcome: Outcome, auto: bool) -> Result<(), Error> {
-        let entry = {
-            let mut table = lock(&self.inner.inflight);
-            let entry = table.remove(&key);
-            self.inner.in_flight_count.send_replace(table.len());
-            entry
-        };
+        self.answer_with(key, outcome, auto, false)
+    }
+
+    /// [`answer`](Self::answer), saying whether a response stream for the
+    /// attempt comes on the fd channel.
+    pub(crate) fn answer_with(
+        &self,
+        key: Key,
+        outcome: Outcome,
+        auto: bool,
+        stream: bool,
+    ) -> Result<(), Error> {
+        let entry = lock(&self.inner.inflight).remove(&key);
         let Some(entry) = entry else {
             return Ok(());
         };
+        // Queue the answer before the drain can see the count drop.
+        let _done = OutstandingGuard(self);
         self.inner.served.fetch_add(1, Ordering::Relaxed);
         if auto && entry.token.is_cancelled() {
             return Ok(());
@@ -121,7 +134,7 @@ impl Worker {
             id,
             attempt,
             outcome,
-            stream: false,
+            stream,
         }) {
             Ok(())
         } else {
@@ -148,6 +161,16 @@ impl Worker {
         e
     }
 
+    /// Counts one more piece of work a soft-kill drain waits for.
+    pub(crate) fn outstanding_add(&self) {
+        self.inner.outstanding.send_modify(|n| *n += 1);
+    }
+
+    /// Counts one piece of work less (see [`outstanding_add`](Self::outstanding_add)).
+    pub(crate) fn outstanding_done(&self) {
+        self.inner.outstanding.send_modify(|n| *n = n.saturating_sub(1));
+    }
+
     /// A snapshot of the table, for [`Worker::requests`].
     pub(crate) fn snapshot(&self) -> Vec<RequestInfo> {
         lock(&self.inner.inflight)
@@ -165,5 +188,14 @@ impl Worker {
     /// How many attempts are in flight, for a heartbeat.
     pub(crate) fn in_flight(&self) -> u32 {
         lock(&self.inner.inflight).len().try_into().unwrap_or(u32::MAX)
+    }
+}
+
+/// Calls [`Worker::outstanding_done`] when dropped.
+struct OutstandingGuard<'a>(&'a Worker);
+
+impl Drop for OutstandingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.outstanding_done();
     }
 }

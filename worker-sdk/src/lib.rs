@@ -90,14 +90,43 @@
 //!   [`Worker::closed`] resolves. The worker should exit. (The supervisor
 //!   also sets a parent-death signal, so a worker that ignores this is killed.)
 //!
+//! # Attachments and streams
+//!
+//! A request may come with a file descriptor (passed on a second socket,
+//! the fd channel): [`Request::attachment_kind`] says which kind,
+//! [`Request::socket`] hands over a connected TCP or Unix socket (or a plain
+//! descriptor), [`Request::stream`] a byte stream to read to the end. Once
+//! the SDK has both the request and its descriptor it tells the supervisor
+//! (`Accepted`): from then on the attempt is this worker's and is not
+//! retried elsewhere. [`Request::respond_stream`] answers with a byte stream
+//! the caller reads as it is produced. The building blocks are public for
+//! the supervisor's side: [`fdpass`] and [`stream`].
+//!
+//! ```no_run
+//! # async fn handle(mut req: nanny_worker::Request) -> Result<(), nanny_worker::HandlerError> {
+//! use tokio::io::AsyncReadExt;
+//! if let Some(mut upload) = req.stream() {
+//!     let mut bytes = Vec::new();
+//!     upload.read_to_end(&mut bytes).await?;
+//!     let upper = bytes.to_ascii_uppercase();
+//!     req.respond_stream(&bytes.len(), std::io::Cursor::new(upper))?;
+//! } else {
+//!     req.fail("bad-request", "expected a stream");
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! # Protocol
 //!
 //! The [`protocol`] module holds the wire types; `PROTOCOL.md` in this
 //! crate's repository describes the wire format for workers written in
 //! other languages.
 
+pub mod fdpass;
 pub mod protocol;
+pub mod stream;
 
+mod attach;
 mod env;
 mod error;
 mod inflight;
@@ -109,6 +138,7 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+pub use attach::Socket;
 pub use error::Error;
 pub use protocol::RemoteError;
 pub use request::{Event, Request, RequestInfo};
@@ -134,6 +164,10 @@ pub mod kind {
     pub const OVERSIZE: &str = "oversize";
     /// The answer could not be encoded.
     pub const ENCODE: &str = "encode";
+    /// A descriptor could not be passed: a request with an attachment came
+    /// to a worker without an fd channel, the attachment never arrived or was
+    /// not of its declared kind, or a response stream could not be sent.
+    pub const ATTACHMENT: &str = "attachment";
 }
 
 /// Whether this process was started as a nanny worker, i.e. whether
@@ -155,13 +189,17 @@ pub fn is_worker() -> bool {
 /// ownership of the inherited socket and marks it close-on-exec (so this
 /// worker's own child processes do not inherit it), exchanges hellos, and
 /// starts the background tasks: a reader, a writer and a heartbeat every
-/// pulse. Call it from within a tokio runtime.
+/// pulse. If [`ENV_FD_CHANNEL`](protocol::ENV_FD_CHANNEL) is set, the fd
+/// channel is claimed the same way and a task receives attachments on it;
+/// without it the worker works, but cannot take attachments or send
+/// response streams. Call it from within a tokio runtime.
 ///
 /// # Errors
 ///
 /// * [`Error::NotAWorker`] when [`ENV_FD`](protocol::ENV_FD) is not set;
 /// * [`Error::Env`] when a variable is missing or malformed, when the fd is
-///   not an open stream socket, or when `connect` was already called;
+///   not an open stream socket (the fd channel: not a `SOCK_SEQPACKET`
+///   socket), or when `connect` was already called;
 /// * [`Error::Version`] when the supervisor speaks another protocol version;
 /// * [`Error::Disconnected`], [`Error::Protocol`] or [`Error::Io`] when the
 ///   hello exchange fails.
@@ -172,7 +210,12 @@ pub fn is_worker() -> bool {
 /// dropped `connect` cannot be retried.
 pub async fn connect() -> Result<Worker, Error> {
     let (fd, settings) = env::Settings::from_env()?;
+    let channel_fd = env::fd_channel_from_env()?;
     let stream = env::claim_fd(fd)?;
     let stream = tokio::net::UnixStream::from_std(stream)?;
-    link::connect_stream(stream, settings).await
+    let fd_channel = match channel_fd {
+        Some(fd) => Some(fdpass::FdChannel::new(env::claim_fd_channel(fd)?)?),
+        None => None,
+    };
+    link::connect_stream(stream, settings, fd_channel).await
 }

@@ -12,6 +12,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::env::Settings;
+use crate::fdpass::FdChannel;
 use crate::inflight::FRAME_OVERHEAD;
 use crate::protocol::{
     frame_reader, frame_writer, FrameReader, FrameWriter, FromWorker, Heartbeat, ToWorker, WorkerHello,
@@ -28,8 +29,13 @@ pub(crate) const MIN_FRAME_LEN: usize = 4 * FRAME_OVERHEAD;
 type Reader = FrameReader<OwnedReadHalf, ToWorker>;
 type Writer = FrameWriter<OwnedWriteHalf, FromWorker>;
 
-/// Exchanges hellos over an open socket and starts the link's tasks.
-pub(crate) async fn connect_stream(stream: UnixStream, mut settings: Settings) -> Result<Worker, Error> {
+/// Exchanges hellos over an open socket and starts the link's tasks; with
+/// an fd channel, also the task that receives attachments.
+pub(crate) async fn connect_stream(
+    stream: UnixStream,
+    mut settings: Settings,
+    fd_channel: Option<FdChannel>,
+) -> Result<Worker, Error> {
     let (rd, wr) = stream.into_split();
     let mut reader: Reader = frame_reader(rd, settings.max_frame_len);
     let mut writer: Writer = frame_writer(wr, settings.max_frame_len);
@@ -79,8 +85,12 @@ pub(crate) async fn connect_stream(stream: UnixStream, mut settings: Settings) -
     writer.get_mut().encoder_mut().set_max_frame_length(max);
 
     let (out_tx, out_rx) = mpsc::unbounded_channel();
-    let (worker, in_tx) = Worker::new(settings, out_tx);
+    let has_fd_channel = fd_channel.is_some();
+    let (worker, in_tx) = Worker::new(settings, out_tx, fd_channel);
     tokio::spawn(write_loop(writer, out_rx, worker.inner.closed.clone()));
+    if has_fd_channel {
+        tokio::spawn(fd_loop(worker.clone(), in_tx.clone()));
+    }
     tokio::spawn(read_loop(worker.clone(), reader, in_tx));
     tokio::spawn(heartbeat_loop(worker.clone()));
     Ok(worker)
@@ -122,6 +132,11 @@ async fn read_loop(worker: Worker, mut reader: Reader, to_serve: mpsc::Unbounded
         };
         match frame {
             ToWorker::Hello(_) => break Error::Protocol("a second hello".into()),
+            ToWorker::Request(frame) if frame.attachment.is_some() => {
+                if let Some(req) = worker.attachment_frame(frame) {
+                    let _ = to_serve.send(Incoming::Request(req));
+                }
+            }
             ToWorker::Request(frame) => {
                 let (id, attempt) = (frame.id, frame.attempt);
                 match worker.register(frame) {
@@ -150,6 +165,41 @@ async fn read_loop(worker: Worker, mut reader: Reader, to_serve: mpsc::Unbounded
     }
     closed.cancel();
     let _ = to_serve.send(Incoming::Closed(reason));
+}
+
+/// Receives attachments on the fd channel until the link closes or the
+/// channel ends; a request whose frame was waiting goes to `serve`.
+async fn fd_loop(worker: Worker, to_serve: mpsc::UnboundedSender<Incoming>) {
+    let Some(channel) = worker.inner.fd_channel.as_ref() else {
+        return;
+    };
+    let closed = worker.inner.closed.clone();
+    loop {
+        // `FdChannel::recv` is cancel safe: a message is taken whole or not at all.
+        let next = tokio::select! {
+            next = channel.recv() => next,
+            () = closed.cancelled() => return,
+        };
+        match next {
+            Ok(Some((tag, fd))) => {
+                if let Some(req) = worker.attachment_fd(tag, fd) {
+                    let _ = to_serve.send(Incoming::Request(req));
+                }
+            }
+            Ok(None) => {
+                tracing::debug!("the fd channel closed");
+                return;
+            }
+            // A malformed message: its descriptors are closed; the next one may be fine.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                tracing::warn!(error = %e, "bad message on the fd channel")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the fd channel failed");
+                return;
+            }
+        }
+    }
 }
 
 /// Writes queued frames, coalescing: frames are fed into the buffer and

@@ -10,8 +10,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
 
+use crate::attach::Attachment;
 use crate::inflight::{ok_outcome, Key};
-use crate::protocol::{decode_payload, encode_payload, Outcome, RemoteError, RequestFrame};
+use crate::protocol::{decode_payload, encode_payload, AttachmentKind, Outcome, RemoteError, RequestFrame};
 use crate::{kind, Error, Worker};
 
 /// Watch bits shared by a [`Request`] and the task that runs its handler.
@@ -23,8 +24,12 @@ pub(crate) const DROPPED: u8 = 2;
 
 /// One attempt at a request from the supervisor.
 ///
-/// Answer it exactly once, with [`respond`](Self::respond) or
-/// [`fail`](Self::fail); both consume the request. A request dropped without
+/// Answer it exactly once, with [`respond`](Self::respond),
+/// [`respond_stream`](Self::respond_stream) or [`fail`](Self::fail); each
+/// consumes the request. A request may come with an attachment (see
+/// [`attachment_kind`](Self::attachment_kind), [`socket`](Self::socket) and
+/// [`stream`](Self::stream)); an attachment the handler does not take is
+/// closed with the request. A request dropped without
 /// an answer is answered for you with a [`RemoteError`] of kind
 /// [`kind::DROPPED`] (or [`kind::HANDLER`] / [`kind::PANIC`] when its
 /// handler returned an error or panicked), so a caller never waits in vain,
@@ -56,7 +61,9 @@ pub struct Request {
     payload: Vec<u8>,
     token: CancellationToken,
     pub(crate) watch: Arc<AtomicU8>,
-    answered: bool,
+    pub(crate) answered: bool,
+    pub(crate) attachment_kind: Option<AttachmentKind>,
+    pub(crate) attachment: Option<Attachment>,
 }
 
 impl Request {
@@ -75,6 +82,8 @@ impl Request {
             token,
             watch: Arc::new(AtomicU8::new(0)),
             answered: false,
+            attachment_kind: frame.attachment,
+            attachment: None,
         }
     }
 
@@ -118,6 +127,13 @@ impl Request {
     /// handler returned an error) is ignored.
     pub fn respond<T: Serialize + ?Sized>(mut self, reply: &T) -> Result<(), Error> {
         self.answered = true;
+        let bytes = self.encode_reply(reply)?;
+        self.worker.answer(self.key(), ok_outcome(bytes), false)
+    }
+
+    /// Encodes an answer's payload; on failure answers the caller with the
+    /// matching error and returns it.
+    pub(crate) fn encode_reply<T: Serialize + ?Sized>(&self, reply: &T) -> Result<Vec<u8>, Error> {
         let key = self.key();
         let bytes = match encode_payload(reply) {
             Ok(bytes) => bytes,
@@ -138,7 +154,7 @@ impl Request {
             );
             return Err(Error::TooLarge { len, max });
         }
-        self.worker.answer(key, ok_outcome(bytes), false)
+        Ok(bytes)
     }
 
     /// Answers the request with a [`RemoteError`]: the caller gets it as is,
@@ -187,6 +203,7 @@ impl fmt::Debug for Request {
             .field("attempt", &self.attempt)
             .field("created_at", &self.created_at)
             .field("payload_len", &self.payload.len())
+            .field("attachment", &self.attachment_kind)
             .field("cancelled", &self.token.is_cancelled())
             .finish_non_exhaustive()
     }

@@ -41,8 +41,10 @@ impl Worker {
     ///
     /// * `Ok(())` after a soft kill, once the [`on_soft_kill`](Self::on_soft_kill)
     ///   hook (if any) and every handler have finished, every request is
-    ///   answered (also those a handler handed to another task), and the
-    ///   answers are written to the socket. The process should then exit
+    ///   answered (also those a handler handed to another task, and those
+    ///   whose attachment was still on its way), every response stream
+    ///   ([`Request::respond_stream`]) is pumped to its end, and the answers
+    ///   are written to the socket. The process should then exit
     ///   with status 0.
     /// * `Err(`[`Error::Disconnected`]`)` when the supervisor's end of the
     ///   socket closes; in-flight handlers are aborted. Exit then.
@@ -86,7 +88,7 @@ impl Worker {
         let handler = Arc::new(handler);
         let mut tasks = JoinSet::new();
         let mut draining = false;
-        let mut in_flight = self.inner.in_flight_count.subscribe();
+        let mut outstanding = self.inner.outstanding.subscribe();
         loop {
             tokio::select! {
                 // Take what has arrived before deciding the drain is over.
@@ -106,7 +108,7 @@ impl Worker {
                     None => return Err(Error::Disconnected),
                 },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                () = drained(&self.inner.soft_done, &mut in_flight), if draining && tasks.is_empty() => {
+                () = drained(&self.inner.soft_done, &mut outstanding), if draining && tasks.is_empty() => {
                     self.flush().await;
                     return Ok(());
                 }
@@ -116,11 +118,12 @@ impl Worker {
 }
 
 /// Resolves once the soft-kill hook is done and no request is in flight,
-/// including requests a handler moved to another task.
-async fn drained(soft_done: &CancellationToken, in_flight: &mut watch::Receiver<usize>) {
+/// including requests a handler moved to another task, request frames
+/// waiting for their attachment, and response streams still pumping.
+async fn drained(soft_done: &CancellationToken, outstanding: &mut watch::Receiver<usize>) {
     soft_done.cancelled().await;
     // Err only if the sender is gone, and the worker owns it.
-    let _ = in_flight.wait_for(|&n| n == 0).await;
+    let _ = outstanding.wait_for(|&n| n == 0).await;
 }
 
 /// Answers, on behalf of a handler, a request the handler did not answer.

@@ -12,7 +12,9 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::attach::Pending;
 use crate::env::Settings;
+use crate::fdpass::FdChannel;
 use crate::inflight::{Entry, Key};
 use crate::protocol::{encode_payload, FromWorker};
 use crate::request::{Event, Request, RequestInfo};
@@ -52,9 +54,16 @@ pub(crate) struct Inner {
     pub(crate) out: mpsc::UnboundedSender<Outgoing>,
     pub(crate) incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<Incoming>>,
     pub(crate) inflight: Mutex<HashMap<Key, Entry>>,
-    /// The table's size, updated under its lock, so `serve` can wait for
-    /// requests answered outside their handler tasks.
-    pub(crate) in_flight_count: tokio::sync::watch::Sender<usize>,
+    /// What a soft-kill drain waits for: attempts in the table, request
+    /// frames waiting for their attachment, running response-stream pumps.
+    /// Lets `serve` wait for requests answered outside their handler tasks.
+    /// Every hand-over counts the new holder before the old one lets go, so
+    /// the count never dips to 0 while work remains.
+    pub(crate) outstanding: tokio::sync::watch::Sender<usize>,
+    /// The fd channel, if the supervisor gave this worker one.
+    pub(crate) fd_channel: Option<FdChannel>,
+    /// Attachments and request frames waiting for each other.
+    pub(crate) pending: Mutex<Pending>,
     pub(crate) served: AtomicU64,
     pub(crate) started: Instant,
     /// Cancelled when the link is gone; every request token is its child.
@@ -72,6 +81,7 @@ impl fmt::Debug for Inner {
             .field("pool", &self.settings.pool)
             .field("logical_id", &self.settings.logical_id)
             .field("in_flight", &lock(&self.inflight).len())
+            .field("fd_channel", &self.fd_channel.is_some())
             .field("closed", &self.closed.is_cancelled())
             .finish_non_exhaustive()
     }
@@ -105,6 +115,7 @@ impl Worker {
     pub(crate) fn new(
         settings: Settings,
         out: mpsc::UnboundedSender<Outgoing>,
+        fd_channel: Option<FdChannel>,
     ) -> (Self, mpsc::UnboundedSender<Incoming>) {
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         let inner = Inner {
@@ -112,7 +123,9 @@ impl Worker {
             out,
             incoming: tokio::sync::Mutex::new(in_rx),
             inflight: Mutex::new(HashMap::new()),
-            in_flight_count: tokio::sync::watch::Sender::new(0),
+            outstanding: tokio::sync::watch::Sender::new(0),
+            fd_channel,
+            pending: Mutex::new(Pending::default()),
             served: AtomicU64::new(0),
             started: Instant::now(),
             closed: CancellationToken::new(),

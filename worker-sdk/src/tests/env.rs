@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 
-use crate::env::{claim_fd, Settings};
+use crate::env::{claim_fd, claim_fd_channel, fd_channel_from_vars, Settings};
 use crate::protocol::*;
 use crate::Error;
 
@@ -105,4 +105,55 @@ fn claiming_the_inherited_fd() {
 
     // A second claim is refused.
     assert!(matches!(claim_fd(raw), Err(Error::Env { var: ENV_FD, .. })));
+}
+
+#[test]
+fn the_fd_channel_variable_is_optional() {
+    assert_eq!(fd_channel_from_vars(vars(FULL)).unwrap(), None);
+    let env = with(&[(ENV_FD_CHANNEL, Some("4"))]);
+    assert_eq!(fd_channel_from_vars(vars(&env)).unwrap(), Some(4));
+    for bad in ["four", "-1"] {
+        let env = with(&[(ENV_FD_CHANNEL, Some(bad))]);
+        match fd_channel_from_vars(vars(&env)) {
+            Err(Error::Env { var, .. }) => assert_eq!(var, ENV_FD_CHANNEL),
+            other => panic!("{bad}: expected an env error, got {other:?}"),
+        }
+    }
+}
+
+/// One test for all claims of the fd channel: a successful claim is once per process.
+#[test]
+fn claiming_the_inherited_fd_channel() {
+    // A stream socket is not an fd channel: refused, and left open.
+    let (stream, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+    let err = claim_fd_channel(stream.as_raw_fd()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Env {
+                var: ENV_FD_CHANNEL,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(fcntl(&stream, FcntlArg::F_GETFD).is_ok(), "still open");
+
+    // A SOCK_SEQPACKET socket without close-on-exec: claimed, and marked close-on-exec.
+    let (ours, _theirs) = crate::fdpass::FdChannel::pair().unwrap();
+    fcntl(&ours, FcntlArg::F_SETFD(FdFlag::empty())).unwrap();
+    let raw = ours.into_raw_fd();
+    let owned = claim_fd_channel(raw).unwrap();
+    assert_eq!(owned.as_raw_fd(), raw);
+    let flags = FdFlag::from_bits_truncate(fcntl(&owned, FcntlArg::F_GETFD).unwrap());
+    assert!(flags.contains(FdFlag::FD_CLOEXEC));
+
+    // A second claim is refused.
+    assert!(matches!(
+        claim_fd_channel(raw),
+        Err(Error::Env {
+            var: ENV_FD_CHANNEL,
+            ..
+        })
+    ));
 }

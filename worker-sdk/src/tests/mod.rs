@@ -1,9 +1,12 @@
 //! Drives a [`Worker`] over a real socketpair against a fake supervisor
 //! written with the protocol helpers.
 
+mod attach;
 mod env;
+mod fdpass;
 mod link;
 mod serve;
+mod stream;
 mod wire;
 
 use std::time::Duration;
@@ -15,6 +18,7 @@ use tokio::net::UnixStream;
 use uuid::Uuid;
 
 use crate::env::Settings;
+use crate::fdpass::FdChannel;
 use crate::protocol::*;
 use crate::{Error, Worker};
 
@@ -26,12 +30,15 @@ const WORKER_ID: u64 = 7;
 struct Fake {
     rx: FrameReader<OwnedReadHalf, FromWorker>,
     tx: FrameWriter<OwnedWriteHalf, ToWorker>,
+    /// The supervisor's end of the fd channel, if the worker has one.
+    fds: Option<FdChannel>,
 }
 
 struct Opts {
     version: u32,
     pulse_ms: u64,
     max_frame_len: u32,
+    fd_channel: bool,
 }
 
 impl Default for Opts {
@@ -40,6 +47,7 @@ impl Default for Opts {
             version: PROTOCOL_VERSION,
             pulse_ms: 60_000,
             max_frame_len: 64 * 1024,
+            fd_channel: true,
         }
     }
 }
@@ -67,11 +75,18 @@ async fn start_with(opts: Opts) -> (Worker, Fake) {
 
 async fn try_start(opts: Opts) -> (Result<Worker, Error>, Fake) {
     let (ours, theirs) = UnixStream::pair().unwrap();
+    let (our_fds, their_fds) = if opts.fd_channel {
+        let (a, b) = FdChannel::pair().unwrap();
+        (Some(FdChannel::new(a).unwrap()), Some(FdChannel::new(b).unwrap()))
+    } else {
+        (None, None)
+    };
     let supervisor = async move {
         let (rd, wr) = theirs.into_split();
         let mut fake = Fake {
             rx: frame_reader(rd, DEFAULT_MAX_FRAME_LEN),
             tx: frame_writer(wr, DEFAULT_MAX_FRAME_LEN),
+            fds: their_fds,
         };
         let hello = SupervisorHello {
             version: opts.version,
@@ -90,7 +105,7 @@ async fn try_start(opts: Opts) -> (Result<Worker, Error>, Fake) {
         }
         fake
     };
-    tokio::join!(crate::link::connect_stream(ours, settings()), supervisor)
+    tokio::join!(crate::link::connect_stream(ours, settings(), our_fds), supervisor)
 }
 
 impl Fake {
@@ -135,16 +150,47 @@ impl Fake {
 
     /// Sends a request and returns its id.
     async fn request(&mut self, payload: &(impl Serialize + ?Sized)) -> Uuid {
+        self.request_with(payload, None).await
+    }
+
+    /// Sends a request frame that may announce an attachment (send the
+    /// descriptor with [`send_fd`](Self::send_fd)); returns its id.
+    async fn request_with(
+        &mut self,
+        payload: &(impl Serialize + ?Sized),
+        attachment: Option<AttachmentKind>,
+    ) -> Uuid {
         let id = Uuid::new_v4();
         self.send(ToWorker::Request(RequestFrame {
             id,
             attempt: 1,
             created_at_ms: 1_700_000_000_000,
             payload: encode_payload(payload).unwrap(),
-            attachment: None,
+            attachment,
         }))
         .await;
         id
+    }
+
+    /// Sends attempt 1's attachment on the fd channel.
+    async fn send_fd(&self, id: Uuid, fd: std::os::fd::BorrowedFd<'_>) {
+        let tag = FdTag {
+            id,
+            attempt: 1,
+            kind: FD_KIND_ATTACHMENT,
+        };
+        let channel = self.fds.as_ref().expect("the fake has an fd channel");
+        channel.send(tag, fd).await.expect("send an fd to the worker");
+    }
+
+    /// The next descriptor the worker sends on the fd channel.
+    async fn recv_fd(&self) -> (FdTag, std::os::fd::OwnedFd) {
+        let channel = self.fds.as_ref().expect("the fake has an fd channel");
+        tokio::time::timeout(TIMEOUT, channel.recv())
+            .await
+            .expect("timed out waiting for an fd")
+            .expect("fd channel error")
+            .expect("the worker closed the fd channel")
     }
 
     /// The next response; asserts it answers `id`.

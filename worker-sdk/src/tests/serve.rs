@@ -9,7 +9,7 @@ use super::*;
 use crate::{kind, HandlerError, Request};
 
 /// Runs `serve` on its own task.
-fn spawn_serve<H, Fut>(worker: &Worker, handler: H) -> tokio::task::JoinHandle<Result<(), Error>>
+pub(super) fn spawn_serve<H, Fut>(worker: &Worker, handler: H) -> tokio::task::JoinHandle<Result<(), Error>>
 where
     H: Fn(Request) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
@@ -18,7 +18,7 @@ where
     tokio::spawn(async move { worker.serve(handler).await })
 }
 
-async fn join(serving: tokio::task::JoinHandle<Result<(), Error>>) -> Result<(), Error> {
+pub(super) async fn join(serving: tokio::task::JoinHandle<Result<(), Error>>) -> Result<(), Error> {
     tokio::time::timeout(TIMEOUT, serving)
         .await
         .expect("serve returns")

@@ -79,3 +79,56 @@ fn decoders_are_lenient_where_protocol_md_says() {
     cancel.push(0x02);
     assert!(rmp_serde::from_slice::<ToWorker>(&cancel).is_err());
 }
+
+#[test]
+fn the_fd_channel_tag_and_optional_fields_in_protocol_md() {
+    // 11.1: id (16), attempt u32 big-endian, kind.
+    let tag = FdTag {
+        id: ID,
+        attempt: 2,
+        kind: FD_KIND_RESPONSE_STREAM,
+    };
+    let mut want = vec![0x11; 16];
+    want.extend([0, 0, 0, 2, 2]);
+    assert_eq!(tag.to_bytes().as_slice(), want);
+    assert_eq!(FdTag::from_bytes(&want), Some(tag));
+    assert_eq!(FdTag::from_bytes(&want[..20]), None);
+    assert_eq!((FD_KIND_ATTACHMENT, FD_KIND_RESPONSE_STREAM), (1, 2));
+
+    // `attachment` is a bare string, and absent when there is none.
+    let frame = |attachment| {
+        ToWorker::Request(RequestFrame {
+            id: ID,
+            attempt: 1,
+            created_at_ms: 0,
+            payload: vec![],
+            attachment,
+        })
+    };
+    let with = rmp_serde::to_vec_named(&frame(Some(AttachmentKind::Tcp))).unwrap();
+    let mut field = vec![0xaa];
+    field.extend(b"attachment");
+    field.extend([0xa3, b'T', b'c', b'p']);
+    assert!(with.windows(field.len()).any(|w| w == field));
+    let without = rmp_serde::to_vec_named(&frame(None)).unwrap();
+    assert!(!without.windows(10).any(|w| w == b"attachment"));
+    assert_eq!(rmp_serde::from_slice::<ToWorker>(&without).unwrap(), frame(None));
+
+    // `stream` is present only when true.
+    let response = |stream| FromWorker::Response {
+        id: ID,
+        attempt: 1,
+        outcome: Outcome::Ok(serde_bytes::ByteBuf::from(vec![0xc0])),
+        stream,
+    };
+    let streamed = rmp_serde::to_vec_named(&response(true)).unwrap();
+    assert!(streamed.ends_with(b"\xa6stream\xc3"));
+    let plain = rmp_serde::to_vec_named(&response(false)).unwrap();
+    assert!(!plain.windows(6).any(|w| w == b"stream"));
+    assert_eq!(
+        rmp_serde::from_slice::<FromWorker>(&plain).unwrap(),
+        response(false)
+    );
+    let accepted = rmp_serde::to_vec_named(&FromWorker::Accepted { id: ID, attempt: 1 }).unwrap();
+    assert_eq!(&accepted[..10], b"\x81\xa8Accepted");
+}

@@ -1,0 +1,288 @@
+//! The fd channel: file descriptors passed between a supervisor and one
+//! worker, one per message, each with an [`FdTag`] naming the attempt it
+//! belongs to.
+//!
+//! The channel is a `SOCK_SEQPACKET` Unix socketpair, separate from the
+//! framed control socket (a buffered frame reader would swallow ancillary
+//! data). Every message is exactly [`FdTag::LEN`] data bytes plus exactly one
+//! descriptor in `SCM_RIGHTS`. Received descriptors are close-on-exec
+//! (`MSG_CMSG_CLOEXEC`). A message that breaks these rules is an
+//! [`InvalidData`](io::ErrorKind::InvalidData) error on the receiving side;
+//! the descriptors that came with it are closed, and the channel stays
+//! usable.
+//!
+//! ```no_run
+//! # async fn f() -> std::io::Result<()> {
+//! use std::os::fd::AsFd;
+//! use nanny_worker::fdpass::FdChannel;
+//! use nanny_worker::protocol::{FdTag, FD_KIND_ATTACHMENT};
+//!
+//! let (a, b) = FdChannel::pair()?;
+//! let (a, b) = (FdChannel::new(a)?, FdChannel::new(b)?);
+//! let (file, _) = std::os::unix::net::UnixStream::pair()?;
+//! let tag = FdTag { id: uuid::Uuid::new_v4(), attempt: 1, kind: FD_KIND_ATTACHMENT };
+//! a.send(tag, file.as_fd()).await?;
+//! drop(file); // the sender closes its copy
+//! let (got_tag, fd) = b.recv().await?.expect("not at end of file");
+//! assert_eq!(got_tag, tag);
+//! # drop(fd); Ok(()) }
+//! ```
+
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag,
+    SockType,
+};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+use crate::protocol::FdTag;
+
+/// Room for the data part of one message: more than a tag, so that a longer
+/// message shows as a bad length (or `MSG_TRUNC`), never as a valid tag.
+const DATA_BUF: usize = 64;
+
+/// One end of an fd channel, usable from async code.
+///
+/// [`send`](Self::send) and [`recv`](Self::recv) take `&self`, so one task
+/// can send while another receives (share it in an `Arc`).
+pub struct FdChannel {
+    io: AsyncFd<OwnedFd>,
+}
+
+impl fmt::Debug for FdChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FdChannel")
+            .field("fd", &self.io.get_ref().as_raw_fd())
+            .finish()
+    }
+}
+
+impl AsFd for FdChannel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.get_ref().as_fd()
+    }
+}
+
+impl FdChannel {
+    /// Wraps one end of a `SOCK_SEQPACKET` Unix socket (e.g. from
+    /// [`pair`](Self::pair)) and makes it non-blocking. Call it from within
+    /// a tokio runtime.
+    pub fn new(fd: OwnedFd) -> io::Result<Self> {
+        let flags = OFlag::from_bits_truncate(fcntl(&fd, FcntlArg::F_GETFL)?);
+        fcntl(&fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        // SAFETY: an `OwnedFd` is an open descriptor that it alone closes; the
+        // `AsyncFd` owns it until it is dropped, `as_raw_fd` always returns
+        // the same number, and no `&mut` access to it is ever handed out.
+        #[allow(unsafe_code)]
+        let io = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }?;
+        Ok(Self { io })
+    }
+
+    /// A connected pair of `SOCK_SEQPACKET` Unix sockets, both close-on-exec
+    /// (clear the flag on the end a child process should inherit).
+    pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
+        Ok(socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?)
+    }
+
+    /// Sends `fd` with its tag. The caller keeps its own copy of `fd` and
+    /// should close it once this returns (the receiver has its own).
+    ///
+    /// Fails with [`BrokenPipe`](io::ErrorKind::BrokenPipe) when the other
+    /// end is closed (no `SIGPIPE` is raised).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a message is sent whole or not at all.
+    pub async fn send(&self, tag: FdTag, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let data = tag.to_bytes();
+        let fds = [fd.as_raw_fd()];
+        let sent = self
+            .io
+            .async_io(Interest::WRITABLE, |sock| loop {
+                let iov = [IoSlice::new(&data)];
+                let cmsg = [ControlMessage::ScmRights(&fds)];
+                match sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+                    Err(Errno::EINTR) => continue,
+                    other => return other.map_err(io::Error::from),
+                }
+            })
+            .await?;
+        if sent != data.len() {
+            // Cannot happen on a SOCK_SEQPACKET socket, which sends whole messages.
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("the fd channel took {sent} of {} bytes", data.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Receives the next descriptor and its tag; `Ok(None)` at end of file
+    /// (the other end is closed).
+    ///
+    /// A message that is not exactly one tag and one descriptor (wrong
+    /// length, truncated data or control data, no descriptor or several) is
+    /// an [`InvalidData`](io::ErrorKind::InvalidData) error; whatever
+    /// descriptors came with it are closed, and the next call reads the next
+    /// message.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a message is received whole or not at all.
+    pub async fn recv(&self) -> io::Result<Option<(FdTag, OwnedFd)>> {
+        let Received {
+            data,
+            len,
+            truncated,
+            fds,
+        } = self
+            .io
+            .async_io(Interest::READABLE, |sock| recv_raw(sock.as_fd()))
+            .await?;
+        if let Some(reason) = truncated {
+            return Err(invalid(format!("{reason}; closed {} descriptor(s)", fds.len())));
+        }
+        if len == 0 && fds.is_empty() {
+            return Ok(None);
+        }
+        match (FdTag::from_bytes(&data[..len]), <[OwnedFd; 1]>::try_from(fds)) {
+            (Some(tag), Ok([fd])) => Ok(Some((tag, fd))),
+            (None, fds) => {
+                let n = fds.map_or_else(|v| v.len(), |_| 1);
+                Err(invalid(format!(
+                    "an fd channel message of {len} bytes, not {}; closed {n} descriptor(s)",
+                    FdTag::LEN
+                )))
+            }
+            (Some(_), Err(fds)) => Err(invalid(format!(
+                "an fd channel message with {} descriptors, not 1; closed them",
+                fds.len()
+            ))),
+        }
+    }
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// What one `recvmsg` brought.
+struct Received {
+    data: [u8; DATA_BUF],
+    /// Bytes of `data` received.
+    len: usize,
+    /// Why the message was truncated, if it was.
+    truncated: Option<&'static str>,
+    /// The descriptors it carried, owned at once so that every path closes them.
+    fds: Vec<OwnedFd>,
+}
+
+/// One `recvmsg`; every descriptor received is owned before it returns.
+fn recv_raw(sock: BorrowedFd<'_>) -> io::Result<Received> {
+    let mut data = [0u8; DATA_BUF];
+    // Room for two descriptors: one is expected, two shows as "not exactly
+    // one", more sets MSG_CTRUNC (the kernel closes those that do not fit).
+    let mut cmsg_buf = nix::cmsg_space!([RawFd; 2]);
+    let (bytes, flags, fds) = loop {
+        let mut iov = [IoSliceMut::new(&mut data)];
+        let msg = match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg_buf),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(msg) => msg,
+        };
+        // `None` on MSG_CTRUNC: nix will not walk a truncated buffer.
+        let fds: Option<Vec<RawFd>> = msg.cmsgs().ok().map(|cmsgs| {
+            cmsgs
+                .flat_map(|c| match c {
+                    ControlMessageOwned::ScmRights(fds) => fds,
+                    _ => Vec::new(),
+                })
+                .collect()
+        });
+        break (msg.bytes, msg.flags, fds);
+    };
+    // The descriptors that fit a truncated buffer are ours all the same.
+    let fds = fds.unwrap_or_else(|| rights_in_truncated(&cmsg_buf));
+    let fds: Vec<OwnedFd> = fds
+        .into_iter()
+        .map(|fd| {
+            // SAFETY: the kernel has just installed these descriptors in this
+            // process for this `recvmsg` call; nothing else knows their numbers,
+            // so this is their only owner.
+            #[allow(unsafe_code)]
+            unsafe {
+                OwnedFd::from_raw_fd(fd)
+            }
+        })
+        .collect();
+    let truncated = if flags.contains(MsgFlags::MSG_CTRUNC) {
+        Some("an fd channel message with truncated control data (too many descriptors)")
+    } else if flags.contains(MsgFlags::MSG_TRUNC) {
+        Some("an fd channel message longer than a tag")
+    } else {
+        None
+    };
+    Ok(Received {
+        data,
+        len: bytes,
+        truncated,
+        fds,
+    })
+}
+
+/// The descriptors in the `SCM_RIGHTS` messages of a control buffer the
+/// kernel truncated (`MSG_CTRUNC`). Linux writes well-formed headers for
+/// what it kept; the buffer was zeroed, so a zero length ends the walk.
+fn rights_in_truncated(buf: &[u8]) -> Vec<RawFd> {
+    use nix::libc::{cmsghdr, SCM_RIGHTS, SOL_SOCKET};
+    const WORD: usize = std::mem::size_of::<usize>();
+    let align = |n: usize| (n + WORD - 1) & !(WORD - 1);
+    let header = align(std::mem::size_of::<cmsghdr>());
+    let int = std::mem::size_of::<i32>();
+    let mut fds = Vec::new();
+    let mut at = 0;
+    while at + header <= buf.len() {
+        let word = |i: usize| -> Option<usize> {
+            let bytes = buf.get(at + i..at + i + WORD)?;
+            Some(usize::from_ne_bytes(bytes.try_into().ok()?))
+        };
+        let int_at = |i: usize| -> Option<i32> {
+            let bytes = buf.get(at + i..at + i + int)?;
+            Some(i32::from_ne_bytes(bytes.try_into().ok()?))
+        };
+        // struct cmsghdr { size_t cmsg_len; int cmsg_level; int cmsg_type; }
+        let (Some(len), Some(level), Some(kind)) = (word(0), int_at(WORD), int_at(WORD + int)) else {
+            break;
+        };
+        if len < header {
+            break;
+        }
+        let end = (at + len).min(buf.len());
+        if level == SOL_SOCKET && kind == SCM_RIGHTS {
+            fds.extend(
+                buf[at + header..end]
+                    .chunks_exact(int)
+                    .map(|b| i32::from_ne_bytes(b.try_into().unwrap_or_default())),
+            );
+        }
+        at += align(len);
+    }
+    fds.retain(|&fd| fd >= 0);
+    fds
+}

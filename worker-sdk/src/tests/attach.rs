@@ -1,0 +1,466 @@
+//! Attachments against the fake supervisor: sockets and streams handed to
+//! handlers, either arrival order, `Accepted`, cancels, response streams and
+//! the soft-kill drain.
+
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::serve::{join, spawn_serve};
+use super::stream::{noise, Sum};
+use super::*;
+use crate::attach::{Arrival, Pending, Waiting};
+use crate::stream::{pump, ChunkReader};
+use crate::worker::lock;
+use crate::{kind, Socket};
+
+/// A close-on-exec pipe whose read end is non-blocking.
+fn pipe() -> (std::fs::File, OwnedFd) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+    fcntl(&r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+    (std::fs::File::from(r), w)
+}
+
+/// True once every copy of the pipe's write end is closed.
+fn is_eof(r: &mut std::fs::File) -> bool {
+    let mut buf = [0u8; 16];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}
+
+/// A received descriptor as a tokio socket (received descriptors are blocking).
+fn tokio_unix(fd: OwnedFd) -> tokio::net::UnixStream {
+    let std = std::os::unix::net::UnixStream::from(fd);
+    std.set_nonblocking(true).unwrap();
+    tokio::net::UnixStream::from_std(std).unwrap()
+}
+
+fn accepted(id: Uuid) -> FromWorker {
+    FromWorker::Accepted { id, attempt: 1 }
+}
+
+#[tokio::test]
+async fn a_tcp_attachment_reaches_the_handler_as_a_tcp_stream() {
+    let (worker, mut fake) = start().await;
+    let _serving = spawn_serve(&worker, |mut req| async move {
+        assert_eq!(req.attachment_kind(), Some(AttachmentKind::Tcp));
+        assert!(req.stream().is_none(), "a socket is not a stream");
+        let socket = req.socket().ok_or("no socket")?;
+        assert_eq!(socket.kind(), AttachmentKind::Tcp);
+        let mut tcp = socket.into_tcp().map_err(|_| "not TCP")?;
+        assert!(req.socket().is_none(), "taken once");
+        let mut hello = [0u8; 5];
+        tcp.read_exact(&mut hello).await?;
+        tcp.write_all(&hello.to_ascii_uppercase()).await?;
+        req.respond("echoed")?;
+        Ok(())
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server_side, _) = listener.accept().unwrap();
+
+    let id = fake.request_with(&(), Some(AttachmentKind::Tcp)).await;
+    fake.send_fd(id, server_side.as_fd()).await;
+    drop(server_side); // the sender closes its copy
+    assert_eq!(fake.next().await, accepted(id));
+    client.write_all(b"hello").await.unwrap();
+    let mut echo = [0u8; 5];
+    client.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"HELLO");
+    assert_eq!(ok_payload::<String>(fake.response(id).await), "echoed");
+    // The worker's copy went with the handler: the client sees end of file.
+    let n = tokio::time::timeout(TIMEOUT, client.read(&mut echo))
+        .await
+        .unwrap();
+    assert_eq!(n.unwrap(), 0);
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Order {
+    FrameFirst,
+    FdFirst,
+}
+
+#[tokio::test]
+async fn frame_and_descriptor_match_in_either_order() {
+    for order in [Order::FrameFirst, Order::FdFirst] {
+        let (worker, mut fake) = start().await;
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        let _serving = spawn_serve(&worker, move |mut req| {
+            let r = r.clone();
+            async move {
+                r.store(true, Ordering::SeqCst);
+                let mut unix = req
+                    .socket()
+                    .ok_or("no socket")?
+                    .into_unix()
+                    .map_err(|_| "not Unix")?;
+                unix.write_all(b"pong").await?;
+                let n: u32 = req.data()?;
+                req.respond(&n)?;
+                Ok(())
+            }
+        });
+        let (mut ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+        let id = match order {
+            Order::FrameFirst => {
+                let id = fake.request_with(&7u32, Some(AttachmentKind::Unix)).await;
+                fake.assert_quiet().await;
+                assert!(
+                    worker.requests().is_empty(),
+                    "{order:?}: not in flight before its fd"
+                );
+                fake.send_fd(id, theirs.as_fd()).await;
+                id
+            }
+            Order::FdFirst => {
+                let id = Uuid::new_v4();
+                fake.send_fd(id, theirs.as_fd()).await;
+                fake.assert_quiet().await;
+                fake.send(ToWorker::Request(RequestFrame {
+                    id,
+                    attempt: 1,
+                    created_at_ms: 1,
+                    payload: encode_payload(&7u32).unwrap(),
+                    attachment: Some(AttachmentKind::Unix),
+                }))
+                .await;
+                id
+            }
+        };
+        assert!(!ran.load(Ordering::SeqCst) || matches!(order, Order::FdFirst));
+        drop(theirs);
+        assert_eq!(fake.next().await, accepted(id), "{order:?}");
+        let mut pong = [0u8; 4];
+        ours.read_exact(&mut pong).await.unwrap();
+        assert_eq!(&pong, b"pong");
+        assert_eq!(ok_payload::<u32>(fake.response(id).await), 7, "{order:?}");
+        assert!(ran.load(Ordering::SeqCst));
+    }
+}
+
+#[tokio::test]
+async fn accepted_is_sent_before_the_handler_runs() {
+    let (worker, mut fake) = start().await;
+    let _serving = spawn_serve(&worker, |mut req| async move {
+        req.worker().emit("handler-started", &())?;
+        let fd = req.socket().ok_or("no socket")?.into_fd().map_err(|_| "not Fd")?;
+        let mut file = std::fs::File::from(fd);
+        std::io::Write::write_all(&mut file, b"x")?;
+        req.respond(&())?;
+        Ok(())
+    });
+    for _ in 0..20 {
+        let (mut r, w) = pipe();
+        let id = fake.request_with(&(), Some(AttachmentKind::Fd)).await;
+        fake.send_fd(id, w.as_fd()).await;
+        drop(w);
+        assert_eq!(fake.next().await, accepted(id));
+        assert!(matches!(fake.next().await, FromWorker::Emit { event, .. } if event == "handler-started"));
+        assert!(matches!(fake.response(id).await, Outcome::Ok(_)));
+        let mut x = [0u8; 1];
+        r.read_exact(&mut x).unwrap();
+        wait_until(|| is_eof(&mut r)).await; // the handler's copy is closed
+    }
+}
+
+#[tokio::test]
+async fn a_stream_attachment_is_read_to_the_end() {
+    let (worker, mut fake) = start().await;
+    let _serving = spawn_serve(&worker, |mut req| async move {
+        assert_eq!(req.attachment_kind(), Some(AttachmentKind::Stream));
+        assert!(req.socket().is_none(), "a stream is not a socket");
+        let mut stream = req.stream().ok_or("no stream")?;
+        assert!(req.stream().is_none(), "taken once");
+        let mut sum = Sum::default();
+        let mut buf = vec![0u8; 10_000];
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            sum.feed(&buf[..n]);
+        }
+        req.respond(&(sum.len, sum.acc))?;
+        Ok(())
+    });
+    let data = noise(42, 3 << 20);
+    let (ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+    let id = fake.request_with(&(), Some(AttachmentKind::Stream)).await;
+    fake.send_fd(id, theirs.as_fd()).await;
+    drop(theirs);
+    assert_eq!(fake.next().await, accepted(id));
+    let source = data.clone();
+    let feeding = tokio::spawn(async move { pump(&source[..], ours).await });
+    let expected = Sum::of(&data);
+    assert_eq!(
+        ok_payload::<(u64, u64)>(fake.response(id).await),
+        (expected.len, expected.acc)
+    );
+    assert_eq!(feeding.await.unwrap().unwrap(), data.len() as u64);
+
+    // A stream the supervisor could not finish is an error in the handler.
+    let (mut ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+    let id = fake.request_with(&(), Some(AttachmentKind::Stream)).await;
+    fake.send_fd(id, theirs.as_fd()).await;
+    drop(theirs);
+    ours.write_all(&[0, 0, 0, 10, 1, 2, 3]).await.unwrap();
+    drop(ours);
+    match fake.response_after_accepted(id).await {
+        Outcome::Err(e) => {
+            assert_eq!(e.kind, kind::HANDLER);
+            assert!(e.message.contains("stream truncated"), "{}", e.message);
+        }
+        Outcome::Ok(_) => panic!("a truncated stream must fail"),
+    }
+}
+
+impl Fake {
+    /// Expects `Accepted` for `id`, then its response.
+    async fn response_after_accepted(&mut self, id: Uuid) -> Outcome {
+        assert_eq!(self.next().await, accepted(id));
+        self.response(id).await
+    }
+}
+
+#[tokio::test]
+async fn respond_stream_passes_the_stream_before_the_response() {
+    let (worker, mut fake) = start().await;
+    let data = noise(5, 1 << 20);
+    let source = data.clone();
+    let _serving = spawn_serve(&worker, move |req| {
+        let source = source.clone();
+        async move {
+            req.respond_stream("report.bin", std::io::Cursor::new(source))?;
+            Ok(())
+        }
+    });
+    let id = fake.request(&()).await;
+    match fake.next().await {
+        FromWorker::Response {
+            id: got,
+            attempt: 1,
+            outcome,
+            stream: true,
+        } => {
+            assert_eq!(got, id);
+            assert_eq!(ok_payload::<String>(outcome), "report.bin");
+        }
+        other => panic!("expected a streamed response, got {other:?}"),
+    }
+    // The descriptor was sent before the frame: it is already queued.
+    let channel = fake.fds.as_ref().unwrap();
+    let mut peek = [0u8; 64];
+    let queued = nix::sys::socket::recv(
+        channel.as_fd().as_raw_fd(),
+        &mut peek,
+        nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+    );
+    assert_eq!(queued, Ok(FdTag::LEN), "the fd came before the frame");
+    let (tag, fd) = fake.recv_fd().await;
+    assert_eq!(
+        tag,
+        FdTag {
+            id,
+            attempt: 1,
+            kind: FD_KIND_RESPONSE_STREAM
+        }
+    );
+    let stream = tokio_unix(fd);
+    let mut got = Vec::new();
+    ChunkReader::new(stream).read_to_end(&mut got).await.unwrap();
+    assert!(got == data, "the whole stream arrived");
+    assert!(worker.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_kill_waits_for_a_response_pump() {
+    let (worker, mut fake) = start().await;
+    let (gate_tx, gate_rx) = tokio::net::UnixStream::pair().unwrap();
+    let gate_rx = Arc::new(std::sync::Mutex::new(Some(gate_rx)));
+    let serving = spawn_serve(&worker, move |req| {
+        let reader = gate_rx.lock().unwrap().take();
+        async move {
+            req.respond_stream(&(), reader.ok_or("one request only")?)?;
+            Ok(())
+        }
+    });
+    let id = fake.request(&()).await;
+    assert!(matches!(fake.response(id).await, Outcome::Ok(_)));
+    let (_, fd) = fake.recv_fd().await;
+    fake.send(ToWorker::SoftKill).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!serving.is_finished(), "serve waits for the pump");
+    let mut gate_tx = gate_tx;
+    gate_tx.write_all(b"the tail").await.unwrap();
+    drop(gate_tx); // end of the handler's reader: the pump finishes
+    join(serving).await.expect("a drained soft kill is Ok");
+    let stream = tokio_unix(fd);
+    let mut got = String::new();
+    ChunkReader::new(stream).read_to_string(&mut got).await.unwrap();
+    assert_eq!(got, "the tail");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_kill_waits_for_a_frame_still_waiting_for_its_descriptor() {
+    let (worker, mut fake) = start().await;
+    let serving = spawn_serve(&worker, |mut req| async move {
+        drop(req.socket());
+        req.respond("late but served")?;
+        Ok(())
+    });
+    let id = fake.request_with(&(), Some(AttachmentKind::Fd)).await;
+    fake.send(ToWorker::SoftKill).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!serving.is_finished(), "serve waits for the attachment");
+    let (_r, w) = pipe();
+    fake.send_fd(id, w.as_fd()).await;
+    join(serving).await.unwrap();
+    assert_eq!(
+        ok_payload::<String>(fake.response_after_accepted(id).await),
+        "late but served"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_attempt_closes_its_late_descriptor() {
+    let (worker, mut fake) = start().await;
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let _serving = spawn_serve(&worker, move |req| {
+        r.store(true, Ordering::SeqCst);
+        async move {
+            req.respond(&())?;
+            Ok(())
+        }
+    });
+    let id = fake.request_with(&(), Some(AttachmentKind::Fd)).await;
+    fake.send(ToWorker::Cancel { id, attempt: 1 }).await;
+    wait_until(|| lock(&worker.inner.pending).len() == 0).await;
+    let (mut r, w) = pipe();
+    fake.send_fd(id, w.as_fd()).await;
+    drop(w);
+    wait_until(|| is_eof(&mut r)).await;
+    // A descriptor of a kind the worker does not take is closed too.
+    let (mut r, w) = pipe();
+    let tag = FdTag {
+        id: Uuid::new_v4(),
+        attempt: 1,
+        kind: FD_KIND_RESPONSE_STREAM,
+    };
+    fake.fds.as_ref().unwrap().send(tag, w.as_fd()).await.unwrap();
+    drop(w);
+    wait_until(|| is_eof(&mut r)).await;
+    fake.assert_quiet().await; // no Accepted, no answer
+    assert!(!ran.load(Ordering::SeqCst), "the handler never ran");
+    // The link still serves.
+    let id = fake.request(&()).await;
+    assert!(matches!(fake.response(id).await, Outcome::Ok(_)));
+}
+
+#[tokio::test]
+async fn an_unusable_attachment_is_accepted_and_answered_with_an_error() {
+    let (worker, mut fake) = start().await;
+    let _serving = spawn_serve(&worker, |req| async move {
+        req.respond(&())?;
+        Ok(())
+    });
+    // A regular file cannot be a tokio socket (epoll refuses it).
+    let file = std::fs::File::open("/proc/self/stat").unwrap();
+    let id = fake.request_with(&(), Some(AttachmentKind::Unix)).await;
+    fake.send_fd(id, file.as_fd()).await;
+    match fake.response_after_accepted(id).await {
+        Outcome::Err(e) => assert_eq!(e.kind, kind::ATTACHMENT, "{e}"),
+        Outcome::Ok(_) => panic!("expected an attachment error"),
+    }
+}
+
+#[tokio::test]
+async fn without_an_fd_channel_attachments_and_streams_are_errors() {
+    let (worker, mut fake) = start_with(Opts {
+        fd_channel: false,
+        ..Opts::default()
+    })
+    .await;
+    let _serving = spawn_serve(&worker, |req| async move {
+        match req.respond_stream(&(), tokio::io::empty()) {
+            Err(Error::NoFdChannel) => Ok(()),
+            other => Err(format!("expected NoFdChannel, got {other:?}").into()),
+        }
+    });
+    let id = fake.request_with(&(), Some(AttachmentKind::Tcp)).await;
+    assert_eq!(fake.error_kind(id).await, kind::ATTACHMENT);
+    let id = fake.request(&()).await;
+    assert_eq!(fake.error_kind(id).await, kind::ATTACHMENT);
+    fake.assert_quiet().await;
+}
+
+#[test]
+fn the_pending_table_evicts_the_oldest_and_remembers_cancels() {
+    let key = |n: u8| (Uuid::from_bytes([n; 16]), 1);
+    let frame = |n: u8| RequestFrame {
+        id: key(n).0,
+        attempt: 1,
+        created_at_ms: 0,
+        payload: Vec::new(),
+        attachment: Some(AttachmentKind::Fd),
+    };
+    let mut table = Pending::with_capacity(2);
+    let (mut r1, w1) = pipe();
+    assert!(matches!(table.fd(key(1), w1), Arrival::Stored { evicted: None }));
+    assert!(matches!(table.frame(frame(2)), Arrival::Stored { evicted: None }));
+    // Full: storing a third evicts the oldest, key 1's descriptor.
+    let (_r3, w3) = pipe();
+    match table.fd(key(3), w3) {
+        Arrival::Stored {
+            evicted: Some((k, Waiting::Fd(fd))),
+        } => {
+            assert_eq!(k, key(1));
+            drop(fd);
+            assert!(is_eof(&mut r1));
+        }
+        other => panic!("expected an eviction, got {other:?}"),
+    }
+    assert_eq!(table.len(), 2);
+    // Matches, in both directions.
+    assert!(matches!(table.frame(frame(3)), Arrival::Matched(f, _) if f.id == key(3).0));
+    let (_r2, w2) = pipe();
+    assert!(matches!(table.fd(key(2), w2), Arrival::Matched(f, _) if f.id == key(2).0));
+    assert_eq!(table.len(), 0);
+    // A cancelled frame's descriptor is refused when it comes, once.
+    assert!(matches!(table.frame(frame(4)), Arrival::Stored { .. }));
+    assert!(matches!(table.cancel(key(4)), Some(Waiting::Frame(_))));
+    assert!(table.cancel(key(4)).is_none());
+    let (_r4, w4) = pipe();
+    assert!(matches!(table.fd(key(4), w4), Arrival::Refused(..)));
+    let (_r5, w5) = pipe();
+    assert!(matches!(table.fd(key(4), w5), Arrival::Stored { .. }));
+    // Duplicates are refused.
+    let (_r6, w6) = pipe();
+    assert!(matches!(table.fd(key(4), w6), Arrival::Refused(..)));
+    assert!(matches!(table.frame(frame(5)), Arrival::Stored { .. }));
+    assert!(matches!(table.frame(frame(5)), Arrival::Refused(..)));
+}
+
+#[test]
+fn socket_conversions() {
+    let (_r, w) = pipe();
+    let socket = Socket::Fd(w);
+    assert_eq!(socket.kind(), AttachmentKind::Fd);
+    let socket = socket.into_tcp().unwrap_err();
+    let socket = socket.into_unix().unwrap_err();
+    assert!(socket.into_fd().is_ok());
+}

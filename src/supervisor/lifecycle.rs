@@ -312,6 +312,11 @@ impl Task {
             if self.wants_slot(pool, slot) {
                 self.refill_or_fail(pool, slot);
             }
+        } else if matches!(self.phase, Phase::Draining(_)) && self.wants_slot(pool, slot) {
+            // A soft kill stopped this worker, but requests were queued since
+            // (retries of attempts that failed during the drain): without a
+            // worker they would wait, and the drain with them, forever.
+            self.spawn_worker(pool, slot);
         }
     }
 

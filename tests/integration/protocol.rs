@@ -77,15 +77,9 @@ async fn a_bad_hello_stops_and_replaces_the_worker() {
     .await;
 }
 
-/// BUG (open, not fixed here: it needs a design decision in the
-/// supervisor): the reader task ends silently on end of file, so a worker
-/// that closes its socket but does not exit stays `Ready` in the router.
-/// A request sent to it is written into a dead link and waits until the
-/// process exits, which may be never (without a request timeout, forever).
-/// Expected: a worker that hangs up without being asked to stop is stopped
-/// (SIGKILL after `force_stop_delay` at most) and replaced.
+/// A worker that closes its socket but does not exit gets no more work and
+/// is killed after `force_stop_delay`, then replaced.
 #[tokio::test]
-#[ignore = "known supervisor bug: a worker that hangs up without exiting is never stopped"]
 async fn a_worker_that_hangs_up_without_exiting_is_stopped_and_replaced() {
     guard(async {
         let spec = worker_spec("hangup-after-ready").env("TEST_MODE_MAX_ID", "1");

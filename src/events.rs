@@ -47,6 +47,8 @@ pub enum StopReason {
     StartTimeout,
     /// The worker's outgoing frame queue was full (it stopped reading).
     Unresponsive,
+    /// The worker closed its socket but did not exit.
+    HungUp,
 }
 
 /// Something that happened in the supervisor.

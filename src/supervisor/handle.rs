@@ -345,6 +345,17 @@ impl Supervisor {
         self.tx.is_closed()
     }
 
+    /// Resolves once the supervisor task has ended (after a soft or hard
+    /// kill, e.g. one started by a signal with
+    /// [`handle_signals`](crate::Builder::handle_signals)).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn closed(&self) {
+        self.tx.closed().await;
+    }
+
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(make(reply)).await.map_err(|_| Error::ShuttingDown)?;

@@ -115,6 +115,7 @@ impl Task {
             link::LinkEvent::Frame(w, frame) => self.on_frame(w, frame),
             link::LinkEvent::Broken(w, reason) => self.protocol_error(w, reason),
             link::LinkEvent::Fd(w, tag, fd) => self.on_worker_fd(w, tag, fd),
+            link::LinkEvent::HungUp(w) => self.on_hung_up(w),
             link::LinkEvent::Exited(w, status) => self.on_exit(w, status),
         }
     }
@@ -266,11 +267,45 @@ impl Task {
         }
     }
 
+    /// The worker closed its socket. Usually it is exiting and its exit event
+    /// follows at once; one that is still alive after `force_stop_delay`
+    /// gets no more work anyway and is killed then (see `on_force_kill`).
+    fn on_hung_up(&mut self, id: u64) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        if w.state == WorkerState::Stopping {
+            return; // asked to stop: its exit is expected
+        }
+        w.state = WorkerState::Stopping;
+        w.stop_reason.get_or_insert(StopReason::HungUp);
+        let timer = w.timer.take();
+        self.cancel_timer(timer);
+        let grace = self
+            .cfg
+            .force_stop_delay
+            .unwrap_or(crate::DEFAULT_FORCE_STOP_DELAY);
+        let key = self.timers.insert(Timer::ForceKill(id), grace);
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.timer = Some(key);
+        }
+        self.sync_router(id);
+    }
+
     pub(super) fn on_force_kill(&mut self, id: u64) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
         w.timer = None;
+        if w.stop_reason == Some(StopReason::HungUp) {
+            self.emit(Event::WorkerStopping {
+                worker: WorkerId(id),
+                reason: StopReason::HungUp,
+            });
+        }
+        let Some(w) = self.workers.get(&id) else {
+            return;
+        };
         tracing::warn!(worker = id, "worker did not exit in time: SIGKILL");
         let _ = w.link.signals.send(Signal::SIGKILL);
     }
@@ -315,6 +350,11 @@ impl Task {
             if self.wants_slot(pool, slot) {
                 self.refill_or_fail(pool, slot);
             }
+        } else if matches!(self.phase, Phase::Draining(_)) && self.wants_slot(pool, slot) {
+            // A soft kill stopped this worker, but requests were queued since
+            // (retries of attempts that failed during the drain): without a
+            // worker they would wait, and the drain with them, forever.
+            self.spawn_worker(pool, slot);
         }
     }
 

@@ -525,11 +525,12 @@ impl Task {
             Phase::Draining(w) | Phase::Killing(w) => w.push(reply),
             Phase::Running => {
                 self.phase = Phase::Draining(vec![reply]);
-                // Workers that never became ready will not be needed.
+                // Workers that never became ready will not be needed, unless
+                // their pool has requests queued: those are still to be served.
                 let starting: Vec<u64> = self
                     .workers
                     .iter()
-                    .filter(|(_, w)| !w.online)
+                    .filter(|(_, w)| !w.online && self.pools[w.pool].queued == 0)
                     .map(|(&id, _)| id)
                     .collect();
                 for w in starting {

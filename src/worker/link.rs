@@ -22,6 +22,9 @@ use crate::events::ExitInfo;
 pub(crate) enum LinkEvent {
     /// A decoded frame.
     Frame(u64, FromWorker),
+    /// The worker's end of the socket closed (end of file or reset). Every
+    /// exit starts with this; a worker that stays alive after it is stopped.
+    HungUp(u64),
     /// The byte stream broke the protocol (malformed or oversize frame).
     Broken(u64, String),
     /// A descriptor arrived on the fd channel.
@@ -94,12 +97,13 @@ pub(crate) fn start(
                 // A reset is how a worker that died with frames unread hangs
                 // up (a crash, or our own SIGKILL): its exit follows, and it
                 // broke no protocol.
-                Some(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => LinkEvent::HungUp(id),
                 Some(Err(e)) => LinkEvent::Broken(id, e.to_string()),
-                None => break,
+                None => LinkEvent::HungUp(id),
             };
+            let last = matches!(event, LinkEvent::HungUp(_));
             let broken = matches!(event, LinkEvent::Broken(..));
-            if tx.send(event).await.is_err() || broken {
+            if tx.send(event).await.is_err() || broken || last {
                 break;
             }
         }

@@ -1,1 +1,395 @@
-fn main(){}
+//! `nanny-test-worker`: the one worker fixture of nanny's integration tests.
+//!
+//! Started by a supervisor (`NANNY_FD` is set) it is a worker. It answers the
+//! [`Cmd`] requests of `tests/support/cmd.rs`, and its behaviour at start is
+//! set by the environment:
+//!
+//! | `TEST_MODE`            | behaviour                                                        |
+//! |------------------------|------------------------------------------------------------------|
+//! | `normal` (default)     | connect, `ready()`, serve                                        |
+//! | `never-ready`          | connect and serve, but never say ready                           |
+//! | `bad-hello`            | raw: a hello with a wrong protocol version                       |
+//! | `garbage-after-ready`  | raw: hello, `Ready`, then a frame that is not MessagePack        |
+//! | `oversize-after-ready` | raw: hello, `Ready`, then a length prefix above the frame limit  |
+//! | `crash-on-start`       | `exit(3)` at once                                                |
+//! | `slow`                 | sleep `TEST_DELAY_MS` before each request                        |
+//! | `ignore-soft-kill`     | a soft-kill hook that never finishes (only SIGKILL ends it)      |
+//! | `hangup-after-ready`   | raw: hello, `Ready`, then close the socket and live on           |
+//!
+//! `TEST_MODE_MAX_ID=N` applies the mode to workers whose `NANNY_WORKER_ID`
+//! is at most `N` only; later workers (replacements) are `normal`.
+//! `TEST_READY_ON=EVENT` says ready on that broadcast instead of at once.
+//! `TEST_SLOW_LOGICAL_ID` / `TEST_SLOW_MS` make one slot slow for [`Cmd::Work`].
+//!
+//! Run by hand as `nanny-test-worker supervise N [signals]` it is a
+//! supervisor of `N` workers (itself, self-forked): it prints `PID <pid>` per
+//! worker, then `READY`, and sleeps until killed (tests SIGKILL it to check
+//! that its workers do not outlive it), or with `signals` takes SIGTERM as
+//! a soft kill and a second one as a hard kill (see [`supervise`]).
+
+#[path = "../support/cmd.rs"]
+mod cmd;
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::os::fd::{FromRawFd, RawFd};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cmd::{Cmd, Whoami, PING, PONG, RELEASE, SET_READY};
+use futures::{SinkExt, StreamExt};
+use nanny_worker::protocol::{self as p, FromWorker, ToWorker, WorkerHello, PROTOCOL_VERSION};
+use nanny_worker::{HandlerError, Request, Worker};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+
+fn main() -> ExitCode {
+    // `Cmd::Panic` panics on purpose: keep it out of the test output.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.payload().downcast_ref::<&str>() != Some(&PANIC_MESSAGE) {
+            report(info);
+        }
+    }));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    if nanny_worker::is_worker() {
+        rt.block_on(worker_main())
+    } else if std::env::args().nth(1).as_deref() == Some("supervise") {
+        rt.block_on(supervise())
+    } else {
+        eprintln!("nanny-test-worker: run by a nanny supervisor, or as `nanny-test-worker supervise N`");
+        ExitCode::from(2)
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|v| {
+        v.parse()
+            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}"))
+    })
+}
+
+/// `TEST_MODE`, or `normal` for workers past `TEST_MODE_MAX_ID`.
+fn mode() -> String {
+    let mode = std::env::var("TEST_MODE").unwrap_or_else(|_| "normal".into());
+    match (env_u64("TEST_MODE_MAX_ID"), env_u64(p::ENV_WORKER_ID)) {
+        (Some(max), Some(id)) if id > max => "normal".into(),
+        _ => mode,
+    }
+}
+
+/// What [`Cmd::Panic`] panics with.
+const PANIC_MESSAGE: &str = "told to panic";
+
+async fn worker_main() -> ExitCode {
+    match mode().as_str() {
+        "normal" | "slow" | "never-ready" | "ignore-soft-kill" => serve().await,
+        "crash-on-start" => std::process::exit(3),
+        "bad-hello" => raw(RawMode::BadHello).await,
+        "garbage-after-ready" => raw(RawMode::Garbage).await,
+        "oversize-after-ready" => raw(RawMode::Oversize).await,
+        "hangup-after-ready" => raw(RawMode::HangUp).await,
+        other => {
+            eprintln!("nanny-test-worker: unknown TEST_MODE {other:?}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// What a request handler can reach.
+struct State {
+    worker: Worker,
+    /// Keys of the `release` broadcasts seen so far.
+    gates: watch::Sender<HashSet<String>>,
+    /// Memory kept by [`Cmd::Inflate`].
+    hoard: Mutex<Vec<Vec<u8>>>,
+    delay: Duration,
+    slow: Option<Duration>,
+}
+
+impl State {
+    fn whoami(&self, req: &Request) -> Whoami {
+        Whoami {
+            worker_id: self.worker.id(),
+            pid: std::process::id(),
+            logical_id: self.worker.logical_id(),
+            pool: self.worker.pool().to_owned(),
+            attempt: req.attempt(),
+        }
+    }
+
+    /// Waits for `release(key)`; false if the attempt was cancelled first.
+    async fn gate(&self, req: &Request, key: &str) -> bool {
+        let mut released = self.gates.subscribe();
+        tokio::select! {
+            r = released.wait_for(|keys| keys.contains(key)) => r.is_ok(),
+            () = req.cancelled() => false,
+        }
+    }
+}
+
+async fn serve() -> ExitCode {
+    let mode = mode();
+    let worker = match nanny_worker::connect().await {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("nanny-test-worker: connect failed: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let slow = match (env_u64("TEST_SLOW_LOGICAL_ID"), env_u64("TEST_SLOW_MS")) {
+        (Some(id), Some(ms)) if id == worker.logical_id() => Some(Duration::from_millis(ms)),
+        _ => None,
+    };
+    let delay = match mode.as_str() {
+        "slow" => Duration::from_millis(env_u64("TEST_DELAY_MS").unwrap_or(100)),
+        _ => Duration::ZERO,
+    };
+    let state = Arc::new(State {
+        worker: worker.clone(),
+        gates: watch::Sender::new(HashSet::new()),
+        hoard: Mutex::new(Vec::new()),
+        delay,
+        slow,
+    });
+
+    let st = Arc::clone(&state);
+    worker.on_broadcast(RELEASE, move |ev| {
+        if let Ok(key) = ev.data::<String>() {
+            st.gates.send_modify(|keys| {
+                keys.insert(key);
+            });
+        }
+    });
+    let w = worker.clone();
+    worker.on_broadcast(SET_READY, move |_| w.ready());
+    let w = worker.clone();
+    worker.on_broadcast(PING, move |ev| {
+        if let Ok(text) = ev.data::<String>() {
+            let _ = w.emit(PONG, &(text, w.logical_id()));
+        }
+    });
+    if mode == "ignore-soft-kill" {
+        worker.on_soft_kill(futures::future::pending::<()>);
+    }
+
+    match std::env::var("TEST_READY_ON") {
+        _ if mode == "never-ready" => {}
+        Ok(event) => {
+            let w = worker.clone();
+            worker.on_broadcast(&event, move |_| w.ready());
+        }
+        Err(_) => worker.ready(),
+    }
+
+    let result = worker
+        .serve(move |req| {
+            let st = Arc::clone(&state);
+            async move { handle(&st, req).await }
+        })
+        .await;
+    match result {
+        Ok(()) | Err(nanny_worker::Error::Disconnected | nanny_worker::Error::HardKilled) => {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("nanny-test-worker: serve failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn handle(st: &State, req: Request) -> Result<(), HandlerError> {
+    if !st.delay.is_zero() {
+        tokio::time::sleep(st.delay).await;
+    }
+    let cmd: Cmd = req.data()?;
+    let me = st.whoami(&req);
+    let first = req.attempt() == 1;
+    match cmd {
+        Cmd::Echo(text) => req.respond(&text)?,
+        Cmd::Double(n) => req.respond(&(n * 2))?,
+        Cmd::Whoami => req.respond(&me)?,
+        Cmd::Sleep(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            req.respond(&me)?;
+        }
+        Cmd::SleepFirst(ms) => {
+            if first {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            req.respond(&me)?;
+        }
+        Cmd::Work(ms) => {
+            tokio::time::sleep(st.slow.unwrap_or(Duration::from_millis(ms))).await;
+            req.respond(&me)?;
+        }
+        Cmd::Gate(key) => {
+            if st.gate(&req, &key).await {
+                req.respond(&me)?;
+            }
+        }
+        Cmd::Hold(key) => {
+            if !first || st.gate(&req, &key).await {
+                req.respond(&me)?;
+            }
+        }
+        Cmd::Block(ms) => {
+            std::thread::sleep(Duration::from_millis(ms));
+            req.respond(&me)?;
+        }
+        Cmd::Inflate(mb) => {
+            // A non-zero fill writes, so every page is resident.
+            let block = vec![1u8; (mb as usize) << 20];
+            st.hoard.lock().unwrap_or_else(|e| e.into_inner()).push(block);
+            req.respond(&me)?;
+        }
+        Cmd::Exit(code) => std::process::exit(code),
+        Cmd::AnswerThenExit(code) => {
+            req.respond(&me)?;
+            st.worker.flush().await;
+            std::process::exit(code);
+        }
+        Cmd::Fail(message) => return Err(message.into()),
+        Cmd::Panic => std::panic::panic_any(PANIC_MESSAGE),
+        Cmd::Busy => {
+            st.worker.busy();
+            req.respond(&me)?;
+        }
+        Cmd::Ready => {
+            st.worker.ready();
+            req.respond(&me)?;
+        }
+        Cmd::Emit(name) => {
+            st.worker.emit(&name, &me)?;
+            req.respond(&me)?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RawMode {
+    BadHello,
+    Garbage,
+    Oversize,
+    HangUp,
+}
+
+/// Speaks the protocol by hand, to break it on purpose.
+async fn raw(mode: RawMode) -> ExitCode {
+    let fd: RawFd = env_u64(p::ENV_FD).expect("NANNY_FD is set") as RawFd;
+    let max = env_u64(p::ENV_MAX_FRAME_LEN).unwrap_or(p::DEFAULT_MAX_FRAME_LEN as u64) as usize;
+    #[allow(unsafe_code)]
+    // SAFETY: the supervisor hands this process the fd in NANNY_FD, and
+    // nothing else in this process (the SDK is not used here) owns it.
+    let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    stream.set_nonblocking(true).expect("nonblocking socket");
+    let stream = tokio::net::UnixStream::from_std(stream).expect("a tokio socket");
+    let (rd, wr) = stream.into_split();
+    let mut reader: p::FrameReader<_, ToWorker> = p::frame_reader(rd, max);
+    let mut writer: p::FrameWriter<_, FromWorker> = p::frame_writer(wr, max);
+
+    let version = match mode {
+        RawMode::BadHello => PROTOCOL_VERSION + 99,
+        _ => PROTOCOL_VERSION,
+    };
+    let hello = WorkerHello {
+        version,
+        pid: std::process::id(),
+        agent: "nanny-test-worker/raw".into(),
+    };
+    if writer.send(FromWorker::Hello(hello)).await.is_err() {
+        return ExitCode::from(1);
+    }
+    if mode != RawMode::BadHello {
+        // The supervisor's hello, then say ready and break the stream.
+        let _ = reader.next().await;
+        if writer.send(FromWorker::Ready).await.is_err() {
+            return ExitCode::from(1);
+        }
+        if mode == RawMode::HangUp {
+            drop((reader, writer));
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            return ExitCode::SUCCESS;
+        }
+        let bytes: Vec<u8> = match mode {
+            // A 3-byte frame of bytes that are never valid MessagePack.
+            RawMode::Garbage => vec![0, 0, 0, 3, 0xc1, 0xc1, 0xc1],
+            // A length prefix above the bound, then a little of a body.
+            _ => {
+                let mut b = ((max + 1) as u32).to_be_bytes().to_vec();
+                b.extend_from_slice(&[0; 64]);
+                b
+            }
+        };
+        let io = writer.get_mut().get_mut();
+        if io.write_all(&bytes).await.is_err() || io.flush().await.is_err() {
+            return ExitCode::from(1);
+        }
+    }
+    // Wait for the supervisor to drop (or kill) us.
+    while let Some(Ok(_)) = reader.next().await {}
+    ExitCode::SUCCESS
+}
+
+/// `supervise N [signals]`: a supervisor of N self-forked workers.
+///
+/// Prints `PID <pid>` per worker, then `READY`. Without `signals` it then
+/// waits to be killed. With `signals` it takes SIGTERM/SIGINT
+/// (`handle_signals`, and no forced stop, so only a hard kill ends a worker
+/// that ignores the soft kill): it prints `DRAINING` once a soft kill has
+/// begun and `STOPPED` once the supervisor has ended, then exits 0.
+async fn supervise() -> ExitCode {
+    let n: usize = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(2);
+    let signals = std::env::args().nth(3).as_deref() == Some("signals");
+    let spec = nanny::WorkerSpec::current_exe().expect("the current executable");
+    let mut builder = nanny::Supervisor::builder().pool(nanny::Pool::default_pool(spec).workers(n));
+    if signals {
+        builder = builder.handle_signals(true).force_stop_delay(None);
+    }
+    let supervisor = match builder.start().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("nanny-test-worker: supervisor failed to start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let health = supervisor.health().await.expect("health of a running supervisor");
+    for h in &health {
+        say(&format!("PID {}", h.pid));
+    }
+    say("READY");
+    if !signals {
+        futures::future::pending::<()>().await;
+    }
+    let mut draining = false;
+    loop {
+        if supervisor.is_closed() {
+            say("STOPPED");
+            return ExitCode::SUCCESS;
+        }
+        if !draining {
+            // A running supervisor answers UnknownPool, a stopping one ShuttingDown.
+            let probe = supervisor
+                .enqueue_with(&(), nanny::EnqueueOptions::new().pool("no-such-pool"))
+                .await;
+            if matches!(probe, Err(nanny::Error::ShuttingDown)) {
+                say("DRAINING");
+                draining = true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One line on stdout, flushed.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").expect("stdout");
+    out.flush().expect("stdout");
+}

@@ -1,0 +1,15 @@
+//! nanny's integration tests: real worker processes (the
+//! `nanny-test-worker` fixture), real signals, one module per behaviour.
+//!
+//! Rules every test keeps: no timing assertions (states and counts only);
+//! conditions are polled with a deadline ([`support::wait_until`]), never
+//! waited for with a fixed sleep; every body runs under [`support::guard`],
+//! so a hung test fails instead of hanging the suite.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod dispatch;
+mod failures;
+mod lifecycle;
+mod protocol;

@@ -1,0 +1,177 @@
+//! Leak checks, in a test binary of their own because they look at the
+//! whole process: after a supervisor ends (soft kill, hard kill, or every
+//! handle dropped) no child process is left unreaped and no file
+//! descriptor is left open.
+//!
+//! This is the only test that calls `waitpid(-1)`, and it runs its cases
+//! one after another inside a single `#[test]`: any other test spawning
+//! processes alongside would make both checks meaningless.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use nanny::{Event, Supervisor};
+use nix::errno::Errno;
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+
+use support::*;
+
+/// How a run ends.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Soft,
+    Hard,
+    Drop,
+}
+
+/// Open fds of this process, by target (`socket:[…]`, `pipe:[…]`, paths),
+/// with counts; the directory handle of the listing itself is left out.
+fn fd_targets() -> BTreeMap<String, usize> {
+    let me = format!("/proc/{}/fd", std::process::id());
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd") {
+        let Ok(entry) = entry else { continue };
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue; // the listing's own fd, already closed
+        };
+        let target = target.to_string_lossy().into_owned();
+        if target != me {
+            *out.entry(target).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Starts 4 workers, does some work (with a crash and a restart when
+/// `crash`), ends as told; returns the pid of every worker it spawned.
+async fn run(end: End, crash: bool) -> Vec<u32> {
+    let sup = builder(4).max_restarts(10).retries(2).spawn().expect("spawn");
+    let events = Events::collect(&sup);
+    sup.ready().await.expect("ready");
+    // The listing sees the supervisor's own fds (one statm handle per worker).
+    let statm = fd_targets().keys().filter(|t| t.ends_with("/statm")).count();
+    assert_eq!(statm, 4, "fds while running: {:?}", fd_targets());
+    work(&sup, 200).await;
+    if crash {
+        sigkill(health(&sup).await[0].pid);
+        wait_until("the killed worker is replaced", || async {
+            stats(&sup).await.restarts == 1 && health(&sup).await.len() == 4
+        })
+        .await;
+        sup.ready().await.expect("ready again");
+        // A worker that exits in the middle of a request.
+        let once = nanny::EnqueueOptions::new().retries(0);
+        let exited = sup.enqueue_with(&Cmd::Exit(1), once).await;
+        assert!(
+            matches!(exited, Err(nanny::Error::WorkerExited { .. })),
+            "got {exited:?}"
+        );
+        wait_until("the exited worker is replaced", || async {
+            stats(&sup).await.restarts == 2 && health(&sup).await.len() == 4
+        })
+        .await;
+        sup.ready().await.expect("ready again");
+        work(&sup, 200).await;
+    }
+    // Something left in flight for the end to deal with.
+    let pending: Vec<_> = (0..8)
+        .map(|_| spawn_enqueue(&sup, Cmd::Gate("never".into())))
+        .collect();
+    wait_until("8 in flight", || async { stats(&sup).await.in_flight == 8 }).await;
+    match end {
+        End::Soft => {
+            // Pending gates must finish for a soft kill to complete.
+            let killer = {
+                let sup = sup.clone();
+                tokio::spawn(async move { sup.soft_kill().await })
+            };
+            wait_until("the soft kill has begun", || async {
+                matches!(
+                    sup.enqueue_with(&Cmd::Whoami, nanny::EnqueueOptions::new().pool("none"))
+                        .await,
+                    Err(nanny::Error::ShuttingDown)
+                )
+            })
+            .await;
+            release(&sup, "never").await;
+            within("soft_kill", killer).await.unwrap();
+            for r in join_all(pending).await {
+                r.expect("served during the soft kill");
+            }
+        }
+        End::Hard => {
+            within("hard_kill", sup.hard_kill()).await;
+            for r in join_all(pending).await {
+                assert!(matches!(r, Err(nanny::Error::Killed)), "got {r:?}");
+            }
+        }
+        End::Drop => {
+            // Each pending task holds a handle: let them finish first.
+            release(&sup, "never").await;
+            for r in join_all(pending).await {
+                r.expect("served");
+            }
+        }
+    }
+    // The event stream ends once the task has ended and no handle is left.
+    drop(sup);
+    wait_until("the supervisor task has ended", || async { events.is_closed() }).await;
+    events.assert_complete();
+    let pids = events.spawned_pids();
+    let exited = events.count(|e| matches!(e, Event::WorkerExited { .. }));
+    assert_eq!(
+        exited,
+        pids.len(),
+        "{end:?}: every spawned worker's exit is reported"
+    );
+    pids
+}
+
+async fn work(sup: &Supervisor, n: u64) {
+    let tasks: Vec<_> = (0..n).map(|i| spawn_enqueue(sup, Cmd::Double(i))).collect();
+    for r in join_all(tasks).await {
+        r.expect("work");
+    }
+}
+
+fn assert_no_leaks(case: &str, pids: &[u32], fds_before: &BTreeMap<String, usize>) {
+    // Every child was reaped: none is left, not even a zombie.
+    assert_eq!(
+        waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)),
+        Err(Errno::ECHILD),
+        "{case}: a child process is left"
+    );
+    let me = std::process::id();
+    for &pid in pids {
+        assert_ne!(
+            proc_ppid(pid),
+            Some(me),
+            "{case}: worker {pid} is still our child"
+        );
+    }
+    let after = fd_targets();
+    assert_eq!(&after, fds_before, "{case}: open fds differ from before the run");
+}
+
+#[tokio::test]
+async fn no_zombies_and_no_fd_leaks() {
+    guard(async {
+        // Warm-up: the runtime opens some fds lazily on first use (the
+        // signal pipe of child reaping); they stay, and are not leaks.
+        run(End::Soft, true).await;
+        let before = fd_targets();
+
+        let pids = run(End::Soft, true).await;
+        assert!(pids.len() >= 6, "4 workers and 2 replacements: {pids:?}");
+        assert_no_leaks("soft kill", &pids, &before);
+
+        let pids = run(End::Hard, true).await;
+        assert_no_leaks("hard kill", &pids, &before);
+
+        let pids = run(End::Drop, false).await;
+        assert_no_leaks("every handle dropped", &pids, &before);
+    })
+    .await;
+}

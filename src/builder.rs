@@ -4,11 +4,11 @@
 //! A configuration is validated once, in [`Builder::spawn`] /
 //! [`Builder::start`], before any process is spawned.
 
-use std::ffi::OsString;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::StartError;
+use crate::pool::{Backoff, Pool, Predicate};
 use crate::supervisor::Supervisor;
 
 /// Default for [`Builder::max_queue`]: requests waiting per pool.
@@ -31,112 +31,8 @@ pub const DEFAULT_RESTART_WINDOW: Duration = Duration::from_secs(120);
 pub const DEFAULT_MAX_FRAME_LEN: usize = nanny_worker::protocol::DEFAULT_MAX_FRAME_LEN;
 /// Default for [`Builder::event_capacity`].
 pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
-/// The name of the pool [`Pool::default_pool`] creates.
-pub const DEFAULT_POOL: &str = "default";
-
-/// How to start one worker process.
-#[derive(Debug, Clone)]
-pub struct WorkerSpec {
-    pub(crate) program: PathBuf,
-    pub(crate) args: Vec<OsString>,
-    pub(crate) env: Vec<(OsString, OsString)>,
-    pub(crate) cwd: Option<PathBuf>,
-}
-
-impl WorkerSpec {
-    /// Runs `program` (a path, or a name looked up in `PATH`).
-    pub fn new(program: impl Into<PathBuf>) -> Self {
-        Self {
-            program: program.into(),
-            args: Vec::new(),
-            env: Vec::new(),
-            cwd: None,
-        }
-    }
-
-    /// Runs the current executable again (self-fork, as Node's `cluster`
-    /// does): the child finds itself a worker through
-    /// [`nanny_worker::is_worker`]. Arguments are not copied; add them with
-    /// [`arg`](Self::arg) if the worker needs them.
-    pub fn current_exe() -> std::io::Result<Self> {
-        Ok(Self::new(std::env::current_exe()?))
-    }
-
-    /// Appends one argument.
-    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
-        self.args.push(arg.into());
-        self
-    }
-
-    /// Appends arguments.
-    pub fn args<I, S>(mut self, args: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<OsString>,
-    {
-        self.args.extend(args.into_iter().map(Into::into));
-        self
-    }
-
-    /// Sets an environment variable for the worker (on top of the
-    /// supervisor's own environment, which workers inherit).
-    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
-        self.env.push((key.into(), value.into()));
-        self
-    }
-
-    /// Sets the worker's working directory (default: the supervisor's).
-    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.cwd = Some(dir.into());
-        self
-    }
-}
-
-/// A named group of identical workers.
-#[derive(Debug, Clone)]
-pub struct Pool {
-    pub(crate) name: String,
-    pub(crate) spec: WorkerSpec,
-    pub(crate) workers: usize,
-    pub(crate) concurrency: usize,
-}
-
-impl Pool {
-    /// A pool called `name` of workers started from `spec`, with one worker
-    /// per available core.
-    pub fn new(name: impl Into<String>, spec: WorkerSpec) -> Self {
-        Self {
-            name: name.into(),
-            spec,
-            workers: default_workers(),
-            concurrency: DEFAULT_CONCURRENCY,
-        }
-    }
-
-    /// A pool called [`DEFAULT_POOL`].
-    pub fn default_pool(spec: WorkerSpec) -> Self {
-        Self::new(DEFAULT_POOL, spec)
-    }
-
-    /// How many workers to keep (default: number of cores the process may
-    /// use). Must be at least 1; change it at runtime with
-    /// [`Supervisor::resize`].
-    pub fn workers(mut self, n: usize) -> Self {
-        self.workers = n;
-        self
-    }
-
-    /// Requests in flight per worker (default [`DEFAULT_CONCURRENCY`]); past
-    /// it, requests wait in the pool's queue.
-    pub fn concurrency(mut self, n: usize) -> Self {
-        self.concurrency = n;
-        self
-    }
-}
-
-fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
+/// Default for [`Builder::unhealthy_timeout`] (the nanny seed's `unhealthyTimeout`).
+pub const DEFAULT_UNHEALTHY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything the supervisor task reads; immutable once started.
 #[derive(Debug, Clone)]
@@ -154,6 +50,9 @@ pub(crate) struct Config {
     pub(crate) max_frame_len: usize,
     pub(crate) event_capacity: usize,
     pub(crate) handle_signals: bool,
+    pub(crate) unhealthy_timeout: Option<Duration>,
+    pub(crate) is_healthy: Option<Predicate>,
+    pub(crate) restart_backoff: Option<Backoff>,
 }
 
 /// Builds a [`Supervisor`]. Start from [`Supervisor::builder`].
@@ -194,6 +93,9 @@ impl Default for Builder {
                 max_frame_len: DEFAULT_MAX_FRAME_LEN,
                 event_capacity: DEFAULT_EVENT_CAPACITY,
                 handle_signals: false,
+                unhealthy_timeout: Some(DEFAULT_UNHEALTHY_TIMEOUT),
+                is_healthy: None,
+                restart_backoff: None,
             },
         }
     }
@@ -288,6 +190,39 @@ impl Builder {
         self
     }
 
+    /// A worker that sent no heartbeat for this long is stopped and replaced
+    /// (default [`DEFAULT_UNHEALTHY_TIMEOUT`]; `None` never): its runtime is
+    /// stalled, e.g. a handler blocks its thread. Must exceed
+    /// [`pulse`](Self::pulse), the heartbeat interval.
+    pub fn unhealthy_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.cfg.unhealthy_timeout = timeout;
+        self
+    }
+
+    /// A health predicate, checked on every heartbeat of a ready worker
+    /// (default: always healthy). `false` retires the worker: a replacement
+    /// is started, and once it is ready the old worker drains and stops.
+    ///
+    /// ```
+    /// # let builder = nanny::Supervisor::builder();
+    /// // The nanny seed's example: stay under 700 MB resident.
+    /// let builder = builder.is_healthy(|h| h.rss_bytes < 700_000_000);
+    /// ```
+    pub fn is_healthy<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&crate::WorkerHealth) -> bool + Send + Sync + 'static,
+    {
+        self.cfg.is_healthy = Some(Predicate(Arc::new(f)));
+        self
+    }
+
+    /// Exponential restart delay in place of the fixed
+    /// [`restart_delay`](Self::restart_delay) (default: none). See [`Backoff`].
+    pub fn restart_backoff(mut self, backoff: Backoff) -> Self {
+        self.cfg.restart_backoff = Some(backoff);
+        self
+    }
+
     /// Take SIGINT/SIGTERM: the first soft-kills, a second hard-kills
     /// (default off: a library does not take a host's signals).
     pub fn handle_signals(mut self, on: bool) -> Self {
@@ -339,12 +274,33 @@ impl Config {
             if p.spec.program.as_os_str().is_empty() {
                 return bad(format!("pool {:?} has an empty program path", p.name));
             }
-            if p.spec.program.components().count() > 1 && !p.spec.program.exists() {
+            if !executable_exists(&p.spec.program) {
                 return bad(format!(
-                    "pool {:?}: executable {} does not exist",
+                    "pool {:?}: executable {} not found",
                     p.name,
                     p.spec.program.display()
                 ));
+            }
+            if let Some(ids) = &p.logical_ids {
+                if ids.len() != p.workers {
+                    return bad(format!(
+                        "pool {:?} has {} workers but {} logical ids",
+                        p.name,
+                        p.workers,
+                        ids.len()
+                    ));
+                }
+                let mut sorted = ids.clone();
+                sorted.sort_unstable();
+                if sorted.windows(2).any(|w| w[0] == w[1]) {
+                    return bad(format!("pool {:?} has duplicate logical ids", p.name));
+                }
+            }
+            if p.max_requests == Some(0) {
+                return bad(format!("pool {:?}: max_requests must be at least 1", p.name));
+            }
+            if p.max_request_duration.is_some_and(|d| d.is_zero()) {
+                return bad(format!("pool {:?}: max_request_duration must be greater than zero", p.name));
             }
         }
         if self.max_queue == 0 {
@@ -365,9 +321,42 @@ impl Config {
         if self.event_capacity == 0 {
             return bad("event_capacity must be at least 1".into());
         }
+        if let Some(t) = self.unhealthy_timeout {
+            if t <= self.pulse {
+                return bad(format!(
+                    "unhealthy_timeout ({t:?}) must exceed pulse ({:?}), the heartbeat interval",
+                    self.pulse
+                ));
+            }
+        }
+        if self.force_stop_delay.is_some_and(|d| d.is_zero()) {
+            return bad("force_stop_delay of zero: use None to never force, or a positive delay".into());
+        }
+        if let Some(b) = &self.restart_backoff {
+            if !(b.multiplier >= 1.0 && b.multiplier.is_finite()) {
+                return bad("restart_backoff multiplier must be a finite number of at least 1".into());
+            }
+            if b.initial > b.max {
+                return bad("restart_backoff initial delay exceeds its max".into());
+            }
+        }
         if self.request_timeout.is_some_and(|t| t.is_zero()) {
             return bad("request_timeout must be greater than zero".into());
         }
         Ok(())
     }
+}
+
+/// Whether `program` names an executable file: a path as is, a bare name
+/// looked up in `PATH` as `exec` would.
+fn executable_exists(program: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exe = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.components().count() > 1 {
+        return is_exe(program);
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| is_exe(&dir.join(program))))
 }

@@ -50,6 +50,7 @@ mod builder;
 mod error;
 pub mod events;
 mod health;
+mod pool;
 mod restart;
 pub mod router;
 mod supervisor;
@@ -57,10 +58,11 @@ mod worker;
 
 pub use attach::{Attachment, ResponseStream};
 pub use builder::{
-    Builder, Pool, WorkerSpec, DEFAULT_CONCURRENCY, DEFAULT_EVENT_CAPACITY, DEFAULT_FORCE_STOP_DELAY,
-    DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_QUEUE, DEFAULT_MAX_RESTARTS, DEFAULT_POOL, DEFAULT_PULSE,
-    DEFAULT_RESTART_DELAY, DEFAULT_RESTART_WINDOW, DEFAULT_START_TIMEOUT,
+    Builder, DEFAULT_CONCURRENCY, DEFAULT_EVENT_CAPACITY, DEFAULT_FORCE_STOP_DELAY, DEFAULT_MAX_FRAME_LEN,
+    DEFAULT_MAX_QUEUE, DEFAULT_MAX_RESTARTS, DEFAULT_PULSE, DEFAULT_RESTART_DELAY, DEFAULT_RESTART_WINDOW,
+    DEFAULT_START_TIMEOUT, DEFAULT_UNHEALTHY_TIMEOUT,
 };
+pub use pool::{Backoff, Pool, RestartPolicy, WorkerSpec, DEFAULT_POOL};
 pub use error::{Error, RemoteError, StartError};
 pub use events::{Event, ExitInfo};
 pub use health::{Heartbeat, Stats, WorkerHealth, WorkerId, WorkerState};

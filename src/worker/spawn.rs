@@ -24,7 +24,7 @@ use nix::unistd::{getppid, setpgid, Pid};
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
-use crate::builder::WorkerSpec;
+use crate::pool::WorkerSpec;
 
 /// What the child is told about itself.
 #[derive(Debug, Clone)]

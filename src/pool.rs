@@ -1,0 +1,341 @@
+//! What a pool is made of: [`WorkerSpec`] (how to start one worker),
+//! [`Pool`] (how many, with which ids, environment, output capture,
+//! restart policy and recycling rules), [`RestartPolicy`] and [`Backoff`].
+//!
+//! Familiar names, for readers coming from other supervisors:
+//!
+//! | nanny | nanny / clustermon seed | pm2 / gunicorn / systemd / OTP |
+//! |---|---|---|
+//! | [`WorkerSpec::new`] + [`WorkerSpec::args`] | `execPath`, `execArgv` | `ExecStart` |
+//! | [`Pool::workers`] | `workerCount`, `numCPUs` | `instances` |
+//! | [`Pool::logical_ids`] | `logicalIds` | |
+//! | [`Pool::create_environment`] | `createEnvironment` | |
+//! | [`Pool::silent`] | `silent` | |
+//! | [`Pool::restart`] | | systemd `Restart=`, OTP restart type |
+//! | [`Pool::respawn_count`] | `respawnWorkerCount` | |
+//! | [`Pool::max_requests`] + jitter | | gunicorn `max_requests`, `max_requests_jitter` |
+//! | [`Pool::max_request_duration`] | | uWSGI `harakiri` |
+//! | [`Backoff`] | | pm2 `exp_backoff_restart_delay` |
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::builder::DEFAULT_CONCURRENCY;
+
+/// The name of the pool [`Pool::default_pool`] creates.
+pub const DEFAULT_POOL: &str = "default";
+
+/// How to start one worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) env: Vec<(OsString, OsString)>,
+    pub(crate) cwd: Option<PathBuf>,
+}
+
+impl WorkerSpec {
+    /// Runs `program` (a path, or a name looked up in `PATH`; the seeds'
+    /// `execPath`).
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+        }
+    }
+
+    /// Runs the current executable again (self-fork, as Node's `cluster`
+    /// does): the child finds itself a worker through
+    /// [`nanny_worker::is_worker`]. Arguments are not copied; add them with
+    /// [`arg`](Self::arg) if the worker needs them.
+    pub fn current_exe() -> std::io::Result<Self> {
+        Ok(Self::new(std::env::current_exe()?))
+    }
+
+    /// Appends one argument.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Appends arguments (the seeds' `execArgv`).
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable for the worker (on top of the
+    /// supervisor's own environment, which workers inherit).
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the worker's working directory (default: the supervisor's).
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+}
+
+/// When a worker that exited on its own is replaced (systemd's words for
+/// OTP's restart types).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Always (OTP `permanent`): any exit the supervisor did not ask for.
+    #[default]
+    Always,
+    /// Only after a failure (OTP `transient`): a non-zero exit code, a
+    /// signal, or a stop by the supervisor for a failed health check,
+    /// protocol error or start timeout. A clean `exit(0)` leaves the slot empty.
+    OnFailure,
+    /// Never (OTP `temporary`): the slot stays empty.
+    No,
+}
+
+/// Exponential restart delay (pm2's `exp_backoff_restart_delay`): the `n`th
+/// consecutive failure of a slot waits `initial × multiplierⁿ⁻¹`, at most
+/// `max`; a worker that stayed up `reset_after` resets the count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// The first delay.
+    pub initial: Duration,
+    /// Growth per consecutive failure (at least 1).
+    pub multiplier: f64,
+    /// The largest delay.
+    pub max: Duration,
+    /// Uptime after which a worker counts as stable.
+    pub reset_after: Duration,
+}
+
+impl Backoff {
+    /// pm2's numbers: ×1.5 per failure, at most 15 s, reset after 30 s up.
+    pub fn exponential(initial: Duration) -> Self {
+        Self {
+            initial,
+            multiplier: 1.5,
+            max: Duration::from_secs(15),
+            reset_after: Duration::from_secs(30),
+        }
+    }
+
+    /// The delay before the restart that follows `failures` consecutive
+    /// failures (1 = the first).
+    pub fn delay(&self, failures: u32) -> Duration {
+        let exp = failures.saturating_sub(1).min(64) as i32;
+        let secs = self.initial.as_secs_f64() * self.multiplier.powi(exp);
+        Duration::try_from_secs_f64(secs).map_or(self.max, |d| d.min(self.max))
+    }
+}
+
+/// Decides whether a worker is healthy from its latest report.
+pub(crate) type HealthCheck = Arc<dyn Fn(&crate::WorkerHealth) -> bool + Send + Sync>;
+/// [`HealthCheck`] with a `Debug` impl, for the configuration.
+#[derive(Clone)]
+pub(crate) struct Predicate(pub(crate) HealthCheck);
+
+impl fmt::Debug for Predicate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("is_healthy(..)")
+    }
+}
+
+/// Builds a worker's extra environment from its logical id.
+pub(crate) type EnvFactory = Arc<dyn Fn(u64) -> Vec<(OsString, OsString)> + Send + Sync>;
+
+/// A named group of identical workers.
+#[derive(Clone)]
+pub struct Pool {
+    pub(crate) name: String,
+    pub(crate) spec: WorkerSpec,
+    pub(crate) workers: usize,
+    pub(crate) workers_set: bool,
+    pub(crate) concurrency: usize,
+    pub(crate) logical_ids: Option<Vec<u64>>,
+    pub(crate) create_environment: Option<EnvFactory>,
+    pub(crate) silent: bool,
+    pub(crate) restart: RestartPolicy,
+    pub(crate) respawn_count: Option<u32>,
+    pub(crate) max_requests: Option<u64>,
+    pub(crate) max_requests_jitter: u64,
+    pub(crate) max_request_duration: Option<Duration>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("name", &self.name)
+            .field("spec", &self.spec)
+            .field("workers", &self.workers)
+            .field("concurrency", &self.concurrency)
+            .field("logical_ids", &self.logical_ids)
+            .field("create_environment", &self.create_environment.is_some())
+            .field("silent", &self.silent)
+            .field("restart", &self.restart)
+            .field("respawn_count", &self.respawn_count)
+            .field("max_requests", &self.max_requests)
+            .field("max_requests_jitter", &self.max_requests_jitter)
+            .field("max_request_duration", &self.max_request_duration)
+            .finish()
+    }
+}
+
+impl Pool {
+    /// A pool called `name` of workers started from `spec`, with one worker
+    /// per available core.
+    pub fn new(name: impl Into<String>, spec: WorkerSpec) -> Self {
+        Self {
+            name: name.into(),
+            spec,
+            workers: default_workers(),
+            workers_set: false,
+            concurrency: DEFAULT_CONCURRENCY,
+            logical_ids: None,
+            create_environment: None,
+            silent: false,
+            restart: RestartPolicy::Always,
+            respawn_count: None,
+            max_requests: None,
+            max_requests_jitter: 0,
+            max_request_duration: None,
+        }
+    }
+
+    /// A pool called [`DEFAULT_POOL`].
+    pub fn default_pool(spec: WorkerSpec) -> Self {
+        Self::new(DEFAULT_POOL, spec)
+    }
+
+    /// How many workers to keep (default: number of cores the process may
+    /// use, or the number of [`logical_ids`](Self::logical_ids)). Must be at
+    /// least 1; change it at runtime with [`Supervisor::resize`](crate::Supervisor::resize).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self.workers_set = true;
+        self
+    }
+
+    /// Requests in flight per worker (default [`DEFAULT_CONCURRENCY`]); past
+    /// it, requests wait in the pool's queue.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// The logical ids the workers get, in order, as `PROCESS_LOGICAL_ID`
+    /// (default: `0, 1, 2…`). A replacement keeps its predecessor's. Sets
+    /// the worker count unless [`workers`](Self::workers) is given too, in
+    /// which case the two must agree.
+    pub fn logical_ids(mut self, ids: impl IntoIterator<Item = u64>) -> Self {
+        let ids: Vec<u64> = ids.into_iter().collect();
+        if !self.workers_set {
+            self.workers = ids.len();
+        }
+        self.logical_ids = Some(ids);
+        self
+    }
+
+    /// Extra environment per worker, from its logical id (the seed's
+    /// `createEnvironment`). Applied last, so it overrides everything else.
+    pub fn create_environment<F, I, K, V>(mut self, f: F) -> Self
+    where
+        F: Fn(u64) -> I + Send + Sync + 'static,
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        self.create_environment = Some(Arc::new(move |id| {
+            f(id).into_iter().map(|(k, v)| (k.into(), v.into())).collect()
+        }));
+        self
+    }
+
+    /// Capture each worker's stdout and stderr line by line into `tracing`
+    /// (target `nanny::worker`, with the worker's id and pool) instead of
+    /// inheriting the supervisor's (default `false`). Lines that look like
+    /// errors or warnings are counted per worker.
+    pub fn silent(mut self, silent: bool) -> Self {
+        self.silent = silent;
+        self
+    }
+
+    /// When to replace a worker that exited on its own (default
+    /// [`RestartPolicy::Always`]).
+    pub fn restart(mut self, policy: RestartPolicy) -> Self {
+        self.restart = policy;
+        self
+    }
+
+    /// At most this many consecutive failed starts of one slot (exit or
+    /// start timeout before ready) before the pool fails (default: no cap;
+    /// the seed's `respawnWorkerCount`, where -1 meant no cap).
+    pub fn respawn_count(mut self, n: Option<u32>) -> Self {
+        self.respawn_count = n;
+        self
+    }
+
+    /// Retire a worker after it answered this many requests, plus a random
+    /// `0..=jitter` of its own so that workers do not all retire at once
+    /// (gunicorn's `max_requests` and `max_requests_jitter`; default: never).
+    /// The replacement is ready before the old worker drains.
+    pub fn max_requests(mut self, n: u64, jitter: u64) -> Self {
+        self.max_requests = Some(n);
+        self.max_requests_jitter = jitter;
+        self
+    }
+
+    /// Retire a worker when one request has run this long on it (uWSGI's
+    /// `harakiri`; default: never). A replacement is started first; the old
+    /// worker then gets `force_stop_delay` to finish before it is killed, and
+    /// its unfinished requests are retried under their own retry budget.
+    pub fn max_request_duration(mut self, d: Duration) -> Self {
+        self.max_request_duration = Some(d);
+        self
+    }
+
+    /// The logical id of `slot`.
+    pub(crate) fn logical_id(&self, slot: usize) -> u64 {
+        self.logical_ids
+            .as_ref()
+            .and_then(|ids| ids.get(slot).copied())
+            .unwrap_or(slot as u64)
+    }
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_by_the_multiplier_up_to_the_cap() {
+        let b = Backoff::exponential(Duration::from_millis(100));
+        assert_eq!(b.delay(1), Duration::from_millis(100));
+        assert_eq!(b.delay(2), Duration::from_millis(150));
+        assert_eq!(b.delay(3), Duration::from_millis(225));
+        assert_eq!(b.delay(40), Duration::from_secs(15));
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn logical_ids_set_the_count_and_map_slots() {
+        let p = Pool::new("p", WorkerSpec::new("/bin/true")).logical_ids([5, 6, 7]);
+        assert_eq!(p.workers, 3);
+        assert_eq!((p.logical_id(0), p.logical_id(2)), (5, 7));
+        let p = Pool::new("p", WorkerSpec::new("/bin/true")).workers(2).logical_ids([5, 6, 7]);
+        assert_eq!(p.workers, 2, "an explicit count is kept (and validation refuses the mismatch)");
+    }
+}

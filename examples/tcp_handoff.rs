@@ -102,7 +102,9 @@ async fn supervisor(demo: bool) -> Result<(), BoxError> {
             () = supervisor.closed() => break,
         };
         let s = supervisor.clone();
-        let payload = Connection { peer: peer.to_string() };
+        let payload = Connection {
+            peer: peer.to_string(),
+        };
         let options = EnqueueOptions::new().attach(Attachment::tcp(stream)?);
         tokio::spawn(async move {
             match s.enqueue_with(&payload, options).await {
@@ -131,7 +133,9 @@ async fn play_clients(addr: std::net::SocketAddr, n: usize) -> Result<(), BoxErr
             let (read, mut write) = stream.into_split();
             let mut lines = BufReader::new(read).lines();
             for j in 0..3 {
-                write.write_all(format!("client {i} line {j}\n").as_bytes()).await?;
+                write
+                    .write_all(format!("client {i} line {j}\n").as_bytes())
+                    .await?;
                 let echo = lines.next_line().await?.ok_or("connection closed early")?;
                 if !echo.ends_with(&format!("CLIENT {i} LINE {j}")) {
                     return Err(format!("unexpected echo {echo:?}").into());

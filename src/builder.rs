@@ -300,7 +300,10 @@ impl Config {
                 return bad(format!("pool {:?}: max_requests must be at least 1", p.name));
             }
             if p.max_request_duration.is_some_and(|d| d.is_zero()) {
-                return bad(format!("pool {:?}: max_request_duration must be greater than zero", p.name));
+                return bad(format!(
+                    "pool {:?}: max_request_duration must be greater than zero",
+                    p.name
+                ));
             }
         }
         if self.max_queue == 0 {

@@ -59,6 +59,12 @@ pub enum Error {
         /// The pool's name.
         pool: String,
     },
+    /// No live worker has that id.
+    #[error("no worker {worker}")]
+    UnknownWorker {
+        /// The id asked for.
+        worker: WorkerId,
+    },
     /// No pool has that name.
     #[error("no pool named {pool:?}")]
     UnknownPool {

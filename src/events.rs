@@ -49,6 +49,30 @@ pub enum StopReason {
     Unresponsive,
     /// The worker closed its socket but did not exit.
     HungUp,
+    /// No heartbeat within `unhealthy_timeout`: its runtime is stalled.
+    Stalled,
+    /// Retired: `is_healthy` said no (a replacement took its place).
+    Unhealthy,
+    /// Retired: it answered `max_requests` (plus its jitter).
+    MaxRequests,
+    /// Retired: a request ran past `max_request_duration`.
+    RequestTooLong,
+}
+
+impl StopReason {
+    /// Whether the supervisor planned this exit: no restart follows (the
+    /// worker was stopped for good, or was already replaced).
+    pub fn is_planned(&self) -> bool {
+        matches!(
+            self,
+            StopReason::Shutdown
+                | StopReason::Killed
+                | StopReason::Resize
+                | StopReason::Unhealthy
+                | StopReason::MaxRequests
+                | StopReason::RequestTooLong
+        )
+    }
 }
 
 /// Something that happened in the supervisor.
@@ -77,6 +101,24 @@ pub enum Event {
     },
     /// Every configured worker has said ready (load-process-manager's `online`).
     AllOnline,
+    /// A worker moved from one state to another (see
+    /// [`WorkerState`](crate::WorkerState) for the machine).
+    WorkerState {
+        /// The worker.
+        worker: WorkerId,
+        /// The state it left.
+        from: crate::WorkerState,
+        /// The state it entered.
+        to: crate::WorkerState,
+    },
+    /// A replacement is being started for a worker that will then drain and
+    /// stop (make-before-break recycling).
+    WorkerRetiring {
+        /// The worker.
+        worker: WorkerId,
+        /// Why.
+        reason: StopReason,
+    },
     /// The supervisor is stopping a worker.
     WorkerStopping {
         /// The worker.
@@ -84,7 +126,7 @@ pub enum Event {
         /// Why.
         reason: StopReason,
     },
-    /// A worker process exited and was reaped.
+    /// A worker process exited and was reaped: its post-mortem.
     WorkerExited {
         /// The worker.
         worker: WorkerId,
@@ -92,17 +134,31 @@ pub enum Event {
         pool: String,
         /// Its process id.
         pid: u32,
+        /// Its logical id.
+        logical_id: u64,
         /// Code or signal.
         status: ExitInfo,
-        /// Whether the supervisor had asked it to stop.
+        /// Whether the supervisor planned the exit (no restart follows it).
         expected: bool,
+        /// Why the supervisor stopped it, if it did.
+        reason: Option<StopReason>,
+        /// How long it ran.
+        uptime: std::time::Duration,
+        /// From the first stop request to the exit, if one was made.
+        teardown: Option<std::time::Duration>,
+        /// Whether it took a SIGKILL from the supervisor.
+        forced: bool,
+        /// The last heartbeat it sent.
+        last_health: Option<crate::Heartbeat>,
     },
     /// A replacement for an unexpectedly exited worker is scheduled.
     WorkerRestarting {
         /// The pool.
         pool: String,
-        /// The slot (logical id) being refilled.
+        /// The slot's logical id.
         logical_id: u64,
+        /// How long until the replacement is spawned.
+        delay: std::time::Duration,
     },
     /// A worker process could not be spawned; it counts as a failed start.
     SpawnFailed {

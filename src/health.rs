@@ -5,9 +5,11 @@ use std::fmt;
 use std::time::Duration;
 
 pub use nanny_worker::protocol::Heartbeat;
+use serde::{Deserialize, Serialize};
 
 /// A worker's identity within one supervisor. Ids are never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct WorkerId(pub(crate) u64);
 
 impl WorkerId {
@@ -34,7 +36,8 @@ impl fmt::Display for WorkerId {
 ///                               ▼
 ///                            (reaped: gone from health())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum WorkerState {
     /// Process started; hello not yet received.
@@ -52,7 +55,8 @@ pub enum WorkerState {
 }
 
 /// One worker's health, as of the call.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WorkerHealth {
     /// The worker.
     pub id: WorkerId,
@@ -76,10 +80,69 @@ pub struct WorkerHealth {
     pub served: u64,
     /// Time since it was spawned.
     pub uptime: Duration,
+    /// Lines on its output that looked like errors (`silent` pools).
+    pub errors: u64,
+    /// Lines on its output that looked like warnings (`silent` pools).
+    pub warnings: u64,
+    /// Replacements its slot (logical id) has had after unexpected exits.
+    pub restarts: u64,
+    /// Whether a replacement is being started for it (recycling).
+    pub retiring: bool,
+}
+
+/// One pool, as [`Supervisor::inspect`](crate::Supervisor::inspect) sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PoolInfo {
+    /// Its name.
+    pub name: String,
+    /// Workers it should have.
+    pub target: usize,
+    /// Its restart policy.
+    pub restart: crate::RestartPolicy,
+    /// Whether it spent its restart budget (`reset_failed` clears it).
+    pub failed: bool,
+    /// Requests waiting in its queue.
+    pub queued: usize,
+    /// Its logical ids, one per slot.
+    pub logical_ids: Vec<u64>,
+}
+
+/// A serializable snapshot of the whole supervisor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Inspect {
+    /// Every pool.
+    pub pools: Vec<PoolInfo>,
+    /// Every worker process, by id.
+    pub workers: Vec<WorkerHealth>,
+    /// Counters since start.
+    pub stats: Stats,
+}
+
+impl Inspect {
+    /// Workers the configuration asks for (the seeds' `countWorkers`).
+    pub fn count_workers(&self) -> usize {
+        self.pools.iter().map(|p| p.target).sum()
+    }
+
+    /// Worker processes alive, whatever their state (`countRunningWorkers`).
+    pub fn count_running_workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Workers that said ready and are not on their way out: they serve
+    /// or will after `busy()` (`countActiveWorkers`).
+    pub fn count_active_workers(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| matches!(w.state, WorkerState::Ready | WorkerState::Busy) && !w.retiring)
+            .count()
+    }
 }
 
 /// Counters since the supervisor started.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Requests accepted into a queue.

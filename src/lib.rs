@@ -62,9 +62,10 @@ pub use builder::{
     DEFAULT_MAX_QUEUE, DEFAULT_MAX_RESTARTS, DEFAULT_PULSE, DEFAULT_RESTART_DELAY, DEFAULT_RESTART_WINDOW,
     DEFAULT_START_TIMEOUT, DEFAULT_UNHEALTHY_TIMEOUT,
 };
-pub use pool::{Backoff, Pool, RestartPolicy, WorkerSpec, DEFAULT_POOL};
 pub use error::{Error, RemoteError, StartError};
 pub use events::{Event, ExitInfo};
-pub use health::{Heartbeat, Stats, WorkerHealth, WorkerId, WorkerState};
+pub use health::{Heartbeat, Inspect, PoolInfo, Stats, WorkerHealth, WorkerId, WorkerState};
 pub use nanny_worker::protocol::AttachmentKind;
+pub use nix::sys::signal::Signal;
+pub use pool::{Backoff, Pool, RestartPolicy, WorkerSpec, DEFAULT_POOL};
 pub use supervisor::{EnqueueOptions, Response, Supervisor};

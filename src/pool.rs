@@ -335,7 +335,12 @@ mod tests {
         let p = Pool::new("p", WorkerSpec::new("/bin/true")).logical_ids([5, 6, 7]);
         assert_eq!(p.workers, 3);
         assert_eq!((p.logical_id(0), p.logical_id(2)), (5, 7));
-        let p = Pool::new("p", WorkerSpec::new("/bin/true")).workers(2).logical_ids([5, 6, 7]);
-        assert_eq!(p.workers, 2, "an explicit count is kept (and validation refuses the mismatch)");
+        let p = Pool::new("p", WorkerSpec::new("/bin/true"))
+            .workers(2)
+            .logical_ids([5, 6, 7]);
+        assert_eq!(
+            p.workers, 2,
+            "an explicit count is kept (and validation refuses the mismatch)"
+        );
     }
 }

@@ -33,6 +33,12 @@ pub(crate) enum Command {
     Cancel(Uuid),
     Ready(Reply<Result<(), Error>>),
     Health(Reply<Vec<WorkerHealth>>),
+    Inspect(Reply<crate::health::Inspect>),
+    Signal {
+        worker: crate::WorkerId,
+        signal: nix::sys::signal::Signal,
+        reply: Reply<Result<(), Error>>,
+    },
     Stats(Reply<Stats>),
     Broadcast {
         event: String,

@@ -85,6 +85,7 @@ impl Task {
                 attempt: 0,
                 reply: req.reply,
                 assigned: None,
+                assigned_at: None,
                 avoid: None,
                 timer: None,
                 deadline,
@@ -178,6 +179,7 @@ impl Task {
         drop(permits);
         w.in_flight.insert(id);
         req.assigned = Some(worker);
+        req.assigned_at = Some(std::time::Instant::now());
         req.timer = req
             .timeout
             .map(|t| self.timers.insert(Timer::Attempt { id, attempt }, t));
@@ -352,6 +354,7 @@ impl Task {
         }
         self.stats.answered += 1;
         self.resolve(id, result);
+        self.after_served(worker);
     }
 
     /// Completes a request: frees its worker slot and timers, answers the caller.

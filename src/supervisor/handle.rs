@@ -14,8 +14,9 @@ use crate::attach::{Attachment, ResponseStream};
 use crate::builder::Builder;
 use crate::error::Error;
 use crate::events::Event;
-use crate::health::{Stats, WorkerHealth};
+use crate::health::{Inspect, Stats, WorkerHealth};
 use crate::WorkerId;
+use nix::sys::signal::Signal;
 
 /// A handle to a running supervisor: cheap to clone, every method a message
 /// to the one task that owns the workers, the queues and the in-flight table.
@@ -268,6 +269,45 @@ impl Supervisor {
             h.cpu_time = cpu;
         }
         Ok(health)
+    }
+
+    /// A serializable snapshot of everything: pools (target, policy,
+    /// failed, queue), workers (state, pid, logical id, uptime, restarts,
+    /// last heartbeat, error and warning counts…) and counters. Iterate
+    /// `inspect().await?.workers` to visit every worker; the seeds' counts
+    /// are [`Inspect::count_workers`], [`Inspect::count_running_workers`] and
+    /// [`Inspect::count_active_workers`].
+    pub async fn inspect(&self) -> Result<Inspect, Error> {
+        self.call(Command::Inspect).await
+    }
+
+    /// Workers the configuration asks for, over all pools.
+    pub async fn count_workers(&self) -> Result<usize, Error> {
+        Ok(self.inspect().await?.count_workers())
+    }
+
+    /// Worker processes alive, whatever their state.
+    pub async fn count_running_workers(&self) -> Result<usize, Error> {
+        Ok(self.inspect().await?.count_running_workers())
+    }
+
+    /// Workers that are ready (or busy) and not on their way out.
+    pub async fn count_active_workers(&self) -> Result<usize, Error> {
+        Ok(self.inspect().await?.count_active_workers())
+    }
+
+    /// Sends `signal` to one worker (its process group), e.g. the nanny
+    /// seed's `dump` ([`Signal::SIGABRT`]), `debug` ([`Signal::SIGUSR1`]) or
+    /// `reload` ([`Signal::SIGHUP`]). If the worker exits because of it, the
+    /// exit does not count as a crash: it is replaced without touching the
+    /// restart budget.
+    pub async fn signal(&self, worker: WorkerId, signal: Signal) -> Result<(), Error> {
+        self.call(|reply| Command::Signal {
+            worker,
+            signal,
+            reply,
+        })
+        .await?
     }
 
     /// Counters since start.

@@ -1,47 +1,62 @@
-//! Workers: spawn, hello, readiness, stop, exit, restart.
+//! Workers: spawn, hello, readiness, stop, exit, restart. The worker state
+//! machine lives here and nowhere else: every change goes through
+//! [`Task::set_state`], which emits [`Event::WorkerState`].
 //!
-//! The state of each worker moves only here (see [`WorkerState`] for the
-//! picture):
+//! ```text
+//!  Spawning ──hello──► Starting ──ready──► Ready ◄──ready── Busy
+//!     │                   │                  │ └──busy()──────►│
+//!     │ start_timeout,    │ start_timeout    │ soft kill, resize down,
+//!     │ protocol error    │                  │ retirement (successor ready)
+//!     │                   │                  ▼
+//!     │                   │               Draining ── nothing in flight ──┐
+//!     ▼                   ▼                                               ▼
+//!  Stopping ◄──────────────────────────── (stalled, hung up, hard kill) Stopping
+//!     │  SoftKill frame + SIGTERM; SIGKILL after force_stop_delay
+//!     ▼
+//!  exited: reaped, removed; in-flight attempts retried or failed;
+//!  an unplanned exit refills the slot per the pool's restart policy,
+//!  after restart_delay (or the backoff), within the restart budget.
+//! ```
 //!
-//! * `Spawning` → `Starting` on a hello with our protocol version;
-//! * `Starting` → `Ready` on its first `Ready` (it is then *online*); a
-//!   worker not online within `start_timeout` is killed and counts as a
-//!   failed start;
-//! * `Ready` ⇄ `Busy` on `Busy` / `Ready` frames;
-//! * → `Draining` on soft kill or resize down (no new work); → `Stopping`
-//!   once nothing is in flight (a `SoftKill` frame, then SIGKILL after
-//!   `force_stop_delay`), or at once with SIGKILL on hard kill, protocol
-//!   error or start timeout;
-//! * on exit the worker is removed; its in-flight attempts end
-//!   ([`AttemptEnd::WorkerGone`]), and an unexpected exit is refilled after
-//!   `restart_delay` if the pool's restart budget allows, else the pool fails.
+//! Recycling is make-before-break: a worker to retire (failed `is_healthy`,
+//! `max_requests`, `max_request_duration`) gets a *successor* spawned into
+//! its slot; only when the successor is ready does the old worker drain, so
+//! capacity never dips. A successor that fails to start costs restart
+//! budget and leaves the old worker serving.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use nanny_worker::protocol::{FromWorker, SupervisorHello, ToWorker, PROTOCOL_VERSION};
 use nix::sys::signal::Signal;
 
-use super::dispatch::AttemptEnd;
-use super::task::{Phase, Task, Timer, WorkerEntry};
-use crate::error::Error;
+use super::task::{Task, Timer, WorkerEntry};
 use crate::events::{CustomEvent, Event, StopReason};
 use crate::health::{WorkerId, WorkerState};
-use crate::worker::{link, spawn};
+use crate::worker::{link, output, spawn};
 
 impl Task {
+    /// Fills `slot` of `pool` with a new worker.
     pub(super) fn spawn_worker(&mut self, pool: usize, slot: usize) {
+        self.spawn_into(pool, slot, None);
+    }
+
+    /// Spawns a worker for `slot`; with `replaces`, as the successor of that
+    /// worker (it takes the slot once ready).
+    pub(super) fn spawn_into(&mut self, pool: usize, slot: usize, replaces: Option<u64>) {
         let id = self.next_worker;
         self.next_worker += 1;
         let p = &self.pools[pool];
+        let logical_id = p.cfg.logical_id(slot);
         let identity = spawn::Identity {
             worker_id: id,
             pool: &p.cfg.name,
-            logical_id: slot as u64,
+            logical_id,
             pulse_ms: self.cfg.pulse.as_millis() as u64,
             max_frame_len: self.cfg.max_frame_len,
         };
-        let mut spawned = match spawn::spawn(&p.cfg.spec, &identity) {
+        let mut spawned = match spawn::spawn(&p.cfg, &identity) {
             Ok(s) => s,
             Err(error) => {
                 tracing::error!(pool = %p.cfg.name, %error, "cannot spawn worker");
@@ -49,21 +64,31 @@ impl Task {
                     pool: p.cfg.name.clone(),
                     error: error.to_string(),
                 });
-                self.refill_or_fail(pool, slot);
+                match replaces {
+                    Some(old) => self.successor_failed(pool, old),
+                    None => self.refill_or_fail(pool, slot, true),
+                }
                 return;
             }
         };
         let statm = spawned.statm.take();
         let pid = spawned.pid;
+        let logs = Arc::new(output::LogCounts::default());
         let frame_capacity = p.cfg.concurrency.saturating_mul(2).saturating_add(64);
         let link = link::start(
             &self.tracker,
             id,
+            &p.cfg.name,
+            &logs,
             spawned,
             self.cfg.max_frame_len,
             frame_capacity,
             self.links_tx.clone(),
         );
+        // gunicorn's jitter: a uniform draw in 0..=jitter (uuid's fast RNG).
+        let requests_limit = p.cfg.max_requests.map(|n| {
+            n + (uuid::Uuid::new_v4().as_u128() % (u128::from(p.cfg.max_requests_jitter) + 1)) as u64
+        });
         let timer = self
             .timers
             .insert(Timer::StartTimeout(id), self.cfg.start_timeout);
@@ -71,6 +96,7 @@ impl Task {
             .as_ref()
             .and_then(|f| spawn::read_rss(f, self.page_size))
             .unwrap_or(0);
+        let now = Instant::now();
         self.workers.insert(
             id,
             WorkerEntry {
@@ -86,12 +112,23 @@ impl Task {
                 in_flight: HashSet::new(),
                 stream_fds: HashMap::new(),
                 served: 0,
-                spawned_at: Instant::now(),
+                spawned_at: now,
                 stop_reason: None,
                 timer: Some(timer),
+                logical_id,
+                last_heartbeat: now,
+                replaces,
+                retiring: None,
+                stop_requested_at: None,
+                forced: false,
+                user_signal: false,
+                requests_limit,
+                logs,
             },
         );
-        self.pools[pool].slots[slot] = Some(id);
+        if replaces.is_none() {
+            self.pools[pool].slots[slot] = Some(id);
+        }
         self.send_frame(
             id,
             ToWorker::Hello(SupervisorHello {
@@ -101,13 +138,29 @@ impl Task {
                 max_frame_len: self.cfg.max_frame_len as u32,
             }),
         );
-        tracing::debug!(worker = id, pid, pool = %self.pools[pool].cfg.name, "worker spawned");
+        tracing::debug!(worker = id, pid, pool = %self.pools[pool].cfg.name, logical_id, "worker spawned");
         self.emit(Event::WorkerSpawned {
             worker: WorkerId(id),
             pool: self.pools[pool].cfg.name.clone(),
             pid,
-            logical_id: slot as u64,
+            logical_id,
         });
+    }
+
+    /// The one place a worker's state changes.
+    pub(super) fn set_state(&mut self, id: u64, to: WorkerState) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let from = std::mem::replace(&mut w.state, to);
+        if from != to {
+            self.sync_router(id);
+            self.emit(Event::WorkerState {
+                worker: WorkerId(id),
+                from,
+                to,
+            });
+        }
     }
 
     pub(super) fn on_link(&mut self, event: link::LinkEvent) {
@@ -124,9 +177,13 @@ impl Task {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
-        if w.state == WorkerState::Spawning {
+        let state = w.state;
+        if state == WorkerState::Spawning {
             match frame {
-                FromWorker::Hello(h) if h.version == PROTOCOL_VERSION => w.state = WorkerState::Starting,
+                FromWorker::Hello(h) if h.version == PROTOCOL_VERSION => {
+                    w.last_heartbeat = Instant::now();
+                    self.set_state(id, WorkerState::Starting);
+                }
                 FromWorker::Hello(h) => self.protocol_error(
                     id,
                     format!(
@@ -140,37 +197,14 @@ impl Task {
         }
         match frame {
             FromWorker::Hello(_) => self.protocol_error(id, "second hello".into()),
-            FromWorker::Ready => match w.state {
-                WorkerState::Starting => {
-                    w.state = WorkerState::Ready;
-                    w.online = true;
-                    // The sample taken at spawn saw a process still loading.
-                    if let Some(rss) = w.statm.as_ref().and_then(|f| spawn::read_rss(f, self.page_size)) {
-                        w.rss = rss;
-                    }
-                    let (timer, pool, pid) = (w.timer.take(), w.pool, w.pid);
-                    self.cancel_timer(timer);
-                    self.emit(Event::WorkerOnline {
-                        worker: WorkerId(id),
-                        pool: self.pools[pool].cfg.name.clone(),
-                        pid,
-                    });
-                    self.sync_router(id);
-                    self.dispatch(pool);
-                }
-                WorkerState::Busy => {
-                    w.state = WorkerState::Ready;
-                    let pool = w.pool;
-                    self.sync_router(id);
-                    self.dispatch(pool);
-                }
-                _ => {}
-            },
-            FromWorker::Busy if w.state == WorkerState::Ready => {
-                w.state = WorkerState::Busy;
-                self.sync_router(id);
+            FromWorker::Ready if state == WorkerState::Starting => self.on_online(id),
+            FromWorker::Ready if state == WorkerState::Busy => {
+                let pool = w.pool;
+                self.set_state(id, WorkerState::Ready);
+                self.dispatch(pool);
             }
-            FromWorker::Busy => {}
+            FromWorker::Busy if state == WorkerState::Ready => self.set_state(id, WorkerState::Busy),
+            FromWorker::Ready | FromWorker::Busy => {}
             FromWorker::Response {
                 id: req,
                 attempt,
@@ -184,8 +218,71 @@ impl Task {
                 name: event,
                 payload,
             })),
-            FromWorker::Heartbeat(hb) => w.heartbeat = Some(hb),
+            FromWorker::Heartbeat(hb) => {
+                w.last_heartbeat = Instant::now();
+                w.heartbeat = Some(hb);
+                self.check_health(id);
+            }
             _ => {}
+        }
+    }
+
+    /// A worker's first `Ready`.
+    fn on_online(&mut self, id: u64) {
+        let w = self.workers.get_mut(&id).expect("caller checked");
+        w.online = true;
+        // The sample taken at spawn saw a process still loading.
+        if let Some(rss) = w.statm.as_ref().and_then(|f| spawn::read_rss(f, self.page_size)) {
+            w.rss = rss;
+        }
+        let (timer, pool, pid, slot, replaces) = (w.timer.take(), w.pool, w.pid, w.slot, w.replaces.take());
+        self.cancel_timer(timer);
+        self.pools[pool].slot_info[slot].failed_starts = 0;
+        self.emit(Event::WorkerOnline {
+            worker: WorkerId(id),
+            pool: self.pools[pool].cfg.name.clone(),
+            pid,
+        });
+        self.set_state(id, WorkerState::Ready);
+        if let Some(old) = replaces {
+            self.promote(id, old);
+        }
+        self.dispatch(pool);
+    }
+
+    /// A successor is ready: it takes the slot, and the worker it replaces
+    /// drains (or, for a request that ran too long, stops now).
+    fn promote(&mut self, id: u64, old: u64) {
+        let (pool, slot) = {
+            let w = &self.workers[&id];
+            (w.pool, w.slot)
+        };
+        let p = &mut self.pools[pool];
+        if slot >= p.target || p.slots.get(slot).is_some_and(|s| s.is_some_and(|s| s != old)) {
+            // The pool shrank, or the slot was refilled meanwhile.
+            self.drain_worker(id, StopReason::Resize);
+        } else {
+            p.slots[slot] = Some(id);
+        }
+        let Some(o) = self.workers.get(&old) else {
+            return;
+        };
+        let reason = o.retiring.clone().unwrap_or(StopReason::Unhealthy);
+        if reason == StopReason::RequestTooLong {
+            self.stop_worker(old, reason, true);
+        } else {
+            self.drain_worker(old, reason);
+        }
+    }
+
+    /// A successor could not start: the old worker keeps serving and may be
+    /// retired again later; the failure costs restart budget.
+    pub(super) fn successor_failed(&mut self, pool: usize, old: u64) {
+        if let Some(o) = self.workers.get_mut(&old) {
+            o.retiring = None;
+        }
+        if !self.pools[pool].budget.try_take(Instant::now()) {
+            self.pool_failed(pool);
         }
     }
 
@@ -215,26 +312,33 @@ impl Task {
             self.stop_worker(id, reason, true);
             return;
         }
-        w.state = WorkerState::Draining;
         w.stop_reason = Some(reason);
-        self.sync_router(id);
+        self.set_state(id, WorkerState::Draining);
     }
 
-    /// Asks `id` to exit: gracefully (a `SoftKill` frame, SIGKILL after
-    /// `force_stop_delay`) or at once (SIGKILL).
+    /// Asks `id` to exit: gracefully (a `SoftKill` frame and SIGTERM, then
+    /// SIGKILL after `force_stop_delay`) or at once (SIGKILL).
     pub(super) fn stop_worker(&mut self, id: u64, reason: StopReason, graceful: bool) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
         let first = w.state != WorkerState::Stopping;
-        w.state = WorkerState::Stopping;
-        // A drain's reason stays (it decides whether the exit was expected).
+        // A drain's reason stays (it decides whether the exit was planned).
         w.stop_reason.get_or_insert(reason.clone());
+        w.stop_requested_at.get_or_insert_with(Instant::now);
+        // A worker that cannot answer gets the forced stop even when
+        // forcing is off: it would never exit otherwise.
+        let unresponsive = matches!(reason, StopReason::Stalled | StopReason::HungUp);
+        let force_after = self
+            .cfg
+            .force_stop_delay
+            .or(unresponsive.then_some(crate::DEFAULT_FORCE_STOP_DELAY));
         if graceful && first {
             let timer = w.timer.take();
+            let _ = w.link.signals.send(Signal::SIGTERM);
             self.cancel_timer(timer);
             self.send_frame(id, ToWorker::SoftKill);
-            if let Some(delay) = self.cfg.force_stop_delay {
+            if let Some(delay) = force_after {
                 let key = self.timers.insert(Timer::ForceKill(id), delay);
                 if let Some(w) = self.workers.get_mut(&id) {
                     w.timer = Some(key);
@@ -244,11 +348,12 @@ impl Task {
             if matches!(reason, StopReason::Killed) {
                 self.send_frame(id, ToWorker::HardKill);
             }
-            if let Some(w) = self.workers.get(&id) {
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.forced = true;
                 let _ = w.link.signals.send(Signal::SIGKILL);
             }
         }
-        self.sync_router(id);
+        self.set_state(id, WorkerState::Stopping);
         if first {
             self.emit(Event::WorkerStopping {
                 worker: WorkerId(id),
@@ -277,7 +382,6 @@ impl Task {
         if w.state == WorkerState::Stopping {
             return; // asked to stop: its exit is expected
         }
-        w.state = WorkerState::Stopping;
         w.stop_reason.get_or_insert(StopReason::HungUp);
         let timer = w.timer.take();
         self.cancel_timer(timer);
@@ -289,6 +393,11 @@ impl Task {
         if let Some(w) = self.workers.get_mut(&id) {
             w.timer = Some(key);
         }
+        // Quietly out of the router: a crash reads the same, and its exit
+        // event follows at once.
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.state = WorkerState::Stopping;
+        }
         self.sync_router(id);
     }
 
@@ -297,6 +406,7 @@ impl Task {
             return;
         };
         w.timer = None;
+        w.forced = true;
         if w.stop_reason == Some(StopReason::HungUp) {
             self.emit(Event::WorkerStopping {
                 worker: WorkerId(id),
@@ -308,114 +418,5 @@ impl Task {
         };
         tracing::warn!(worker = id, "worker did not exit in time: SIGKILL");
         let _ = w.link.signals.send(Signal::SIGKILL);
-    }
-
-    fn on_exit(&mut self, id: u64, status: crate::events::ExitInfo) {
-        let Some(w) = self.workers.get_mut(&id) else {
-            return;
-        };
-        // Out of the router first, so its requests are retried elsewhere.
-        w.state = WorkerState::Stopping;
-        let (pool, slot, pid, timer) = (w.pool, w.slot, w.pid, w.timer.take());
-        let reason = w.stop_reason.clone();
-        let in_flight: Vec<_> = w.in_flight.iter().copied().collect();
-        self.sync_router(id);
-        self.cancel_timer(timer);
-        for req in in_flight {
-            self.end_attempt(req, AttemptEnd::WorkerGone(id));
-        }
-        self.workers.remove(&id);
-        let p = &mut self.pools[pool];
-        p.router.remove(id);
-        if p.slots.get(slot) == Some(&Some(id)) {
-            p.slots[slot] = None;
-        }
-        while p.slots.len() > p.target && p.slots.last() == Some(&None) {
-            p.slots.pop();
-        }
-        let expected = matches!(
-            reason,
-            Some(StopReason::Shutdown | StopReason::Killed | StopReason::Resize)
-        );
-        tracing::debug!(worker = id, pid, %status, expected, "worker exited");
-        self.emit(Event::WorkerExited {
-            worker: WorkerId(id),
-            pool: self.pools[pool].cfg.name.clone(),
-            pid,
-            status,
-            expected,
-        });
-        if !expected {
-            self.all_online = false;
-            if self.wants_slot(pool, slot) {
-                self.refill_or_fail(pool, slot);
-            }
-        } else if matches!(self.phase, Phase::Draining(_)) && self.wants_slot(pool, slot) {
-            // A soft kill stopped this worker, but requests were queued since
-            // (retries of attempts that failed during the drain): without a
-            // worker they would wait, and the drain with them, forever.
-            self.spawn_worker(pool, slot);
-        }
-    }
-
-    /// Whether an emptied slot should get a worker again.
-    fn wants_slot(&self, pool: usize, slot: usize) -> bool {
-        let p = &self.pools[pool];
-        if p.failed || slot >= p.target {
-            return false;
-        }
-        match self.phase {
-            Phase::Running => true,
-            // Finish what is queued, then stop.
-            Phase::Draining(_) => p.queued > 0,
-            Phase::Killing(_) => false,
-        }
-    }
-
-    /// Schedules a replacement for `slot` if the restart budget allows;
-    /// otherwise the pool fails.
-    fn refill_or_fail(&mut self, pool: usize, slot: usize) {
-        let p = &mut self.pools[pool];
-        if p.budget.try_take(Instant::now()) {
-            self.stats.restarts += 1;
-            let name = p.cfg.name.clone();
-            self.timers
-                .insert(Timer::Restart { pool, slot }, self.cfg.restart_delay);
-            self.emit(Event::WorkerRestarting {
-                pool: name,
-                logical_id: slot as u64,
-            });
-        } else {
-            self.pool_failed(pool);
-        }
-    }
-
-    pub(super) fn on_restart_timer(&mut self, pool: usize, slot: usize) {
-        let p = &self.pools[pool];
-        if p.slots.get(slot) == Some(&None) && self.wants_slot(pool, slot) {
-            self.spawn_worker(pool, slot);
-        }
-    }
-
-    /// The restart budget is spent: the pool takes no requests until
-    /// `reset_failed`; what waits in its queue fails now.
-    fn pool_failed(&mut self, pool: usize) {
-        let p = &mut self.pools[pool];
-        if p.failed {
-            return;
-        }
-        p.failed = true;
-        let name = p.cfg.name.clone();
-        tracing::error!(pool = %name, "restart budget exhausted: pool failed");
-        // `resolve` takes each live one off the `queued` count; tombstones
-        // are no longer in `requests`.
-        let queued: Vec<_> = p.queue.drain(..).collect();
-        for id in queued {
-            if self.requests.get(&id).is_some_and(|r| r.assigned.is_none()) {
-                self.resolve(id, Err(Error::PoolFailed { pool: name.clone() }));
-            }
-        }
-        debug_assert_eq!(self.pools[pool].queued, 0);
-        self.emit(Event::RestartBudgetExhausted { pool: name });
     }
 }

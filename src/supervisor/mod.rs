@@ -22,9 +22,11 @@
 
 pub(crate) mod command;
 mod dispatch;
+mod exit;
 mod handle;
 mod lifecycle;
 mod task;
+mod watch;
 
 pub use handle::{EnqueueOptions, Response, Supervisor};
 pub(crate) use task::spawn;

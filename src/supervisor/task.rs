@@ -15,10 +15,10 @@ use super::command::{Command, Reply};
 use super::handle::{Defaults, Supervisor};
 use super::Response;
 use crate::builder::Config;
-use crate::pool::Pool;
 use crate::error::{Error, StartError};
 use crate::events::{Event, StopReason};
-use crate::health::{Stats, WorkerHealth, WorkerId, WorkerState};
+use crate::health::{Stats, WorkerState};
+use crate::pool::Pool;
 use crate::restart::RestartBudget;
 use crate::router::Router;
 use crate::worker::link::{Link, LinkEvent};
@@ -58,6 +58,22 @@ pub(super) struct PoolState {
     pub(super) router: Router,
     pub(super) budget: RestartBudget,
     pub(super) failed: bool,
+    /// Per slot: failure counts for `respawn_count` and backoff.
+    pub(super) slot_info: Vec<SlotInfo>,
+}
+
+/// What a slot remembers across the workers that fill it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct SlotInfo {
+    /// Consecutive workers that exited before they were ready.
+    pub(super) failed_starts: u32,
+    /// Consecutive failures not separated by a stable run (for backoff).
+    pub(super) crashes: u32,
+    /// Replacements after unexpected exits, ever.
+    pub(super) restarts: u64,
+    /// Left empty by the restart policy (a clean exit under `OnFailure`,
+    /// any exit under `No`): not waited for by `ready()`.
+    pub(super) abandoned: bool,
 }
 
 pub(super) struct WorkerEntry {
@@ -77,6 +93,23 @@ pub(super) struct WorkerEntry {
     pub(super) spawned_at: Instant,
     pub(super) stop_reason: Option<StopReason>,
     pub(super) timer: Option<delay_queue::Key>,
+    pub(super) logical_id: u64,
+    /// Last heartbeat (or the hello, before the first one).
+    pub(super) last_heartbeat: Instant,
+    /// A successor not yet ready: the worker it will replace.
+    pub(super) replaces: Option<u64>,
+    /// Why a successor was requested for this worker.
+    pub(super) retiring: Option<StopReason>,
+    /// When the supervisor first asked it to stop.
+    pub(super) stop_requested_at: Option<Instant>,
+    /// Whether the supervisor sent SIGKILL.
+    pub(super) forced: bool,
+    /// Whether `Supervisor::signal` signalled it (its exit is no crash).
+    pub(super) user_signal: bool,
+    /// Answers after which it retires (`max_requests` + its jitter).
+    pub(super) requests_limit: Option<u64>,
+    /// Error and warning lines seen on its output (`silent` pools).
+    pub(super) logs: std::sync::Arc<crate::worker::output::LogCounts>,
 }
 
 pub(super) struct RequestEntry {
@@ -88,6 +121,8 @@ pub(super) struct RequestEntry {
     pub(super) attempt: u32,
     pub(super) reply: Reply<Result<Response, Error>>,
     pub(super) assigned: Option<u64>,
+    /// When the current attempt was sent (for `max_request_duration`).
+    pub(super) assigned_at: Option<Instant>,
     pub(super) avoid: Option<u64>,
     pub(super) timer: Option<delay_queue::Key>,
     pub(super) deadline: Option<delay_queue::Key>,
@@ -155,6 +190,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
             router: Router::new(),
             budget: RestartBudget::new(cfg.max_restarts, cfg.restart_window),
             failed: false,
+            slot_info: vec![SlotInfo::default(); p.workers],
         })
         .collect();
     let tracker = TaskTracker::new();
@@ -303,11 +339,18 @@ impl Task {
             Command::Health(reply) => {
                 let _ = reply.send(self.health());
             }
+            Command::Inspect(reply) => {
+                let _ = reply.send(self.inspect());
+            }
+            Command::Signal {
+                worker,
+                signal,
+                reply,
+            } => {
+                let _ = reply.send(self.on_signal(worker, signal));
+            }
             Command::Stats(reply) => {
-                let mut stats = self.stats.clone();
-                stats.queued = self.pools.iter().map(|p| p.queued).sum();
-                stats.in_flight = self.workers.values().map(|w| w.in_flight.len()).sum();
-                let _ = reply.send(stats);
+                let _ = reply.send(self.stats());
             }
             Command::Broadcast { event, payload } => self.on_broadcast(event, payload),
             Command::Resize { pool, workers, reply } => self.on_resize(&pool, workers, reply),
@@ -320,26 +363,11 @@ impl Task {
         }
     }
 
-    fn health(&self) -> Vec<WorkerHealth> {
-        let mut out: Vec<WorkerHealth> = self
-            .workers
-            .iter()
-            .map(|(&id, w)| WorkerHealth {
-                id: WorkerId(id),
-                pool: self.pools[w.pool].cfg.name.clone(),
-                pid: w.pid,
-                logical_id: w.slot as u64,
-                state: w.state,
-                rss_bytes: w.rss,
-                cpu_time: None,
-                heartbeat: w.heartbeat.clone(),
-                in_flight: w.in_flight.len(),
-                served: w.served,
-                uptime: w.spawned_at.elapsed(),
-            })
-            .collect();
-        out.sort_by_key(|h| h.id);
-        out
+    pub(super) fn stats(&self) -> Stats {
+        let mut stats = self.stats.clone();
+        stats.queued = self.pools.iter().map(|p| p.queued).sum();
+        stats.in_flight = self.workers.values().map(|w| w.in_flight.len()).sum();
+        stats
     }
 
     pub(super) fn pool_index(&self, name: &str) -> Result<usize, Error> {
@@ -367,25 +395,6 @@ impl Task {
         }
     }
 
-    fn on_pulse(&mut self) {
-        let page = self.page_size;
-        let ids: Vec<u64> = self.workers.keys().copied().collect();
-        for id in ids {
-            let w = &mut self.workers.get_mut(&id).expect("listed");
-            let Some(rss) = w
-                .statm
-                .as_ref()
-                .and_then(|f| crate::worker::spawn::read_rss(f, page))
-            else {
-                continue;
-            };
-            if rss != w.rss {
-                w.rss = rss;
-                self.sync_router(id);
-            }
-        }
-    }
-
     /// Work that follows any event: settle waiters, progress a drain.
     fn after_event(&mut self) {
         if matches!(self.phase, Phase::Draining(_)) {
@@ -399,18 +408,18 @@ impl Task {
         }
     }
 
-    /// Ready workers of `pool` within its target.
-    fn online_in(&self, pool: usize) -> usize {
+    /// Whether `pool` has every worker it waits for: one online in each
+    /// slot below its target, except slots its restart policy left empty.
+    fn pool_ready(&self, pool: usize) -> bool {
         let p = &self.pools[pool];
-        p.slots[..p.target.min(p.slots.len())]
-            .iter()
-            .flatten()
-            .filter(|w| {
-                self.workers
-                    .get(w)
-                    .is_some_and(|w| w.online && w.stop_reason.is_none())
-            })
-            .count()
+        (0..p.target).all(|slot| {
+            p.slot_info.get(slot).is_some_and(|s| s.abandoned)
+                || p.slots.get(slot).copied().flatten().is_some_and(|w| {
+                    self.workers
+                        .get(&w)
+                        .is_some_and(|w| w.online && w.stop_reason.is_none())
+                })
+        })
     }
 
     fn check_ready(&mut self) {
@@ -421,7 +430,7 @@ impl Task {
             }
             return;
         }
-        let all = (0..self.pools.len()).all(|p| self.online_in(p) >= self.pools[p].target);
+        let all = (0..self.pools.len()).all(|p| self.pool_ready(p));
         if all && !self.all_online && self.accepting() {
             self.all_online = true;
             self.emit(Event::AllOnline);
@@ -444,7 +453,7 @@ impl Task {
                 continue;
             }
             let extra = p.slots.iter().skip(p.target).flatten().count();
-            if extra == 0 && self.online_in(pool) >= p.target {
+            if extra == 0 && self.pool_ready(pool) {
                 let _ = reply.send(Ok(()));
             } else {
                 self.resize_waiters.push((pool, reply));
@@ -465,10 +474,24 @@ impl Task {
             }
         };
         let p = &mut self.pools[pool];
+        if let Some(ids) = &p.cfg.logical_ids {
+            if workers > ids.len() {
+                let _ = reply.send(Err(Error::InvalidArgument(format!(
+                    "pool {:?} has {} logical ids; it cannot grow to {workers} workers",
+                    p.cfg.name,
+                    ids.len()
+                ))));
+                return;
+            }
+        }
         p.target = workers;
         if p.slots.len() < workers {
             p.slots.resize(workers, None);
         }
+        if p.slot_info.len() < p.slots.len() {
+            p.slot_info.resize(p.slots.len(), SlotInfo::default());
+        }
+        p.slot_info.iter_mut().for_each(|s| s.abandoned = false);
         if !p.failed {
             let empty: Vec<usize> = (0..workers).filter(|&s| p.slots[s].is_none()).collect();
             for slot in empty {
@@ -496,6 +519,7 @@ impl Task {
         let p = &mut self.pools[pool];
         p.failed = false;
         p.budget.reset();
+        p.slot_info.iter_mut().for_each(|s| *s = SlotInfo::default());
         let empty: Vec<usize> = (0..p.target).filter(|&s| p.slots[s].is_none()).collect();
         for slot in empty {
             self.spawn_worker(pool, slot);

@@ -53,9 +53,12 @@ pub(crate) struct Link {
 }
 
 /// Starts the three tasks of worker `id` on `tracker`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     tracker: &TaskTracker,
     id: u64,
+    pool: &str,
+    logs: &Arc<super::output::LogCounts>,
     spawned: Spawned,
     max_frame_len: usize,
     frame_capacity: usize,
@@ -79,6 +82,22 @@ pub(crate) fn start(
     };
     let (signals_tx, mut signals_rx) = mpsc::unbounded_channel::<Signal>();
     let gone = CancellationToken::new();
+    // `silent` pools: the pipes exist only then.
+    let pool: Arc<str> = pool.into();
+    if let Some(out) = child.stdout.take() {
+        super::output::capture(
+            tracker,
+            out,
+            id,
+            pool.clone(),
+            "stdout",
+            logs.clone(),
+            gone.clone(),
+        );
+    }
+    if let Some(err) = child.stderr.take() {
+        super::output::capture(tracker, err, id, pool, "stderr", logs.clone(), gone.clone());
+    }
 
     // Reader.
     let mut reader: p::FrameReader<_, FromWorker> = p::frame_reader(read, max_frame_len);

@@ -13,4 +13,5 @@
 //!   that reaps, a signal can never reach a recycled pid.
 
 pub(crate) mod link;
+pub(crate) mod output;
 pub(crate) mod spawn;

@@ -24,7 +24,7 @@ use nix::unistd::{getppid, setpgid, Pid};
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
-use crate::pool::WorkerSpec;
+use crate::pool::Pool;
 
 /// What the child is told about itself.
 #[derive(Debug, Clone)]
@@ -49,7 +49,8 @@ pub(crate) struct Spawned {
     pub(crate) statm: Option<File>,
 }
 
-pub(crate) fn spawn(spec: &WorkerSpec, id: &Identity<'_>) -> std::io::Result<Spawned> {
+pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>) -> std::io::Result<Spawned> {
+    let spec = &pool.spec;
     // std creates both ends with SOCK_CLOEXEC.
     let (ours, theirs) = StdUnixStream::pair()?;
     let child_fd = theirs.as_raw_fd();
@@ -71,6 +72,13 @@ pub(crate) fn spawn(spec: &WorkerSpec, id: &Identity<'_>) -> std::io::Result<Spa
         .env(p::ENV_MAX_FRAME_LEN, id.max_frame_len.to_string())
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
+    if let Some(make_env) = &pool.create_environment {
+        cmd.envs(make_env(id.logical_id));
+    }
+    if pool.silent {
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+    }
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
     }

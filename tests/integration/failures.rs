@@ -469,12 +469,26 @@ async fn a_failed_pool_does_not_stop_the_others() {
 #[tokio::test]
 async fn a_program_that_cannot_be_spawned_fails_its_pool() {
     guard(async {
-        let spec = nanny::WorkerSpec::new("nanny-no-such-program");
-        let sup = builder_with(spec, 1).max_restarts(2).spawn().expect("spawn");
+        // A missing program is refused at build time (see lifecycle's
+        // configuration test). One that disappears later (a deploy removed
+        // it) fails at respawn: SpawnFailed, each a failed start.
+        let dir = std::env::temp_dir().join(format!("nanny-test-vanishing-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let program = dir.join("worker");
+        std::fs::copy(WORKER, &program).expect("copy the test worker");
+        let spec = nanny::WorkerSpec::new(&program).env("TEST_MODE", "normal");
+        let sup = builder_with(spec, 1)
+            .max_restarts(2)
+            .start()
+            .await
+            .expect("start");
         let events = Events::collect(&sup);
-        assert!(matches!(sup.ready().await, Err(Error::PoolFailed { .. })));
-        wait_until("three failed spawns", || async {
-            events.count(|e| matches!(e, Event::SpawnFailed { .. })) == 3
+        std::fs::remove_file(&program).expect("remove the program");
+        let victim = sup.health().await.expect("health")[0].pid;
+        sigkill(victim);
+        wait_until("two failed spawns, then the budget is spent", || async {
+            events.count(|e| matches!(e, Event::SpawnFailed { .. })) == 2
+                && events.count(|e| matches!(e, Event::RestartBudgetExhausted { .. })) == 1
         })
         .await;
         assert!(matches!(
@@ -482,6 +496,7 @@ async fn a_program_that_cannot_be_spawned_fails_its_pool() {
             Err(Error::PoolFailed { .. })
         ));
         sup.soft_kill().await;
+        std::fs::remove_dir_all(&dir).expect("clean up");
     })
     .await;
 }

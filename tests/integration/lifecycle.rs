@@ -49,6 +49,10 @@ async fn invalid_configurations_are_refused_before_any_spawn() {
         config_error(builder(1).max_frame_len(10));
         config_error(builder(1).request_timeout(Duration::ZERO));
         config_error(builder_with(nanny::WorkerSpec::new("/no/such/dir/worker"), 1));
+        config_error(builder_with(
+            nanny::WorkerSpec::new("nanny-no-such-program-on-path"),
+            1,
+        ));
         config_error(
             Supervisor::builder()
                 .pool(Pool::new("twin", worker_spec("normal")).workers(1))
@@ -66,9 +70,10 @@ async fn a_subscriber_that_falls_behind_is_told_how_many_events_it_missed() {
         let sup = builder(2).event_capacity(2).spawn().expect("spawn");
         let mut stream = sup.events(); // not read until the start is over
         sup.ready().await.expect("ready");
-        // 2 spawned, 2 online, all online: 5 events through a buffer of 2.
+        // 2 spawned, 2 × (Spawning → Starting), 2 × (Starting → Ready),
+        // 2 online, all online: 9 events through a buffer of 2.
         match within("the first event", stream.next()).await {
-            Some(Event::Lagged(n)) => assert_eq!(n, 3),
+            Some(Event::Lagged(n)) => assert_eq!(n, 7),
             other => panic!("expected Lagged, got {other:?}"),
         }
         sup.soft_kill().await;

@@ -194,6 +194,10 @@ pub fn is_worker() -> bool {
 /// without it the worker works, but cannot take attachments or send
 /// response streams. Call it from within a tokio runtime.
 ///
+/// From then on, SIGTERM is taken as a soft kill (as if the supervisor had
+/// sent one: [`Worker::serve`] finishes in-flight work and returns `Ok`),
+/// since it is the second step of the supervisor's stop sequence.
+///
 /// # Errors
 ///
 /// * [`Error::NotAWorker`] when [`ENV_FD`](protocol::ENV_FD) is not set;
@@ -217,5 +221,5 @@ pub async fn connect() -> Result<Worker, Error> {
         Some(fd) => Some(fdpass::FdChannel::new(env::claim_fd_channel(fd)?)?),
         None => None,
     };
-    link::connect_stream(stream, settings, fd_channel).await
+    link::connect_stream(stream, settings, fd_channel, true).await
 }

@@ -35,6 +35,7 @@ pub(crate) async fn connect_stream(
     stream: UnixStream,
     mut settings: Settings,
     fd_channel: Option<FdChannel>,
+    stop_on_sigterm: bool,
 ) -> Result<Worker, Error> {
     let (rd, wr) = stream.into_split();
     let mut reader: Reader = frame_reader(rd, settings.max_frame_len);
@@ -91,7 +92,15 @@ pub(crate) async fn connect_stream(
     if has_fd_channel {
         tokio::spawn(fd_loop(worker.clone(), in_tx.clone()));
     }
-    tokio::spawn(read_loop(worker.clone(), reader, in_tx));
+    // SIGTERM from the supervisor (its stop sequence) or anyone: a soft kill.
+    let term = if stop_on_sigterm {
+        Some(tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        )?)
+    } else {
+        None
+    };
+    tokio::spawn(read_loop(worker.clone(), reader, in_tx, term));
     tokio::spawn(heartbeat_loop(worker.clone()));
     Ok(worker)
 }
@@ -117,13 +126,23 @@ fn frame_name(frame: &ToWorker) -> &'static str {
 
 /// Reads frames until end of file, a bad frame, or the link closing from the
 /// writer's side; then closes the link and tells `serve` why.
-async fn read_loop(worker: Worker, mut reader: Reader, to_serve: mpsc::UnboundedSender<Incoming>) {
+async fn read_loop(
+    worker: Worker,
+    mut reader: Reader,
+    to_serve: mpsc::UnboundedSender<Incoming>,
+    mut term: Option<tokio::signal::unix::Signal>,
+) {
     let closed = worker.inner.closed.clone();
     let reason = loop {
         // `FramedRead::next` is cancel safe: no bytes are lost to the select.
         let next = tokio::select! {
             next = reader.next() => next,
             () = closed.cancelled() => break Error::Disconnected,
+            Some(()) = async { term.as_mut()?.recv().await } => {
+                tracing::debug!("SIGTERM: soft kill");
+                term = None; // once is enough; a second SIGTERM is ignored
+                Some(Ok(ToWorker::SoftKill))
+            }
         };
         let frame = match next {
             None => break Error::Disconnected,

@@ -105,7 +105,10 @@ async fn try_start(opts: Opts) -> (Result<Worker, Error>, Fake) {
         }
         fake
     };
-    tokio::join!(crate::link::connect_stream(ours, settings(), our_fds), supervisor)
+    tokio::join!(
+        crate::link::connect_stream(ours, settings(), our_fds, false),
+        supervisor
+    )
 }
 
 impl Fake {

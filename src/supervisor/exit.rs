@@ -1,0 +1,208 @@
+//! Exits and what follows them: the post-mortem event, the restart policy,
+//! `respawn_count`, backoff, the restart budget, and failing a pool.
+//!
+//! An exit is *planned* when the supervisor asked for it for good (soft or
+//! hard kill, resize, retirement of a replaced worker): nothing follows.
+//! Otherwise the pool's [`RestartPolicy`] decides: `Always` refills the
+//! slot, `OnFailure` only after a failure (non-zero code, a signal, or a
+//! stop for a fault: stalled, protocol error, start timeout…), `No` never.
+//! A refill waits `restart_delay` (or the backoff) and takes one unit of
+//! the pool's restart budget; an exit after [`Supervisor::signal`]
+//! (crate::Supervisor::signal) is refilled without taking any.
+
+use std::time::{Duration, Instant};
+
+use super::dispatch::AttemptEnd;
+use super::task::{Phase, Task, Timer};
+use crate::error::Error;
+use crate::events::{Event, ExitInfo};
+use crate::health::{WorkerId, WorkerState};
+use crate::pool::RestartPolicy;
+
+impl Task {
+    pub(super) fn on_exit(&mut self, id: u64, status: ExitInfo) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        // Out of the router first, so its requests are retried elsewhere.
+        w.state = WorkerState::Stopping;
+        let timer = w.timer.take();
+        let in_flight: Vec<_> = w.in_flight.iter().copied().collect();
+        self.sync_router(id);
+        self.cancel_timer(timer);
+        for req in in_flight {
+            self.end_attempt(req, AttemptEnd::WorkerGone(id));
+        }
+        let w = self.workers.remove(&id).expect("present");
+        let (pool, slot) = (w.pool, w.slot);
+        let uptime = w.spawned_at.elapsed();
+        let planned = w.stop_reason.as_ref().is_some_and(|r| r.is_planned());
+        let failure =
+            !planned && (status.code != Some(0) || status.signal.is_some() || w.stop_reason.is_some());
+
+        let p = &mut self.pools[pool];
+        p.router.remove(id);
+        let held_slot = p.slots.get(slot) == Some(&Some(id));
+        if held_slot {
+            p.slots[slot] = None;
+        }
+        tracing::info!(
+            worker = id, pid = w.pid, pool = %p.cfg.name, logical_id = w.logical_id, %status,
+            ?uptime, teardown = ?w.stop_requested_at.map(|t| t.elapsed()), forced = w.forced,
+            reason = ?w.stop_reason, last_health = ?w.heartbeat, "worker exited"
+        );
+        let pool_name = p.cfg.name.clone();
+        self.emit(Event::WorkerExited {
+            worker: WorkerId(id),
+            pool: pool_name,
+            pid: w.pid,
+            logical_id: w.logical_id,
+            status,
+            expected: planned,
+            reason: w.stop_reason.clone(),
+            uptime,
+            teardown: w.stop_requested_at.map(|t| t.elapsed()),
+            forced: w.forced,
+            last_health: w.heartbeat.clone(),
+        });
+
+        if let Some(old) = w.replaces {
+            // A successor that never became ready.
+            if !planned {
+                self.successor_failed(pool, old);
+            }
+            return;
+        }
+        // The worker this one was handing over to takes the slot now.
+        let successor = self
+            .workers
+            .iter()
+            .find(|(_, s)| s.replaces == Some(id))
+            .map(|(&s, _)| s);
+        if let Some(s) = successor {
+            if let Some(sw) = self.workers.get_mut(&s) {
+                sw.replaces = None;
+            }
+            if held_slot && slot < self.pools[pool].target {
+                self.pools[pool].slots[slot] = Some(s);
+            }
+        }
+        let p = &mut self.pools[pool];
+        while p.slots.len() > p.target && p.slots.last() == Some(&None) {
+            p.slots.pop();
+        }
+        if !planned {
+            self.all_online = false;
+        }
+        let info = &mut p.slot_info[slot];
+        if w.online {
+            info.failed_starts = 0;
+        } else if !planned {
+            info.failed_starts += 1;
+        }
+        if failure {
+            if self.cfg.restart_backoff.is_some_and(|b| uptime >= b.reset_after) {
+                info.crashes = 0;
+            }
+            info.crashes += 1;
+        }
+        if !self.wants_slot(pool, slot) {
+            return;
+        }
+        let p = &mut self.pools[pool];
+        if planned {
+            // Stopped by a soft kill, but requests were queued since (retries
+            // of attempts that failed during the drain): without a worker
+            // they would wait, and the drain with them, forever.
+            if matches!(self.phase, Phase::Draining(_)) {
+                self.spawn_worker(pool, slot);
+            }
+            return;
+        }
+        let restart = match p.cfg.restart {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => failure || w.user_signal,
+            RestartPolicy::No => false,
+        };
+        if !restart {
+            p.slot_info[slot].abandoned = true;
+            return;
+        }
+        if p.cfg
+            .respawn_count
+            .is_some_and(|n| p.slot_info[slot].failed_starts > n)
+        {
+            tracing::error!(pool = %p.cfg.name, slot, "respawn count exceeded");
+            self.pool_failed(pool);
+            return;
+        }
+        self.refill_or_fail(pool, slot, !w.user_signal);
+    }
+
+    /// Whether an emptied slot should get a worker again.
+    pub(super) fn wants_slot(&self, pool: usize, slot: usize) -> bool {
+        let p = &self.pools[pool];
+        let abandoned = p.slot_info.get(slot).is_some_and(|s| s.abandoned);
+        if p.failed || abandoned || slot >= p.target || p.slots.get(slot).is_some_and(Option::is_some) {
+            return false;
+        }
+        match self.phase {
+            Phase::Running => true,
+            // Finish what is queued, then stop.
+            Phase::Draining(_) => p.queued > 0,
+            Phase::Killing(_) => false,
+        }
+    }
+
+    /// Schedules a replacement for `slot` after its delay; with `budgeted`,
+    /// only if the restart budget allows, and otherwise the pool fails.
+    pub(super) fn refill_or_fail(&mut self, pool: usize, slot: usize, budgeted: bool) {
+        let p = &mut self.pools[pool];
+        if budgeted && !p.budget.try_take(Instant::now()) {
+            self.pool_failed(pool);
+            return;
+        }
+        self.stats.restarts += 1;
+        let info = &mut p.slot_info[slot];
+        info.restarts += 1;
+        let delay: Duration = match self.cfg.restart_backoff {
+            Some(b) => b.delay(info.crashes.max(1)),
+            None => self.cfg.restart_delay,
+        };
+        let (name, logical_id) = (p.cfg.name.clone(), p.cfg.logical_id(slot));
+        self.timers.insert(Timer::Restart { pool, slot }, delay);
+        self.emit(Event::WorkerRestarting {
+            pool: name,
+            logical_id,
+            delay,
+        });
+    }
+
+    pub(super) fn on_restart_timer(&mut self, pool: usize, slot: usize) {
+        if self.wants_slot(pool, slot) {
+            self.spawn_worker(pool, slot);
+        }
+    }
+
+    /// The restart budget is spent: the pool takes no requests until
+    /// `reset_failed`; what waits in its queue fails now.
+    pub(super) fn pool_failed(&mut self, pool: usize) {
+        let p = &mut self.pools[pool];
+        if p.failed {
+            return;
+        }
+        p.failed = true;
+        let name = p.cfg.name.clone();
+        tracing::error!(pool = %name, "restart budget exhausted: pool failed");
+        // `resolve` takes each live one off the `queued` count; tombstones
+        // are no longer in `requests`.
+        let queued: Vec<_> = p.queue.drain(..).collect();
+        for id in queued {
+            if self.requests.get(&id).is_some_and(|r| r.assigned.is_none()) {
+                self.resolve(id, Err(Error::PoolFailed { pool: name.clone() }));
+            }
+        }
+        debug_assert_eq!(self.pools[pool].queued, 0);
+        self.emit(Event::RestartBudgetExhausted { pool: name });
+    }
+}

@@ -1,0 +1,172 @@
+//! Watching workers: RSS sampling, heartbeat deadlines, the health
+//! predicate, recycling triggers, and the read-only views (`health()`,
+//! `inspect()`), plus `signal()`.
+//!
+//! Every pulse the supervisor task:
+//! * reads each worker's RSS from its kept-open `/proc/PID/statm` (two
+//!   syscalls a worker; no `sysinfo` on this path);
+//! * stops (and so replaces) a worker with no heartbeat for
+//!   `unhealthy_timeout`: its runtime is stalled;
+//! * retires a worker whose oldest request has run past
+//!   `max_request_duration`.
+//!
+//! On every heartbeat of a ready worker, `is_healthy` is asked; `false`
+//! retires it. After every answer, `max_requests` is checked.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use nix::sys::signal::Signal;
+
+use super::task::Task;
+use crate::error::Error;
+use crate::events::{Event, StopReason};
+use crate::health::{Inspect, PoolInfo, WorkerHealth, WorkerId, WorkerState};
+
+impl Task {
+    pub(super) fn on_pulse(&mut self) {
+        let now = Instant::now();
+        let page = self.page_size;
+        let ids: Vec<u64> = self.workers.keys().copied().collect();
+        for id in ids {
+            let w = self.workers.get_mut(&id).expect("listed");
+            if let Some(rss) = w
+                .statm
+                .as_ref()
+                .and_then(|f| crate::worker::spawn::read_rss(f, page))
+            {
+                if rss != w.rss {
+                    w.rss = rss;
+                    self.sync_router(id);
+                }
+            }
+            let w = &self.workers[&id];
+            if matches!(w.state, WorkerState::Spawning | WorkerState::Stopping) {
+                continue; // start_timeout and force_stop_delay cover these
+            }
+            if let Some(limit) = self.cfg.unhealthy_timeout {
+                let silent_for = now.duration_since(w.last_heartbeat);
+                if silent_for > limit {
+                    tracing::warn!(worker = id, ?silent_for, "no heartbeat: runtime stalled");
+                    self.stop_worker(id, StopReason::Stalled, true);
+                    continue;
+                }
+            }
+            if let Some(max) = self.pools[w.pool].cfg.max_request_duration {
+                let oldest = w
+                    .in_flight
+                    .iter()
+                    .filter_map(|r| self.requests.get(r).and_then(|r| r.assigned_at))
+                    .min();
+                if oldest.is_some_and(|t| now.duration_since(t) > max) {
+                    self.retire(id, StopReason::RequestTooLong);
+                }
+            }
+        }
+    }
+
+    /// Asks the health predicate about a ready worker after a heartbeat.
+    pub(super) fn check_health(&mut self, id: u64) {
+        let Some(check) = self.cfg.is_healthy.clone() else {
+            return;
+        };
+        let Some(health) = self.health_of(id) else {
+            return;
+        };
+        if health.state == WorkerState::Ready || health.state == WorkerState::Busy {
+            if !(check.0)(&health) {
+                self.retire(id, StopReason::Unhealthy);
+            }
+        }
+    }
+
+    /// After an answer: retire a worker that reached its `max_requests`.
+    pub(super) fn after_served(&mut self, id: u64) {
+        let Some(w) = self.workers.get(&id) else {
+            return;
+        };
+        if w.requests_limit.is_some_and(|limit| w.served >= limit) {
+            self.retire(id, StopReason::MaxRequests);
+        }
+    }
+
+    /// Make-before-break: spawns a successor for `id`'s slot; `id` drains
+    /// once the successor is ready (see `lifecycle`). Outside normal running
+    /// (a soft kill), nothing is replaced.
+    pub(super) fn retire(&mut self, id: u64, reason: StopReason) {
+        let accepting = self.accepting();
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        if !w.online || w.retiring.is_some() || w.stop_reason.is_some() || !accepting {
+            return;
+        }
+        w.retiring = Some(reason.clone());
+        let (pool, slot) = (w.pool, w.slot);
+        tracing::info!(worker = id, ?reason, "retiring worker: starting its replacement");
+        self.emit(Event::WorkerRetiring {
+            worker: WorkerId(id),
+            reason,
+        });
+        self.spawn_into(pool, slot, Some(id));
+    }
+
+    pub(super) fn health_of(&self, id: u64) -> Option<WorkerHealth> {
+        let w = self.workers.get(&id)?;
+        let p = &self.pools[w.pool];
+        Some(WorkerHealth {
+            id: WorkerId(id),
+            pool: p.cfg.name.clone(),
+            pid: w.pid,
+            logical_id: w.logical_id,
+            state: w.state,
+            rss_bytes: w.rss,
+            cpu_time: None,
+            heartbeat: w.heartbeat.clone(),
+            in_flight: w.in_flight.len(),
+            served: w.served,
+            uptime: w.spawned_at.elapsed(),
+            errors: w.logs.errors.load(Ordering::Relaxed),
+            warnings: w.logs.warnings.load(Ordering::Relaxed),
+            restarts: p.slot_info.get(w.slot).map_or(0, |s| s.restarts),
+            retiring: w.retiring.is_some(),
+        })
+    }
+
+    pub(super) fn health(&self) -> Vec<WorkerHealth> {
+        let mut ids: Vec<u64> = self.workers.keys().copied().collect();
+        ids.sort_unstable();
+        ids.into_iter().filter_map(|id| self.health_of(id)).collect()
+    }
+
+    pub(super) fn inspect(&self) -> Inspect {
+        Inspect {
+            pools: self
+                .pools
+                .iter()
+                .map(|p| PoolInfo {
+                    name: p.cfg.name.clone(),
+                    target: p.target,
+                    restart: p.cfg.restart,
+                    failed: p.failed,
+                    queued: p.queued,
+                    logical_ids: (0..p.target).map(|s| p.cfg.logical_id(s)).collect(),
+                })
+                .collect(),
+            workers: self.health(),
+            stats: self.stats(),
+        }
+    }
+
+    /// `Supervisor::signal`: delivers `signal` to one worker's process
+    /// group. Whatever it does, the worker's exit is not counted as a crash.
+    pub(super) fn on_signal(&mut self, worker: WorkerId, signal: Signal) -> Result<(), Error> {
+        let w = self
+            .workers
+            .get_mut(&worker.0)
+            .ok_or(Error::UnknownWorker { worker })?;
+        w.user_signal = true;
+        let _ = w.link.signals.send(signal);
+        Ok(())
+    }
+}

@@ -73,10 +73,9 @@ impl Task {
         let Some(health) = self.health_of(id) else {
             return;
         };
-        if health.state == WorkerState::Ready || health.state == WorkerState::Busy {
-            if !(check.0)(&health) {
-                self.retire(id, StopReason::Unhealthy);
-            }
+        let serving = matches!(health.state, WorkerState::Ready | WorkerState::Busy);
+        if serving && !(check.0)(&health) {
+            self.retire(id, StopReason::Unhealthy);
         }
     }
 

@@ -16,7 +16,7 @@ use super::dispatch::AttemptEnd;
 use super::task::{Phase, Task, Timer};
 use crate::error::Error;
 use crate::events::{Event, ExitInfo};
-use crate::health::{WorkerId, WorkerState};
+use crate::health::WorkerId;
 use crate::pool::RestartPolicy;
 
 impl Task {
@@ -24,11 +24,10 @@ impl Task {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
-        // Out of the router first, so its requests are retried elsewhere.
-        w.state = WorkerState::Stopping;
         let timer = w.timer.take();
         let in_flight: Vec<_> = w.in_flight.iter().copied().collect();
-        self.sync_router(id);
+        // Out of the router first, so its requests are retried elsewhere.
+        self.set_state(id, super::state::Input::Stop);
         self.cancel_timer(timer);
         for req in in_flight {
             self.end_attempt(req, AttemptEnd::WorkerGone(id));

@@ -31,6 +31,7 @@ use std::time::Instant;
 use nanny_worker::protocol::{FromWorker, SupervisorHello, ToWorker, PROTOCOL_VERSION};
 use nix::sys::signal::Signal;
 
+use super::state::{self, Input};
 use super::task::{Task, Timer, WorkerEntry};
 use crate::events::{CustomEvent, Event, StopReason};
 use crate::health::{WorkerId, WorkerState};
@@ -147,20 +148,25 @@ impl Task {
         });
     }
 
-    /// The one place a worker's state changes.
-    pub(super) fn set_state(&mut self, id: u64, to: WorkerState) {
+    /// The one place a worker's state changes: applies [`state::next`],
+    /// re-files the worker in its router and emits the transition. Returns
+    /// whether the state changed.
+    pub(super) fn set_state(&mut self, id: u64, input: Input) -> bool {
         let Some(w) = self.workers.get_mut(&id) else {
-            return;
+            return false;
         };
-        let from = std::mem::replace(&mut w.state, to);
-        if from != to {
-            self.sync_router(id);
-            self.emit(Event::WorkerState {
-                worker: WorkerId(id),
-                from,
-                to,
-            });
-        }
+        let from = w.state;
+        let Some(to) = state::next(from, input) else {
+            return false;
+        };
+        w.state = to;
+        self.sync_router(id);
+        self.emit(Event::WorkerState {
+            worker: WorkerId(id),
+            from,
+            to,
+        });
+        true
     }
 
     pub(super) fn on_link(&mut self, event: link::LinkEvent) {
@@ -182,7 +188,7 @@ impl Task {
             match frame {
                 FromWorker::Hello(h) if h.version == PROTOCOL_VERSION => {
                     w.last_heartbeat = Instant::now();
-                    self.set_state(id, WorkerState::Starting);
+                    self.set_state(id, Input::Hello);
                 }
                 FromWorker::Hello(h) => self.protocol_error(
                     id,
@@ -198,13 +204,15 @@ impl Task {
         match frame {
             FromWorker::Hello(_) => self.protocol_error(id, "second hello".into()),
             FromWorker::Ready if state == WorkerState::Starting => self.on_online(id),
-            FromWorker::Ready if state == WorkerState::Busy => {
+            FromWorker::Ready => {
                 let pool = w.pool;
-                self.set_state(id, WorkerState::Ready);
-                self.dispatch(pool);
+                if self.set_state(id, Input::Ready) {
+                    self.dispatch(pool);
+                }
             }
-            FromWorker::Busy if state == WorkerState::Ready => self.set_state(id, WorkerState::Busy),
-            FromWorker::Ready | FromWorker::Busy => {}
+            FromWorker::Busy => {
+                self.set_state(id, Input::Busy);
+            }
             FromWorker::Response {
                 id: req,
                 attempt,
@@ -243,7 +251,7 @@ impl Task {
             pool: self.pools[pool].cfg.name.clone(),
             pid,
         });
-        self.set_state(id, WorkerState::Ready);
+        self.set_state(id, Input::Ready);
         if let Some(old) = replaces {
             self.promote(id, old);
         }
@@ -313,7 +321,7 @@ impl Task {
             return;
         }
         w.stop_reason = Some(reason);
-        self.set_state(id, WorkerState::Draining);
+        self.set_state(id, Input::Drain);
     }
 
     /// Asks `id` to exit: gracefully (a `SoftKill` frame and SIGTERM, then
@@ -353,7 +361,7 @@ impl Task {
                 let _ = w.link.signals.send(Signal::SIGKILL);
             }
         }
-        self.set_state(id, WorkerState::Stopping);
+        self.set_state(id, Input::Stop);
         if first {
             self.emit(Event::WorkerStopping {
                 worker: WorkerId(id),
@@ -393,12 +401,9 @@ impl Task {
         if let Some(w) = self.workers.get_mut(&id) {
             w.timer = Some(key);
         }
-        // Quietly out of the router: a crash reads the same, and its exit
-        // event follows at once.
-        if let Some(w) = self.workers.get_mut(&id) {
-            w.state = WorkerState::Stopping;
-        }
-        self.sync_router(id);
+        // Out of the router, without a `WorkerStopping` event: a crash reads
+        // the same, and its exit event follows at once.
+        self.set_state(id, Input::Stop);
     }
 
     pub(super) fn on_force_kill(&mut self, id: u64) {

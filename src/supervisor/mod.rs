@@ -25,6 +25,7 @@ mod dispatch;
 mod exit;
 mod handle;
 mod lifecycle;
+mod state;
 mod task;
 mod watch;
 

@@ -69,3 +69,19 @@ pub use nanny_worker::protocol::AttachmentKind;
 pub use nix::sys::signal::Signal;
 pub use pool::{Backoff, Pool, RestartPolicy, WorkerSpec, DEFAULT_POOL};
 pub use supervisor::{EnqueueOptions, Response, Supervisor};
+
+/// Not an API: internals re-exported for `benches/lifecycle.rs` only. No
+/// stability promise; may change or vanish in any release.
+#[doc(hidden)]
+pub mod __bench {
+    /// What the supervisor's pulse does per worker to sample RSS: reads a
+    /// kept-open `/proc/PID/statm` (see `worker::spawn::read_rss`).
+    pub fn read_rss(statm: &std::fs::File, page_size: u64) -> Option<u64> {
+        crate::worker::spawn::read_rss(statm, page_size)
+    }
+
+    /// The page size the supervisor multiplies statm pages by.
+    pub fn page_size() -> u64 {
+        crate::worker::spawn::page_size()
+    }
+}

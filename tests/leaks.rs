@@ -1,7 +1,8 @@
 //! Leak checks, in a test binary of their own because they look at the
 //! whole process: after a supervisor ends (soft kill, hard kill, or every
 //! handle dropped) no child process is left unreaped and no file
-//! descriptor is left open.
+//! descriptor is left open, also after health supervision stopped,
+//! recycled and replaced workers (a stall, retirements, a fatal signal).
 //!
 //! This is the only test that calls `waitpid(-1)`, and it runs its cases
 //! one after another inside a single `#[test]`: any other test spawning
@@ -11,7 +12,10 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use nanny::{Event, Supervisor};
+use std::time::Duration;
+
+use nanny::events::StopReason;
+use nanny::{Event, Pool, Supervisor};
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
@@ -129,6 +133,84 @@ async fn run(end: End, crash: bool) -> Vec<u32> {
     pids
 }
 
+/// Health supervision at work: a stalled worker SIGKILLed and replaced,
+/// workers retired by `max_requests`, one ended by `signal(SIGABRT)`; then
+/// a soft kill. Returns the pid of every worker it spawned.
+async fn run_health() -> Vec<u32> {
+    let spec = worker_spec("normal").cwd(std::env::temp_dir()); // a core dump, if any, lands there
+    let sup = timers(Supervisor::builder().pool(Pool::default_pool(spec).workers(3).max_requests(10, 0)))
+        .unhealthy_timeout(Some(Duration::from_secs(1)))
+        .force_stop_delay(Some(Duration::from_millis(300)))
+        .max_restarts(10)
+        .spawn()
+        .expect("spawn");
+    let events = Events::collect(&sup);
+    sup.ready().await.expect("ready");
+
+    // A stall.
+    let stalled = sup
+        .enqueue_with(&Cmd::Block(60_000), nanny::EnqueueOptions::new().retries(0))
+        .await;
+    assert!(
+        matches!(stalled, Err(nanny::Error::WorkerExited { .. })),
+        "got {stalled:?}"
+    );
+    events
+        .wait_for("a stall", |e| {
+            matches!(
+                e,
+                Event::WorkerStopping {
+                    reason: StopReason::Stalled,
+                    ..
+                }
+            )
+        })
+        .await;
+    sup.ready().await.expect("ready after the stall");
+
+    // Retirements: 3 workers, 10 answers each at most.
+    work(&sup, 60).await;
+    wait_until("two retired workers have exited", || async {
+        events.count(|e| {
+            matches!(
+                e,
+                Event::WorkerExited {
+                    reason: Some(StopReason::MaxRequests),
+                    ..
+                }
+            )
+        }) >= 2
+    })
+    .await;
+
+    // A fatal signal.
+    sup.ready().await.expect("ready after the retirements");
+    let victim = health(&sup).await[0].clone();
+    sup.signal(victim.id, nanny::Signal::SIGABRT)
+        .await
+        .expect("signal");
+    events
+        .wait_for(
+            "the signalled worker's exit",
+            |e| matches!(e, Event::WorkerExited { worker, .. } if *worker == victim.id),
+        )
+        .await;
+    sup.ready().await.expect("ready after the signal");
+
+    within("soft_kill", sup.soft_kill()).await;
+    drop(sup);
+    wait_until("the supervisor task has ended", || async { events.is_closed() }).await;
+    events.assert_complete();
+    let pids = events.spawned_pids();
+    let exited = events.count(|e| matches!(e, Event::WorkerExited { .. }));
+    assert_eq!(
+        exited,
+        pids.len(),
+        "health run: every spawned worker's exit is reported"
+    );
+    pids
+}
+
 async fn work(sup: &Supervisor, n: u64) {
     let tasks: Vec<_> = (0..n).map(|i| spawn_enqueue(sup, Cmd::Double(i))).collect();
     for r in join_all(tasks).await {
@@ -172,6 +254,10 @@ async fn no_zombies_and_no_fd_leaks() {
 
         let pids = run(End::Drop, false).await;
         assert_no_leaks("every handle dropped", &pids, &before);
+
+        let pids = run_health().await;
+        assert!(pids.len() >= 7, "3 workers and 4 or more replacements: {pids:?}");
+        assert_no_leaks("stall, retirements and a signal", &pids, &before);
     })
     .await;
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use super::dispatch::AttemptEnd;
 use super::task::{Phase, Task, Timer};
 use crate::error::Error;
-use crate::events::{Event, ExitInfo};
+use crate::events::{Event, ExitInfo, StopReason};
 use crate::health::WorkerId;
 use crate::pool::RestartPolicy;
 
@@ -32,7 +32,12 @@ impl Task {
         for req in in_flight {
             self.end_attempt(req, AttemptEnd::WorkerGone(id));
         }
-        let w = self.workers.remove(&id).expect("present");
+        let mut w = self.workers.remove(&id).expect("present");
+        // Every exit hangs up first: `HungUp` is a reason only for a worker
+        // that stayed alive after it and had to be killed.
+        if w.stop_reason == Some(StopReason::HungUp) && !w.forced {
+            w.stop_reason = None;
+        }
         let (pool, slot) = (w.pool, w.slot);
         let uptime = w.spawned_at.elapsed();
         let planned = w.stop_reason.as_ref().is_some_and(|r| r.is_planned());
@@ -135,7 +140,7 @@ impl Task {
             self.pool_failed(pool);
             return;
         }
-        self.refill_or_fail(pool, slot, !w.user_signal);
+        self.refill_or_fail(pool, slot, !w.user_signal, true);
     }
 
     /// Whether an emptied slot should get a worker again.
@@ -155,7 +160,11 @@ impl Task {
 
     /// Schedules a replacement for `slot` after its delay; with `budgeted`,
     /// only if the restart budget allows, and otherwise the pool fails.
-    pub(super) fn refill_or_fail(&mut self, pool: usize, slot: usize, budgeted: bool) {
+    /// With `now_if_zero`, a zero delay spawns at once instead of through
+    /// the timer wheel (whose millisecond ticks would add one to two ms);
+    /// the spawn-failure path passes `false`, so a program that cannot be
+    /// spawned is retried a timer tick later, never recursively.
+    pub(super) fn refill_or_fail(&mut self, pool: usize, slot: usize, budgeted: bool, now_if_zero: bool) {
         let p = &mut self.pools[pool];
         if budgeted && !p.budget.try_take(Instant::now()) {
             self.pool_failed(pool);
@@ -169,12 +178,18 @@ impl Task {
             None => self.cfg.restart_delay,
         };
         let (name, logical_id) = (p.cfg.name.clone(), p.cfg.logical_id(slot));
-        self.timers.insert(Timer::Restart { pool, slot }, delay);
+        let now = delay.is_zero() && now_if_zero;
+        if !now {
+            self.timers.insert(Timer::Restart { pool, slot }, delay);
+        }
         self.emit(Event::WorkerRestarting {
             pool: name,
             logical_id,
             delay,
         });
+        if now {
+            self.on_restart_timer(pool, slot);
+        }
     }
 
     pub(super) fn on_restart_timer(&mut self, pool: usize, slot: usize) {

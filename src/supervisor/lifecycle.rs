@@ -67,7 +67,7 @@ impl Task {
                 });
                 match replaces {
                     Some(old) => self.successor_failed(pool, old),
-                    None => self.refill_or_fail(pool, slot, true),
+                    None => self.refill_or_fail(pool, slot, true, false),
                 }
                 return;
             }

@@ -100,6 +100,11 @@ impl Task {
         if !w.online || w.retiring.is_some() || w.stop_reason.is_some() || !accepting {
             return;
         }
+        // A failed pool starts nothing until `reset_failed` (its failed
+        // successors no longer take budget: they would be spawned forever).
+        if self.pools[w.pool].failed {
+            return;
+        }
         w.retiring = Some(reason.clone());
         let (pool, slot) = (w.pool, w.slot);
         tracing::info!(worker = id, ?reason, "retiring worker: starting its replacement");

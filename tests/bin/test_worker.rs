@@ -18,8 +18,11 @@
 //!
 //! `TEST_MODE_MAX_ID=N` applies the mode to workers whose `NANNY_WORKER_ID`
 //! is at most `N` only; later workers (replacements) are `normal`.
+//! `TEST_MODE_MIN_ID=N` applies it to workers whose id is at least `N`
+//! only; earlier ones are `normal`.
 //! `TEST_READY_ON=EVENT` says ready on that broadcast instead of at once.
 //! `TEST_SLOW_LOGICAL_ID` / `TEST_SLOW_MS` make one slot slow for [`Cmd::Work`].
+//! A serving worker takes SIGUSR1 without dying: it emits [`GOT_SIGUSR1`].
 //!
 //! Run by hand as `nanny-test-worker supervise N [signals]` it is a
 //! supervisor of `N` workers (itself, self-forked): it prints `PID <pid>` per
@@ -37,7 +40,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cmd::{Cmd, Whoami, PING, PONG, RELEASE, SET_READY};
+use cmd::{Cmd, Whoami, GOT_SIGUSR1, PING, PONG, RELEASE, SET_READY};
 use futures::{SinkExt, StreamExt};
 use nanny_worker::protocol::{self as p, FromWorker, ToWorker, WorkerHello, PROTOCOL_VERSION};
 use nanny_worker::{HandlerError, Request, Worker};
@@ -73,11 +76,14 @@ fn env_u64(name: &str) -> Option<u64> {
     })
 }
 
-/// `TEST_MODE`, or `normal` for workers past `TEST_MODE_MAX_ID`.
+/// `TEST_MODE`, or `normal` for workers past `TEST_MODE_MAX_ID` or before
+/// `TEST_MODE_MIN_ID`.
 fn mode() -> String {
     let mode = std::env::var("TEST_MODE").unwrap_or_else(|_| "normal".into());
-    match (env_u64("TEST_MODE_MAX_ID"), env_u64(p::ENV_WORKER_ID)) {
-        (Some(max), Some(id)) if id > max => "normal".into(),
+    let id = env_u64(p::ENV_WORKER_ID);
+    match (env_u64("TEST_MODE_MAX_ID"), env_u64("TEST_MODE_MIN_ID"), id) {
+        (Some(max), _, Some(id)) if id > max => "normal".into(),
+        (_, Some(min), Some(id)) if id < min => "normal".into(),
         _ => mode,
     }
 }
@@ -176,6 +182,15 @@ async fn serve() -> ExitCode {
     if mode == "ignore-soft-kill" {
         worker.on_soft_kill(futures::future::pending::<()>);
     }
+    // `Supervisor::signal` tests: SIGUSR1 is reported, not fatal.
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .expect("a SIGUSR1 handler");
+    let w = worker.clone();
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            let _ = w.emit(GOT_SIGUSR1, &std::process::id());
+        }
+    });
 
     match std::env::var("TEST_READY_ON") {
         _ if mode == "never-ready" => {}
@@ -266,6 +281,27 @@ async fn handle(st: &State, req: Request) -> Result<(), HandlerError> {
         }
         Cmd::Emit(name) => {
             st.worker.emit(&name, &me)?;
+            req.respond(&me)?;
+        }
+        Cmd::Env { name, gate } => {
+            let open = match gate {
+                Some(key) => st.gate(&req, &key).await,
+                None => true,
+            };
+            if open {
+                req.respond(&(me, std::env::var(&name).ok()))?;
+            }
+        }
+        Cmd::Print { stdout, stderr } => {
+            let write = |out: &mut dyn Write, text: &str| {
+                if !text.is_empty() {
+                    writeln!(out, "{text}").and_then(|()| out.flush())
+                } else {
+                    Ok(())
+                }
+            };
+            write(&mut std::io::stdout().lock(), &stdout)?;
+            write(&mut std::io::stderr().lock(), &stderr)?;
             req.respond(&me)?;
         }
     }

@@ -11,5 +11,6 @@ mod support;
 
 mod dispatch;
 mod failures;
+mod health;
 mod lifecycle;
 mod protocol;

@@ -49,6 +49,24 @@ pub(crate) enum Cmd {
     /// Emits a custom event of this name whose payload is a [`Whoami`], then
     /// answers a [`Whoami`].
     Emit(String),
+    /// Answers `(Whoami, Option<String>)`: the value of the environment
+    /// variable `name` in the worker; with a `gate`, only once that gate is
+    /// released (as [`Cmd::Gate`]).
+    Env {
+        /// The variable.
+        name: String,
+        /// A gate to wait for first.
+        gate: Option<String>,
+    },
+    /// Writes `stdout` to standard output and `stderr` to standard error
+    /// (each followed by a newline unless empty), flushes both, then answers
+    /// a [`Whoami`].
+    Print {
+        /// Written to stdout.
+        stdout: String,
+        /// Written to stderr.
+        stderr: String,
+    },
 }
 
 /// Who answered: the worker's view of itself.
@@ -75,3 +93,6 @@ pub(crate) const SET_READY: &str = "set-ready";
 pub(crate) const PING: &str = "ping";
 /// The custom event a worker emits in reply to [`PING`].
 pub(crate) const PONG: &str = "pong";
+/// The custom event a worker emits when it receives SIGUSR1; its payload is
+/// the worker's pid (a `u32`). SIGUSR1 does not end the worker.
+pub(crate) const GOT_SIGUSR1: &str = "got-sigusr1";

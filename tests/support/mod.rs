@@ -16,7 +16,7 @@ use nix::unistd::Pid;
 use tokio::task::JoinHandle;
 
 #[allow(unused_imports)] // not every binary uses every name
-pub(crate) use cmd::{Cmd, Whoami, PING, PONG, RELEASE, SET_READY};
+pub(crate) use cmd::{Cmd, Whoami, GOT_SIGUSR1, PING, PONG, RELEASE, SET_READY};
 
 /// The worker fixture (`tests/bin/test_worker.rs`).
 pub(crate) const WORKER: &str = env!("CARGO_BIN_EXE_nanny-test-worker");
@@ -196,7 +196,8 @@ pub(crate) fn is_dead(pid: u32) -> bool {
 /// Every event of a supervisor from the moment of [`collect`](Events::collect).
 #[derive(Clone)]
 pub(crate) struct Events {
-    seen: Arc<Mutex<Vec<Event>>>,
+    /// Each event with the moment the collector received it.
+    seen: Arc<Mutex<Vec<(std::time::Instant, Event)>>>,
     /// Set when the stream ended: the supervisor task is gone.
     closed: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -211,7 +212,7 @@ impl Events {
         let done = Arc::clone(&closed);
         tokio::spawn(async move {
             while let Some(event) = stream.next().await {
-                sink.lock().unwrap().push(event);
+                sink.lock().unwrap().push((std::time::Instant::now(), event));
             }
             done.store(true, std::sync::atomic::Ordering::SeqCst);
         });
@@ -224,17 +225,27 @@ impl Events {
     }
 
     pub(crate) fn snapshot(&self) -> Vec<Event> {
+        self.seen.lock().unwrap().iter().map(|(_, e)| e.clone()).collect()
+    }
+
+    /// [`snapshot`](Self::snapshot), each event with when it was received.
+    pub(crate) fn timed(&self) -> Vec<(std::time::Instant, Event)> {
         self.seen.lock().unwrap().clone()
     }
 
     pub(crate) fn count(&self, pred: impl Fn(&Event) -> bool) -> usize {
-        self.seen.lock().unwrap().iter().filter(|e| pred(e)).count()
+        self.seen.lock().unwrap().iter().filter(|(_, e)| pred(e)).count()
     }
 
     /// Waits for the first event (seen so far or later) matching `pred`.
     pub(crate) async fn wait_for(&self, what: &str, pred: impl Fn(&Event) -> bool) -> Event {
         eventually(what, || async {
-            self.seen.lock().unwrap().iter().find(|e| pred(e)).cloned()
+            self.seen
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, e)| pred(e))
+                .map(|(_, e)| e.clone())
         })
         .await
     }

@@ -7,8 +7,9 @@
 //! slot, `OnFailure` only after a failure (non-zero code, a signal, or a
 //! stop for a fault: stalled, protocol error, start timeout…), `No` never.
 //! A refill waits `restart_delay` (or the backoff) and takes one unit of
-//! the pool's restart budget; an exit after [`Supervisor::signal`]
-//! (crate::Supervisor::signal) is refilled without taking any.
+//! the pool's restart budget; an exit caused by
+//! [`Supervisor::signal`](crate::Supervisor::signal) (by its signal, or
+//! within `force_stop_delay` of it) is refilled without taking any.
 
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,16 @@ impl Task {
         }
         let (pool, slot) = (w.pool, w.slot);
         let uptime = w.spawned_at.elapsed();
+        // An exit by the signal `Supervisor::signal` sent, or soon after it
+        // (a reload that exits 0), is the caller's doing, not a crash.
+        let signalled = w.user_signal.is_some_and(|(sig, at)| {
+            status.signal == Some(sig as i32)
+                || at.elapsed()
+                    <= self
+                        .cfg
+                        .force_stop_delay
+                        .unwrap_or(crate::DEFAULT_FORCE_STOP_DELAY)
+        });
         let planned = w.stop_reason.as_ref().is_some_and(|r| r.is_planned());
         let failure =
             !planned && (status.code != Some(0) || status.signal.is_some() || w.stop_reason.is_some());
@@ -125,7 +136,7 @@ impl Task {
         }
         let restart = match p.cfg.restart {
             RestartPolicy::Always => true,
-            RestartPolicy::OnFailure => failure || w.user_signal,
+            RestartPolicy::OnFailure => failure || signalled,
             RestartPolicy::No => false,
         };
         if !restart {
@@ -140,7 +151,7 @@ impl Task {
             self.pool_failed(pool);
             return;
         }
-        self.refill_or_fail(pool, slot, !w.user_signal, true);
+        self.refill_or_fail(pool, slot, !signalled, true);
     }
 
     /// Whether an emptied slot should get a worker again.

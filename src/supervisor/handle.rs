@@ -298,9 +298,9 @@ impl Supervisor {
 
     /// Sends `signal` to one worker (its process group), e.g. the nanny
     /// seed's `dump` ([`Signal::SIGABRT`]), `debug` ([`Signal::SIGUSR1`]) or
-    /// `reload` ([`Signal::SIGHUP`]). If the worker exits because of it, the
-    /// exit does not count as a crash: it is replaced without touching the
-    /// restart budget.
+    /// `reload` ([`Signal::SIGHUP`]). If the worker exits by that signal, or
+    /// within `force_stop_delay` of it, the exit does not count as a crash:
+    /// it is replaced without touching the restart budget.
     pub async fn signal(&self, worker: WorkerId, signal: Signal) -> Result<(), Error> {
         self.call(|reply| Command::Signal {
             worker,

@@ -122,7 +122,7 @@ impl Task {
                 retiring: None,
                 stop_requested_at: None,
                 forced: false,
-                user_signal: false,
+                user_signal: None,
                 requests_limit,
                 logs,
             },

@@ -104,8 +104,9 @@ pub(super) struct WorkerEntry {
     pub(super) stop_requested_at: Option<Instant>,
     /// Whether the supervisor sent SIGKILL.
     pub(super) forced: bool,
-    /// Whether `Supervisor::signal` signalled it (its exit is no crash).
-    pub(super) user_signal: bool,
+    /// The last signal `Supervisor::signal` sent it, and when: an exit by
+    /// that signal, or soon after it, is no crash.
+    pub(super) user_signal: Option<(nix::sys::signal::Signal, Instant)>,
     /// Answers after which it retires (`max_requests` + its jitter).
     pub(super) requests_limit: Option<u64>,
     /// Error and warning lines seen on its output (`silent` pools).

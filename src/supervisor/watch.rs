@@ -73,9 +73,15 @@ impl Task {
         let Some(health) = self.health_of(id) else {
             return;
         };
-        let serving = matches!(health.state, WorkerState::Ready | WorkerState::Busy);
-        if serving && !(check.0)(&health) {
-            self.retire(id, StopReason::Unhealthy);
+        if !matches!(health.state, WorkerState::Ready | WorkerState::Busy) {
+            return;
+        }
+        // The predicate is user code: a panic in it must not take the
+        // supervisor task down. It then decides nothing (the worker stays).
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (check.0)(&health))) {
+            Ok(true) => {}
+            Ok(false) => self.retire(id, StopReason::Unhealthy),
+            Err(_) => tracing::error!(worker = id, "the is_healthy predicate panicked; worker kept"),
         }
     }
 
@@ -169,7 +175,7 @@ impl Task {
             .workers
             .get_mut(&worker.0)
             .ok_or(Error::UnknownWorker { worker })?;
-        w.user_signal = true;
+        w.user_signal = Some((signal, Instant::now()));
         let _ = w.link.signals.send(signal);
         Ok(())
     }

@@ -95,8 +95,9 @@ async fn supervisor(demo: bool) -> Result<(), BoxError> {
 
     let clients = demo.then(|| tokio::spawn(play_clients(addr, 8)));
     let mut accepted = 0;
+    let mut requests = tokio::task::JoinSet::new();
     // In demo mode, exactly the 8 demo clients; otherwise until Ctrl-C.
-    while !(demo && accepted == 8) && !supervisor.is_closed() {
+    while !(supervisor.is_closed() || (demo && accepted == 8)) {
         let (stream, peer) = tokio::select! {
             a = listener.accept() => a?,
             () = supervisor.closed() => break,
@@ -106,7 +107,8 @@ async fn supervisor(demo: bool) -> Result<(), BoxError> {
             peer: peer.to_string(),
         };
         let options = EnqueueOptions::new().attach(Attachment::tcp(stream)?);
-        tokio::spawn(async move {
+        while requests.try_join_next().is_some() {} // reap the finished ones
+        requests.spawn(async move {
             match s.enqueue_with(&payload, options).await {
                 Ok(r) => {
                     let served: Served = r.data().expect("a Served answer");
@@ -120,6 +122,8 @@ async fn supervisor(demo: bool) -> Result<(), BoxError> {
     if let Some(clients) = clients {
         clients.await??;
     }
+    // Every answer reported before the end.
+    while requests.join_next().await.is_some() {}
     supervisor.soft_kill().await;
     Ok(())
 }

@@ -1,12 +1,35 @@
 //! Attachments: a socket or a byte stream that travels with a request.
 //!
+//! ```no_run
+//! # async fn f(supervisor: nanny::Supervisor, listener: tokio::net::TcpListener)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! use nanny::{Attachment, EnqueueOptions};
+//!
+//! // A connection, served by the worker itself (`req.socket()` there).
+//! let (tcp, peer) = listener.accept().await?;
+//! let options = EnqueueOptions::new().attach(Attachment::tcp(tcp)?);
+//! supervisor.enqueue_with(&peer.to_string(), options).await?;
+//!
+//! // A byte stream (`req.stream()` there): any `AsyncRead + Send + 'static`.
+//! let upload = std::io::Cursor::new(vec![7u8; 100 << 20]);
+//! let options = EnqueueOptions::new().attach(Attachment::stream(upload));
+//! let mut response = supervisor.enqueue_with("upload", options).await?;
+//! // A stream back, if the worker answered with `req.respond_stream(..)`.
+//! if let Some(mut report) = response.stream() {
+//!     let mut text = Vec::new();
+//!     tokio::io::AsyncReadExt::read_to_end(&mut report, &mut text).await?;
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! # How they cross
 //!
 //! Every worker has, beside its framed control socket, an **fd channel**
 //! (a `SOCK_SEQPACKET` socketpair): one message per descriptor, with
 //! `SCM_RIGHTS` and a 21-byte tag naming the request and attempt. The kernel
 //! hands the descriptor over; no byte of a socket attachment passes through
-//! the supervisor.
+//! the supervisor. The wire details are in section 11 of the worker SDK's
+//! `PROTOCOL.md`.
 //!
 //! * **Sockets** ([`Attachment::tcp`], [`Attachment::unix`],
 //!   [`Attachment::fd`]): each attempt sends a duplicate of the caller's
@@ -16,21 +39,42 @@
 //!   a fresh stream socketpair. Once the worker accepts, the supervisor pumps
 //!   the caller's reader into the other end in the chunked format of
 //!   [`nanny_worker::stream`], with backpressure: memory stays bounded
-//!   however long the stream.
+//!   however long the stream. The pump stops when the reader ends or fails
+//!   (the worker then reads a truncated stream: an `UnexpectedEof` error),
+//!   on a hard kill, and as soon as the worker closes its end.
+//! * **Response streams** ([`Response::stream`](crate::Response::stream)):
+//!   the worker's `req.respond_stream(&reply, reader)` comes back the same
+//!   way. A worker that dies before the end makes the caller's read fail
+//!   with `UnexpectedEof`, never end cleanly.
 //!
 //! # Retries
 //!
 //! An attachment a worker has accepted may be partly consumed and cannot be
 //! replayed. So an attempt is retried on another worker only **before** its
 //! worker accepted the attachment; after, a timeout or a worker exit ends
-//! the request with [`Error::AttachmentConsumed`](crate::Error::AttachmentConsumed)
-//! (when retries were left) or the plain cause (when none were).
+//! the request with
+//! [`Error::AttachmentConsumed`](crate::Error::AttachmentConsumed)`{ attempts, cause }`
+//! when retries were left (`cause` is the [`Timeout`](crate::Error::Timeout)
+//! or [`WorkerExited`](crate::Error::WorkerExited) that ended the attempt),
+//! or with that plain cause when none were. A handler's error answer is
+//! never retried, attachment or not.
+//!
+//! Acceptance is judged by the worker's `Accepted` message as the
+//! supervisor reads it. In two rare races an attempt is retried although its
+//! worker already had the attachment: a timeout that fires while `Accepted`
+//! is on its way (that worker's handler then sees its attempt cancelled and
+//! should drop the attachment), and a worker that dies before its `Accepted`
+//! was written.
 //!
 //! # Ownership
 //!
 //! Exactly one owner at every moment: the caller's object becomes the
 //! supervisor's on `enqueue`, the worker's on acceptance, and is closed with
-//! the request if it never gets there (answer, error, timeout, kill).
+//! the request if it never gets there (answer, error, timeout, deadline, a
+//! caller that drops its `enqueue` future, kill). Descriptors are made
+//! close-on-exec, so workers spawned while one waits do not inherit it.
+//! A preparation that fails (no descriptor left for the duplicate or the
+//! socketpair) ends the request with [`Error::Attachment`](crate::Error::Attachment).
 
 use std::fmt;
 use std::os::fd::OwnedFd;
@@ -62,7 +106,8 @@ impl Attachment {
         Ok(Self::from_fd(AttachmentKind::Unix, socket.into_std()?.into()))
     }
 
-    /// Any descriptor, handed over as is.
+    /// Any descriptor, handed over as is (made close-on-exec, like every
+    /// attachment, so that workers spawned while it waits do not inherit it).
     pub fn fd(fd: OwnedFd) -> Self {
         Self::from_fd(AttachmentKind::Fd, fd)
     }
@@ -76,6 +121,9 @@ impl Attachment {
     }
 
     fn from_fd(kind: AttachmentKind, fd: OwnedFd) -> Self {
+        // A worker spawned while the attachment waits would otherwise inherit
+        // it and hold the connection (or pipe) open for as long as it lives.
+        let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
         Self {
             kind,
             source: Source::Fd(fd),

@@ -39,6 +39,8 @@ pub enum Error {
     },
     /// The attempt's worker had accepted the request's attachment (which may
     /// be partly consumed and cannot be replayed) and then failed: no retry.
+    /// Only when retries were left; without, the error is the plain cause.
+    /// See [`crate::attach`].
     #[error("attachment consumed by a failed attempt; not retried (after {attempts} attempt(s))")]
     AttachmentConsumed {
         /// Attempts made, the last one included.
@@ -95,7 +97,8 @@ pub enum Error {
 
 impl Error {
     /// Attempts made before a transport failure ([`Timeout`](Error::Timeout),
-    /// [`WorkerExited`](Error::WorkerExited)); `None` for other errors.
+    /// [`WorkerExited`](Error::WorkerExited),
+    /// [`AttachmentConsumed`](Error::AttachmentConsumed)); `None` for other errors.
     pub fn attempts(&self) -> Option<u32> {
         match self {
             Error::Timeout { attempts }

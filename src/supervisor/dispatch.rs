@@ -214,7 +214,8 @@ impl Task {
                         }
                     };
                     tokio::select! {
-                        result = nanny_worker::stream::pump(reader, local) => {
+                        // Ends early, too, when the worker closes its end.
+                        result = nanny_worker::stream::pump_socket(reader, local) => {
                             if let Err(error) = result {
                                 // The worker's side reports the truncation.
                                 tracing::debug!(%error, "stream attachment ended early");
@@ -408,6 +409,9 @@ impl Task {
             req.retries_left -= 1;
             req.avoid = Some(worker);
             req.assigned = None;
+            // An answer still waiting for its response stream belongs to the
+            // failed attempt: the next attempt must not find it.
+            req.parked = None;
         }
         self.cancel_timer(timer);
         if matches!(end, AttemptEnd::Timeout) {

@@ -176,6 +176,10 @@ pub(crate) fn start(
                 let event = match item {
                     Ok(Some((tag, fd))) => LinkEvent::Fd(id, tag, fd),
                     Ok(None) => break,
+                    // A worker that exits with descriptors unread on its
+                    // channel (one it never accepted) resets it: no protocol
+                    // error, as on the main socket.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
                     Err(e) => LinkEvent::Broken(id, format!("fd channel: {e}")),
                 };
                 let broken = matches!(event, LinkEvent::Broken(..));

@@ -15,6 +15,7 @@
 //! | `slow`                 | sleep `TEST_DELAY_MS` before each request                        |
 //! | `ignore-soft-kill`     | a soft-kill hook that never finishes (only SIGKILL ends it)      |
 //! | `hangup-after-ready`   | raw: hello, `Ready`, then close the socket and live on           |
+//! | `deaf`                 | never reads its fd channel (no attachment is ever accepted); ready only on `set-ready` |
 //!
 //! `TEST_MODE_MAX_ID=N` applies the mode to workers whose `NANNY_WORKER_ID`
 //! is at most `N` only; later workers (replacements) are `normal`.
@@ -40,11 +41,11 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cmd::{Cmd, Whoami, GOT_SIGUSR1, PING, PONG, RELEASE, SET_READY};
+use cmd::{Cmd, Hasher, PatternReader, SocketReport, Whoami, GOT_SIGUSR1, PING, PONG, RELEASE, SET_READY};
 use futures::{SinkExt, StreamExt};
 use nanny_worker::protocol::{self as p, FromWorker, ToWorker, WorkerHello, PROTOCOL_VERSION};
-use nanny_worker::{HandlerError, Request, Worker};
-use tokio::io::AsyncWriteExt;
+use nanny_worker::{HandlerError, Request, Socket, Worker};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 fn main() -> ExitCode {
@@ -93,7 +94,7 @@ const PANIC_MESSAGE: &str = "told to panic";
 
 async fn worker_main() -> ExitCode {
     match mode().as_str() {
-        "normal" | "slow" | "never-ready" | "ignore-soft-kill" => serve().await,
+        "normal" | "slow" | "never-ready" | "ignore-soft-kill" | "deaf" => serve().await,
         "crash-on-start" => std::process::exit(3),
         "bad-hello" => raw(RawMode::BadHello).await,
         "garbage-after-ready" => raw(RawMode::Garbage).await,
@@ -140,6 +141,9 @@ impl State {
 
 async fn serve() -> ExitCode {
     let mode = mode();
+    if mode == "deaf" {
+        deafen();
+    }
     let worker = match nanny_worker::connect().await {
         Ok(w) => w,
         Err(e) => {
@@ -193,7 +197,7 @@ async fn serve() -> ExitCode {
     });
 
     match std::env::var("TEST_READY_ON") {
-        _ if mode == "never-ready" => {}
+        _ if mode == "never-ready" || mode == "deaf" => {}
         Ok(event) => {
             let w = worker.clone();
             worker.on_broadcast(&event, move |_| w.ready());
@@ -218,7 +222,20 @@ async fn serve() -> ExitCode {
     }
 }
 
-async fn handle(st: &State, req: Request) -> Result<(), HandlerError> {
+/// Points the SDK at a private fd channel nobody writes to, and leaves the
+/// supervisor's, inherited, open and unread: the supervisor's sends succeed,
+/// but no attachment ever reaches the SDK.
+fn deafen() {
+    use std::os::fd::IntoRawFd;
+    let (ours, theirs) = nanny_worker::fdpass::FdChannel::pair().expect("a socketpair");
+    // The SDK takes ownership of the number it finds in the environment.
+    let fd = ours.into_raw_fd();
+    std::env::set_var(p::ENV_FD_CHANNEL, fd.to_string());
+    // The other end stays open (never written) for the life of the process.
+    std::mem::forget(theirs);
+}
+
+async fn handle(st: &State, mut req: Request) -> Result<(), HandlerError> {
     if !st.delay.is_zero() {
         tokio::time::sleep(st.delay).await;
     }
@@ -304,8 +321,95 @@ async fn handle(st: &State, req: Request) -> Result<(), HandlerError> {
             write(&mut std::io::stderr().lock(), &stderr)?;
             req.respond(&me)?;
         }
+        Cmd::EchoSocket => {
+            let declared = format!("{:?}", req.attachment_kind());
+            let Some(socket) = req.socket() else {
+                req.fail(
+                    "no-socket",
+                    format!("no socket came with the request ({declared})"),
+                );
+                return Ok(());
+            };
+            let (got, bytes) = match socket {
+                Socket::Tcp(s) => ("tcp", echo_upper(s).await?),
+                Socket::Unix(s) => ("unix", echo_upper(s).await?),
+                Socket::Fd(fd) => {
+                    let mut file = std::fs::File::from(fd);
+                    file.write_all(b"fd\n")?;
+                    ("fd", 3)
+                }
+                other => return Err(format!("an unexpected socket {other:?}").into()),
+            };
+            req.respond(&SocketReport {
+                declared,
+                got: got.into(),
+                bytes,
+                pid: std::process::id(),
+            })?;
+        }
+        Cmd::ChecksumStream => {
+            let mut stream = req.stream().ok_or("no stream came with the request")?;
+            let mut hasher = Hasher::default();
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                // A truncated stream is an error here: the handler fails.
+                let n = stream.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            req.respond(&hasher.finish())?;
+        }
+        Cmd::StreamBack(len) => req.respond_stream(&me, PatternReader::new(len))?,
+        Cmd::StreamIdle => req.respond_stream(&me, Idle)?,
+        Cmd::HoldAttachment(ms) => {
+            let held = (req.socket(), req.stream());
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            req.respond(&me)?;
+            drop(held);
+        }
+        Cmd::HoldAttachmentUntil(key) => {
+            let held = (req.socket(), req.stream());
+            let _ = st.gates.subscribe().wait_for(|keys| keys.contains(&key)).await;
+            req.respond(&me)?;
+            drop(held);
+        }
+        Cmd::IgnoreAttachment => req.respond(&me)?,
     }
     Ok(())
+}
+
+/// A source that never produces a byte.
+struct Idle;
+
+impl AsyncRead for Idle {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        _buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Pending
+    }
+}
+
+/// Echoes what `io` sends, ASCII upper-cased, until it shuts down writing;
+/// returns the bytes echoed.
+async fn echo_upper<S: AsyncRead + AsyncWrite + Unpin>(io: S) -> std::io::Result<u64> {
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut total = 0;
+    loop {
+        let n = rd.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        buf[..n].make_ascii_uppercase();
+        wr.write_all(&buf[..n]).await?;
+        total += n as u64;
+    }
+    wr.shutdown().await?;
+    Ok(total)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

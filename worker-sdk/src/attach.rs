@@ -29,7 +29,7 @@ use crate::protocol::{
     AttachmentKind, FdTag, FromWorker, Outcome, RemoteError, RequestFrame, FD_KIND_ATTACHMENT,
     FD_KIND_RESPONSE_STREAM,
 };
-use crate::stream::{pump, ChunkReader};
+use crate::stream::{pump_socket, ChunkReader};
 use crate::worker::lock;
 use crate::{kind, Error, Request, Worker};
 
@@ -479,7 +479,7 @@ impl Worker {
             if worker.answer_with(key, ok_outcome(payload), false, true).is_err() {
                 return;
             }
-            match closed.run_until_cancelled(pump(reader, ours)).await {
+            match closed.run_until_cancelled(pump_socket(reader, ours)).await {
                 Some(Ok(n)) => tracing::trace!(id = %key.0, bytes = n, "response stream done"),
                 Some(Err(e)) => tracing::debug!(id = %key.0, error = %e, "response stream cut short"),
                 None => tracing::debug!(id = %key.0, "response stream cut short: the link closed"),

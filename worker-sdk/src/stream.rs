@@ -30,6 +30,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::UnixStream;
 
 /// The largest chunk [`pump`] writes (64 KiB).
 pub const CHUNK_SIZE: usize = 64 * 1024;
@@ -196,4 +197,40 @@ where
     writer.flush().await?;
     writer.shutdown().await?;
     Ok(total)
+}
+
+/// [`pump`] into one end of a stream socketpair whose other end only reads
+/// (a stream attachment, a response stream), watching that other end too:
+/// when it is closed the copy stops at once with an error, even while
+/// `reader` has nothing to give. Without the watch an idle `reader` (an
+/// idle connection, say) would keep the copy, and both, alive until it
+/// produced another byte.
+///
+/// Bytes the other end sends, which it should not, are read and ignored.
+pub async fn pump_socket<R>(reader: R, socket: UnixStream) -> io::Result<u64>
+where
+    R: AsyncRead + Unpin,
+{
+    let (mut peer, writer) = socket.into_split();
+    let closed = async move {
+        let mut ignored = [0u8; 256];
+        loop {
+            match peer.read(&mut ignored).await {
+                Ok(0) => {
+                    return io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "the reading side closed the stream before its end",
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => return e,
+            }
+        }
+    };
+    tokio::select! {
+        // A copy that is done wins over the reader's close that may follow.
+        biased;
+        result = pump(reader, writer) => result,
+        e = closed => Err(e),
+    }
 }

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::net::UnixStream;
 
-use crate::stream::{pump, ChunkReader, CHUNK_SIZE, MAX_CHUNK_LEN};
+use crate::stream::{pump, pump_socket, ChunkReader, CHUNK_SIZE, MAX_CHUNK_LEN};
 
 /// Deterministic pseudo-random bytes (xorshift64*).
 pub(super) fn noise(seed: u64, len: usize) -> Vec<u8> {
@@ -250,4 +250,39 @@ async fn a_failing_source_leaves_a_truncated_stream() {
     let err = decode_all(b).await.unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
     assert!(writer.await.unwrap().is_err(), "pump reports the source's error");
+}
+
+/// A source that never produces a byte.
+struct Idle;
+
+impl AsyncRead for Idle {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        _buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Poll::Pending
+    }
+}
+
+#[tokio::test]
+async fn pump_socket_stops_when_the_reader_closes_even_with_an_idle_source() {
+    let (a, b) = UnixStream::pair().unwrap();
+    let writer = tokio::spawn(pump_socket(Idle, a));
+    drop(b);
+    let err = tokio::time::timeout(std::time::Duration::from_secs(30), writer)
+        .await
+        .expect("the pump ends")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
+}
+
+#[tokio::test]
+async fn pump_socket_copies_like_pump() {
+    let data = noise(7, 3 * CHUNK_SIZE + 5);
+    let (a, b) = UnixStream::pair().unwrap();
+    let writer = tokio::spawn(pump_socket(std::io::Cursor::new(data.clone()), a));
+    assert_eq!(decode_all(b).await.unwrap(), data);
+    assert_eq!(writer.await.unwrap().unwrap(), data.len() as u64);
 }

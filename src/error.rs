@@ -116,16 +116,8 @@ pub enum StartError {
     /// The configuration is invalid; nothing was spawned.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// A worker process could not be spawned.
-    #[error("cannot spawn a worker of pool {pool:?}: {source}")]
-    Spawn {
-        /// The pool.
-        pool: String,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A pool could not get all its workers ready (its restart budget ran out).
+    /// A pool could not get all its workers ready (its restart budget ran
+    /// out; each spawn that failed was an `Event::SpawnFailed`).
     #[error("pool {pool:?} failed to start")]
     PoolFailed {
         /// The pool.

@@ -35,6 +35,7 @@ use nanny::{Pool, Supervisor, WorkerSpec};
 use serde_bytes::ByteBuf;
 use tokio::runtime::Runtime;
 
+mod support;
 const WORKERS: usize = 2;
 const OUTSTANDING: usize = 256;
 const SMALL: usize = 100;
@@ -53,28 +54,11 @@ fn main() {
 
 /// The worker side: answer every request with its own payload.
 fn echo_worker() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("worker runtime");
-    let result = rt.block_on(async {
-        let worker = nanny_worker::connect().await?;
-        worker.ready();
-        worker
-            .serve(|req| async move {
-                let payload: ByteBuf = req.data()?;
-                req.respond(&payload)?;
-                Ok(())
-            })
-            .await
+    support::serve("echo worker", |req| async move {
+        let payload: ByteBuf = req.data()?;
+        req.respond(&payload)?;
+        Ok(())
     });
-    match result {
-        Ok(()) | Err(nanny_worker::Error::Disconnected) => {}
-        Err(e) => {
-            eprintln!("echo worker: {e}");
-            std::process::exit(1);
-        }
-    }
 }
 
 /// Starts a supervisor with [`WORKERS`] echo workers on `rt`.

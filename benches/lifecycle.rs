@@ -42,6 +42,7 @@ use nanny::{EnqueueOptions, Pool, Supervisor, WorkerSpec};
 use tokio::runtime::Runtime;
 
 /// Set in the environment of a child that must exit at once.
+mod support;
 const EXIT_AT_ONCE: &str = "NANNY_BENCH_EXIT_AT_ONCE";
 const PULSE_SIZES: [usize; 2] = [64, 512];
 
@@ -61,27 +62,10 @@ fn main() {
 
 /// The worker side: answer every request with this process's pid.
 fn pid_worker() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("worker runtime");
-    let result = rt.block_on(async {
-        let worker = nanny_worker::connect().await?;
-        worker.ready();
-        worker
-            .serve(|req| async move {
-                req.respond(&std::process::id())?;
-                Ok(())
-            })
-            .await
+    support::serve("pid worker", |req| async move {
+        req.respond(&std::process::id())?;
+        Ok(())
     });
-    match result {
-        Ok(()) | Err(nanny_worker::Error::Disconnected) => {}
-        Err(e) => {
-            eprintln!("pid worker: {e}");
-            std::process::exit(1);
-        }
-    }
 }
 
 fn builder() -> nanny::Builder {

@@ -50,6 +50,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::runtime::Runtime;
 
+mod support;
 const WORKERS: usize = 2;
 const STREAM_LEN: u64 = 256 << 20;
 /// The read size on every reading side, and the copy size of the baseline
@@ -78,45 +79,28 @@ fn main() {
 }
 
 fn worker() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("worker runtime");
-    let result = rt.block_on(async {
-        let worker = nanny_worker::connect().await?;
-        worker.ready();
-        worker
-            .serve(|mut req| async move {
-                match req.data::<Job>()? {
-                    Job::Drain => {
-                        let mut stream = req.stream().ok_or("no stream")?;
-                        let mut buf = vec![0u8; BUF];
-                        let mut total = 0u64;
-                        loop {
-                            let n = stream.read(&mut buf).await?;
-                            if n == 0 {
-                                break;
-                            }
-                            total += n as u64;
-                        }
-                        req.respond(&total)?;
+    support::serve("stream worker", |mut req| async move {
+        match req.data::<Job>()? {
+            Job::Drain => {
+                let mut stream = req.stream().ok_or("no stream")?;
+                let mut buf = vec![0u8; BUF];
+                let mut total = 0u64;
+                loop {
+                    let n = stream.read(&mut buf).await?;
+                    if n == 0 {
+                        break;
                     }
-                    Job::Socket(_) => {
-                        drop(req.socket());
-                        req.respond(&())?;
-                    }
+                    total += n as u64;
                 }
-                Ok(())
-            })
-            .await
-    });
-    match result {
-        Ok(()) | Err(nanny_worker::Error::Disconnected) => {}
-        Err(e) => {
-            eprintln!("stream bench worker: {e}");
-            std::process::exit(1);
+                req.respond(&total)?;
+            }
+            Job::Socket(_) => {
+                drop(req.socket());
+                req.respond(&())?;
+            }
         }
-    }
+        Ok(())
+    });
 }
 
 /// `len` bytes of a fixed pattern; each read is one `memcpy`.

@@ -1,5 +1,5 @@
-//! Configuration: [`Builder`], [`Pool`], [`WorkerSpec`] and the `DEFAULT_*`
-//! values every setter cites.
+//! Configuration: [`Builder`] and the `DEFAULT_*` values every setter cites
+//! (pools and worker specs are in `pool.rs`).
 //!
 //! A configuration is validated once, in [`Builder::spawn`] /
 //! [`Builder::start`], before any process is spawned.

@@ -18,9 +18,14 @@
 //!   and its timers (attempt timeouts, deadlines, restarts, start timeouts,
 //!   forced stops) live in one `DelayQueue`, not one task per request.
 //! * Request dispatch, timeouts and retries are in [`dispatch`]; worker
-//!   spawn, readiness, stops, exits and restarts in [`lifecycle`].
+//!   spawn, readiness and stops in [`lifecycle`], over the pure state
+//!   machine of [`state`]; exits, restart policy and budget in [`exit`];
+//!   heartbeat deadlines, health checks, recycling and the read-only views
+//!   in [`watch`]; resize, reset, broadcast and soft/hard kill in
+//!   [`commands`].
 
 pub(crate) mod command;
+mod commands;
 mod dispatch;
 mod exit;
 mod handle;

@@ -1,0 +1,204 @@
+//! The commands that change the supervisor's shape (resize, reset a failed
+//! pool, broadcast, soft and hard kill) and the waiters they settle
+//! (`ready()`, `resize()`).
+
+use uuid::Uuid;
+
+use super::command::Reply;
+use super::task::{Phase, SlotInfo, Task};
+use crate::error::Error;
+use crate::events::{Event, StopReason};
+use crate::health::WorkerState;
+
+impl Task {
+    /// Whether `pool` has every worker it waits for: one online in each
+    /// slot below its target, except slots its restart policy left empty.
+    pub(super) fn pool_ready(&self, pool: usize) -> bool {
+        let p = &self.pools[pool];
+        (0..p.target).all(|slot| {
+            p.slot_info.get(slot).is_some_and(|s| s.abandoned)
+                || p.slots.get(slot).copied().flatten().is_some_and(|w| {
+                    self.workers
+                        .get(&w)
+                        .is_some_and(|w| w.online && w.stop_reason.is_none())
+                })
+        })
+    }
+
+    pub(super) fn check_ready(&mut self) {
+        if let Some(p) = self.pools.iter().find(|p| p.failed) {
+            let pool = p.cfg.name.clone();
+            for w in self.ready_waiters.drain(..) {
+                let _ = w.send(Err(Error::PoolFailed { pool: pool.clone() }));
+            }
+            return;
+        }
+        let all = (0..self.pools.len()).all(|p| self.pool_ready(p));
+        if all && !self.all_online && self.accepting() {
+            self.all_online = true;
+            self.emit(Event::AllOnline);
+        }
+        if all {
+            for w in self.ready_waiters.drain(..) {
+                let _ = w.send(Ok(()));
+            }
+        }
+    }
+
+    pub(super) fn check_resized(&mut self) {
+        let waiters = std::mem::take(&mut self.resize_waiters);
+        for (pool, reply) in waiters {
+            let p = &self.pools[pool];
+            if p.failed {
+                let _ = reply.send(Err(Error::PoolFailed {
+                    pool: p.cfg.name.clone(),
+                }));
+                continue;
+            }
+            let extra = p.slots.iter().skip(p.target).flatten().count();
+            if extra == 0 && self.pool_ready(pool) {
+                let _ = reply.send(Ok(()));
+            } else {
+                self.resize_waiters.push((pool, reply));
+            }
+        }
+    }
+
+    pub(super) fn on_resize(&mut self, pool: &str, workers: usize, reply: Reply<Result<(), Error>>) {
+        if !self.accepting() {
+            let _ = reply.send(Err(Error::ShuttingDown));
+            return;
+        }
+        let pool = match self.pool_index(pool) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let p = &mut self.pools[pool];
+        if let Some(ids) = &p.cfg.logical_ids {
+            if workers > ids.len() {
+                let _ = reply.send(Err(Error::InvalidArgument(format!(
+                    "pool {:?} has {} logical ids; it cannot grow to {workers} workers",
+                    p.cfg.name,
+                    ids.len()
+                ))));
+                return;
+            }
+        }
+        p.target = workers;
+        if p.slots.len() < workers {
+            p.slots.resize(workers, None);
+        }
+        if p.slot_info.len() < p.slots.len() {
+            p.slot_info.resize(p.slots.len(), SlotInfo::default());
+        }
+        p.slot_info.iter_mut().for_each(|s| s.abandoned = false);
+        if !p.failed {
+            let empty: Vec<usize> = (0..workers).filter(|&s| p.slots[s].is_none()).collect();
+            for slot in empty {
+                self.spawn_worker(pool, slot);
+            }
+        }
+        let extra: Vec<u64> = self.pools[pool]
+            .slots
+            .iter()
+            .skip(workers)
+            .flatten()
+            .copied()
+            .collect();
+        for w in extra {
+            self.drain_worker(w, StopReason::Resize);
+        }
+        self.resize_waiters.push((pool, reply));
+    }
+
+    pub(super) fn on_reset_failed(&mut self, pool: &str) -> Result<(), Error> {
+        if !self.accepting() {
+            return Err(Error::ShuttingDown);
+        }
+        let pool = self.pool_index(pool)?;
+        let p = &mut self.pools[pool];
+        p.failed = false;
+        p.budget.reset();
+        p.slot_info.iter_mut().for_each(|s| *s = SlotInfo::default());
+        let empty: Vec<usize> = (0..p.target).filter(|&s| p.slots[s].is_none()).collect();
+        for slot in empty {
+            self.spawn_worker(pool, slot);
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_broadcast(&mut self, event: String, payload: Vec<u8>) {
+        let ids: Vec<u64> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| !matches!(w.state, WorkerState::Spawning | WorkerState::Stopping))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.send_frame(
+                id,
+                nanny_worker::protocol::ToWorker::Broadcast {
+                    event: event.clone(),
+                    payload: payload.clone(),
+                },
+            );
+        }
+    }
+
+    pub(super) fn begin_drain(&mut self, reply: Reply<()>) {
+        match &mut self.phase {
+            Phase::Draining(w) | Phase::Killing(w) => w.push(reply),
+            Phase::Running => {
+                self.phase = Phase::Draining(vec![reply]);
+                // Workers that never became ready will not be needed, unless
+                // their pool has requests queued: those are still to be served.
+                let starting: Vec<u64> = self
+                    .workers
+                    .iter()
+                    .filter(|(_, w)| !w.online && self.pools[w.pool].queued == 0)
+                    .map(|(&id, _)| id)
+                    .collect();
+                for w in starting {
+                    self.stop_worker(w, StopReason::Shutdown, true);
+                }
+            }
+        }
+    }
+
+    /// Hard kill; `reply` is `None` when every handle was dropped.
+    pub(super) fn begin_kill(&mut self, reply: Option<Reply<()>>) {
+        let mut waiters = match std::mem::replace(&mut self.phase, Phase::Killing(Vec::new())) {
+            Phase::Draining(w) | Phase::Killing(w) => w,
+            Phase::Running => Vec::new(),
+        };
+        waiters.extend(reply);
+        self.phase = Phase::Killing(waiters);
+        self.kill.cancel();
+        let ids: Vec<Uuid> = self.requests.keys().copied().collect();
+        for id in ids {
+            self.resolve(id, Err(Error::Killed));
+        }
+        let workers: Vec<u64> = self.workers.keys().copied().collect();
+        for w in workers {
+            self.stop_worker(w, StopReason::Killed, false);
+        }
+    }
+
+    /// During a soft kill: once a pool's queue is empty, its idle workers
+    /// are stopped and busy ones drain.
+    pub(super) fn progress_drain(&mut self) {
+        let ids: Vec<u64> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.stop_reason.is_none() && w.state != WorkerState::Draining)
+            .filter(|(_, w)| self.pools[w.pool].queued == 0)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.drain_worker(id, StopReason::Shutdown);
+        }
+    }
+}

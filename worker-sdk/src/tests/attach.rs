@@ -17,27 +17,6 @@ use crate::stream::{pump, ChunkReader};
 use crate::worker::lock;
 use crate::{kind, Socket};
 
-/// A close-on-exec pipe whose read end is non-blocking.
-fn pipe() -> (std::fs::File, OwnedFd) {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
-    fcntl(&r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
-    (std::fs::File::from(r), w)
-}
-
-/// True once every copy of the pipe's write end is closed.
-fn is_eof(r: &mut std::fs::File) -> bool {
-    let mut buf = [0u8; 16];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-}
-
 /// A received descriptor as a tokio socket (received descriptors are blocking).
 fn tokio_unix(fd: OwnedFd) -> tokio::net::UnixStream {
     let std = std::os::unix::net::UnixStream::from(fd);

@@ -5,10 +5,11 @@ use std::io::{IoSlice, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use uuid::Uuid;
 
+use super::{is_eof, pipe};
 use crate::fdpass::FdChannel;
 use crate::protocol::{FdTag, FD_KIND_ATTACHMENT, FD_KIND_RESPONSE_STREAM};
 
@@ -22,28 +23,6 @@ fn tag(kind: u8) -> FdTag {
         id: Uuid::new_v4(),
         attempt: 3,
         kind,
-    }
-}
-
-/// A close-on-exec pipe, the read end non-blocking: `is_eof(r)` then tells
-/// whether every copy of the write end is closed.
-fn pipe() -> (std::fs::File, OwnedFd) {
-    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
-    fcntl(&r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
-    (std::fs::File::from(r), w)
-}
-
-/// True at end of file; false when a copy of the write end is still open
-/// somewhere (the read would block).
-fn is_eof(r: &mut std::fs::File) -> bool {
-    let mut buf = [0u8; 16];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
-            Err(e) => panic!("read: {e}"),
-        }
     }
 }
 

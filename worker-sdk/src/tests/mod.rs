@@ -244,3 +244,26 @@ async fn wait_until(mut cond: impl FnMut() -> bool) {
     .await
     .expect("condition not reached in time");
 }
+
+/// A non-blocking pipe: its read end, and its write end to pass around.
+pub(super) fn pipe() -> (std::fs::File, std::os::fd::OwnedFd) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
+    fcntl(&r, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
+    (std::fs::File::from(r), w)
+}
+
+/// True at end of file: every copy of the pipe's write end is closed;
+/// false when one is still open somewhere (the read would block).
+pub(super) fn is_eof(r: &mut std::fs::File) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 16];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+}

@@ -13,7 +13,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,16 +129,7 @@ async fn run(end: End, crash: bool) -> Vec<u32> {
     }
     // The event stream ends once the task has ended and no handle is left.
     drop(sup);
-    wait_until("the supervisor task has ended", || async { events.is_closed() }).await;
-    events.assert_complete();
-    let pids = events.spawned_pids();
-    let exited = events.count(|e| matches!(e, Event::WorkerExited { .. }));
-    assert_eq!(
-        exited,
-        pids.len(),
-        "{end:?}: every spawned worker's exit is reported"
-    );
-    pids
+    ended(&events, &format!("{end:?}")).await
 }
 
 /// Health supervision at work: a stalled worker SIGKILLed and replaced,
@@ -207,6 +198,13 @@ async fn run_health() -> Vec<u32> {
 
     within("soft_kill", sup.soft_kill()).await;
     drop(sup);
+    ended(&events, "health run").await
+}
+
+/// After the last handle is dropped: waits for the supervisor task to end,
+/// checks that every spawned worker's exit was reported, and returns the
+/// pids of all the workers the run spawned.
+async fn ended(events: &Events, run: &str) -> Vec<u32> {
     wait_until("the supervisor task has ended", || async { events.is_closed() }).await;
     events.assert_complete();
     let pids = events.spawned_pids();
@@ -214,7 +212,7 @@ async fn run_health() -> Vec<u32> {
     assert_eq!(
         exited,
         pids.len(),
-        "health run: every spawned worker's exit is reported"
+        "{run}: every spawned worker's exit is reported"
     );
     pids
 }
@@ -314,20 +312,6 @@ fn tracked(len: u64, dropped: &mut Vec<Arc<AtomicBool>>) -> Attachment {
         inner: PatternReader::new(len),
         dropped: flag,
     })
-}
-
-fn attach(attachment: Attachment) -> EnqueueOptions {
-    EnqueueOptions::new().attach(attachment)
-}
-
-fn unix_attachment() -> (UnixStream, Attachment) {
-    let (ours, theirs) = UnixStream::pair().expect("a socketpair");
-    (ours, Attachment::unix(theirs).expect("a unix attachment"))
-}
-
-fn pipe() -> (std::fs::File, OwnedFd) {
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
-    (std::fs::File::from(r), w)
 }
 
 /// Reads a pipe to its end, off the runtime.
@@ -569,14 +553,8 @@ async fn attachments(end: End) -> Vec<u32> {
         dropped.iter().all(|d| d.load(Ordering::SeqCst)),
         "every stream source is dropped"
     );
-    events.assert_complete();
     assert_eq!(events.count(|e| matches!(e, Event::ProtocolError { .. })), 0);
-    let pids = events.spawned_pids();
-    assert_eq!(
-        events.count(|e| matches!(e, Event::WorkerExited { .. })),
-        pids.len()
-    );
-    pids
+    ended(&events, "attachments").await
 }
 
 /// The target of one of our descriptors, as `/proc` shows it (`pipe:[…]`).

@@ -5,14 +5,13 @@
 //! attachments pending) are in `tests/leaks.rs`, which runs alone.
 
 use std::io;
-use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use nanny::{Attachment, AttachmentKind, EnqueueOptions, Error, Event, Pool, Supervisor};
+use nanny::{Attachment, AttachmentKind, Error, Event, Pool, Supervisor};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 
@@ -80,21 +79,6 @@ impl Drop for Probe {
     fn drop(&mut self) {
         self.dropped.store(true, Ordering::SeqCst);
     }
-}
-
-fn attach(attachment: Attachment) -> EnqueueOptions {
-    EnqueueOptions::new().attach(attachment)
-}
-
-fn unix_attachment() -> (UnixStream, Attachment) {
-    let (ours, theirs) = UnixStream::pair().expect("a socketpair");
-    (ours, Attachment::unix(theirs).expect("a unix attachment"))
-}
-
-/// A pipe, both ends close-on-exec (other tests spawn workers meanwhile).
-fn pipe() -> (std::fs::File, OwnedFd) {
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
-    (std::fs::File::from(r), w)
 }
 
 /// Sends `text` on `io`, shuts down writing, and reads to the end: the end

@@ -279,3 +279,20 @@ pub(crate) fn per_worker(responses: &[Response]) -> std::collections::BTreeMap<W
     }
     counts
 }
+
+/// Options that attach `attachment` to a request.
+pub(crate) fn attach(attachment: nanny::Attachment) -> nanny::EnqueueOptions {
+    nanny::EnqueueOptions::new().attach(attachment)
+}
+
+/// A Unix socketpair: our end, and the other end as an attachment.
+pub(crate) fn unix_attachment() -> (tokio::net::UnixStream, nanny::Attachment) {
+    let (ours, theirs) = tokio::net::UnixStream::pair().expect("a socketpair");
+    (ours, nanny::Attachment::unix(theirs).expect("a unix attachment"))
+}
+
+/// A pipe, both ends close-on-exec (other tests spawn workers meanwhile).
+pub(crate) fn pipe() -> (std::fs::File, std::os::fd::OwnedFd) {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("a pipe");
+    (std::fs::File::from(r), w)
+}

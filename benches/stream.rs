@@ -271,7 +271,7 @@ fn attach_cost(c: &mut Criterion) {
                     let t = Instant::now();
                     a.send(tag, theirs.as_fd()).await.expect("send");
                     drop(theirs);
-                    let (_, fd) = b.recv().await.expect("recv").expect("a descriptor");
+                    let fd = b.recv().await.expect("recv").expect("a descriptor").fd;
                     let socket = std::os::unix::net::UnixStream::from(fd);
                     socket.set_nonblocking(true).expect("nonblocking");
                     drop(tokio::net::UnixStream::from_std(socket).expect("a tokio socket"));
@@ -332,6 +332,10 @@ fn attach_cost(c: &mut Criterion) {
     group.finish();
     // Sequential benchmarks drift with the host's load: the same comparison,
     // interleaved request by request, gives the added cost more robustly.
+    if std::env::var_os("SKIP_INTERLEAVED").is_some() {
+        rt.block_on(supervisor.soft_kill());
+        return;
+    }
     let (mut none, mut unix) = (Vec::new(), Vec::new());
     rt.block_on(async {
         for _ in 0..INTERLEAVED {

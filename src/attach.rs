@@ -26,14 +26,16 @@
 //!
 //! Every worker has, beside its framed control socket, an **fd channel**
 //! (a `SOCK_SEQPACKET` socketpair): one message per descriptor, with
-//! `SCM_RIGHTS` and a 21-byte tag naming the request and attempt. The kernel
-//! hands the descriptor over; no byte of a socket attachment passes through
-//! the supervisor. The wire details are in section 11 of the worker SDK's
-//! `PROTOCOL.md`.
+//! `SCM_RIGHTS` and a 21-byte tag naming the request and attempt. A request
+//! frame of up to about 4 KiB rides in the same message, so the worker gets
+//! request and descriptor in one `recvmsg`; a larger one goes on the control
+//! socket. The kernel hands the descriptor over; no byte of a socket
+//! attachment passes through the supervisor. The wire details are in
+//! section 11 of the worker SDK's `PROTOCOL.md`.
 //!
 //! * **Sockets** ([`Attachment::tcp`], [`Attachment::unix`],
-//!   [`Attachment::fd`]): each attempt sends a duplicate of the caller's
-//!   descriptor; the supervisor keeps the original until the worker
+//!   [`Attachment::fd`]): each attempt sends the caller's descriptor (the
+//!   worker gets its own copy); the supervisor keeps it until the worker
 //!   *accepts* it, then closes it.
 //! * **Byte streams** ([`Attachment::stream`]): each attempt sends one end of
 //!   a fresh stream socketpair. Once the worker accepts, the supervisor pumps
@@ -60,11 +62,14 @@
 //! never retried, attachment or not.
 //!
 //! Acceptance is judged by the worker's `Accepted` message as the
-//! supervisor reads it. In two rare races an attempt is retried although its
-//! worker already had the attachment: a timeout that fires while `Accepted`
-//! is on its way (that worker's handler then sees its attempt cancelled and
-//! should drop the attachment), and a worker that dies before its `Accepted`
-//! was written.
+//! supervisor reads it. A worker sends it when its handler takes the
+//! attachment (`req.socket()`, `req.stream()`), or at the latest with the
+//! attempt's first answer; until then the attachment is untouched and a
+//! retry is safe. In two rare races an attempt is retried although its
+//! handler already took the attachment: a timeout that fires while
+//! `Accepted` is on its way (that handler's attempt is then cancelled, and
+//! it should drop the attachment), and a worker that dies before its
+//! `Accepted` was written.
 //!
 //! # Ownership
 //!
@@ -77,8 +82,9 @@
 //! socketpair) ends the request with [`Error::Attachment`](crate::Error::Attachment).
 
 use std::fmt;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::pin::Pin;
+use std::sync::Arc;
 
 use nanny_worker::protocol::AttachmentKind;
 use tokio::io::AsyncRead;
@@ -91,8 +97,29 @@ pub struct Attachment {
 }
 
 pub(crate) enum Source {
-    Fd(OwnedFd),
+    /// Shared with the attempt being sent (see [`Descriptor`]).
+    Fd(Arc<OwnedFd>),
     Stream(Pin<Box<dyn AsyncRead + Send>>),
+}
+
+/// The descriptor one attempt sends.
+#[derive(Debug)]
+pub(crate) enum Descriptor {
+    /// The caller's socket itself: `sendmsg` gives the worker a copy of its
+    /// own, so every attempt can send the same one. It closes when the last
+    /// holder (the request, or a writer that has not sent it yet) drops it.
+    Shared(Arc<OwnedFd>),
+    /// The worker's end of a stream attachment's socketpair.
+    Owned(OwnedFd),
+}
+
+impl AsFd for Descriptor {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Descriptor::Shared(fd) => fd.as_fd(),
+            Descriptor::Owned(fd) => fd.as_fd(),
+        }
+    }
 }
 
 impl Attachment {
@@ -126,7 +153,7 @@ impl Attachment {
         let _ = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC));
         Self {
             kind,
-            source: Source::Fd(fd),
+            source: Source::Fd(Arc::new(fd)),
         }
     }
 
@@ -162,15 +189,15 @@ impl Pending {
         }
     }
 
-    /// The descriptor to send for a new attempt: a duplicate of the socket,
-    /// or the far end of a fresh socketpair (our end kept in `local`).
-    pub(crate) fn descriptor_for_attempt(&mut self) -> std::io::Result<OwnedFd> {
+    /// The descriptor to send for a new attempt: the socket itself, or the
+    /// far end of a fresh socketpair (our end kept in `local`).
+    pub(crate) fn descriptor_for_attempt(&mut self) -> std::io::Result<Descriptor> {
         match self.source.as_ref() {
-            Some(Source::Fd(fd)) => fd.try_clone(),
+            Some(Source::Fd(fd)) => Ok(Descriptor::Shared(Arc::clone(fd))),
             Some(Source::Stream(_)) => {
                 let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
                 self.local = Some(ours);
-                Ok(theirs.into())
+                Ok(Descriptor::Owned(theirs.into()))
             }
             None => Err(std::io::Error::other("attachment already handed over")),
         }

@@ -14,9 +14,7 @@ use std::time::UNIX_EPOCH;
 
 use std::os::fd::OwnedFd;
 
-use nanny_worker::protocol::{
-    FdTag, Outcome, RequestFrame, ToWorker, FD_KIND_ATTACHMENT, FD_KIND_RESPONSE_STREAM,
-};
+use nanny_worker::protocol::{FdTag, Outcome, RequestFrame, ToWorker, FD_KIND_RESPONSE_STREAM};
 use tokio::sync::mpsc::error::TrySendError;
 use uuid::Uuid;
 
@@ -135,12 +133,7 @@ impl Task {
             }
         };
         let w = self.workers.get_mut(&worker).expect("picked worker exists");
-        // Frame and descriptor go together or not at all.
-        let Ok(mut permits) = w
-            .link
-            .frames
-            .try_reserve_many(1 + usize::from(descriptor.is_some()))
-        else {
+        let Ok(permit) = w.link.frames.try_reserve() else {
             let pool = req.pool;
             let p = &mut self.pools[pool];
             p.queue.push_front(id);
@@ -155,28 +148,20 @@ impl Task {
         } else {
             std::mem::take(&mut req.payload)
         };
-        if let Some(fd) = descriptor {
-            let tag = FdTag {
-                id,
-                attempt,
-                kind: FD_KIND_ATTACHMENT,
-            };
-            permits.next().expect("reserved").send(Outgoing::Fd(tag, fd));
-        }
-        permits
-            .next()
-            .expect("reserved")
-            .send(Outgoing::Frame(ToWorker::Request(RequestFrame {
-                id,
-                attempt,
-                created_at_ms: req
-                    .created_at
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64),
-                payload,
-                attachment: req.attachment.as_ref().map(|a| a.kind),
-            })));
-        drop(permits);
+        let frame = RequestFrame {
+            id,
+            attempt,
+            created_at_ms: req
+                .created_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            payload,
+            attachment: req.attachment.as_ref().map(|a| a.kind),
+        };
+        permit.send(match descriptor {
+            Some(fd) => Outgoing::Attached(frame, fd),
+            None => Outgoing::Frame(ToWorker::Request(frame)),
+        });
         w.in_flight.insert(id);
         req.assigned = Some(worker);
         req.assigned_at = Some(std::time::Instant::now());
@@ -225,8 +210,11 @@ impl Task {
                     }
                 });
             }
-            // A socket: our copy closes here; the worker holds the only one.
-            (source, local) => drop((source, local)),
+            // A socket: our copy closes once this batch of events is handled
+            // (so after an answer that came with `Accepted` is delivered); the
+            // worker holds the only one then.
+            (Some(source), _) => self.released.push(source),
+            (None, local) => drop(local),
         }
     }
 

@@ -171,7 +171,11 @@ impl Task {
 
     pub(super) fn on_link(&mut self, event: link::LinkEvent) {
         match event {
-            link::LinkEvent::Frame(w, frame) => self.on_frame(w, frame),
+            link::LinkEvent::Frames(w, frames) => {
+                for frame in frames {
+                    self.on_frame(w, frame);
+                }
+            }
             link::LinkEvent::Broken(w, reason) => self.protocol_error(w, reason),
             link::LinkEvent::Fd(w, tag, fd) => self.on_worker_fd(w, tag, fd),
             link::LinkEvent::HungUp(w) => self.on_hung_up(w),

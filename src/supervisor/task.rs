@@ -161,6 +161,10 @@ pub(super) struct Task {
     /// Tripped by a hard kill: stream pumps stop.
     pub(super) kill: CancellationToken,
     pub(super) page_size: u64,
+    /// Accepted attachments, closed once the current event is handled.
+    /// Closing the last copy of a socket is costly (~5 µs); an answer that
+    /// came with `Accepted` is delivered first.
+    pub(super) released: Vec<crate::attach::Source>,
 }
 
 /// Starts the supervisor task; workers are spawned by the task itself (a
@@ -218,6 +222,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         stats: Stats::default(),
         tracker,
         kill: CancellationToken::new(),
+        released: Vec::new(),
         page_size: crate::worker::spawn::page_size(),
     };
     tokio::spawn(task.run(stop_signals));
@@ -281,6 +286,7 @@ impl Task {
                 _ = pulse.tick() => self.on_pulse(),
             }
             self.after_event();
+            self.released.clear();
         }
         self.finish(stop_signals).await;
     }

@@ -5,9 +5,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 
-use futures::{SinkExt, StreamExt};
-use nanny_worker::fdpass::FdChannel;
-use nanny_worker::protocol::{self as p, FdTag, FromWorker, ToWorker};
+use futures::{FutureExt, SinkExt, StreamExt};
+use nanny_worker::fdpass::{FdChannel, FdMessage};
+use nanny_worker::protocol::{self as p, FdTag, FromWorker, RequestFrame, ToWorker, FD_KIND_ATTACHMENT};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
@@ -15,13 +15,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::spawn::Spawned;
+use crate::attach::Descriptor;
 use crate::events::ExitInfo;
 
 /// What the link tasks tell the supervisor task.
 #[derive(Debug)]
 pub(crate) enum LinkEvent {
-    /// A decoded frame.
-    Frame(u64, FromWorker),
+    /// Frames decoded from one read, in order. They are handled as one
+    /// event, so an `Accepted` and the answer behind it are handled before
+    /// the accepted socket is closed (see `Task::released`).
+    Frames(u64, Vec<FromWorker>),
     /// The worker's end of the socket closed (end of file or reset). Every
     /// exit starts with this; a worker that stays alive after it is stopped.
     HungUp(u64),
@@ -38,8 +41,16 @@ pub(crate) enum LinkEvent {
 pub(crate) enum Outgoing {
     /// A control frame.
     Frame(ToWorker),
-    /// A descriptor on the fd channel; our copy is closed once sent.
-    Fd(FdTag, OwnedFd),
+    /// A request and its attachment: both in one fd channel message when
+    /// the frame fits ([`p::FD_MESSAGE_MAX`]); otherwise the descriptor
+    /// there and the frame on the socket. Our copy of an owned descriptor
+    /// closes once sent.
+    ///
+    /// An inline request may overtake frames queued before it (they are
+    /// still in the socket's buffer); nothing depends on that order: it is
+    /// never sent to a worker told to stop, and only a `Cancel` for the same
+    /// attempt, which always comes after it, refers to it.
+    Attached(RequestFrame, Descriptor),
 }
 
 /// The supervisor task's side of one worker's tasks.
@@ -106,23 +117,36 @@ pub(crate) fn start(
     let reader_task = tracker.spawn(async move {
         loop {
             // Biased: frames already received are forwarded before a stop.
-            let item = tokio::select! {
+            let mut item = tokio::select! {
                 biased;
                 item = reader.next() => item,
                 () = stop.cancelled() => break,
             };
-            let event = match item {
-                Some(Ok(frame)) => LinkEvent::Frame(id, frame),
-                // A reset is how a worker that died with frames unread hangs
-                // up (a crash, or our own SIGKILL): its exit follows, and it
-                // broke no protocol.
-                Some(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => LinkEvent::HungUp(id),
-                Some(Err(e)) => LinkEvent::Broken(id, e.to_string()),
-                None => LinkEvent::HungUp(id),
+            // Then every frame already in the buffer: one event for the lot.
+            let mut frames = Vec::new();
+            let end = loop {
+                match item {
+                    Some(Ok(frame)) => frames.push(frame),
+                    // A reset is how a worker that died with frames unread
+                    // hangs up (a crash, or our own SIGKILL): its exit
+                    // follows, and it broke no protocol.
+                    Some(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                        break Some(LinkEvent::HungUp(id))
+                    }
+                    Some(Err(e)) => break Some(LinkEvent::Broken(id, e.to_string())),
+                    None => break Some(LinkEvent::HungUp(id)),
+                }
+                // Cancel safe: `FramedRead` keeps partial frames buffered.
+                match reader.next().now_or_never() {
+                    Some(next) => item = next,
+                    None => break None,
+                }
             };
-            let last = matches!(event, LinkEvent::HungUp(_));
-            let broken = matches!(event, LinkEvent::Broken(..));
-            if tx.send(event).await.is_err() || broken || last {
+            if !frames.is_empty() && tx.send(LinkEvent::Frames(id, frames)).await.is_err() {
+                break;
+            }
+            if let Some(end) = end {
+                let _ = tx.send(end).await;
                 break;
             }
         }
@@ -143,10 +167,10 @@ pub(crate) fn start(
             while let Some(item) = next {
                 let sent = match item {
                     Outgoing::Frame(frame) => writer.feed(frame).await.is_ok(),
-                    Outgoing::Fd(tag, fd) => match &out_channel {
-                        // Our copy of `fd` closes when it drops, sent or not.
-                        Some(c) => c.send(tag, fd.as_fd()).await.is_ok(),
-                        None => false,
+                    Outgoing::Attached(frame, fd) => match &out_channel {
+                        Some(c) => send_attached(c, &mut writer, frame, &fd).await,
+                        // The worker answers with an attachment error.
+                        None => writer.feed(ToWorker::Request(frame)).await.is_ok(),
                     },
                 };
                 if !sent {
@@ -174,7 +198,11 @@ pub(crate) fn start(
                     () = stop.cancelled() => break,
                 };
                 let event = match item {
-                    Ok(Some((tag, fd))) => LinkEvent::Fd(id, tag, fd),
+                    Ok(Some(FdMessage { tag, fd, frame })) if frame.is_empty() => LinkEvent::Fd(id, tag, fd),
+                    Ok(Some(m)) => LinkEvent::Broken(
+                        id,
+                        format!("fd channel: a message with {} bytes after its tag", m.frame.len()),
+                    ),
                     Ok(None) => break,
                     // A worker that exits with descriptors unread on its
                     // channel (one it never accepted) resets it: no protocol
@@ -226,5 +254,29 @@ pub(crate) fn start(
     Link {
         frames: frames_tx,
         signals: signals_tx,
+    }
+}
+
+/// Sends a request with its attachment: inline in one fd channel message if
+/// the frame fits, else the descriptor alone, then the frame on the socket.
+/// False if the link is broken.
+async fn send_attached(
+    channel: &FdChannel,
+    writer: &mut p::FrameWriter<tokio::net::unix::OwnedWriteHalf, ToWorker>,
+    frame: RequestFrame,
+    fd: &Descriptor,
+) -> bool {
+    let tag = FdTag {
+        id: frame.id,
+        attempt: frame.attempt,
+        kind: FD_KIND_ATTACHMENT,
+    };
+    match p::encode_payload(&frame) {
+        Ok(inline) if FdTag::LEN + inline.len() <= p::FD_MESSAGE_MAX => {
+            channel.send_with(tag, fd.as_fd(), &inline).await.is_ok()
+        }
+        _ => {
+            channel.send(tag, fd.as_fd()).await.is_ok() && writer.feed(ToWorker::Request(frame)).await.is_ok()
+        }
     }
 }

@@ -1,18 +1,23 @@
 //! Attachments: descriptors that come with requests on the fd channel, the
 //! table that pairs them with their request frames, and response streams.
 //!
-//! A request frame that announces an attachment and the descriptor itself
-//! travel on different sockets, so either may come first. Whichever comes
-//! first waits in [`Pending`] for the other (keyed by `(id, attempt)`). When
-//! both are there the attempt is registered, `Accepted` is sent, and only
-//! then is the request handed to the handler.
+//! A request with an attachment usually comes whole in one fd channel
+//! message: the descriptor with the request frame inline. A frame too large
+//! for that comes on the framed socket, and its descriptor alone on the fd
+//! channel; the two then travel on different sockets, so either may come
+//! first. Whichever comes first waits in [`Pending`] for the other (keyed by
+//! `(id, attempt)`). When both are there the attempt is registered and the
+//! request handed to the handler. `Accepted` goes out when the handler takes
+//! the attachment ([`Request::socket`], [`Request::stream`]), or at the
+//! latest just before the attempt's first `Ack` or `Response`.
 //!
 //! Unmatched entries are bounded: past [`MAX_PENDING`] the oldest is
 //! dropped with a warning (a descriptor is closed; a frame is answered with
 //! a [`kind::ATTACHMENT`] error). A cancel for a frame still waiting for its
 //! descriptor drops the frame and remembers the key (the last
 //! [`MAX_CANCELLED`] of them), so that the descriptor, when it comes, is
-//! closed at once. A descriptor whose frame never comes stays until it is
+//! closed at once; so does a cancel for an attempt not seen yet, whose
+//! inline request may still be unread on the fd channel. A descriptor whose frame never comes stays until it is
 //! evicted or the worker exits.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -23,14 +28,17 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use serde::Serialize;
 use tokio::io::AsyncRead;
 use tokio::net::{TcpStream, UnixStream};
+use tokio::sync::mpsc;
 
+use crate::fdpass::FdMessage;
 use crate::inflight::{ok_outcome, Key};
 use crate::protocol::{
-    AttachmentKind, FdTag, FromWorker, Outcome, RemoteError, RequestFrame, FD_KIND_ATTACHMENT,
-    FD_KIND_RESPONSE_STREAM,
+    decode_payload, AttachmentKind, FdTag, FromWorker, Outcome, RemoteError, RequestFrame,
+    FD_KIND_ATTACHMENT, FD_KIND_RESPONSE_STREAM,
 };
 use crate::stream::{pump_socket, ChunkReader};
 use crate::worker::lock;
+use crate::worker::Incoming;
 use crate::{kind, Error, Request, Worker};
 
 /// The most unmatched frames and descriptors kept waiting for each other.
@@ -215,8 +223,7 @@ impl Pending {
 
     /// An attachment descriptor arrived.
     pub(crate) fn fd(&mut self, key: Key, fd: OwnedFd) -> Arrival {
-        if self.cancelled_set.remove(&key) {
-            self.cancelled.retain(|k| *k != key);
+        if self.take_cancelled(key) {
             return Arrival::Refused("the attempt was cancelled", Waiting::Fd(fd));
         }
         match self.entries.get(&key) {
@@ -231,12 +238,33 @@ impl Pending {
         }
     }
 
+    /// A request came whole (inline): whether it may run. Not if its
+    /// attempt was cancelled already, or half of it came the other way.
+    pub(crate) fn inline(&mut self, key: Key) -> Result<(), &'static str> {
+        if self.take_cancelled(key) {
+            Err("the attempt was cancelled")
+        } else if self.entries.contains_key(&key) {
+            Err("a duplicate of a request waiting for its other half")
+        } else {
+            Ok(())
+        }
+    }
+
     /// A cancel arrived: drops what waits under `key` and, if that was a
     /// frame, remembers the key so that its descriptor is closed when it
     /// comes.
     pub(crate) fn cancel(&mut self, key: Key) -> Option<Waiting> {
         let removed = self.remove(key)?;
-        if matches!(removed, Waiting::Frame(_)) && self.cancelled_set.insert(key) {
+        if matches!(removed, Waiting::Frame(_)) {
+            self.remember_cancelled(key);
+        }
+        Some(removed)
+    }
+
+    /// Remembers a cancelled key (the last [`MAX_CANCELLED`]), so that what
+    /// comes for it later is closed.
+    pub(crate) fn remember_cancelled(&mut self, key: Key) {
+        if self.cancelled_set.insert(key) {
             self.cancelled.push_back(key);
             if self.cancelled.len() > MAX_CANCELLED {
                 if let Some(old) = self.cancelled.pop_front() {
@@ -244,7 +272,15 @@ impl Pending {
                 }
             }
         }
-        Some(removed)
+    }
+
+    /// Forgets `key` if it was cancelled; true if it was.
+    fn take_cancelled(&mut self, key: Key) -> bool {
+        let was = self.cancelled_set.remove(&key);
+        if was {
+            self.cancelled.retain(|k| *k != key);
+        }
+        was
     }
 
     fn store(&mut self, key: Key, item: Waiting) -> Arrival {
@@ -279,6 +315,81 @@ impl fmt::Display for Waiting {
 }
 
 impl Worker {
+    /// Takes every message waiting on the fd channel; each request that is
+    /// now whole goes to `serve`. False when the channel ended or failed.
+    ///
+    /// Holds a lock while it reads and registers, so that a soft kill that
+    /// calls it too sees every request sent before it registered (and so
+    /// waited for by the drain).
+    pub(crate) fn take_fd_messages(&self, to_serve: &mpsc::UnboundedSender<Incoming>) -> bool {
+        let Some(channel) = self.inner.fd_channel.as_ref() else {
+            return false;
+        };
+        let _taking = lock(&self.inner.fd_recv);
+        loop {
+            let request = match channel.try_recv() {
+                Ok(Some(message)) => self.attachment_message(message),
+                Ok(None) => {
+                    tracing::debug!("the fd channel closed");
+                    return false;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                // A malformed message: its descriptors are closed; the next one may be fine.
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    tracing::warn!(error = %e, "bad message on the fd channel");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the fd channel failed");
+                    return false;
+                }
+            };
+            if let Some(req) = request {
+                let _ = to_serve.send(Incoming::Request(req));
+            }
+        }
+    }
+
+    /// One message from the fd channel: an attachment, with its request
+    /// inline or not.
+    fn attachment_message(&self, message: FdMessage) -> Option<Request> {
+        let FdMessage { tag, fd, frame } = message;
+        if frame.is_empty() {
+            self.attachment_fd(tag, fd)
+        } else {
+            self.attachment_inline(tag, fd, &frame)
+        }
+    }
+
+    /// A request and its attachment, whole in one fd channel message.
+    fn attachment_inline(&self, tag: FdTag, fd: OwnedFd, bytes: &[u8]) -> Option<Request> {
+        let key = (tag.id, tag.attempt);
+        let frame = match decode_payload::<RequestFrame>(bytes) {
+            Ok(f) if tag.kind == FD_KIND_ATTACHMENT && (f.id, f.attempt) == key && f.attachment.is_some() => {
+                f
+            }
+            Ok(_) => {
+                tracing::warn!(id = %key.0, attempt = key.1, kind = tag.kind, "an inline request that does not match its tag");
+                self.send_error(key, kind::ATTACHMENT, "the inline request does not match its tag");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(id = %key.0, attempt = key.1, error = %e, "an undecodable inline request");
+                self.send_error(key, kind::ATTACHMENT, "the inline request could not be decoded");
+                return None;
+            }
+        };
+        if lock(&self.inner.inflight).contains_key(&key) {
+            tracing::warn!(id = %key.0, attempt = key.1, "ignoring a duplicate request attempt");
+            return None;
+        }
+        if let Err(why) = lock(&self.inner.pending).inline(key) {
+            tracing::debug!(id = %key.0, attempt = key.1, "ignoring an inline request: {why}");
+            return None;
+        }
+        self.accept(frame, fd)
+    }
+
     /// A request frame that announces an attachment arrived. Returns the
     /// request when its descriptor was already here.
     pub(crate) fn attachment_frame(&self, frame: RequestFrame) -> Option<Request> {
@@ -370,18 +481,14 @@ impl Worker {
         }
     }
 
-    /// Both halves are here: registers the attempt, sends `Accepted`, and
-    /// returns the request with its attachment.
+    /// Both halves are here: registers the attempt (with `Accepted` due:
+    /// see [`Worker::send_accepted`]), and returns the request with its
+    /// attachment.
     fn accept(&self, frame: RequestFrame, fd: OwnedFd) -> Option<Request> {
         let key = (frame.id, frame.attempt);
         let declared = frame.attachment?;
         let converted = Attachment::from_fd(declared, fd);
-        let mut req = self.register(frame)?;
-        // Before the request reaches its handler, so before any answer.
-        self.send(FromWorker::Accepted {
-            id: key.0,
-            attempt: key.1,
-        });
+        let mut req = self.register_attached(frame)?;
         match converted {
             Ok(attachment) => {
                 req.attachment = Some(attachment);
@@ -511,11 +618,20 @@ impl Request {
     /// once, for a `Tcp`, `Unix` or `Fd` attachment; `None` after that, for
     /// a `Stream` attachment, and without one.
     ///
-    /// The socket belongs to the worker (the supervisor sent `Accepted`
-    /// before the handler ran); dropping it closes it.
+    /// Taking it tells the supervisor that the socket is the worker's now
+    /// (`Accepted`): the supervisor closes its copy and will not retry the
+    /// request. Dropping it closes it. `None` too once the attempt is
+    /// cancelled: the supervisor may have given the socket to another
+    /// attempt.
     pub fn socket(&mut self) -> Option<Socket> {
+        if self.is_cancelled() {
+            return None;
+        }
         match self.attachment.take() {
-            Some(Attachment::Socket(s)) => Some(s),
+            Some(Attachment::Socket(s)) => {
+                self.worker().send_accepted(self.key());
+                Some(s)
+            }
             other => {
                 self.attachment = other;
                 None
@@ -524,7 +640,9 @@ impl Request {
     }
 
     /// Takes the byte stream that came with this request: `Some` once, for
-    /// a `Stream` attachment; `None` after that and otherwise.
+    /// a `Stream` attachment; `None` after that, otherwise, and once the
+    /// attempt is cancelled. Taking it tells the supervisor to start
+    /// sending (`Accepted`).
     ///
     /// Read it to the end: a stream the supervisor could not finish (its
     /// source failed, or it died) ends with an
@@ -541,8 +659,14 @@ impl Request {
     /// # Ok(()) }
     /// ```
     pub fn stream(&mut self) -> Option<ChunkReader<UnixStream>> {
+        if self.is_cancelled() {
+            return None;
+        }
         match self.attachment.take() {
-            Some(Attachment::Stream(s)) => Some(s),
+            Some(Attachment::Stream(s)) => {
+                self.worker().send_accepted(self.key());
+                Some(s)
+            }
             other => {
                 self.attachment = other;
                 None

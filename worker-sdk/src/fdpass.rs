@@ -4,11 +4,12 @@
 //!
 //! The channel is a `SOCK_SEQPACKET` Unix socketpair, separate from the
 //! framed control socket (a buffered frame reader would swallow ancillary
-//! data). Every message is exactly [`FdTag::LEN`] data bytes plus exactly one
-//! descriptor in `SCM_RIGHTS`. Received descriptors are close-on-exec
-//! (`MSG_CMSG_CLOEXEC`). A message that breaks these rules is an
-//! [`InvalidData`](io::ErrorKind::InvalidData) error on the receiving side;
-//! the descriptors that came with it are closed, and the channel stays
+//! data). Every message is one [`FdTag`] ([`FdTag::LEN`] bytes), optionally
+//! followed by an inline request frame (at most [`FD_MESSAGE_MAX`] bytes in
+//! all), plus exactly one descriptor in `SCM_RIGHTS`. Received descriptors
+//! are close-on-exec (`MSG_CMSG_CLOEXEC`). A message that breaks these rules
+//! is an [`InvalidData`](io::ErrorKind::InvalidData) error on the receiving
+//! side; the descriptors that came with it are closed, and the channel stays
 //! usable.
 //!
 //! ```no_run
@@ -23,9 +24,10 @@
 //! let tag = FdTag { id: uuid::Uuid::new_v4(), attempt: 1, kind: FD_KIND_ATTACHMENT };
 //! a.send(tag, file.as_fd()).await?;
 //! drop(file); // the sender closes its copy
-//! let (got_tag, fd) = b.recv().await?.expect("not at end of file");
-//! assert_eq!(got_tag, tag);
-//! # drop(fd); Ok(()) }
+//! let message = b.recv().await?.expect("not at end of file");
+//! assert_eq!(message.tag, tag);
+//! assert!(message.frame.is_empty());
+//! # drop(message.fd); Ok(()) }
 //! ```
 
 use std::fmt;
@@ -41,11 +43,20 @@ use nix::sys::socket::{
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use crate::protocol::FdTag;
+use crate::protocol::{FdTag, FD_MESSAGE_MAX};
 
-/// Room for the data part of one message: more than a tag, so that a longer
-/// message shows as a bad length (or `MSG_TRUNC`), never as a valid tag.
-const DATA_BUF: usize = 64;
+/// One message received on an fd channel.
+#[derive(Debug)]
+pub struct FdMessage {
+    /// Which attempt the descriptor belongs to, and what it is.
+    pub tag: FdTag,
+    /// The descriptor, close-on-exec.
+    pub fd: OwnedFd,
+    /// The bytes after the tag: empty, or an inline request frame (a
+    /// MessagePack [`RequestFrame`](crate::protocol::RequestFrame); see
+    /// [`FD_MESSAGE_MAX`]).
+    pub frame: Vec<u8>,
+}
 
 /// One end of an fd channel, usable from async code.
 ///
@@ -105,63 +116,133 @@ impl FdChannel {
     ///
     /// Cancel safe: a message is sent whole or not at all.
     pub async fn send(&self, tag: FdTag, fd: BorrowedFd<'_>) -> io::Result<()> {
-        let data = tag.to_bytes();
+        self.send_with(tag, fd, &[]).await
+    }
+
+    /// Sends `fd` with its tag and `frame` after it, in one message: an
+    /// inline request frame for an attachment (see [`FdMessage::frame`]).
+    /// An [`InvalidInput`](io::ErrorKind::InvalidInput) error if the
+    /// message would be longer than [`FD_MESSAGE_MAX`]. Otherwise as
+    /// [`send`](Self::send).
+    pub async fn send_with(&self, tag: FdTag, fd: BorrowedFd<'_>, frame: &[u8]) -> io::Result<()> {
+        let head = tag.to_bytes();
+        let len = head.len() + frame.len();
+        if len > FD_MESSAGE_MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("an fd channel message of {len} bytes, over the maximum of {FD_MESSAGE_MAX}"),
+            ));
+        }
         let fds = [fd.as_raw_fd()];
         let sent = self
             .io
             .async_io(Interest::WRITABLE, |sock| loop {
-                let iov = [IoSlice::new(&data)];
+                let iov = [IoSlice::new(&head), IoSlice::new(frame)];
+                let iov = if frame.is_empty() { &iov[..1] } else { &iov[..] };
                 let cmsg = [ControlMessage::ScmRights(&fds)];
-                match sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+                match sendmsg::<()>(sock.as_raw_fd(), iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
                     Err(Errno::EINTR) => continue,
                     other => return other.map_err(io::Error::from),
                 }
             })
             .await?;
-        if sent != data.len() {
+        if sent != len {
             // Cannot happen on a SOCK_SEQPACKET socket, which sends whole messages.
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
-                format!("the fd channel took {sent} of {} bytes", data.len()),
+                format!("the fd channel took {sent} of {len} bytes"),
             ));
         }
         Ok(())
     }
 
-    /// Receives the next descriptor and its tag; `Ok(None)` at end of file
-    /// (the other end is closed).
+    /// Receives the next message; `Ok(None)` at end of file (the other end
+    /// is closed).
     ///
-    /// A message that is not exactly one tag and one descriptor (wrong
-    /// length, truncated data or control data, no descriptor or several) is
-    /// an [`InvalidData`](io::ErrorKind::InvalidData) error; whatever
+    /// A message that is not one tag, an optional frame and exactly one
+    /// descriptor (too short, longer than [`FD_MESSAGE_MAX`], truncated
+    /// control data, no descriptor or several) is an
+    /// [`InvalidData`](io::ErrorKind::InvalidData) error; whatever
     /// descriptors came with it are closed, and the next call reads the next
     /// message.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: a message is received whole or not at all.
-    pub async fn recv(&self) -> io::Result<Option<(FdTag, OwnedFd)>> {
+    pub async fn recv(&self) -> io::Result<Option<FdMessage>> {
+        let received = self
+            .io
+            .async_io(Interest::READABLE, |sock| recv_raw(sock.as_fd()))
+            .await?;
+        received.into_message()
+    }
+
+    /// Receives the next message if one is waiting: as [`recv`](Self::recv),
+    /// but a [`WouldBlock`](io::ErrorKind::WouldBlock) error when there is
+    /// none. Wait with [`readable`](Self::readable).
+    pub fn try_recv(&self) -> io::Result<Option<FdMessage>> {
+        self.io
+            .try_io(Interest::READABLE, |sock| recv_raw(sock.as_fd()))?
+            .into_message()
+    }
+
+    /// Waits until a message (or end of file) may be waiting; then call
+    /// [`try_recv`](Self::try_recv) until it says
+    /// [`WouldBlock`](io::ErrorKind::WouldBlock).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn readable(&self) -> io::Result<()> {
+        // Dropping the guard keeps the readiness: `try_recv` clears it.
+        self.io.readable().await.map(drop)
+    }
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// What one `recvmsg` brought.
+struct Received {
+    data: [u8; FD_MESSAGE_MAX],
+    /// Bytes of `data` received.
+    len: usize,
+    /// Why the message was truncated, if it was.
+    truncated: Option<&'static str>,
+    /// The descriptors it carried, owned at once so that every path closes them.
+    fds: Vec<OwnedFd>,
+}
+
+impl Received {
+    /// Checks the message's shape; `None` at end of file.
+    fn into_message(self) -> io::Result<Option<FdMessage>> {
         let Received {
             data,
             len,
             truncated,
             fds,
-        } = self
-            .io
-            .async_io(Interest::READABLE, |sock| recv_raw(sock.as_fd()))
-            .await?;
+        } = self;
         if let Some(reason) = truncated {
             return Err(invalid(format!("{reason}; closed {} descriptor(s)", fds.len())));
         }
         if len == 0 && fds.is_empty() {
             return Ok(None);
         }
-        match (FdTag::from_bytes(&data[..len]), <[OwnedFd; 1]>::try_from(fds)) {
-            (Some(tag), Ok([fd])) => Ok(Some((tag, fd))),
+        let tag = data
+            .get(..FdTag::LEN)
+            .filter(|_| len >= FdTag::LEN)
+            .and_then(FdTag::from_bytes);
+        match (tag, <[OwnedFd; 1]>::try_from(fds)) {
+            (Some(tag), Ok([fd])) => Ok(Some(FdMessage {
+                tag,
+                fd,
+                frame: data[FdTag::LEN..len].to_vec(),
+            })),
             (None, fds) => {
                 let n = fds.map_or_else(|v| v.len(), |_| 1);
                 Err(invalid(format!(
-                    "an fd channel message of {len} bytes, not {}; closed {n} descriptor(s)",
+                    "an fd channel message of {len} bytes, shorter than a {}-byte tag; closed {n} descriptor(s)",
                     FdTag::LEN
                 )))
             }
@@ -173,24 +254,9 @@ impl FdChannel {
     }
 }
 
-fn invalid(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
-}
-
-/// What one `recvmsg` brought.
-struct Received {
-    data: [u8; DATA_BUF],
-    /// Bytes of `data` received.
-    len: usize,
-    /// Why the message was truncated, if it was.
-    truncated: Option<&'static str>,
-    /// The descriptors it carried, owned at once so that every path closes them.
-    fds: Vec<OwnedFd>,
-}
-
 /// One `recvmsg`; every descriptor received is owned before it returns.
 fn recv_raw(sock: BorrowedFd<'_>) -> io::Result<Received> {
-    let mut data = [0u8; DATA_BUF];
+    let mut data = [0u8; FD_MESSAGE_MAX];
     // Room for two descriptors: one is expected, two shows as "not exactly
     // one", more sets MSG_CTRUNC (the kernel closes those that do not fit).
     let mut cmsg_buf = nix::cmsg_space!([RawFd; 2]);
@@ -234,7 +300,7 @@ fn recv_raw(sock: BorrowedFd<'_>) -> io::Result<Received> {
     let truncated = if flags.contains(MsgFlags::MSG_CTRUNC) {
         Some("an fd channel message with truncated control data (too many descriptors)")
     } else if flags.contains(MsgFlags::MSG_TRUNC) {
-        Some("an fd channel message longer than a tag")
+        Some("an fd channel message longer than the maximum")
     } else {
         None
     };

@@ -26,6 +26,8 @@ pub(crate) type Key = (Uuid, u32);
 pub(crate) struct Entry {
     created_at: SystemTime,
     acked: bool,
+    /// The attempt has an attachment and `Accepted` is not sent yet.
+    accepted_due: bool,
     token: CancellationToken,
 }
 
@@ -47,6 +49,17 @@ impl Worker {
 
     /// Registers an incoming attempt; `None` if it is already in flight.
     pub(crate) fn register(&self, frame: RequestFrame) -> Option<Request> {
+        self.register_with(frame, false)
+    }
+
+    /// Registers an attempt whose attachment is here: `Accepted` is due, and
+    /// goes out when the handler takes the attachment or before the first
+    /// `Ack` or `Response`, whichever comes first (see [`Self::send_accepted`]).
+    pub(crate) fn register_attached(&self, frame: RequestFrame) -> Option<Request> {
+        self.register_with(frame, true)
+    }
+
+    fn register_with(&self, frame: RequestFrame, accepted_due: bool) -> Option<Request> {
         let key = (frame.id, frame.attempt);
         let token = self.inner.closed.child_token();
         let created_at = SystemTime::UNIX_EPOCH + Duration::from_millis(frame.created_at_ms);
@@ -58,6 +71,7 @@ impl Worker {
             let entry = Entry {
                 created_at,
                 acked: false,
+                accepted_due,
                 token: token.clone(),
             };
             table.insert(key, entry);
@@ -67,13 +81,34 @@ impl Worker {
     }
 
     /// Trips the token of one attempt, if it is in flight, or drops its
-    /// frame if it is still waiting for its attachment.
+    /// frame if it is still waiting for its attachment. A cancel for an
+    /// attempt not seen at all is remembered: its request may still be on
+    /// its way inline on the fd channel, and is then dropped when it comes.
     pub(crate) fn cancel(&self, key: Key) {
         if self.cancel_pending(key) {
             return;
         }
         if let Some(entry) = lock(&self.inner.inflight).get(&key) {
             entry.token.cancel();
+            return;
+        }
+        if self.inner.fd_channel.is_some() {
+            lock(&self.inner.pending).remember_cancelled(key);
+        }
+    }
+
+    /// Sends `Accepted` for an attempt if it is due: the attachment is the
+    /// worker's from now on, and the supervisor no longer retries it.
+    pub(crate) fn send_accepted(&self, key: Key) {
+        let mut table = lock(&self.inner.inflight);
+        if let Some(entry) = table.get_mut(&key) {
+            if std::mem::take(&mut entry.accepted_due) {
+                // Under the lock: no answer for `key` can be queued before it.
+                self.send(FromWorker::Accepted {
+                    id: key.0,
+                    attempt: key.1,
+                });
+            }
         }
     }
 
@@ -86,11 +121,17 @@ impl Worker {
 
     /// Sends an `Ack` for an attempt the first time it is called.
     pub(crate) fn ack(&self, key: Key) {
-        let first = match lock(&self.inner.inflight).get_mut(&key) {
-            Some(entry) => !std::mem::replace(&mut entry.acked, true),
-            None => false,
+        let mut table = lock(&self.inner.inflight);
+        let Some(entry) = table.get_mut(&key) else {
+            return;
         };
-        if first {
+        if std::mem::take(&mut entry.accepted_due) {
+            self.send(FromWorker::Accepted {
+                id: key.0,
+                attempt: key.1,
+            });
+        }
+        if !std::mem::replace(&mut entry.acked, true) {
             self.send(FromWorker::Ack {
                 id: key.0,
                 attempt: key.1,
@@ -130,6 +171,10 @@ impl Worker {
             ok => ok,
         };
         let (id, attempt) = key;
+        if entry.accepted_due {
+            // Out of the table now: nothing else can send it, and it goes first.
+            self.send(FromWorker::Accepted { id, attempt });
+        }
         if self.send(FromWorker::Response {
             id,
             attempt,

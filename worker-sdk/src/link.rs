@@ -168,6 +168,9 @@ async fn read_loop(
             ToWorker::Cancel { id, attempt } => worker.cancel((id, attempt)),
             ToWorker::Broadcast { event, payload } => worker.dispatch_broadcast(Event::new(event, payload)),
             ToWorker::SoftKill => {
+                // A request sent inline on the fd channel before this frame
+                // is in the channel by now: take it, so the drain waits for it.
+                worker.take_fd_messages(&to_serve);
                 worker.start_soft_kill();
                 let _ = to_serve.send(Incoming::SoftKill);
             }
@@ -187,36 +190,24 @@ async fn read_loop(
 }
 
 /// Receives attachments on the fd channel until the link closes or the
-/// channel ends; a request whose frame was waiting goes to `serve`.
+/// channel ends; a request whose frame was waiting, or came inline, goes to
+/// `serve`.
 async fn fd_loop(worker: Worker, to_serve: mpsc::UnboundedSender<Incoming>) {
     let Some(channel) = worker.inner.fd_channel.as_ref() else {
         return;
     };
     let closed = worker.inner.closed.clone();
     loop {
-        // `FdChannel::recv` is cancel safe: a message is taken whole or not at all.
-        let next = tokio::select! {
-            next = channel.recv() => next,
+        let ready = tokio::select! {
+            ready = channel.readable() => ready,
             () = closed.cancelled() => return,
         };
-        match next {
-            Ok(Some((tag, fd))) => {
-                if let Some(req) = worker.attachment_fd(tag, fd) {
-                    let _ = to_serve.send(Incoming::Request(req));
-                }
-            }
-            Ok(None) => {
-                tracing::debug!("the fd channel closed");
-                return;
-            }
-            // A malformed message: its descriptors are closed; the next one may be fine.
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                tracing::warn!(error = %e, "bad message on the fd channel")
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the fd channel failed");
-                return;
-            }
+        if let Err(e) = ready {
+            tracing::warn!(error = %e, "the fd channel failed");
+            return;
+        }
+        if !worker.take_fd_messages(&to_serve) {
+            return;
         }
     }
 }

@@ -112,6 +112,11 @@ pub const ENV_FD_CHANNEL: &str = "NANNY_FD_CHANNEL";
 
 /// Fd channel message kind: a request's attachment (supervisor → worker).
 pub const FD_KIND_ATTACHMENT: u8 = 1;
+/// The longest fd channel message: a tag ([`FdTag::LEN`] bytes) and, for an
+/// attachment, the request frame inline (MessagePack of [`RequestFrame`],
+/// without a length prefix) when it fits. A request whose frame does not fit
+/// sends the tag alone, and the frame on the framed socket.
+pub const FD_MESSAGE_MAX: usize = 4096;
 /// Fd channel message kind: a response stream (worker → supervisor).
 pub const FD_KIND_RESPONSE_STREAM: u8 = 2;
 

@@ -64,6 +64,8 @@ pub(crate) struct Inner {
     pub(crate) fd_channel: Option<FdChannel>,
     /// Attachments and request frames waiting for each other.
     pub(crate) pending: Mutex<Pending>,
+    /// Held while messages are taken from the fd channel and registered.
+    pub(crate) fd_recv: Mutex<()>,
     pub(crate) served: AtomicU64,
     pub(crate) started: Instant,
     /// Cancelled when the link is gone; every request token is its child.
@@ -126,6 +128,7 @@ impl Worker {
             outstanding: tokio::sync::watch::Sender::new(0),
             fd_channel,
             pending: Mutex::new(Pending::default()),
+            fd_recv: Mutex::new(()),
             served: AtomicU64::new(0),
             started: Instant::now(),
             closed: CancellationToken::new(),

@@ -132,7 +132,7 @@ async fn frame_and_descriptor_match_in_either_order() {
 }
 
 #[tokio::test]
-async fn accepted_is_sent_before_the_handler_runs() {
+async fn accepted_is_sent_when_the_handler_takes_the_attachment() {
     let (worker, mut fake) = start().await;
     let _serving = spawn_serve(&worker, |mut req| async move {
         req.worker().emit("handler-started", &())?;
@@ -147,8 +147,8 @@ async fn accepted_is_sent_before_the_handler_runs() {
         let id = fake.request_with(&(), Some(AttachmentKind::Fd)).await;
         fake.send_fd(id, w.as_fd()).await;
         drop(w);
-        assert_eq!(fake.next().await, accepted(id));
         assert!(matches!(fake.next().await, FromWorker::Emit { event, .. } if event == "handler-started"));
+        assert_eq!(fake.next().await, accepted(id));
         assert!(matches!(fake.response(id).await, Outcome::Ok(_)));
         let mut x = [0u8; 1];
         r.read_exact(&mut x).unwrap();

@@ -10,8 +10,8 @@ use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use uuid::Uuid;
 
 use super::{is_eof, pipe};
-use crate::fdpass::FdChannel;
-use crate::protocol::{FdTag, FD_KIND_ATTACHMENT, FD_KIND_RESPONSE_STREAM};
+use crate::fdpass::{FdChannel, FdMessage};
+use crate::protocol::{FdTag, FD_KIND_ATTACHMENT, FD_KIND_RESPONSE_STREAM, FD_MESSAGE_MAX};
 
 fn channels() -> (FdChannel, FdChannel) {
     let (a, b) = FdChannel::pair().unwrap();
@@ -38,7 +38,7 @@ async fn descriptors_pass_both_ways_with_their_tags() {
     let t = tag(FD_KIND_ATTACHMENT);
     a.send(t, w.as_fd()).await.unwrap();
     drop(w);
-    let (got, w2) = b.recv().await.unwrap().unwrap();
+    let FdMessage { tag: got, fd: w2, .. } = b.recv().await.unwrap().unwrap();
     assert_eq!(got, t);
     assert!(cloexec(&w2), "received descriptors are close-on-exec");
     std::fs::File::from(w2).write_all(b"ping").unwrap();
@@ -52,7 +52,7 @@ async fn descriptors_pass_both_ways_with_their_tags() {
     let t = tag(FD_KIND_RESPONSE_STREAM);
     b.send(t, y.as_fd()).await.unwrap();
     drop(y);
-    let (got, y2) = a.recv().await.unwrap().unwrap();
+    let FdMessage { tag: got, fd: y2, .. } = a.recv().await.unwrap().unwrap();
     assert_eq!(got, t);
     let mut y2 = std::os::unix::net::UnixStream::from(y2);
     (&x).write_all(b"pong").unwrap();
@@ -82,7 +82,7 @@ async fn one_task_sends_while_another_receives() {
     let recv = |ch: Arc<FdChannel>| {
         tokio::spawn(async move {
             for attempt in 0..N {
-                let (t, _fd) = ch.recv().await.unwrap().unwrap();
+                let t = ch.recv().await.unwrap().unwrap().tag;
                 assert_eq!((t.id, t.attempt), (id, attempt), "in order");
             }
         })
@@ -120,8 +120,11 @@ async fn malformed_messages_are_errors_and_their_descriptors_are_closed() {
     let good = tag(FD_KIND_ATTACHMENT).to_bytes();
     let cases: &[(&str, &[u8], usize)] = &[
         ("a short tag", &good[..20], 1),
-        ("a long tag", &[7u8; 22], 1),
-        ("data longer than the buffer (MSG_TRUNC)", &[7u8; 200], 1),
+        (
+            "data longer than the maximum (MSG_TRUNC)",
+            &[7u8; FD_MESSAGE_MAX + 1],
+            1,
+        ),
         ("no data, one descriptor", &[], 1),
         ("a tag and two descriptors", &good, 2),
         ("a tag and many descriptors (MSG_CTRUNC)", &good, 9),
@@ -139,7 +142,7 @@ async fn malformed_messages_are_errors_and_their_descriptors_are_closed() {
     let (_r, w) = pipe();
     let t = tag(FD_KIND_ATTACHMENT);
     send_raw(&raw, &t.to_bytes(), Some(&w), 1);
-    assert_eq!(ch.recv().await.unwrap().unwrap().0, t);
+    assert_eq!(ch.recv().await.unwrap().unwrap().tag, t);
 }
 
 #[test]

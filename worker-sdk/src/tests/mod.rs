@@ -189,11 +189,12 @@ impl Fake {
     /// The next descriptor the worker sends on the fd channel.
     async fn recv_fd(&self) -> (FdTag, std::os::fd::OwnedFd) {
         let channel = self.fds.as_ref().expect("the fake has an fd channel");
-        tokio::time::timeout(TIMEOUT, channel.recv())
+        let m = tokio::time::timeout(TIMEOUT, channel.recv())
             .await
             .expect("timed out waiting for an fd")
             .expect("fd channel error")
-            .expect("the worker closed the fd channel")
+            .expect("the worker closed the fd channel");
+        (m.tag, m.fd)
     }
 
     /// The next response; asserts it answers `id`.

@@ -27,6 +27,12 @@
 //! * `attach_cost/fd_pass_in_process/unix_socket`: the floor of a socket
 //!   handover, in this process, with no supervisor or worker: `sendmsg` with
 //!   `SCM_RIGHTS`, `recvmsg`, a tokio socket made of it, dropped.
+//!   `attach_cost/fd_pass_syscalls/unix_socket`: the same system calls
+//!   alone, blocking, with no runtime.
+//!
+//! `NANNY_BENCH_SKIP_INTERLEAVED=1` skips the interleaved comparison, so that
+//! a run filtered to one bench (e.g. under `strace -f -c`) does that bench's
+//! requests only.
 //!
 //! Runtimes and workers as in `benches/enqueue.rs`: a multi-thread tokio
 //! runtime on the supervisor side; the workers are this bench binary
@@ -332,7 +338,7 @@ fn attach_cost(c: &mut Criterion) {
     group.finish();
     // Sequential benchmarks drift with the host's load: the same comparison,
     // interleaved request by request, gives the added cost more robustly.
-    if std::env::var_os("SKIP_INTERLEAVED").is_some() {
+    if std::env::var_os("NANNY_BENCH_SKIP_INTERLEAVED").is_some() {
         rt.block_on(supervisor.soft_kill());
         return;
     }

@@ -379,15 +379,23 @@ impl Worker {
                 return None;
             }
         };
-        if lock(&self.inner.inflight).contains_key(&key) {
+        let declared = frame.attachment?;
+        let converted = Attachment::from_fd(declared, fd);
+        let req = {
+            // Held while registering: a cancel sees the request either
+            // registered or not yet come (see `Worker::cancel`).
+            let mut pending = lock(&self.inner.pending);
+            if let Err(why) = pending.inline(key) {
+                tracing::debug!(id = %key.0, attempt = key.1, "ignoring an inline request: {why}");
+                return None;
+            }
+            self.register_attached(frame)
+        };
+        let Some(req) = req else {
             tracing::warn!(id = %key.0, attempt = key.1, "ignoring a duplicate request attempt");
             return None;
-        }
-        if let Err(why) = lock(&self.inner.pending).inline(key) {
-            tracing::debug!(id = %key.0, attempt = key.1, "ignoring an inline request: {why}");
-            return None;
-        }
-        self.accept(frame, fd)
+        };
+        self.hand_over(req, declared, converted)
     }
 
     /// A request frame that announces an attachment arrived. Returns the
@@ -430,10 +438,10 @@ impl Worker {
         self.arrived(arrival, true)
     }
 
-    /// Drops a frame still waiting for its descriptor; true if there was one.
-    pub(crate) fn cancel_pending(&self, key: Key) -> bool {
-        let removed = lock(&self.inner.pending).cancel(key);
-        match removed {
+    /// Drops what waits under `key` in `pending` (its lock held by the
+    /// caller); true if there was something.
+    pub(crate) fn cancel_pending(&self, pending: &mut Pending, key: Key) -> bool {
+        match pending.cancel(key) {
             Some(Waiting::Frame(_)) => {
                 tracing::debug!(id = %key.0, attempt = key.1, "cancelled while waiting for its attachment");
                 self.outstanding_done();
@@ -485,16 +493,27 @@ impl Worker {
     /// see [`Worker::send_accepted`]), and returns the request with its
     /// attachment.
     fn accept(&self, frame: RequestFrame, fd: OwnedFd) -> Option<Request> {
-        let key = (frame.id, frame.attempt);
         let declared = frame.attachment?;
         let converted = Attachment::from_fd(declared, fd);
-        let mut req = self.register_attached(frame)?;
+        let req = self.register_attached(frame)?;
+        self.hand_over(req, declared, converted)
+    }
+
+    /// Gives a registered request its converted attachment, or answers it
+    /// with an [`kind::ATTACHMENT`] error if the descriptor is unusable.
+    fn hand_over(
+        &self,
+        mut req: Request,
+        declared: AttachmentKind,
+        converted: io::Result<Attachment>,
+    ) -> Option<Request> {
         match converted {
             Ok(attachment) => {
                 req.attachment = Some(attachment);
                 Some(req)
             }
             Err(e) => {
+                let key = req.key();
                 tracing::warn!(id = %key.0, attempt = key.1, error = %e, "an unusable attachment");
                 req.fail(
                     kind::ATTACHMENT,

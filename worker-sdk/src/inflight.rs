@@ -84,8 +84,12 @@ impl Worker {
     /// frame if it is still waiting for its attachment. A cancel for an
     /// attempt not seen at all is remembered: its request may still be on
     /// its way inline on the fd channel, and is then dropped when it comes.
+    ///
+    /// Decided under the `pending` lock, which an inline request also holds
+    /// while it registers: a cancel is never lost between the two.
     pub(crate) fn cancel(&self, key: Key) {
-        if self.cancel_pending(key) {
+        let mut pending = lock(&self.inner.pending);
+        if self.cancel_pending(&mut pending, key) {
             return;
         }
         if let Some(entry) = lock(&self.inner.inflight).get(&key) {
@@ -93,7 +97,7 @@ impl Worker {
             return;
         }
         if self.inner.fd_channel.is_some() {
-            lock(&self.inner.pending).remember_cancelled(key);
+            pending.remember_cancelled(key);
         }
     }
 

@@ -95,10 +95,10 @@
 //! A request may come with a file descriptor (passed on a second socket,
 //! the fd channel): [`Request::attachment_kind`] says which kind,
 //! [`Request::socket`] hands over a connected TCP or Unix socket (or a plain
-//! descriptor), [`Request::stream`] a byte stream to read to the end. Once
-//! the SDK has both the request and its descriptor it tells the supervisor
-//! (`Accepted`): from then on the attempt is this worker's and is not
-//! retried elsewhere. [`Request::respond_stream`] answers with a byte stream
+//! descriptor), [`Request::stream`] a byte stream to read to the end. When
+//! the handler takes the attachment (or answers, whichever comes first) the
+//! SDK tells the supervisor (`Accepted`): from then on the attachment is this
+//! worker's and the attempt is not retried elsewhere. [`Request::respond_stream`] answers with a byte stream
 //! the caller reads as it is produced. The building blocks are public for
 //! the supervisor's side: [`fdpass`] and [`stream`].
 //!

@@ -321,7 +321,7 @@ async fn handle(st: &State, mut req: Request) -> Result<(), HandlerError> {
             write(&mut std::io::stderr().lock(), &stderr)?;
             req.respond(&me)?;
         }
-        Cmd::EchoSocket => {
+        Cmd::EchoSocket | Cmd::EchoSocketPadded(_) => {
             let declared = format!("{:?}", req.attachment_kind());
             let Some(socket) = req.socket() else {
                 req.fail(

@@ -74,6 +74,9 @@ pub(crate) enum Cmd {
     /// written into it. Then the socket is dropped and a [`SocketReport`]
     /// answered. No socket: a `no-socket` error answer.
     EchoSocket,
+    /// [`Cmd::EchoSocket`], with padding that makes the request as large
+    /// as wanted (e.g. too large to ride inline with its descriptor).
+    EchoSocketPadded(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Reads the request's byte stream to its end; answers a [`Checksum`].
     /// A stream cut short makes the handler fail (an error answer).
     ChecksumStream,

@@ -318,16 +318,25 @@ impl Worker {
     /// Takes every message waiting on the fd channel; each request that is
     /// now whole goes to `serve`. False when the channel ended or failed.
     ///
-    /// Holds a lock while it reads and registers, so that a soft kill that
-    /// calls it too sees every request sent before it registered (and so
-    /// waited for by the drain).
-    pub(crate) fn take_fd_messages(&self, to_serve: &mpsc::UnboundedSender<Incoming>) -> bool {
+    /// `now`: read the socket whatever the runtime has seen (a soft kill,
+    /// which must find the requests sent before it even if the reactor has
+    /// not noticed them yet); otherwise only what the runtime saw arrive.
+    ///
+    /// Holds a lock while it reads and registers, so that a soft kill sees
+    /// every request sent before it registered (and so waited for by the
+    /// drain), even one the fd task has just read.
+    pub(crate) fn take_fd_messages(&self, to_serve: &mpsc::UnboundedSender<Incoming>, now: bool) -> bool {
         let Some(channel) = self.inner.fd_channel.as_ref() else {
             return false;
         };
         let _taking = lock(&self.inner.fd_recv);
         loop {
-            let request = match channel.try_recv() {
+            let next = if now {
+                channel.recv_now()
+            } else {
+                channel.try_recv()
+            };
+            let request = match next {
                 Ok(Some(message)) => self.attachment_message(message),
                 Ok(None) => {
                     tracing::debug!("the fd channel closed");

@@ -177,13 +177,26 @@ impl FdChannel {
         received.into_message()
     }
 
-    /// Receives the next message if one is waiting: as [`recv`](Self::recv),
-    /// but a [`WouldBlock`](io::ErrorKind::WouldBlock) error when there is
-    /// none. Wait with [`readable`](Self::readable).
+    /// Receives the next message if the runtime has seen the channel
+    /// readable: as [`recv`](Self::recv), but a
+    /// [`WouldBlock`](io::ErrorKind::WouldBlock) error when there is none,
+    /// or when the runtime has not noticed one yet (then it calls no
+    /// `recvmsg` at all). A `WouldBlock` clears the readiness that
+    /// [`readable`](Self::readable) waits for, so call them in turn.
     pub fn try_recv(&self) -> io::Result<Option<FdMessage>> {
         self.io
             .try_io(Interest::READABLE, |sock| recv_raw(sock.as_fd()))?
             .into_message()
+    }
+
+    /// One non-blocking `recvmsg` now, whatever the runtime has seen: for a
+    /// caller that knows a message was sent before something it has just
+    /// read elsewhere (so it is in the channel), and must take it at once.
+    /// A [`WouldBlock`](io::ErrorKind::WouldBlock) error if the channel is
+    /// empty. It leaves the readiness [`readable`](Self::readable) waits for
+    /// alone (at worst that wakes a waiter whose `try_recv` finds nothing).
+    pub fn recv_now(&self) -> io::Result<Option<FdMessage>> {
+        recv_raw(self.io.get_ref().as_fd())?.into_message()
     }
 
     /// Waits until a message (or end of file) may be waiting; then call

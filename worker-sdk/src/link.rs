@@ -170,7 +170,7 @@ async fn read_loop(
             ToWorker::SoftKill => {
                 // A request sent inline on the fd channel before this frame
                 // is in the channel by now: take it, so the drain waits for it.
-                worker.take_fd_messages(&to_serve);
+                worker.take_fd_messages(&to_serve, true);
                 worker.start_soft_kill();
                 let _ = to_serve.send(Incoming::SoftKill);
             }
@@ -206,7 +206,7 @@ async fn fd_loop(worker: Worker, to_serve: mpsc::UnboundedSender<Incoming>) {
             tracing::warn!(error = %e, "the fd channel failed");
             return;
         }
-        if !worker.take_fd_messages(&to_serve) {
+        if !worker.take_fd_messages(&to_serve, false) {
             return;
         }
     }

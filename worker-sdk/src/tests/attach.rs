@@ -1,6 +1,9 @@
 //! Attachments against the fake supervisor: sockets and streams handed to
-//! handlers, either arrival order, `Accepted`, cancels, response streams and
-//! the soft-kill drain.
+//! handlers, requests inline with their descriptor or in two halves in
+//! either order, when `Accepted` is sent (when the handler takes the
+//! attachment, else just before the first `Ack` or answer), cancels (before
+//! a request arrives, while it waits, while it runs), bad inline requests,
+//! response streams and the soft-kill drain.
 
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -442,4 +445,276 @@ fn socket_conversions() {
     let socket = socket.into_tcp().unwrap_err();
     let socket = socket.into_unix().unwrap_err();
     assert!(socket.into_fd().is_ok());
+}
+
+#[tokio::test]
+async fn an_inline_request_reaches_the_handler_with_its_socket() {
+    let (worker, mut fake) = start().await;
+    let _serving = spawn_serve(&worker, |mut req| async move {
+        assert_eq!(req.attachment_kind(), Some(AttachmentKind::Unix));
+        let name: String = req.data()?;
+        let mut unix = req
+            .socket()
+            .ok_or("no socket")?
+            .into_unix()
+            .map_err(|_| "not Unix")?;
+        let mut ping = [0u8; 4];
+        unix.read_exact(&mut ping).await?;
+        unix.write_all(format!("{name}: pong").as_bytes()).await?;
+        req.respond(&format!("{} from {name}", String::from_utf8_lossy(&ping)))?;
+        Ok(())
+    });
+    let (mut ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+    let frame = attached_frame("inline", AttachmentKind::Unix);
+    let id = frame.id;
+    // The whole request on the fd channel; nothing on the framed socket.
+    fake.send_inline(frame, theirs.as_fd()).await;
+    drop(theirs);
+    ours.write_all(b"ping").await.unwrap();
+    let mut back = [0u8; 12];
+    tokio::time::timeout(TIMEOUT, ours.read_exact(&mut back))
+        .await
+        .expect("the handler answers on the socket")
+        .unwrap();
+    assert_eq!(&back, b"inline: pong");
+    assert_eq!(fake.next().await, accepted(id));
+    assert_eq!(ok_payload::<String>(fake.response(id).await), "ping from inline");
+    fake.assert_quiet().await;
+    // The handler dropped the worker's copy, the only one left.
+    let mut rest = Vec::new();
+    tokio::time::timeout(TIMEOUT, ours.read_to_end(&mut rest))
+        .await
+        .expect("end of file")
+        .unwrap();
+    assert!(rest.is_empty());
+    assert!(worker.requests().is_empty());
+}
+
+#[tokio::test]
+async fn an_attachment_the_handler_never_takes_is_accepted_just_before_the_answer() {
+    let (worker, mut fake) = start().await;
+    let _serving = spawn_serve(&worker, |req| async move {
+        req.worker().emit("handler-started", &())?;
+        if req.data::<String>()? == "ack" {
+            req.ack();
+        }
+        req.respond(&())?;
+        Ok(())
+    });
+    for (inline, ack) in [(true, false), (true, true), (false, false), (false, true)] {
+        let what = format!("inline: {inline}, ack: {ack}");
+        let payload = if ack { "ack" } else { "answer" };
+        let (mut r, w) = pipe();
+        let id = if inline {
+            let frame = attached_frame(payload, AttachmentKind::Fd);
+            let id = frame.id;
+            fake.send_inline(frame, w.as_fd()).await;
+            id
+        } else {
+            let id = fake.request_with(payload, Some(AttachmentKind::Fd)).await;
+            fake.send_fd(id, w.as_fd()).await;
+            id
+        };
+        drop(w);
+        // Not when the request arrived: the handler ran first.
+        assert!(
+            matches!(fake.next().await, FromWorker::Emit { event, .. } if event == "handler-started"),
+            "{what}"
+        );
+        assert_eq!(fake.next().await, accepted(id), "{what}");
+        if ack {
+            assert_eq!(fake.next().await, FromWorker::Ack { id, attempt: 1 }, "{what}");
+        }
+        assert!(matches!(fake.response(id).await, Outcome::Ok(_)), "{what}");
+        // Closed with the request.
+        wait_until(|| is_eof(&mut r)).await;
+    }
+    fake.assert_quiet().await;
+}
+
+#[tokio::test]
+async fn an_inline_request_after_its_cancel_is_dropped() {
+    let (worker, mut fake) = start().await;
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let _serving = spawn_serve(&worker, move |req| {
+        let r = r.clone();
+        async move {
+            if req.data::<String>()? != "plain" {
+                r.store(true, Ordering::SeqCst);
+            }
+            req.respond(&())?;
+            Ok(())
+        }
+    });
+    let frame = attached_frame("inline", AttachmentKind::Fd);
+    let id = frame.id;
+    fake.send(ToWorker::Cancel { id, attempt: 1 }).await;
+    // The framed socket is read in order: once a later request is answered,
+    // the cancel has been seen.
+    let barrier = fake.request("plain").await;
+    assert!(matches!(fake.response(barrier).await, Outcome::Ok(_)));
+    let (mut r, w) = pipe();
+    fake.send_inline(frame, w.as_fd()).await;
+    drop(w);
+    wait_until(|| is_eof(&mut r)).await;
+    fake.assert_quiet().await; // no Accepted, no answer
+    assert!(!ran.load(Ordering::SeqCst), "the handler never ran");
+    assert!(worker.requests().is_empty());
+    // The link still serves.
+    let id = fake.request("plain").await;
+    assert!(matches!(fake.response(id).await, Outcome::Ok(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_kill_serves_an_inline_request_sent_just_before_it() {
+    for round in 0..20 {
+        let (worker, mut fake) = start().await;
+        let serving = spawn_serve(&worker, |mut req| async move {
+            let mut unix = req
+                .socket()
+                .ok_or("no socket")?
+                .into_unix()
+                .map_err(|_| "not Unix")?;
+            unix.write_all(b"served").await?;
+            req.respond("served")?;
+            Ok(())
+        });
+        let (mut ours, theirs) = tokio::net::UnixStream::pair().unwrap();
+        let frame = attached_frame(&(), AttachmentKind::Unix);
+        let id = frame.id;
+        fake.send_inline(frame, theirs.as_fd()).await;
+        drop(theirs);
+        fake.send(ToWorker::SoftKill).await;
+        join(serving)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: a drained soft kill is Ok, got {e}"));
+        assert_eq!(fake.next().await, accepted(id), "round {round}");
+        assert_eq!(
+            ok_payload::<String>(fake.response(id).await),
+            "served",
+            "round {round}"
+        );
+        let mut got = Vec::new();
+        tokio::time::timeout(TIMEOUT, ours.read_to_end(&mut got))
+            .await
+            .expect("end of file")
+            .unwrap();
+        assert_eq!(got, b"served", "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_inline_request_is_an_attachment_error_for_its_tag() {
+    let (worker, mut fake) = start().await;
+    let ran = Arc::new(AtomicBool::new(false));
+    let r = ran.clone();
+    let _serving = spawn_serve(&worker, move |req| {
+        let r = r.clone();
+        async move {
+            if req.data::<String>()? != "plain" {
+                r.store(true, Ordering::SeqCst);
+            }
+            req.respond(&())?;
+            Ok(())
+        }
+    });
+    let frame = |id: Uuid, attempt: u32, attachment: Option<AttachmentKind>| {
+        encode_payload(&RequestFrame {
+            id,
+            attempt,
+            created_at_ms: 1,
+            payload: encode_payload("bad").unwrap(),
+            attachment,
+        })
+        .unwrap()
+    };
+    let cases = [
+        "garbage",
+        "a truncated frame",
+        "another id",
+        "another attempt",
+        "no attachment declared",
+    ];
+    for what in cases {
+        let id = Uuid::new_v4();
+        let bytes = match what {
+            "garbage" => b"\xc1 not MessagePack".to_vec(),
+            "a truncated frame" => {
+                let mut bytes = frame(id, 1, Some(AttachmentKind::Fd));
+                bytes.truncate(bytes.len() / 2);
+                bytes
+            }
+            "another id" => frame(Uuid::new_v4(), 1, Some(AttachmentKind::Fd)),
+            "another attempt" => frame(id, 2, Some(AttachmentKind::Fd)),
+            "no attachment declared" => frame(id, 1, None),
+            _ => unreachable!(),
+        };
+        let tag = FdTag {
+            id,
+            attempt: 1,
+            kind: FD_KIND_ATTACHMENT,
+        };
+        let (mut r, w) = pipe();
+        fake.fds
+            .as_ref()
+            .unwrap()
+            .send_with(tag, w.as_fd(), &bytes)
+            .await
+            .unwrap();
+        drop(w);
+        match fake.next().await {
+            FromWorker::Response {
+                id: got,
+                attempt,
+                outcome: Outcome::Err(e),
+                stream: false,
+            } => {
+                assert_eq!((got, attempt), (id, 1), "{what}: answers the tag's attempt");
+                assert_eq!(e.kind, kind::ATTACHMENT, "{what}: {e}");
+            }
+            other => panic!("{what}: expected an attachment error, got {other:?}"),
+        }
+        wait_until(|| is_eof(&mut r)).await;
+        // Still serving.
+        let id = fake.request("plain").await;
+        assert!(matches!(fake.response(id).await, Outcome::Ok(_)), "{what}");
+    }
+    fake.assert_quiet().await;
+    assert!(!ran.load(Ordering::SeqCst), "no handler ran for a bad request");
+}
+
+#[tokio::test]
+async fn socket_is_none_once_the_attempt_is_cancelled() {
+    let (worker, mut fake) = start().await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _serving = spawn_serve(&worker, move |mut req| {
+        let tx = tx.clone();
+        async move {
+            req.cancelled().await;
+            let _ = tx.send((req.socket().is_some(), req.stream().is_some()));
+            Ok(())
+        }
+    });
+    for kind in [AttachmentKind::Unix, AttachmentKind::Stream] {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let frame = attached_frame(&(), kind);
+        let id = frame.id;
+        fake.send_inline(frame, theirs.as_fd()).await;
+        drop(theirs);
+        wait_until(|| worker.requests().len() == 1).await;
+        fake.send(ToWorker::Cancel { id, attempt: 1 }).await;
+        let got = tokio::time::timeout(TIMEOUT, rx.recv())
+            .await
+            .expect("the handler reports")
+            .unwrap();
+        assert_eq!(got, (false, false), "{kind:?}: nothing to take once cancelled");
+        // No Accepted: the attachment was never the worker's. And no answer.
+        fake.assert_quiet().await;
+        // Closed with the request.
+        ours.set_nonblocking(true).unwrap();
+        let mut ours = std::fs::File::from(OwnedFd::from(ours));
+        wait_until(|| is_eof(&mut ours)).await;
+        wait_until(|| worker.requests().is_empty()).await;
+    }
 }

@@ -1,7 +1,9 @@
-//! The fd channel: passing descriptors, and refusing malformed messages
-//! without leaking what came with them.
+//! The fd channel: passing descriptors, with an inline frame or without,
+//! refusing messages over the maximum before sending them, non-blocking
+//! receives, and refusing malformed messages without leaking what came
+//! with them.
 
-use std::io::{IoSlice, Read, Write};
+use std::io::{ErrorKind, IoSlice, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
@@ -11,7 +13,10 @@ use uuid::Uuid;
 
 use super::{is_eof, pipe};
 use crate::fdpass::{FdChannel, FdMessage};
-use crate::protocol::{FdTag, FD_KIND_ATTACHMENT, FD_KIND_RESPONSE_STREAM, FD_MESSAGE_MAX};
+use crate::protocol::{
+    encode_payload, AttachmentKind, FdTag, RequestFrame, FD_KIND_ATTACHMENT, FD_KIND_RESPONSE_STREAM,
+    FD_MESSAGE_MAX,
+};
 
 fn channels() -> (FdChannel, FdChannel) {
     let (a, b) = FdChannel::pair().unwrap();
@@ -58,6 +63,105 @@ async fn descriptors_pass_both_ways_with_their_tags() {
     (&x).write_all(b"pong").unwrap();
     y2.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"pong");
+}
+
+#[tokio::test]
+async fn a_tag_and_an_inline_frame_arrive_whole() {
+    let (a, b) = channels();
+    let t = tag(FD_KIND_ATTACHMENT);
+    let request = encode_payload(&RequestFrame {
+        id: t.id,
+        attempt: t.attempt,
+        created_at_ms: 1,
+        payload: encode_payload("inline").unwrap(),
+        attachment: Some(AttachmentKind::Fd),
+    })
+    .unwrap();
+    // A real request frame, one byte, and the longest frame that fits.
+    let longest: Vec<u8> = (0..FD_MESSAGE_MAX - FdTag::LEN).map(|i| i as u8).collect();
+    for frame in [request, vec![0xc0], longest] {
+        let (mut r, w) = pipe();
+        a.send_with(t, w.as_fd(), &frame).await.unwrap();
+        drop(w);
+        let got = b.recv().await.unwrap().unwrap();
+        assert_eq!(got.tag, t);
+        assert!(
+            got.frame == frame,
+            "the frame's {} bytes arrive as sent",
+            frame.len()
+        );
+        assert!(cloexec(&got.fd));
+        std::fs::File::from(got.fd).write_all(b"ok").unwrap();
+        let mut buf = [0u8; 2];
+        r.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ok", "the descriptor came with it");
+        assert!(is_eof(&mut r));
+    }
+    // Without a frame: an empty one.
+    let (_r, w) = pipe();
+    a.send(t, w.as_fd()).await.unwrap();
+    assert!(b.recv().await.unwrap().unwrap().frame.is_empty());
+}
+
+#[tokio::test]
+async fn send_with_refuses_a_message_over_the_maximum_and_sends_nothing() {
+    let (a, b) = channels();
+    let (mut r, w) = pipe();
+    let too_long = vec![7u8; FD_MESSAGE_MAX - FdTag::LEN + 1];
+    let err = a
+        .send_with(tag(FD_KIND_ATTACHMENT), w.as_fd(), &too_long)
+        .await
+        .expect_err("one byte over the maximum");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    drop(w);
+    // No copy of the descriptor is on its way: ours was the only one.
+    assert!(is_eof(&mut r), "nothing was sent");
+    let nothing = b.try_recv().expect_err("nothing to receive");
+    assert_eq!(nothing.kind(), ErrorKind::WouldBlock, "{nothing}");
+    // The next good message is the next one received.
+    let (_r, w) = pipe();
+    let t = tag(FD_KIND_ATTACHMENT);
+    a.send_with(t, w.as_fd(), b"next").await.unwrap();
+    let got = b.recv().await.unwrap().unwrap();
+    assert_eq!((got.tag, got.frame.as_slice()), (t, &b"next"[..]));
+}
+
+#[tokio::test]
+async fn try_recv_would_block_until_readable_says_a_message_is_there() {
+    let (a, b) = channels();
+    let b = Arc::new(b);
+    let err = b.try_recv().expect_err("an empty channel");
+    assert_eq!(err.kind(), ErrorKind::WouldBlock, "{err}");
+    // Wait first, send after: `readable` wakes up for it.
+    let receiver = {
+        let b = Arc::clone(&b);
+        tokio::spawn(async move {
+            loop {
+                b.readable().await.unwrap();
+                match b.try_recv() {
+                    Ok(message) => return message,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+                    Err(e) => panic!("try_recv: {e}"),
+                }
+            }
+        })
+    };
+    tokio::task::yield_now().await;
+    let t = tag(FD_KIND_ATTACHMENT);
+    let (_r, w) = pipe();
+    a.send_with(t, w.as_fd(), b"frame").await.unwrap();
+    let got = tokio::time::timeout(super::TIMEOUT, receiver)
+        .await
+        .expect("readable woke up")
+        .unwrap()
+        .expect("a message, not the end");
+    assert_eq!((got.tag, got.frame.as_slice()), (t, &b"frame"[..]));
+    // Drained: would block again. Then the end of file is `Ok(None)`.
+    let err = b.try_recv().expect_err("drained");
+    assert_eq!(err.kind(), ErrorKind::WouldBlock, "{err}");
+    drop(a);
+    b.readable().await.unwrap();
+    assert!(b.try_recv().unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -186,6 +186,23 @@ impl Fake {
         channel.send(tag, fd).await.expect("send an fd to the worker");
     }
 
+    /// Sends a whole request on the fd channel: its tag (kind
+    /// [`FD_KIND_ATTACHMENT`], the frame's id and attempt), the encoded
+    /// `frame` inline, and `fd`. Nothing goes on the framed socket.
+    async fn send_inline(&self, frame: RequestFrame, fd: std::os::fd::BorrowedFd<'_>) {
+        let tag = FdTag {
+            id: frame.id,
+            attempt: frame.attempt,
+            kind: FD_KIND_ATTACHMENT,
+        };
+        let bytes = encode_payload(&frame).unwrap();
+        let channel = self.fds.as_ref().expect("the fake has an fd channel");
+        channel
+            .send_with(tag, fd, &bytes)
+            .await
+            .expect("send an inline request to the worker");
+    }
+
     /// The next descriptor the worker sends on the fd channel.
     async fn recv_fd(&self) -> (FdTag, std::os::fd::OwnedFd) {
         let channel = self.fds.as_ref().expect("the fake has an fd channel");
@@ -232,6 +249,18 @@ fn ok_payload<T: serde::de::DeserializeOwned>(outcome: Outcome) -> T {
     match outcome {
         Outcome::Ok(bytes) => decode_payload(&bytes).unwrap(),
         Outcome::Err(e) => panic!("expected Ok, got {e}"),
+    }
+}
+
+/// Attempt 1 of a new request with `payload` that announces `attachment`
+/// (for [`Fake::send_inline`]).
+fn attached_frame(payload: &(impl Serialize + ?Sized), attachment: AttachmentKind) -> RequestFrame {
+    RequestFrame {
+        id: Uuid::new_v4(),
+        attempt: 1,
+        created_at_ms: 1_700_000_000_000,
+        payload: encode_payload(payload).unwrap(),
+        attachment: Some(attachment),
     }
 }
 

@@ -17,13 +17,19 @@
 //! * `attach_cost/one_outstanding/{none, unix_socket, unix_socket_with_socketpair}`:
 //!   one request at a time to 2 workers, the same 100-byte payload and the
 //!   same handler (`req.socket()`, then answer), without an attachment and
-//!   with an attached Unix socket. `unix_socket` times `enqueue_with` alone
-//!   (the socketpair is made before the clock starts);
-//!   `unix_socket_with_socketpair` also times `UnixStream::pair()` and
-//!   `Attachment::unix`. The target is an added cost under 20 µs. The bench
-//!   prints per-request percentiles after each line, as `enqueue` does, and
-//!   then the same comparison interleaved request by request
-//!   (`attach_cost/interleaved`), which the host's drifting load disturbs less.
+//!   with an attached Unix socket. Every variant makes the same socketpair
+//!   off the clock and drops what it keeps of it off the clock; `none` just
+//!   does not attach it, so only the handover differs. `unix_socket` times
+//!   `enqueue_with` alone; `unix_socket_with_socketpair` also times
+//!   `UnixStream::pair()` and `Attachment::unix`. The target is an added
+//!   cost under 20 µs. The bench prints per-request percentiles after each
+//!   line, as `enqueue` does.
+//! * `attach_cost/interleaved`: the same two variants in blocks of none,
+//!   none, unix, unix, so that each is timed after its own kind and after
+//!   the other, under the same drifting load. An attached request leaves
+//!   kernel work behind (the release of sockets, epoll items) that slows
+//!   the request after it; "in a row" (each kind after its own kind) counts
+//!   it where it belongs, "on the request itself" does not.
 //! * `attach_cost/fd_pass_in_process/unix_socket`: the floor of a socket
 //!   handover, in this process, with no supervisor or worker: `sendmsg` with
 //!   `SCM_RIGHTS`, `recvmsg`, a tokio socket made of it, dropped.
@@ -342,41 +348,40 @@ fn attach_cost(c: &mut Criterion) {
         rt.block_on(supervisor.soft_kill());
         return;
     }
-    let (mut none, mut unix) = (Vec::new(), Vec::new());
+    // Blocks of none, none, unix, unix: each kind is timed both after its
+    // own kind and after the other. An attached request leaves work behind
+    // that slows the request after it (the kernel's share of a socket's
+    // release, above all); comparing each kind after its own kind counts
+    // that work where it belongs, which alternating pairs would not.
+    let mut after = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
     rt.block_on(async {
-        for _ in 0..INTERLEAVED {
-            none.push(one(&supervisor, &job, Attach::None).await.0);
-            unix.push(one(&supervisor, &job, Attach::Unix).await.0);
+        for _ in 0..INTERLEAVED / 4 {
+            for (kind, previous) in [(0, 1), (0, 0), (1, 0), (1, 1)] {
+                let attach = if kind == 0 { Attach::None } else { Attach::Unix };
+                after[kind][previous].push(one(&supervisor, &job, attach).await.0);
+            }
         }
     });
-    // The median of the pairs' differences: each pair ran back to back, so
-    // the host's load cancels out of it best.
-    let mut diffs: Vec<f64> = none
-        .iter()
-        .zip(&unix)
-        .map(|(n, u)| u.as_secs_f64() - n.as_secs_f64())
-        .collect();
-    diffs.sort_unstable_by(f64::total_cmp);
-    let median_diff = diffs[diffs.len() / 2] * 1e6;
-    none.sort_unstable();
-    unix.sort_unstable();
-    let p = |v: &[Duration], q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    let median = |v: &mut Vec<Duration>| {
+        v.sort_unstable();
+        v[v.len() / 2].as_secs_f64() * 1e6
+    };
+    let [[nn, nu], [un, uu]] = &mut after;
+    let (nn, nu, un, uu) = (median(nn), median(nu), median(un), median(uu));
     println!(
-        "attach_cost/interleaved ({INTERLEAVED} pairs): p50 none {:.1?} unix_socket {:.1?} (+{:.1?}); p90 none {:.1?} unix_socket {:.1?}; median of pair differences {median_diff:+.1}µs",
-        p(&none, 0.5),
-        p(&unix, 0.5),
-        p(&unix, 0.5).saturating_sub(p(&none, 0.5)),
-        p(&none, 0.9),
-        p(&unix, 0.9),
+        "attach_cost/interleaved ({INTERLEAVED} requests, p50 in µs): none after none {nn:.1}, none after unix_socket {nu:.1}, unix_socket after none {un:.1}, unix_socket after unix_socket {uu:.1}; added cost in a row {:+.1} µs (unix_socket after unix_socket - none after none), on the request itself {:+.1} µs (unix_socket after none - none after none), left to the next request {:+.1} µs (none after unix_socket - none after none)",
+        uu - nn,
+        un - nn,
+        nu - nn,
     );
     rt.block_on(supervisor.soft_kill());
 }
 
-/// Request pairs of the interleaved comparison.
-const INTERLEAVED: usize = 20_000;
+/// Requests of the interleaved comparison, in blocks of 4.
+const INTERLEAVED: usize = 40_000;
 
-/// One request; returns the time taken and the socket's other end (dropped
-/// by the caller, off the clock).
+/// One request; returns the time taken and the sockets the caller drops off
+/// the clock (our end; for `None` the unattached other end too).
 ///
 /// Our end stays a std socket, out of the runtime: registered, its hang-up
 /// when the worker closes the other end would wake the runtime, a cost of
@@ -385,7 +390,7 @@ async fn one(
     supervisor: &Supervisor,
     job: &Job,
     attach: Attach,
-) -> (Duration, Option<std::os::unix::net::UnixStream>) {
+) -> (Duration, Vec<std::os::unix::net::UnixStream>) {
     let pair = || {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
         theirs.set_nonblocking(true).expect("nonblocking");
@@ -395,21 +400,28 @@ async fn one(
         )
     };
     let (t, options, peer) = match attach {
-        Attach::None => (Instant::now(), EnqueueOptions::new(), None),
+        // The same socketpair as `Unix`, made and dropped off the clock but
+        // not attached: both variants pay for a socket's life, and only the
+        // handover differs.
+        Attach::None => {
+            let (ours, theirs) = pair();
+            let theirs = theirs.into_std().expect("a std socket");
+            (Instant::now(), EnqueueOptions::new(), vec![ours, theirs])
+        }
         Attach::Unix => {
             let (ours, theirs) = pair();
             let attachment = Attachment::unix(theirs).expect("attachment");
             (
                 Instant::now(),
                 EnqueueOptions::new().attach(attachment),
-                Some(ours),
+                vec![ours],
             )
         }
         Attach::UnixWithSocketpair => {
             let t = Instant::now();
             let (ours, theirs) = pair();
             let attachment = Attachment::unix(theirs).expect("attachment");
-            (t, EnqueueOptions::new().attach(attachment), Some(ours))
+            (t, EnqueueOptions::new().attach(attachment), vec![ours])
         }
     };
     let response = supervisor.enqueue_with(job, options).await.expect("answer");

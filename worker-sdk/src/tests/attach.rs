@@ -532,12 +532,12 @@ async fn an_attachment_the_handler_never_takes_is_accepted_just_before_the_answe
     fake.assert_quiet().await;
 }
 
-#[tokio::test]
-async fn an_inline_request_after_its_cancel_is_dropped() {
-    let (worker, mut fake) = start().await;
+/// Serves every request with `()`; the flag turns true if a request whose
+/// payload is not the string `"plain"` reaches the handler.
+fn serve_plain(worker: &Worker) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Result<(), crate::Error>>) {
     let ran = Arc::new(AtomicBool::new(false));
     let r = ran.clone();
-    let _serving = spawn_serve(&worker, move |req| {
+    let serving = spawn_serve(worker, move |req| {
         let r = r.clone();
         async move {
             if req.data::<String>()? != "plain" {
@@ -547,6 +547,13 @@ async fn an_inline_request_after_its_cancel_is_dropped() {
             Ok(())
         }
     });
+    (ran, serving)
+}
+
+#[tokio::test]
+async fn an_inline_request_after_its_cancel_is_dropped() {
+    let (worker, mut fake) = start().await;
+    let (ran, _serving) = serve_plain(&worker);
     let frame = attached_frame("inline", AttachmentKind::Fd);
     let id = frame.id;
     fake.send(ToWorker::Cancel { id, attempt: 1 }).await;
@@ -607,18 +614,7 @@ async fn soft_kill_serves_an_inline_request_sent_just_before_it() {
 #[tokio::test]
 async fn a_bad_inline_request_is_an_attachment_error_for_its_tag() {
     let (worker, mut fake) = start().await;
-    let ran = Arc::new(AtomicBool::new(false));
-    let r = ran.clone();
-    let _serving = spawn_serve(&worker, move |req| {
-        let r = r.clone();
-        async move {
-            if req.data::<String>()? != "plain" {
-                r.store(true, Ordering::SeqCst);
-            }
-            req.respond(&())?;
-            Ok(())
-        }
-    });
+    let (ran, _serving) = serve_plain(&worker);
     let frame = |id: Uuid, attempt: u32, attachment: Option<AttachmentKind>| {
         encode_payload(&RequestFrame {
             id,

@@ -31,6 +31,17 @@ pub(crate) struct Entry {
     token: CancellationToken,
 }
 
+impl Entry {
+    /// The `Accepted` frame for this attempt (`key`) if it is still due;
+    /// once.
+    fn take_accepted(&mut self, key: Key) -> Option<FromWorker> {
+        std::mem::take(&mut self.accepted_due).then_some(FromWorker::Accepted {
+            id: key.0,
+            attempt: key.1,
+        })
+    }
+}
+
 /// An `Ok` outcome from encoded bytes.
 pub(crate) fn ok_outcome(bytes: Vec<u8>) -> Outcome {
     Outcome::Ok(ByteBuf::from(bytes))
@@ -105,14 +116,9 @@ impl Worker {
     /// worker's from now on, and the supervisor no longer retries it.
     pub(crate) fn send_accepted(&self, key: Key) {
         let mut table = lock(&self.inner.inflight);
-        if let Some(entry) = table.get_mut(&key) {
-            if std::mem::take(&mut entry.accepted_due) {
-                // Under the lock: no answer for `key` can be queued before it.
-                self.send(FromWorker::Accepted {
-                    id: key.0,
-                    attempt: key.1,
-                });
-            }
+        if let Some(accepted) = table.get_mut(&key).and_then(|e| e.take_accepted(key)) {
+            // Under the lock: no answer for `key` can be queued before it.
+            self.send(accepted);
         }
     }
 
@@ -129,11 +135,8 @@ impl Worker {
         let Some(entry) = table.get_mut(&key) else {
             return;
         };
-        if std::mem::take(&mut entry.accepted_due) {
-            self.send(FromWorker::Accepted {
-                id: key.0,
-                attempt: key.1,
-            });
+        if let Some(accepted) = entry.take_accepted(key) {
+            self.send(accepted);
         }
         if !std::mem::replace(&mut entry.acked, true) {
             self.send(FromWorker::Ack {
@@ -161,7 +164,7 @@ impl Worker {
         stream: bool,
     ) -> Result<(), Error> {
         let entry = lock(&self.inner.inflight).remove(&key);
-        let Some(entry) = entry else {
+        let Some(mut entry) = entry else {
             return Ok(());
         };
         // Queue the answer before the drain can see the count drop.
@@ -175,9 +178,9 @@ impl Worker {
             ok => ok,
         };
         let (id, attempt) = key;
-        if entry.accepted_due {
+        if let Some(accepted) = entry.take_accepted(key) {
             // Out of the table now: nothing else can send it, and it goes first.
-            self.send(FromWorker::Accepted { id, attempt });
+            self.send(accepted);
         }
         if self.send(FromWorker::Response {
             id,

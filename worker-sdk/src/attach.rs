@@ -17,8 +17,8 @@
 //! descriptor drops the frame and remembers the key (the last
 //! [`MAX_CANCELLED`] of them), so that the descriptor, when it comes, is
 //! closed at once; so does a cancel for an attempt not seen yet, whose
-//! inline request may still be unread on the fd channel. A descriptor whose frame never comes stays until it is
-//! evicted or the worker exits.
+//! inline request may still be unread on the fd channel. A descriptor whose
+//! frame never comes stays until it is evicted or the worker exits.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;

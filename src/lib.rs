@@ -62,7 +62,7 @@ pub use builder::{
     DEFAULT_MAX_QUEUE, DEFAULT_MAX_RESTARTS, DEFAULT_PULSE, DEFAULT_RESTART_DELAY, DEFAULT_RESTART_WINDOW,
     DEFAULT_START_TIMEOUT, DEFAULT_UNHEALTHY_TIMEOUT,
 };
-pub use error::{Error, RemoteError, StartError};
+pub use error::{ConfigError, Error, RemoteError, StartError};
 pub use events::{Event, ExitInfo};
 pub use health::{Heartbeat, Inspect, PoolInfo, Stats, WorkerHealth, WorkerId, WorkerState};
 pub use nanny_worker::protocol::AttachmentKind;

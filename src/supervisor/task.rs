@@ -171,9 +171,7 @@ pub(super) struct Task {
 /// long-lived runtime thread: see `worker::spawn` on `PR_SET_PDEATHSIG`).
 pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
     if tokio::runtime::Handle::try_current().is_err() {
-        return Err(StartError::Config(
-            "a supervisor must be started inside a tokio runtime".into(),
-        ));
+        return Err(crate::error::ConfigError::NotInRuntime.into());
     }
     let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
     let (events, _) = broadcast::channel(cfg.event_capacity);

@@ -39,11 +39,12 @@ pub const DEFAULT_UNHEALTHY_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Config {
     pub(crate) pools: Vec<Pool>,
     pub(crate) request_timeout: Option<Duration>,
-    pub(crate) retries: u32,
+    pub(crate) retries: crate::Retries,
     pub(crate) max_queue: usize,
     pub(crate) pulse: Duration,
     pub(crate) start_timeout: Duration,
     pub(crate) force_stop_delay: Option<Duration>,
+    pub(crate) drain_timeout: Option<Duration>,
     pub(crate) restart_delay: Duration,
     pub(crate) max_restarts: u32,
     pub(crate) restart_window: Duration,
@@ -82,11 +83,12 @@ impl Default for Builder {
             cfg: Config {
                 pools: Vec::new(),
                 request_timeout: None,
-                retries: 0,
+                retries: crate::Retries::default(),
                 max_queue: DEFAULT_MAX_QUEUE,
                 pulse: DEFAULT_PULSE,
                 start_timeout: DEFAULT_START_TIMEOUT,
                 force_stop_delay: Some(DEFAULT_FORCE_STOP_DELAY),
+                drain_timeout: None,
                 restart_delay: DEFAULT_RESTART_DELAY,
                 max_restarts: DEFAULT_MAX_RESTARTS,
                 restart_window: DEFAULT_RESTART_WINDOW,
@@ -116,9 +118,11 @@ impl Builder {
     }
 
     /// Default number of retries after a transport failure (timeout, worker
-    /// exit); default 0. `retries(n)` makes at most `n + 1` attempts.
-    pub fn retries(mut self, retries: u32) -> Self {
-        self.cfg.retries = retries;
+    /// exit); default 0. `retries(n)` makes at most `n + 1` attempts;
+    /// [`Retries::Unlimited`](crate::Retries::Unlimited) is the seed's
+    /// `retries: -1`.
+    pub fn retries(mut self, retries: impl Into<crate::Retries>) -> Self {
+        self.cfg.retries = retries.into();
         self
     }
 
@@ -148,6 +152,21 @@ impl Builder {
     /// [`DEFAULT_FORCE_STOP_DELAY`]); `None` never forces.
     pub fn force_stop_delay(mut self, delay: Option<Duration>) -> Self {
         self.cfg.force_stop_delay = delay;
+        self
+    }
+
+    /// Bound of every drain (default `None`: a drain waits until every
+    /// in-flight request is finished, as the seed does). A drain is how a
+    /// worker leaves gracefully: soft kill, resize down, recycling. Past the
+    /// bound, the worker's in-flight attempts get a `Cancel`, their callers
+    /// [`Error::DrainTimeout`](crate::Error::DrainTimeout), and the stop
+    /// goes on (then [`force_stop_delay`](Self::force_stop_delay) until
+    /// SIGKILL). A soft kill also fails what is still queued then. A worker
+    /// that said `busy()` is not stopped before it says `ready()` again or
+    /// this bound passes. systemd's `TimeoutStopSec` is the sum of the two;
+    /// gunicorn calls this `graceful_timeout`.
+    pub fn drain_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.cfg.drain_timeout = timeout;
         self
     }
 
@@ -248,7 +267,7 @@ impl Builder {
         let supervisor = self.spawn()?;
         match supervisor.ready().await {
             Ok(()) => Ok(supervisor),
-            Err(crate::Error::PoolFailed { pool }) => {
+            Err(crate::Error::PoolFailed { pool } | crate::Error::SlotParked { pool, .. }) => {
                 supervisor.hard_kill().await;
                 Err(StartError::PoolFailed { pool })
             }
@@ -354,6 +373,9 @@ impl Config {
         }
         if self.force_stop_delay.is_some_and(|d| d.is_zero()) {
             return Err(E::ZeroForceStopDelay);
+        }
+        if self.drain_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(E::ZeroDrainTimeout);
         }
         if let Some(b) = &self.restart_backoff {
             if !(b.multiplier >= 1.0 && b.multiplier.is_finite()) {

@@ -56,14 +56,35 @@ pub enum Error {
     /// The attachment could not be prepared or received (an OS error).
     #[error("attachment: {0}")]
     Attachment(String),
+    /// The request was in flight (or, during a soft kill, still queued) on a
+    /// draining worker when `drain_timeout` passed: its attempt was
+    /// cancelled and the stop went on. Not retried.
+    #[error("drain timeout passed; cancelled (after {attempts} attempt(s))")]
+    DrainTimeout {
+        /// Attempts made, the cancelled one included (0 if never sent).
+        attempts: u32,
+    },
     /// The request's overall deadline passed (time in the queue included).
     #[error("deadline passed")]
     Deadline,
-    /// The pool spent its restart budget and serves nothing until reset.
+    /// The pool spent its restart budget and has no worker left to serve
+    /// (a failed pool serves with the workers that are up; it restarts
+    /// nothing until `reset_failed`).
     #[error("pool {pool:?} failed: restart budget exhausted")]
     PoolFailed {
         /// The pool's name.
         pool: String,
+    },
+    /// A slot of the pool was parked after more than `respawn_count`
+    /// failed starts in a row, so the pool cannot get all its workers ready
+    /// (what [`Supervisor::ready`](crate::Supervisor::ready) waits for). The
+    /// rest of the pool serves.
+    #[error("pool {pool:?}: slot {logical_id} parked after repeated failed starts")]
+    SlotParked {
+        /// The pool's name.
+        pool: String,
+        /// The parked slot's logical id.
+        logical_id: u64,
     },
     /// No live worker has that id.
     #[error("no worker {worker}")]
@@ -259,6 +280,10 @@ pub enum ConfigError {
     /// `Some(Duration::ZERO)`: use `None` to never force, or a positive delay.
     #[error("force_stop_delay of zero: use None to never force, or a positive delay")]
     ZeroForceStopDelay,
+    /// [`drain_timeout`](crate::Builder::drain_timeout) is
+    /// `Some(Duration::ZERO)`: use `None` for no bound, or a positive one.
+    #[error("drain_timeout of zero: use None for no bound, or a positive timeout")]
+    ZeroDrainTimeout,
     /// The [`restart_backoff`](crate::Builder::restart_backoff) multiplier
     /// is under 1 or not finite (NaN included).
     #[error("restart_backoff multiplier {multiplier} must be a finite number of at least 1")]

@@ -52,6 +52,7 @@ pub mod events;
 mod health;
 mod pool;
 mod restart;
+mod retries;
 pub mod router;
 mod supervisor;
 mod worker;
@@ -68,6 +69,7 @@ pub use health::{Heartbeat, Inspect, PoolInfo, Stats, WorkerHealth, WorkerId, Wo
 pub use nanny_worker::protocol::AttachmentKind;
 pub use nix::sys::signal::Signal;
 pub use pool::{Backoff, Pool, RestartPolicy, WorkerSpec, DEFAULT_POOL};
+pub use retries::Retries;
 pub use supervisor::{EnqueueOptions, Response, Supervisor};
 
 /// Not an API: internals re-exported for `benches/lifecycle.rs` only. No

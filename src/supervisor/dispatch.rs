@@ -122,6 +122,15 @@ impl Task {
     fn assign(&mut self, id: Uuid, worker: u64) {
         let req = self.requests.get_mut(&id).expect("queued request exists");
         let attempt = req.attempt + 1;
+        if req.attachment.is_some() && !self.workers[&worker].caps.fd_channel {
+            // Never send a worker a message it did not declare.
+            self.pools[req.pool].queued += 1; // popped already: counted back for `resolve`
+            let err = Error::AttachmentNotSupported {
+                worker: WorkerId(worker),
+            };
+            self.resolve(id, Err(err));
+            return;
+        }
         let descriptor = match req.attachment.as_mut().map(|a| a.descriptor_for_attempt()) {
             None => None,
             Some(Ok(fd)) => Some(fd),

@@ -86,6 +86,8 @@ pub(super) struct WorkerEntry {
     pub(super) statm: Option<File>,
     pub(super) rss: u64,
     pub(super) heartbeat: Option<Heartbeat>,
+    /// What its hello declared; nothing before it.
+    pub(super) caps: nanny_worker::protocol::Capabilities,
     pub(super) in_flight: HashSet<Uuid>,
     /// Response-stream descriptors that arrived before their answers.
     pub(super) stream_fds: HashMap<(Uuid, u32), std::os::fd::OwnedFd>,

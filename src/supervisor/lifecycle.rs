@@ -28,7 +28,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use nanny_worker::protocol::{FromWorker, SupervisorHello, ToWorker, PROTOCOL_VERSION};
+use nanny_worker::protocol::{
+    Capabilities, FromWorker, SupervisorHello, ToWorker, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
 use nix::sys::signal::Signal;
 
 use super::ids::{AttemptKey, RequestId};
@@ -112,6 +114,7 @@ impl Task {
                 rss,
                 heartbeat: None,
                 busy: false,
+                caps: Capabilities::default(),
                 stream_fds: HashMap::new(),
                 served: 0,
                 spawned_at: now,
@@ -136,6 +139,7 @@ impl Task {
             id,
             ToWorker::Hello(SupervisorHello {
                 version: PROTOCOL_VERSION,
+                min_version: Some(MIN_PROTOCOL_VERSION),
                 worker_id: id,
                 pulse_ms: self.cfg.pulse.as_millis() as u64,
                 max_frame_len: self.cfg.max_frame_len as u32,
@@ -192,14 +196,18 @@ impl Task {
         let state = w.state;
         if state == WorkerState::Spawning {
             match frame {
-                FromWorker::Hello(h) if h.version == PROTOCOL_VERSION => {
+                // PROTOCOL.md, "Versions": any version in our range, then
+                // only the messages the worker declared.
+                FromWorker::Hello(h) if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&h.version) => {
+                    w.caps = Capabilities::from_names(&h.capabilities);
                     w.last_heartbeat = Instant::now();
                     self.set_state(id, Input::Hello);
                 }
                 FromWorker::Hello(h) => self.protocol_error(
                     id,
                     format!(
-                        "protocol version {} (supervisor speaks {PROTOCOL_VERSION})",
+                        "worker speaks protocol version {}; this supervisor accepts versions \
+                         {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}",
                         h.version
                     ),
                 ),

@@ -48,13 +48,13 @@ impl Task {
 
     /// Spawns a worker for `slot`; with `replaces`, as the successor of that
     /// worker (it takes the slot once ready).
-    pub(super) fn spawn_into(&mut self, pool: usize, slot: usize, replaces: Option<u64>) {
-        let id = self.next_worker;
+    pub(super) fn spawn_into(&mut self, pool: usize, slot: usize, replaces: Option<WorkerId>) {
+        let id = WorkerId(self.next_worker);
         self.next_worker += 1;
         let p = &self.pools[pool];
         let logical_id = p.cfg.logical_id(slot);
         let identity = spawn::Identity {
-            worker_id: id,
+            worker_id: id.get(),
             pool: &p.cfg.name,
             logical_id,
             pulse_ms: self.cfg.pulse.as_millis() as u64,
@@ -140,14 +140,14 @@ impl Task {
             ToWorker::Hello(SupervisorHello {
                 version: PROTOCOL_VERSION,
                 min_version: Some(MIN_PROTOCOL_VERSION),
-                worker_id: id,
+                worker_id: id.get(),
                 pulse_ms: self.cfg.pulse.as_millis() as u64,
                 max_frame_len: self.cfg.max_frame_len as u32,
             }),
         );
-        tracing::debug!(worker = id, pid, pool = %self.pools[pool].cfg.name, logical_id, "worker spawned");
+        tracing::debug!(worker = %id, pid, pool = %self.pools[pool].cfg.name, logical_id, "worker spawned");
         self.emit(Event::WorkerSpawned {
-            worker: WorkerId(id),
+            worker: id,
             pool: self.pools[pool].cfg.name.clone(),
             pid,
             logical_id,
@@ -157,7 +157,7 @@ impl Task {
     /// The one place a worker's state changes: applies [`state::next`],
     /// re-files the worker in its router and emits the transition. Returns
     /// whether the state changed.
-    pub(super) fn set_state(&mut self, id: u64, input: Input) -> bool {
+    pub(super) fn set_state(&mut self, id: WorkerId, input: Input) -> bool {
         let Some(w) = self.workers.get_mut(&id) else {
             return false;
         };
@@ -167,11 +167,7 @@ impl Task {
         };
         w.state = to;
         self.sync_router(id);
-        self.emit(Event::WorkerState {
-            worker: WorkerId(id),
-            from,
-            to,
-        });
+        self.emit(Event::WorkerState { worker: id, from, to });
         true
     }
 
@@ -189,7 +185,7 @@ impl Task {
         }
     }
 
-    fn on_frame(&mut self, id: u64, frame: FromWorker) {
+    fn on_frame(&mut self, id: WorkerId, frame: FromWorker) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -240,7 +236,7 @@ impl Task {
             FromWorker::Accepted { id: req, attempt } => self.on_accepted(id, attempt_key(req, attempt)),
             FromWorker::Ack { .. } => {}
             FromWorker::Emit { event, payload } => self.emit(Event::Custom(CustomEvent {
-                worker: WorkerId(id),
+                worker: id,
                 name: event,
                 payload,
             })),
@@ -254,7 +250,7 @@ impl Task {
     }
 
     /// A worker's first `Ready`.
-    fn on_online(&mut self, id: u64) {
+    fn on_online(&mut self, id: WorkerId) {
         let w = self.workers.get_mut(&id).expect("caller checked");
         w.online = true;
         // The sample taken at spawn saw a process still loading.
@@ -265,7 +261,7 @@ impl Task {
         self.cancel_timer(timer);
         self.pools[pool].slot_info[slot].failed_starts = 0;
         self.emit(Event::WorkerOnline {
-            worker: WorkerId(id),
+            worker: id,
             pool: self.pools[pool].cfg.name.clone(),
             pid,
         });
@@ -278,7 +274,7 @@ impl Task {
 
     /// A successor is ready: it takes the slot, and the worker it replaces
     /// drains (or, for a request that ran too long, stops now).
-    fn promote(&mut self, id: u64, old: u64) {
+    fn promote(&mut self, id: WorkerId, old: WorkerId) {
         let (pool, slot) = {
             let w = &self.workers[&id];
             (w.pool, w.slot)
@@ -303,7 +299,7 @@ impl Task {
 
     /// A successor could not start: the old worker keeps serving and may be
     /// retired again later; the failure costs restart budget.
-    pub(super) fn successor_failed(&mut self, pool: usize, old: u64) {
+    pub(super) fn successor_failed(&mut self, pool: usize, old: WorkerId) {
         if let Some(o) = self.workers.get_mut(&old) {
             o.retiring = None;
         }
@@ -313,14 +309,14 @@ impl Task {
     }
 
     /// A worker broke the protocol: it is killed, and replaced under the budget.
-    pub(super) fn protocol_error(&mut self, id: u64, reason: String) {
+    pub(super) fn protocol_error(&mut self, id: WorkerId, reason: String) {
         if !self.workers.contains_key(&id) {
             return;
         }
-        tracing::warn!(worker = id, %reason, "protocol error");
+        tracing::warn!(worker = %id, %reason, "protocol error");
         self.stats.protocol_errors += 1;
         self.emit(Event::ProtocolError {
-            worker: WorkerId(id),
+            worker: id,
             reason: reason.clone(),
         });
         self.stop_worker(id, StopReason::Protocol(reason), false);
@@ -328,8 +324,8 @@ impl Task {
 
     /// Stops taking new work on `id`; stops it once nothing is in flight
     /// and it is not busy, or at its `drain_timeout`.
-    pub(super) fn drain_worker(&mut self, id: u64, reason: StopReason) {
-        let idle = self.ledger.in_flight(WorkerId(id)) == 0;
+    pub(super) fn drain_worker(&mut self, id: WorkerId, reason: StopReason) {
+        let idle = self.ledger.in_flight(id) == 0;
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -348,8 +344,8 @@ impl Task {
     }
 
     /// A draining worker that may have nothing left to wait for.
-    fn drain_progress(&mut self, id: u64) {
-        let idle = self.ledger.in_flight(WorkerId(id)) == 0;
+    fn drain_progress(&mut self, id: WorkerId) {
+        let idle = self.ledger.in_flight(id) == 0;
         let Some(w) = self.workers.get(&id) else {
             return;
         };
@@ -361,7 +357,7 @@ impl Task {
 
     /// A drain ran past `drain_timeout`: what is still in flight is
     /// cancelled (its callers get `DrainTimeout`), and the stop goes on.
-    pub(super) fn on_drain_timeout(&mut self, id: u64) {
+    pub(super) fn on_drain_timeout(&mut self, id: WorkerId) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -371,8 +367,8 @@ impl Task {
             return;
         }
         tracing::warn!(
-            worker = id,
-            in_flight = self.ledger.in_flight(WorkerId(id)),
+            worker = %id,
+            in_flight = self.ledger.in_flight(id),
             "drain timeout: cancelling what is in flight"
         );
         self.cancel_running(id);
@@ -381,7 +377,7 @@ impl Task {
 
     /// Asks `id` to exit: gracefully (a `SoftKill` frame and SIGTERM, then
     /// SIGKILL after `force_stop_delay`) or at once (SIGKILL).
-    pub(super) fn stop_worker(&mut self, id: u64, reason: StopReason, graceful: bool) {
+    pub(super) fn stop_worker(&mut self, id: WorkerId, reason: StopReason, graceful: bool) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -423,14 +419,11 @@ impl Task {
         }
         self.set_state(id, Input::Stop);
         if first {
-            self.emit(Event::WorkerStopping {
-                worker: WorkerId(id),
-                reason,
-            });
+            self.emit(Event::WorkerStopping { worker: id, reason });
         }
     }
 
-    pub(super) fn on_start_timeout(&mut self, id: u64) {
+    pub(super) fn on_start_timeout(&mut self, id: WorkerId) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -443,7 +436,7 @@ impl Task {
     /// The worker closed its socket. Usually it is exiting and its exit event
     /// follows at once; one that is still alive after `force_stop_delay`
     /// gets no more work anyway and is killed then (see `on_force_kill`).
-    fn on_hung_up(&mut self, id: u64) {
+    fn on_hung_up(&mut self, id: WorkerId) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -466,7 +459,7 @@ impl Task {
         self.set_state(id, Input::Stop);
     }
 
-    pub(super) fn on_force_kill(&mut self, id: u64) {
+    pub(super) fn on_force_kill(&mut self, id: WorkerId) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -474,14 +467,14 @@ impl Task {
         w.forced = true;
         if w.stop_reason == Some(StopReason::HungUp) {
             self.emit(Event::WorkerStopping {
-                worker: WorkerId(id),
+                worker: id,
                 reason: StopReason::HungUp,
             });
         }
         let Some(w) = self.workers.get(&id) else {
             return;
         };
-        tracing::warn!(worker = id, "worker did not exit in time: SIGKILL");
+        tracing::warn!(worker = %id, "worker did not exit in time: SIGKILL");
         w.link.signal(Signal::SIGKILL);
     }
 }

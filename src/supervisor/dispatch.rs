@@ -130,7 +130,7 @@ impl Task {
         let e = self.ledger.get(id).expect("queued request exists");
         if e.attachment.is_some() && !self.workers[&worker].caps.fd_channel {
             // Never send a worker a kind of message it did not declare.
-            let err = Error::AttachmentNotSupported { worker: worker };
+            let err = Error::AttachmentNotSupported { worker };
             self.resolve(id, Err(err));
             return;
         }

@@ -26,8 +26,9 @@ pub(crate) enum LinkEvent {
     /// event, so an `Accepted` and the answer behind it are handled before
     /// the accepted socket is closed (see `Task::released`).
     Frames(WorkerId, Vec<FromWorker>),
-    /// The worker's end of the socket closed (end of file or reset). Every
-    /// exit starts with this; a worker that stays alive after it is stopped.
+    /// The worker's end of the socket closed (end of file or reset, or a
+    /// write failed). Every exit starts with this; a worker that stays
+    /// alive after it is stopped.
     HungUp(WorkerId),
     /// The byte stream broke the protocol (malformed or oversize frame).
     Broken(WorkerId, String),
@@ -180,17 +181,21 @@ pub(crate) fn start(
         }
     });
 
-    // Writer: feed everything queued, flush once per batch.
+    // Writer: feed everything queued, flush once per batch. A write that
+    // fails (the worker closed its end, or died) ends the writer; the task
+    // hears it as a hang-up, so the worker is not blamed for the frames it
+    // could no longer take (and is stopped if it stays alive).
     let mut writer: p::FrameWriter<_, ToWorker> = p::frame_writer(write, max_frame_len);
     let stop = gone.clone();
     let out_channel = channel.clone();
+    let hung_up = events.clone();
     tracker.spawn(async move {
-        loop {
+        let broken = 'writing: loop {
             let first = tokio::select! {
                 f = frames_rx.recv() => f,
                 () = stop.cancelled() => None,
             };
-            let Some(first) = first else { break };
+            let Some(first) = first else { break false };
             let mut next = Some(first);
             while let Some(item) = next {
                 let sent = match item {
@@ -202,13 +207,18 @@ pub(crate) fn start(
                     },
                 };
                 if !sent {
-                    return;
+                    break 'writing true;
                 }
                 next = frames_rx.try_recv().ok();
             }
             if writer.flush().await.is_err() {
-                break;
+                break true;
             }
+        };
+        // Closing the queue first: the supervisor task sends nothing more.
+        drop(frames_rx);
+        if broken {
+            let _ = hung_up.send(LinkEvent::HungUp(id)).await;
         }
         // Dropping the write half shuts the socket down for writing: the
         // worker reads EOF.

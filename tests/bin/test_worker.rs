@@ -102,6 +102,7 @@ async fn worker_main() -> ExitCode {
         "oversize-after-ready" => raw(RawMode::Oversize).await,
         "hangup-after-ready" => raw(RawMode::HangUp).await,
         "raw-no-caps" => raw(RawMode::NoCaps).await,
+        "deaf-then-exit" => raw(RawMode::DeafThenExit).await,
         other => {
             eprintln!("nanny-test-worker: unknown TEST_MODE {other:?}");
             ExitCode::from(2)
@@ -427,6 +428,9 @@ enum RawMode {
     Oversize,
     HangUp,
     NoCaps,
+    /// Ready, then shuts its socket down for reading (the supervisor's
+    /// writes fail from then on), and exits 0 by itself 500 ms later.
+    DeafThenExit,
 }
 
 /// Speaks the protocol by hand, to break it on purpose.
@@ -469,6 +473,13 @@ async fn raw(mode: RawMode) -> ExitCode {
         }
         if mode == RawMode::NoCaps {
             return raw_echo(reader, writer).await;
+        }
+        if mode == RawMode::DeafThenExit {
+            // `fd` is the socket `reader` and `writer` own, open until the drop below.
+            nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Read).expect("shutdown for reading");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            drop((reader, writer));
+            return ExitCode::SUCCESS;
         }
         let bytes: Vec<u8> = match mode {
             // A 3-byte frame of bytes that are never valid MessagePack.

@@ -167,3 +167,78 @@ async fn a_request_of_the_maximum_payload_is_echoed_and_one_byte_more_is_refused
 fn encode(cmd: &Cmd) -> usize {
     nanny_worker::protocol::encode_payload(cmd).unwrap().len()
 }
+
+/// Issue 8, finding 6: a worker that stops taking frames and then exits 0
+/// by itself is not blamed for the frames it could no longer take: no
+/// `Unresponsive` stop, no SIGKILL, and under `OnFailure` no restart.
+#[tokio::test]
+async fn a_worker_whose_writes_fail_then_exits_cleanly_is_not_forced_or_restarted() {
+    guard(async {
+        let pool = nanny::Pool::default_pool(worker_spec("deaf-then-exit"))
+            .workers(1)
+            .restart(nanny::RestartPolicy::OnFailure);
+        let sup = timers(nanny::Supervisor::builder().pool(pool))
+            .start()
+            .await
+            .expect("start");
+        let events = Events::collect(&sup);
+        // The first request's write fails: the supervisor hears it as a
+        // hang-up, and the worker leaves the router (it is stopping).
+        let opts = || nanny::EnqueueOptions::new().deadline(std::time::Duration::from_secs(3));
+        let a = tokio::spawn({
+            let sup = sup.clone();
+            async move { sup.enqueue_with(&Cmd::Whoami, opts()).await }
+        });
+        wait_until("the failed write noticed", || async {
+            health(&sup)
+                .await
+                .iter()
+                .all(|w| w.state == nanny::WorkerState::Stopping)
+        })
+        .await;
+        // A second request is not sent to it (the link is closed): it waits.
+        let b = tokio::spawn({
+            let sup = sup.clone();
+            async move { sup.enqueue_with(&Cmd::Whoami, opts()).await }
+        });
+        let exit = events
+            .wait_for("the exit", |e| matches!(e, Event::WorkerExited { .. }))
+            .await;
+        let Event::WorkerExited {
+            status,
+            forced,
+            reason,
+            ..
+        } = exit
+        else {
+            unreachable!()
+        };
+        assert_eq!(status.code, Some(0), "it exited by itself");
+        assert!(!forced, "no SIGKILL");
+        assert_ne!(reason, Some(StopReason::Unresponsive));
+        for r in [a.await.expect("task"), b.await.expect("task")] {
+            assert!(
+                matches!(
+                    r,
+                    Err(nanny::Error::WorkerExited { .. }) | Err(nanny::Error::Deadline)
+                ),
+                "{r:?}"
+            );
+        }
+        // Both deadlines have passed: time enough for a restart, had one been due.
+        assert_eq!(events.count(|e| matches!(e, Event::WorkerRestarting { .. })), 0);
+        assert_eq!(sup.count_running_workers().await.unwrap(), 0);
+        assert_eq!(
+            events.count(|e| matches!(
+                e,
+                Event::WorkerStopping {
+                    reason: StopReason::Unresponsive,
+                    ..
+                }
+            )),
+            0
+        );
+        sup.hard_kill().await;
+    })
+    .await;
+}

@@ -147,9 +147,11 @@ impl Inspect {
 pub struct Stats {
     /// Requests accepted into a queue.
     pub enqueued: u64,
-    /// Requests answered successfully (handler errors included: they are answers).
+    /// Requests answered (handler errors included: they are answers) to a
+    /// caller that was still waiting.
     pub answered: u64,
-    /// Requests resolved with a transport or supervisor error.
+    /// Requests resolved with a transport or supervisor error to a caller
+    /// that was still waiting.
     pub failed: u64,
     /// Requests rejected at once because the queue was full.
     pub rejected: u64,
@@ -157,7 +159,9 @@ pub struct Stats {
     /// (also counted in `rejected`), shutting down, unknown pool, a failed
     /// pool with no worker left. Not counted in `enqueued`.
     pub refused: u64,
-    /// Requests whose caller went away first.
+    /// Requests whose caller went away first (dropped the `enqueue`
+    /// future), however they ended. `enqueued = answered + failed +
+    /// cancelled + queued + in_flight` at every moment.
     pub cancelled: u64,
     /// Attempts that timed out.
     pub timeouts: u64,

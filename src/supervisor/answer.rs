@@ -159,7 +159,6 @@ impl Task {
         if let Some(w) = self.workers.get_mut(&worker) {
             w.served += 1;
         }
-        self.stats.answered += 1;
         self.resolve(id, result);
         self.after_served(worker);
     }

@@ -204,15 +204,19 @@ impl Task {
     }
 
     /// Completes a request: answers the caller, then frees its worker's
-    /// capacity. The only way a request ends.
+    /// capacity. The only way a request ends, and where it is counted:
+    /// `answered` (an answer, a handler's error included) or `failed` when
+    /// the caller got it, `cancelled` (by the ledger) when the caller had
+    /// gone. So `enqueued` = those three + what is pending.
     pub(super) fn resolve(&mut self, id: RequestId, result: Result<Response, Error>) {
-        let failed = matches!(&result, Err(e) if !matches!(e, Error::Handler(_)));
+        let answered = matches!(&result, Ok(_) | Err(Error::Handler(_)));
         let Some(done) = self.ledger.resolve(id, result) else {
             return;
         };
-        // An undelivered error went to a withdrawn request, counted as cancelled.
-        if failed && done.delivered {
-            self.stats.failed += 1;
+        match (done.delivered, answered) {
+            (false, _) => {}
+            (true, true) => self.stats.answered += 1,
+            (true, false) => self.stats.failed += 1,
         }
         if let Some(worker) = done.worker {
             self.release(worker);

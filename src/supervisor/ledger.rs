@@ -33,8 +33,9 @@
 //!   pulse as a backstop. Running ones are returned so that their workers
 //!   get a `Cancel` frame.
 //!
-//! Either way the request counts once as cancelled
-//! ([`cancelled`](Ledger::cancelled)).
+//! Either way, and also when a request whose caller has gone ends some other
+//! way first (answered, timed out), it counts once as cancelled
+//! ([`cancelled`](Ledger::cancelled)): a resolution that reached nobody.
 
 use std::collections::{HashMap, HashSet};
 use std::task::{Context, Poll};
@@ -283,7 +284,8 @@ impl Ledger {
         self.entries.keys().copied().collect()
     }
 
-    /// Requests withdrawn because their callers had gone.
+    /// Requests resolved after their callers had gone (withdrawn, or ended
+    /// otherwise before the withdrawal).
     pub(super) fn cancelled(&self) -> u64 {
         self.cancelled
     }
@@ -297,7 +299,6 @@ impl Ledger {
             if !self.entries[&id].caller_gone() {
                 return Some(id);
             }
-            self.cancelled += 1;
             self.resolve(id, Err(Error::ShuttingDown)); // nobody receives it
         }
     }
@@ -373,6 +374,9 @@ impl Ledger {
             }
         };
         let delivered = e.reply.send(result).is_ok();
+        if !delivered {
+            self.cancelled += 1;
+        }
         Some(Resolved {
             pool: e.pool,
             worker,
@@ -393,7 +397,6 @@ impl Ledger {
             )
         });
         let resolved = self.resolve(id, Err(Error::ShuttingDown))?;
-        self.cancelled += 1;
         Some(Withdrawn {
             pool: resolved.pool,
             running,

@@ -88,25 +88,12 @@ async fn run(end: End, crash: bool) -> Vec<u32> {
         work(&sup, 200).await;
     }
     // Something left in flight for the end to deal with.
-    let pending: Vec<_> = (0..8)
-        .map(|_| spawn_enqueue(&sup, Cmd::Gate("never".into())))
-        .collect();
+    let pending = gated(&sup, 8, "never");
     wait_until("8 in flight", || async { stats(&sup).await.in_flight == 8 }).await;
     match end {
         End::Soft => {
             // Pending gates must finish for a soft kill to complete.
-            let killer = {
-                let sup = sup.clone();
-                tokio::spawn(async move { sup.soft_kill().await })
-            };
-            wait_until("the soft kill has begun", || async {
-                matches!(
-                    sup.enqueue_with(&Cmd::Whoami, nanny::EnqueueOptions::new().pool("none"))
-                        .await,
-                    Err(nanny::Error::ShuttingDown)
-                )
-            })
-            .await;
+            let killer = begin_soft_kill(&sup).await;
             release(&sup, "never").await;
             within("soft_kill", killer).await.unwrap();
             for r in join_all(pending).await {

@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each test binary uses a part
 
 pub(crate) mod cmd;
+pub(crate) mod setups;
+pub(crate) mod supervise;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,10 @@ use tokio::task::JoinHandle;
 
 #[allow(unused_imports)] // not every binary uses every name
 pub(crate) use cmd::{Cmd, Whoami, GOT_SIGUSR1, PING, PONG, RELEASE, SET_READY};
+#[allow(unused_imports)]
+pub(crate) use setups::*;
+#[allow(unused_imports)]
+pub(crate) use supervise::Supervise;
 
 /// The worker fixture (`tests/bin/test_worker.rs`).
 pub(crate) const WORKER: &str = env!("CARGO_BIN_EXE_nanny-test-worker");

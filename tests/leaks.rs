@@ -38,24 +38,6 @@ enum End {
     Drop,
 }
 
-/// Open fds of this process, by target (`socket:[…]`, `pipe:[…]`, paths),
-/// with counts; the directory handle of the listing itself is left out.
-fn fd_targets() -> BTreeMap<String, usize> {
-    let me = format!("/proc/{}/fd", std::process::id());
-    let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd") {
-        let Ok(entry) = entry else { continue };
-        let Ok(target) = std::fs::read_link(entry.path()) else {
-            continue; // the listing's own fd, already closed
-        };
-        let target = target.to_string_lossy().into_owned();
-        if target != me {
-            *out.entry(target).or_insert(0) += 1;
-        }
-    }
-    out
-}
-
 /// Starts 4 workers, does some work (with a crash and a restart when
 /// `crash`), ends as told; returns the pid of every worker it spawned.
 async fn run(end: End, crash: bool) -> Vec<u32> {

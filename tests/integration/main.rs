@@ -17,6 +17,7 @@ mod inspect;
 mod lifecycle;
 mod protocol;
 mod recycling;
+mod regressions;
 mod restarts;
 mod signals;
 mod stalls;

@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use nanny::events::StopReason;
 use nanny::{
-    Builder, EnqueueOptions, Error, Event, ExitInfo, Heartbeat, Pool, Response, Supervisor, WorkerId,
+    Builder, EnqueueOptions, Error, Event, ExitInfo, Heartbeat, Pool, Response, Stats, Supervisor, WorkerId,
 };
 use tokio::task::JoinHandle;
 
-use super::{eventually, spawn_enqueue, stats, timers, wait_until, worker_spec, Cmd, Events};
+use super::cmd::{Running, COUNT, COUNTED};
+use super::{
+    eventually, health, spawn_enqueue, stats, timers, wait_until, worker_spec, Cmd, Events, PATIENCE,
+};
 
 /// A builder of one default pool of `n` normal workers, each taking at
 /// most `concurrency` requests at a time (the rest wait in the queue).
@@ -157,4 +160,57 @@ pub(crate) async fn successor_of(events: &Events, old: WorkerId) -> WorkerId {
         })
     })
     .await
+}
+
+/// The worker side's count of running request handlers, summed over every
+/// live worker: each answers a [`COUNT`] broadcast with a [`COUNTED`]
+/// event (`events` must be collecting). A worker that exits before it
+/// answers is asked again on the next round.
+pub(crate) async fn running_handlers(sup: &Supervisor, events: &Events) -> usize {
+    eventually("every worker's count of running handlers", || async {
+        let nonce = fresh_key("count");
+        let live: std::collections::BTreeSet<u64> = health(sup).await.iter().map(|h| h.id.get()).collect();
+        sup.broadcast(COUNT, &nonce).await.ok()?;
+        // Each live worker answers within a few polls, or it is gone.
+        for _ in 0..100 {
+            let answers: std::collections::BTreeMap<u64, usize> = events
+                .snapshot()
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Custom(c) if c.name() == COUNTED => c.data::<Running>().ok(),
+                    _ => None,
+                })
+                .filter(|r| r.nonce == nonce)
+                .map(|r| (r.worker_id, r.handlers))
+                .collect();
+            if live.iter().all(|id| answers.contains_key(id)) {
+                return Some(answers.values().sum());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    })
+    .await
+}
+
+/// Waits until nothing is left behind: the supervisor has nothing queued
+/// nor in flight, and no worker runs a handler. Panics after [`PATIENCE`]
+/// with what is left.
+pub(crate) async fn wait_idle(sup: &Supervisor, events: &Events, what: &str) -> Stats {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let s = stats(sup).await;
+        let running = running_handlers(sup, events).await;
+        if s.queued == 0 && s.in_flight == 0 && running == 0 {
+            return s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: left behind after {PATIENCE:?}: {} queued, {} in flight, {running} handlers running \
+             on the workers; {s:?}",
+            s.queued,
+            s.in_flight,
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -179,6 +179,16 @@ pub(crate) struct Pending {
     pub(crate) accepted: bool,
 }
 
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending")
+            .field("kind", &self.kind)
+            .field("held", &self.source.is_some())
+            .field("accepted", &self.accepted)
+            .finish()
+    }
+}
+
 impl Pending {
     pub(crate) fn new(attachment: Attachment) -> Self {
         Self {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::StartError;
+use crate::error::{ConfigError, StartError};
 use crate::pool::{Backoff, Pool, Predicate};
 use crate::supervisor::Supervisor;
 
@@ -39,11 +39,12 @@ pub const DEFAULT_UNHEALTHY_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct Config {
     pub(crate) pools: Vec<Pool>,
     pub(crate) request_timeout: Option<Duration>,
-    pub(crate) retries: u32,
+    pub(crate) retries: crate::Retries,
     pub(crate) max_queue: usize,
     pub(crate) pulse: Duration,
     pub(crate) start_timeout: Duration,
     pub(crate) force_stop_delay: Option<Duration>,
+    pub(crate) drain_timeout: Option<Duration>,
     pub(crate) restart_delay: Duration,
     pub(crate) max_restarts: u32,
     pub(crate) restart_window: Duration,
@@ -82,11 +83,12 @@ impl Default for Builder {
             cfg: Config {
                 pools: Vec::new(),
                 request_timeout: None,
-                retries: 0,
+                retries: crate::Retries::default(),
                 max_queue: DEFAULT_MAX_QUEUE,
                 pulse: DEFAULT_PULSE,
                 start_timeout: DEFAULT_START_TIMEOUT,
                 force_stop_delay: Some(DEFAULT_FORCE_STOP_DELAY),
+                drain_timeout: None,
                 restart_delay: DEFAULT_RESTART_DELAY,
                 max_restarts: DEFAULT_MAX_RESTARTS,
                 restart_window: DEFAULT_RESTART_WINDOW,
@@ -116,9 +118,11 @@ impl Builder {
     }
 
     /// Default number of retries after a transport failure (timeout, worker
-    /// exit); default 0. `retries(n)` makes at most `n + 1` attempts.
-    pub fn retries(mut self, retries: u32) -> Self {
-        self.cfg.retries = retries;
+    /// exit); default 0. `retries(n)` makes at most `n + 1` attempts;
+    /// [`Retries::Unlimited`](crate::Retries::Unlimited) is the seed's
+    /// `retries: -1`.
+    pub fn retries(mut self, retries: impl Into<crate::Retries>) -> Self {
+        self.cfg.retries = retries.into();
         self
     }
 
@@ -148,6 +152,21 @@ impl Builder {
     /// [`DEFAULT_FORCE_STOP_DELAY`]); `None` never forces.
     pub fn force_stop_delay(mut self, delay: Option<Duration>) -> Self {
         self.cfg.force_stop_delay = delay;
+        self
+    }
+
+    /// Bound of every drain (default `None`: a drain waits until every
+    /// in-flight request is finished, as the seed does). A drain is how a
+    /// worker leaves gracefully: soft kill, resize down, recycling. Past the
+    /// bound, the worker's in-flight attempts get a `Cancel`, their callers
+    /// [`Error::DrainTimeout`](crate::Error::DrainTimeout), and the stop
+    /// goes on (then [`force_stop_delay`](Self::force_stop_delay) until
+    /// SIGKILL). A soft kill also fails what is still queued then. A worker
+    /// that said `busy()` is not stopped before it says `ready()` again or
+    /// this bound passes. systemd's `TimeoutStopSec` is the sum of the two;
+    /// gunicorn calls this `graceful_timeout`.
+    pub fn drain_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.cfg.drain_timeout = timeout;
         self
     }
 
@@ -233,6 +252,11 @@ impl Builder {
     /// Validates the configuration and spawns the workers; returns at once.
     /// Await [`Supervisor::ready`] to wait for them. Must be called inside a
     /// tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::Config`] with the [`ConfigError`] for the first setting
+    /// out of range, or [`ConfigError::NotInRuntime`]; nothing is spawned.
     pub fn spawn(self) -> Result<Supervisor, StartError> {
         self.cfg.validate()?;
         crate::supervisor::spawn(self.cfg)
@@ -243,7 +267,7 @@ impl Builder {
         let supervisor = self.spawn()?;
         match supervisor.ready().await {
             Ok(()) => Ok(supervisor),
-            Err(crate::Error::PoolFailed { pool }) => {
+            Err(crate::Error::PoolFailed { pool } | crate::Error::SlotParked { pool, .. }) => {
                 supervisor.hard_kill().await;
                 Err(StartError::PoolFailed { pool })
             }
@@ -252,99 +276,122 @@ impl Builder {
     }
 }
 
+/// The smallest [`Builder::max_frame_len`] accepted.
+const MIN_FRAME_LEN: usize = 1024;
+/// The largest [`Builder::max_frame_len`] accepted: the protocol's length
+/// prefix is a `u32`.
+const MAX_FRAME_LEN: usize = u32::MAX as usize;
+
 impl Config {
-    pub(crate) fn validate(&self) -> Result<(), StartError> {
-        let bad = |m: String| Err(StartError::Config(m));
+    /// The first setting that is out of range, if any. Spawns nothing.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        use ConfigError as E;
         if self.pools.is_empty() {
-            return bad("no pool configured: add one with Builder::pool".into());
+            return Err(E::NoPools);
         }
         for (i, p) in self.pools.iter().enumerate() {
+            let pool = || p.name.clone();
             if p.name.is_empty() {
-                return bad("a pool name is empty".into());
+                return Err(E::EmptyPoolName);
             }
             if self.pools[..i].iter().any(|q| q.name == p.name) {
-                return bad(format!("two pools are named {:?}", p.name));
+                return Err(E::DuplicatePool { pool: pool() });
             }
             if p.workers == 0 {
-                return bad(format!("pool {:?} has zero workers", p.name));
+                return Err(E::ZeroWorkers { pool: pool() });
             }
             if p.concurrency == 0 {
-                return bad(format!("pool {:?} has a concurrency of zero", p.name));
+                return Err(E::ZeroConcurrency { pool: pool() });
             }
             if p.spec.program.as_os_str().is_empty() {
-                return bad(format!("pool {:?} has an empty program path", p.name));
+                return Err(E::EmptyProgram { pool: pool() });
             }
             if !executable_exists(&p.spec.program) {
-                return bad(format!(
-                    "pool {:?}: executable {} not found",
-                    p.name,
-                    p.spec.program.display()
-                ));
+                return Err(E::ProgramNotFound {
+                    pool: pool(),
+                    program: p.spec.program.clone(),
+                });
             }
             if let Some(ids) = &p.logical_ids {
                 if ids.len() != p.workers {
-                    return bad(format!(
-                        "pool {:?} has {} workers but {} logical ids",
-                        p.name,
-                        p.workers,
-                        ids.len()
-                    ));
+                    return Err(E::LogicalIds {
+                        pool: pool(),
+                        ids: ids.len(),
+                        workers: p.workers,
+                    });
                 }
                 let mut sorted = ids.clone();
                 sorted.sort_unstable();
-                if sorted.windows(2).any(|w| w[0] == w[1]) {
-                    return bad(format!("pool {:?} has duplicate logical ids", p.name));
+                if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+                    return Err(E::DuplicateLogicalId {
+                        pool: pool(),
+                        id: w[0],
+                    });
                 }
             }
             if p.max_requests == Some(0) {
-                return bad(format!("pool {:?}: max_requests must be at least 1", p.name));
+                return Err(E::ZeroMaxRequests { pool: pool() });
             }
             if p.max_request_duration.is_some_and(|d| d.is_zero()) {
-                return bad(format!(
-                    "pool {:?}: max_request_duration must be greater than zero",
-                    p.name
-                ));
+                return Err(E::ZeroMaxRequestDuration { pool: pool() });
             }
         }
         if self.max_queue == 0 {
-            return bad("max_queue must be at least 1".into());
+            return Err(E::ZeroMaxQueue);
         }
         if self.pulse.is_zero() {
-            return bad("pulse must be greater than zero".into());
+            return Err(E::ZeroPulse);
         }
         if self.start_timeout.is_zero() {
-            return bad("start_timeout must be greater than zero".into());
+            return Err(E::ZeroStartTimeout);
         }
-        if self.max_frame_len < 1024 || self.max_frame_len > u32::MAX as usize {
-            return bad("max_frame_len must be between 1 KiB and 4 GiB".into());
+        if self.max_frame_len < MIN_FRAME_LEN {
+            return Err(E::FrameTooSmall {
+                max_frame_len: self.max_frame_len,
+                min: MIN_FRAME_LEN,
+            });
+        }
+        if self.max_frame_len > MAX_FRAME_LEN {
+            return Err(E::FrameTooLarge {
+                max_frame_len: self.max_frame_len,
+                max: MAX_FRAME_LEN,
+            });
         }
         if self.restart_window.is_zero() {
-            return bad("restart_window must be greater than zero".into());
+            return Err(E::ZeroRestartWindow);
         }
         if self.event_capacity == 0 {
-            return bad("event_capacity must be at least 1".into());
+            return Err(E::ZeroEventCapacity);
         }
-        if let Some(t) = self.unhealthy_timeout {
-            if t <= self.pulse {
-                return bad(format!(
-                    "unhealthy_timeout ({t:?}) must exceed pulse ({:?}), the heartbeat interval",
-                    self.pulse
-                ));
+        if let Some(unhealthy_timeout) = self.unhealthy_timeout {
+            if unhealthy_timeout <= self.pulse {
+                return Err(E::UnhealthyTimeoutNotAbovePulse {
+                    unhealthy_timeout,
+                    pulse: self.pulse,
+                });
             }
         }
         if self.force_stop_delay.is_some_and(|d| d.is_zero()) {
-            return bad("force_stop_delay of zero: use None to never force, or a positive delay".into());
+            return Err(E::ZeroForceStopDelay);
+        }
+        if self.drain_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(E::ZeroDrainTimeout);
         }
         if let Some(b) = &self.restart_backoff {
             if !(b.multiplier >= 1.0 && b.multiplier.is_finite()) {
-                return bad("restart_backoff multiplier must be a finite number of at least 1".into());
+                return Err(E::BackoffMultiplier {
+                    multiplier: b.multiplier,
+                });
             }
             if b.initial > b.max {
-                return bad("restart_backoff initial delay exceeds its max".into());
+                return Err(E::BackoffInitialOverMax {
+                    initial: b.initial,
+                    max: b.max,
+                });
             }
         }
         if self.request_timeout.is_some_and(|t| t.is_zero()) {
-            return bad("request_timeout must be greater than zero".into());
+            return Err(E::ZeroRequestTimeout);
         }
         Ok(())
     }
@@ -363,3 +410,6 @@ fn executable_exists(program: &std::path::Path) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| is_exe(&dir.join(program))))
 }
+
+#[cfg(test)]
+mod tests;

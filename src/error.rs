@@ -1,8 +1,12 @@
 //! Public error types.
 //!
 //! [`Error`] is what every [`Supervisor`](crate::Supervisor) call can fail
-//! with; [`StartError`] is what building and starting can fail with. Both are
-//! data, not strings: match on the variants, not on the wording.
+//! with; [`StartError`] is what building and starting can fail with, and
+//! [`ConfigError`] says which setting was refused. All are data, not
+//! strings: match on the variants, not on the wording.
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::WorkerId;
 pub use nanny_worker::RemoteError;
@@ -52,14 +56,35 @@ pub enum Error {
     /// The attachment could not be prepared or received (an OS error).
     #[error("attachment: {0}")]
     Attachment(String),
+    /// The request was in flight (or, during a soft kill, still queued) on a
+    /// draining worker when `drain_timeout` passed: its attempt was
+    /// cancelled and the stop went on. Not retried.
+    #[error("drain timeout passed; cancelled (after {attempts} attempt(s))")]
+    DrainTimeout {
+        /// Attempts made, the cancelled one included (0 if never sent).
+        attempts: u32,
+    },
     /// The request's overall deadline passed (time in the queue included).
     #[error("deadline passed")]
     Deadline,
-    /// The pool spent its restart budget and serves nothing until reset.
+    /// The pool spent its restart budget and has no worker left to serve
+    /// (a failed pool serves with the workers that are up; it restarts
+    /// nothing until `reset_failed`).
     #[error("pool {pool:?} failed: restart budget exhausted")]
     PoolFailed {
         /// The pool's name.
         pool: String,
+    },
+    /// A slot of the pool was parked after more than `respawn_count`
+    /// failed starts in a row, so the pool cannot get all its workers ready
+    /// (what [`Supervisor::ready`](crate::Supervisor::ready) waits for). The
+    /// rest of the pool serves.
+    #[error("pool {pool:?}: slot {logical_id} parked after repeated failed starts")]
+    SlotParked {
+        /// The pool's name.
+        pool: String,
+        /// The parked slot's logical id.
+        logical_id: u64,
     },
     /// No live worker has that id.
     #[error("no worker {worker}")]
@@ -113,9 +138,10 @@ impl Error {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
-    /// The configuration is invalid; nothing was spawned.
+    /// The configuration is invalid (or there is no tokio runtime); nothing
+    /// was spawned. The [`ConfigError`] says which setting.
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
     /// A pool could not get all its workers ready (its restart budget ran
     /// out; each spawn that failed was an `Event::SpawnFailed`).
     #[error("pool {pool:?} failed to start")]
@@ -126,4 +152,157 @@ pub enum StartError {
     /// The supervisor stopped while starting.
     #[error("supervisor stopped while starting")]
     Stopped,
+}
+
+/// Which setting [`Builder::spawn`](crate::Builder::spawn) /
+/// [`Builder::start`](crate::Builder::start) refused, found before any
+/// process is spawned (inside [`StartError::Config`]). Pool settings name
+/// their pool; the first problem found is the one reported.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No pool was added ([`Builder::pool`](crate::Builder::pool)).
+    #[error("no pool configured: add one with Builder::pool")]
+    NoPools,
+    /// A pool's name is the empty string.
+    #[error("a pool name is empty")]
+    EmptyPoolName,
+    /// Two pools have the same name.
+    #[error("two pools are named {pool:?}")]
+    DuplicatePool {
+        /// The name used twice.
+        pool: String,
+    },
+    /// A pool has zero workers ([`Pool::workers`](crate::Pool::workers), or
+    /// an empty [`Pool::logical_ids`](crate::Pool::logical_ids)).
+    #[error("pool {pool:?} has zero workers")]
+    ZeroWorkers {
+        /// The pool.
+        pool: String,
+    },
+    /// A pool's [`concurrency`](crate::Pool::concurrency) is zero.
+    #[error("pool {pool:?} has a concurrency of zero")]
+    ZeroConcurrency {
+        /// The pool.
+        pool: String,
+    },
+    /// A pool's program path is empty.
+    #[error("pool {pool:?} has an empty program path")]
+    EmptyProgram {
+        /// The pool.
+        pool: String,
+    },
+    /// A pool's program is not an executable file (a path as given, or a
+    /// bare name looked up in `PATH`).
+    #[error("pool {pool:?}: executable {} not found", program.display())]
+    ProgramNotFound {
+        /// The pool.
+        pool: String,
+        /// The program as configured.
+        program: PathBuf,
+    },
+    /// A pool's [`logical_ids`](crate::Pool::logical_ids) are not one per
+    /// worker ([`workers`](crate::Pool::workers) was given as well).
+    #[error("pool {pool:?} has {workers} workers but {ids} logical ids")]
+    LogicalIds {
+        /// The pool.
+        pool: String,
+        /// How many logical ids were given.
+        ids: usize,
+        /// The worker count.
+        workers: usize,
+    },
+    /// A pool lists the same logical id twice.
+    #[error("pool {pool:?} has logical id {id} twice")]
+    DuplicateLogicalId {
+        /// The pool.
+        pool: String,
+        /// The (smallest) id listed more than once.
+        id: u64,
+    },
+    /// A pool's [`max_requests`](crate::Pool::max_requests) is zero.
+    #[error("pool {pool:?}: max_requests must be at least 1")]
+    ZeroMaxRequests {
+        /// The pool.
+        pool: String,
+    },
+    /// A pool's [`max_request_duration`](crate::Pool::max_request_duration) is zero.
+    #[error("pool {pool:?}: max_request_duration must be greater than zero")]
+    ZeroMaxRequestDuration {
+        /// The pool.
+        pool: String,
+    },
+    /// [`max_queue`](crate::Builder::max_queue) is zero.
+    #[error("max_queue must be at least 1")]
+    ZeroMaxQueue,
+    /// [`pulse`](crate::Builder::pulse) is zero.
+    #[error("pulse must be greater than zero")]
+    ZeroPulse,
+    /// [`start_timeout`](crate::Builder::start_timeout) is zero.
+    #[error("start_timeout must be greater than zero")]
+    ZeroStartTimeout,
+    /// [`max_frame_len`](crate::Builder::max_frame_len) is under the smallest frame bound.
+    #[error("max_frame_len of {max_frame_len} bytes is under the minimum of {min}")]
+    FrameTooSmall {
+        /// The configured bound.
+        max_frame_len: usize,
+        /// The smallest accepted (1 KiB).
+        min: usize,
+    },
+    /// [`max_frame_len`](crate::Builder::max_frame_len) does not fit the
+    /// protocol's 32-bit length prefix.
+    #[error("max_frame_len of {max_frame_len} bytes is over the maximum of {max}")]
+    FrameTooLarge {
+        /// The configured bound.
+        max_frame_len: usize,
+        /// The largest accepted (`u32::MAX`).
+        max: usize,
+    },
+    /// [`restart_window`](crate::Builder::restart_window) is zero.
+    #[error("restart_window must be greater than zero")]
+    ZeroRestartWindow,
+    /// [`event_capacity`](crate::Builder::event_capacity) is zero.
+    #[error("event_capacity must be at least 1")]
+    ZeroEventCapacity,
+    /// [`unhealthy_timeout`](crate::Builder::unhealthy_timeout) does not
+    /// exceed [`pulse`](crate::Builder::pulse), the heartbeat interval, so a
+    /// healthy worker would be stopped between two heartbeats.
+    #[error(
+        "unhealthy_timeout ({unhealthy_timeout:?}) must exceed pulse ({pulse:?}), the heartbeat interval"
+    )]
+    UnhealthyTimeoutNotAbovePulse {
+        /// The configured timeout.
+        unhealthy_timeout: Duration,
+        /// The configured pulse.
+        pulse: Duration,
+    },
+    /// [`force_stop_delay`](crate::Builder::force_stop_delay) is
+    /// `Some(Duration::ZERO)`: use `None` to never force, or a positive delay.
+    #[error("force_stop_delay of zero: use None to never force, or a positive delay")]
+    ZeroForceStopDelay,
+    /// [`drain_timeout`](crate::Builder::drain_timeout) is
+    /// `Some(Duration::ZERO)`: use `None` for no bound, or a positive one.
+    #[error("drain_timeout of zero: use None for no bound, or a positive timeout")]
+    ZeroDrainTimeout,
+    /// The [`restart_backoff`](crate::Builder::restart_backoff) multiplier
+    /// is under 1 or not finite (NaN included).
+    #[error("restart_backoff multiplier {multiplier} must be a finite number of at least 1")]
+    BackoffMultiplier {
+        /// The configured multiplier.
+        multiplier: f64,
+    },
+    /// The [`restart_backoff`](crate::Builder::restart_backoff) initial delay exceeds its max.
+    #[error("restart_backoff initial delay ({initial:?}) exceeds its max ({max:?})")]
+    BackoffInitialOverMax {
+        /// [`Backoff::initial`](crate::Backoff::initial).
+        initial: Duration,
+        /// [`Backoff::max`](crate::Backoff::max).
+        max: Duration,
+    },
+    /// [`request_timeout`](crate::Builder::request_timeout) is zero.
+    #[error("request_timeout must be greater than zero")]
+    ZeroRequestTimeout,
+    /// [`Builder::spawn`](crate::Builder::spawn) was called outside a tokio runtime.
+    #[error("a supervisor must be started inside a tokio runtime")]
+    NotInRuntime,
 }

@@ -167,10 +167,22 @@ pub enum Event {
         /// The OS error.
         error: String,
     },
-    /// A pool spent its restart budget and is failed.
+    /// A pool spent its restart budget and is failed: it restarts nothing
+    /// until `reset_failed`, but its live workers keep serving.
     RestartBudgetExhausted {
         /// The pool.
         pool: String,
+    },
+    /// A slot's workers failed to start more than `respawn_count` times in
+    /// a row: the slot stays empty (the rest of the pool serves on) until
+    /// `reset_failed` or a resize.
+    SlotParked {
+        /// The pool.
+        pool: String,
+        /// The slot's logical id.
+        logical_id: u64,
+        /// Failed starts in a row.
+        failed_starts: u32,
     },
     /// A worker broke the protocol (bad hello, malformed or oversize frame);
     /// it is stopped and replaced under the restart budget.

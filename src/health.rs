@@ -153,6 +153,10 @@ pub struct Stats {
     pub failed: u64,
     /// Requests rejected at once because the queue was full.
     pub rejected: u64,
+    /// Every enqueue refused at the door, whatever the reason: queue full
+    /// (also counted in `rejected`), shutting down, unknown pool, a failed
+    /// pool with no worker left. Not counted in `enqueued`.
+    pub refused: u64,
     /// Requests whose caller went away first.
     pub cancelled: u64,
     /// Attempts that timed out.

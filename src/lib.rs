@@ -52,6 +52,7 @@ pub mod events;
 mod health;
 mod pool;
 mod restart;
+mod retries;
 pub mod router;
 mod supervisor;
 mod worker;
@@ -62,12 +63,13 @@ pub use builder::{
     DEFAULT_MAX_QUEUE, DEFAULT_MAX_RESTARTS, DEFAULT_PULSE, DEFAULT_RESTART_DELAY, DEFAULT_RESTART_WINDOW,
     DEFAULT_START_TIMEOUT, DEFAULT_UNHEALTHY_TIMEOUT,
 };
-pub use error::{Error, RemoteError, StartError};
+pub use error::{ConfigError, Error, RemoteError, StartError};
 pub use events::{Event, ExitInfo};
 pub use health::{Heartbeat, Inspect, PoolInfo, Stats, WorkerHealth, WorkerId, WorkerState};
 pub use nanny_worker::protocol::AttachmentKind;
 pub use nix::sys::signal::Signal;
 pub use pool::{Backoff, Pool, RestartPolicy, WorkerSpec, DEFAULT_POOL};
+pub use retries::Retries;
 pub use supervisor::{EnqueueOptions, Response, Supervisor};
 
 /// Not an API: internals re-exported for `benches/lifecycle.rs` only. No

@@ -3,10 +3,11 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::oneshot;
-use uuid::Uuid;
 
+use super::ids::RequestId;
 use crate::error::Error;
 use crate::health::{Stats, WorkerHealth};
+use crate::retries::Retries;
 use crate::supervisor::Response;
 
 pub(crate) type Reply<T> = oneshot::Sender<T>;
@@ -14,14 +15,14 @@ pub(crate) type Reply<T> = oneshot::Sender<T>;
 /// A request as the caller handed it over.
 #[derive(Debug)]
 pub(crate) struct NewRequest {
-    pub(crate) id: Uuid,
+    pub(crate) id: RequestId,
     pub(crate) pool: Option<String>,
     pub(crate) payload: Vec<u8>,
     pub(crate) created_at: SystemTime,
     pub(crate) created: Instant,
     pub(crate) timeout: Option<Duration>,
     pub(crate) deadline: Option<Duration>,
-    pub(crate) retries: u32,
+    pub(crate) retries: Retries,
     pub(crate) attachment: Option<crate::attach::Attachment>,
     pub(crate) reply: Reply<Result<Response, Error>>,
 }
@@ -30,7 +31,7 @@ pub(crate) struct NewRequest {
 pub(crate) enum Command {
     Enqueue(NewRequest),
     /// The caller dropped its `enqueue` future.
-    Cancel(Uuid),
+    Cancel(RequestId),
     Ready(Reply<Result<(), Error>>),
     Health(Reply<Vec<WorkerHealth>>),
     Inspect(Reply<crate::health::Inspect>),

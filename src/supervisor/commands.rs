@@ -2,10 +2,8 @@
 //! pool, broadcast, soft and hard kill) and the waiters they settle
 //! (`ready()`, `resize()`).
 
-use uuid::Uuid;
-
 use super::command::Reply;
-use super::task::{Phase, SlotInfo, Task};
+use super::task::{Phase, SlotInfo, Task, Timer};
 use crate::error::Error;
 use crate::events::{Event, StopReason};
 use crate::health::WorkerState;
@@ -25,11 +23,25 @@ impl Task {
         })
     }
 
+    /// Why `pool` cannot get all its workers ready, if it cannot.
+    fn pool_stuck(&self, pool: usize) -> Option<Error> {
+        let p = &self.pools[pool];
+        if p.failed {
+            return Some(Error::PoolFailed {
+                pool: p.cfg.name.clone(),
+            });
+        }
+        let parked = (0..p.target).find(|&s| p.slot_info.get(s).is_some_and(|i| i.parked))?;
+        Some(Error::SlotParked {
+            pool: p.cfg.name.clone(),
+            logical_id: p.cfg.logical_id(parked),
+        })
+    }
+
     pub(super) fn check_ready(&mut self) {
-        if let Some(p) = self.pools.iter().find(|p| p.failed) {
-            let pool = p.cfg.name.clone();
+        if let Some(e) = (0..self.pools.len()).find_map(|p| self.pool_stuck(p)) {
             for w in self.ready_waiters.drain(..) {
-                let _ = w.send(Err(Error::PoolFailed { pool: pool.clone() }));
+                let _ = w.send(Err(e.clone()));
             }
             return;
         }
@@ -48,13 +60,11 @@ impl Task {
     pub(super) fn check_resized(&mut self) {
         let waiters = std::mem::take(&mut self.resize_waiters);
         for (pool, reply) in waiters {
-            let p = &self.pools[pool];
-            if p.failed {
-                let _ = reply.send(Err(Error::PoolFailed {
-                    pool: p.cfg.name.clone(),
-                }));
+            if let Some(e) = self.pool_stuck(pool) {
+                let _ = reply.send(Err(e));
                 continue;
             }
+            let p = &self.pools[pool];
             let extra = p.slots.iter().skip(p.target).flatten().count();
             if extra == 0 && self.pool_ready(pool) {
                 let _ = reply.send(Ok(()));
@@ -94,10 +104,23 @@ impl Task {
         if p.slot_info.len() < p.slots.len() {
             p.slot_info.resize(p.slots.len(), SlotInfo::default());
         }
-        p.slot_info.iter_mut().for_each(|s| s.abandoned = false);
+        p.slot_info.iter_mut().for_each(|s| {
+            s.abandoned = false;
+            s.parked = false;
+        });
         if !p.failed {
-            let empty: Vec<usize> = (0..workers).filter(|&s| p.slots[s].is_none()).collect();
-            for slot in empty {
+            // A slot is empty, or held by a worker that is on its way out
+            // (an earlier resize down): it gets a fresh worker now, and the
+            // leaving one finishes its drain outside the slot.
+            let workers_map = &self.workers;
+            let refill: Vec<usize> = (0..workers)
+                .filter(|&s| match p.slots[s] {
+                    None => true,
+                    Some(w) => workers_map.get(&w).is_some_and(|w| w.stop_reason.is_some()),
+                })
+                .collect();
+            for slot in refill {
+                self.pools[pool].slots[slot] = None;
                 self.spawn_worker(pool, slot);
             }
         }
@@ -153,12 +176,15 @@ impl Task {
             Phase::Draining(w) | Phase::Killing(w) => w.push(reply),
             Phase::Running => {
                 self.phase = Phase::Draining(vec![reply]);
+                if let Some(limit) = self.cfg.drain_timeout {
+                    self.soft_kill_timer = Some(self.timers.insert(Timer::SoftKillTimeout, limit));
+                }
                 // Workers that never became ready will not be needed, unless
                 // their pool has requests queued: those are still to be served.
                 let starting: Vec<u64> = self
                     .workers
                     .iter()
-                    .filter(|(_, w)| !w.online && self.pools[w.pool].queued == 0)
+                    .filter(|(_, w)| !w.online && self.ledger.queued(w.pool) == 0)
                     .map(|(&id, _)| id)
                     .collect();
                 for w in starting {
@@ -177,8 +203,7 @@ impl Task {
         waiters.extend(reply);
         self.phase = Phase::Killing(waiters);
         self.kill.cancel();
-        let ids: Vec<Uuid> = self.requests.keys().copied().collect();
-        for id in ids {
+        for id in self.ledger.ids() {
             self.resolve(id, Err(Error::Killed));
         }
         let workers: Vec<u64> = self.workers.keys().copied().collect();
@@ -194,11 +219,30 @@ impl Task {
             .workers
             .iter()
             .filter(|(_, w)| w.stop_reason.is_none() && w.state != WorkerState::Draining)
-            .filter(|(_, w)| self.pools[w.pool].queued == 0)
+            .filter(|(_, w)| self.ledger.queued(w.pool) == 0)
             .map(|(&id, _)| id)
             .collect();
         for id in ids {
             self.drain_worker(id, StopReason::Shutdown);
+        }
+    }
+
+    /// A soft kill ran past `drain_timeout`: what is still queued fails,
+    /// what is in flight is cancelled, and every worker stops.
+    pub(super) fn on_soft_kill_timeout(&mut self) {
+        self.soft_kill_timer = None;
+        for pool in 0..self.pools.len() {
+            self.fail_queued_drain(pool);
+        }
+        let ids: Vec<u64> = self.workers.keys().copied().collect();
+        for id in ids {
+            self.cancel_running(id);
+            let Some(w) = self.workers.get_mut(&id) else {
+                continue;
+            };
+            w.busy = false;
+            let reason = w.stop_reason.clone().unwrap_or(StopReason::Shutdown);
+            self.stop_worker(id, reason, true);
         }
     }
 }

@@ -1,35 +1,28 @@
-//! Requests: queueing, the pick, attempts, timeouts, retries, resolution.
-//!
-//! Every request is in exactly one place: a pool's queue (`assigned` is
-//! `None`) or one worker's in-flight set (`assigned` names it). It leaves
-//! `requests` exactly once, in [`Task::resolve`], which is the only place a
-//! caller's oneshot is completed: every enqueue resolves exactly once.
+//! Requests on the way to a worker: admission, the pick, attempts,
+//! timeouts, retries, withdrawal and resolution. The books are the
+//! [`Ledger`](super::ledger::Ledger)'s; this file decides what happens.
 //!
 //! Retries cover transport failures only (attempt timeout, worker exit or
 //! protocol error); a handler's error answer is delivered, not retried.
 //! A retry goes back to the *front* of its pool's queue and prefers another
-//! worker than the one that failed it.
+//! worker than the one that failed it. [`Task::resolve`] is the only way a
+//! request ends here.
 
-use std::time::UNIX_EPOCH;
+use std::time::{Instant, UNIX_EPOCH};
 
-use std::os::fd::OwnedFd;
-
-use nanny_worker::protocol::{FdTag, Outcome, RequestFrame, ToWorker, FD_KIND_RESPONSE_STREAM};
+use nanny_worker::protocol::{RequestFrame, ToWorker};
 use tokio::sync::mpsc::error::TrySendError;
-use uuid::Uuid;
 
 use super::command::NewRequest;
-use super::task::{Phase, RequestEntry, Task, Timer};
+use super::ids::{AttemptKey, RequestId};
+use super::ledger::{self, Filing, QueueFull, Withdrawn};
+use super::task::{Phase, Task};
 use super::Response;
-use crate::attach::Source;
+use crate::attach::Descriptor;
 use crate::error::Error;
 use crate::events::StopReason;
 use crate::health::{WorkerId, WorkerState};
 use crate::worker::link::Outgoing;
-
-/// Response-stream descriptors one worker may have sent ahead of their
-/// answers; more is a protocol error.
-const MAX_UNMATCHED_FDS: usize = 1024;
 
 /// Why an attempt ended without an answer.
 #[derive(Debug, Clone, Copy)]
@@ -40,62 +33,76 @@ pub(super) enum AttemptEnd {
 
 impl Task {
     pub(super) fn on_enqueue(&mut self, req: NewRequest) {
-        if !self.accepting() {
-            let _ = req.reply.send(Err(Error::ShuttingDown));
-            return;
-        }
-        let pool = match &req.pool {
-            None => 0,
-            Some(name) => match self.pool_index(name) {
-                Ok(p) => p,
-                Err(e) => {
-                    let _ = req.reply.send(Err(e));
-                    return;
-                }
-            },
+        let pool = match self.admission(&req) {
+            Ok(pool) => pool,
+            Err(e) => {
+                self.stats.refused += 1;
+                let _ = req.reply.send(Err(e));
+                return;
+            }
         };
-        let p = &self.pools[pool];
-        if p.failed {
-            let _ = req.reply.send(Err(Error::PoolFailed {
-                pool: p.cfg.name.clone(),
-            }));
-            return;
-        }
-        if p.queued >= self.cfg.max_queue {
+        let filing = Filing {
+            id: req.id,
+            pool,
+            payload: req.payload,
+            created_at: req.created_at,
+            timeout: req.timeout,
+            deadline: req.deadline.map(|d| d.saturating_sub(req.created.elapsed())),
+            retries: req.retries,
+            attachment: req.attachment.map(crate::attach::Pending::new),
+            reply: req.reply,
+        };
+        if let Err(QueueFull(reply)) = self.ledger.admit(filing) {
+            self.stats.refused += 1;
             self.stats.rejected += 1;
-            let _ = req.reply.send(Err(Error::QueueFull {
+            let _ = reply.send(Err(Error::QueueFull {
                 max_queue: self.cfg.max_queue,
             }));
             return;
         }
-        let deadline = req.deadline.map(|d| {
-            let left = d.saturating_sub(req.created.elapsed());
-            self.timers.insert(Timer::Deadline(req.id), left)
-        });
-        self.requests.insert(
-            req.id,
-            RequestEntry {
-                pool,
-                payload: req.payload,
-                created_at: req.created_at,
-                timeout: req.timeout,
-                retries_left: req.retries,
-                attempt: 0,
-                reply: req.reply,
-                assigned: None,
-                assigned_at: None,
-                avoid: None,
-                timer: None,
-                deadline,
-                attachment: req.attachment.map(crate::attach::Pending::new),
-                parked: None,
-            },
-        );
         self.stats.enqueued += 1;
-        let p = &mut self.pools[pool];
-        p.queue.push_back(req.id);
-        p.queued += 1;
         self.dispatch(pool);
+    }
+
+    /// The pool a new request goes to, or why it is refused at the door.
+    fn admission(&self, req: &NewRequest) -> Result<usize, Error> {
+        if !self.accepting() {
+            return Err(Error::ShuttingDown);
+        }
+        let pool = match &req.pool {
+            None => 0,
+            Some(name) => self.pool_index(name)?,
+        };
+        let p = &self.pools[pool];
+        // A failed pool restarts nothing but serves with the workers it has.
+        if p.failed && !self.pool_serving(pool) {
+            return Err(Error::PoolFailed {
+                pool: p.cfg.name.clone(),
+            });
+        }
+        Ok(pool)
+    }
+
+    /// Whether any worker of `pool` can take requests now or soon: alive,
+    /// not asked to stop, not draining.
+    pub(super) fn pool_serving(&self, pool: usize) -> bool {
+        self.workers.values().any(|w| {
+            w.pool == pool
+                && w.stop_reason.is_none()
+                && !matches!(w.state, WorkerState::Draining | WorkerState::Stopping)
+        })
+    }
+
+    /// A failed pool with no worker left to serve fails what waits in its
+    /// queue now: nothing would ever take it.
+    pub(super) fn fail_unserved(&mut self, pool: usize) {
+        if !self.pools[pool].failed || self.pool_serving(pool) {
+            return;
+        }
+        while let Some(id) = self.ledger.next_queued(pool) {
+            let name = self.pools[pool].cfg.name.clone();
+            self.resolve(id, Err(Error::PoolFailed { pool: name }));
+        }
     }
 
     /// Hands queued requests of `pool` to workers while any can take one.
@@ -103,118 +110,47 @@ impl Task {
         if matches!(self.phase, Phase::Killing(_)) {
             return;
         }
-        loop {
-            let p = &mut self.pools[pool];
-            let Some(&id) = p.queue.front() else { break };
-            let Some(req) = self.requests.get(&id).filter(|r| r.assigned.is_none()) else {
-                p.queue.pop_front(); // tombstone of a withdrawn request
-                continue;
-            };
-            let Some(worker) = p.router.pick(req.avoid) else {
+        while let Some(id) = self.ledger.next_queued(pool) {
+            let avoid = self.ledger.get(id).and_then(|e| e.avoid);
+            let Some(worker) = self.pools[pool].router.pick(avoid.map(WorkerId::get)) else {
                 break;
             };
-            p.queue.pop_front();
-            p.queued -= 1;
+            // A worker that could not take it left the router: the next
+            // turn picks another (or stops).
             self.assign(id, worker);
         }
     }
 
-    fn assign(&mut self, id: Uuid, worker: u64) {
-        let req = self.requests.get_mut(&id).expect("queued request exists");
-        let attempt = req.attempt + 1;
-        let descriptor = match req.attachment.as_mut().map(|a| a.descriptor_for_attempt()) {
+    /// Sends the next attempt of queued request `id` to `worker`.
+    fn assign(&mut self, id: RequestId, worker: u64) {
+        let e = self.ledger.get_mut(id).expect("queued request exists");
+        let descriptor = match e.attachment.as_mut().map(|a| a.descriptor_for_attempt()) {
             None => None,
             Some(Ok(fd)) => Some(fd),
-            Some(Err(e)) => {
-                // Popped from the queue already: count it back for `resolve`.
-                self.pools[req.pool].queued += 1;
-                self.resolve(id, Err(Error::Attachment(e.to_string())));
+            Some(Err(err)) => {
+                self.resolve(id, Err(Error::Attachment(err.to_string())));
                 return;
             }
         };
-        let w = self.workers.get_mut(&worker).expect("picked worker exists");
-        let Ok(permit) = w.link.frames.try_reserve() else {
-            let pool = req.pool;
-            let p = &mut self.pools[pool];
-            p.queue.push_front(id);
-            p.queued += 1;
-            self.stop_worker(worker, StopReason::Unresponsive, false);
-            return;
-        };
-        req.attempt = attempt;
-        // The last possible attempt takes the payload; earlier ones keep a copy for retries.
-        let payload = if req.retries_left > 0 {
-            req.payload.clone()
-        } else {
-            std::mem::take(&mut req.payload)
-        };
-        let frame = RequestFrame {
-            id,
-            attempt,
-            created_at_ms: req
-                .created_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            payload,
-            attachment: req.attachment.as_ref().map(|a| a.kind),
-        };
-        permit.send(match descriptor {
-            Some(fd) => Outgoing::Attached(frame, fd),
-            None => Outgoing::Frame(ToWorker::Request(frame)),
-        });
-        w.in_flight.insert(id);
-        req.assigned = Some(worker);
-        req.assigned_at = Some(std::time::Instant::now());
-        req.timer = req
-            .timeout
-            .map(|t| self.timers.insert(Timer::Attempt { id, attempt }, t));
-        self.sync_router(worker);
-    }
-
-    /// The worker took the attempt's attachment: it is the worker's now. A
-    /// stream starts flowing.
-    pub(super) fn on_accepted(&mut self, worker: u64, id: Uuid, attempt: u32) {
-        let Some(req) = self.requests.get_mut(&id) else {
-            return;
-        };
-        if req.assigned != Some(worker) || req.attempt != attempt {
-            return;
-        }
-        let Some(att) = req.attachment.as_mut() else {
-            return;
-        };
-        att.accepted = true;
-        match (att.source.take(), att.local.take()) {
-            (Some(Source::Stream(reader)), Some(local)) => {
-                let kill = self.kill.clone();
-                self.tracker.spawn(async move {
-                    let local = match local
-                        .set_nonblocking(true)
-                        .and_then(|()| tokio::net::UnixStream::from_std(local))
-                    {
-                        Ok(l) => l,
-                        Err(error) => {
-                            tracing::warn!(%error, "cannot start a stream attachment");
-                            return;
-                        }
-                    };
-                    tokio::select! {
-                        // Ends early, too, when the worker closes its end.
-                        result = nanny_worker::stream::pump_socket(reader, local) => {
-                            if let Err(error) = result {
-                                // The worker's side reports the truncation.
-                                tracing::debug!(%error, "stream attachment ended early");
-                            }
-                        }
-                        () = kill.cancelled() => {}
-                    }
-                });
+        // Field by field: the permit borrows the worker's link while the
+        // ledger starts the attempt.
+        let unavailable = match self.workers[&worker].link.frames.try_reserve() {
+            Ok(permit) => {
+                let e = self.ledger.start_attempt(id, WorkerId(worker), Instant::now());
+                permit.send(attempt_frame(id, e, descriptor));
+                None
             }
-            // A socket: our copy closes once this batch of events is handled
-            // (so after an answer that came with `Accepted` is delivered); the
-            // worker holds the only one then.
-            (Some(source), _) => self.released.push(source),
-            (None, local) => drop(local),
+            Err(e) => Some(matches!(e, TrySendError::Closed(()))),
+        };
+        match unavailable {
+            None => self.sync_router(worker),
+            // Its writer has gone: the worker is exiting, and its exit event
+            // follows. No fault of its own: it only leaves the router.
+            Some(true) => {
+                let pool = self.workers[&worker].pool;
+                self.pools[pool].router.remove(worker);
+            }
+            Some(false) => self.stop_worker(worker, StopReason::Unresponsive, false),
         }
     }
 
@@ -230,6 +166,17 @@ impl Task {
         }
     }
 
+    /// Tells `worker` to stop working on attempt `key`.
+    pub(super) fn send_cancel(&mut self, worker: u64, key: AttemptKey) {
+        self.send_frame(
+            worker,
+            ToWorker::Cancel {
+                id: key.id.0,
+                attempt: key.attempt,
+            },
+        );
+    }
+
     /// Re-files `worker` in its pool's router after any change that matters
     /// to the pick (state, in-flight count, RSS).
     pub(super) fn sync_router(&mut self, worker: u64) {
@@ -237,142 +184,39 @@ impl Task {
             return;
         };
         let p = &mut self.pools[w.pool];
-        if w.state == WorkerState::Ready && w.in_flight.len() < p.cfg.concurrency {
-            p.router.upsert(worker, w.in_flight.len() as u32, w.rss);
+        let in_flight = self.ledger.in_flight(WorkerId(worker));
+        if w.state == WorkerState::Ready && in_flight < p.cfg.concurrency && !w.link.frames.is_closed() {
+            p.router.upsert(worker, in_flight as u32, w.rss);
         } else {
             p.router.remove(worker);
         }
     }
 
-    pub(super) fn on_response(
-        &mut self,
-        worker: u64,
-        id: Uuid,
-        attempt: u32,
-        outcome: Outcome,
-        stream: bool,
-    ) {
-        let current = self
-            .requests
-            .get(&id)
-            .is_some_and(|r| r.assigned == Some(worker) && r.attempt == attempt && r.parked.is_none());
-        if !current {
-            self.stats.late_answers += 1;
-            if let Some(w) = self.workers.get_mut(&worker) {
-                w.stream_fds.remove(&(id, attempt)); // closes it
-            }
-            return;
-        }
-        let data = match outcome {
-            Outcome::Ok(data) => data.into_vec(),
-            Outcome::Err(e) => {
-                self.finish_answer(worker, id, Err(Error::Handler(e)));
-                return;
-            }
-        };
-        if !stream {
-            self.finish_answer(worker, id, Ok((data, None)));
-            return;
-        }
-        let fd = self
-            .workers
-            .get_mut(&worker)
-            .and_then(|w| w.stream_fds.remove(&(id, attempt)));
-        match fd {
-            Some(fd) => self.finish_answer(worker, id, Ok((data, Some(fd)))),
-            // The stream's descriptor is on its way on the other channel.
-            None => self.requests.get_mut(&id).expect("current").parked = Some(data),
-        }
-    }
-
-    /// A descriptor from a worker: a response stream, matched with its
-    /// answer in whichever order the two arrive.
-    pub(super) fn on_worker_fd(&mut self, worker: u64, tag: FdTag, fd: OwnedFd) {
-        if tag.kind != FD_KIND_RESPONSE_STREAM {
-            self.protocol_error(worker, format!("fd channel message of kind {}", tag.kind));
-            return;
-        }
-        let key = (tag.id, tag.attempt);
-        let current = self
-            .requests
-            .get_mut(&tag.id)
-            .filter(|r| r.assigned == Some(worker) && r.attempt == tag.attempt);
-        match current {
-            // Late: nobody waits for this stream; `fd` closes here.
-            None => {}
-            Some(req) => match req.parked.take() {
-                Some(data) => self.finish_answer(worker, tag.id, Ok((data, Some(fd)))),
-                None => {
-                    let Some(w) = self.workers.get_mut(&worker) else {
-                        return;
-                    };
-                    if w.stream_fds.len() >= MAX_UNMATCHED_FDS {
-                        self.protocol_error(worker, "too many response streams without answers".into());
-                        return;
-                    }
-                    w.stream_fds.insert(key, fd);
-                }
-            },
-        }
-    }
-
-    fn finish_answer(&mut self, worker: u64, id: Uuid, answer: Result<(Vec<u8>, Option<OwnedFd>), Error>) {
-        let req = &self.requests[&id];
-        let result = match answer {
-            Ok((data, fd)) => {
-                let stream = match fd.map(crate::attach::response_stream).transpose() {
-                    Ok(s) => s,
-                    Err(e) => {
-                        self.resolve(id, Err(Error::Attachment(e.to_string())));
-                        return;
-                    }
-                };
-                Ok(Response {
-                    id,
-                    created_at: req.created_at,
-                    worker: WorkerId(worker),
-                    attempt: req.attempt,
-                    data,
-                    stream,
-                })
-            }
-            Err(e) => Err(e),
-        };
-        if let Some(w) = self.workers.get_mut(&worker) {
-            w.served += 1;
-        }
-        self.stats.answered += 1;
-        self.resolve(id, result);
-        self.after_served(worker);
-    }
-
-    /// Completes a request: frees its worker slot and timers, answers the caller.
-    pub(super) fn resolve(&mut self, id: Uuid, result: Result<Response, Error>) {
-        let Some(req) = self.requests.remove(&id) else {
+    /// Completes a request: answers the caller, then frees its worker's
+    /// capacity. The only way a request ends.
+    pub(super) fn resolve(&mut self, id: RequestId, result: Result<Response, Error>) {
+        let failed = matches!(&result, Err(e) if !matches!(e, Error::Handler(_)));
+        let Some(done) = self.ledger.resolve(id, result) else {
             return;
         };
-        // A closed reply is a withdrawn request, counted as cancelled.
-        if result.is_err() && !matches!(result, Err(Error::Handler(_))) && !req.reply.is_closed() {
+        // An undelivered error went to a withdrawn request, counted as cancelled.
+        if failed && done.delivered {
             self.stats.failed += 1;
         }
-        self.cancel_timer(req.timer);
-        self.cancel_timer(req.deadline);
-        match req.assigned {
-            Some(worker) => self.release(worker, id),
-            None => self.pools[req.pool].queued -= 1,
+        if let Some(worker) = done.worker {
+            self.release(worker.get());
         }
-        let _ = req.reply.send(result);
     }
 
-    /// Removes `id` from `worker`'s in-flight set; a draining worker with
-    /// nothing left is stopped, and its freed capacity is used at once.
-    fn release(&mut self, worker: u64, id: Uuid) {
-        let Some(w) = self.workers.get_mut(&worker) else {
+    /// `worker` has one attempt less: a draining worker with nothing left
+    /// (and not busy) is stopped, and freed capacity is used at once.
+    fn release(&mut self, worker: u64) {
+        let Some(w) = self.workers.get(&worker) else {
             return;
         };
-        w.in_flight.remove(&id);
-        let (pool, idle_draining) = (w.pool, w.state == WorkerState::Draining && w.in_flight.is_empty());
-        if idle_draining {
+        let pool = w.pool;
+        let idle = self.ledger.in_flight(WorkerId(worker)) == 0 && !w.busy;
+        if w.state == WorkerState::Draining && idle {
             let reason = w.stop_reason.clone().unwrap_or(StopReason::Shutdown);
             self.stop_worker(worker, reason, true);
         } else {
@@ -382,97 +226,138 @@ impl Task {
     }
 
     /// An attempt ended without an answer: retry while retries remain.
-    pub(super) fn end_attempt(&mut self, id: Uuid, end: AttemptEnd) {
-        let Some(req) = self.requests.get_mut(&id) else {
+    pub(super) fn end_attempt(&mut self, id: RequestId, end: AttemptEnd) {
+        let Some(e) = self.ledger.get(id) else {
             return;
         };
-        let Some(worker) = req.assigned else { return };
-        let timer = req.timer.take();
-        let (attempt, pool) = (req.attempt, req.pool);
+        let Some(worker) = e.worker().map(WorkerId::get) else {
+            return;
+        };
+        let key = AttemptKey {
+            id,
+            attempt: e.attempt,
+        };
         // An accepted attachment may be partly consumed: it cannot be replayed.
-        let consumed = req.attachment.as_ref().is_some_and(|a| a.accepted);
-        let retries_left = req.retries_left > 0;
+        let consumed = e.attachment.as_ref().is_some_and(|a| a.accepted);
+        let retries_left = e.retries.any_left();
         let retry = retries_left && !consumed && !matches!(self.phase, Phase::Killing(_));
-        if retry {
-            req.retries_left -= 1;
-            req.avoid = Some(worker);
-            req.assigned = None;
-            // An answer still waiting for its response stream belongs to the
-            // failed attempt: the next attempt must not find it.
-            req.parked = None;
-        }
-        self.cancel_timer(timer);
         if matches!(end, AttemptEnd::Timeout) {
             self.stats.timeouts += 1;
-            self.send_frame(worker, ToWorker::Cancel { id, attempt });
+            self.send_cancel(worker, key);
         }
         if retry {
             self.stats.retries += 1;
-            let p = &mut self.pools[pool];
-            p.queue.push_front(id);
-            p.queued += 1;
-            self.release(worker, id);
+            self.ledger.requeue(id);
+            self.release(worker);
             return;
         }
         let mut error = match end {
-            AttemptEnd::Timeout => Error::Timeout { attempts: attempt },
+            AttemptEnd::Timeout => Error::Timeout {
+                attempts: key.attempt,
+            },
             AttemptEnd::WorkerGone(w) => Error::WorkerExited {
-                attempts: attempt,
+                attempts: key.attempt,
                 worker: WorkerId(w),
             },
         };
         if consumed && retries_left {
             error = Error::AttachmentConsumed {
-                attempts: attempt,
+                attempts: key.attempt,
                 cause: Box::new(error),
             };
         }
         self.resolve(id, Err(error));
     }
 
-    pub(super) fn on_attempt_timeout(&mut self, id: Uuid, attempt: u32) {
-        let Some(req) = self.requests.get_mut(&id) else {
-            return;
-        };
-        if req.attempt != attempt || req.assigned.is_none() {
-            return;
+    pub(super) fn on_request_timer(&mut self, expired: ledger::Expired) {
+        match expired {
+            ledger::Expired::Attempt(key) => {
+                let current = self
+                    .ledger
+                    .get(key.id)
+                    .is_some_and(|e| e.attempt == key.attempt && e.worker().is_some());
+                if current {
+                    self.end_attempt(key.id, AttemptEnd::Timeout);
+                }
+            }
+            ledger::Expired::Deadline(id) => {
+                let Some(e) = self.ledger.get(id) else { return };
+                if let Some(worker) = e.worker() {
+                    let key = AttemptKey {
+                        id,
+                        attempt: e.attempt,
+                    };
+                    self.send_cancel(worker.get(), key);
+                }
+                self.resolve(id, Err(Error::Deadline));
+            }
         }
-        req.timer = None; // it has fired
-        self.end_attempt(id, AttemptEnd::Timeout);
-    }
-
-    pub(super) fn on_deadline(&mut self, id: Uuid) {
-        let Some(req) = self.requests.get_mut(&id) else {
-            return;
-        };
-        req.deadline = None; // it has fired
-        if let Some(worker) = req.assigned {
-            let attempt = req.attempt;
-            self.send_frame(worker, ToWorker::Cancel { id, attempt });
-        }
-        self.resolve(id, Err(Error::Deadline));
     }
 
     /// The caller dropped its `enqueue` future.
-    pub(super) fn on_cancel(&mut self, id: Uuid) {
-        let Some(req) = self.requests.get(&id) else { return };
-        if let Some(worker) = req.assigned {
-            let attempt = req.attempt;
-            self.send_frame(worker, ToWorker::Cancel { id, attempt });
+    pub(super) fn on_cancel(&mut self, id: RequestId) {
+        if let Some(w) = self.ledger.withdraw(id) {
+            self.after_withdrawn(w);
         }
-        self.stats.cancelled += 1;
-        self.resolve(id, Err(Error::ShuttingDown)); // nobody receives it
-        self.compact_queues();
     }
 
-    /// Drops tombstones when they outnumber live queued requests.
-    fn compact_queues(&mut self) {
-        let requests = &self.requests;
-        for p in &mut self.pools {
-            if p.queue.len() > 2 * p.queued + 64 {
-                p.queue
-                    .retain(|id| requests.get(id).is_some_and(|r| r.assigned.is_none()));
-            }
+    /// Withdraws every request whose caller has gone (a handle could not
+    /// send its `Cancel`).
+    pub(super) fn sweep_gone(&mut self) {
+        for w in self.ledger.withdraw_gone() {
+            self.after_withdrawn(w);
         }
+    }
+
+    fn after_withdrawn(&mut self, w: Withdrawn) {
+        match w.running {
+            Some((worker, key)) => {
+                self.send_cancel(worker.get(), key);
+                self.release(worker.get());
+            }
+            None => self.dispatch(w.pool),
+        }
+    }
+
+    /// Ends the attempts running on `worker` at its drain timeout: each gets
+    /// a `Cancel`, its caller [`Error::DrainTimeout`].
+    pub(super) fn cancel_running(&mut self, worker: u64) {
+        for id in self.ledger.running_on(WorkerId(worker)) {
+            let attempt = self.ledger.get(id).map_or(0, |e| e.attempt);
+            self.send_cancel(worker, AttemptKey { id, attempt });
+            self.resolve(id, Err(Error::DrainTimeout { attempts: attempt }));
+        }
+    }
+
+    /// Fails what waits in `pool`'s queue with [`Error::DrainTimeout`].
+    pub(super) fn fail_queued_drain(&mut self, pool: usize) {
+        while let Some(id) = self.ledger.next_queued(pool) {
+            let attempts = self.ledger.get(id).map_or(0, |e| e.attempt);
+            self.resolve(id, Err(Error::DrainTimeout { attempts }));
+        }
+    }
+}
+
+/// The frame of `e`'s attempt just started. The last possible attempt takes
+/// the payload; earlier ones keep a copy for retries.
+fn attempt_frame(id: RequestId, e: &mut ledger::Entry, descriptor: Option<Descriptor>) -> Outgoing {
+    let payload = if e.retries.any_left() {
+        e.payload.clone()
+    } else {
+        std::mem::take(&mut e.payload)
+    };
+    let frame = RequestFrame {
+        id: id.0,
+        attempt: e.attempt,
+        created_at_ms: e
+            .created_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        payload,
+        attachment: e.attachment.as_ref().map(|a| a.kind),
+    };
+    match descriptor {
+        Some(fd) => Outgoing::Attached(frame, fd),
+        None => Outgoing::Frame(ToWorker::Request(frame)),
     }
 }

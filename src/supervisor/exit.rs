@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use super::dispatch::AttemptEnd;
 use super::task::{Phase, Task, Timer};
-use crate::error::Error;
 use crate::events::{Event, ExitInfo, StopReason};
 use crate::health::WorkerId;
 use crate::pool::RestartPolicy;
@@ -25,11 +24,13 @@ impl Task {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
-        let timer = w.timer.take();
-        let in_flight: Vec<_> = w.in_flight.iter().copied().collect();
+        let timers = [w.timer.take(), w.drain_timer.take()];
+        let in_flight = self.ledger.running_on(WorkerId(id));
         // Out of the router first, so its requests are retried elsewhere.
         self.set_state(id, super::state::Input::Stop);
-        self.cancel_timer(timer);
+        for timer in timers {
+            self.cancel_timer(timer);
+        }
         for req in in_flight {
             self.end_attempt(req, AttemptEnd::WorkerGone(id));
         }
@@ -57,6 +58,10 @@ impl Task {
 
         let p = &mut self.pools[pool];
         p.router.remove(id);
+        if p.failed {
+            self.fail_unserved(pool);
+        }
+        let p = &mut self.pools[pool];
         let held_slot = p.slots.get(slot) == Some(&Some(id));
         if held_slot {
             p.slots[slot] = None;
@@ -126,12 +131,12 @@ impl Task {
         }
         let p = &mut self.pools[pool];
         if planned {
-            // Stopped by a soft kill, but requests were queued since (retries
-            // of attempts that failed during the drain): without a worker
-            // they would wait, and the drain with them, forever.
-            if matches!(self.phase, Phase::Draining(_)) {
-                self.spawn_worker(pool, slot);
-            }
+            // A planned exit of a slot that is wanted again: a resize grew
+            // the pool back while this worker drained, or a soft kill has
+            // requests queued since (retries of attempts that failed during
+            // the drain) that would otherwise wait, and the drain with them,
+            // forever. No crash: no budget.
+            self.spawn_worker(pool, slot);
             return;
         }
         let restart = match p.cfg.restart {
@@ -143,12 +148,20 @@ impl Task {
             p.slot_info[slot].abandoned = true;
             return;
         }
-        if p.cfg
+        if let Some(n) = p
+            .cfg
             .respawn_count
-            .is_some_and(|n| p.slot_info[slot].failed_starts > n)
+            .filter(|&n| p.slot_info[slot].failed_starts > n)
         {
-            tracing::error!(pool = %p.cfg.name, slot, "respawn count exceeded");
-            self.pool_failed(pool);
+            // One crash-looping slot must not starve the healthy ones.
+            p.slot_info[slot].parked = true;
+            let (pool_name, logical_id) = (p.cfg.name.clone(), p.cfg.logical_id(slot));
+            tracing::error!(pool = %pool_name, logical_id, failed_starts = n + 1, "respawn count exceeded: slot parked");
+            self.emit(Event::SlotParked {
+                pool: pool_name,
+                logical_id,
+                failed_starts: n + 1,
+            });
             return;
         }
         self.refill_or_fail(pool, slot, !signalled, true);
@@ -157,14 +170,14 @@ impl Task {
     /// Whether an emptied slot should get a worker again.
     pub(super) fn wants_slot(&self, pool: usize, slot: usize) -> bool {
         let p = &self.pools[pool];
-        let abandoned = p.slot_info.get(slot).is_some_and(|s| s.abandoned);
+        let abandoned = p.slot_info.get(slot).is_some_and(|s| s.abandoned || s.parked);
         if p.failed || abandoned || slot >= p.target || p.slots.get(slot).is_some_and(Option::is_some) {
             return false;
         }
         match self.phase {
             Phase::Running => true,
             // Finish what is queued, then stop.
-            Phase::Draining(_) => p.queued > 0,
+            Phase::Draining(_) => self.ledger.queued(pool) > 0,
             Phase::Killing(_) => false,
         }
     }
@@ -209,8 +222,9 @@ impl Task {
         }
     }
 
-    /// The restart budget is spent: the pool takes no requests until
-    /// `reset_failed`; what waits in its queue fails now.
+    /// The restart budget is spent: the pool restarts nothing until
+    /// `reset_failed`, but the workers it has keep serving; only when none
+    /// is left does what waits in its queue fail (see `fail_unserved`).
     pub(super) fn pool_failed(&mut self, pool: usize) {
         let p = &mut self.pools[pool];
         if p.failed {
@@ -218,16 +232,8 @@ impl Task {
         }
         p.failed = true;
         let name = p.cfg.name.clone();
-        tracing::error!(pool = %name, "restart budget exhausted: pool failed");
-        // `resolve` takes each live one off the `queued` count; tombstones
-        // are no longer in `requests`.
-        let queued: Vec<_> = p.queue.drain(..).collect();
-        for id in queued {
-            if self.requests.get(&id).is_some_and(|r| r.assigned.is_none()) {
-                self.resolve(id, Err(Error::PoolFailed { pool: name.clone() }));
-            }
-        }
-        debug_assert_eq!(self.pools[pool].queued, 0);
+        tracing::error!(pool = %name, "restart budget exhausted: pool failed; its live workers keep serving");
         self.emit(Event::RestartBudgetExhausted { pool: name });
+        self.fail_unserved(pool);
     }
 }

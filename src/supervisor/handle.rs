@@ -1,20 +1,25 @@
 //! The [`Supervisor`] handle, [`EnqueueOptions`] and [`Response`].
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::Stream;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
 use super::command::{Command, NewRequest};
+use super::ids::RequestId;
 use crate::attach::{Attachment, ResponseStream};
 use crate::builder::Builder;
 use crate::error::Error;
 use crate::events::Event;
 use crate::health::{Inspect, Stats, WorkerHealth};
+use crate::retries::Retries;
 use crate::WorkerId;
 use nix::sys::signal::Signal;
 
@@ -28,12 +33,14 @@ pub struct Supervisor {
     pub(crate) tx: mpsc::Sender<Command>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) defaults: Defaults,
+    /// Raised when a dropped `enqueue` could not send its `Cancel`.
+    pub(crate) gone: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Defaults {
     pub(crate) timeout: Option<Duration>,
-    pub(crate) retries: u32,
+    pub(crate) retries: Retries,
     pub(crate) max_frame_len: usize,
 }
 
@@ -52,7 +59,7 @@ pub struct EnqueueOptions {
     attachment: Option<Attachment>,
     timeout: Option<Option<Duration>>,
     deadline: Option<Duration>,
-    retries: Option<u32>,
+    retries: Option<Retries>,
 }
 
 impl EnqueueOptions {
@@ -86,9 +93,11 @@ impl EnqueueOptions {
         self
     }
 
-    /// Retries after a timeout or a worker exit (`n` retries = `n + 1` attempts).
-    pub fn retries(mut self, retries: u32) -> Self {
-        self.retries = Some(retries);
+    /// Retries after a timeout or a worker exit (`n` retries = `n + 1`
+    /// attempts; [`Retries::Unlimited`] retries until an attempt answers,
+    /// within the deadline if one is set).
+    pub fn retries(mut self, retries: impl Into<Retries>) -> Self {
+        self.retries = Some(retries.into());
         self
     }
 }
@@ -155,18 +164,23 @@ impl fmt::Debug for Response {
 }
 
 /// Tells the supervisor task when a caller drops an unresolved `enqueue`.
+///
+/// A destructor must not wait, so the `Cancel` goes with `try_send`; when
+/// the command queue is full it raises the `gone` flag instead, and the task
+/// sweeps its ledger for every caller that has gone (see the ledger's
+/// withdrawal policy). Nothing is lost either way.
 struct CancelOnDrop<'a> {
-    tx: &'a mpsc::Sender<Command>,
-    id: Uuid,
+    sup: &'a Supervisor,
+    id: RequestId,
     armed: bool,
 }
 
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
-            // Best effort: if the command queue is full the worker finishes
-            // the attempt and its answer is dropped.
-            let _ = self.tx.try_send(Command::Cancel(self.id));
+            if let Err(TrySendError::Full(_)) = self.sup.tx.try_send(Command::Cancel(self.id)) {
+                self.sup.gone.store(true, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -198,7 +212,7 @@ impl Supervisor {
         let payload =
             nanny_worker::protocol::encode_payload(payload).map_err(|e| Error::Encode(e.to_string()))?;
         self.check_size(payload.len())?;
-        let id = Uuid::new_v4();
+        let id = RequestId::new();
         let (reply, rx) = oneshot::channel();
         let request = NewRequest {
             id,
@@ -216,8 +230,10 @@ impl Supervisor {
             .send(Command::Enqueue(request))
             .await
             .map_err(|_| Error::ShuttingDown)?;
+        // Armed only once the request is the task's: a future dropped while
+        // waiting for room in the command queue sent nothing.
         let mut guard = CancelOnDrop {
-            tx: &self.tx,
+            sup: self,
             id,
             armed: true,
         };

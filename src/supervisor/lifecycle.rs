@@ -24,13 +24,14 @@
 //! capacity never dips. A successor that fails to start costs restart
 //! budget and leaves the old worker serving.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use nanny_worker::protocol::{FromWorker, SupervisorHello, ToWorker, PROTOCOL_VERSION};
 use nix::sys::signal::Signal;
 
+use super::ids::{AttemptKey, RequestId};
 use super::state::{self, Input};
 use super::task::{Task, Timer, WorkerEntry};
 use crate::events::{CustomEvent, Event, StopReason};
@@ -110,12 +111,13 @@ impl Task {
                 statm,
                 rss,
                 heartbeat: None,
-                in_flight: HashSet::new(),
+                busy: false,
                 stream_fds: HashMap::new(),
                 served: 0,
                 spawned_at: now,
                 stop_reason: None,
                 timer: Some(timer),
+                drain_timer: None,
                 logical_id,
                 last_heartbeat: now,
                 replaces,
@@ -210,11 +212,15 @@ impl Task {
             FromWorker::Ready if state == WorkerState::Starting => self.on_online(id),
             FromWorker::Ready => {
                 let pool = w.pool;
-                if self.set_state(id, Input::Ready) {
+                w.busy = false;
+                if state == WorkerState::Draining {
+                    self.drain_progress(id);
+                } else if self.set_state(id, Input::Ready) {
                     self.dispatch(pool);
                 }
             }
             FromWorker::Busy => {
+                w.busy = true;
                 self.set_state(id, Input::Busy);
             }
             FromWorker::Response {
@@ -222,8 +228,8 @@ impl Task {
                 attempt,
                 outcome,
                 stream,
-            } => self.on_response(id, req, attempt, outcome, stream),
-            FromWorker::Accepted { id: req, attempt } => self.on_accepted(id, req, attempt),
+            } => self.on_response(id, attempt_key(req, attempt), outcome, stream),
+            FromWorker::Accepted { id: req, attempt } => self.on_accepted(id, attempt_key(req, attempt)),
             FromWorker::Ack { .. } => {}
             FromWorker::Emit { event, payload } => self.emit(Event::Custom(CustomEvent {
                 worker: WorkerId(id),
@@ -312,20 +318,57 @@ impl Task {
         self.stop_worker(id, StopReason::Protocol(reason), false);
     }
 
-    /// Stops taking new work on `id`; stops it once nothing is in flight.
+    /// Stops taking new work on `id`; stops it once nothing is in flight
+    /// and it is not busy, or at its `drain_timeout`.
     pub(super) fn drain_worker(&mut self, id: u64, reason: StopReason) {
+        let idle = self.ledger.in_flight(WorkerId(id)) == 0;
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
         if w.stop_reason.is_some() {
             return;
         }
-        if w.in_flight.is_empty() {
+        if idle && !w.busy {
             self.stop_worker(id, reason, true);
             return;
         }
         w.stop_reason = Some(reason);
+        if let Some(limit) = self.cfg.drain_timeout {
+            w.drain_timer = Some(self.timers.insert(Timer::DrainTimeout(id), limit));
+        }
         self.set_state(id, Input::Drain);
+    }
+
+    /// A draining worker that may have nothing left to wait for.
+    fn drain_progress(&mut self, id: u64) {
+        let idle = self.ledger.in_flight(WorkerId(id)) == 0;
+        let Some(w) = self.workers.get(&id) else {
+            return;
+        };
+        if w.state == WorkerState::Draining && idle && !w.busy {
+            let reason = w.stop_reason.clone().unwrap_or(StopReason::Shutdown);
+            self.stop_worker(id, reason, true);
+        }
+    }
+
+    /// A drain ran past `drain_timeout`: what is still in flight is
+    /// cancelled (its callers get `DrainTimeout`), and the stop goes on.
+    pub(super) fn on_drain_timeout(&mut self, id: u64) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        w.drain_timer = None;
+        w.busy = false;
+        if w.state != WorkerState::Draining {
+            return;
+        }
+        tracing::warn!(
+            worker = id,
+            in_flight = self.ledger.in_flight(WorkerId(id)),
+            "drain timeout: cancelling what is in flight"
+        );
+        self.cancel_running(id);
+        self.drain_progress(id);
     }
 
     /// Asks `id` to exit: gracefully (a `SoftKill` frame and SIGTERM, then
@@ -335,6 +378,11 @@ impl Task {
             return;
         };
         let first = w.state != WorkerState::Stopping;
+        let drain_timer = w.drain_timer.take();
+        self.cancel_timer(drain_timer);
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
         // A drain's reason stays (it decides whether the exit was planned).
         w.stop_reason.get_or_insert(reason.clone());
         w.stop_requested_at.get_or_insert_with(Instant::now);
@@ -347,7 +395,7 @@ impl Task {
             .or(unresponsive.then_some(crate::DEFAULT_FORCE_STOP_DELAY));
         if graceful && first {
             let timer = w.timer.take();
-            let _ = w.link.signals.send(Signal::SIGTERM);
+            w.link.signal(Signal::SIGTERM);
             self.cancel_timer(timer);
             self.send_frame(id, ToWorker::SoftKill);
             if let Some(delay) = force_after {
@@ -362,7 +410,7 @@ impl Task {
             }
             if let Some(w) = self.workers.get_mut(&id) {
                 w.forced = true;
-                let _ = w.link.signals.send(Signal::SIGKILL);
+                w.link.signal(Signal::SIGKILL);
             }
         }
         self.set_state(id, Input::Stop);
@@ -426,6 +474,13 @@ impl Task {
             return;
         };
         tracing::warn!(worker = id, "worker did not exit in time: SIGKILL");
-        let _ = w.link.signals.send(Signal::SIGKILL);
+        w.link.signal(Signal::SIGKILL);
+    }
+}
+
+fn attempt_key(id: uuid::Uuid, attempt: u32) -> AttemptKey {
+    AttemptKey {
+        id: RequestId(id),
+        attempt,
     }
 }

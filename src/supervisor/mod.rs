@@ -24,12 +24,16 @@
 //!   in [`watch`]; resize, reset, broadcast and soft/hard kill in
 //!   [`commands`].
 
+mod answer;
 pub(crate) mod command;
 mod commands;
 mod dispatch;
 mod exit;
 mod handle;
+mod ids;
+mod ledger;
 mod lifecycle;
+mod queue;
 mod state;
 mod task;
 mod watch;

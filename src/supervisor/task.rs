@@ -1,19 +1,22 @@
 //! The supervisor task: its state, its loop, and the commands it serves.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::fs::File;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use nanny_worker::protocol::Heartbeat;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::time::{delay_queue, DelayQueue};
-use uuid::Uuid;
 
 use super::command::{Command, Reply};
 use super::handle::{Defaults, Supervisor};
-use super::Response;
+use super::ids::AttemptKey;
+use super::ledger::{self, Ledger};
+use super::queue::QueueNews;
 use crate::builder::Config;
 use crate::error::{Error, StartError};
 use crate::events::{Event, StopReason};
@@ -29,19 +32,20 @@ const COMMAND_CAPACITY: usize = 1024;
 /// throttles a flooding worker without blocking the supervisor task.
 const LINK_CAPACITY: usize = 4096;
 
-/// A timer owned by the supervisor task.
+/// A timer of the supervisor task about workers and phases (request
+/// timers belong to the [`Ledger`]).
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Timer {
-    /// An attempt's timeout.
-    Attempt { id: Uuid, attempt: u32 },
-    /// A request's overall deadline.
-    Deadline(Uuid),
     /// Refill a pool slot.
     Restart { pool: usize, slot: usize },
     /// A worker had `start_timeout` to say ready.
     StartTimeout(u64),
     /// A stopping worker had `force_stop_delay` to exit.
     ForceKill(u64),
+    /// A draining worker had `drain_timeout` to finish its requests.
+    DrainTimeout(u64),
+    /// A soft kill had `drain_timeout` to serve what was queued.
+    SoftKillTimeout,
 }
 
 pub(super) struct PoolState {
@@ -50,11 +54,6 @@ pub(super) struct PoolState {
     pub(super) target: usize,
     /// Worker in each slot (the slot index is the logical id).
     pub(super) slots: Vec<Option<u64>>,
-    /// Waiting request ids, FIFO. Withdrawn requests stay as tombstones
-    /// (ids no longer in `requests`) until popped or compacted.
-    pub(super) queue: VecDeque<Uuid>,
-    /// Live requests in `queue`.
-    pub(super) queued: usize,
     pub(super) router: Router,
     pub(super) budget: RestartBudget,
     pub(super) failed: bool,
@@ -74,6 +73,9 @@ pub(super) struct SlotInfo {
     /// Left empty by the restart policy (a clean exit under `OnFailure`,
     /// any exit under `No`): not waited for by `ready()`.
     pub(super) abandoned: bool,
+    /// Left empty after more than `respawn_count` failed starts in a row:
+    /// not refilled until `reset_failed` or a resize.
+    pub(super) parked: bool,
 }
 
 pub(super) struct WorkerEntry {
@@ -86,13 +88,18 @@ pub(super) struct WorkerEntry {
     pub(super) statm: Option<File>,
     pub(super) rss: u64,
     pub(super) heartbeat: Option<Heartbeat>,
-    pub(super) in_flight: HashSet<Uuid>,
+    /// It said `Busy` and not `Ready` since: a drain waits for it
+    /// (load-process-manager's rule), within `drain_timeout`.
+    pub(super) busy: bool,
     /// Response-stream descriptors that arrived before their answers.
-    pub(super) stream_fds: HashMap<(Uuid, u32), std::os::fd::OwnedFd>,
+    pub(super) stream_fds: HashMap<AttemptKey, std::os::fd::OwnedFd>,
     pub(super) served: u64,
     pub(super) spawned_at: Instant,
     pub(super) stop_reason: Option<StopReason>,
+    /// Its start timeout or forced-stop timer.
     pub(super) timer: Option<delay_queue::Key>,
+    /// Its `drain_timeout`, while it drains.
+    pub(super) drain_timer: Option<delay_queue::Key>,
     pub(super) logical_id: u64,
     /// Last heartbeat (or the hello, before the first one).
     pub(super) last_heartbeat: Instant,
@@ -113,25 +120,6 @@ pub(super) struct WorkerEntry {
     pub(super) logs: std::sync::Arc<crate::worker::output::LogCounts>,
 }
 
-pub(super) struct RequestEntry {
-    pub(super) pool: usize,
-    pub(super) payload: Vec<u8>,
-    pub(super) created_at: SystemTime,
-    pub(super) timeout: Option<Duration>,
-    pub(super) retries_left: u32,
-    pub(super) attempt: u32,
-    pub(super) reply: Reply<Result<Response, Error>>,
-    pub(super) assigned: Option<u64>,
-    /// When the current attempt was sent (for `max_request_duration`).
-    pub(super) assigned_at: Option<Instant>,
-    pub(super) avoid: Option<u64>,
-    pub(super) timer: Option<delay_queue::Key>,
-    pub(super) deadline: Option<delay_queue::Key>,
-    pub(super) attachment: Option<crate::attach::Pending>,
-    /// An answer whose response stream has not arrived yet.
-    pub(super) parked: Option<Vec<u8>>,
-}
-
 pub(super) enum Phase {
     Running,
     /// Soft kill: serve what is queued, then stop every worker.
@@ -149,7 +137,16 @@ pub(super) struct Task {
     pub(super) timers: DelayQueue<Timer>,
     pub(super) pools: Vec<PoolState>,
     pub(super) workers: HashMap<u64, WorkerEntry>,
-    pub(super) requests: HashMap<Uuid, RequestEntry>,
+    /// Every pending request: queues, in-flight sets, request timers.
+    pub(super) ledger: Ledger,
+    /// Set by a handle whose `Cancel` found the command queue full: the
+    /// ledger is swept for callers that have gone (see [`ledger`](super::ledger)).
+    pub(super) gone: Arc<AtomicBool>,
+    /// When the loop last took an input, to notice a pause of the whole
+    /// process (see [`Task::catch_up`]).
+    pub(super) last_turn: Instant,
+    /// The soft kill's `drain_timeout`.
+    pub(super) soft_kill_timer: Option<delay_queue::Key>,
     pub(super) next_worker: u64,
     pub(super) events: broadcast::Sender<Event>,
     pub(super) phase: Phase,
@@ -167,13 +164,28 @@ pub(super) struct Task {
     pub(super) released: Vec<crate::attach::Source>,
 }
 
+/// A silence of the loop longer than this (and than two pulses) is a pause
+/// of the process: see [`Task::catch_up`].
+const PAUSE_MIN: Duration = Duration::from_millis(250);
+
+/// What one turn of the loop took.
+enum Input {
+    Link(LinkEvent),
+    /// A task timer and when it was due.
+    Timer(Timer, Instant),
+    /// A request timer and when it was due.
+    Request(ledger::Expired, Instant),
+    Command(Option<Command>),
+    /// The queue backend has new requests for a pool.
+    Arrived(usize),
+    Pulse,
+}
+
 /// Starts the supervisor task; workers are spawned by the task itself (a
 /// long-lived runtime thread: see `worker::spawn` on `PR_SET_PDEATHSIG`).
 pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
     if tokio::runtime::Handle::try_current().is_err() {
-        return Err(StartError::Config(
-            "a supervisor must be started inside a tokio runtime".into(),
-        ));
+        return Err(crate::error::ConfigError::NotInRuntime.into());
     }
     let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
     let (events, _) = broadcast::channel(cfg.event_capacity);
@@ -183,6 +195,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         retries: cfg.retries,
         max_frame_len: cfg.max_frame_len,
     };
+    let gone = Arc::new(AtomicBool::new(false));
     let pools = cfg
         .pools
         .iter()
@@ -190,8 +203,6 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
             cfg: p.clone(),
             target: p.workers,
             slots: vec![None; p.workers],
-            queue: VecDeque::new(),
-            queued: 0,
             router: Router::new(),
             budget: RestartBudget::new(cfg.max_restarts, cfg.restart_window),
             failed: false,
@@ -203,6 +214,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
     if cfg.handle_signals {
         tracker.spawn(handle_signals(tx.downgrade(), stop_signals.clone()));
     }
+    let ledger = Ledger::new(cfg.pools.len(), cfg.max_queue);
     let task = Task {
         cfg,
         commands,
@@ -212,7 +224,10 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         timers: DelayQueue::new(),
         pools,
         workers: HashMap::new(),
-        requests: HashMap::new(),
+        ledger,
+        gone: gone.clone(),
+        last_turn: Instant::now(),
+        soft_kill_timer: None,
         next_worker: 1,
         events: events.clone(),
         phase: Phase::Running,
@@ -226,7 +241,12 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         page_size: crate::worker::spawn::page_size(),
     };
     tokio::spawn(task.run(stop_signals));
-    Ok(Supervisor { tx, events, defaults })
+    Ok(Supervisor {
+        tx,
+        events,
+        defaults,
+        gone,
+    })
 }
 
 /// SIGINT/SIGTERM: the first soft-kills, the next hard-kills. Holds only a
@@ -269,21 +289,22 @@ impl Task {
         let mut pulse = tokio::time::interval(self.cfg.pulse);
         pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !self.finished() {
-            tokio::select! {
+            let input = tokio::select! {
                 biased;
-                Some(event) = self.links_rx.recv() => self.on_link(event),
+                Some(event) = self.links_rx.recv() => Input::Link(event),
                 Some(timer) = futures::future::poll_fn(|cx| self.timers.poll_expired(cx)) => {
-                    self.on_timer(timer.into_inner());
+                    let due = timer.deadline().into_std();
+                    Input::Timer(timer.into_inner(), due)
                 }
-                command = self.commands.recv(), if self.commands_open => match command {
-                    Some(command) => self.on_command(command),
-                    None => {
-                        // Every handle is gone: nothing can wait for work any more.
-                        self.commands_open = false;
-                        self.begin_kill(None);
-                    }
+                input = futures::future::poll_fn(|cx| self.ledger.poll_next(cx)) => match input {
+                    ledger::LedgerInput::Timer(expired, at) => Input::Request(expired, at),
+                    ledger::LedgerInput::News(QueueNews::Arrived { pool }) => Input::Arrived(pool),
                 },
-                _ = pulse.tick() => self.on_pulse(),
+                command = self.commands.recv(), if self.commands_open => Input::Command(command),
+                _ = pulse.tick() => Input::Pulse,
+            };
+            if let Some(input) = self.catch_up(input) {
+                self.on_input(input);
             }
             self.after_event();
             self.released.clear();
@@ -291,22 +312,104 @@ impl Task {
         self.finish(stop_signals).await;
     }
 
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Link(event) => self.on_link(event),
+            Input::Timer(timer, _) => self.on_timer(timer),
+            Input::Request(expired, _) => self.on_request_timer(expired),
+            Input::Command(Some(command)) => self.on_command(command),
+            Input::Command(None) => {
+                // Every handle is gone: nothing can wait for work any more.
+                self.commands_open = false;
+                self.begin_kill(None);
+            }
+            Input::Arrived(pool) => self.dispatch(pool),
+            Input::Pulse => self.on_pulse(),
+        }
+    }
+
+    /// Notices a pause of the whole process (SIGSTOP, a VM pause, a long
+    /// scheduler stall): the loop takes an input at least every pulse, so a
+    /// longer silence means it did not run. Time it did not see pass counts
+    /// against no worker and no request: heartbeat deadlines and every
+    /// timer move later by the pause, before the heartbeats and answers
+    /// waiting in the sockets are read. A timer that fired during the pause
+    /// is filed again instead of acted on. Returns the input to handle now.
+    fn catch_up(&mut self, input: Input) -> Option<Input> {
+        let now = Instant::now();
+        let gap = now.duration_since(self.last_turn);
+        self.last_turn = now;
+        let threshold = (self.cfg.pulse * 2).max(PAUSE_MIN);
+        if gap <= threshold {
+            return Some(input);
+        }
+        tracing::warn!(
+            ?gap,
+            "the supervisor did not run for a while: deadlines move by the pause"
+        );
+        self.ledger.shift_timers(gap);
+        let ids: Vec<u64> = self.workers.keys().copied().collect();
+        for id in &ids {
+            let w = self.workers.get_mut(id).expect("listed");
+            w.last_heartbeat = (w.last_heartbeat + gap).min(now);
+            for key in [w.timer, w.drain_timer].into_iter().flatten() {
+                let when = self.timers.deadline(&key) + gap;
+                self.timers.reset_at(&key, when);
+            }
+        }
+        if let Some(key) = self.soft_kill_timer {
+            let when = self.timers.deadline(&key) + gap;
+            self.timers.reset_at(&key, when);
+        }
+        match input {
+            Input::Timer(timer, at) if at + gap > now => {
+                self.rearm(timer, at + gap);
+                None
+            }
+            Input::Request(expired, at) if at + gap > now => {
+                self.ledger.rearm(expired, at + gap);
+                None
+            }
+            input => Some(input),
+        }
+    }
+
+    /// Files a task timer that fired during a pause again, for `when`.
+    fn rearm(&mut self, timer: Timer, when: Instant) {
+        let key = self.timers.insert_at(timer, when.into());
+        let slot = match timer {
+            Timer::StartTimeout(w) | Timer::ForceKill(w) => self.workers.get_mut(&w).map(|w| &mut w.timer),
+            Timer::DrainTimeout(w) => self.workers.get_mut(&w).map(|w| &mut w.drain_timer),
+            Timer::SoftKillTimeout => Some(&mut self.soft_kill_timer),
+            Timer::Restart { .. } => return,
+        };
+        match slot {
+            Some(slot) => *slot = Some(key),
+            None => {
+                self.timers.remove(&key);
+            }
+        }
+    }
+
     fn finished(&self) -> bool {
         match self.phase {
             Phase::Running => false,
-            Phase::Draining(_) => self.workers.is_empty() && self.pools.iter().all(|p| p.queued == 0),
+            Phase::Draining(_) => self.workers.is_empty() && self.ledger.queued_total() == 0,
             Phase::Killing(_) => self.workers.is_empty(),
         }
     }
 
     async fn finish(mut self, stop_signals: CancellationToken) {
         let killed = matches!(self.phase, Phase::Killing(_));
-        for (_, req) in self.requests.drain() {
-            let _ = req.reply.send(Err(if killed {
-                Error::Killed
-            } else {
-                Error::ShuttingDown
-            }));
+        for id in self.ledger.ids() {
+            self.ledger.resolve(
+                id,
+                Err(if killed {
+                    Error::Killed
+                } else {
+                    Error::ShuttingDown
+                }),
+            );
         }
         for w in self.ready_waiters.drain(..) {
             let _ = w.send(Err(Error::ShuttingDown));
@@ -316,6 +419,7 @@ impl Task {
         }
         // No detached task outlives shutdown: the signal task is told to
         // stop, link tasks have ended with their processes.
+        self.ledger.close().await;
         stop_signals.cancel();
         self.kill.cancel();
         self.tracker.close();
@@ -372,8 +476,9 @@ impl Task {
 
     pub(super) fn stats(&self) -> Stats {
         let mut stats = self.stats.clone();
-        stats.queued = self.pools.iter().map(|p| p.queued).sum();
-        stats.in_flight = self.workers.values().map(|w| w.in_flight.len()).sum();
+        stats.cancelled = self.ledger.cancelled();
+        stats.queued = self.ledger.queued_total();
+        stats.in_flight = self.ledger.in_flight_total();
         stats
     }
 
@@ -388,11 +493,11 @@ impl Task {
 
     fn on_timer(&mut self, timer: Timer) {
         match timer {
-            Timer::Attempt { id, attempt } => self.on_attempt_timeout(id, attempt),
-            Timer::Deadline(id) => self.on_deadline(id),
             Timer::Restart { pool, slot } => self.on_restart_timer(pool, slot),
             Timer::StartTimeout(w) => self.on_start_timeout(w),
             Timer::ForceKill(w) => self.on_force_kill(w),
+            Timer::DrainTimeout(w) => self.on_drain_timeout(w),
+            Timer::SoftKillTimeout => self.on_soft_kill_timeout(),
         }
     }
 
@@ -404,6 +509,9 @@ impl Task {
 
     /// Work that follows any event: settle waiters, progress a drain.
     fn after_event(&mut self) {
+        if self.gone.swap(false, Ordering::Relaxed) {
+            self.sweep_gone();
+        }
         if matches!(self.phase, Phase::Draining(_)) {
             self.progress_drain();
         }

@@ -53,11 +53,7 @@ impl Task {
                 }
             }
             if let Some(max) = self.pools[w.pool].cfg.max_request_duration {
-                let oldest = w
-                    .in_flight
-                    .iter()
-                    .filter_map(|r| self.requests.get(r).and_then(|r| r.assigned_at))
-                    .min();
+                let oldest = self.ledger.oldest_on(WorkerId(id));
                 if oldest.is_some_and(|t| now.duration_since(t) > max) {
                     self.retire(id, StopReason::RequestTooLong);
                 }
@@ -133,7 +129,7 @@ impl Task {
             rss_bytes: w.rss,
             cpu_time: None,
             heartbeat: w.heartbeat.clone(),
-            in_flight: w.in_flight.len(),
+            in_flight: self.ledger.in_flight(WorkerId(id)),
             served: w.served,
             uptime: w.spawned_at.elapsed(),
             errors: w.logs.errors.load(Ordering::Relaxed),
@@ -154,12 +150,13 @@ impl Task {
             pools: self
                 .pools
                 .iter()
-                .map(|p| PoolInfo {
+                .enumerate()
+                .map(|(i, p)| PoolInfo {
                     name: p.cfg.name.clone(),
                     target: p.target,
                     restart: p.cfg.restart,
                     failed: p.failed,
-                    queued: p.queued,
+                    queued: self.ledger.queued(i),
                     logical_ids: (0..p.target).map(|s| p.cfg.logical_id(s)).collect(),
                 })
                 .collect(),
@@ -176,7 +173,7 @@ impl Task {
             .get_mut(&worker.0)
             .ok_or(Error::UnknownWorker { worker })?;
         w.user_signal = Some((signal, Instant::now()));
-        let _ = w.link.signals.send(signal);
+        w.link.signal(signal);
         Ok(())
     }
 }

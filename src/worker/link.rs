@@ -53,14 +53,40 @@ pub(crate) enum Outgoing {
     Attached(RequestFrame, Descriptor),
 }
 
+/// Signals waiting for the process task. It delivers each at once, so a
+/// handful are in the queue at most; see [`Link::signal`] for what happens
+/// past the bound.
+const SIGNAL_CAPACITY: usize = 16;
+
 /// The supervisor task's side of one worker's tasks.
 #[derive(Debug)]
 pub(crate) struct Link {
     /// Frames to send. Bounded; the supervisor task only `try_send`s, and a
     /// full queue means the worker stopped reading.
     pub(crate) frames: mpsc::Sender<Outgoing>,
-    /// Signals for the worker's process group, delivered by the task that reaps it.
-    pub(crate) signals: mpsc::UnboundedSender<Signal>,
+    /// Signals for the worker's process group, delivered by the task that
+    /// reaps it (so a pid is never reused under us).
+    signals: mpsc::Sender<Signal>,
+    /// Tripped for SIGKILL, which no full queue may lose.
+    kill: CancellationToken,
+}
+
+impl Link {
+    /// Asks the process task to send `signal` to the worker's process group.
+    ///
+    /// Overflow policy: SIGKILL always gets through (a token the task
+    /// watches beside the queue). Another signal finding the queue full is
+    /// dropped with a warning: the queue holds only signals not yet
+    /// delivered, so a full one means a burst of the same few signals.
+    pub(crate) fn signal(&self, signal: Signal) {
+        if signal == Signal::SIGKILL {
+            self.kill.cancel();
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(sig)) = self.signals.try_send(signal) {
+            tracing::warn!(?sig, "signal queue full: signal dropped");
+        }
+    }
 }
 
 /// Starts the three tasks of worker `id` on `tracker`.
@@ -91,7 +117,8 @@ pub(crate) fn start(
             None
         }
     };
-    let (signals_tx, mut signals_rx) = mpsc::unbounded_channel::<Signal>();
+    let (signals_tx, mut signals_rx) = mpsc::channel::<Signal>(SIGNAL_CAPACITY);
+    let kill = CancellationToken::new();
     let gone = CancellationToken::new();
     // `silent` pools: the pipes exist only then.
     let pool: Arc<str> = pool.into();
@@ -219,14 +246,20 @@ pub(crate) fn start(
     });
 
     // Process: deliver signals until reaped, then report.
+    let killed = kill.clone();
     tracker.spawn(async move {
         let pgid = Pid::from_raw(pid as i32);
+        let mut kill_sent = false;
         let status = loop {
+            // The child is not reaped yet (only this task reaps it), so its
+            // pid and group are still ours.
             tokio::select! {
                 status = child.wait() => break status,
+                () = killed.cancelled(), if !kill_sent => {
+                    kill_sent = true;
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                }
                 Some(sig) = signals_rx.recv() => {
-                    // The child is not reaped yet (only this task reaps it),
-                    // so its pid and group are still ours.
                     let _ = killpg(pgid, sig);
                 }
             }
@@ -254,6 +287,7 @@ pub(crate) fn start(
     Link {
         frames: frames_tx,
         signals: signals_tx,
+        kill,
     }
 }
 

@@ -321,6 +321,12 @@ async fn handle(st: &State, mut req: Request) -> Result<(), HandlerError> {
             req.respond(&me)?;
         }
         Cmd::Exit(code) => std::process::exit(code),
+        Cmd::ExitBefore { attempt, code } => {
+            if req.attempt() < attempt {
+                std::process::exit(code);
+            }
+            req.respond(&me)?;
+        }
         Cmd::AnswerThenExit(code) => {
             req.respond(&me)?;
             st.worker.flush().await;

@@ -36,27 +36,50 @@ async fn start_reports_spawned_online_and_all_online() {
 
 #[tokio::test]
 async fn invalid_configurations_are_refused_before_any_spawn() {
-    guard(async {
-        let config_error = |b: nanny::Builder| match b.spawn() {
-            Err(nanny::StartError::Config(_)) => {}
-            other => panic!("expected a configuration error, got {other:?}"),
+    use nanny::ConfigError as E;
+    /// `$builder.spawn()` fails with `StartError::Config` holding `$want`.
+    macro_rules! refused {
+        ($builder:expr, $want:pat $(if $guard:expr)?) => {
+            match $builder.spawn() {
+                Err(nanny::StartError::Config(error)) => assert!(
+                    matches!(&error, $want $(if $guard)?),
+                    "expected {}, got {error:?}",
+                    stringify!($want)
+                ),
+                other => panic!("expected a configuration error, got {other:?}"),
+            }
         };
-        config_error(Supervisor::builder());
-        config_error(builder(0));
-        config_error(builder(1).max_queue(0));
-        config_error(builder(1).max_frame_len(10));
-        config_error(builder(1).request_timeout(Duration::ZERO));
-        config_error(builder_with(nanny::WorkerSpec::new("/no/such/dir/worker"), 1));
-        config_error(builder_with(
-            nanny::WorkerSpec::new("nanny-no-such-program-on-path"),
-            1,
-        ));
-        config_error(
+    }
+    guard(async {
+        refused!(Supervisor::builder(), E::NoPools);
+        refused!(builder(0), E::ZeroWorkers { pool } if pool == "default");
+        refused!(builder(1).max_queue(0), E::ZeroMaxQueue);
+        refused!(
+            builder(1).max_frame_len(10),
+            E::FrameTooSmall {
+                max_frame_len: 10,
+                min: 1024
+            }
+        );
+        refused!(builder(1).request_timeout(Duration::ZERO), E::ZeroRequestTimeout);
+        refused!(
+            builder_with(nanny::WorkerSpec::new("/no/such/dir/worker"), 1),
+            E::ProgramNotFound { program, .. } if program.as_os_str() == "/no/such/dir/worker"
+        );
+        refused!(
+            builder_with(nanny::WorkerSpec::new("nanny-no-such-program-on-path"), 1),
+            E::ProgramNotFound { pool, .. } if pool == "default"
+        );
+        refused!(
             Supervisor::builder()
                 .pool(Pool::new("twin", worker_spec("normal")).workers(1))
                 .pool(Pool::new("twin", worker_spec("normal")).workers(1)),
+            E::DuplicatePool { pool } if pool == "twin"
         );
-        config_error(Supervisor::builder().pool(Pool::default_pool(worker_spec("normal")).concurrency(0)));
+        refused!(
+            Supervisor::builder().pool(Pool::default_pool(worker_spec("normal")).concurrency(0)),
+            E::ZeroConcurrency { pool } if pool == "default"
+        );
     })
     .await;
 }

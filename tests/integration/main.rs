@@ -10,7 +10,9 @@
 mod support;
 
 mod attach;
+mod degraded;
 mod dispatch;
+mod drains;
 mod failures;
 mod identity;
 mod inspect;

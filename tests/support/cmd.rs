@@ -35,6 +35,14 @@ pub(crate) enum Cmd {
     Inflate(u64),
     /// Exits the worker process at once with this code (never answers).
     Exit(i32),
+    /// Exits the worker process at once with `code` on attempts before
+    /// `attempt`; answers a [`Whoami`] from that attempt on.
+    ExitBefore {
+        /// The first attempt that answers.
+        attempt: u32,
+        /// The exit code of the earlier ones.
+        code: i32,
+    },
     /// Answers a [`Whoami`], waits until it is written to the socket, then
     /// exits at once with this code.
     AnswerThenExit(i32),

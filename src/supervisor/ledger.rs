@@ -1,0 +1,533 @@
+//! The request ledger: every request between `enqueue` and its answer.
+//!
+//! The ledger owns the request table, the pending queue (behind the
+//! [`PendingQueue`] seam), the in-flight sets per worker and the request
+//! timers (attempt timeouts and overall deadlines). The supervisor task
+//! decides *what* happens to a request (which worker, retry or fail); the
+//! ledger keeps the books so that these hold after every method:
+//!
+//! * **One place.** A request is either queued (in its pool's queue,
+//!   counted by [`queued`](Ledger::queued)) or running one attempt on one
+//!   worker (in that worker's set, counted by
+//!   [`in_flight`](Ledger::in_flight)), never both, never neither.
+//! * **One resolution.** The caller's reply channel is private to this
+//!   module and [`resolve`](Ledger::resolve) is the only code that sends on
+//!   it, after taking the entry out of the table: an id is answered exactly
+//!   once, and an answer for an id no longer here is a late answer.
+//! * **No timer outlives its request.** Resolving cancels the request's
+//!   timers; ending an attempt cancels the attempt's.
+//!
+//! # Withdrawal policy
+//!
+//! A caller that drops its `enqueue` future closes its reply channel. The
+//! handle also sends a `Cancel` command, but only with `try_send`: a full
+//! command queue (a burst of drops) must neither block a destructor nor lose
+//! the withdrawal. So withdrawal does not depend on that command:
+//!
+//! * a queued request is checked when it reaches the front of its queue
+//!   ([`next_queued`](Ledger::next_queued)): one whose caller has gone is
+//!   withdrawn there and never dispatched;
+//! * [`withdraw_gone`](Ledger::withdraw_gone) sweeps every request whose
+//!   caller has gone; the task runs it when a handle could not send its
+//!   `Cancel` (a `Notify`, so a burst of drops costs one sweep) and at every
+//!   pulse as a backstop. Running ones are returned so that their workers
+//!   get a `Cancel` frame.
+//!
+//! Either way the request counts once as cancelled
+//! ([`cancelled`](Ledger::cancelled)).
+
+use std::collections::{HashMap, HashSet};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::oneshot;
+use tokio_util::time::{delay_queue, DelayQueue};
+
+use super::ids::{AttemptKey, RequestId};
+use super::queue::{Job, MemoryQueue, PendingQueue, Position, QueueNews};
+use super::Response;
+use crate::attach::Pending;
+use crate::error::Error;
+use crate::health::WorkerId;
+use crate::retries::Retries;
+
+/// Where a request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Place {
+    /// Waiting in its pool's queue.
+    Queued,
+    /// Its current attempt runs on `worker`, sent at `since`.
+    Running { worker: WorkerId, since: Instant },
+}
+
+/// One request.
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub(super) pool: usize,
+    pub(super) payload: Vec<u8>,
+    pub(super) created_at: SystemTime,
+    /// Per-attempt timeout.
+    pub(super) timeout: Option<Duration>,
+    /// Retries still allowed.
+    pub(super) retries: Retries,
+    /// The current (or last) attempt; 0 before the first.
+    pub(super) attempt: u32,
+    /// A retry prefers another worker than this one.
+    pub(super) avoid: Option<WorkerId>,
+    pub(super) attachment: Option<Pending>,
+    /// An answer whose response stream has not arrived yet.
+    pub(super) parked: Option<Vec<u8>>,
+    reply: oneshot::Sender<Result<Response, Error>>,
+    place: Place,
+    timer: Option<delay_queue::Key>,
+    deadline: Option<delay_queue::Key>,
+}
+
+/// What a caller hands the ledger to file a request.
+#[derive(Debug)]
+pub(super) struct Filing {
+    pub(super) id: RequestId,
+    pub(super) pool: usize,
+    pub(super) payload: Vec<u8>,
+    pub(super) created_at: SystemTime,
+    pub(super) timeout: Option<Duration>,
+    /// Time left until the overall deadline, if there is one.
+    pub(super) deadline: Option<Duration>,
+    pub(super) retries: Retries,
+    pub(super) attachment: Option<Pending>,
+    pub(super) reply: oneshot::Sender<Result<Response, Error>>,
+}
+
+impl Entry {
+    /// The worker running the current attempt.
+    pub(super) fn worker(&self) -> Option<WorkerId> {
+        match self.place {
+            Place::Running { worker, .. } => Some(worker),
+            Place::Queued => None,
+        }
+    }
+
+    /// Whether the caller dropped its `enqueue` future.
+    pub(super) fn caller_gone(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+/// A request timer that fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Expired {
+    /// The attempt's timeout.
+    Attempt(AttemptKey),
+    /// The request's overall deadline.
+    Deadline(RequestId),
+}
+
+/// What the ledger has for the task's loop.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum LedgerInput {
+    /// A request timer fired; it was due then.
+    Timer(Expired, Instant),
+    /// The queue backend has news.
+    News(QueueNews),
+}
+
+/// What [`Ledger::resolve`] took out of the books.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Resolved {
+    pub(super) pool: usize,
+    /// The worker that was running it, if any.
+    pub(super) worker: Option<WorkerId>,
+    /// False when the caller had gone (the answer went nowhere).
+    pub(super) delivered: bool,
+}
+
+/// A request withdrawn because its caller has gone.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Withdrawn {
+    pub(super) pool: usize,
+    /// The worker and attempt to cancel, if it was running.
+    pub(super) running: Option<(WorkerId, AttemptKey)>,
+}
+
+/// Refused at the door: the pool's queue is full. The reply comes back so
+/// the caller can be answered; the rest of the filing is dropped (an
+/// attachment closes).
+#[derive(Debug)]
+pub(super) struct QueueFull(pub(super) oneshot::Sender<Result<Response, Error>>);
+
+/// The books. See the module docs for the invariants.
+#[derive(Debug)]
+pub(super) struct Ledger {
+    entries: HashMap<RequestId, Entry>,
+    queue: Box<dyn PendingQueue>,
+    running: HashMap<WorkerId, HashSet<RequestId>>,
+    timers: DelayQueue<Expired>,
+    pools: usize,
+    max_queue: usize,
+    cancelled: u64,
+}
+
+impl Ledger {
+    /// An empty ledger over the in-memory queue.
+    pub(super) fn new(pools: usize, max_queue: usize) -> Self {
+        Self::with_queue(Box::new(MemoryQueue::new(pools)), pools, max_queue)
+    }
+
+    /// An empty ledger over `queue`.
+    pub(super) fn with_queue(queue: Box<dyn PendingQueue>, pools: usize, max_queue: usize) -> Self {
+        Self {
+            entries: HashMap::new(),
+            queue,
+            running: HashMap::new(),
+            timers: DelayQueue::new(),
+            pools,
+            max_queue,
+            cancelled: 0,
+        }
+    }
+
+    /// Files a new request at the back of its pool's queue, and starts its
+    /// deadline. Refused when the queue holds `max_queue` already.
+    pub(super) fn admit(&mut self, f: Filing) -> Result<(), QueueFull> {
+        if self.queue.len(f.pool) >= self.max_queue {
+            return Err(QueueFull(f.reply));
+        }
+        let deadline = f
+            .deadline
+            .map(|left| self.timers.insert(Expired::Deadline(f.id), left));
+        self.queue.push(
+            f.pool,
+            Job {
+                id: f.id,
+                payload: &f.payload,
+            },
+            Position::Back,
+        );
+        let entry = Entry {
+            pool: f.pool,
+            payload: f.payload,
+            created_at: f.created_at,
+            timeout: f.timeout,
+            retries: f.retries,
+            attempt: 0,
+            avoid: None,
+            attachment: f.attachment,
+            parked: None,
+            reply: f.reply,
+            place: Place::Queued,
+            timer: None,
+            deadline,
+        };
+        let old = self.entries.insert(f.id, entry);
+        debug_assert!(old.is_none(), "request ids are unique");
+        Ok(())
+    }
+
+    pub(super) fn get(&self, id: RequestId) -> Option<&Entry> {
+        self.entries.get(&id)
+    }
+
+    pub(super) fn get_mut(&mut self, id: RequestId) -> Option<&mut Entry> {
+        self.entries.get_mut(&id)
+    }
+
+    /// The request, if `key` is its current attempt and runs on `worker`.
+    pub(super) fn current_mut(&mut self, worker: WorkerId, key: AttemptKey) -> Option<&mut Entry> {
+        self.entries
+            .get_mut(&key.id)
+            .filter(|e| e.attempt == key.attempt && e.worker() == Some(worker))
+    }
+
+    /// Requests waiting in `pool`.
+    pub(super) fn queued(&self, pool: usize) -> usize {
+        self.queue.len(pool)
+    }
+
+    /// Requests waiting, over all pools.
+    pub(super) fn queued_total(&self) -> usize {
+        (0..self.pools).map(|p| self.queue.len(p)).sum()
+    }
+
+    /// Attempts running on `worker`.
+    pub(super) fn in_flight(&self, worker: WorkerId) -> usize {
+        self.running.get(&worker).map_or(0, HashSet::len)
+    }
+
+    /// Attempts running, over all workers.
+    pub(super) fn in_flight_total(&self) -> usize {
+        self.running.values().map(HashSet::len).sum()
+    }
+
+    /// The requests running on `worker`.
+    pub(super) fn running_on(&self, worker: WorkerId) -> Vec<RequestId> {
+        self.running
+            .get(&worker)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// When the oldest attempt running on `worker` was sent.
+    pub(super) fn oldest_on(&self, worker: WorkerId) -> Option<Instant> {
+        self.running
+            .get(&worker)?
+            .iter()
+            .filter_map(|id| match self.entries[id].place {
+                Place::Running { since, .. } => Some(since),
+                Place::Queued => None,
+            })
+            .min()
+    }
+
+    /// Every request id.
+    pub(super) fn ids(&self) -> Vec<RequestId> {
+        self.entries.keys().copied().collect()
+    }
+
+    /// Requests withdrawn because their callers had gone.
+    pub(super) fn cancelled(&self) -> u64 {
+        self.cancelled
+    }
+
+    /// The request `pool` should dispatch next, left in the queue. Requests
+    /// whose callers have gone are withdrawn on the way (queued ones have no
+    /// timer or worker to tell, so nothing is returned for them).
+    pub(super) fn next_queued(&mut self, pool: usize) -> Option<RequestId> {
+        loop {
+            let id = self.queue.front(pool)?;
+            if !self.entries[&id].caller_gone() {
+                return Some(id);
+            }
+            self.cancelled += 1;
+            self.resolve(id, Err(Error::ShuttingDown)); // nobody receives it
+        }
+    }
+
+    /// Starts the next attempt of `id`, which [`next_queued`](Self::next_queued)
+    /// just returned for its pool, on `worker`.
+    pub(super) fn start_attempt(&mut self, id: RequestId, worker: WorkerId, now: Instant) -> &mut Entry {
+        let e = self.entries.get_mut(&id).expect("a queued request");
+        let popped = self.queue.pop_front(e.pool);
+        debug_assert_eq!(popped, Some(id), "start_attempt takes the front of the queue");
+        e.attempt += 1;
+        e.place = Place::Running { worker, since: now };
+        e.timer = e.timeout.map(|t| {
+            self.timers.insert(
+                Expired::Attempt(AttemptKey {
+                    id,
+                    attempt: e.attempt,
+                }),
+                t,
+            )
+        });
+        self.running.entry(worker).or_default().insert(id);
+        e
+    }
+
+    /// Ends the current attempt of running request `id` without an answer
+    /// and files it again at the front of its queue: a retry, which spends
+    /// one of its retries and prefers another worker. Returns the worker it
+    /// left.
+    pub(super) fn requeue(&mut self, id: RequestId) -> Option<WorkerId> {
+        let e = self.entries.get_mut(&id)?;
+        let Place::Running { worker, .. } = e.place else {
+            return None;
+        };
+        e.retries.take_one();
+        e.place = Place::Queued;
+        e.avoid = Some(worker);
+        // An answer still waiting for its response stream belongs to the
+        // failed attempt: the next attempt must not find it.
+        e.parked = None;
+        if let Some(key) = e.timer.take() {
+            self.timers.try_remove(&key);
+        }
+        self.queue.push(
+            e.pool,
+            Job {
+                id,
+                payload: &e.payload,
+            },
+            Position::Front,
+        );
+        self.leave(worker, id);
+        Some(worker)
+    }
+
+    /// The one place a caller is answered: takes `id` out of the books,
+    /// cancels its timers, and sends `result` (to nobody if the caller has
+    /// gone). `None` if `id` was resolved already.
+    pub(super) fn resolve(&mut self, id: RequestId, result: Result<Response, Error>) -> Option<Resolved> {
+        let e = self.entries.remove(&id)?;
+        for key in [e.timer, e.deadline].into_iter().flatten() {
+            self.timers.try_remove(&key);
+        }
+        let worker = match e.place {
+            Place::Queued => {
+                let was_queued = self.queue.withdraw(e.pool, id);
+                debug_assert!(was_queued, "a queued request is in its queue");
+                None
+            }
+            Place::Running { worker, .. } => {
+                self.leave(worker, id);
+                Some(worker)
+            }
+        };
+        let delivered = e.reply.send(result).is_ok();
+        Some(Resolved {
+            pool: e.pool,
+            worker,
+            delivered,
+        })
+    }
+
+    /// Withdraws `id` for a caller that has gone (the `Cancel` command).
+    pub(super) fn withdraw(&mut self, id: RequestId) -> Option<Withdrawn> {
+        let e = self.entries.get(&id)?;
+        let running = e.worker().map(|w| {
+            (
+                w,
+                AttemptKey {
+                    id,
+                    attempt: e.attempt,
+                },
+            )
+        });
+        let resolved = self.resolve(id, Err(Error::ShuttingDown))?;
+        self.cancelled += 1;
+        Some(Withdrawn {
+            pool: resolved.pool,
+            running,
+        })
+    }
+
+    /// Withdraws every request whose caller has gone.
+    pub(super) fn withdraw_gone(&mut self) -> Vec<Withdrawn> {
+        let gone: Vec<RequestId> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.caller_gone())
+            .map(|(&id, _)| id)
+            .collect();
+        gone.into_iter().filter_map(|id| self.withdraw(id)).collect()
+    }
+
+    /// The ledger's next input for the task: a fired request timer (its key
+    /// cleared first, so resolving afterwards cannot remove another timer)
+    /// and when it was due, or news from the queue backend.
+    pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<LedgerInput> {
+        if let Poll::Ready(news) = self.queue.poll_news(cx) {
+            return Poll::Ready(LedgerInput::News(news));
+        }
+        self.poll_expired(cx)
+            .map(|(expired, due)| LedgerInput::Timer(expired, due))
+    }
+
+    /// Lets the queue backend flush and let go, once every request is resolved.
+    pub(super) async fn close(&mut self) {
+        debug_assert!(self.entries.is_empty(), "closed with requests pending");
+        self.queue.close().await;
+    }
+
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<(Expired, Instant)> {
+        match self.timers.poll_expired(cx) {
+            Poll::Ready(Some(fired)) => {
+                let due = fired.deadline().into_std();
+                let expired = fired.into_inner();
+                match expired {
+                    Expired::Attempt(key) => {
+                        if let Some(e) = self.entries.get_mut(&key.id).filter(|e| e.attempt == key.attempt) {
+                            e.timer = None;
+                        }
+                    }
+                    Expired::Deadline(id) => {
+                        if let Some(e) = self.entries.get_mut(&id) {
+                            e.deadline = None;
+                        }
+                    }
+                }
+                Poll::Ready((expired, due))
+            }
+            // An empty queue is polled again once a timer is inserted.
+            Poll::Ready(None) | Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// The supervisor was paused (SIGSTOP, a VM pause, a long scheduler
+    /// stall) for about `gap`: time it did not see pass counts against no
+    /// request, so every timer moves later by `gap`.
+    pub(super) fn shift_timers(&mut self, gap: Duration) {
+        for e in self.entries.values() {
+            for key in [e.timer, e.deadline].into_iter().flatten() {
+                let when = self.timers.deadline(&key) + gap;
+                self.timers.reset_at(&key, when);
+            }
+        }
+    }
+
+    /// Files a timer that fired during a pause again, for `when`; nothing
+    /// if its request or attempt is gone.
+    pub(super) fn rearm(&mut self, expired: Expired, when: Instant) {
+        let slot = match expired {
+            Expired::Attempt(key) => self
+                .entries
+                .get_mut(&key.id)
+                .filter(|e| e.attempt == key.attempt && e.worker().is_some())
+                .map(|e| &mut e.timer),
+            Expired::Deadline(id) => self.entries.get_mut(&id).map(|e| &mut e.deadline),
+        };
+        if let Some(slot) = slot {
+            debug_assert!(slot.is_none(), "a fired timer's key was cleared");
+            *slot = Some(self.timers.insert_at(expired, when.into()));
+        }
+    }
+
+    fn leave(&mut self, worker: WorkerId, id: RequestId) {
+        if let Some(set) = self.running.get_mut(&worker) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.running.remove(&worker);
+            }
+        }
+    }
+
+    /// Checks every invariant of the module docs (tests).
+    #[cfg(test)]
+    pub(super) fn check(&self) {
+        let mut queued = vec![0; self.pools];
+        let mut running = 0;
+        let mut timers = 0;
+        for (id, e) in &self.entries {
+            match e.place {
+                Place::Queued => queued[e.pool] += 1,
+                Place::Running { worker, .. } => {
+                    assert!(
+                        self.running[&worker].contains(id),
+                        "{id} runs on {worker} but is not in its set"
+                    );
+                    running += 1;
+                }
+            }
+            if e.place == Place::Queued {
+                assert!(e.timer.is_none(), "a queued request has no attempt timer");
+            }
+            timers += usize::from(e.timer.is_some()) + usize::from(e.deadline.is_some());
+        }
+        for (p, n) in queued.iter().enumerate() {
+            assert_eq!(self.queue.len(p), *n, "pool {p}: queue length and queued entries");
+        }
+        assert_eq!(
+            self.in_flight_total(),
+            running,
+            "in-flight sets and running entries"
+        );
+        assert!(
+            self.running.values().all(|s| !s.is_empty()),
+            "no empty set is kept"
+        );
+        assert_eq!(self.timers.len(), timers, "every timer belongs to a live request");
+    }
+}
+
+#[cfg(test)]
+#[path = "ledger_tests.rs"]
+mod tests;

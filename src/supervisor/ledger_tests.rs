@@ -1,0 +1,343 @@
+//! The ledger without processes: its invariants after every step, and a
+//! property test over random sequences of what the supervisor task does.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use proptest::prelude::*;
+use tokio::sync::oneshot;
+
+use super::*;
+
+type Rx = oneshot::Receiver<Result<Response, Error>>;
+
+/// A runtime with paused time: `DelayQueue` needs a timer.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a runtime")
+}
+
+fn filing(pool: usize, timeout: Option<Duration>, retries: Retries) -> (RequestId, Filing, Rx) {
+    let (reply, rx) = oneshot::channel();
+    let id = RequestId::new();
+    let f = Filing {
+        id,
+        pool,
+        payload: vec![1, 2, 3],
+        created_at: SystemTime::now(),
+        timeout,
+        deadline: None,
+        retries,
+        attachment: None,
+        reply,
+    };
+    (id, f, rx)
+}
+
+fn answer(id: RequestId, worker: WorkerId) -> Result<Response, Error> {
+    Ok(Response {
+        id: id.0,
+        created_at: SystemTime::now(),
+        worker,
+        attempt: 1,
+        data: Vec::new(),
+        stream: None,
+    })
+}
+
+const W1: WorkerId = WorkerId(1);
+const W2: WorkerId = WorkerId(2);
+
+#[test]
+fn a_request_is_queued_then_running_then_resolved_once() {
+    let rt = runtime();
+    let _rt = rt.enter();
+    let mut l = Ledger::new(1, 10);
+    let (id, f, mut rx) = filing(0, Some(Duration::from_secs(1)), Retries::default());
+    l.admit(f).expect("room");
+    l.check();
+    assert_eq!((l.queued(0), l.in_flight(W1)), (1, 0));
+    assert_eq!(l.next_queued(0), Some(id));
+    l.start_attempt(id, W1, Instant::now());
+    l.check();
+    assert_eq!((l.queued(0), l.in_flight(W1)), (0, 1));
+    let r = l.resolve(id, answer(id, W1)).expect("pending");
+    assert_eq!((r.worker, r.delivered), (Some(W1), true));
+    assert!(l.resolve(id, Err(Error::Killed)).is_none(), "resolved twice");
+    l.check();
+    assert!(rx.try_recv().expect("answered").is_ok());
+}
+
+#[test]
+fn a_full_queue_refuses_and_returns_the_filing() {
+    let mut l = Ledger::new(2, 2);
+    let mut rxs = Vec::new();
+    for _ in 0..2 {
+        let (_, f, rx) = filing(0, None, Retries::default());
+        l.admit(f).expect("room");
+        rxs.push(rx);
+    }
+    let (id, f, mut rx) = filing(0, None, Retries::default());
+    let QueueFull(reply) = l.admit(f).expect_err("full");
+    reply.send(Err(Error::QueueFull { max_queue: 2 })).unwrap();
+    assert!(matches!(rx.try_recv(), Ok(Err(Error::QueueFull { .. }))));
+    assert!(l.get(id).is_none());
+    let (_, f, _rx2) = filing(1, None, Retries::default());
+    l.admit(f).expect("the other pool has room");
+    l.check();
+}
+
+#[test]
+fn a_gone_caller_is_never_dispatched() {
+    let mut l = Ledger::new(1, 10);
+    let (a, f, rx_a) = filing(0, None, Retries::default());
+    l.admit(f).unwrap();
+    let (b, f, _rx_b) = filing(0, None, Retries::default());
+    l.admit(f).unwrap();
+    drop(rx_a);
+    assert_eq!(l.next_queued(0), Some(b), "the gone caller's request is skipped");
+    assert!(l.get(a).is_none());
+    assert_eq!(l.cancelled(), 1);
+    l.check();
+}
+
+#[test]
+fn a_sweep_withdraws_running_requests_of_gone_callers() {
+    let rt = runtime();
+    let _rt = rt.enter();
+    let mut l = Ledger::new(1, 10);
+    let mut rxs = HashMap::new();
+    for _ in 0..4 {
+        let (id, f, rx) = filing(0, Some(Duration::from_secs(5)), Retries::default());
+        l.admit(f).unwrap();
+        rxs.insert(id, rx);
+    }
+    for w in [W1, W2, W1] {
+        let id = l.next_queued(0).unwrap();
+        l.start_attempt(id, w, Instant::now());
+    }
+    rxs.clear(); // every caller drops its future
+    let gone = l.withdraw_gone();
+    assert_eq!(gone.len(), 4);
+    assert_eq!(gone.iter().filter(|g| g.running.is_some()).count(), 3);
+    assert_eq!(l.cancelled(), 4);
+    assert_eq!((l.queued(0), l.in_flight_total()), (0, 0));
+    l.check();
+}
+
+#[test]
+fn a_retry_goes_to_the_front_and_avoids_its_worker() {
+    let rt = runtime();
+    let _rt = rt.enter();
+    let mut l = Ledger::new(1, 10);
+    let (a, f, _ra) = filing(0, Some(Duration::from_secs(1)), Retries::Limited(1));
+    l.admit(f).unwrap();
+    let (b, f, _rb) = filing(0, None, Retries::default());
+    l.admit(f).unwrap();
+    assert_eq!(l.next_queued(0), Some(a));
+    l.start_attempt(a, W1, Instant::now());
+    assert_eq!(l.requeue(a), Some(W1));
+    l.check();
+    assert_eq!(l.next_queued(0), Some(a), "ahead of b");
+    let e = l.get(a).unwrap();
+    assert_eq!(
+        (e.avoid, e.retries, e.attempt),
+        (Some(W1), Retries::Limited(0), 1)
+    );
+    let e = l.start_attempt(a, W2, Instant::now());
+    assert_eq!(e.attempt, 2);
+    assert_eq!(l.next_queued(0), Some(b));
+    l.check();
+}
+
+#[test]
+fn timers_fire_once_and_shift_after_a_pause() {
+    let rt = runtime();
+    rt.block_on(async {
+        let mut l = Ledger::new(1, 10);
+        let (id, f, _rx) = filing(0, Some(Duration::from_millis(100)), Retries::default());
+        l.admit(f).unwrap();
+        l.next_queued(0);
+        l.start_attempt(id, W1, Instant::now());
+        l.shift_timers(Duration::from_millis(400));
+        tokio::time::advance(Duration::from_millis(300)).await;
+        let polled = futures::future::poll_fn(|cx| Poll::Ready(l.poll_next(cx))).await;
+        assert!(polled.is_pending(), "moved past the pause");
+        let LedgerInput::Timer(fired, _due) = futures::future::poll_fn(|cx| l.poll_next(cx)).await else {
+            panic!("the memory queue has no news")
+        };
+        assert_eq!(fired, Expired::Attempt(AttemptKey { id, attempt: 1 }));
+        l.check();
+        // Fired during a pause: filed again, with a fresh key.
+        l.rearm(fired, Instant::now() + Duration::from_millis(50));
+        l.check();
+        l.resolve(id, Err(Error::Killed));
+        l.check();
+    });
+}
+
+/// One step of the supervisor task, as the property test draws it.
+#[derive(Debug, Clone)]
+enum Step {
+    Enqueue {
+        pool: usize,
+        retries: u32,
+        unlimited: bool,
+    },
+    Dispatch {
+        pool: usize,
+        worker: u64,
+    },
+    Answer(usize),
+    /// An attempt ends without an answer (timeout, worker exit): retry or fail.
+    Fail(usize),
+    /// The caller drops its future.
+    Drop(usize),
+    /// The `Cancel` command of a drop arrives.
+    Cancel(usize),
+    Sweep,
+    WorkerExit(u64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (0..2usize, 0..3u32, any::<bool>())
+            .prop_map(|(pool, retries, unlimited)| Step::Enqueue { pool, retries, unlimited: unlimited && retries == 2 }),
+        3 => (0..2usize, 1..4u64).prop_map(|(pool, worker)| Step::Dispatch { pool, worker }),
+        2 => any::<usize>().prop_map(Step::Answer),
+        2 => any::<usize>().prop_map(Step::Fail),
+        1 => any::<usize>().prop_map(Step::Drop),
+        1 => any::<usize>().prop_map(Step::Cancel),
+        1 => Just(Step::Sweep),
+        1 => (1..4u64).prop_map(Step::WorkerExit),
+    ]
+}
+
+/// What the task does when an attempt ends without an answer.
+fn fail(l: &mut Ledger, id: RequestId) {
+    if l.get(id).is_some_and(|e| e.retries.any_left()) {
+        l.requeue(id);
+    } else {
+        l.resolve(id, Err(Error::Timeout { attempts: 1 }));
+    }
+}
+
+fn nth(ids: &[RequestId], n: usize) -> Option<RequestId> {
+    (!ids.is_empty()).then(|| ids[n % ids.len()])
+}
+
+fn run(steps: Vec<Step>) {
+    let rt = runtime();
+    let _rt = rt.enter();
+    let mut l = Ledger::new(2, 8);
+    let mut rxs: HashMap<RequestId, Rx> = HashMap::new();
+    let mut refused = 0;
+    let mut all = Vec::new();
+    for s in steps {
+        let mut ids = l.ids();
+        ids.sort_by_key(|id| id.0);
+        match s {
+            Step::Enqueue {
+                pool,
+                retries,
+                unlimited,
+            } => {
+                let r = if unlimited {
+                    Retries::Unlimited
+                } else {
+                    Retries::Limited(retries)
+                };
+                let (id, f, rx) = filing(pool, Some(Duration::from_secs(1)), r);
+                match l.admit(f) {
+                    Ok(()) => {
+                        rxs.insert(id, rx);
+                        all.push(id);
+                    }
+                    Err(QueueFull(reply)) => {
+                        let _ = reply.send(Err(Error::QueueFull { max_queue: 8 }));
+                        refused += 1;
+                    }
+                }
+            }
+            Step::Dispatch { pool, worker } => {
+                if let Some(id) = l.next_queued(pool) {
+                    l.start_attempt(id, WorkerId(worker), Instant::now());
+                }
+            }
+            Step::Answer(n) => {
+                let running: Vec<_> = ids
+                    .iter()
+                    .copied()
+                    .filter(|&id| l.get(id).unwrap().worker().is_some())
+                    .collect();
+                if let Some(id) = nth(&running, n) {
+                    let w = l.get(id).unwrap().worker().unwrap();
+                    l.resolve(id, answer(id, w));
+                }
+            }
+            Step::Fail(n) => {
+                let running: Vec<_> = ids
+                    .iter()
+                    .copied()
+                    .filter(|&id| l.get(id).unwrap().worker().is_some())
+                    .collect();
+                if let Some(id) = nth(&running, n) {
+                    fail(&mut l, id);
+                }
+            }
+            Step::Drop(n) => {
+                if let Some(id) = nth(&ids, n) {
+                    rxs.remove(&id);
+                }
+            }
+            Step::Cancel(n) => {
+                let gone: Vec<_> = ids.iter().copied().filter(|id| !rxs.contains_key(id)).collect();
+                if let Some(id) = nth(&gone, n) {
+                    l.withdraw(id);
+                }
+            }
+            Step::Sweep => {
+                for w in l.withdraw_gone() {
+                    assert!(w.running.is_none_or(|(_, k)| l.get(k.id).is_none()));
+                }
+            }
+            Step::WorkerExit(w) => {
+                for id in l.running_on(WorkerId(w)) {
+                    fail(&mut l, id);
+                }
+                assert_eq!(l.in_flight(WorkerId(w)), 0);
+            }
+        }
+        l.check();
+        // Every live caller's request is still in the books or answered.
+        for (id, rx) in &rxs {
+            assert!(
+                l.get(*id).is_some() || !rx.is_empty(),
+                "{id} lost: neither pending nor answered"
+            );
+        }
+    }
+    // Shutdown: what is left resolves.
+    for id in l.ids() {
+        assert!(l.resolve(id, Err(Error::Killed)).is_some());
+    }
+    l.check();
+    assert_eq!((l.queued_total(), l.in_flight_total()), (0, 0), "nothing stuck");
+    for (id, mut rx) in rxs {
+        assert!(rx.try_recv().is_ok(), "{id} resolved exactly once");
+        assert!(rx.try_recv().is_err());
+    }
+    assert!(l.cancelled() as usize <= all.len());
+    let _ = refused;
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn every_request_resolves_exactly_once(steps in proptest::collection::vec(step(), 1..200)) {
+        run(steps);
+    }
+}

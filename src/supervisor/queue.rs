@@ -1,0 +1,234 @@
+//! The pending-queue seam: which request of a pool goes to a worker next.
+//!
+//! The [`Ledger`](super::ledger::Ledger) keeps every request's waiter, its
+//! attachment and its payload; the queue only orders request ids, per pool.
+//! [`MemoryQueue`] is the embedded default. A backend that shares the queue
+//! with other hosts (Redis Streams, a later issue) implements the same
+//! trait:
+//!
+//! * **The supervisor task never awaits the backend on a state change.**
+//!   Every method but [`PendingQueue::news`] is synchronous and works on what
+//!   the backend holds locally: an I/O backend writes through from its own
+//!   task(s) and keeps a local buffer of deliveries that
+//!   [`front`](PendingQueue::front) / [`pop_front`](PendingQueue::pop_front)
+//!   read.
+//! * **I/O feeds the loop as one more input.** The task's select loop polls
+//!   [`poll_news`](PendingQueue::poll_news) (through the ledger, beside its
+//!   request timers); it is ready when the backend has something for the
+//!   task (new deliveries for a pool), and the task then dispatches that
+//!   pool. A poll method, not an `async fn`: the loop polls it on every turn
+//!   and must not allocate a boxed future each time. The in-memory queue is
+//!   never ready.
+//! * **Closing is the one await.** [`close`](PendingQueue::close) runs once,
+//!   when the task has stopped and every request is resolved, outside any
+//!   state change: a backend flushes what it still has to write and lets go
+//!   of what it holds (a shared backend hands its unacknowledged deliveries
+//!   back). It is an `async fn` of an object-safe trait: `async-trait`.
+//! * **Retry to front** is [`Position::Front`]: a request whose attempt
+//!   failed goes ahead of new work (a shared backend may map it to a
+//!   priority stream). **Withdrawal** is [`withdraw`](PendingQueue::withdraw):
+//!   a backend drops the id however it likes (the memory queue leaves a
+//!   tombstone and compacts); [`len`](PendingQueue::len) never counts it.
+//!
+//! Invariant every implementation keeps: `len(pool)` is the number of ids
+//! pushed to `pool` and neither popped nor withdrawn since, and `front` /
+//! `pop_front` only ever return such an id.
+
+use std::collections::{HashSet, VecDeque};
+use std::fmt;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+
+use super::ids::RequestId;
+
+/// Where a pushed request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Position {
+    /// A new request: behind everything waiting.
+    Back,
+    /// A retry: ahead of new work.
+    Front,
+}
+
+/// What a backend is told about a request it queues. The memory queue needs
+/// only the id; a shared backend writes the payload out for other hosts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Job<'a> {
+    pub(crate) id: RequestId,
+    /// The request's encoded payload (MessagePack).
+    #[allow(dead_code)] // read by backends that share the queue
+    pub(crate) payload: &'a [u8],
+}
+
+/// Something an I/O backend has for the supervisor task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // produced by backends that do I/O
+pub(crate) enum QueueNews {
+    /// `pool` has requests to dispatch that were not there before.
+    Arrived {
+        /// The pool's index.
+        pool: usize,
+    },
+}
+
+/// A pending queue per pool, behind one object-safe seam. See the module
+/// docs for the rules.
+#[async_trait]
+pub(crate) trait PendingQueue: Send + fmt::Debug {
+    /// Files `job` in `pool`'s queue.
+    fn push(&mut self, pool: usize, job: Job<'_>, at: Position);
+    /// The request `pool` should dispatch next, left in place.
+    fn front(&mut self, pool: usize) -> Option<RequestId>;
+    /// Takes the request [`front`](Self::front) names.
+    fn pop_front(&mut self, pool: usize) -> Option<RequestId>;
+    /// Removes `id`, which the caller queued in `pool` and has not seen
+    /// popped; false if it was withdrawn already.
+    fn withdraw(&mut self, pool: usize, id: RequestId) -> bool;
+    /// Requests waiting in `pool`.
+    fn len(&self, pool: usize) -> usize;
+    /// Ready when the backend has news for the task; registers `cx` for a
+    /// wake-up otherwise. The in-memory queue is never ready.
+    fn poll_news(&mut self, _cx: &mut Context<'_>) -> Poll<QueueNews> {
+        Poll::Pending
+    }
+    /// Flushes and lets go of what the backend holds, once, at shutdown.
+    async fn close(&mut self) {}
+}
+
+/// The embedded queue: one FIFO per pool, in memory.
+///
+/// Withdrawn ids stay behind as tombstones until they reach the front or
+/// outnumber the live ids, when the queue is compacted: withdrawal is O(1),
+/// and a burst of withdrawals costs one O(n) pass.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryQueue {
+    pools: Vec<Fifo>,
+}
+
+#[derive(Debug, Default)]
+struct Fifo {
+    ids: VecDeque<RequestId>,
+    /// Ids in `ids` that were withdrawn.
+    tombstones: HashSet<RequestId>,
+}
+
+impl Fifo {
+    fn live(&self) -> usize {
+        self.ids.len() - self.tombstones.len()
+    }
+
+    /// Drops tombstones at the front, so `ids.front()` is live.
+    fn skip_tombstones(&mut self) {
+        while !self.tombstones.is_empty() {
+            match self.ids.front() {
+                Some(id) if self.tombstones.remove(id) => {
+                    self.ids.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+impl MemoryQueue {
+    /// A queue for `pools` pools.
+    pub(crate) fn new(pools: usize) -> Self {
+        Self {
+            pools: (0..pools).map(|_| Fifo::default()).collect(),
+        }
+    }
+}
+
+#[async_trait]
+impl PendingQueue for MemoryQueue {
+    fn push(&mut self, pool: usize, job: Job<'_>, at: Position) {
+        let q = &mut self.pools[pool];
+        match at {
+            Position::Back => q.ids.push_back(job.id),
+            Position::Front => q.ids.push_front(job.id),
+        }
+    }
+
+    fn front(&mut self, pool: usize) -> Option<RequestId> {
+        let q = &mut self.pools[pool];
+        q.skip_tombstones();
+        q.ids.front().copied()
+    }
+
+    fn pop_front(&mut self, pool: usize) -> Option<RequestId> {
+        let q = &mut self.pools[pool];
+        q.skip_tombstones();
+        q.ids.pop_front()
+    }
+
+    fn withdraw(&mut self, pool: usize, id: RequestId) -> bool {
+        let q = &mut self.pools[pool];
+        if q.ids.front() == Some(&id) {
+            q.ids.pop_front();
+            return true;
+        }
+        // The caller only withdraws what it queued; a linear check here would
+        // make a burst of withdrawals quadratic.
+        if !q.tombstones.insert(id) {
+            return false;
+        }
+        if q.ids.len() > 2 * q.live() + 64 {
+            let dead = std::mem::take(&mut q.tombstones);
+            q.ids.retain(|id| !dead.contains(id));
+        }
+        true
+    }
+
+    fn len(&self, pool: usize) -> usize {
+        self.pools[pool].live()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: RequestId) -> Job<'static> {
+        Job { id, payload: &[] }
+    }
+
+    #[test]
+    fn fifo_with_retries_in_front_and_withdrawals_skipped() {
+        let mut q = MemoryQueue::new(2);
+        let ids: Vec<RequestId> = (0..5).map(|_| RequestId::new()).collect();
+        for &id in &ids[..4] {
+            q.push(0, job(id), Position::Back);
+        }
+        q.push(0, job(ids[4]), Position::Front);
+        assert_eq!(q.len(0), 5);
+        assert_eq!(q.len(1), 0);
+        assert!(q.withdraw(0, ids[1]));
+        assert!(q.withdraw(0, ids[4])); // at the front: removed at once
+        assert!(!q.withdraw(0, ids[1]), "withdrawn twice");
+        assert_eq!(q.len(0), 3);
+        assert_eq!(q.front(0), Some(ids[0]));
+        assert_eq!(q.pop_front(0), Some(ids[0]));
+        assert_eq!(q.pop_front(0), Some(ids[2]), "the tombstone is skipped");
+        assert_eq!(q.pop_front(0), Some(ids[3]));
+        assert_eq!(q.pop_front(0), None);
+        assert_eq!(q.len(0), 0);
+    }
+
+    #[test]
+    fn a_burst_of_withdrawals_compacts() {
+        let mut q = MemoryQueue::new(1);
+        let ids: Vec<RequestId> = (0..1000).map(|_| RequestId::new()).collect();
+        for &id in &ids {
+            q.push(0, job(id), Position::Back);
+        }
+        for &id in &ids[1..999] {
+            assert!(q.withdraw(0, id));
+        }
+        assert_eq!(q.len(0), 2);
+        assert!(q.pools[0].ids.len() <= 2 * 2 + 64 + 1, "compacted");
+        assert_eq!(q.pop_front(0), Some(ids[0]));
+        assert_eq!(q.pop_front(0), Some(ids[999]));
+        assert_eq!(q.pop_front(0), None);
+    }
+}

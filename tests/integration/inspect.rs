@@ -109,6 +109,8 @@ async fn inspect_round_trips_through_serde_and_counts_mean_what_they_say() {
                 .any(|w| w["state"] == "busy"),
             "{value}"
         );
+        // A busy worker is not stopped by a drain until it says ready.
+        sup.broadcast(SET_READY, &()).await.unwrap();
         sup.soft_kill().await;
     })
     .await;

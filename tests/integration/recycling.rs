@@ -174,7 +174,7 @@ async fn max_requests_with_jitter_retires_each_worker_within_its_bounds() {
 }
 
 #[tokio::test]
-async fn a_successor_that_fails_to_start_costs_budget_and_leaves_the_old_worker_serving() {
+async fn a_successor_that_fails_to_start_costs_budget_and_the_old_worker_serves_on_past_it() {
     guard(async {
         // Worker 1 is normal but unhealthy for the predicate, so it is
         // retired on every heartbeat; every later worker (its would-be
@@ -189,23 +189,20 @@ async fn a_successor_that_fails_to_start_costs_budget_and_leaves_the_old_worker_
         let events = Events::collect(&sup);
         let first = health(&sup).await.remove(0);
         // Sequential requests until the pool fails: each failed successor
-        // takes one unit of the budget of 2; the third fails the pool.
-        let mut served = 0;
-        let failure = loop {
-            match sup.enqueue(&Cmd::Whoami).await {
-                Ok(resp) => {
-                    assert_eq!(resp.worker(), first.id, "only the old worker serves");
-                    served += 1;
-                }
-                Err(e) => break e,
-            }
-        };
-        assert!(matches!(failure, Error::PoolFailed { .. }), "got {failure:?} after {served} answers");
-        events
-            .wait_for("the pool failed", |e| {
-                matches!(e, Event::RestartBudgetExhausted { .. })
-            })
-            .await;
+        // takes one unit of the budget of 2; the third fails the pool, which
+        // keeps serving with the worker that is up.
+        let failed = |e: &Event| matches!(e, Event::RestartBudgetExhausted { .. });
+        wait_until("the pool failed", || async {
+            let resp = sup.enqueue(&Cmd::Whoami).await.expect("the old worker serves");
+            assert_eq!(resp.worker(), first.id, "only the old worker serves");
+            events.count(failed) == 1
+        })
+        .await;
+        for _ in 0..5 {
+            let resp = sup.enqueue(&Cmd::Whoami).await.expect("a failed pool serves on");
+            assert_eq!(resp.worker(), first.id);
+        }
+        assert_eq!(stats(&sup).await.refused, 0, "nothing was refused");
         let crashed = |events: &Events| {
             events.count(|e| matches!(e, Event::WorkerExited { status, .. } if status.code == Some(3)))
         };
@@ -229,7 +226,7 @@ async fn a_successor_that_fails_to_start_costs_budget_and_leaves_the_old_worker_
                 == 3,
             "retired again after each failed successor"
         );
-        // The old worker was never stopped; the failed pool takes no requests.
+        // The old worker was never stopped, and serves on in the failed pool.
         assert_eq!(
             events.count(|e| matches!(e, Event::WorkerStopping { worker, .. } if *worker == first.id)),
             0
@@ -238,6 +235,8 @@ async fn a_successor_that_fails_to_start_costs_budget_and_leaves_the_old_worker_
         let info = sup.inspect().await.unwrap();
         assert!(info.pools[0].failed);
         assert_eq!(info.workers.len(), 1, "{:?}", info.workers);
+        let (_, me) = whoami_of(&sup, &Cmd::Whoami).await;
+        assert_eq!(me.pid, first.pid);
         sup.hard_kill().await;
     })
     .await;

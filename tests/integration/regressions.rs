@@ -7,7 +7,13 @@
 //! 2. overlapping `resize` calls, or one abandoned, all return and leave
 //!    the pool at the last size asked;
 //! 3. a supervisor paused (SIGSTOP) past `unhealthy_timeout` stops no
-//!    healthy worker, and delivers the answers that arrived meanwhile.
+//!    healthy worker, and delivers the answers that arrived meanwhile;
+//! 4. `drain_timeout` bounds the drain of a recycled worker too (soft
+//!    kill and resize: `drains.rs`);
+//! 5. under the default budget, one crash-looping slot leaves the pool
+//!    serving with its healthy workers (parked slots, refusals and
+//!    unlimited retries, finding 8: `degraded.rs`; the `busy()` rule:
+//!    `drains.rs`).
 
 use std::time::Duration;
 
@@ -303,6 +309,76 @@ async fn finding_3_answers_that_arrived_while_the_supervisor_was_paused_are_deli
         sup.signal(Signal::SIGKILL);
         sup.wait().await;
         sup.assert_workers_dead().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn finding_4_drain_timeout_bounds_the_drain_of_a_recycled_worker() {
+    guard(async {
+        // Retired after 2 answers; a request that never finishes holds up
+        // its drain until `drain_timeout`.
+        let pool = nanny::Pool::default_pool(worker_spec("normal"))
+            .workers(1)
+            .max_requests(2, 0);
+        let sup = timers(Supervisor::builder().pool(pool))
+            .drain_timeout(Some(Duration::from_millis(300)))
+            .start()
+            .await
+            .expect("start");
+        let events = Events::collect(&sup);
+        let old = health(&sup).await.remove(0);
+        let stuck = spawn_enqueue(&sup, Cmd::Gate(NEVER.into()));
+        wait_until("the gate is in flight", || async {
+            stats(&sup).await.in_flight == 1
+        })
+        .await;
+        for _ in 0..2 {
+            whoami_of(&sup, &Cmd::Whoami).await;
+        }
+        match within("the request that never finishes", stuck).await.unwrap() {
+            Err(nanny::Error::DrainTimeout { attempts: 1 }) => {}
+            other => panic!("expected DrainTimeout, got {other:?}"),
+        }
+        let Exit { expected, reason, .. } = exit_of(&events, old.id).await;
+        assert!(expected, "a retirement is planned");
+        assert_eq!(reason, Some(nanny::events::StopReason::MaxRequests));
+        let (_, me) = whoami_of(&sup, &Cmd::Whoami).await;
+        assert_ne!(me.pid, old.pid, "the successor serves");
+        within("soft_kill", sup.soft_kill()).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn finding_5_one_crash_looping_slot_under_the_default_budget_leaves_the_pool_serving() {
+    guard(async {
+        // The default budget (5 restarts in 120 s) and no respawn_count:
+        // workers from id 5 on (the replacements) exit before their hello.
+        let spec = worker_spec("crash-on-start").env("TEST_MODE_MIN_ID", "5");
+        let sup = builder_with(spec, 4)
+            .max_restarts(nanny::DEFAULT_MAX_RESTARTS)
+            .start()
+            .await
+            .expect("start");
+        let events = Events::collect(&sup);
+        let first = all_ready(&sup, 4).await;
+        sigkill(first[0].pid);
+        events
+            .wait_for("the budget is spent", |e| {
+                matches!(e, nanny::Event::RestartBudgetExhausted { .. })
+            })
+            .await;
+        // The three healthy workers serve every request; nothing is refused.
+        let answers = join_all((0..100).map(|_| spawn_enqueue(&sup, Cmd::Whoami)).collect()).await;
+        for r in &answers {
+            let me: Whoami = r.as_ref().expect("served by a live worker").data().unwrap();
+            assert!(first[1..].iter().any(|w| w.pid == me.pid), "{me:?}");
+        }
+        let s = stats(&sup).await;
+        assert_eq!((s.refused, s.failed), (0, 0), "{s:?}");
+        assert_eq!(health(&sup).await.len(), 3);
+        within("soft_kill", sup.soft_kill()).await;
     })
     .await;
 }

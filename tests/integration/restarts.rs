@@ -1,5 +1,5 @@
 //! Restarts: the restart delay (fixed, zero) and backoff, restart
-//! policies (which exits refill a slot), and `respawn_count`.
+//! policies (which exits refill a slot), and `respawn_count` (which parks a slot).
 //!
 //! As everywhere in this suite: no timing assertions beyond lower bounds
 //! that the supervisor promises (a delay is never cut short).
@@ -248,7 +248,7 @@ async fn restart_policies_decide_which_exits_refill_the_slot() {
 }
 
 #[tokio::test]
-async fn respawn_count_fails_a_pool_whose_slot_keeps_failing_to_start() {
+async fn respawn_count_parks_a_slot_that_keeps_failing_to_start() {
     guard(async {
         // Two failed starts, then a good one: within respawn_count(2).
         let sup = timers(
@@ -270,7 +270,8 @@ async fn respawn_count_fails_a_pool_whose_slot_keeps_failing_to_start() {
         assert_eq!(crashes, 2);
         sup.soft_kill().await;
 
-        // Failing for good: the third failed start fails the pool.
+        // Failing for good: the third failed start parks the slot (and
+        // does not fail the pool: its budget is not spent).
         let sup = timers(
             Supervisor::builder().pool(
                 Pool::default_pool(worker_spec("crash-on-start"))
@@ -283,23 +284,32 @@ async fn respawn_count_fails_a_pool_whose_slot_keeps_failing_to_start() {
         .expect("spawn");
         let events = Events::collect(&sup);
         match within("ready", sup.ready()).await {
-            Err(Error::PoolFailed { pool }) => assert_eq!(pool, "default"),
-            other => panic!("expected PoolFailed, got {other:?}"),
+            Err(Error::SlotParked { pool, logical_id }) => {
+                assert_eq!((pool.as_str(), logical_id), ("default", 0))
+            }
+            other => panic!("expected SlotParked, got {other:?}"),
         }
         events
-            .wait_for("the pool failed", |e| {
-                matches!(e, Event::RestartBudgetExhausted { .. })
+            .wait_for("the slot parked", |e| {
+                matches!(
+                    e,
+                    Event::SlotParked {
+                        logical_id: 0,
+                        failed_starts: 3,
+                        ..
+                    }
+                )
             })
             .await;
         let info = sup.inspect().await.unwrap();
-        assert!(info.pools[0].failed);
+        assert!(!info.pools[0].failed, "a parked slot does not fail the pool");
         assert_eq!(info.count_running_workers(), 0);
+        assert_eq!(
+            events.count(|e| matches!(e, Event::RestartBudgetExhausted { .. })),
+            0
+        );
         assert_eq!(events.count(|e| matches!(e, Event::WorkerSpawned { .. })), 3);
         assert_eq!(events.count(|e| matches!(e, Event::WorkerRestarting { .. })), 2);
-        assert!(matches!(
-            sup.enqueue(&Cmd::Whoami).await,
-            Err(Error::PoolFailed { .. })
-        ));
         sup.hard_kill().await;
     })
     .await;

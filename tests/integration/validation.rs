@@ -104,7 +104,7 @@ async fn invalid_health_and_pool_settings_are_refused_before_any_spawn() {
         ];
         for (what, builder) in cases {
             match builder.spawn() {
-                Err(StartError::Config(message)) => assert!(!message.is_empty(), "{what}"),
+                Err(StartError::Config(error)) => assert!(!error.to_string().is_empty(), "{what}"),
                 other => panic!("{what}: expected a configuration error, got {other:?}"),
             }
         }

@@ -498,6 +498,26 @@ async fn chaos_loses_nothing_and_leaves_nothing_behind() {
             pids.len(),
             exits.len()
         );
+        let spawned: BTreeMap<nanny::WorkerId, u32> = events
+            .snapshot()
+            .iter()
+            .filter_map(|e| match e {
+                Event::WorkerSpawned { worker, pid, .. } => Some((*worker, *pid)),
+                _ => None,
+            })
+            .collect();
+        let mut exits_of: BTreeMap<nanny::WorkerId, Vec<&Exit>> = BTreeMap::new();
+        for e in &exits {
+            exits_of.entry(e.worker).or_default().push(e);
+        }
+        let odd: Vec<_> = exits_of
+            .iter()
+            .filter(|(w, e)| e.len() != 1 || !spawned.contains_key(w))
+            .collect();
+        assert!(
+            odd.is_empty(),
+            "workers whose exit is reported other than once: {odd:#?}"
+        );
         assert_eq!(exits.len(), pids.len(), "every spawned worker's exit is reported");
         let me = std::process::id();
         for &pid in &pids {

@@ -356,8 +356,11 @@ async fn chaos_loses_nothing_and_leaves_nothing_behind() {
         .event_capacity(1 << 16)
         .spawn()
         .expect("spawn");
+        // On this multi-threaded runtime the supervisor task may run before
+        // the collector subscribes: the first workers are taken from health().
         let events = Events::collect(&sup);
         sup.ready().await.expect("ready");
+        let first: Vec<(nanny::WorkerId, u32)> = health(&sup).await.iter().map(|h| (h.id, h.pid)).collect();
 
         let tally = Arc::new(Tally::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -491,14 +494,7 @@ async fn chaos_loses_nothing_and_leaves_nothing_behind() {
         events.assert_complete();
 
         // No zombies: every worker spawned was reaped by the supervisor.
-        let pids = events.spawned_pids();
-        let exits = events.exits();
-        eprintln!(
-            "chaos: {} workers spawned, {} exits reported",
-            pids.len(),
-            exits.len()
-        );
-        let spawned: BTreeMap<nanny::WorkerId, u32> = events
+        let mut spawned: BTreeMap<nanny::WorkerId, u32> = events
             .snapshot()
             .iter()
             .filter_map(|e| match e {
@@ -506,6 +502,14 @@ async fn chaos_loses_nothing_and_leaves_nothing_behind() {
                 _ => None,
             })
             .collect();
+        spawned.extend(first);
+        let pids: Vec<u32> = spawned.values().copied().collect();
+        let exits = events.exits();
+        eprintln!(
+            "chaos: {} workers spawned, {} exits reported",
+            pids.len(),
+            exits.len()
+        );
         let mut exits_of: BTreeMap<nanny::WorkerId, Vec<&Exit>> = BTreeMap::new();
         for e in &exits {
             exits_of.entry(e.worker).or_default().push(e);
@@ -517,6 +521,11 @@ async fn chaos_loses_nothing_and_leaves_nothing_behind() {
         assert!(
             odd.is_empty(),
             "workers whose exit is reported other than once: {odd:#?}"
+        );
+        let silent: Vec<_> = spawned.keys().filter(|w| !exits_of.contains_key(w)).collect();
+        assert!(
+            silent.is_empty(),
+            "workers whose exit is never reported: {silent:?}"
         );
         assert_eq!(exits.len(), pids.len(), "every spawned worker's exit is reported");
         let me = std::process::id();

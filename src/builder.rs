@@ -194,7 +194,9 @@ impl Builder {
     }
 
     /// Largest frame either side may send, in bytes (default
-    /// [`DEFAULT_MAX_FRAME_LEN`]). Larger payloads fail with
+    /// [`DEFAULT_MAX_FRAME_LEN`]). Payloads larger than
+    /// [`max_payload_len(n)`](nanny_worker::protocol::max_payload_len)
+    /// (`n` − 256, the limit of requests and answers alike) fail with
     /// [`Error::PayloadTooLarge`](crate::Error::PayloadTooLarge).
     pub fn max_frame_len(mut self, n: usize) -> Self {
         self.cfg.max_frame_len = n;

@@ -53,6 +53,14 @@ pub enum Error {
         #[source]
         cause: Box<Error>,
     },
+    /// The request has an attachment, but the worker it went to did not
+    /// declare the fd channel in its hello (capability `fd-channel`), so it
+    /// cannot take one. Not retried.
+    #[error("worker {worker} does not take attachments (no fd-channel capability)")]
+    AttachmentNotSupported {
+        /// The worker that was picked.
+        worker: WorkerId,
+    },
     /// The attachment could not be prepared or received (an OS error).
     #[error("attachment: {0}")]
     Attachment(String),
@@ -98,12 +106,14 @@ pub enum Error {
         /// The name asked for.
         pool: String,
     },
-    /// The encoded payload is larger than the frame bound.
-    #[error("payload of {size} bytes exceeds the {max} byte frame limit")]
+    /// The encoded payload is larger than one frame carries.
+    #[error("payload of {size} bytes exceeds the {max} byte payload limit")]
     PayloadTooLarge {
         /// Encoded size.
         size: usize,
-        /// `max_frame_len`.
+        /// The payload limit,
+        /// [`max_payload_len(max_frame_len)`](nanny_worker::protocol::max_payload_len),
+        /// the same for requests and answers.
         max: usize,
     },
     /// The payload could not be serialized.

@@ -21,8 +21,8 @@ const MAX_UNMATCHED_FDS: usize = 1024;
 impl Task {
     /// The worker took the attempt's attachment: it is the worker's now. A
     /// stream starts flowing.
-    pub(super) fn on_accepted(&mut self, worker: u64, key: AttemptKey) {
-        let Some(e) = self.ledger.current_mut(WorkerId(worker), key) else {
+    pub(super) fn on_accepted(&mut self, worker: WorkerId, key: AttemptKey) {
+        let Some(e) = self.ledger.current_mut(worker, key) else {
             return;
         };
         let Some(att) = e.attachment.as_mut() else {
@@ -63,10 +63,10 @@ impl Task {
         }
     }
 
-    pub(super) fn on_response(&mut self, worker: u64, key: AttemptKey, outcome: Outcome, stream: bool) {
+    pub(super) fn on_response(&mut self, worker: WorkerId, key: AttemptKey, outcome: Outcome, stream: bool) {
         let current = self
             .ledger
-            .current_mut(WorkerId(worker), key)
+            .current_mut(worker, key)
             .is_some_and(|e| e.parked.is_none());
         if !current {
             self.stats.late_answers += 1;
@@ -94,7 +94,7 @@ impl Task {
             Some(fd) => self.finish_answer(worker, key.id, Ok((data, Some(fd)))),
             // The stream's descriptor is on its way on the other channel.
             None => {
-                if let Some(e) = self.ledger.current_mut(WorkerId(worker), key) {
+                if let Some(e) = self.ledger.current_mut(worker, key) {
                     e.parked = Some(data);
                 }
             }
@@ -102,7 +102,7 @@ impl Task {
     }
 
     /// A descriptor from a worker: a response stream.
-    pub(super) fn on_worker_fd(&mut self, worker: u64, tag: FdTag, fd: OwnedFd) {
+    pub(super) fn on_worker_fd(&mut self, worker: WorkerId, tag: FdTag, fd: OwnedFd) {
         if tag.kind != FD_KIND_RESPONSE_STREAM {
             self.protocol_error(worker, format!("fd channel message of kind {}", tag.kind));
             return;
@@ -112,7 +112,7 @@ impl Task {
             attempt: tag.attempt,
         };
         // Late: nobody waits for this stream; `fd` closes here.
-        let Some(e) = self.ledger.current_mut(WorkerId(worker), key) else {
+        let Some(e) = self.ledger.current_mut(worker, key) else {
             return;
         };
         match e.parked.take() {
@@ -132,7 +132,7 @@ impl Task {
 
     fn finish_answer(
         &mut self,
-        worker: u64,
+        worker: WorkerId,
         id: RequestId,
         answer: Result<(Vec<u8>, Option<OwnedFd>), Error>,
     ) {
@@ -144,7 +144,7 @@ impl Task {
                 Ok(stream) => Ok(Response {
                     id: id.0,
                     created_at: e.created_at,
-                    worker: WorkerId(worker),
+                    worker,
                     attempt: e.attempt,
                     data,
                     stream,

@@ -6,7 +6,7 @@ use super::command::Reply;
 use super::task::{Phase, SlotInfo, Task, Timer};
 use crate::error::Error;
 use crate::events::{Event, StopReason};
-use crate::health::WorkerState;
+use crate::health::{WorkerId, WorkerState};
 
 impl Task {
     /// Whether `pool` has every worker it waits for: one online in each
@@ -124,7 +124,7 @@ impl Task {
                 self.spawn_worker(pool, slot);
             }
         }
-        let extra: Vec<u64> = self.pools[pool]
+        let extra: Vec<WorkerId> = self.pools[pool]
             .slots
             .iter()
             .skip(workers)
@@ -154,7 +154,7 @@ impl Task {
     }
 
     pub(super) fn on_broadcast(&mut self, event: String, payload: Vec<u8>) {
-        let ids: Vec<u64> = self
+        let ids: Vec<WorkerId> = self
             .workers
             .iter()
             .filter(|(_, w)| !matches!(w.state, WorkerState::Spawning | WorkerState::Stopping))
@@ -181,7 +181,7 @@ impl Task {
                 }
                 // Workers that never became ready will not be needed, unless
                 // their pool has requests queued: those are still to be served.
-                let starting: Vec<u64> = self
+                let starting: Vec<WorkerId> = self
                     .workers
                     .iter()
                     .filter(|(_, w)| !w.online && self.ledger.queued(w.pool) == 0)
@@ -206,7 +206,7 @@ impl Task {
         for id in self.ledger.ids() {
             self.resolve(id, Err(Error::Killed));
         }
-        let workers: Vec<u64> = self.workers.keys().copied().collect();
+        let workers: Vec<WorkerId> = self.workers.keys().copied().collect();
         for w in workers {
             self.stop_worker(w, StopReason::Killed, false);
         }
@@ -215,7 +215,7 @@ impl Task {
     /// During a soft kill: once a pool's queue is empty, its idle workers
     /// are stopped and busy ones drain.
     pub(super) fn progress_drain(&mut self) {
-        let ids: Vec<u64> = self
+        let ids: Vec<WorkerId> = self
             .workers
             .iter()
             .filter(|(_, w)| w.stop_reason.is_none() && w.state != WorkerState::Draining)
@@ -234,7 +234,7 @@ impl Task {
         for pool in 0..self.pools.len() {
             self.fail_queued_drain(pool);
         }
-        let ids: Vec<u64> = self.workers.keys().copied().collect();
+        let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
         for id in ids {
             self.cancel_running(id);
             let Some(w) = self.workers.get_mut(&id) else {

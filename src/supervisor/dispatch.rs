@@ -28,7 +28,7 @@ use crate::worker::link::Outgoing;
 #[derive(Debug, Clone, Copy)]
 pub(super) enum AttemptEnd {
     Timeout,
-    WorkerGone(u64),
+    WorkerGone(WorkerId),
 }
 
 impl Task {
@@ -112,7 +112,11 @@ impl Task {
         }
         while let Some(id) = self.ledger.next_queued(pool) {
             let avoid = self.ledger.get(id).and_then(|e| e.avoid);
-            let Some(worker) = self.pools[pool].router.pick(avoid.map(WorkerId::get)) else {
+            let Some(worker) = self.pools[pool]
+                .router
+                .pick(avoid.map(WorkerId::get))
+                .map(WorkerId)
+            else {
                 break;
             };
             // A worker that could not take it left the router: the next
@@ -122,7 +126,14 @@ impl Task {
     }
 
     /// Sends the next attempt of queued request `id` to `worker`.
-    fn assign(&mut self, id: RequestId, worker: u64) {
+    fn assign(&mut self, id: RequestId, worker: WorkerId) {
+        let e = self.ledger.get(id).expect("queued request exists");
+        if e.attachment.is_some() && !self.workers[&worker].caps.fd_channel {
+            // Never send a worker a kind of message it did not declare.
+            let err = Error::AttachmentNotSupported { worker };
+            self.resolve(id, Err(err));
+            return;
+        }
         let e = self.ledger.get_mut(id).expect("queued request exists");
         let descriptor = match e.attachment.as_mut().map(|a| a.descriptor_for_attempt()) {
             None => None,
@@ -136,7 +147,7 @@ impl Task {
         // ledger starts the attempt.
         let unavailable = match self.workers[&worker].link.frames.try_reserve() {
             Ok(permit) => {
-                let e = self.ledger.start_attempt(id, WorkerId(worker), Instant::now());
+                let e = self.ledger.start_attempt(id, worker, Instant::now());
                 permit.send(attempt_frame(id, e, descriptor));
                 None
             }
@@ -148,14 +159,14 @@ impl Task {
             // follows. No fault of its own: it only leaves the router.
             Some(true) => {
                 let pool = self.workers[&worker].pool;
-                self.pools[pool].router.remove(worker);
+                self.pools[pool].router.remove(worker.get());
             }
             Some(false) => self.stop_worker(worker, StopReason::Unresponsive, false),
         }
     }
 
     /// Sends a control frame; a worker that cannot take it is stopped.
-    pub(super) fn send_frame(&mut self, worker: u64, frame: ToWorker) {
+    pub(super) fn send_frame(&mut self, worker: WorkerId, frame: ToWorker) {
         let Some(w) = self.workers.get(&worker) else {
             return;
         };
@@ -167,7 +178,7 @@ impl Task {
     }
 
     /// Tells `worker` to stop working on attempt `key`.
-    pub(super) fn send_cancel(&mut self, worker: u64, key: AttemptKey) {
+    pub(super) fn send_cancel(&mut self, worker: WorkerId, key: AttemptKey) {
         self.send_frame(
             worker,
             ToWorker::Cancel {
@@ -179,16 +190,16 @@ impl Task {
 
     /// Re-files `worker` in its pool's router after any change that matters
     /// to the pick (state, in-flight count, RSS).
-    pub(super) fn sync_router(&mut self, worker: u64) {
+    pub(super) fn sync_router(&mut self, worker: WorkerId) {
         let Some(w) = self.workers.get(&worker) else {
             return;
         };
         let p = &mut self.pools[w.pool];
-        let in_flight = self.ledger.in_flight(WorkerId(worker));
+        let in_flight = self.ledger.in_flight(worker);
         if w.state == WorkerState::Ready && in_flight < p.cfg.concurrency && !w.link.frames.is_closed() {
-            p.router.upsert(worker, in_flight as u32, w.rss);
+            p.router.upsert(worker.get(), in_flight as u32, w.rss);
         } else {
-            p.router.remove(worker);
+            p.router.remove(worker.get());
         }
     }
 
@@ -204,18 +215,18 @@ impl Task {
             self.stats.failed += 1;
         }
         if let Some(worker) = done.worker {
-            self.release(worker.get());
+            self.release(worker);
         }
     }
 
     /// `worker` has one attempt less: a draining worker with nothing left
     /// (and not busy) is stopped, and freed capacity is used at once.
-    fn release(&mut self, worker: u64) {
+    fn release(&mut self, worker: WorkerId) {
         let Some(w) = self.workers.get(&worker) else {
             return;
         };
         let pool = w.pool;
-        let idle = self.ledger.in_flight(WorkerId(worker)) == 0 && !w.busy;
+        let idle = self.ledger.in_flight(worker) == 0 && !w.busy;
         if w.state == WorkerState::Draining && idle {
             let reason = w.stop_reason.clone().unwrap_or(StopReason::Shutdown);
             self.stop_worker(worker, reason, true);
@@ -230,7 +241,7 @@ impl Task {
         let Some(e) = self.ledger.get(id) else {
             return;
         };
-        let Some(worker) = e.worker().map(WorkerId::get) else {
+        let Some(worker) = e.worker() else {
             return;
         };
         let key = AttemptKey {
@@ -257,7 +268,7 @@ impl Task {
             },
             AttemptEnd::WorkerGone(w) => Error::WorkerExited {
                 attempts: key.attempt,
-                worker: WorkerId(w),
+                worker: w,
             },
         };
         if consumed && retries_left {
@@ -287,7 +298,7 @@ impl Task {
                         id,
                         attempt: e.attempt,
                     };
-                    self.send_cancel(worker.get(), key);
+                    self.send_cancel(worker, key);
                 }
                 self.resolve(id, Err(Error::Deadline));
             }
@@ -312,8 +323,8 @@ impl Task {
     fn after_withdrawn(&mut self, w: Withdrawn) {
         match w.running {
             Some((worker, key)) => {
-                self.send_cancel(worker.get(), key);
-                self.release(worker.get());
+                self.send_cancel(worker, key);
+                self.release(worker);
             }
             None => self.dispatch(w.pool),
         }
@@ -321,8 +332,8 @@ impl Task {
 
     /// Ends the attempts running on `worker` at its drain timeout: each gets
     /// a `Cancel`, its caller [`Error::DrainTimeout`].
-    pub(super) fn cancel_running(&mut self, worker: u64) {
-        for id in self.ledger.running_on(WorkerId(worker)) {
+    pub(super) fn cancel_running(&mut self, worker: WorkerId) {
+        for id in self.ledger.running_on(worker) {
             let attempt = self.ledger.get(id).map_or(0, |e| e.attempt);
             self.send_cancel(worker, AttemptKey { id, attempt });
             self.resolve(id, Err(Error::DrainTimeout { attempts: attempt }));

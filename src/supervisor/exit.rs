@@ -20,12 +20,12 @@ use crate::health::WorkerId;
 use crate::pool::RestartPolicy;
 
 impl Task {
-    pub(super) fn on_exit(&mut self, id: u64, status: ExitInfo) {
+    pub(super) fn on_exit(&mut self, id: WorkerId, status: ExitInfo) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
         let timers = [w.timer.take(), w.drain_timer.take()];
-        let in_flight = self.ledger.running_on(WorkerId(id));
+        let in_flight = self.ledger.running_on(id);
         // Out of the router first, so its requests are retried elsewhere.
         self.set_state(id, super::state::Input::Stop);
         for timer in timers {
@@ -57,7 +57,7 @@ impl Task {
             !planned && (status.code != Some(0) || status.signal.is_some() || w.stop_reason.is_some());
 
         let p = &mut self.pools[pool];
-        p.router.remove(id);
+        p.router.remove(id.get());
         if p.failed {
             self.fail_unserved(pool);
         }
@@ -67,13 +67,13 @@ impl Task {
             p.slots[slot] = None;
         }
         tracing::info!(
-            worker = id, pid = w.pid, pool = %p.cfg.name, logical_id = w.logical_id, %status,
+            worker = %id, pid = w.pid, pool = %p.cfg.name, logical_id = w.logical_id, %status,
             ?uptime, teardown = ?w.stop_requested_at.map(|t| t.elapsed()), forced = w.forced,
             reason = ?w.stop_reason, last_health = ?w.heartbeat, "worker exited"
         );
         let pool_name = p.cfg.name.clone();
         self.emit(Event::WorkerExited {
-            worker: WorkerId(id),
+            worker: id,
             pool: pool_name,
             pid: w.pid,
             logical_id: w.logical_id,

@@ -243,8 +243,8 @@ impl Supervisor {
     }
 
     fn check_size(&self, size: usize) -> Result<(), Error> {
-        // Room for the frame's envelope (tag, id, attempt, timestamps).
-        let max = self.defaults.max_frame_len.saturating_sub(ENVELOPE);
+        // The one payload limit of both directions (PROTOCOL.md, section 2).
+        let max = nanny_worker::protocol::max_payload_len(self.defaults.max_frame_len);
         if size > max {
             return Err(Error::PayloadTooLarge { size, max });
         }
@@ -418,6 +418,3 @@ impl Supervisor {
         rx.await.map_err(|_| Error::ShuttingDown)
     }
 }
-
-/// Bytes a request frame adds around its payload (generous).
-const ENVELOPE: usize = 128;

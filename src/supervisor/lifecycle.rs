@@ -28,7 +28,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use nanny_worker::protocol::{FromWorker, SupervisorHello, ToWorker, PROTOCOL_VERSION};
+use nanny_worker::protocol::{
+    Capabilities, FromWorker, SupervisorHello, ToWorker, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
 use nix::sys::signal::Signal;
 
 use super::ids::{AttemptKey, RequestId};
@@ -46,13 +48,13 @@ impl Task {
 
     /// Spawns a worker for `slot`; with `replaces`, as the successor of that
     /// worker (it takes the slot once ready).
-    pub(super) fn spawn_into(&mut self, pool: usize, slot: usize, replaces: Option<u64>) {
-        let id = self.next_worker;
+    pub(super) fn spawn_into(&mut self, pool: usize, slot: usize, replaces: Option<WorkerId>) {
+        let id = WorkerId(self.next_worker);
         self.next_worker += 1;
         let p = &self.pools[pool];
         let logical_id = p.cfg.logical_id(slot);
         let identity = spawn::Identity {
-            worker_id: id,
+            worker_id: id.get(),
             pool: &p.cfg.name,
             logical_id,
             pulse_ms: self.cfg.pulse.as_millis() as u64,
@@ -112,6 +114,7 @@ impl Task {
                 rss,
                 heartbeat: None,
                 busy: false,
+                caps: Capabilities::default(),
                 stream_fds: HashMap::new(),
                 served: 0,
                 spawned_at: now,
@@ -136,14 +139,15 @@ impl Task {
             id,
             ToWorker::Hello(SupervisorHello {
                 version: PROTOCOL_VERSION,
-                worker_id: id,
+                min_version: Some(MIN_PROTOCOL_VERSION),
+                worker_id: id.get(),
                 pulse_ms: self.cfg.pulse.as_millis() as u64,
                 max_frame_len: self.cfg.max_frame_len as u32,
             }),
         );
-        tracing::debug!(worker = id, pid, pool = %self.pools[pool].cfg.name, logical_id, "worker spawned");
+        tracing::debug!(worker = %id, pid, pool = %self.pools[pool].cfg.name, logical_id, "worker spawned");
         self.emit(Event::WorkerSpawned {
-            worker: WorkerId(id),
+            worker: id,
             pool: self.pools[pool].cfg.name.clone(),
             pid,
             logical_id,
@@ -153,7 +157,7 @@ impl Task {
     /// The one place a worker's state changes: applies [`state::next`],
     /// re-files the worker in its router and emits the transition. Returns
     /// whether the state changed.
-    pub(super) fn set_state(&mut self, id: u64, input: Input) -> bool {
+    pub(super) fn set_state(&mut self, id: WorkerId, input: Input) -> bool {
         let Some(w) = self.workers.get_mut(&id) else {
             return false;
         };
@@ -163,11 +167,7 @@ impl Task {
         };
         w.state = to;
         self.sync_router(id);
-        self.emit(Event::WorkerState {
-            worker: WorkerId(id),
-            from,
-            to,
-        });
+        self.emit(Event::WorkerState { worker: id, from, to });
         true
     }
 
@@ -185,21 +185,25 @@ impl Task {
         }
     }
 
-    fn on_frame(&mut self, id: u64, frame: FromWorker) {
+    fn on_frame(&mut self, id: WorkerId, frame: FromWorker) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
         let state = w.state;
         if state == WorkerState::Spawning {
             match frame {
-                FromWorker::Hello(h) if h.version == PROTOCOL_VERSION => {
+                // PROTOCOL.md, "Versions": any version in our range, then
+                // only the messages the worker declared.
+                FromWorker::Hello(h) if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&h.version) => {
+                    w.caps = Capabilities::from_names(&h.capabilities);
                     w.last_heartbeat = Instant::now();
                     self.set_state(id, Input::Hello);
                 }
                 FromWorker::Hello(h) => self.protocol_error(
                     id,
                     format!(
-                        "protocol version {} (supervisor speaks {PROTOCOL_VERSION})",
+                        "worker speaks protocol version {}; this supervisor accepts versions \
+                         {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}",
                         h.version
                     ),
                 ),
@@ -232,7 +236,7 @@ impl Task {
             FromWorker::Accepted { id: req, attempt } => self.on_accepted(id, attempt_key(req, attempt)),
             FromWorker::Ack { .. } => {}
             FromWorker::Emit { event, payload } => self.emit(Event::Custom(CustomEvent {
-                worker: WorkerId(id),
+                worker: id,
                 name: event,
                 payload,
             })),
@@ -246,7 +250,7 @@ impl Task {
     }
 
     /// A worker's first `Ready`.
-    fn on_online(&mut self, id: u64) {
+    fn on_online(&mut self, id: WorkerId) {
         let w = self.workers.get_mut(&id).expect("caller checked");
         w.online = true;
         // The sample taken at spawn saw a process still loading.
@@ -257,7 +261,7 @@ impl Task {
         self.cancel_timer(timer);
         self.pools[pool].slot_info[slot].failed_starts = 0;
         self.emit(Event::WorkerOnline {
-            worker: WorkerId(id),
+            worker: id,
             pool: self.pools[pool].cfg.name.clone(),
             pid,
         });
@@ -270,7 +274,7 @@ impl Task {
 
     /// A successor is ready: it takes the slot, and the worker it replaces
     /// drains (or, for a request that ran too long, stops now).
-    fn promote(&mut self, id: u64, old: u64) {
+    fn promote(&mut self, id: WorkerId, old: WorkerId) {
         let (pool, slot) = {
             let w = &self.workers[&id];
             (w.pool, w.slot)
@@ -295,7 +299,7 @@ impl Task {
 
     /// A successor could not start: the old worker keeps serving and may be
     /// retired again later; the failure costs restart budget.
-    pub(super) fn successor_failed(&mut self, pool: usize, old: u64) {
+    pub(super) fn successor_failed(&mut self, pool: usize, old: WorkerId) {
         if let Some(o) = self.workers.get_mut(&old) {
             o.retiring = None;
         }
@@ -305,14 +309,14 @@ impl Task {
     }
 
     /// A worker broke the protocol: it is killed, and replaced under the budget.
-    pub(super) fn protocol_error(&mut self, id: u64, reason: String) {
+    pub(super) fn protocol_error(&mut self, id: WorkerId, reason: String) {
         if !self.workers.contains_key(&id) {
             return;
         }
-        tracing::warn!(worker = id, %reason, "protocol error");
+        tracing::warn!(worker = %id, %reason, "protocol error");
         self.stats.protocol_errors += 1;
         self.emit(Event::ProtocolError {
-            worker: WorkerId(id),
+            worker: id,
             reason: reason.clone(),
         });
         self.stop_worker(id, StopReason::Protocol(reason), false);
@@ -320,8 +324,8 @@ impl Task {
 
     /// Stops taking new work on `id`; stops it once nothing is in flight
     /// and it is not busy, or at its `drain_timeout`.
-    pub(super) fn drain_worker(&mut self, id: u64, reason: StopReason) {
-        let idle = self.ledger.in_flight(WorkerId(id)) == 0;
+    pub(super) fn drain_worker(&mut self, id: WorkerId, reason: StopReason) {
+        let idle = self.ledger.in_flight(id) == 0;
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -340,8 +344,8 @@ impl Task {
     }
 
     /// A draining worker that may have nothing left to wait for.
-    fn drain_progress(&mut self, id: u64) {
-        let idle = self.ledger.in_flight(WorkerId(id)) == 0;
+    fn drain_progress(&mut self, id: WorkerId) {
+        let idle = self.ledger.in_flight(id) == 0;
         let Some(w) = self.workers.get(&id) else {
             return;
         };
@@ -353,7 +357,7 @@ impl Task {
 
     /// A drain ran past `drain_timeout`: what is still in flight is
     /// cancelled (its callers get `DrainTimeout`), and the stop goes on.
-    pub(super) fn on_drain_timeout(&mut self, id: u64) {
+    pub(super) fn on_drain_timeout(&mut self, id: WorkerId) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -363,8 +367,8 @@ impl Task {
             return;
         }
         tracing::warn!(
-            worker = id,
-            in_flight = self.ledger.in_flight(WorkerId(id)),
+            worker = %id,
+            in_flight = self.ledger.in_flight(id),
             "drain timeout: cancelling what is in flight"
         );
         self.cancel_running(id);
@@ -373,7 +377,7 @@ impl Task {
 
     /// Asks `id` to exit: gracefully (a `SoftKill` frame and SIGTERM, then
     /// SIGKILL after `force_stop_delay`) or at once (SIGKILL).
-    pub(super) fn stop_worker(&mut self, id: u64, reason: StopReason, graceful: bool) {
+    pub(super) fn stop_worker(&mut self, id: WorkerId, reason: StopReason, graceful: bool) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -415,14 +419,11 @@ impl Task {
         }
         self.set_state(id, Input::Stop);
         if first {
-            self.emit(Event::WorkerStopping {
-                worker: WorkerId(id),
-                reason,
-            });
+            self.emit(Event::WorkerStopping { worker: id, reason });
         }
     }
 
-    pub(super) fn on_start_timeout(&mut self, id: u64) {
+    pub(super) fn on_start_timeout(&mut self, id: WorkerId) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -435,7 +436,7 @@ impl Task {
     /// The worker closed its socket. Usually it is exiting and its exit event
     /// follows at once; one that is still alive after `force_stop_delay`
     /// gets no more work anyway and is killed then (see `on_force_kill`).
-    fn on_hung_up(&mut self, id: u64) {
+    fn on_hung_up(&mut self, id: WorkerId) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -458,7 +459,7 @@ impl Task {
         self.set_state(id, Input::Stop);
     }
 
-    pub(super) fn on_force_kill(&mut self, id: u64) {
+    pub(super) fn on_force_kill(&mut self, id: WorkerId) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
@@ -466,14 +467,14 @@ impl Task {
         w.forced = true;
         if w.stop_reason == Some(StopReason::HungUp) {
             self.emit(Event::WorkerStopping {
-                worker: WorkerId(id),
+                worker: id,
                 reason: StopReason::HungUp,
             });
         }
         let Some(w) = self.workers.get(&id) else {
             return;
         };
-        tracing::warn!(worker = id, "worker did not exit in time: SIGKILL");
+        tracing::warn!(worker = %id, "worker did not exit in time: SIGKILL");
         w.link.signal(Signal::SIGKILL);
     }
 }

@@ -20,7 +20,7 @@ use super::queue::QueueNews;
 use crate::builder::Config;
 use crate::error::{Error, StartError};
 use crate::events::{Event, StopReason};
-use crate::health::{Stats, WorkerState};
+use crate::health::{Stats, WorkerId, WorkerState};
 use crate::pool::Pool;
 use crate::restart::RestartBudget;
 use crate::router::Router;
@@ -39,11 +39,11 @@ pub(super) enum Timer {
     /// Refill a pool slot.
     Restart { pool: usize, slot: usize },
     /// A worker had `start_timeout` to say ready.
-    StartTimeout(u64),
+    StartTimeout(WorkerId),
     /// A stopping worker had `force_stop_delay` to exit.
-    ForceKill(u64),
+    ForceKill(WorkerId),
     /// A draining worker had `drain_timeout` to finish its requests.
-    DrainTimeout(u64),
+    DrainTimeout(WorkerId),
     /// A soft kill had `drain_timeout` to serve what was queued.
     SoftKillTimeout,
 }
@@ -53,7 +53,7 @@ pub(super) struct PoolState {
     /// Wanted workers; slots `0..target` are refilled when empty.
     pub(super) target: usize,
     /// Worker in each slot (the slot index is the logical id).
-    pub(super) slots: Vec<Option<u64>>,
+    pub(super) slots: Vec<Option<WorkerId>>,
     pub(super) router: Router,
     pub(super) budget: RestartBudget,
     pub(super) failed: bool,
@@ -91,6 +91,8 @@ pub(super) struct WorkerEntry {
     /// It said `Busy` and not `Ready` since: a drain waits for it
     /// (load-process-manager's rule), within `drain_timeout`.
     pub(super) busy: bool,
+    /// What its hello declared; nothing before it.
+    pub(super) caps: nanny_worker::protocol::Capabilities,
     /// Response-stream descriptors that arrived before their answers.
     pub(super) stream_fds: HashMap<AttemptKey, std::os::fd::OwnedFd>,
     pub(super) served: u64,
@@ -104,7 +106,7 @@ pub(super) struct WorkerEntry {
     /// Last heartbeat (or the hello, before the first one).
     pub(super) last_heartbeat: Instant,
     /// A successor not yet ready: the worker it will replace.
-    pub(super) replaces: Option<u64>,
+    pub(super) replaces: Option<WorkerId>,
     /// Why a successor was requested for this worker.
     pub(super) retiring: Option<StopReason>,
     /// When the supervisor first asked it to stop.
@@ -136,7 +138,7 @@ pub(super) struct Task {
     pub(super) links_tx: mpsc::Sender<LinkEvent>,
     pub(super) timers: DelayQueue<Timer>,
     pub(super) pools: Vec<PoolState>,
-    pub(super) workers: HashMap<u64, WorkerEntry>,
+    pub(super) workers: HashMap<WorkerId, WorkerEntry>,
     /// Every pending request: queues, in-flight sets, request timers.
     pub(super) ledger: Ledger,
     /// Set by a handle whose `Cancel` found the command queue full: the
@@ -348,7 +350,7 @@ impl Task {
             "the supervisor did not run for a while: deadlines move by the pause"
         );
         self.ledger.shift_timers(gap);
-        let ids: Vec<u64> = self.workers.keys().copied().collect();
+        let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
         for id in &ids {
             let w = self.workers.get_mut(id).expect("listed");
             w.last_heartbeat = (w.last_heartbeat + gap).min(now);

@@ -27,7 +27,7 @@ impl Task {
     pub(super) fn on_pulse(&mut self) {
         let now = Instant::now();
         let page = self.page_size;
-        let ids: Vec<u64> = self.workers.keys().copied().collect();
+        let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
         for id in ids {
             let w = self.workers.get_mut(&id).expect("listed");
             if let Some(rss) = w
@@ -47,13 +47,13 @@ impl Task {
             if let Some(limit) = self.cfg.unhealthy_timeout {
                 let silent_for = now.duration_since(w.last_heartbeat);
                 if silent_for > limit {
-                    tracing::warn!(worker = id, ?silent_for, "no heartbeat: runtime stalled");
+                    tracing::warn!(worker = %id, ?silent_for, "no heartbeat: runtime stalled");
                     self.stop_worker(id, StopReason::Stalled, true);
                     continue;
                 }
             }
             if let Some(max) = self.pools[w.pool].cfg.max_request_duration {
-                let oldest = self.ledger.oldest_on(WorkerId(id));
+                let oldest = self.ledger.oldest_on(id);
                 if oldest.is_some_and(|t| now.duration_since(t) > max) {
                     self.retire(id, StopReason::RequestTooLong);
                 }
@@ -62,7 +62,7 @@ impl Task {
     }
 
     /// Asks the health predicate about a ready worker after a heartbeat.
-    pub(super) fn check_health(&mut self, id: u64) {
+    pub(super) fn check_health(&mut self, id: WorkerId) {
         let Some(check) = self.cfg.is_healthy.clone() else {
             return;
         };
@@ -77,12 +77,12 @@ impl Task {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (check.0)(&health))) {
             Ok(true) => {}
             Ok(false) => self.retire(id, StopReason::Unhealthy),
-            Err(_) => tracing::error!(worker = id, "the is_healthy predicate panicked; worker kept"),
+            Err(_) => tracing::error!(worker = %id, "the is_healthy predicate panicked; worker kept"),
         }
     }
 
     /// After an answer: retire a worker that reached its `max_requests`.
-    pub(super) fn after_served(&mut self, id: u64) {
+    pub(super) fn after_served(&mut self, id: WorkerId) {
         let Some(w) = self.workers.get(&id) else {
             return;
         };
@@ -94,7 +94,7 @@ impl Task {
     /// Make-before-break: spawns a successor for `id`'s slot; `id` drains
     /// once the successor is ready (see `lifecycle`). Outside normal running
     /// (a soft kill), nothing is replaced.
-    pub(super) fn retire(&mut self, id: u64, reason: StopReason) {
+    pub(super) fn retire(&mut self, id: WorkerId, reason: StopReason) {
         let accepting = self.accepting();
         let Some(w) = self.workers.get_mut(&id) else {
             return;
@@ -109,19 +109,16 @@ impl Task {
         }
         w.retiring = Some(reason.clone());
         let (pool, slot) = (w.pool, w.slot);
-        tracing::info!(worker = id, ?reason, "retiring worker: starting its replacement");
-        self.emit(Event::WorkerRetiring {
-            worker: WorkerId(id),
-            reason,
-        });
+        tracing::info!(worker = %id, ?reason, "retiring worker: starting its replacement");
+        self.emit(Event::WorkerRetiring { worker: id, reason });
         self.spawn_into(pool, slot, Some(id));
     }
 
-    pub(super) fn health_of(&self, id: u64) -> Option<WorkerHealth> {
+    pub(super) fn health_of(&self, id: WorkerId) -> Option<WorkerHealth> {
         let w = self.workers.get(&id)?;
         let p = &self.pools[w.pool];
         Some(WorkerHealth {
-            id: WorkerId(id),
+            id,
             pool: p.cfg.name.clone(),
             pid: w.pid,
             logical_id: w.logical_id,
@@ -129,7 +126,7 @@ impl Task {
             rss_bytes: w.rss,
             cpu_time: None,
             heartbeat: w.heartbeat.clone(),
-            in_flight: self.ledger.in_flight(WorkerId(id)),
+            in_flight: self.ledger.in_flight(id),
             served: w.served,
             uptime: w.spawned_at.elapsed(),
             errors: w.logs.errors.load(Ordering::Relaxed),
@@ -140,7 +137,7 @@ impl Task {
     }
 
     pub(super) fn health(&self) -> Vec<WorkerHealth> {
-        let mut ids: Vec<u64> = self.workers.keys().copied().collect();
+        let mut ids: Vec<WorkerId> = self.workers.keys().copied().collect();
         ids.sort_unstable();
         ids.into_iter().filter_map(|id| self.health_of(id)).collect()
     }
@@ -170,7 +167,7 @@ impl Task {
     pub(super) fn on_signal(&mut self, worker: WorkerId, signal: Signal) -> Result<(), Error> {
         let w = self
             .workers
-            .get_mut(&worker.0)
+            .get_mut(&worker)
             .ok_or(Error::UnknownWorker { worker })?;
         w.user_signal = Some((signal, Instant::now()));
         w.link.signal(signal);

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use super::spawn::Spawned;
 use crate::attach::Descriptor;
 use crate::events::ExitInfo;
+use crate::health::WorkerId;
 
 /// What the link tasks tell the supervisor task.
 #[derive(Debug)]
@@ -24,16 +25,16 @@ pub(crate) enum LinkEvent {
     /// Frames decoded from one read, in order. They are handled as one
     /// event, so an `Accepted` and the answer behind it are handled before
     /// the accepted socket is closed (see `Task::released`).
-    Frames(u64, Vec<FromWorker>),
+    Frames(WorkerId, Vec<FromWorker>),
     /// The worker's end of the socket closed (end of file or reset). Every
     /// exit starts with this; a worker that stays alive after it is stopped.
-    HungUp(u64),
+    HungUp(WorkerId),
     /// The byte stream broke the protocol (malformed or oversize frame).
-    Broken(u64, String),
+    Broken(WorkerId, String),
     /// A descriptor arrived on the fd channel.
-    Fd(u64, FdTag, OwnedFd),
+    Fd(WorkerId, FdTag, OwnedFd),
     /// The process exited and was reaped.
-    Exited(u64, ExitInfo),
+    Exited(WorkerId, ExitInfo),
 }
 
 /// What the writer task sends.
@@ -93,7 +94,7 @@ impl Link {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     tracker: &TaskTracker,
-    id: u64,
+    id: WorkerId,
     pool: &str,
     logs: &Arc<super::output::LogCounts>,
     spawned: Spawned,
@@ -113,7 +114,7 @@ pub(crate) fn start(
     let channel = match FdChannel::new(fd_channel) {
         Ok(c) => Some(Arc::new(c)),
         Err(error) => {
-            tracing::warn!(worker = id, %error, "fd channel unusable: no attachments for this worker");
+            tracing::warn!(worker = %id, %error, "fd channel unusable: no attachments for this worker");
             None
         }
     };
@@ -126,7 +127,7 @@ pub(crate) fn start(
         super::output::capture(
             tracker,
             out,
-            id,
+            id.get(),
             pool.clone(),
             "stdout",
             logs.clone(),
@@ -134,7 +135,7 @@ pub(crate) fn start(
         );
     }
     if let Some(err) = child.stderr.take() {
-        super::output::capture(tracker, err, id, pool, "stderr", logs.clone(), gone.clone());
+        super::output::capture(tracker, err, id.get(), pool, "stderr", logs.clone(), gone.clone());
     }
 
     // Reader.

@@ -15,6 +15,7 @@
 //! | `slow`                 | sleep `TEST_DELAY_MS` before each request                        |
 //! | `ignore-soft-kill`     | a soft-kill hook that never finishes (only SIGKILL ends it)      |
 //! | `hangup-after-ready`   | raw: hello, `Ready`, then close the socket and live on           |
+//! | `raw-no-caps`          | raw: a hello declaring no capabilities, `Ready`, then answer `Echo` (a request with an attachment: a `got-attachment` error) |
 //! | `deaf`                 | never reads its fd channel (no attachment is ever accepted); ready only on `set-ready` |
 //!
 //! `TEST_MODE_MAX_ID=N` applies the mode to workers whose `NANNY_WORKER_ID`
@@ -108,6 +109,7 @@ async fn worker_main() -> ExitCode {
         "garbage-after-ready" => raw(RawMode::Garbage).await,
         "oversize-after-ready" => raw(RawMode::Oversize).await,
         "hangup-after-ready" => raw(RawMode::HangUp).await,
+        "raw-no-caps" => raw(RawMode::NoCaps).await,
         other => {
             eprintln!("nanny-test-worker: unknown TEST_MODE {other:?}");
             ExitCode::from(2)
@@ -464,6 +466,7 @@ enum RawMode {
     Garbage,
     Oversize,
     HangUp,
+    NoCaps,
 }
 
 /// Speaks the protocol by hand, to break it on purpose.
@@ -488,6 +491,7 @@ async fn raw(mode: RawMode) -> ExitCode {
         version,
         pid: std::process::id(),
         agent: "nanny-test-worker/raw".into(),
+        capabilities: Vec::new(), // not even the fd channel
     };
     if writer.send(FromWorker::Hello(hello)).await.is_err() {
         return ExitCode::from(1);
@@ -502,6 +506,9 @@ async fn raw(mode: RawMode) -> ExitCode {
             drop((reader, writer));
             tokio::time::sleep(Duration::from_secs(600)).await;
             return ExitCode::SUCCESS;
+        }
+        if mode == RawMode::NoCaps {
+            return raw_echo(reader, writer).await;
         }
         let bytes: Vec<u8> = match mode {
             // A 3-byte frame of bytes that are never valid MessagePack.
@@ -520,6 +527,46 @@ async fn raw(mode: RawMode) -> ExitCode {
     }
     // Wait for the supervisor to drop (or kill) us.
     while let Some(Ok(_)) = reader.next().await {}
+    ExitCode::SUCCESS
+}
+
+/// Answers `Echo` requests by hand until a kill or end of file; a request
+/// with an attachment (which a worker without the fd-channel capability
+/// must never get) is answered with a `got-attachment` error.
+async fn raw_echo<R, W>(
+    mut reader: p::FrameReader<R, ToWorker>,
+    mut writer: p::FrameWriter<W, FromWorker>,
+) -> ExitCode
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    while let Some(Ok(frame)) = reader.next().await {
+        let req = match frame {
+            ToWorker::Request(req) => req,
+            ToWorker::SoftKill | ToWorker::HardKill => return ExitCode::SUCCESS,
+            _ => continue,
+        };
+        let outcome = match (req.attachment, p::decode_payload::<Cmd>(&req.payload)) {
+            (Some(kind), _) => p::Outcome::Err(p::RemoteError::new("got-attachment", format!("{kind:?}"))),
+            (None, Ok(Cmd::Echo(s))) => {
+                p::Outcome::Ok(p::encode_payload(&s).expect("a string encodes").into())
+            }
+            (None, _) => p::Outcome::Err(p::RemoteError::new(
+                "unsupported",
+                "raw-no-caps answers Echo only",
+            )),
+        };
+        let response = FromWorker::Response {
+            id: req.id,
+            attempt: req.attempt,
+            outcome,
+            stream: false,
+        };
+        if writer.send(response).await.is_err() {
+            return ExitCode::from(1);
+        }
+    }
     ExitCode::SUCCESS
 }
 

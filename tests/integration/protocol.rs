@@ -100,3 +100,70 @@ async fn a_worker_that_hangs_up_without_exiting_is_stopped_and_replaced() {
     })
     .await;
 }
+
+/// A worker whose hello declares no `fd-channel` capability is never sent
+/// a request with an attachment: such a request fails with a typed error,
+/// and the worker keeps serving plain requests.
+#[tokio::test]
+async fn a_worker_without_the_fd_channel_capability_gets_no_attachment() {
+    guard(async {
+        let sup = builder_with(worker_spec("raw-no-caps"), 1)
+            .start()
+            .await
+            .expect("supervisor starts");
+        let (_ours, attachment) = unix_attachment();
+        match sup.enqueue_with(&Cmd::EchoSocket, attach(attachment)).await {
+            Err(nanny::Error::AttachmentNotSupported { .. }) => {}
+            other => panic!("expected AttachmentNotSupported, got {other:?}"),
+        }
+        let echoed: String = sup
+            .enqueue(&Cmd::Echo("still serving".into()))
+            .await
+            .expect("a plain request is served")
+            .data()
+            .unwrap();
+        assert_eq!(echoed, "still serving");
+        sup.soft_kill().await;
+    })
+    .await;
+}
+
+/// Finding 7 of issue 8: one payload limit for both directions. A request
+/// of exactly `max_payload_len` bytes is echoed back; one byte more is
+/// refused by the supervisor before it is sent.
+#[tokio::test]
+async fn a_request_of_the_maximum_payload_is_echoed_and_one_byte_more_is_refused() {
+    guard(async {
+        const FRAME: usize = 64 * 1024;
+        let max = nanny_worker::protocol::max_payload_len(FRAME);
+        let sup = builder(1)
+            .max_frame_len(FRAME)
+            .start()
+            .await
+            .expect("supervisor starts");
+        // `Cmd::Echo(s)` encodes as a few bytes of envelope plus `s`.
+        let envelope = encode(&Cmd::Echo("x".repeat(1000))) - 1000;
+        let text = "x".repeat(max - envelope);
+        assert_eq!(encode(&Cmd::Echo(text.clone())), max, "exactly the limit");
+        let echoed: String = sup
+            .enqueue(&Cmd::Echo(text.clone()))
+            .await
+            .expect("the largest request is echoed")
+            .data()
+            .unwrap();
+        assert_eq!(echoed, text);
+        let one_more = Cmd::Echo(format!("{text}x"));
+        match sup.enqueue(&one_more).await {
+            Err(nanny::Error::PayloadTooLarge { size, max: limit }) => {
+                assert_eq!((size, limit), (max + 1, max))
+            }
+            other => panic!("expected PayloadTooLarge, got {other:?}"),
+        }
+        sup.soft_kill().await;
+    })
+    .await;
+}
+
+fn encode(cmd: &Cmd) -> usize {
+    nanny_worker::protocol::encode_payload(cmd).unwrap().len()
+}

@@ -24,13 +24,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// The supervisor speaks another protocol version.
-    #[error("protocol version mismatch: worker speaks {ours}, supervisor speaks {theirs}")]
+    /// The supervisor does not accept this worker's protocol version.
+    #[error("protocol version mismatch: worker speaks {ours}, supervisor accepts {theirs_min}..={theirs}")]
     Version {
         /// [`PROTOCOL_VERSION`](crate::protocol::PROTOCOL_VERSION) of this crate.
         ours: u32,
-        /// The version in the supervisor's hello.
+        /// The newest version the supervisor speaks (its hello's `version`).
         theirs: u32,
+        /// The oldest version it accepts (its hello's `min_version`).
+        theirs_min: u32,
     },
     /// An I/O error on the supervisor's socket.
     #[error("i/o error on the supervisor link")]
@@ -52,6 +54,10 @@ pub enum Error {
         /// The largest payload that fits in a frame.
         max: usize,
     },
+    /// The writer queue has no room: the socket to the supervisor is not
+    /// keeping up. Nothing was queued; try again later.
+    #[error("the queue to the supervisor is full")]
+    QueueFull,
     /// The link to the supervisor is gone (end of file on the socket): the
     /// supervisor exited or dropped this worker. The worker should exit.
     #[error("the supervisor closed the link")]

@@ -1,253 +1,221 @@
-//! The in-flight table: registering attempts, cancelling, acking and
-//! answering them (the first answer wins).
+//! [`InFlight`]: the attempts a worker has received and not finished, and
+//! the request halves still waiting for each other. Owned by the session
+//! task alone; every change goes through its methods, which keep the
+//! drain's view (`idle`) true after each one.
 
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde_bytes::ByteBuf;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::protocol::{FromWorker, Outcome, RemoteError, RequestFrame};
-use crate::request::RequestInfo;
-use crate::worker::{lock, Outgoing};
-use crate::{Error, Request, Worker};
+use crate::attempt::{Attempt, Key, Slots};
+use crate::matcher::{Arrival, Pending, Waiting};
+use crate::protocol::RequestFrame;
+use crate::socket::Attachment;
 
-/// Bytes a frame needs besides its payload (message tag, field names, ids,
-/// length prefixes), with room to spare. A payload larger than the maximum
-/// frame length minus this is refused before it reaches the socket.
-pub(crate) const FRAME_OVERHEAD: usize = 256;
+/// The most attempts one worker holds at once (registered, not finished).
+/// At this bound the session stops reading from the supervisor until one
+/// finishes: backpressure on the reader, never a dropped frame. The
+/// supervisor's per-worker concurrency cap (default 1024) stays below it.
+pub(crate) const MAX_IN_FLIGHT: usize = 4096;
 
-/// One attempt of one request: the in-flight table's key.
-pub(crate) type Key = (Uuid, u32);
+/// A snapshot of one in-flight request, from
+/// [`Worker::requests`](crate::Worker::requests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestInfo {
+    /// The request id.
+    pub id: Uuid,
+    /// The attempt number.
+    pub attempt: u32,
+    /// When the request was first enqueued.
+    pub created_at: SystemTime,
+    /// Whether [`Request::ack`](crate::Request::ack) was called.
+    pub acked: bool,
+    /// Whether the attempt was cancelled (its handler may still be running).
+    pub cancelled: bool,
+}
 
-/// An in-flight attempt.
+/// A registered attempt on its way to `serve`, which makes a
+/// [`Request`](crate::Request) of it.
 #[derive(Debug)]
-pub(crate) struct Entry {
-    created_at: SystemTime,
-    acked: bool,
-    /// The attempt has an attachment and `Accepted` is not sent yet.
-    accepted_due: bool,
-    token: CancellationToken,
+pub(crate) struct Parts {
+    pub(crate) frame: RequestFrame,
+    pub(crate) attempt: Arc<Attempt>,
+    pub(crate) attachment: Option<Attachment>,
 }
 
-impl Entry {
-    /// The `Accepted` frame for this attempt (`key`) if it is still due;
-    /// once.
-    fn take_accepted(&mut self, key: Key) -> Option<FromWorker> {
-        std::mem::take(&mut self.accepted_due).then_some(FromWorker::Accepted {
-            id: key.0,
-            attempt: key.1,
-        })
-    }
+/// What became of a cancel.
+#[derive(Debug)]
+pub(crate) enum Cancelled {
+    /// A frame or a descriptor waiting for its other half was dropped.
+    Waiting(Waiting),
+    /// An in-flight attempt's token was tripped.
+    InFlight,
+    /// Nothing known under that key (remembered, with an fd channel).
+    Unknown,
 }
 
-/// An `Ok` outcome from encoded bytes.
-pub(crate) fn ok_outcome(bytes: Vec<u8>) -> Outcome {
-    Outcome::Ok(ByteBuf::from(bytes))
+/// The in-flight table and the matcher.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    table: HashMap<Key, Arc<Attempt>>,
+    pending: Pending,
+    /// Whether the fd channel exists (a cancel for an unknown attempt is
+    /// then remembered: its inline request may still be on its way).
+    fd_channel: bool,
+    served: u64,
+    /// True when nothing is in flight and no frame waits for its
+    /// descriptor: what a soft-kill drain waits for.
+    idle: watch::Sender<bool>,
 }
 
-impl Worker {
-    /// Queues a frame for the writer task; false when the link is gone.
-    pub(crate) fn send(&self, frame: FromWorker) -> bool {
-        !self.inner.closed.is_cancelled() && self.inner.out.send(Outgoing::Frame(frame)).is_ok()
+impl InFlight {
+    pub(crate) fn new(fd_channel: bool) -> (Self, watch::Receiver<bool>) {
+        let (idle, idle_rx) = watch::channel(true);
+        let this = Self {
+            table: HashMap::new(),
+            pending: Pending::default(),
+            fd_channel,
+            served: 0,
+            idle,
+        };
+        (this, idle_rx)
     }
 
-    /// The largest payload that fits in one frame.
-    pub(crate) fn payload_limit(&self) -> usize {
-        self.inner.settings.max_frame_len.saturating_sub(FRAME_OVERHEAD)
+    /// Republishes `idle`; called at the end of every mutating method.
+    fn sync(&self) {
+        let idle = self.table.is_empty() && self.pending.waiting_frames() == 0;
+        self.idle.send_if_modified(|v| std::mem::replace(v, idle) != idle);
     }
 
-    /// Registers an incoming attempt; `None` if it is already in flight.
-    pub(crate) fn register(&self, frame: RequestFrame) -> Option<Request> {
-        self.register_with(frame, false)
+    /// Whether there is room for one more attempt.
+    pub(crate) fn has_room(&self) -> bool {
+        self.table.len() < MAX_IN_FLIGHT
     }
 
-    /// Registers an attempt whose attachment is here: `Accepted` is due, and
-    /// goes out when the handler takes the attachment or before the first
-    /// `Ack` or `Response`, whichever comes first (see [`Self::send_accepted`]).
-    pub(crate) fn register_attached(&self, frame: RequestFrame) -> Option<Request> {
-        self.register_with(frame, true)
+    pub(crate) fn contains(&self, key: Key) -> bool {
+        self.table.contains_key(&key)
     }
 
-    fn register_with(&self, frame: RequestFrame, accepted_due: bool) -> Option<Request> {
+    /// Attempts finished since start.
+    pub(crate) fn served(&self) -> u64 {
+        self.served
+    }
+
+    /// Registers an attempt with the slots reserved for it (an `Accepted`
+    /// slot means an attachment is here). The caller checked that `frame`'s
+    /// attempt is not in the table ([`contains`](Self::contains)).
+    pub(crate) fn register(
+        &mut self,
+        frame: RequestFrame,
+        slots: Slots,
+        closed: &CancellationToken,
+        payload_limit: usize,
+        attachment: Option<Attachment>,
+    ) -> Parts {
         let key = (frame.id, frame.attempt);
-        let token = self.inner.closed.child_token();
+        debug_assert!(!self.table.contains_key(&key), "a duplicate attempt");
         let created_at = SystemTime::UNIX_EPOCH + Duration::from_millis(frame.created_at_ms);
-        {
-            let mut table = lock(&self.inner.inflight);
-            if table.contains_key(&key) {
-                return None;
+        let attempt = Arc::new(Attempt::new(
+            key,
+            created_at,
+            closed.child_token(),
+            payload_limit,
+            slots,
+        ));
+        self.table.insert(key, Arc::clone(&attempt));
+        self.sync();
+        Parts {
+            frame,
+            attempt,
+            attachment,
+        }
+    }
+
+    /// An attempt is over (its ticket was dropped).
+    pub(crate) fn done(&mut self, key: Key) {
+        if self.table.remove(&key).is_some() {
+            self.served += 1;
+        }
+        self.sync();
+    }
+
+    /// A `Cancel` from the supervisor.
+    pub(crate) fn cancel(&mut self, key: Key) -> Cancelled {
+        let outcome = if let Some(waiting) = self.pending.cancel(key) {
+            Cancelled::Waiting(waiting)
+        } else if let Some(attempt) = self.table.get(&key) {
+            attempt.token.cancel();
+            Cancelled::InFlight
+        } else {
+            if self.fd_channel {
+                self.pending.remember_cancelled(key);
             }
-            let entry = Entry {
-                created_at,
-                acked: false,
-                accepted_due,
-                token: token.clone(),
-            };
-            table.insert(key, entry);
-            self.outstanding_add();
-        }
-        Some(Request::new(self.clone(), frame, created_at, token))
-    }
-
-    /// Trips the token of one attempt, if it is in flight, or drops its
-    /// frame if it is still waiting for its attachment. A cancel for an
-    /// attempt not seen at all is remembered: its request may still be on
-    /// its way inline on the fd channel, and is then dropped when it comes.
-    ///
-    /// Decided under the `pending` lock, which an inline request also holds
-    /// while it registers: a cancel is never lost between the two.
-    pub(crate) fn cancel(&self, key: Key) {
-        let mut pending = lock(&self.inner.pending);
-        if self.cancel_pending(&mut pending, key) {
-            return;
-        }
-        if let Some(entry) = lock(&self.inner.inflight).get(&key) {
-            entry.token.cancel();
-            return;
-        }
-        if self.inner.fd_channel.is_some() {
-            pending.remember_cancelled(key);
-        }
-    }
-
-    /// Sends `Accepted` for an attempt if it is due: the attachment is the
-    /// worker's from now on, and the supervisor no longer retries it.
-    pub(crate) fn send_accepted(&self, key: Key) {
-        let mut table = lock(&self.inner.inflight);
-        if let Some(accepted) = table.get_mut(&key).and_then(|e| e.take_accepted(key)) {
-            // Under the lock: no answer for `key` can be queued before it.
-            self.send(accepted);
-        }
+            Cancelled::Unknown
+        };
+        self.sync();
+        outcome
     }
 
     /// Trips every in-flight token (hard kill: nothing will be answered).
     pub(crate) fn cancel_all(&self) {
-        for entry in lock(&self.inner.inflight).values() {
-            entry.token.cancel();
+        for attempt in self.table.values() {
+            attempt.token.cancel();
         }
     }
 
-    /// Sends an `Ack` for an attempt the first time it is called.
-    pub(crate) fn ack(&self, key: Key) {
-        let mut table = lock(&self.inner.inflight);
-        let Some(entry) = table.get_mut(&key) else {
-            return;
-        };
-        if let Some(accepted) = entry.take_accepted(key) {
-            self.send(accepted);
-        }
-        if !std::mem::replace(&mut entry.acked, true) {
-            self.send(FromWorker::Ack {
-                id: key.0,
-                attempt: key.1,
-            });
-        }
+    /// A request frame that announces an attachment.
+    pub(crate) fn frame_arrived(&mut self, frame: RequestFrame) -> Arrival {
+        let arrival = self.pending.frame(frame);
+        self.sync();
+        arrival
     }
 
-    /// Answers an attempt if it is still unanswered (the first answer wins).
-    ///
-    /// `auto` answers are the SDK's own (dropped, handler error, panic); they
-    /// are not sent for an attempt that was cancelled.
-    pub(crate) fn answer(&self, key: Key, outcome: Outcome, auto: bool) -> Result<(), Error> {
-        self.answer_with(key, outcome, auto, false)
+    /// An attachment descriptor without its frame.
+    pub(crate) fn fd_arrived(&mut self, key: Key, fd: OwnedFd) -> Arrival {
+        let arrival = self.pending.fd(key, fd);
+        self.sync();
+        arrival
     }
 
-    /// [`answer`](Self::answer), saying whether a response stream for the
-    /// attempt comes on the fd channel.
-    pub(crate) fn answer_with(
-        &self,
-        key: Key,
-        outcome: Outcome,
-        auto: bool,
-        stream: bool,
-    ) -> Result<(), Error> {
-        let entry = lock(&self.inner.inflight).remove(&key);
-        let Some(mut entry) = entry else {
-            return Ok(());
-        };
-        // Queue the answer before the drain can see the count drop.
-        let _done = OutstandingGuard(self);
-        self.inner.served.fetch_add(1, Ordering::Relaxed);
-        if auto && entry.token.is_cancelled() {
-            return Ok(());
-        }
-        let outcome = match outcome {
-            Outcome::Err(e) => Outcome::Err(self.fit(e)),
-            ok => ok,
-        };
-        let (id, attempt) = key;
-        if let Some(accepted) = entry.take_accepted(key) {
-            // Out of the table now: nothing else can send it, and it goes first.
-            self.send(accepted);
-        }
-        if self.send(FromWorker::Response {
-            id,
-            attempt,
-            outcome,
-            stream,
-        }) {
-            Ok(())
-        } else {
-            Err(Error::Disconnected)
-        }
+    /// A request that came whole (inline): whether it may run.
+    pub(crate) fn inline(&mut self, key: Key) -> Result<(), &'static str> {
+        self.pending.inline(key)
     }
 
-    /// An SDK-made error answer.
-    pub(crate) fn answer_auto(&self, key: Key, kind: &str, message: impl Into<String>) {
-        let _ = self.answer(key, Outcome::Err(RemoteError::new(kind, message)), true);
+    /// How many frames and descriptors wait in the matcher.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.pending.len()
     }
 
-    /// Shortens a remote error's message so that the response fits a frame.
-    fn fit(&self, mut e: RemoteError) -> RemoteError {
-        let max = self.payload_limit().saturating_sub(e.kind.len());
-        if e.message.len() > max {
-            let mut cut = max.saturating_sub(3);
-            while !e.message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            e.message.truncate(cut);
-            e.message.push_str("...");
-        }
-        e
-    }
-
-    /// Counts one more piece of work a soft-kill drain waits for.
-    pub(crate) fn outstanding_add(&self) {
-        self.inner.outstanding.send_modify(|n| *n += 1);
-    }
-
-    /// Counts one piece of work less (see [`outstanding_add`](Self::outstanding_add)).
-    pub(crate) fn outstanding_done(&self) {
-        self.inner.outstanding.send_modify(|n| *n = n.saturating_sub(1));
-    }
-
-    /// A snapshot of the table, for [`Worker::requests`].
+    /// A snapshot for [`Worker::requests`](crate::Worker::requests):
+    /// attempts not yet answered.
     pub(crate) fn snapshot(&self) -> Vec<RequestInfo> {
-        lock(&self.inner.inflight)
-            .iter()
-            .map(|(&(id, attempt), e)| RequestInfo {
-                id,
-                attempt,
-                created_at: e.created_at,
-                acked: e.acked,
-                cancelled: e.token.is_cancelled(),
-            })
-            .collect()
+        let mut infos = Vec::with_capacity(self.table.len());
+        for (&(id, attempt), a) in &self.table {
+            let (acked, answered) = a.flags();
+            if !answered {
+                infos.push(RequestInfo {
+                    id,
+                    attempt,
+                    created_at: a.created_at,
+                    acked,
+                    cancelled: a.token.is_cancelled(),
+                });
+            }
+        }
+        infos
     }
 
-    /// How many attempts are in flight, for a heartbeat.
-    pub(crate) fn in_flight(&self) -> u32 {
-        lock(&self.inner.inflight).len().try_into().unwrap_or(u32::MAX)
-    }
-}
-
-/// Calls [`Worker::outstanding_done`] when dropped.
-struct OutstandingGuard<'a>(&'a Worker);
-
-impl Drop for OutstandingGuard<'_> {
-    fn drop(&mut self) {
-        self.0.outstanding_done();
+    /// How many attempts are not yet answered, for a heartbeat.
+    pub(crate) fn unanswered(&self) -> u32 {
+        let n = self.table.values().filter(|a| !a.flags().1).count();
+        n.try_into().unwrap_or(u32::MAX)
     }
 }

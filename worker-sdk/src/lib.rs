@@ -121,27 +121,66 @@
 //! The [`protocol`] module holds the wire types; `PROTOCOL.md` in this
 //! crate's repository describes the wire format for workers written in
 //! other languages.
+//!
+//! # Inside: tasks, owners, module order
+//!
+//! A connected worker runs two tasks of its own besides `serve` and one
+//! task per request:
+//!
+//! * the **session** task (`session.rs`) is the one owner of the in-flight
+//!   table and of the matcher where split requests meet their descriptors
+//!   (`inflight.rs`, `matcher.rs`). It reads the framed socket and the fd
+//!   channel, registers attempts, applies cancels, sends heartbeats, and
+//!   answers questions ([`Worker::requests`]) by message. No table is
+//!   shared behind a lock;
+//! * the **writer** task (`link.rs`) writes queued frames, coalescing them.
+//!
+//! An attempt's answer goes from the task that holds the [`Request`]
+//! straight to the writer; the session only hears, from a reserved slot,
+//! that the attempt is over. Every channel is bounded; `link.rs` has the
+//! table of bounds and what happens when one is full (backpressure on the
+//! reader, never a dropped answer).
+//!
+//! Task hand-offs on the request path, from the frame read to the answer
+//! written: **3**, as before this design (reader → `serve`, `serve` →
+//! handler task, handler → writer); the session took the reader's place
+//! and added none. (The attempt's end reaches the session off that path.)
+//!
+//! Modules import one way, each only from those before it: `protocol`,
+//! `stream`, `fdpass`, `error`, `env` (leaves) ← `attempt` (the key, the
+//! writer's `Outgoing`, one attempt's answer rules) ← `socket` (the
+//! attachment types) ← `matcher` (pure) ← `inflight` (the table, owned by
+//! the session) ← `event` ← `worker` (the handle) ← `reply_stream` ←
+//! `request` ← `serve` ← `intake` (fd channel reading) ← `session` ← `link`.
 
-pub mod fdpass;
-pub mod protocol;
-pub mod stream;
-
-mod attach;
+// Modules, in import order: each uses only those above it.
+mod attempt;
 mod env;
 mod error;
+mod event;
+pub mod fdpass;
 mod inflight;
+mod intake;
 mod link;
+mod matcher;
+pub mod protocol;
+mod reply_stream;
 mod request;
 mod serve;
+mod session;
+mod socket;
+pub mod stream;
 mod worker;
 
 #[cfg(test)]
 mod tests;
 
-pub use attach::Socket;
 pub use error::Error;
+pub use event::Event;
+pub use inflight::RequestInfo;
 pub use protocol::RemoteError;
-pub use request::{Event, Request, RequestInfo};
+pub use request::Request;
+pub use socket::Socket;
 pub use worker::Worker;
 
 /// The error a handler returns: any error type, boxed. It reaches the caller

@@ -25,8 +25,72 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use uuid::Uuid;
 
-/// The protocol version both sides send in their hello. A mismatch ends the link.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this crate speaks, sent in both hellos. See
+/// `PROTOCOL.md`, "Versions", for what each side does with another one.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest worker protocol version a supervisor built with this crate
+/// accepts. A supervisor accepts a worker whose hello says a version in
+/// `MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION` and refuses any other (a
+/// protocol error naming both); a worker accepts a supervisor whose hello's
+/// `min_version..=version` holds its own version.
+pub const MIN_PROTOCOL_VERSION: u32 = 2;
+
+/// Bytes a frame needs besides its payload (message tag, field names, ids,
+/// timestamps, length prefixes), with room to spare: the largest envelope,
+/// a `Request` with an attachment, takes about 100.
+pub const FRAME_OVERHEAD: usize = 256;
+
+/// The largest payload one frame carries, in both directions: a request's
+/// payload, an answer's payload, an `Emit` payload (less its event name).
+/// Both sides check it before sending: the supervisor refuses a larger
+/// request with `PayloadTooLarge`, the SDK answers a larger response with
+/// an `oversize` error. So a request of exactly this size can be echoed.
+///
+/// ```
+/// use nanny_worker::protocol::{max_payload_len, DEFAULT_MAX_FRAME_LEN};
+/// assert_eq!(max_payload_len(DEFAULT_MAX_FRAME_LEN), 8 * 1024 * 1024 - 256);
+/// ```
+pub const fn max_payload_len(max_frame_len: usize) -> usize {
+    max_frame_len.saturating_sub(FRAME_OVERHEAD)
+}
+
+/// Capability name: the worker takes attachments and may send response
+/// streams on the fd channel (section 11 of `PROTOCOL.md`).
+pub const CAP_FD_CHANNEL: &str = "fd-channel";
+
+/// What a worker declared it supports in its hello. The wire form is a list
+/// of names ([`WorkerHello::capabilities`]), so that workers in any
+/// language can declare them; names this crate does not know are ignored.
+/// The supervisor never sends a worker a kind of message it did not declare.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// [`CAP_FD_CHANNEL`]: attachments and response streams.
+    pub fd_channel: bool,
+}
+
+impl Capabilities {
+    /// Reads the capability names of a hello, ignoring unknown ones.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Self {
+        let mut caps = Self::default();
+        for name in names {
+            if name.as_ref() == CAP_FD_CHANNEL {
+                caps.fd_channel = true;
+            }
+        }
+        caps
+    }
+
+    /// The names to put in a hello.
+    pub fn names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        if self.fd_channel {
+            names.push(CAP_FD_CHANNEL.to_owned());
+        }
+        names
+    }
+}
 
 /// The default bound on one frame's body, in bytes (8 MiB).
 pub const DEFAULT_MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
@@ -50,8 +114,12 @@ pub const ENV_MAX_FRAME_LEN: &str = "NANNY_MAX_FRAME_LEN";
 /// The supervisor's hello, the first frame it sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SupervisorHello {
-    /// [`PROTOCOL_VERSION`] of the supervisor.
+    /// [`PROTOCOL_VERSION`] of the supervisor: the newest it speaks.
     pub version: u32,
+    /// The oldest worker version it accepts ([`MIN_PROTOCOL_VERSION`]);
+    /// absent (a version-1 supervisor) means `version` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_version: Option<u32>,
     /// The worker's id (same as [`ENV_WORKER_ID`]).
     pub worker_id: u64,
     /// Heartbeat interval in milliseconds.
@@ -69,6 +137,10 @@ pub struct WorkerHello {
     pub pid: u32,
     /// Free-form name and version of the worker library, for diagnostics.
     pub agent: String,
+    /// What the worker supports, by name ([`Capabilities::names`]; e.g.
+    /// [`CAP_FD_CHANNEL`]). Unknown names are ignored; absent means none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
 }
 
 /// One attempt at a request, as the worker receives it.
@@ -377,6 +449,7 @@ mod tests {
         let frames = vec![
             ToWorker::Hello(SupervisorHello {
                 version: PROTOCOL_VERSION,
+                min_version: Some(MIN_PROTOCOL_VERSION),
                 worker_id: 7,
                 pulse_ms: 1000,
                 max_frame_len: 1024,

@@ -1,26 +1,23 @@
-//! [`Request`], [`RequestInfo`] and [`Event`].
+//! [`Request`]: one attempt as its handler sees it, with its attachment
+//! and its answers.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
+use tokio::io::AsyncRead;
+use tokio::net::UnixStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use uuid::Uuid;
 
-use crate::attach::Attachment;
-use crate::inflight::{ok_outcome, Key};
-use crate::protocol::{decode_payload, encode_payload, AttachmentKind, Outcome, RemoteError, RequestFrame};
+use crate::attempt::{ok_outcome, Answered, Attempt};
+use crate::inflight::Parts;
+use crate::protocol::{decode_payload, encode_payload, AttachmentKind, Outcome, RemoteError};
+use crate::reply_stream::spawn_response_stream;
+use crate::socket::{Attachment, Socket};
+use crate::stream::ChunkReader;
 use crate::{kind, Error, Worker};
-
-/// Watch bits shared by a [`Request`] and the task that runs its handler.
-/// `WATCHED`: the handler's future has not finished yet, so the task will
-/// answer for a request dropped without an answer (it knows why: error,
-/// panic). `DROPPED`: the request is gone without an answer.
-pub(crate) const WATCHED: u8 = 1;
-pub(crate) const DROPPED: u8 = 2;
 
 /// One attempt at a request from the supervisor.
 ///
@@ -55,56 +52,50 @@ pub(crate) const DROPPED: u8 = 2;
 /// ```
 pub struct Request {
     worker: Worker,
-    id: Uuid,
-    attempt: u32,
-    created_at: SystemTime,
     payload: Vec<u8>,
-    token: CancellationToken,
-    pub(crate) watch: Arc<AtomicU8>,
-    pub(crate) answered: bool,
-    pub(crate) attachment_kind: Option<AttachmentKind>,
-    pub(crate) attachment: Option<Attachment>,
+    pub(crate) state: Arc<Attempt>,
+    answered: bool,
+    attachment_kind: Option<AttachmentKind>,
+    attachment: Option<Attachment>,
 }
 
 impl Request {
-    pub(crate) fn new(
-        worker: Worker,
-        frame: RequestFrame,
-        created_at: SystemTime,
-        token: CancellationToken,
-    ) -> Self {
+    /// The request for an attempt the session registered.
+    pub(crate) fn from_parts(worker: Worker, parts: Parts) -> Self {
         Self {
             worker,
-            id: frame.id,
-            attempt: frame.attempt,
-            created_at,
-            payload: frame.payload,
-            token,
-            watch: Arc::new(AtomicU8::new(0)),
+            payload: parts.frame.payload,
+            state: parts.attempt,
             answered: false,
-            attachment_kind: frame.attachment,
-            attachment: None,
+            attachment_kind: parts.frame.attachment,
+            attachment: parts.attachment,
         }
     }
 
-    pub(crate) fn key(&self) -> Key {
-        (self.id, self.attempt)
+    /// Queues an answer (the first one wins); `Disconnected` when the link
+    /// is gone.
+    pub(crate) fn answer(&self, outcome: Outcome) -> Result<(), Error> {
+        let (answered, _) = self.state.answer(outcome, false, false);
+        if answered == Answered::Now && self.worker.is_closed() {
+            return Err(Error::Disconnected);
+        }
+        Ok(())
     }
 
     /// The request id (a UUID v4), the same for every attempt.
     pub fn id(&self) -> Uuid {
-        self.id
+        self.state.key.0
     }
 
     /// The attempt number, starting at 1.
     pub fn attempt(&self) -> u32 {
-        self.attempt
+        self.state.key.1
     }
 
     /// When the request was first enqueued (supervisor clock, millisecond
     /// precision).
     pub fn created_at(&self) -> SystemTime {
-        self.created_at
+        self.state.created_at
     }
 
     /// Decodes the payload (MessagePack) into `T`.
@@ -128,18 +119,17 @@ impl Request {
     pub fn respond<T: Serialize + ?Sized>(mut self, reply: &T) -> Result<(), Error> {
         self.answered = true;
         let bytes = self.encode_reply(reply)?;
-        self.worker.answer(self.key(), ok_outcome(bytes), false)
+        self.answer(ok_outcome(bytes))
     }
 
     /// Encodes an answer's payload; on failure answers the caller with the
     /// matching error and returns it.
-    pub(crate) fn encode_reply<T: Serialize + ?Sized>(&self, reply: &T) -> Result<Vec<u8>, Error> {
-        let key = self.key();
+    fn encode_reply<T: Serialize + ?Sized>(&self, reply: &T) -> Result<Vec<u8>, Error> {
         let bytes = match encode_payload(reply) {
             Ok(bytes) => bytes,
             Err(e) => {
                 let err = RemoteError::new(kind::ENCODE, format!("could not encode the response: {e}"));
-                let _ = self.worker.answer(key, Outcome::Err(err), false);
+                let _ = self.answer(Outcome::Err(err));
                 return Err(e.into());
             }
         };
@@ -147,11 +137,7 @@ impl Request {
         if bytes.len() > max {
             let len = bytes.len();
             let message = format!("the response payload is {len} bytes; at most {max} fit in a frame");
-            let _ = self.worker.answer(
-                key,
-                Outcome::Err(RemoteError::new(kind::OVERSIZE, message)),
-                false,
-            );
+            let _ = self.answer(Outcome::Err(RemoteError::new(kind::OVERSIZE, message)));
             return Err(Error::TooLarge { len, max });
         }
         Ok(bytes)
@@ -161,19 +147,18 @@ impl Request {
     /// and it is not retried.
     pub fn fail(mut self, kind: &str, message: impl Into<String>) {
         self.answered = true;
-        let err = RemoteError::new(kind, message);
-        let _ = self.worker.answer(self.key(), Outcome::Err(err), false);
+        let _ = self.answer(Outcome::Err(RemoteError::new(kind, message)));
     }
 
     /// Tells the supervisor the request has been taken (informational; sent
     /// once, later calls do nothing).
     pub fn ack(&self) {
-        self.worker.ack(self.key());
+        self.state.ack(&self.worker.inner.out);
     }
 
     /// Whether the supervisor gave up on this attempt, or the link is gone.
     pub fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
+        self.state.token.is_cancelled()
     }
 
     /// Resolves when the supervisor gives up on this attempt (a cancel
@@ -181,13 +166,13 @@ impl Request {
     /// link to the supervisor is gone. An answer sent after that is dropped
     /// by the supervisor.
     pub fn cancelled(&self) -> WaitForCancellationFutureOwned {
-        self.token.clone().cancelled_owned()
+        self.state.token.clone().cancelled_owned()
     }
 
     /// The token behind [`cancelled`](Self::cancelled), to hand to code
     /// that takes a [`CancellationToken`].
     pub fn cancellation_token(&self) -> CancellationToken {
-        self.token.clone()
+        self.state.token.clone()
     }
 
     /// The worker this request arrived on.
@@ -199,12 +184,12 @@ impl Request {
 impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Request")
-            .field("id", &self.id)
-            .field("attempt", &self.attempt)
-            .field("created_at", &self.created_at)
+            .field("id", &self.id())
+            .field("attempt", &self.attempt())
+            .field("created_at", &self.created_at())
             .field("payload_len", &self.payload.len())
             .field("attachment", &self.attachment_kind)
-            .field("cancelled", &self.token.is_cancelled())
+            .field("cancelled", &self.state.token.is_cancelled())
             .finish_non_exhaustive()
     }
 }
@@ -214,59 +199,118 @@ impl Drop for Request {
         if self.answered {
             return;
         }
-        let before = self.watch.fetch_or(DROPPED, Ordering::AcqRel);
-        if before & WATCHED == 0 {
+        if self.state.dropped() {
             let message = "the request was dropped without an answer";
-            self.worker.answer_auto(self.key(), kind::DROPPED, message);
+            answer_auto(&self.state, kind::DROPPED, message);
         }
     }
 }
 
-/// A snapshot of one in-flight request, from [`Worker::requests`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RequestInfo {
-    /// The request id.
-    pub id: Uuid,
-    /// The attempt number.
-    pub attempt: u32,
-    /// When the request was first enqueued.
-    pub created_at: SystemTime,
-    /// Whether [`Request::ack`] was called.
-    pub acked: bool,
-    /// Whether the attempt was cancelled (its handler may still be running).
-    pub cancelled: bool,
+/// An SDK-made error answer (not sent for a cancelled attempt).
+pub(crate) fn answer_auto(attempt: &Attempt, kind: &str, message: impl Into<String>) {
+    let _ = attempt.answer(Outcome::Err(RemoteError::new(kind, message)), true, false);
 }
 
-/// A broadcast event from the supervisor, given to
-/// [`Worker::on_broadcast`] handlers.
-#[derive(Debug, Clone)]
-pub struct Event {
-    name: String,
-    payload: Bytes,
-}
+impl Request {
+    /// The kind of file descriptor that came with this request, if any.
+    ///
+    /// [`socket`](Self::socket) takes a `Tcp`, `Unix` or `Fd` attachment,
+    /// [`stream`](Self::stream) a `Stream` one.
+    pub fn attachment_kind(&self) -> Option<AttachmentKind> {
+        self.attachment_kind
+    }
 
-impl Event {
-    pub(crate) fn new(name: String, payload: Vec<u8>) -> Self {
-        Self {
-            name,
-            payload: Bytes::from(payload),
+    /// Takes the socket (or descriptor) that came with this request: `Some`
+    /// once, for a `Tcp`, `Unix` or `Fd` attachment; `None` after that, for
+    /// a `Stream` attachment, and without one.
+    ///
+    /// Taking it tells the supervisor that the socket is the worker's now
+    /// (`Accepted`): the supervisor closes its copy and will not retry the
+    /// request. Dropping it closes it. `None` too once the attempt is
+    /// cancelled: the supervisor may have given the socket to another
+    /// attempt.
+    pub fn socket(&mut self) -> Option<Socket> {
+        if self.is_cancelled() {
+            return None;
+        }
+        match self.attachment.take() {
+            Some(Attachment::Socket(s)) => {
+                self.state.accept();
+                Some(s)
+            }
+            other => {
+                self.attachment = other;
+                None
+            }
         }
     }
 
-    /// The event's name.
-    pub fn name(&self) -> &str {
-        &self.name
+    /// Takes the byte stream that came with this request: `Some` once, for
+    /// a `Stream` attachment; `None` after that, otherwise, and once the
+    /// attempt is cancelled. Taking it tells the supervisor to start
+    /// sending (`Accepted`).
+    ///
+    /// Read it to the end: a stream the supervisor could not finish (its
+    /// source failed, or it died) ends with an
+    /// [`UnexpectedEof`](std::io::ErrorKind::UnexpectedEof) error rather than a
+    /// short read.
+    ///
+    /// ```no_run
+    /// # async fn handle(mut req: nanny_worker::Request) -> Result<(), nanny_worker::HandlerError> {
+    /// use tokio::io::AsyncReadExt;
+    /// let mut upload = req.stream().ok_or("expected a stream")?;
+    /// let mut bytes = Vec::new();
+    /// upload.read_to_end(&mut bytes).await?; // an error if it was cut short
+    /// req.respond(&bytes.len())?;
+    /// # Ok(()) }
+    /// ```
+    pub fn stream(&mut self) -> Option<ChunkReader<UnixStream>> {
+        if self.is_cancelled() {
+            return None;
+        }
+        match self.attachment.take() {
+            Some(Attachment::Stream(s)) => {
+                self.state.accept();
+                Some(s)
+            }
+            other => {
+                self.attachment = other;
+                None
+            }
+        }
     }
 
-    /// Decodes the payload (MessagePack) into `T`. A `nil` payload decodes
-    /// as `()` or `None`.
-    pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        Ok(decode_payload(&self.payload)?)
-    }
-
-    /// The raw payload bytes.
-    pub fn raw(&self) -> &[u8] {
-        &self.payload
+    /// Answers the request with `reply` (like [`respond`](Self::respond))
+    /// plus a byte stream read from `reader`, which the caller receives as
+    /// it is produced.
+    ///
+    /// The stream's bytes are copied on a task of their own; a soft-kill
+    /// drain waits for it. If `reader` fails, or the worker dies, the
+    /// caller's read ends with a "stream truncated" error, never with a
+    /// silent short read.
+    ///
+    /// Errors as [`respond`](Self::respond) (the caller then gets an error
+    /// answer), and [`Error::NoFdChannel`] when this worker has no fd
+    /// channel (the caller gets a [`kind::ATTACHMENT`] error).
+    ///
+    /// ```no_run
+    /// # async fn handle(req: nanny_worker::Request) -> Result<(), nanny_worker::HandlerError> {
+    /// let report: Vec<u8> = b"a long report\n".repeat(100_000);
+    /// req.respond_stream("report.txt", std::io::Cursor::new(report))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn respond_stream<T, R>(mut self, reply: &T, reader: R) -> Result<(), Error>
+    where
+        T: Serialize + ?Sized,
+        R: AsyncRead + Send + Unpin + 'static,
+    {
+        self.answered = true;
+        if self.worker.inner.fd_channel.is_none() {
+            let message = "this worker has no fd channel: it cannot send a response stream";
+            self.fail(kind::ATTACHMENT, message);
+            return Err(Error::NoFdChannel);
+        }
+        let payload = self.encode_reply(reply)?;
+        spawn_response_stream(&self.worker, Arc::clone(&self.state), payload, reader)
     }
 }

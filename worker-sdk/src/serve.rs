@@ -3,17 +3,16 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use futures::FutureExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::inflight::Key;
-use crate::request::{DROPPED, WATCHED};
-use crate::worker::Incoming;
+use crate::attempt::Attempt;
+use crate::request::answer_auto;
+use crate::worker::{lock, Incoming};
 use crate::{kind, Error, HandlerError, Request, Worker};
 
 impl Worker {
@@ -80,24 +79,26 @@ impl Worker {
         H: Fn(Request) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let mut incoming = self
-            .inner
-            .incoming
-            .try_lock()
-            .map_err(|_| Error::AlreadyServing)?;
+        let taken = lock(&self.inner.incoming).take();
+        let mut serving = Serving {
+            worker: self,
+            incoming: taken.ok_or(Error::AlreadyServing)?,
+        };
         let handler = Arc::new(handler);
         let mut tasks = JoinSet::new();
         let mut draining = false;
-        let mut outstanding = self.inner.outstanding.subscribe();
+        let mut idle = self.inner.idle.clone();
         loop {
             tokio::select! {
                 // Take what has arrived before deciding the drain is over.
                 biased;
-                msg = incoming.recv() => match msg {
-                    // Cancelled while queued: dropping it answers nothing.
-                    Some(Incoming::Request(req)) if req.is_cancelled() => drop(req),
-                    Some(Incoming::Request(req)) => {
-                        let watch = Watch::new(self.clone(), &req);
+                msg = serving.incoming.recv() => match msg {
+                    Some(Incoming::Request(parts)) => {
+                        let req = Request::from_parts(self.clone(), parts);
+                        if req.is_cancelled() {
+                            continue; // cancelled while queued: dropping it answers nothing
+                        }
+                        let watch = Watch::new(&req);
                         let handler = Arc::clone(&handler);
                         let run = AssertUnwindSafe(async move { handler(req).await }).catch_unwind();
                         tasks.spawn(async move { watch.finish(run.await) });
@@ -108,7 +109,7 @@ impl Worker {
                     None => return Err(Error::Disconnected),
                 },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                () = drained(&self.inner.soft_done, &mut outstanding), if draining && tasks.is_empty() => {
+                () = drained(&self.inner.soft_done, &mut idle), if draining && tasks.is_empty() => {
                     self.flush().await;
                     return Ok(());
                 }
@@ -117,38 +118,45 @@ impl Worker {
     }
 }
 
-/// Resolves once the soft-kill hook is done and no request is in flight,
-/// including requests a handler moved to another task, request frames
-/// waiting for their attachment, and response streams still pumping.
-async fn drained(soft_done: &CancellationToken, outstanding: &mut watch::Receiver<usize>) {
+/// A running `serve`'s hold on the session's queue: put back when `serve`
+/// ends, for the next call.
+struct Serving<'a> {
+    worker: &'a Worker,
+    incoming: mpsc::Receiver<Incoming>,
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        let (_, empty) = mpsc::channel(1);
+        let incoming = std::mem::replace(&mut self.incoming, empty);
+        *lock(&self.worker.inner.incoming) = Some(incoming);
+    }
+}
+
+/// Resolves once the soft-kill hook is done and nothing is in flight
+/// (the session's `idle`): no attempt unfinished, including requests a
+/// handler moved to another task and response streams still being
+/// written, and no request frame waiting for its attachment.
+async fn drained(soft_done: &CancellationToken, idle: &mut watch::Receiver<bool>) {
     soft_done.cancelled().await;
-    // Err only if the sender is gone, and the worker owns it.
-    let _ = outstanding.wait_for(|&n| n == 0).await;
+    // Err only if the session is gone; `Closed` then ends `serve` anyway.
+    let _ = idle.wait_for(|&idle| idle).await;
 }
 
 /// Answers, on behalf of a handler, a request the handler did not answer.
-/// Lives in the request's task; see [`WATCHED`].
+/// Lives in the request's task.
 struct Watch {
-    worker: Worker,
-    key: Key,
-    bits: Arc<AtomicU8>,
+    attempt: Arc<Attempt>,
     finished: bool,
 }
 
 impl Watch {
-    fn new(worker: Worker, req: &Request) -> Self {
-        req.watch.fetch_or(WATCHED, Ordering::AcqRel);
+    fn new(req: &Request) -> Self {
+        req.state.watch();
         Self {
-            worker,
-            key: req.key(),
-            bits: Arc::clone(&req.watch),
+            attempt: Arc::clone(&req.state),
             finished: false,
         }
-    }
-
-    /// Stops watching; returns the bits as they were.
-    fn release(&self) -> u8 {
-        self.bits.fetch_and(!WATCHED, Ordering::AcqRel)
     }
 
     fn finish(mut self, result: std::thread::Result<Result<(), HandlerError>>) {
@@ -156,24 +164,23 @@ impl Watch {
         match result {
             Ok(Ok(())) => {
                 // Still alive elsewhere: its own drop will answer if need be.
-                if self.release() & DROPPED != 0 {
-                    self.worker.answer_auto(
-                        self.key,
+                if self.attempt.release() {
+                    answer_auto(
+                        &self.attempt,
                         kind::DROPPED,
                         "the handler returned without answering",
                     );
                 }
             }
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, id = %self.key.0, "handler failed");
+                tracing::debug!(error = %e, id = %self.attempt.key.0, "handler failed");
                 // Answer first: a concurrent drop elsewhere then finds it answered.
-                self.worker.answer_auto(self.key, kind::HANDLER, e.to_string());
-                self.release();
+                answer_auto(&self.attempt, kind::HANDLER, e.to_string());
+                self.attempt.release();
             }
             Err(panic) => {
-                self.worker
-                    .answer_auto(self.key, kind::PANIC, panic_message(&*panic));
-                self.release();
+                answer_auto(&self.attempt, kind::PANIC, panic_message(&*panic));
+                self.attempt.release();
             }
         }
     }
@@ -181,11 +188,11 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        // The task was aborted before the handler finished. `WATCHED` stays
-        // set, so the request's own drop (before or after this) stays silent.
+        // The task was aborted before the handler finished. The attempt
+        // stays watched, so the request's own drop (before or after this)
+        // stays silent.
         if !self.finished {
-            self.worker
-                .answer_auto(self.key, kind::ABORTED, "the handler was aborted");
+            answer_auto(&self.attempt, kind::ABORTED, "the handler was aborted");
         }
     }
 }

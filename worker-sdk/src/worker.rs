@@ -1,45 +1,53 @@
-//! The [`Worker`] handle: identity, signals to the supervisor, hooks.
+//! The [`Worker`] handle: identity, signals to the supervisor, hooks, and
+//! the channels to the two tasks behind it (the session and the writer).
+//!
+//! A `Worker` holds no table: the in-flight attempts belong to the session
+//! task ([`InFlight`](crate::inflight::InFlight)), which `requests()` asks
+//! with a message. What it shares is set at connect and read-only, except
+//! the hooks (registration data, locked only to register or take a hook,
+//! never while one runs or together with another lock).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::attach::Pending;
+use crate::attempt::Outgoing;
 use crate::env::Settings;
+use crate::event::Event;
 use crate::fdpass::FdChannel;
-use crate::inflight::{Entry, Key};
-use crate::protocol::{encode_payload, FromWorker};
-use crate::request::{Event, Request, RequestInfo};
+use crate::inflight::{Parts, RequestInfo};
+use crate::protocol::{encode_payload, max_payload_len, FromWorker};
 use crate::Error;
 
 type BroadcastFn = Arc<dyn Fn(Event) + Send + Sync>;
 type SoftKillHook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 type HardKillHook = Box<dyn FnOnce() + Send>;
 
-/// What the writer task sends on the socket.
-#[derive(Debug)]
-pub(crate) enum Outgoing {
-    Frame(FromWorker),
-    /// Flush everything queued before this, then answer.
-    Flush(oneshot::Sender<()>),
-}
-
-/// What the reader task hands to [`Worker::serve`], in arrival order.
+/// What the session hands to [`Worker::serve`], in arrival order.
 #[derive(Debug)]
 pub(crate) enum Incoming {
-    Request(Request),
+    Request(Parts),
     SoftKill,
     HardKill,
     /// The link is gone; always the last message.
     Closed(Error),
+}
+
+/// Questions for the session task, which owns the in-flight table.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// A snapshot of the unanswered attempts.
+    Requests(oneshot::Sender<Vec<RequestInfo>>),
+    /// How many frames and descriptors wait in the matcher (tests).
+    #[cfg(test)]
+    Waiting(oneshot::Sender<usize>),
 }
 
 #[derive(Default)]
@@ -49,25 +57,21 @@ struct Hooks {
     hard_kill: Option<HardKillHook>,
 }
 
-pub(crate) struct Inner {
+/// What every clone of a [`Worker`] shares.
+pub(crate) struct Shared {
     pub(crate) settings: Settings,
-    pub(crate) out: mpsc::UnboundedSender<Outgoing>,
-    pub(crate) incoming: tokio::sync::Mutex<mpsc::UnboundedReceiver<Incoming>>,
-    pub(crate) inflight: Mutex<HashMap<Key, Entry>>,
-    /// What a soft-kill drain waits for: attempts in the table, request
-    /// frames waiting for their attachment, running response-stream pumps.
-    /// Lets `serve` wait for requests answered outside their handler tasks.
-    /// Every hand-over counts the new holder before the old one lets go, so
-    /// the count never dips to 0 while work remains.
-    pub(crate) outstanding: tokio::sync::watch::Sender<usize>,
-    /// The fd channel, if the supervisor gave this worker one.
-    pub(crate) fd_channel: Option<FdChannel>,
-    /// Attachments and request frames waiting for each other.
-    pub(crate) pending: Mutex<Pending>,
-    /// Held while messages are taken from the fd channel and registered.
-    pub(crate) fd_recv: Mutex<()>,
-    pub(crate) served: AtomicU64,
-    pub(crate) started: Instant,
+    /// The writer task's queue (bounded: see `link`).
+    pub(crate) out: mpsc::Sender<Outgoing>,
+    /// Questions for the session task.
+    pub(crate) control: mpsc::Sender<Control>,
+    /// The session's requests for `serve`: taken by a running `serve`,
+    /// put back when it ends.
+    pub(crate) incoming: Mutex<Option<mpsc::Receiver<Incoming>>>,
+    /// The session's "nothing in flight" flag (see `InFlight`).
+    pub(crate) idle: watch::Receiver<bool>,
+    /// The fd channel, if the supervisor gave this worker one: read by the
+    /// session, written by response-stream tasks.
+    pub(crate) fd_channel: Option<Arc<FdChannel>>,
     /// Cancelled when the link is gone; every request token is its child.
     pub(crate) closed: CancellationToken,
     /// Cancelled when the soft-kill hook (or its absence) says "done".
@@ -76,13 +80,12 @@ pub(crate) struct Inner {
     hooks: Mutex<Hooks>,
 }
 
-impl fmt::Debug for Inner {
+impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Worker")
             .field("id", &self.settings.worker_id)
             .field("pool", &self.settings.pool)
             .field("logical_id", &self.settings.logical_id)
-            .field("in_flight", &lock(&self.inflight).len())
             .field("fd_channel", &self.fd_channel.is_some())
             .field("closed", &self.closed.is_cancelled())
             .finish_non_exhaustive()
@@ -93,6 +96,15 @@ impl fmt::Debug for Inner {
 /// critical section only moves plain data.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The channels between a [`Worker`] and its session task, at connect.
+pub(crate) struct Channels {
+    pub(crate) out: mpsc::Sender<Outgoing>,
+    pub(crate) control: mpsc::Sender<Control>,
+    pub(crate) incoming: mpsc::Receiver<Incoming>,
+    pub(crate) idle: watch::Receiver<bool>,
+    pub(crate) closed: CancellationToken,
 }
 
 /// A connected worker: a cheap, cloneable handle on the link to the supervisor.
@@ -110,38 +122,26 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Worker {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) inner: Arc<Shared>,
 }
 
 impl Worker {
-    pub(crate) fn new(
-        settings: Settings,
-        out: mpsc::UnboundedSender<Outgoing>,
-        fd_channel: Option<FdChannel>,
-    ) -> (Self, mpsc::UnboundedSender<Incoming>) {
-        let (in_tx, in_rx) = mpsc::unbounded_channel();
-        let inner = Inner {
+    pub(crate) fn new(settings: Settings, channels: Channels, fd_channel: Option<Arc<FdChannel>>) -> Self {
+        let shared = Shared {
             settings,
-            out,
-            incoming: tokio::sync::Mutex::new(in_rx),
-            inflight: Mutex::new(HashMap::new()),
-            outstanding: tokio::sync::watch::Sender::new(0),
+            out: channels.out,
+            control: channels.control,
+            incoming: Mutex::new(Some(channels.incoming)),
+            idle: channels.idle,
             fd_channel,
-            pending: Mutex::new(Pending::default()),
-            fd_recv: Mutex::new(()),
-            served: AtomicU64::new(0),
-            started: Instant::now(),
-            closed: CancellationToken::new(),
+            closed: channels.closed,
             soft_done: CancellationToken::new(),
             soft_started: AtomicBool::new(false),
             hooks: Mutex::new(Hooks::default()),
         };
-        (
-            Self {
-                inner: Arc::new(inner),
-            },
-            in_tx,
-        )
+        Self {
+            inner: Arc::new(shared),
+        }
     }
 
     /// This worker's id, unique within its supervisor.
@@ -170,21 +170,23 @@ impl Worker {
     /// This is mandatory: no request arrives before the first `ready()`.
     /// After [`busy`](Self::busy), `ready()` opens the gate again.
     pub fn ready(&self) {
-        self.send(FromWorker::Ready);
+        self.send_gate(FromWorker::Ready);
     }
 
     /// Tells the supervisor to send no new requests until the next
     /// [`ready`](Self::ready). In-flight requests are not affected, and a
     /// request already on its way is still delivered and served.
     pub fn busy(&self) {
-        self.send(FromWorker::Busy);
+        self.send_gate(FromWorker::Busy);
     }
 
     /// Sends a custom event to the supervisor, with `payload` encoded as
     /// MessagePack (named fields).
     ///
     /// Fails with [`Error::TooLarge`] when the payload does not fit in one
-    /// frame, and with [`Error::Disconnected`] when the link is gone.
+    /// frame, with [`Error::Disconnected`] when the link is gone, and with
+    /// [`Error::QueueFull`] when the writer queue has no room (the socket
+    /// is not keeping up; nothing was queued).
     ///
     /// ```no_run
     /// # fn f(worker: &nanny_worker::Worker) -> Result<(), nanny_worker::Error> {
@@ -202,16 +204,22 @@ impl Worker {
             });
         }
         let event = event.to_owned();
-        if self.send(FromWorker::Emit { event, payload }) {
-            Ok(())
-        } else {
-            Err(Error::Disconnected)
+        match self.try_send(FromWorker::Emit { event, payload }) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(Error::QueueFull),
+            Err(TrySendError::Closed(_)) => Err(Error::Disconnected),
         }
     }
 
-    /// A snapshot of the requests in flight: received and not yet answered.
-    pub fn requests(&self) -> Vec<RequestInfo> {
-        self.snapshot()
+    /// A snapshot of the requests in flight: received and not yet
+    /// answered. Asks the session task, which owns the table; empty once
+    /// the link is gone.
+    pub async fn requests(&self) -> Vec<RequestInfo> {
+        let (reply, answer) = oneshot::channel();
+        if self.inner.control.send(Control::Requests(reply)).await.is_err() {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
     }
 
     /// Calls `f` for every broadcast named `event`; `"*"` matches any event.
@@ -291,8 +299,36 @@ impl Worker {
     /// it returns `Ok`). Returns at once when the link is gone.
     pub async fn flush(&self) {
         let (done, flushed) = oneshot::channel();
-        if self.inner.out.send(Outgoing::Flush(done)).is_ok() {
+        if self.inner.out.send(Outgoing::Flush(done)).await.is_ok() {
             let _ = flushed.await;
+        }
+    }
+
+    /// The largest payload of one frame (both directions, see
+    /// [`max_payload_len`]).
+    pub(crate) fn payload_limit(&self) -> usize {
+        max_payload_len(self.inner.settings.max_frame_len)
+    }
+
+    /// Queues a frame for the writer if there is room. The error hands the
+    /// frame back (as tokio's does), hence its size.
+    #[allow(clippy::result_large_err)]
+    fn try_send(&self, frame: FromWorker) -> Result<(), TrySendError<Outgoing>> {
+        if self.inner.closed.is_cancelled() {
+            return Err(TrySendError::Closed(Outgoing::Frame(frame)));
+        }
+        self.inner.out.try_send(Outgoing::Frame(frame))
+    }
+
+    /// Queues `Ready` or `Busy`. These must not be lost: when the writer
+    /// queue is full (the socket is not keeping up) a task waits for room.
+    fn send_gate(&self, frame: FromWorker) {
+        if let Err(TrySendError::Full(item)) = self.try_send(frame) {
+            let out = self.inner.out.clone();
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => drop(rt.spawn(async move { out.send(item).await })),
+                Err(_) => tracing::warn!("writer queue full outside a runtime: frame dropped"),
+            }
         }
     }
 

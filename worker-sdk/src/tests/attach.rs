@@ -15,9 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::serve::{join, spawn_serve};
 use super::stream::{noise, Sum};
 use super::*;
-use crate::attach::{Arrival, Pending, Waiting};
+use crate::matcher::{Arrival, Pending, Waiting};
 use crate::stream::{pump, ChunkReader};
-use crate::worker::lock;
 use crate::{kind, Socket};
 
 /// A received descriptor as a tokio socket (received descriptors are blocking).
@@ -102,7 +101,7 @@ async fn frame_and_descriptor_match_in_either_order() {
                 let id = fake.request_with(&7u32, Some(AttachmentKind::Unix)).await;
                 fake.assert_quiet().await;
                 assert!(
-                    worker.requests().is_empty(),
+                    worker.requests().await.is_empty(),
                     "{order:?}: not in flight before its fd"
                 );
                 fake.send_fd(id, theirs.as_fd()).await;
@@ -265,7 +264,7 @@ async fn respond_stream_passes_the_stream_before_the_response() {
     let mut got = Vec::new();
     ChunkReader::new(stream).read_to_end(&mut got).await.unwrap();
     assert!(got == data, "the whole stream arrived");
-    assert!(worker.requests().is_empty());
+    assert!(worker.requests().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,7 +330,13 @@ async fn a_cancelled_attempt_closes_its_late_descriptor() {
     });
     let id = fake.request_with(&(), Some(AttachmentKind::Fd)).await;
     fake.send(ToWorker::Cancel { id, attempt: 1 }).await;
-    wait_until(|| lock(&worker.inner.pending).len() == 0).await;
+    tokio::time::timeout(TIMEOUT, async {
+        while waiting(&worker).await != 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the matcher empties");
     let (mut r, w) = pipe();
     fake.send_fd(id, w.as_fd()).await;
     drop(w);
@@ -487,7 +492,7 @@ async fn an_inline_request_reaches_the_handler_with_its_socket() {
         .expect("end of file")
         .unwrap();
     assert!(rest.is_empty());
-    assert!(worker.requests().is_empty());
+    assert!(worker.requests().await.is_empty());
 }
 
 #[tokio::test]
@@ -567,7 +572,7 @@ async fn an_inline_request_after_its_cancel_is_dropped() {
     wait_until(|| is_eof(&mut r)).await;
     fake.assert_quiet().await; // no Accepted, no answer
     assert!(!ran.load(Ordering::SeqCst), "the handler never ran");
-    assert!(worker.requests().is_empty());
+    assert!(worker.requests().await.is_empty());
     // The link still serves.
     let id = fake.request("plain").await;
     assert!(matches!(fake.response(id).await, Outcome::Ok(_)));
@@ -698,7 +703,7 @@ async fn socket_is_none_once_the_attempt_is_cancelled() {
         let id = frame.id;
         fake.send_inline(frame, theirs.as_fd()).await;
         drop(theirs);
-        wait_until(|| worker.requests().len() == 1).await;
+        wait_for_requests(&worker, 1).await;
         fake.send(ToWorker::Cancel { id, attempt: 1 }).await;
         let got = tokio::time::timeout(TIMEOUT, rx.recv())
             .await
@@ -711,6 +716,6 @@ async fn socket_is_none_once_the_attempt_is_cancelled() {
         ours.set_nonblocking(true).unwrap();
         let mut ours = std::fs::File::from(OwnedFd::from(ours));
         wait_until(|| is_eof(&mut ours)).await;
-        wait_until(|| worker.requests().is_empty()).await;
+        wait_for_requests(&worker, 0).await;
     }
 }

@@ -27,8 +27,15 @@ async fn version_mismatch_is_refused() {
     })
     .await;
     match worker {
-        Err(Error::Version { ours, theirs }) => {
-            assert_eq!((ours, theirs), (PROTOCOL_VERSION, PROTOCOL_VERSION + 1))
+        Err(Error::Version {
+            ours,
+            theirs,
+            theirs_min,
+        }) => {
+            assert_eq!(
+                (ours, theirs_min, theirs),
+                (PROTOCOL_VERSION, PROTOCOL_VERSION + 1, PROTOCOL_VERSION + 1)
+            )
         }
         other => panic!("expected a version error, got {other:?}"),
     }
@@ -193,7 +200,7 @@ async fn hard_kill_runs_the_hook_and_ends_serve() {
             .await
     });
     fake.request(&()).await;
-    wait_until(|| worker.requests().len() == 1).await;
+    wait_for_requests(&worker, 1).await;
     fake.send(ToWorker::HardKill).await;
     tokio::time::timeout(TIMEOUT, hook_rx).await.unwrap().unwrap();
     let result = tokio::time::timeout(TIMEOUT, served).await.unwrap().unwrap();

@@ -90,6 +90,7 @@ async fn try_start(opts: Opts) -> (Result<Worker, Error>, Fake) {
         };
         let hello = SupervisorHello {
             version: opts.version,
+            min_version: Some(opts.version),
             worker_id: WORKER_ID,
             pulse_ms: opts.pulse_ms,
             max_frame_len: opts.max_frame_len,
@@ -100,6 +101,11 @@ async fn try_start(opts: Opts) -> (Result<Worker, Error>, Fake) {
                 assert_eq!(h.version, PROTOCOL_VERSION);
                 assert_eq!(h.pid, std::process::id());
                 assert!(h.agent.starts_with("nanny-worker/"));
+                let caps = Capabilities::from_names(&h.capabilities);
+                assert_eq!(
+                    caps.fd_channel, opts.fd_channel,
+                    "declares the fd channel iff it has one"
+                );
             }
             other => panic!("expected the worker's hello, got {other:?}"),
         }
@@ -262,6 +268,29 @@ fn attached_frame(payload: &(impl Serialize + ?Sized), attachment: AttachmentKin
         payload: encode_payload(payload).unwrap(),
         attachment: Some(attachment),
     }
+}
+
+/// Waits until the worker has `n` requests in flight.
+async fn wait_for_requests(worker: &Worker, n: usize) {
+    tokio::time::timeout(TIMEOUT, async {
+        while worker.requests().await.len() != n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("in-flight count not reached in time");
+}
+
+/// How many frames and descriptors wait in the session's matcher.
+async fn waiting(worker: &Worker) -> usize {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    worker
+        .inner
+        .control
+        .send(crate::worker::Control::Waiting(reply))
+        .await
+        .expect("the session runs");
+    answer.await.expect("the session answers")
 }
 
 /// Polls `cond` until it holds.

@@ -42,14 +42,14 @@ async fn request_gets_its_response() {
     });
     let id = fake.request("nanny").await;
     assert_eq!(ok_payload::<String>(fake.response(id).await), "hello, nanny");
-    assert!(worker.requests().is_empty());
+    assert!(worker.requests().await.is_empty());
 }
 
 #[tokio::test]
 async fn requests_received_before_serve_are_served() {
     let (worker, mut fake) = start().await;
     let id = fake.request(&1u32).await;
-    wait_until(|| worker.requests().len() == 1).await;
+    wait_for_requests(&worker, 1).await;
     let _serving = spawn_serve(&worker, |req| async move {
         let n: u32 = req.data()?;
         req.respond(&(n + 1))?;
@@ -93,7 +93,7 @@ async fn unanswered_requests_get_error_kinds() {
         }
     }
     fake.assert_quiet().await;
-    assert!(worker.requests().is_empty());
+    assert!(worker.requests().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +128,7 @@ async fn ack_is_sent_once_and_shown_in_requests() {
     });
     let id = fake.request(&()).await;
     assert_eq!(fake.next().await, FromWorker::Ack { id, attempt: 1 });
-    let info = worker.requests();
+    let info = worker.requests().await;
     assert_eq!(info.len(), 1);
     assert_eq!(
         (info[0].id, info[0].attempt, info[0].acked, info[0].cancelled),
@@ -160,7 +160,7 @@ async fn cancel_trips_the_token_and_suppresses_the_automatic_answer() {
         }
     });
     let slow = fake.request("slow").await;
-    wait_until(|| worker.requests().len() == 1).await;
+    wait_for_requests(&worker, 1).await;
     fake.send(ToWorker::Cancel {
         id: Uuid::new_v4(),
         attempt: 1,

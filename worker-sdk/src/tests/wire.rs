@@ -61,6 +61,7 @@ fn decoders_are_lenient_where_protocol_md_says() {
     let got: ToWorker = rmp_serde::from_slice(&hello).unwrap();
     let want = SupervisorHello {
         version: 1,
+        min_version: None, // absent: a version-1 supervisor
         worker_id: 7,
         pulse_ms: 10,
         max_frame_len: 4096,

@@ -1,0 +1,88 @@
+//! The fd-channel intake: reading messages from the fd channel and telling
+//! what each one is. Decisions about the tables are the session's; this
+//! module only reads and decodes.
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+use crate::attempt::Key;
+use crate::fdpass::{FdChannel, FdMessage};
+use crate::protocol::{decode_payload, RequestFrame, FD_KIND_ATTACHMENT};
+
+/// The next message on the fd channel, or why there is none.
+#[derive(Debug)]
+pub(crate) enum Next {
+    Message(FdMessage),
+    /// Nothing waits (or the runtime has not seen it yet, unless `now`).
+    Empty,
+    /// The channel ended or failed; read no more.
+    Ended,
+}
+
+/// Reads one message. `now`: read the socket whatever the runtime has seen
+/// (a soft kill, which must find the requests sent before it even if the
+/// reactor has not noticed them yet); otherwise only what it saw arrive.
+/// A malformed message (its descriptors closed) is skipped.
+pub(crate) fn next_message(channel: &FdChannel, now: bool) -> Next {
+    loop {
+        let next = if now {
+            channel.recv_now()
+        } else {
+            channel.try_recv()
+        };
+        return match next {
+            Ok(Some(message)) => Next::Message(message),
+            Ok(None) => {
+                tracing::debug!("the fd channel closed");
+                Next::Ended
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Next::Empty,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                tracing::warn!(error = %e, "bad message on the fd channel");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the fd channel failed");
+                Next::Ended
+            }
+        };
+    }
+}
+
+/// What one fd channel message is.
+#[derive(Debug)]
+pub(crate) enum FdArrival {
+    /// A whole request with its descriptor (inline).
+    Inline(RequestFrame, OwnedFd),
+    /// A descriptor whose request frame comes on the framed socket (split).
+    Descriptor(Key, OwnedFd),
+    /// An inline request that does not decode or does not match its tag:
+    /// the tag's attempt gets an `attachment` error; the descriptor is closed.
+    Bad(Key, &'static str),
+    /// A descriptor of a kind a worker does not take; closed.
+    Ignored,
+}
+
+/// Tells what `message` is.
+pub(crate) fn classify(message: FdMessage) -> FdArrival {
+    let FdMessage { tag, fd, frame } = message;
+    let key = (tag.id, tag.attempt);
+    if tag.kind != FD_KIND_ATTACHMENT {
+        tracing::warn!(id = %key.0, attempt = key.1, kind = tag.kind, "closing a descriptor of unknown kind");
+        return FdArrival::Ignored;
+    }
+    if frame.is_empty() {
+        return FdArrival::Descriptor(key, fd);
+    }
+    match decode_payload::<RequestFrame>(&frame) {
+        Ok(f) if (f.id, f.attempt) == key && f.attachment.is_some() => FdArrival::Inline(f, fd),
+        Ok(_) => {
+            tracing::warn!(id = %key.0, attempt = key.1, "an inline request that does not match its tag");
+            FdArrival::Bad(key, "the inline request does not match its tag")
+        }
+        Err(e) => {
+            tracing::warn!(id = %key.0, attempt = key.1, error = %e, "an undecodable inline request");
+            FdArrival::Bad(key, "the inline request could not be decoded")
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! The session task: the one owner of a worker's in-flight table and
+//! attachment matcher ([`InFlight`]), as the supervisor's task owns its
+//! state. It reads the framed socket and the fd channel, registers
+//! attempts and hands them to `serve`, applies cancels, answers what it
+//! must itself (attachment errors), sends heartbeats, and hears from the
+//! attempts when they are over ([`Done`]). Nothing else touches the tables.
+//!
+//! # Bounds and overflow
+//!
+//! * At [`MAX_IN_FLIGHT`] attempts the session stops reading (both sockets)
+//!   until one finishes: the supervisor's writes then back up, never a
+//!   frame dropped.
+//! * Before it registers an attempt it reserves the attempt's writer slots
+//!   (waiting for room: backpressure again), so the attempt's answer can be
+//!   queued without waiting and is never dropped.
+//! * The queue to `serve` holds at most [`MAX_IN_FLIGHT`] requests (each is
+//!   in the table) and three notices (soft kill, hard kill, closed, each
+//!   sent once), so its bound is never reached.
+//! * A heartbeat that finds the writer queue full is skipped (the next
+//!   pulse sends a fresh one).
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::net::unix::OwnedReadHalf;
+use tokio::sync::mpsc::{self, OwnedPermit};
+use tokio::time::MissedTickBehavior;
+
+use crate::attempt::{Done, Key, Outgoing, Slots, Ticket};
+use crate::event::Event;
+use crate::inflight::{Cancelled, InFlight, MAX_IN_FLIGHT};
+use crate::intake::{classify, next_message, FdArrival, Next};
+use crate::matcher::{Arrival, Waiting};
+use crate::protocol::{FrameReader, FromWorker, Heartbeat, Outcome, RemoteError, RequestFrame, ToWorker};
+use crate::socket::Attachment;
+use crate::worker::{Control, Incoming};
+use crate::{kind, Error, Worker};
+
+pub(crate) type Reader = FrameReader<OwnedReadHalf, ToWorker>;
+
+/// Capacity of the queue from the session to `serve` (see the module docs).
+pub(crate) const INCOMING_QUEUE: usize = MAX_IN_FLIGHT + 3;
+
+/// The session task's state.
+pub(crate) struct Session {
+    pub(crate) worker: Worker,
+    pub(crate) inflight: InFlight,
+    pub(crate) reader: Reader,
+    pub(crate) done_tx: mpsc::Sender<Done>,
+    pub(crate) done_rx: mpsc::Receiver<Done>,
+    pub(crate) control: mpsc::Receiver<Control>,
+    pub(crate) to_serve: mpsc::Sender<Incoming>,
+    pub(crate) term: Option<tokio::signal::unix::Signal>,
+    pub(crate) soft_killed: bool,
+    pub(crate) hard_killed: bool,
+    pub(crate) started: Instant,
+}
+
+impl Session {
+    /// Runs until the link closes; then tells `serve` why.
+    pub(crate) async fn run(mut self) {
+        let closed = self.worker.inner.closed.clone();
+        let fd = self.worker.inner.fd_channel.clone();
+        let mut fd_open = fd.is_some();
+        let mut pulse = tokio::time::interval(self.worker.inner.settings.pulse);
+        pulse.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let reason = loop {
+            let room = self.inflight.has_room();
+            tokio::select! {
+                // Finished attempts first: they make room.
+                biased;
+                Some(Done(key)) = self.done_rx.recv() => self.inflight.done(key),
+                () = closed.cancelled() => break Error::Disconnected,
+                Some(ctl) = self.control.recv() => self.on_control(ctl),
+                // `FramedRead::next` is cancel safe: no bytes are lost to the select.
+                next = self.reader.next(), if room => match next {
+                    None => break Error::Disconnected,
+                    Some(Err(e)) => break read_error(e),
+                    Some(Ok(frame)) => {
+                        if let Err(reason) = self.on_frame(frame).await {
+                            break reason;
+                        }
+                    }
+                },
+                ready = readable(fd.as_deref()), if room && fd_open => {
+                    fd_open = match ready {
+                        Ok(()) => self.take_fd_messages(false).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the fd channel failed");
+                            false
+                        }
+                    };
+                }
+                Some(()) = async { self.term.as_mut()?.recv().await } => {
+                    tracing::debug!("SIGTERM: soft kill");
+                    self.term = None; // once is enough; a second SIGTERM is ignored
+                    self.soft_kill().await;
+                }
+                scheduled = pulse.tick() => self.heartbeat(scheduled),
+            }
+        };
+        match &reason {
+            Error::Disconnected => tracing::debug!("supervisor link closed"),
+            other => tracing::warn!(error = %other, "supervisor link failed"),
+        }
+        closed.cancel();
+        let _ = self.to_serve.try_send(Incoming::Closed(reason));
+    }
+
+    fn on_control(&mut self, ctl: Control) {
+        match ctl {
+            Control::Requests(reply) => drop(reply.send(self.inflight.snapshot())),
+            #[cfg(test)]
+            Control::Waiting(reply) => drop(reply.send(self.inflight.waiting())),
+        }
+    }
+
+    async fn on_frame(&mut self, frame: ToWorker) -> Result<(), Error> {
+        match frame {
+            ToWorker::Hello(_) => return Err(Error::Protocol("a second hello".into())),
+            ToWorker::Request(frame) if frame.attachment.is_some() => self.attached_frame(frame).await,
+            ToWorker::Request(frame) => self.plain_request(frame).await,
+            ToWorker::Cancel { id, attempt } => self.cancel((id, attempt)),
+            ToWorker::Broadcast { event, payload } => {
+                self.worker.dispatch_broadcast(Event::new(event, payload))
+            }
+            ToWorker::SoftKill => self.soft_kill().await,
+            ToWorker::HardKill => {
+                self.worker.run_hard_kill_hook();
+                self.inflight.cancel_all();
+                if !std::mem::replace(&mut self.hard_killed, true) {
+                    let _ = self.to_serve.try_send(Incoming::HardKill);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reserves an attempt's slots: one in the writer queue for its answer
+    /// (waiting for room), one more for an early `Accepted` if `attached`,
+    /// and one in the `Done` queue (always free: it has a slot per
+    /// possible attempt). `None` when the link is gone.
+    async fn reserve(&mut self, key: Key, attached: bool) -> Option<Slots> {
+        let closed = self.worker.inner.closed.clone();
+        let out = &self.worker.inner.out;
+        let take = |out: &mpsc::Sender<Outgoing>| {
+            let out = out.clone();
+            async {
+                tokio::select! {
+                    permit = out.reserve_owned() => permit.ok(),
+                    () = closed.cancelled() => None,
+                }
+            }
+        };
+        let answer: OwnedPermit<Outgoing> = take(out).await?;
+        let accepted = if attached { Some(take(out).await?) } else { None };
+        let done = self.done_tx.clone().try_reserve_owned().ok()?;
+        Some(Slots {
+            answer,
+            accepted,
+            ticket: Ticket::new(key, done),
+        })
+    }
+
+    /// Registers an attempt and hands it to `serve`; with an attachment
+    /// that could not be converted, answers it with an error instead.
+    async fn register(&mut self, frame: RequestFrame, attachment: Option<Result<Attachment, String>>) {
+        let key = (frame.id, frame.attempt);
+        if self.inflight.contains(key) {
+            tracing::warn!(id = %key.0, attempt = key.1, "ignoring a duplicate request attempt");
+            return;
+        }
+        let Some(slots) = self.reserve(key, attachment.is_some()).await else {
+            return;
+        };
+        let (attachment, unusable) = match attachment {
+            Some(Ok(a)) => (Some(a), None),
+            Some(Err(why)) => (None, Some(why)),
+            None => (None, None),
+        };
+        let closed = &self.worker.inner.closed;
+        let limit = self.worker.payload_limit();
+        let parts = self.inflight.register(frame, slots, closed, limit, attachment);
+        match unusable {
+            // Accepted goes out with the answer: the worker has the descriptor.
+            Some(why) => {
+                let err = RemoteError::new(kind::ATTACHMENT, why);
+                let _ = parts.attempt.answer(Outcome::Err(err), false, false);
+            }
+            None => {
+                // Never full: see the module docs.
+                let _ = self.to_serve.try_send(Incoming::Request(parts));
+            }
+        }
+    }
+
+    async fn plain_request(&mut self, frame: RequestFrame) {
+        self.register(frame, None).await;
+    }
+
+    /// A request frame that announces an attachment, on the framed socket.
+    async fn attached_frame(&mut self, frame: RequestFrame) {
+        let key = (frame.id, frame.attempt);
+        if self.worker.inner.fd_channel.is_none() {
+            tracing::warn!(id = %key.0, attempt = key.1, "a request with an attachment, but no fd channel");
+            let why = "the request has an attachment, but this worker has no fd channel";
+            return self.send_error(key, why).await;
+        }
+        if self.inflight.contains(key) {
+            tracing::warn!(id = %key.0, attempt = key.1, "ignoring a duplicate request attempt");
+            return;
+        }
+        let arrival = self.inflight.frame_arrived(frame);
+        self.arrived(arrival).await;
+    }
+
+    /// Takes the messages waiting on the fd channel while there is room;
+    /// false when the channel ended.
+    async fn take_fd_messages(&mut self, now: bool) -> bool {
+        let Some(channel) = self.worker.inner.fd_channel.clone() else {
+            return false;
+        };
+        while self.inflight.has_room() {
+            match next_message(&channel, now) {
+                Next::Message(message) => self.on_fd_message(message).await,
+                Next::Empty => return true,
+                Next::Ended => return false,
+            }
+        }
+        true
+    }
+
+    async fn on_fd_message(&mut self, message: crate::fdpass::FdMessage) {
+        match classify(message) {
+            FdArrival::Inline(frame, fd) => {
+                let key = (frame.id, frame.attempt);
+                if let Err(why) = self.inflight.inline(key) {
+                    tracing::debug!(id = %key.0, attempt = key.1, "ignoring an inline request: {why}");
+                    return;
+                }
+                self.accept(frame, fd).await;
+            }
+            FdArrival::Descriptor(key, fd) => {
+                if self.inflight.contains(key) {
+                    tracing::warn!(id = %key.0, attempt = key.1, "closing a second descriptor for an accepted attempt");
+                    return;
+                }
+                let arrival = self.inflight.fd_arrived(key, fd);
+                self.arrived(arrival).await;
+            }
+            FdArrival::Bad(key, why) => self.send_error(key, why).await,
+            FdArrival::Ignored => {}
+        }
+    }
+
+    async fn arrived(&mut self, arrival: Arrival) {
+        match arrival {
+            Arrival::Matched(frame, fd) => self.accept(frame, fd).await,
+            Arrival::Stored { evicted: None } => {}
+            Arrival::Stored {
+                evicted: Some((key, item)),
+            } => {
+                tracing::warn!(
+                    id = %key.0,
+                    attempt = key.1,
+                    "too many unmatched attachments: dropping the oldest {item}"
+                );
+                if let Waiting::Frame(_) = item {
+                    self.send_error(key, "the request's attachment never arrived")
+                        .await;
+                }
+            }
+            Arrival::Refused(why, Waiting::Fd(_)) => {
+                tracing::debug!("closing an attachment descriptor: {why}")
+            }
+            Arrival::Refused(why, Waiting::Frame(f)) => {
+                tracing::warn!(id = %f.id, attempt = f.attempt, "ignoring a request frame: {why}")
+            }
+        }
+    }
+
+    /// Both halves are here: registers the attempt with `Accepted` due.
+    async fn accept(&mut self, frame: RequestFrame, fd: std::os::fd::OwnedFd) {
+        let Some(declared) = frame.attachment else {
+            return;
+        };
+        let converted = Attachment::from_fd(declared, fd).map_err(|e| {
+            tracing::warn!(id = %frame.id, attempt = frame.attempt, error = %e, "an unusable attachment");
+            format!("the attachment is not a usable {declared:?}: {e}")
+        });
+        self.register(frame, Some(converted)).await;
+    }
+
+    fn cancel(&mut self, key: Key) {
+        if let Cancelled::Waiting(Waiting::Frame(_)) = self.inflight.cancel(key) {
+            tracing::debug!(id = %key.0, attempt = key.1, "cancelled while waiting for its attachment");
+        }
+    }
+
+    async fn soft_kill(&mut self) {
+        if std::mem::replace(&mut self.soft_killed, true) {
+            return;
+        }
+        // A request sent inline on the fd channel before this frame is in
+        // the channel by now: take it, so the drain waits for it.
+        self.take_fd_messages(true).await;
+        self.worker.start_soft_kill();
+        let _ = self.to_serve.try_send(Incoming::SoftKill);
+    }
+
+    /// An [`kind::ATTACHMENT`] error answer for an attempt that is not in
+    /// the in-flight table.
+    async fn send_error(&mut self, key: Key, message: &str) {
+        let frame = FromWorker::Response {
+            id: key.0,
+            attempt: key.1,
+            outcome: Outcome::Err(RemoteError::new(kind::ATTACHMENT, message)),
+            stream: false,
+        };
+        let _ = self.worker.inner.out.send(Outgoing::Frame(frame)).await;
+    }
+
+    fn heartbeat(&mut self, scheduled: tokio::time::Instant) {
+        let lag = tokio::time::Instant::now().saturating_duration_since(scheduled);
+        let beat = Heartbeat {
+            rss_bytes: rss_bytes(),
+            in_flight: self.inflight.unanswered(),
+            lag_us: micros(lag),
+            uptime_ms: self.started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+            served: self.inflight.served(),
+        };
+        if self
+            .worker
+            .inner
+            .out
+            .try_send(Outgoing::Frame(FromWorker::Heartbeat(beat)))
+            .is_err()
+        {
+            tracing::debug!("writer queue full or closed: heartbeat skipped");
+        }
+    }
+}
+
+/// Waits until the fd channel (if any) may have a message.
+async fn readable(channel: Option<&crate::fdpass::FdChannel>) -> std::io::Result<()> {
+    match channel {
+        Some(c) => c.readable().await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(crate) fn read_error(e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::InvalidData => Error::Protocol(e.to_string()),
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => Error::Disconnected,
+        _ => Error::Io(e),
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().try_into().unwrap_or(u64::MAX)
+}
+
+/// Resident set size, from the second field of `/proc/self/statm`.
+fn rss_bytes() -> u64 {
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let page = *PAGE.get_or_init(
+        || match nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE) {
+            Ok(Some(n)) if n > 0 => n as u64,
+            _ => 4096,
+        },
+    );
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok());
+    pages.unwrap_or(0).saturating_mul(page)
+}

@@ -458,9 +458,17 @@ async fn chaos_loses_nothing_and_leaves_nothing_behind() {
             tally.wrong.load(Ordering::SeqCst) == 0,
             "an answer not its request's".into(),
         );
+        // `stats()` accounts for every request it took, once: an answer
+        // (delivered or not), a failure, a withdrawal, or still pending.
+        let accounted = s.answered + s.failed + s.cancelled + s.queued as u64 + s.in_flight as u64;
         check(
-            s.enqueued == s.answered + s.failed + s.cancelled + s.queued as u64 + s.in_flight as u64,
-            format!("the supervisor's own count: taken = answered + failed + cancelled + pending: {s:?}"),
+            s.enqueued == accounted,
+            format!(
+                "stats() lost {} of the requests it took (enqueued {} != answered + failed + cancelled + \
+                 pending {accounted}): {s:?}",
+                s.enqueued as i64 - accounted as i64,
+                s.enqueued
+            ),
         );
         let not_dropped = started - dropped;
         check(

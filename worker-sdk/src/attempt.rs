@@ -1,6 +1,7 @@
-//! One attempt of one request between its frame and its answer: the
-//! attempt key, what the writer task writes, and [`Attempt`], the small
-//! per-attempt state that decides which frames an attempt may still send.
+//! One attempt of one request between its frame and its answer: what the
+//! writer task writes, and [`Attempt`], the small per-attempt state that
+//! decides which frames an attempt may still send. An attempt is named by
+//! its [`AttemptKey`] (in `protocol`, beside the frames that carry it).
 //!
 //! An attempt's frames (`Accepted`, `Ack`, `Response`) go straight from the
 //! task that holds the request to the writer, without passing through the
@@ -27,12 +28,8 @@ use std::time::SystemTime;
 use tokio::sync::mpsc::{self, OwnedPermit};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use crate::protocol::{FromWorker, Outcome, RemoteError};
-
-/// One attempt of one request: `(request id, attempt number)`.
-pub(crate) type Key = (Uuid, u32);
+use crate::protocol::{AttemptKey, FromWorker, Outcome, RemoteError};
 
 /// What the writer task writes on the socket.
 #[derive(Debug)]
@@ -54,19 +51,19 @@ pub(crate) enum Outgoing {
 /// The message an attempt sends its owner (the session) when it is over:
 /// answered (and its response stream, if any, written), or dropped.
 #[derive(Debug)]
-pub(crate) struct Done(pub(crate) Key);
+pub(crate) struct Done(pub(crate) AttemptKey);
 
 /// An attempt's hold on its entry in the in-flight table: dropping it tells
 /// the session that the attempt is over, through a slot reserved at
 /// registration (so it can neither block nor fail).
 #[derive(Debug)]
 pub(crate) struct Ticket {
-    key: Key,
+    key: AttemptKey,
     slot: Option<OwnedPermit<Done>>,
 }
 
 impl Ticket {
-    pub(crate) fn new(key: Key, slot: OwnedPermit<Done>) -> Self {
+    pub(crate) fn new(key: AttemptKey, slot: OwnedPermit<Done>) -> Self {
         Self {
             key,
             slot: Some(slot),
@@ -107,7 +104,7 @@ pub(crate) enum Answered {
 /// task that runs its handler, and the session's in-flight table.
 #[derive(Debug)]
 pub(crate) struct Attempt {
-    pub(crate) key: Key,
+    pub(crate) key: AttemptKey,
     pub(crate) created_at: SystemTime,
     /// Tripped by a `Cancel`, a hard kill, or the link closing.
     pub(crate) token: CancellationToken,
@@ -131,7 +128,7 @@ struct State {
 
 impl Attempt {
     pub(crate) fn new(
-        key: Key,
+        key: AttemptKey,
         created_at: SystemTime,
         token: CancellationToken,
         payload_limit: usize,
@@ -161,8 +158,8 @@ impl Attempt {
 
     fn accepted_frame(&self) -> FromWorker {
         FromWorker::Accepted {
-            id: self.key.0,
-            attempt: self.key.1,
+            id: self.key.id,
+            attempt: self.key.attempt,
         }
     }
 
@@ -180,7 +177,7 @@ impl Attempt {
             return;
         }
         take_early_accepted(&mut st, self.accepted_frame());
-        let (id, attempt) = self.key;
+        let AttemptKey { id, attempt } = self.key;
         if out
             .try_send(Outgoing::Frame(FromWorker::Ack { id, attempt }))
             .is_err()
@@ -212,7 +209,7 @@ impl Attempt {
             Outcome::Err(e) => Outcome::Err(fit(e, self.payload_limit)),
             ok => ok,
         };
-        let (id, attempt) = self.key;
+        let AttemptKey { id, attempt } = self.key;
         let response = FromWorker::Response {
             id,
             attempt,

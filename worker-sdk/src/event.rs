@@ -7,7 +7,7 @@ use crate::protocol::decode_payload;
 use crate::Error;
 
 /// A broadcast event from the supervisor, given to
-/// [`Worker::on_broadcast`] handlers.
+/// [`Worker::on_broadcast`](crate::Worker::on_broadcast) handlers.
 #[derive(Debug, Clone)]
 pub struct Event {
     name: String,

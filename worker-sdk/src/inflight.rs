@@ -12,9 +12,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::attempt::{Attempt, Key, Slots};
+use crate::attempt::{Attempt, Slots};
 use crate::matcher::{Arrival, Pending, Waiting};
-use crate::protocol::RequestFrame;
+use crate::protocol::{AttemptKey, RequestFrame};
 use crate::socket::Attachment;
 
 /// The most attempts one worker holds at once (registered, not finished).
@@ -63,7 +63,7 @@ pub(crate) enum Cancelled {
 /// The in-flight table and the matcher.
 #[derive(Debug)]
 pub(crate) struct InFlight {
-    table: HashMap<Key, Arc<Attempt>>,
+    table: HashMap<AttemptKey, Arc<Attempt>>,
     pending: Pending,
     /// Whether the fd channel exists (a cancel for an unknown attempt is
     /// then remembered: its inline request may still be on its way).
@@ -98,7 +98,7 @@ impl InFlight {
         self.table.len() < MAX_IN_FLIGHT
     }
 
-    pub(crate) fn contains(&self, key: Key) -> bool {
+    pub(crate) fn contains(&self, key: AttemptKey) -> bool {
         self.table.contains_key(&key)
     }
 
@@ -118,7 +118,7 @@ impl InFlight {
         payload_limit: usize,
         attachment: Option<Attachment>,
     ) -> Parts {
-        let key = (frame.id, frame.attempt);
+        let key = frame.key();
         debug_assert!(!self.table.contains_key(&key), "a duplicate attempt");
         let created_at = SystemTime::UNIX_EPOCH + Duration::from_millis(frame.created_at_ms);
         let attempt = Arc::new(Attempt::new(
@@ -138,7 +138,7 @@ impl InFlight {
     }
 
     /// An attempt is over (its ticket was dropped).
-    pub(crate) fn done(&mut self, key: Key) {
+    pub(crate) fn done(&mut self, key: AttemptKey) {
         if self.table.remove(&key).is_some() {
             self.served += 1;
         }
@@ -146,7 +146,7 @@ impl InFlight {
     }
 
     /// A `Cancel` from the supervisor.
-    pub(crate) fn cancel(&mut self, key: Key) -> Cancelled {
+    pub(crate) fn cancel(&mut self, key: AttemptKey) -> Cancelled {
         let outcome = if let Some(waiting) = self.pending.cancel(key) {
             Cancelled::Waiting(waiting)
         } else if let Some(attempt) = self.table.get(&key) {
@@ -177,14 +177,14 @@ impl InFlight {
     }
 
     /// An attachment descriptor without its frame.
-    pub(crate) fn fd_arrived(&mut self, key: Key, fd: OwnedFd) -> Arrival {
+    pub(crate) fn fd_arrived(&mut self, key: AttemptKey, fd: OwnedFd) -> Arrival {
         let arrival = self.pending.fd(key, fd);
         self.sync();
         arrival
     }
 
     /// A request that came whole (inline): whether it may run.
-    pub(crate) fn inline(&mut self, key: Key) -> Result<(), &'static str> {
+    pub(crate) fn inline(&mut self, key: AttemptKey) -> Result<(), &'static str> {
         self.pending.inline(key)
     }
 
@@ -198,7 +198,7 @@ impl InFlight {
     /// attempts not yet answered.
     pub(crate) fn snapshot(&self) -> Vec<RequestInfo> {
         let mut infos = Vec::with_capacity(self.table.len());
-        for (&(id, attempt), a) in &self.table {
+        for (&AttemptKey { id, attempt }, a) in &self.table {
             let (acked, answered) = a.flags();
             if !answered {
                 infos.push(RequestInfo {

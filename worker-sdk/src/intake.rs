@@ -5,9 +5,8 @@
 use std::io;
 use std::os::fd::OwnedFd;
 
-use crate::attempt::Key;
 use crate::fdpass::{FdChannel, FdMessage};
-use crate::protocol::{decode_payload, RequestFrame, FD_KIND_ATTACHMENT};
+use crate::protocol::{decode_payload, AttemptKey, RequestFrame, FD_KIND_ATTACHMENT};
 
 /// The next message on the fd channel, or why there is none.
 #[derive(Debug)]
@@ -55,10 +54,10 @@ pub(crate) enum FdArrival {
     /// A whole request with its descriptor (inline).
     Inline(RequestFrame, OwnedFd),
     /// A descriptor whose request frame comes on the framed socket (split).
-    Descriptor(Key, OwnedFd),
+    Descriptor(AttemptKey, OwnedFd),
     /// An inline request that does not decode or does not match its tag:
     /// the tag's attempt gets an `attachment` error; the descriptor is closed.
-    Bad(Key, &'static str),
+    Bad(AttemptKey, &'static str),
     /// A descriptor of a kind a worker does not take; closed.
     Ignored,
 }
@@ -66,22 +65,22 @@ pub(crate) enum FdArrival {
 /// Tells what `message` is.
 pub(crate) fn classify(message: FdMessage) -> FdArrival {
     let FdMessage { tag, fd, frame } = message;
-    let key = (tag.id, tag.attempt);
+    let key = tag.key();
     if tag.kind != FD_KIND_ATTACHMENT {
-        tracing::warn!(id = %key.0, attempt = key.1, kind = tag.kind, "closing a descriptor of unknown kind");
+        tracing::warn!(id = %key.id, attempt = key.attempt, kind = tag.kind, "closing a descriptor of unknown kind");
         return FdArrival::Ignored;
     }
     if frame.is_empty() {
         return FdArrival::Descriptor(key, fd);
     }
     match decode_payload::<RequestFrame>(&frame) {
-        Ok(f) if (f.id, f.attempt) == key && f.attachment.is_some() => FdArrival::Inline(f, fd),
+        Ok(f) if f.key() == key && f.attachment.is_some() => FdArrival::Inline(f, fd),
         Ok(_) => {
-            tracing::warn!(id = %key.0, attempt = key.1, "an inline request that does not match its tag");
+            tracing::warn!(id = %key.id, attempt = key.attempt, "an inline request that does not match its tag");
             FdArrival::Bad(key, "the inline request does not match its tag")
         }
         Err(e) => {
-            tracing::warn!(id = %key.0, attempt = key.1, error = %e, "an undecodable inline request");
+            tracing::warn!(id = %key.id, attempt = key.attempt, error = %e, "an undecodable inline request");
             FdArrival::Bad(key, "the inline request could not be decoded")
         }
     }

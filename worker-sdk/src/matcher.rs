@@ -6,7 +6,7 @@
 //! for that comes on the framed socket, and its descriptor alone on the fd
 //! channel; the two then travel on different sockets, so either may come
 //! first. Whichever comes first waits in [`Pending`] for the other (keyed by
-//! `(id, attempt)`).
+//! [`AttemptKey`]).
 //!
 //! Unmatched entries are bounded: past [`MAX_PENDING`] the oldest is
 //! evicted (the caller closes a descriptor, or answers a frame with an
@@ -21,8 +21,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::os::fd::OwnedFd;
 
-use crate::attempt::Key;
-use crate::protocol::RequestFrame;
+use crate::protocol::{AttemptKey, RequestFrame};
 
 /// The most unmatched frames and descriptors kept waiting for each other.
 pub(crate) const MAX_PENDING: usize = 1024;
@@ -43,11 +42,11 @@ pub(crate) enum Waiting {
 pub(crate) struct Pending {
     cap: usize,
     next: u64,
-    entries: HashMap<Key, (u64, Waiting)>,
+    entries: HashMap<AttemptKey, (u64, Waiting)>,
     /// Insertion order of `entries`, for eviction.
-    order: BTreeMap<u64, Key>,
-    cancelled: VecDeque<Key>,
-    cancelled_set: HashSet<Key>,
+    order: BTreeMap<u64, AttemptKey>,
+    cancelled: VecDeque<AttemptKey>,
+    cancelled_set: HashSet<AttemptKey>,
     /// How many of `entries` are frames (a drain waits for them).
     frames: usize,
 }
@@ -64,7 +63,7 @@ pub(crate) enum Arrival {
     /// Both halves are here.
     Matched(RequestFrame, OwnedFd),
     /// Stored; possibly the oldest entry was evicted to make room.
-    Stored { evicted: Option<(Key, Waiting)> },
+    Stored { evicted: Option<(AttemptKey, Waiting)> },
     /// Refused: a duplicate, or a descriptor for a cancelled attempt. The
     /// refused item is dropped (a descriptor closed) by the caller.
     Refused(&'static str, Waiting),
@@ -96,7 +95,7 @@ impl Pending {
 
     /// A request frame with an attachment arrived.
     pub(crate) fn frame(&mut self, frame: RequestFrame) -> Arrival {
-        let key = (frame.id, frame.attempt);
+        let key = frame.key();
         match self.entries.get(&key) {
             Some((_, Waiting::Fd(_))) => {
                 let Some(Waiting::Fd(fd)) = self.remove(key) else {
@@ -112,7 +111,7 @@ impl Pending {
     }
 
     /// An attachment descriptor arrived.
-    pub(crate) fn fd(&mut self, key: Key, fd: OwnedFd) -> Arrival {
+    pub(crate) fn fd(&mut self, key: AttemptKey, fd: OwnedFd) -> Arrival {
         if self.take_cancelled(key) {
             return Arrival::Refused("the attempt was cancelled", Waiting::Fd(fd));
         }
@@ -130,7 +129,7 @@ impl Pending {
 
     /// A request came whole (inline): whether it may run. Not if its
     /// attempt was cancelled already, or half of it came the other way.
-    pub(crate) fn inline(&mut self, key: Key) -> Result<(), &'static str> {
+    pub(crate) fn inline(&mut self, key: AttemptKey) -> Result<(), &'static str> {
         if self.take_cancelled(key) {
             Err("the attempt was cancelled")
         } else if self.entries.contains_key(&key) {
@@ -143,7 +142,7 @@ impl Pending {
     /// A cancel arrived: drops what waits under `key` and, if that was a
     /// frame, remembers the key so that its descriptor is closed when it
     /// comes.
-    pub(crate) fn cancel(&mut self, key: Key) -> Option<Waiting> {
+    pub(crate) fn cancel(&mut self, key: AttemptKey) -> Option<Waiting> {
         let removed = self.remove(key)?;
         if matches!(removed, Waiting::Frame(_)) {
             self.remember_cancelled(key);
@@ -153,7 +152,7 @@ impl Pending {
 
     /// Remembers a cancelled key (the last [`MAX_CANCELLED`]), so that what
     /// comes for it later is closed.
-    pub(crate) fn remember_cancelled(&mut self, key: Key) {
+    pub(crate) fn remember_cancelled(&mut self, key: AttemptKey) {
         if self.cancelled_set.insert(key) {
             self.cancelled.push_back(key);
             if self.cancelled.len() > MAX_CANCELLED {
@@ -165,7 +164,7 @@ impl Pending {
     }
 
     /// Forgets `key` if it was cancelled; true if it was.
-    fn take_cancelled(&mut self, key: Key) -> bool {
+    fn take_cancelled(&mut self, key: AttemptKey) -> bool {
         let was = self.cancelled_set.remove(&key);
         if was {
             self.cancelled.retain(|k| *k != key);
@@ -173,7 +172,7 @@ impl Pending {
         was
     }
 
-    fn store(&mut self, key: Key, item: Waiting) -> Arrival {
+    fn store(&mut self, key: AttemptKey, item: Waiting) -> Arrival {
         let evicted = if self.entries.len() >= self.cap {
             self.order
                 .pop_first()
@@ -194,7 +193,7 @@ impl Pending {
         Arrival::Stored { evicted }
     }
 
-    fn remove(&mut self, key: Key) -> Option<Waiting> {
+    fn remove(&mut self, key: AttemptKey) -> Option<Waiting> {
         let (seq, item) = self.entries.remove(&key)?;
         self.order.remove(&seq);
         if let Waiting::Frame(_) = item {

@@ -53,12 +53,8 @@ where
     };
     let closed = worker.inner.closed.clone();
     tokio::spawn(async move {
-        let (id, n) = attempt.key;
-        let tag = FdTag {
-            id,
-            attempt: n,
-            kind: FD_KIND_RESPONSE_STREAM,
-        };
+        let key = attempt.key;
+        let tag = FdTag::new(key, FD_KIND_RESPONSE_STREAM);
         // The descriptor goes first, then the frame that announces it.
         let sent = closed
             .run_until_cancelled(channel.send(tag, theirs.as_fd()))
@@ -67,7 +63,7 @@ where
         match sent {
             Some(Ok(())) => {}
             Some(Err(e)) => {
-                tracing::warn!(%id, attempt = n, error = %e, "could not pass a response stream");
+                tracing::warn!(id = %key.id, attempt = key.attempt, error = %e, "could not pass a response stream");
                 return fail_stream(&attempt, format!("could not pass the response stream: {e}"));
             }
             None => {
@@ -82,9 +78,9 @@ where
         drop(attempt);
         let pumped = closed.run_until_cancelled(pump_socket(reader, ours)).await;
         match pumped {
-            Some(Ok(bytes)) => tracing::trace!(%id, bytes, "response stream done"),
-            Some(Err(e)) => tracing::debug!(%id, error = %e, "response stream cut short"),
-            None => tracing::debug!(%id, "response stream cut short: the link closed"),
+            Some(Ok(bytes)) => tracing::trace!(id = %key.id, bytes, "response stream done"),
+            Some(Err(e)) => tracing::debug!(id = %key.id, error = %e, "response stream cut short"),
+            None => tracing::debug!(id = %key.id, "response stream cut short: the link closed"),
         }
         drop(ticket); // the attempt is over
     });

@@ -84,12 +84,12 @@ impl Request {
 
     /// The request id (a UUID v4), the same for every attempt.
     pub fn id(&self) -> Uuid {
-        self.state.key.0
+        self.state.key.id
     }
 
     /// The attempt number, starting at 1.
     pub fn attempt(&self) -> u32 {
-        self.state.key.1
+        self.state.key.attempt
     }
 
     /// When the request was first enqueued (supervisor clock, millisecond

@@ -173,7 +173,7 @@ impl Watch {
                 }
             }
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, id = %self.attempt.key.0, "handler failed");
+                tracing::debug!(error = %e, id = %self.attempt.key.id, "handler failed");
                 // Answer first: a concurrent drop elsewhere then finds it answered.
                 answer_auto(&self.attempt, kind::HANDLER, e.to_string());
                 self.attempt.release();

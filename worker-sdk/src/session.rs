@@ -26,12 +26,14 @@ use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::mpsc::{self, OwnedPermit};
 use tokio::time::MissedTickBehavior;
 
-use crate::attempt::{Done, Key, Outgoing, Slots, Ticket};
+use crate::attempt::{Done, Outgoing, Slots, Ticket};
 use crate::event::Event;
 use crate::inflight::{Cancelled, InFlight, MAX_IN_FLIGHT};
 use crate::intake::{classify, next_message, FdArrival, Next};
 use crate::matcher::{Arrival, Waiting};
-use crate::protocol::{FrameReader, FromWorker, Heartbeat, Outcome, RemoteError, RequestFrame, ToWorker};
+use crate::protocol::{
+    AttemptKey, FrameReader, FromWorker, Heartbeat, Outcome, RemoteError, RequestFrame, ToWorker,
+};
 use crate::socket::Attachment;
 use crate::worker::{Control, Incoming};
 use crate::{kind, Error, Worker};
@@ -120,7 +122,7 @@ impl Session {
             ToWorker::Hello(_) => return Err(Error::Protocol("a second hello".into())),
             ToWorker::Request(frame) if frame.attachment.is_some() => self.attached_frame(frame).await,
             ToWorker::Request(frame) => self.plain_request(frame).await,
-            ToWorker::Cancel { id, attempt } => self.cancel((id, attempt)),
+            ToWorker::Cancel { id, attempt } => self.cancel(AttemptKey::new(id, attempt)),
             ToWorker::Broadcast { event, payload } => {
                 self.worker.dispatch_broadcast(Event::new(event, payload))
             }
@@ -140,7 +142,7 @@ impl Session {
     /// (waiting for room), one more for an early `Accepted` if `attached`,
     /// and one in the `Done` queue (always free: it has a slot per
     /// possible attempt). `None` when the link is gone.
-    async fn reserve(&mut self, key: Key, attached: bool) -> Option<Slots> {
+    async fn reserve(&mut self, key: AttemptKey, attached: bool) -> Option<Slots> {
         let closed = self.worker.inner.closed.clone();
         let out = &self.worker.inner.out;
         let take = |out: &mpsc::Sender<Outgoing>| {
@@ -165,9 +167,9 @@ impl Session {
     /// Registers an attempt and hands it to `serve`; with an attachment
     /// that could not be converted, answers it with an error instead.
     async fn register(&mut self, frame: RequestFrame, attachment: Option<Result<Attachment, String>>) {
-        let key = (frame.id, frame.attempt);
+        let key = frame.key();
         if self.inflight.contains(key) {
-            tracing::warn!(id = %key.0, attempt = key.1, "ignoring a duplicate request attempt");
+            tracing::warn!(id = %key.id, attempt = key.attempt, "ignoring a duplicate request attempt");
             return;
         }
         let Some(slots) = self.reserve(key, attachment.is_some()).await else {
@@ -200,14 +202,14 @@ impl Session {
 
     /// A request frame that announces an attachment, on the framed socket.
     async fn attached_frame(&mut self, frame: RequestFrame) {
-        let key = (frame.id, frame.attempt);
+        let key = frame.key();
         if self.worker.inner.fd_channel.is_none() {
-            tracing::warn!(id = %key.0, attempt = key.1, "a request with an attachment, but no fd channel");
+            tracing::warn!(id = %key.id, attempt = key.attempt, "a request with an attachment, but no fd channel");
             let why = "the request has an attachment, but this worker has no fd channel";
             return self.send_error(key, why).await;
         }
         if self.inflight.contains(key) {
-            tracing::warn!(id = %key.0, attempt = key.1, "ignoring a duplicate request attempt");
+            tracing::warn!(id = %key.id, attempt = key.attempt, "ignoring a duplicate request attempt");
             return;
         }
         let arrival = self.inflight.frame_arrived(frame);
@@ -233,16 +235,16 @@ impl Session {
     async fn on_fd_message(&mut self, message: crate::fdpass::FdMessage) {
         match classify(message) {
             FdArrival::Inline(frame, fd) => {
-                let key = (frame.id, frame.attempt);
+                let key = frame.key();
                 if let Err(why) = self.inflight.inline(key) {
-                    tracing::debug!(id = %key.0, attempt = key.1, "ignoring an inline request: {why}");
+                    tracing::debug!(id = %key.id, attempt = key.attempt, "ignoring an inline request: {why}");
                     return;
                 }
                 self.accept(frame, fd).await;
             }
             FdArrival::Descriptor(key, fd) => {
                 if self.inflight.contains(key) {
-                    tracing::warn!(id = %key.0, attempt = key.1, "closing a second descriptor for an accepted attempt");
+                    tracing::warn!(id = %key.id, attempt = key.attempt, "closing a second descriptor for an accepted attempt");
                     return;
                 }
                 let arrival = self.inflight.fd_arrived(key, fd);
@@ -261,8 +263,8 @@ impl Session {
                 evicted: Some((key, item)),
             } => {
                 tracing::warn!(
-                    id = %key.0,
-                    attempt = key.1,
+                    id = %key.id,
+                    attempt = key.attempt,
                     "too many unmatched attachments: dropping the oldest {item}"
                 );
                 if let Waiting::Frame(_) = item {
@@ -291,9 +293,9 @@ impl Session {
         self.register(frame, Some(converted)).await;
     }
 
-    fn cancel(&mut self, key: Key) {
+    fn cancel(&mut self, key: AttemptKey) {
         if let Cancelled::Waiting(Waiting::Frame(_)) = self.inflight.cancel(key) {
-            tracing::debug!(id = %key.0, attempt = key.1, "cancelled while waiting for its attachment");
+            tracing::debug!(id = %key.id, attempt = key.attempt, "cancelled while waiting for its attachment");
         }
     }
 
@@ -310,10 +312,10 @@ impl Session {
 
     /// An [`kind::ATTACHMENT`] error answer for an attempt that is not in
     /// the in-flight table.
-    async fn send_error(&mut self, key: Key, message: &str) {
+    async fn send_error(&mut self, key: AttemptKey, message: &str) {
         let frame = FromWorker::Response {
-            id: key.0,
-            attempt: key.1,
+            id: key.id,
+            attempt: key.attempt,
             outcome: Outcome::Err(RemoteError::new(kind::ATTACHMENT, message)),
             stream: false,
         };

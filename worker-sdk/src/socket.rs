@@ -11,7 +11,7 @@ use crate::protocol::AttachmentKind;
 use crate::stream::ChunkReader;
 
 /// A socket (or other descriptor) that came with a request, from
-/// [`Request::socket`].
+/// [`Request::socket`](crate::Request::socket).
 ///
 /// The variant follows the request's [`AttachmentKind`]: `Tcp` and `Unix`
 /// are ready-to-use tokio sockets, `Fd` is the descriptor as it came.

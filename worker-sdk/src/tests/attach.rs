@@ -397,9 +397,9 @@ async fn without_an_fd_channel_attachments_and_streams_are_errors() {
 
 #[test]
 fn the_pending_table_evicts_the_oldest_and_remembers_cancels() {
-    let key = |n: u8| (Uuid::from_bytes([n; 16]), 1);
+    let key = |n: u8| AttemptKey::new(Uuid::from_bytes([n; 16]), 1);
     let frame = |n: u8| RequestFrame {
-        id: key(n).0,
+        id: key(n).id,
         attempt: 1,
         created_at_ms: 0,
         payload: Vec::new(),
@@ -423,9 +423,9 @@ fn the_pending_table_evicts_the_oldest_and_remembers_cancels() {
     }
     assert_eq!(table.len(), 2);
     // Matches, in both directions.
-    assert!(matches!(table.frame(frame(3)), Arrival::Matched(f, _) if f.id == key(3).0));
+    assert!(matches!(table.frame(frame(3)), Arrival::Matched(f, _) if f.id == key(3).id));
     let (_r2, w2) = pipe();
-    assert!(matches!(table.fd(key(2), w2), Arrival::Matched(f, _) if f.id == key(2).0));
+    assert!(matches!(table.fd(key(2), w2), Arrival::Matched(f, _) if f.id == key(2).id));
     assert_eq!(table.len(), 0);
     // A cancelled frame's descriptor is refused when it comes, once.
     assert!(matches!(table.frame(frame(4)), Arrival::Stored { .. }));

@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::{is_eof, pipe};
 use crate::fdpass::{FdChannel, FdMessage};
 use crate::protocol::{
-    encode_payload, AttachmentKind, FdTag, RequestFrame, FD_KIND_ATTACHMENT, FD_KIND_RESPONSE_STREAM,
-    FD_MESSAGE_MAX,
+    encode_payload, AttachmentKind, AttemptKey, FdTag, RequestFrame, FD_KIND_ATTACHMENT,
+    FD_KIND_RESPONSE_STREAM, FD_MESSAGE_MAX,
 };
 
 fn channels() -> (FdChannel, FdChannel) {
@@ -187,7 +187,7 @@ async fn one_task_sends_while_another_receives() {
         tokio::spawn(async move {
             for attempt in 0..N {
                 let t = ch.recv().await.unwrap().unwrap().tag;
-                assert_eq!((t.id, t.attempt), (id, attempt), "in order");
+                assert_eq!(t.key(), AttemptKey::new(id, attempt), "in order");
             }
         })
     };

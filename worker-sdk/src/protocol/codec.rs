@@ -1,0 +1,178 @@
+//! The bytes: frame limits, the length-delimited MessagePack codec, the
+//! frame reader and writer both sides use, and how the Rust API encodes
+//! payloads.
+
+use std::marker::PhantomData;
+use std::pin::Pin;
+
+use bytes::{Bytes, BytesMut};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// The default bound on one frame's body, in bytes (8 MiB).
+pub const DEFAULT_MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
+
+/// Bytes a frame needs besides its payload (message tag, field names, ids,
+/// timestamps, length prefixes), with room to spare: the largest envelope,
+/// a `Request` with an attachment, takes about 100.
+pub const FRAME_OVERHEAD: usize = 256;
+
+/// The largest payload one frame carries, in both directions: a request's
+/// payload, an answer's payload, an `Emit` payload (less its event name).
+/// Both sides check it before sending: the supervisor refuses a larger
+/// request with `PayloadTooLarge`, the SDK answers a larger response with
+/// an `oversize` error. So a request of exactly this size can be echoed.
+///
+/// ```
+/// use nanny_worker::protocol::{max_payload_len, DEFAULT_MAX_FRAME_LEN};
+/// assert_eq!(max_payload_len(DEFAULT_MAX_FRAME_LEN), 8 * 1024 * 1024 - 256);
+/// ```
+pub const fn max_payload_len(max_frame_len: usize) -> usize {
+    max_frame_len.saturating_sub(FRAME_OVERHEAD)
+}
+
+/// Encodes a user value the way the Rust API puts it in payloads:
+/// MessagePack with named fields.
+pub fn encode_payload<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    rmp_serde::to_vec_named(value)
+}
+
+/// Decodes a payload written by [`encode_payload`] (or any MessagePack).
+pub fn decode_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, rmp_serde::decode::Error> {
+    rmp_serde::from_slice(bytes)
+}
+
+/// A [`tokio_serde`] codec for protocol frames: MessagePack with named
+/// fields (maps), so that fields can be appended without breaking peers.
+#[derive(Debug)]
+pub struct MsgPack<T> {
+    _marker: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Default for MsgPack<T> {
+    fn default() -> Self {
+        Self { _marker: PhantomData }
+    }
+}
+
+impl<T: Serialize> tokio_serde::Serializer<T> for MsgPack<T> {
+    type Error = std::io::Error;
+
+    fn serialize(self: Pin<&mut Self>, item: &T) -> Result<Bytes, Self::Error> {
+        rmp_serde::to_vec_named(item)
+            .map(Bytes::from)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
+impl<T: DeserializeOwned> tokio_serde::Deserializer<T> for MsgPack<T> {
+    type Error = std::io::Error;
+
+    fn deserialize(self: Pin<&mut Self>, src: &BytesMut) -> Result<T, Self::Error> {
+        rmp_serde::from_slice(src).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
+/// The length-delimited codec both sides use, bounded to `max_frame_len`.
+pub fn length_codec(max_frame_len: usize) -> tokio_util::codec::LengthDelimitedCodec {
+    tokio_util::codec::LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .big_endian()
+        .max_frame_length(max_frame_len)
+        .new_codec()
+}
+
+/// A framed reader of `T` messages over any byte source.
+pub type FrameReader<R, T> = tokio_serde::SymmetricallyFramed<
+    tokio_util::codec::FramedRead<R, tokio_util::codec::LengthDelimitedCodec>,
+    T,
+    MsgPack<T>,
+>;
+
+/// A framed writer of `T` messages over any byte sink.
+pub type FrameWriter<W, T> = tokio_serde::SymmetricallyFramed<
+    tokio_util::codec::FramedWrite<W, tokio_util::codec::LengthDelimitedCodec>,
+    T,
+    MsgPack<T>,
+>;
+
+/// Wraps a reader into a [`FrameReader`].
+pub fn frame_reader<R: tokio::io::AsyncRead, T>(io: R, max_frame_len: usize) -> FrameReader<R, T> {
+    tokio_serde::SymmetricallyFramed::new(
+        tokio_util::codec::FramedRead::new(io, length_codec(max_frame_len)),
+        MsgPack::default(),
+    )
+}
+
+/// Wraps a writer into a [`FrameWriter`].
+pub fn frame_writer<W: tokio::io::AsyncWrite, T>(io: W, max_frame_len: usize) -> FrameWriter<W, T> {
+    tokio_serde::SymmetricallyFramed::new(
+        tokio_util::codec::FramedWrite::new(io, length_codec(max_frame_len)),
+        MsgPack::default(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::{SinkExt, StreamExt};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::protocol::{
+        FromWorker, RequestFrame, SupervisorHello, ToWorker, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    };
+
+    #[tokio::test]
+    async fn frames_round_trip_both_ways() {
+        let (a, b) = tokio::net::UnixStream::pair().unwrap();
+        let mut w: FrameWriter<_, ToWorker> = frame_writer(a, 1024);
+        let mut r: FrameReader<_, ToWorker> = frame_reader(b, 1024);
+        let frames = vec![
+            ToWorker::Hello(SupervisorHello {
+                version: PROTOCOL_VERSION,
+                min_version: Some(MIN_PROTOCOL_VERSION),
+                worker_id: 7,
+                pulse_ms: 1000,
+                max_frame_len: 1024,
+            }),
+            ToWorker::Request(RequestFrame {
+                id: Uuid::new_v4(),
+                attempt: 1,
+                created_at_ms: 5,
+                payload: encode_payload(&("hi", 3u8)).unwrap(),
+                attachment: None,
+            }),
+            ToWorker::SoftKill,
+        ];
+        for f in &frames {
+            w.send(f.clone()).await.unwrap();
+        }
+        for f in frames {
+            assert_eq!(r.next().await.unwrap().unwrap(), f);
+        }
+    }
+
+    #[tokio::test]
+    async fn oversize_frame_is_an_error_on_both_sides() {
+        let (a, b) = tokio::net::UnixStream::pair().unwrap();
+        let mut w: FrameWriter<_, FromWorker> = frame_writer(a, 64);
+        let big = FromWorker::Emit {
+            event: "x".into(),
+            payload: vec![0; 100],
+        };
+        assert!(w.send(big.clone()).await.is_err(), "sender enforces the bound");
+        // A permissive sender against a strict reader: the reader refuses.
+        let mut w: FrameWriter<_, FromWorker> = frame_writer(w.into_inner().into_inner(), 4096);
+        let mut r: FrameReader<_, FromWorker> = frame_reader(b, 64);
+        w.send(big).await.unwrap();
+        assert!(r.next().await.unwrap().is_err(), "receiver enforces the bound");
+    }
+
+    #[tokio::test]
+    async fn garbage_is_a_decode_error_not_a_panic() {
+        use tokio::io::AsyncWriteExt;
+        let (mut a, b) = tokio::net::UnixStream::pair().unwrap();
+        let mut r: FrameReader<_, FromWorker> = frame_reader(b, 64);
+        a.write_all(&[0, 0, 0, 3, 0xc1, 0xc1, 0xc1]).await.unwrap();
+        assert!(r.next().await.unwrap().is_err());
+    }
+}

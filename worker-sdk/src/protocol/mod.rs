@@ -1,0 +1,42 @@
+//! The wire protocol between a nanny supervisor and one worker process.
+//!
+//! This module is the contract; `PROTOCOL.md` beside this crate describes the
+//! same thing for implementers in other languages. In short:
+//!
+//! * one `SOCK_STREAM` Unix socketpair per worker; the child inherits its end
+//!   (fd number in [`ENV_FD`]);
+//! * frames are a 4-byte big-endian length followed by that many bytes of
+//!   MessagePack; a frame longer than the negotiated maximum
+//!   ([`ENV_MAX_FRAME_LEN`], default [`DEFAULT_MAX_FRAME_LEN`]) is a protocol
+//!   error on either side;
+//! * the first frame each way is a hello carrying [`PROTOCOL_VERSION`];
+//! * messages are [`ToWorker`] (supervisor → worker) and [`FromWorker`]
+//!   (worker → supervisor), encoded as externally tagged enums with named
+//!   fields (MessagePack maps), so fields can be added compatibly.
+//!
+//! Payloads (`payload`, `body`) are opaque bytes to the protocol. The Rust
+//! API fills them with MessagePack (named fields) of the user's types.
+//!
+//! Everything is public at `nanny_worker::protocol::*`; the files behind it
+//! are split by concern: `hello.rs` (environment, versions, capabilities,
+//! hellos), `frames.rs` (the messages and [`AttemptKey`]), `fd.rs` (the fd
+//! channel's [`FdTag`]), `codec.rs` (limits, framing, payload encoding).
+
+mod codec;
+mod fd;
+mod frames;
+mod hello;
+
+pub use codec::{
+    decode_payload, encode_payload, frame_reader, frame_writer, length_codec, max_payload_len, FrameReader,
+    FrameWriter, MsgPack, DEFAULT_MAX_FRAME_LEN, FRAME_OVERHEAD,
+};
+pub use fd::{FdTag, FD_KIND_ATTACHMENT, FD_KIND_RESPONSE_STREAM, FD_MESSAGE_MAX};
+pub use frames::{
+    AttachmentKind, AttemptKey, FromWorker, Heartbeat, Outcome, RemoteError, RequestFrame, ToWorker,
+};
+pub use hello::{
+    Capabilities, SupervisorHello, WorkerHello, CAP_FD_CHANNEL, ENV_FD, ENV_FD_CHANNEL, ENV_LOGICAL_ID,
+    ENV_MAX_FRAME_LEN, ENV_POOL, ENV_PULSE_MS, ENV_SUPERVISOR_PID, ENV_WORKER_ID, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
+};

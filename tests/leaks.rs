@@ -38,24 +38,6 @@ enum End {
     Drop,
 }
 
-/// Open fds of this process, by target (`socket:[…]`, `pipe:[…]`, paths),
-/// with counts; the directory handle of the listing itself is left out.
-fn fd_targets() -> BTreeMap<String, usize> {
-    let me = format!("/proc/{}/fd", std::process::id());
-    let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd") {
-        let Ok(entry) = entry else { continue };
-        let Ok(target) = std::fs::read_link(entry.path()) else {
-            continue; // the listing's own fd, already closed
-        };
-        let target = target.to_string_lossy().into_owned();
-        if target != me {
-            *out.entry(target).or_insert(0) += 1;
-        }
-    }
-    out
-}
-
 /// Starts 4 workers, does some work (with a crash and a restart when
 /// `crash`), ends as told; returns the pid of every worker it spawned.
 async fn run(end: End, crash: bool) -> Vec<u32> {
@@ -88,25 +70,12 @@ async fn run(end: End, crash: bool) -> Vec<u32> {
         work(&sup, 200).await;
     }
     // Something left in flight for the end to deal with.
-    let pending: Vec<_> = (0..8)
-        .map(|_| spawn_enqueue(&sup, Cmd::Gate("never".into())))
-        .collect();
+    let pending = gated(&sup, 8, "never");
     wait_until("8 in flight", || async { stats(&sup).await.in_flight == 8 }).await;
     match end {
         End::Soft => {
             // Pending gates must finish for a soft kill to complete.
-            let killer = {
-                let sup = sup.clone();
-                tokio::spawn(async move { sup.soft_kill().await })
-            };
-            wait_until("the soft kill has begun", || async {
-                matches!(
-                    sup.enqueue_with(&Cmd::Whoami, nanny::EnqueueOptions::new().pool("none"))
-                        .await,
-                    Err(nanny::Error::ShuttingDown)
-                )
-            })
-            .await;
+            let killer = begin_soft_kill(&sup).await;
             release(&sup, "never").await;
             within("soft_kill", killer).await.unwrap();
             for r in join_all(pending).await {

@@ -26,11 +26,16 @@
 //! `TEST_SLOW_LOGICAL_ID` / `TEST_SLOW_MS` make one slot slow for [`Cmd::Work`].
 //! A serving worker takes SIGUSR1 without dying: it emits [`GOT_SIGUSR1`].
 //!
-//! Run by hand as `nanny-test-worker supervise N [signals]` it is a
-//! supervisor of `N` workers (itself, self-forked): it prints `PID <pid>` per
-//! worker, then `READY`, and sleeps until killed (tests SIGKILL it to check
-//! that its workers do not outlive it), or with `signals` takes SIGTERM as
-//! a soft kill and a second one as a hard kill (see [`supervise`]).
+//! Run by hand as `nanny-test-worker supervise N [signals] [KEY=VALUE…]` it
+//! is a supervisor of `N` workers (itself, self-forked): it prints `PID <pid>`
+//! per worker, then `READY`; then it takes commands on stdin (requests,
+//! counts) until killed (tests SIGKILL or SIGSTOP it to check that its
+//! workers do not outlive it, or that a paused supervisor stops no healthy
+//! worker), or with `signals` takes SIGTERM as a soft kill and a second one
+//! as a hard kill (see [`supervise`]).
+//!
+//! A `count` broadcast (see [`cmd::COUNT`]) makes every worker report its
+//! running request handlers.
 
 #[path = "../support/cmd.rs"]
 mod cmd;
@@ -42,7 +47,10 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cmd::{Cmd, Hasher, PatternReader, SocketReport, Whoami, GOT_SIGUSR1, PING, PONG, RELEASE, SET_READY};
+use cmd::{
+    Cmd, Hasher, PatternReader, SocketReport, Whoami, COUNT, COUNTED, GOT_SIGUSR1, PING, PONG, RELEASE,
+    SET_READY,
+};
 use futures::{SinkExt, StreamExt};
 use nanny_worker::protocol::{self as p, FromWorker, ToWorker, WorkerHello, PROTOCOL_VERSION};
 use nanny_worker::{HandlerError, Request, Socket, Worker};
@@ -119,6 +127,25 @@ struct State {
     hoard: Mutex<Vec<Vec<u8>>>,
     delay: Duration,
     slow: Option<Duration>,
+    /// Request handlers running now (see [`COUNT`]).
+    handlers: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a running handler in [`State::handlers`] until it is dropped
+/// (when the handler returns or its future is dropped).
+struct HandlerGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> HandlerGuard<'a> {
+    fn new(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for HandlerGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl State {
@@ -168,6 +195,7 @@ async fn serve() -> ExitCode {
         hoard: Mutex::new(Vec::new()),
         delay,
         slow,
+        handlers: std::sync::atomic::AtomicUsize::new(0),
     });
 
     let st = Arc::clone(&state);
@@ -184,6 +212,17 @@ async fn serve() -> ExitCode {
     worker.on_broadcast(PING, move |ev| {
         if let Ok(text) = ev.data::<String>() {
             let _ = w.emit(PONG, &(text, w.logical_id()));
+        }
+    });
+    let st = Arc::clone(&state);
+    worker.on_broadcast(COUNT, move |ev| {
+        if let Ok(nonce) = ev.data::<String>() {
+            let running = cmd::Running {
+                nonce,
+                worker_id: st.worker.id(),
+                handlers: st.handlers.load(std::sync::atomic::Ordering::SeqCst),
+            };
+            let _ = st.worker.emit(COUNTED, &running);
         }
     });
     if mode == "ignore-soft-kill" {
@@ -239,6 +278,7 @@ fn deafen() {
 }
 
 async fn handle(st: &State, mut req: Request) -> Result<(), HandlerError> {
+    let _running = HandlerGuard::new(&st.handlers);
     if !st.delay.is_zero() {
         tokio::time::sleep(st.delay).await;
     }
@@ -541,34 +581,87 @@ where
     ExitCode::SUCCESS
 }
 
-/// `supervise N [signals]`: a supervisor of N self-forked workers.
+/// `supervise N [signals] [KEY=VALUE…]`: a supervisor of N self-forked workers.
 ///
 /// Prints `PID <pid>` per worker, then `READY`. Without `signals` it then
-/// waits to be killed. With `signals` it takes SIGTERM/SIGINT
-/// (`handle_signals`, and no forced stop, so only a hard kill ends a worker
-/// that ignores the soft kill): it prints `DRAINING` once a soft kill has
-/// begun and `STOPPED` once the supervisor has ended, then exits 0.
+/// reads commands on stdin (see [`command`]) until its end, and waits to
+/// be killed. With `signals` it takes SIGTERM/SIGINT (`handle_signals`,
+/// and no forced stop, so only a hard kill ends a worker that ignores the
+/// soft kill): it prints `DRAINING` once a soft kill has begun and
+/// `STOPPED` once the supervisor has ended, then exits 0.
+///
+/// Settings: `pulse-ms=`, `unhealthy-ms=` (`unhealthy_timeout`),
+/// `max-restarts=`. Whatever the mode, it prints `STALLED <worker>` for
+/// every worker the supervisor stops as stalled.
 async fn supervise() -> ExitCode {
-    let n: usize = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(2);
-    let signals = std::env::args().nth(3).as_deref() == Some("signals");
+    let args: Vec<String> = std::env::args().skip(2).collect();
+    let n: usize = args.first().and_then(|n| n.parse().ok()).unwrap_or(2);
+    let signals = args.iter().any(|a| a == "signals");
+    let setting = |key: &str| -> Option<u64> {
+        args.iter().find_map(|a| {
+            let v = a.strip_prefix(key)?.strip_prefix('=')?;
+            Some(v.parse().unwrap_or_else(|e| panic!("{a:?}: {e}")))
+        })
+    };
     let spec = nanny::WorkerSpec::current_exe().expect("the current executable");
     let mut builder = nanny::Supervisor::builder().pool(nanny::Pool::default_pool(spec).workers(n));
     if signals {
         builder = builder.handle_signals(true).force_stop_delay(None);
     }
-    let supervisor = match builder.start().await {
+    if let Some(ms) = setting("pulse-ms") {
+        builder = builder.pulse(Duration::from_millis(ms));
+    }
+    if let Some(ms) = setting("unhealthy-ms") {
+        builder = builder.unhealthy_timeout(Some(Duration::from_millis(ms)));
+    }
+    if let Some(n) = setting("max-restarts") {
+        builder = builder.max_restarts(n as u32);
+    }
+    let supervisor = match builder.spawn() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("nanny-test-worker: supervisor failed to start: {e}");
             return ExitCode::from(1);
         }
     };
+    let stalled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut events = supervisor.events();
+    let count = Arc::clone(&stalled);
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            if let nanny::Event::WorkerStopping {
+                worker,
+                reason: nanny::events::StopReason::Stalled,
+            } = event
+            {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                say(&format!("STALLED {worker}"));
+            }
+        }
+    });
+    if let Err(e) = supervisor.ready().await {
+        eprintln!("nanny-test-worker: supervisor failed to start: {e}");
+        return ExitCode::from(1);
+    }
     let health = supervisor.health().await.expect("health of a running supervisor");
     for h in &health {
         say(&format!("PID {}", h.pid));
     }
     say("READY");
     if !signals {
+        // Read on a thread of its own (tokio's stdin is not in this build).
+        let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lines() {
+                let Ok(line) = line else { break };
+                if tx.blocking_send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        while let Some(line) = lines.recv().await {
+            command(&supervisor, &stalled, &line).await;
+        }
         futures::future::pending::<()>().await;
     }
     let mut draining = false;
@@ -588,6 +681,77 @@ async fn supervise() -> ExitCode {
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One command of the `supervise` mode, read on stdin:
+///
+/// | command                  | does, and prints                                                  |
+/// |--------------------------|-------------------------------------------------------------------|
+/// | `sleep N MS TIMEOUT_MS`  | N requests of `Cmd::Sleep(MS)`, each with that timeout and no retry; `SENT` once the workers' heartbeats count them all, `SLEPT ok=… timeout=… other=…` once all resolved |
+/// | `whoami N`               | N `Cmd::Whoami` requests at once; `WHOAMI ok=… err=…`             |
+/// | `counts`                 | `COUNTS stalled=… restarts=… failed=… ready=… running=…`: workers stopped as stalled, restarts, failed pools, ready workers, live workers |
+async fn command(sup: &nanny::Supervisor, stalled: &std::sync::atomic::AtomicUsize, line: &str) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let num = |i: usize| -> u64 { words.get(i).and_then(|w| w.parse().ok()).unwrap_or(1) };
+    match words.first().copied() {
+        Some("sleep") => {
+            let (n, ms, timeout) = (num(1) as usize, num(2), num(3));
+            let options = || {
+                nanny::EnqueueOptions::new()
+                    .timeout(Some(Duration::from_millis(timeout)))
+                    .retries(0)
+            };
+            let tasks: Vec<_> = (0..n)
+                .map(|_| {
+                    let sup = sup.clone();
+                    let opts = options();
+                    tokio::spawn(async move { sup.enqueue_with(&Cmd::Sleep(ms), opts).await })
+                })
+                .collect();
+            // In flight for the workers themselves: their heartbeats count them.
+            let seen = || async {
+                let h = sup.health().await.unwrap_or_default();
+                h.iter()
+                    .filter_map(|w| w.heartbeat.as_ref())
+                    .map(|hb| hb.in_flight as usize)
+                    .sum::<usize>()
+            };
+            while seen().await < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            say("SENT");
+            tokio::spawn(async move {
+                let (mut ok, mut timeouts, mut other) = (0, 0, 0);
+                for t in tasks {
+                    match t.await.expect("an enqueue task") {
+                        Ok(_) => ok += 1,
+                        Err(nanny::Error::Timeout { .. }) => timeouts += 1,
+                        Err(_) => other += 1,
+                    }
+                }
+                say(&format!("SLEPT ok={ok} timeout={timeouts} other={other}"));
+            });
+        }
+        Some("whoami") => {
+            let results = futures::future::join_all((0..num(1)).map(|_| sup.enqueue(&Cmd::Whoami))).await;
+            let ok = results.iter().filter(|r| r.is_ok()).count();
+            say(&format!("WHOAMI ok={ok} err={}", results.len() - ok));
+        }
+        Some("counts") => {
+            let restarts = sup.stats().await.map_or(0, |s| s.restarts);
+            let info = sup.inspect().await.expect("inspect a running supervisor");
+            let failed = info.pools.iter().filter(|p| p.failed).count();
+            let ready = sup.health().await.map_or(0, |h| {
+                h.iter().filter(|w| w.state == nanny::WorkerState::Ready).count()
+            });
+            say(&format!(
+                "COUNTS stalled={} restarts={restarts} failed={failed} ready={ready} running={}",
+                stalled.load(std::sync::atomic::Ordering::SeqCst),
+                info.count_running_workers(),
+            ));
+        }
+        _ => say(&format!("UNKNOWN {line}")),
     }
 }
 

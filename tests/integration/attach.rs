@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use nanny::{Attachment, AttachmentKind, Error, Event, Pool, Supervisor};
+use nanny::{Attachment, AttachmentKind, Error, Event, Supervisor};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 
@@ -863,13 +863,7 @@ async fn an_accepted_attachment_is_never_retried() {
 #[tokio::test]
 async fn a_request_that_never_reaches_a_worker_closes_its_attachment() {
     guard(async {
-        let pool = Pool::default_pool(worker_spec("normal"))
-            .workers(1)
-            .concurrency(1);
-        let sup = timers(Supervisor::builder().pool(pool))
-            .start()
-            .await
-            .expect("start");
+        let sup = capped(1, 1).start().await.expect("start");
         let gate = spawn_enqueue(&sup, Cmd::Gate("busy".into()));
         wait_until("the worker is full", || async {
             stats(&sup).await.in_flight == 1

@@ -114,9 +114,7 @@ async fn requests_go_to_the_named_pool() {
 async fn a_thousand_gated_requests_spread_over_four_workers() {
     guard(async {
         let sup = start(4).await;
-        let tasks: Vec<_> = (0..1000)
-            .map(|_| spawn_enqueue(&sup, Cmd::Gate("spread".into())))
-            .collect();
+        let tasks = gated(&sup, 1000, "spread");
         // Every request is dispatched before any is answered.
         wait_until("all 1000 requests are in flight", || async {
             stats(&sup).await.in_flight == 1000
@@ -236,9 +234,7 @@ async fn a_busy_worker_gets_nothing_until_it_is_ready_again() {
         let h = health(&sup).await;
         assert_eq!(h.iter().find(|h| h.id == busy).unwrap().state, WorkerState::Busy);
 
-        let tasks: Vec<_> = (0..6)
-            .map(|_| spawn_enqueue(&sup, Cmd::Gate("busy".into())))
-            .collect();
+        let tasks = gated(&sup, 6, "busy");
         wait_until("6 in flight", || async { stats(&sup).await.in_flight == 6 }).await;
         for h in health(&sup).await {
             let want = if h.id == busy { 0 } else { 6 };
@@ -257,9 +253,7 @@ async fn a_busy_worker_gets_nothing_until_it_is_ready_again() {
                 .any(|h| h.id == busy && h.state == WorkerState::Ready)
         })
         .await;
-        let tasks: Vec<_> = (0..6)
-            .map(|_| spawn_enqueue(&sup, Cmd::Gate("ready".into())))
-            .collect();
+        let tasks = gated(&sup, 6, "ready");
         wait_until("6 in flight", || async { stats(&sup).await.in_flight == 6 }).await;
         let h = health(&sup).await;
         assert!(
@@ -323,25 +317,9 @@ async fn thirty_thousand_requests_enqueued_before_any_worker_is_ready_all_resolv
 #[tokio::test]
 async fn a_full_queue_rejects_at_once() {
     guard(async {
-        let sup = timers(
-            Supervisor::builder().pool(
-                Pool::default_pool(worker_spec("normal"))
-                    .workers(1)
-                    .concurrency(2),
-            ),
-        )
-        .max_queue(4)
-        .start()
-        .await
-        .expect("start");
-        let tasks: Vec<_> = (0..6)
-            .map(|_| spawn_enqueue(&sup, Cmd::Gate("full".into())))
-            .collect();
-        wait_until("2 in flight and 4 queued", || async {
-            let s = stats(&sup).await;
-            s.in_flight == 2 && s.queued == 4
-        })
-        .await;
+        let sup = capped(1, 2).max_queue(4).start().await.expect("start");
+        let tasks = gated(&sup, 6, "full");
+        load(&sup, 2, 4).await;
         match within("an enqueue on a full queue", sup.enqueue(&Cmd::Echo("x".into()))).await {
             Err(Error::QueueFull { max_queue }) => assert_eq!(max_queue, 4),
             other => panic!("expected QueueFull, got {other:?}"),
@@ -359,16 +337,7 @@ async fn a_full_queue_rejects_at_once() {
 #[tokio::test]
 async fn dropping_an_enqueue_future_cancels_the_request() {
     guard(async {
-        let sup = timers(
-            Supervisor::builder().pool(
-                Pool::default_pool(worker_spec("normal"))
-                    .workers(1)
-                    .concurrency(1),
-            ),
-        )
-        .start()
-        .await
-        .expect("start");
+        let sup = capped(1, 1).start().await.expect("start");
         let running = spawn_enqueue(&sup, Cmd::Gate("never".into()));
         wait_until("one in flight", || async { stats(&sup).await.in_flight == 1 }).await;
         let queued = spawn_enqueue(&sup, Cmd::Gate("never".into()));

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use nanny::events::StopReason;
-use nanny::{Error, Event, Pool, Supervisor, WorkerState};
+use nanny::{Error, Event, WorkerState};
 
 use crate::support::*;
 
@@ -35,18 +35,12 @@ async fn drain_timeout_bounds_a_soft_kill_held_up_by_a_request_that_never_finish
             other => panic!("expected DrainTimeout, got {other:?}"),
         }
         // It stopped gracefully after the drain, not by a hard kill.
-        let exit = events
-            .wait_for("the exit", |e| matches!(e, Event::WorkerExited { .. }))
-            .await;
-        let Event::WorkerExited {
+        let Exit {
             expected,
             forced,
             reason,
             ..
-        } = exit
-        else {
-            unreachable!()
-        };
+        } = events.wait_for_exit("the exit", |_| true).await;
         assert!(expected && !forced, "{reason:?}");
         assert_eq!(reason, Some(StopReason::Shutdown));
     })
@@ -57,10 +51,7 @@ async fn drain_timeout_bounds_a_soft_kill_held_up_by_a_request_that_never_finish
 async fn drain_timeout_fails_what_a_soft_kill_could_not_serve() {
     guard(async {
         // One request in flight at a time: the rest wait in the queue.
-        let pool = Pool::default_pool(worker_spec("normal"))
-            .workers(1)
-            .concurrency(1);
-        let sup = timers(Supervisor::builder().pool(pool))
+        let sup = capped(1, 1)
             .drain_timeout(Some(DRAIN))
             .start()
             .await
@@ -68,11 +59,7 @@ async fn drain_timeout_fails_what_a_soft_kill_could_not_serve() {
         let stuck: Vec<_> = (0..3)
             .map(|i| spawn_enqueue(&sup, Cmd::Gate(format!("never-{i}"))))
             .collect();
-        wait_until("one in flight, two queued", || async {
-            let s = stats(&sup).await;
-            (s.in_flight, s.queued) == (1, 2)
-        })
-        .await;
+        load(&sup, 1, 2).await;
         within("soft kill", sup.soft_kill()).await;
         let mut attempts = Vec::new();
         for t in stuck {

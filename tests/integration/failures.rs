@@ -234,16 +234,7 @@ async fn a_handler_panic_is_an_error_answer_and_the_worker_lives_on() {
 #[tokio::test]
 async fn a_deadline_fails_running_and_queued_requests() {
     guard(async {
-        let sup = timers(
-            Supervisor::builder().pool(
-                nanny::Pool::default_pool(worker_spec("normal"))
-                    .workers(1)
-                    .concurrency(1),
-            ),
-        )
-        .start()
-        .await
-        .expect("start");
+        let sup = capped(1, 1).start().await.expect("start");
         let opts = || EnqueueOptions::new().deadline(Duration::from_millis(300));
         let gate = Cmd::Gate("never".into());
         let (running, queued) =

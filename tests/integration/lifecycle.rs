@@ -2,11 +2,9 @@
 //! resize, dropped handles, no orphans, no socket files, no inherited fds.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
 use std::time::Duration;
 
 use nanny::{EnqueueOptions, Error, Event, Pool, Response, Supervisor, WorkerState};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::support::*;
 
@@ -182,39 +180,13 @@ async fn custom_events_go_both_ways() {
 #[tokio::test]
 async fn soft_kill_under_load_loses_nothing() {
     guard(async {
-        let sup = timers(
-            Supervisor::builder().pool(
-                Pool::default_pool(worker_spec("normal"))
-                    .workers(2)
-                    .concurrency(4),
-            ),
-        )
-        .start()
-        .await
-        .expect("start");
+        let sup = capped(2, 4).start().await.expect("start");
         let events = Events::collect(&sup);
         let pids: BTreeSet<u32> = health(&sup).await.iter().map(|h| h.pid).collect();
-        let tasks: Vec<_> = (0..20)
-            .map(|_| spawn_enqueue(&sup, Cmd::Gate("drain".into())))
-            .collect();
-        wait_until("8 in flight and 12 queued", || async {
-            let s = stats(&sup).await;
-            s.in_flight == 8 && s.queued == 12
-        })
-        .await;
+        let tasks = gated(&sup, 20, "drain");
+        load(&sup, 8, 12).await;
 
-        let killer = {
-            let sup = sup.clone();
-            tokio::spawn(async move { sup.soft_kill().await })
-        };
-        // A probe: a running supervisor says UnknownPool, a stopping one ShuttingDown.
-        wait_until("the soft kill has begun", || async {
-            let probe = sup
-                .enqueue_with(&Cmd::Whoami, EnqueueOptions::new().pool("no-such-pool"))
-                .await;
-            matches!(probe, Err(Error::ShuttingDown))
-        })
-        .await;
+        let killer = begin_soft_kill(&sup).await;
         release(&sup, "drain").await;
         let responses: Vec<Response> = join_all(tasks)
             .await
@@ -226,17 +198,10 @@ async fn soft_kill_under_load_loses_nothing() {
 
         wait_until("every worker's clean exit is reported", || async {
             let exited: BTreeSet<u32> = events
-                .snapshot()
+                .exits()
                 .iter()
-                .filter_map(|e| match e {
-                    Event::WorkerExited {
-                        pid,
-                        status,
-                        expected: true,
-                        ..
-                    } if status.code == Some(0) => Some(*pid),
-                    _ => None,
-                })
+                .filter(|e| e.expected && e.status.code == Some(0))
+                .map(|e| e.pid)
                 .collect();
             exited == pids
         })
@@ -266,17 +231,7 @@ async fn soft_kill_before_the_workers_are_ready_still_serves_the_queue() {
         .await;
         let tasks: Vec<_> = (0..5).map(|_| spawn_enqueue(&sup, Cmd::Whoami)).collect();
         wait_until("5 queued", || async { stats(&sup).await.queued == 5 }).await;
-        let killer = {
-            let sup = sup.clone();
-            tokio::spawn(async move { sup.soft_kill().await })
-        };
-        wait_until("the soft kill has begun", || async {
-            let probe = sup
-                .enqueue_with(&Cmd::Whoami, EnqueueOptions::new().pool("no-such-pool"))
-                .await;
-            matches!(probe, Err(Error::ShuttingDown))
-        })
-        .await;
+        let killer = begin_soft_kill(&sup).await;
         sup.broadcast("go", &()).await.expect("broadcast");
         for r in join_all(tasks).await {
             r.expect("a request queued before the soft kill is served");
@@ -338,26 +293,11 @@ async fn soft_kill_forces_a_worker_that_does_not_exit() {
 #[tokio::test]
 async fn hard_kill_resolves_every_pending_request_with_killed() {
     guard(async {
-        let sup = timers(
-            Supervisor::builder().pool(
-                Pool::default_pool(worker_spec("normal"))
-                    .workers(2)
-                    .concurrency(2),
-            ),
-        )
-        .start()
-        .await
-        .expect("start");
+        let sup = capped(2, 2).start().await.expect("start");
         let events = Events::collect(&sup);
         let pids: BTreeSet<u32> = health(&sup).await.iter().map(|h| h.pid).collect();
-        let tasks: Vec<_> = (0..10)
-            .map(|_| spawn_enqueue(&sup, Cmd::Gate("never".into())))
-            .collect();
-        wait_until("4 in flight and 6 queued", || async {
-            let s = stats(&sup).await;
-            s.in_flight == 4 && s.queued == 6
-        })
-        .await;
+        let tasks = gated(&sup, 10, "never");
+        load(&sup, 4, 6).await;
         within("hard_kill", sup.hard_kill()).await;
         for r in join_all(tasks).await {
             assert!(matches!(r, Err(Error::Killed)), "got {r:?}");
@@ -391,9 +331,7 @@ async fn resize_up_then_down_drains_the_removed_workers() {
         let slots: BTreeSet<u64> = h.iter().map(|h| h.logical_id).collect();
         assert_eq!(slots, BTreeSet::from([0, 1, 2, 3]));
 
-        let tasks: Vec<_> = (0..8)
-            .map(|_| spawn_enqueue(&sup, Cmd::Gate("resize".into())))
-            .collect();
+        let tasks = gated(&sup, 8, "resize");
         wait_until("8 in flight", || async { stats(&sup).await.in_flight == 8 }).await;
         let shrink = {
             let sup = sup.clone();
@@ -494,80 +432,6 @@ async fn workers_inherit_no_socket_but_their_own_and_no_socket_file_is_left() {
         );
     })
     .await;
-}
-
-/// The fixture's `supervise` mode, running: a supervisor in a process of its own.
-struct Supervise {
-    child: tokio::process::Child,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    pid: u32,
-    workers: Vec<u32>,
-}
-
-impl Supervise {
-    /// Starts `supervise n [signals]` with workers in `mode`; returns once it said READY.
-    async fn start(n: usize, signals: bool, mode: &str) -> Self {
-        let mut cmd = tokio::process::Command::new(WORKER);
-        cmd.args(["supervise", &n.to_string()]);
-        if signals {
-            cmd.arg("signals");
-        }
-        let mut child = cmd
-            .env("TEST_MODE", mode)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("run the supervise mode");
-        let pid = child.id().expect("a pid");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut me = Self {
-            child,
-            lines,
-            pid,
-            workers: Vec::new(),
-        };
-        loop {
-            let line = me.next_line().await;
-            match line.strip_prefix("PID ") {
-                Some(pid) => me.workers.push(pid.parse::<u32>().expect("a pid")),
-                None if line == "READY" => break,
-                None => panic!("unexpected line {line:?}"),
-            }
-        }
-        assert_eq!(me.workers.len(), n);
-        for &w in &me.workers {
-            assert!(!is_dead(w));
-            assert_eq!(proc_ppid(w), Some(pid), "worker {w} is the supervisor's child");
-        }
-        me
-    }
-
-    async fn next_line(&mut self) -> String {
-        within("the supervise mode's output", self.lines.next_line())
-            .await
-            .expect("read stdout")
-            .expect("a line before the end of output")
-    }
-
-    fn signal(&self, signal: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), signal).expect("signal");
-    }
-
-    async fn wait(&mut self) -> std::process::ExitStatus {
-        within("the supervise mode's exit", self.child.wait())
-            .await
-            .unwrap()
-    }
-
-    async fn assert_workers_dead(&self) {
-        // Reaped by their supervisor, or reparented to init (or a subreaper):
-        // dead means gone, or a zombie.
-        wait_until("every worker of the supervisor is dead", || async {
-            self.workers.iter().all(|&pid| is_dead(pid))
-        })
-        .await;
-    }
 }
 
 #[tokio::test]

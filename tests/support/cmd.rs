@@ -290,6 +290,24 @@ pub(crate) const SET_READY: &str = "set-ready";
 pub(crate) const PING: &str = "ping";
 /// The custom event a worker emits in reply to [`PING`].
 pub(crate) const PONG: &str = "pong";
+/// On this broadcast (payload: a `String` nonce) every worker emits
+/// [`COUNTED`] with a [`Running`]: the worker side's count of requests in
+/// flight.
+pub(crate) const COUNT: &str = "count";
+/// The custom event a worker emits in reply to [`COUNT`].
+pub(crate) const COUNTED: &str = "counted";
+
+/// What a worker answers to [`COUNT`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Running {
+    /// The [`COUNT`] broadcast's nonce.
+    pub(crate) nonce: String,
+    /// `NANNY_WORKER_ID`.
+    pub(crate) worker_id: u64,
+    /// Request handlers running now (started and not yet returned).
+    pub(crate) handlers: usize,
+}
+
 /// The custom event a worker emits when it receives SIGUSR1; its payload is
 /// the worker's pid (a `u32`). SIGUSR1 does not end the worker.
 pub(crate) const GOT_SIGUSR1: &str = "got-sigusr1";

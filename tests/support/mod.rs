@@ -4,7 +4,10 @@
 #![allow(dead_code)] // each test binary uses a part
 
 pub(crate) mod cmd;
+pub(crate) mod setups;
+pub(crate) mod supervise;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +20,10 @@ use tokio::task::JoinHandle;
 
 #[allow(unused_imports)] // not every binary uses every name
 pub(crate) use cmd::{Cmd, Whoami, GOT_SIGUSR1, PING, PONG, RELEASE, SET_READY};
+#[allow(unused_imports)]
+pub(crate) use setups::*;
+#[allow(unused_imports)]
+pub(crate) use supervise::{parse_counts, Supervise};
 
 /// The worker fixture (`tests/bin/test_worker.rs`).
 pub(crate) const WORKER: &str = env!("CARGO_BIN_EXE_nanny-test-worker");
@@ -186,6 +193,24 @@ pub(crate) fn proc_ppid(pid: u32) -> Option<u32> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// Open fds of this process, by target (`socket:[…]`, `pipe:[…]`, paths),
+/// with counts; the directory handle of the listing itself is left out.
+pub(crate) fn fd_targets() -> BTreeMap<String, usize> {
+    let me = format!("/proc/{}/fd", std::process::id());
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd") {
+        let Ok(entry) = entry else { continue };
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue; // the listing's own fd, already closed
+        };
+        let target = target.to_string_lossy().into_owned();
+        if target != me {
+            *out.entry(target).or_insert(0) += 1;
+        }
+    }
+    out
 }
 
 /// Dead: no `/proc` entry, or a zombie / dead entry nobody reaped yet.

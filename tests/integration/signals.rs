@@ -1,0 +1,59 @@
+//! `Supervisor::signal`: a signal reaches one worker, and a fatal one is
+//! no budgeted restart.
+
+use nanny::{Error, Event, Signal};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn signal_reaches_one_worker_and_a_fatal_one_costs_no_restart_budget() {
+    guard(async {
+        // No restart budget at all: any budgeted restart would fail the pool.
+        // (cwd: a core dump, if the host writes them, does not land in the repo.)
+        let spec = worker_spec("normal").cwd(std::env::temp_dir());
+        let sup = builder_with(spec, 2)
+            .max_restarts(0)
+            .start()
+            .await
+            .expect("start");
+        let events = Events::collect(&sup);
+        let h = health(&sup).await;
+        let (a, b) = (&h[0], &h[1]);
+
+        // SIGUSR1 is handled by the worker: it reports it and lives on.
+        sup.signal(a.id, Signal::SIGUSR1).await.expect("signal");
+        let got = events
+            .wait_for(
+                "the worker saw SIGUSR1",
+                |e| matches!(e, Event::Custom(c) if c.name() == GOT_SIGUSR1),
+            )
+            .await;
+        let Event::Custom(c) = got else { unreachable!() };
+        assert_eq!(c.worker(), a.id, "only the signalled worker");
+        assert_eq!(c.data::<u32>().unwrap(), a.pid);
+        assert!(!is_dead(a.pid));
+
+        // SIGABRT kills it; it is replaced although the budget is zero.
+        sup.signal(b.id, Signal::SIGABRT).await.expect("signal");
+        let Exit { status, expected, .. } = exit_of(&events, b.id).await;
+        assert_eq!(status.signal, Some(6));
+        assert!(!expected);
+        sup.ready().await.expect("replaced, and the pool is not failed");
+        let info = sup.inspect().await.unwrap();
+        assert!(!info.pools[0].failed);
+        assert_eq!(info.count_active_workers(), 2);
+        assert!(info.workers.iter().all(|w| w.pid != b.pid));
+        assert_eq!(
+            events.count(|e| matches!(e, Event::RestartBudgetExhausted { .. })),
+            0
+        );
+
+        // A worker that is gone is unknown.
+        match sup.signal(b.id, Signal::SIGUSR1).await {
+            Err(Error::UnknownWorker { worker }) => assert_eq!(worker, b.id),
+            other => panic!("expected UnknownWorker, got {other:?}"),
+        }
+        sup.soft_kill().await;
+    })
+    .await;
+}

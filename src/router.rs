@@ -20,7 +20,9 @@
 //! `(in_flight, rss, id)`, updated incrementally on each change, so a pick is
 //! `O(log n)` and never rebuilds anything.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
 
 /// The ordering key of one candidate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,7 +36,7 @@ struct Key {
 #[derive(Debug, Default)]
 pub struct Router {
     ordered: BTreeSet<Key>,
-    keys: HashMap<u64, Key>,
+    keys: FxHashMap<u64, Key>,
 }
 
 impl Router {

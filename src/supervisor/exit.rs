@@ -35,6 +35,7 @@ impl Task {
             self.end_attempt(req, AttemptEnd::WorkerGone(id));
         }
         let mut w = self.workers.remove(&id).expect("present");
+        self.ledger.forget(id);
         // Every exit hangs up first: `HungUp` is a reason only for a worker
         // that stayed alive after it and had to be killed.
         if w.stop_reason == Some(StopReason::HungUp) && !w.forced {

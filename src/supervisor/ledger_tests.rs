@@ -307,6 +307,7 @@ fn run(steps: Vec<Step>) {
                     fail(&mut l, id);
                 }
                 assert_eq!(l.in_flight(WorkerId(w)), 0);
+                l.forget(WorkerId(w));
             }
         }
         l.check();

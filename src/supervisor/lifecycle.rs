@@ -24,7 +24,6 @@
 //! capacity never dips. A successor that fails to start costs restart
 //! budget and leaves the old worker serving.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -115,7 +114,7 @@ impl Task {
                 heartbeat: None,
                 busy: false,
                 caps: Capabilities::default(),
-                stream_fds: HashMap::new(),
+                stream_fds: rustc_hash::FxHashMap::default(),
                 served: 0,
                 spawned_at: now,
                 stop_reason: None,

@@ -34,11 +34,12 @@
 //! pushed to `pool` and neither popped nor withdrawn since, and `front` /
 //! `pop_front` only ever return such an id.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
+use rustc_hash::FxHashSet;
 
 use super::ids::RequestId;
 
@@ -110,7 +111,7 @@ pub(crate) struct MemoryQueue {
 struct Fifo {
     ids: VecDeque<RequestId>,
     /// Ids in `ids` that were withdrawn.
-    tombstones: HashSet<RequestId>,
+    tombstones: FxHashSet<RequestId>,
 }
 
 impl Fifo {

@@ -1,12 +1,12 @@
 //! The supervisor task: its state, its loop, and the commands it serves.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nanny_worker::protocol::Heartbeat;
+use rustc_hash::FxHashMap;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -94,7 +94,7 @@ pub(super) struct WorkerEntry {
     /// What its hello declared; nothing before it.
     pub(super) caps: nanny_worker::protocol::Capabilities,
     /// Response-stream descriptors that arrived before their answers.
-    pub(super) stream_fds: HashMap<AttemptKey, std::os::fd::OwnedFd>,
+    pub(super) stream_fds: FxHashMap<AttemptKey, std::os::fd::OwnedFd>,
     pub(super) served: u64,
     pub(super) spawned_at: Instant,
     pub(super) stop_reason: Option<StopReason>,
@@ -138,15 +138,15 @@ pub(super) struct Task {
     pub(super) links_tx: mpsc::Sender<LinkEvent>,
     pub(super) timers: DelayQueue<Timer>,
     pub(super) pools: Vec<PoolState>,
-    pub(super) workers: HashMap<WorkerId, WorkerEntry>,
+    pub(super) workers: FxHashMap<WorkerId, WorkerEntry>,
     /// Every pending request: queues, in-flight sets, request timers.
     pub(super) ledger: Ledger,
     /// Set by a handle whose `Cancel` found the command queue full: the
     /// ledger is swept for callers that have gone (see [`ledger`](super::ledger)).
     pub(super) gone: Arc<AtomicBool>,
-    /// When the loop last took an input, to notice a pause of the whole
-    /// process (see [`Task::catch_up`]).
-    pub(super) last_turn: Instant,
+    /// When the loop last took an input (coarse monotonic time), to notice
+    /// a pause of the whole process (see [`Task::catch_up`]).
+    pub(super) last_turn: Duration,
     /// The soft kill's `drain_timeout`.
     pub(super) soft_kill_timer: Option<delay_queue::Key>,
     pub(super) next_worker: u64,
@@ -169,6 +169,17 @@ pub(super) struct Task {
 /// A silence of the loop longer than this (and than two pulses) is a pause
 /// of the process: see [`Task::catch_up`].
 const PAUSE_MIN: Duration = Duration::from_millis(250);
+
+/// The monotonic clock at its coarse resolution (a few ms; the pause
+/// threshold is hundreds): read on every turn of the loop, and several
+/// times cheaper than `Instant::now()` in a VM.
+fn coarse_now() -> Duration {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE) {
+        Ok(t) => Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32),
+        // Never on Linux; then no pause is ever seen.
+        Err(_) => Duration::ZERO,
+    }
+}
 
 /// What one turn of the loop took.
 enum Input {
@@ -225,10 +236,10 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         links_tx,
         timers: DelayQueue::new(),
         pools,
-        workers: HashMap::new(),
+        workers: FxHashMap::default(),
         ledger,
         gone: gone.clone(),
-        last_turn: Instant::now(),
+        last_turn: coarse_now(),
         soft_kill_timer: None,
         next_worker: 1,
         events: events.clone(),
@@ -290,6 +301,7 @@ impl Task {
         }
         let mut pulse = tokio::time::interval(self.cfg.pulse);
         pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.last_turn = coarse_now(); // the first spawns are no pause
         while !self.finished() {
             let input = tokio::select! {
                 biased;
@@ -338,13 +350,14 @@ impl Task {
     /// waiting in the sockets are read. A timer that fired during the pause
     /// is filed again instead of acted on. Returns the input to handle now.
     fn catch_up(&mut self, input: Input) -> Option<Input> {
-        let now = Instant::now();
-        let gap = now.duration_since(self.last_turn);
-        self.last_turn = now;
+        let turn = coarse_now();
+        let gap = turn.saturating_sub(self.last_turn);
+        self.last_turn = turn;
         let threshold = (self.cfg.pulse * 2).max(PAUSE_MIN);
         if gap <= threshold {
             return Some(input);
         }
+        let now = Instant::now();
         tracing::warn!(
             ?gap,
             "the supervisor did not run for a while: deadlines move by the pause"
@@ -511,7 +524,9 @@ impl Task {
 
     /// Work that follows any event: settle waiters, progress a drain.
     fn after_event(&mut self) {
-        if self.gone.swap(false, Ordering::Relaxed) {
+        // A plain load first: the flag's cache line stays shared until a
+        // handle raises it.
+        if self.gone.load(Ordering::Relaxed) && self.gone.swap(false, Ordering::Relaxed) {
             self.sweep_gone();
         }
         if matches!(self.phase, Phase::Draining(_)) {

@@ -12,6 +12,11 @@ use crate::support::*;
 
 const DRAIN: Duration = Duration::from_millis(300);
 
+/// Starts `b` with a drain timeout of [`DRAIN`].
+async fn drained(b: nanny::Builder) -> nanny::Supervisor {
+    b.drain_timeout(Some(DRAIN)).start().await.expect("start")
+}
+
 /// Waits until `n` attempts are in flight on the supervisor's side.
 async fn in_flight(sup: &nanny::Supervisor, n: usize) {
     wait_until("attempts in flight", || async { stats(sup).await.in_flight == n }).await;
@@ -20,11 +25,7 @@ async fn in_flight(sup: &nanny::Supervisor, n: usize) {
 #[tokio::test]
 async fn drain_timeout_bounds_a_soft_kill_held_up_by_a_request_that_never_finishes() {
     guard(async {
-        let sup = builder(1)
-            .drain_timeout(Some(DRAIN))
-            .start()
-            .await
-            .expect("start");
+        let sup = drained(builder(1)).await;
         let events = Events::collect(&sup);
         // A gate nobody releases: without the bound, the soft kill waits forever.
         let stuck = spawn_enqueue(&sup, Cmd::Gate("never".into()));
@@ -51,11 +52,7 @@ async fn drain_timeout_bounds_a_soft_kill_held_up_by_a_request_that_never_finish
 async fn drain_timeout_fails_what_a_soft_kill_could_not_serve() {
     guard(async {
         // One request in flight at a time: the rest wait in the queue.
-        let sup = capped(1, 1)
-            .drain_timeout(Some(DRAIN))
-            .start()
-            .await
-            .expect("start");
+        let sup = drained(capped(1, 1)).await;
         let stuck: Vec<_> = (0..3)
             .map(|i| spawn_enqueue(&sup, Cmd::Gate(format!("never-{i}"))))
             .collect();
@@ -77,11 +74,7 @@ async fn drain_timeout_fails_what_a_soft_kill_could_not_serve() {
 #[tokio::test]
 async fn drain_timeout_bounds_a_resize_down_and_the_kept_worker_serves_on() {
     guard(async {
-        let sup = builder(2)
-            .drain_timeout(Some(DRAIN))
-            .start()
-            .await
-            .expect("start");
+        let sup = drained(builder(2)).await;
         // Fewest in flight first: one gated request on each worker.
         let a = spawn_enqueue(&sup, Cmd::Gate("a".into()));
         let b = spawn_enqueue(&sup, Cmd::Gate("b".into()));
@@ -151,11 +144,7 @@ async fn a_busy_worker_outlives_a_drain_until_it_says_ready() {
 #[tokio::test]
 async fn drain_timeout_bounds_the_wait_for_a_busy_worker() {
     guard(async {
-        let sup = builder(1)
-            .drain_timeout(Some(DRAIN))
-            .start()
-            .await
-            .expect("start");
+        let sup = drained(builder(1)).await;
         sup.enqueue(&Cmd::Busy).await.expect("busy");
         wait_until("busy", || async {
             health(&sup).await[0].state == WorkerState::Busy

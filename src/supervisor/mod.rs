@@ -15,14 +15,22 @@
 //!   answer is due, a oneshot. No lock is shared with callers.
 //! * The task ([`task`]) never awaits inside a state transition: its `on_*`
 //!   methods are plain functions, it sends to links with `try_send` only,
-//!   and its timers (attempt timeouts, deadlines, restarts, start timeouts,
-//!   forced stops) live in one `DelayQueue`, not one task per request.
-//! * Request dispatch, timeouts and retries are in [`dispatch`]; worker
-//!   spawn, readiness and stops in [`lifecycle`], over the pure state
-//!   machine of [`state`]; exits, restart policy and budget in [`exit`];
-//!   heartbeat deadlines, health checks, recycling and the read-only views
-//!   in [`watch`]; resize, reset, broadcast and soft/hard kill in
-//!   [`commands`].
+//!   and its timers live in two `DelayQueue`s (the ledger's for attempt
+//!   timeouts and deadlines, the task's for restarts, start timeouts, drain
+//!   timeouts and forced stops), not one task per request. A pause of the
+//!   whole process moves them all ([`pause`]).
+//! * Every pending request is in the [`ledger`], which owns the request
+//!   table, the per-pool queues (behind the [`queue`] seam), the in-flight
+//!   sets and the request timers, and is the only code that answers a
+//!   caller. Ids are typed ([`ids`]).
+//! * Admission, dispatch, timeouts, retries and withdrawal are in
+//!   [`dispatch`]; what workers send back for requests in [`answer`];
+//!   worker spawn, hello and readiness in [`lifecycle`], drains and the
+//!   stop sequence in [`stopping`], both over the pure state machine of
+//!   [`state`]; exits, restart policy and budget in [`exit`]; heartbeat
+//!   deadlines, health checks, recycling and the read-only views in
+//!   [`watch`]; resize, reset, broadcast and soft/hard kill in
+//!   [`commands`]; SIGINT/SIGTERM in [`signals`].
 
 mod answer;
 pub(crate) mod command;
@@ -33,8 +41,11 @@ mod handle;
 mod ids;
 mod ledger;
 mod lifecycle;
+mod pause;
 mod queue;
+mod signals;
 mod state;
+mod stopping;
 mod task;
 mod watch;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nanny_worker::protocol::Heartbeat;
 use rustc_hash::FxHashMap;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::time::{delay_queue, DelayQueue};
@@ -166,23 +166,8 @@ pub(super) struct Task {
     pub(super) released: Vec<crate::attach::Source>,
 }
 
-/// A silence of the loop longer than this (and than two pulses) is a pause
-/// of the process: see [`Task::catch_up`].
-const PAUSE_MIN: Duration = Duration::from_millis(250);
-
-/// The monotonic clock at its coarse resolution (a few ms; the pause
-/// threshold is hundreds): read on every turn of the loop, and several
-/// times cheaper than `Instant::now()` in a VM.
-fn coarse_now() -> Duration {
-    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE) {
-        Ok(t) => Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32),
-        // Never on Linux; then no pause is ever seen.
-        Err(_) => Duration::ZERO,
-    }
-}
-
 /// What one turn of the loop took.
-enum Input {
+pub(super) enum Input {
     Link(LinkEvent),
     /// A task timer and when it was due.
     Timer(Timer, Instant),
@@ -225,7 +210,10 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
     let tracker = TaskTracker::new();
     let stop_signals = CancellationToken::new();
     if cfg.handle_signals {
-        tracker.spawn(handle_signals(tx.downgrade(), stop_signals.clone()));
+        tracker.spawn(super::signals::handle_signals(
+            tx.downgrade(),
+            stop_signals.clone(),
+        ));
     }
     let ledger = Ledger::new(cfg.pools.len(), cfg.max_queue);
     let task = Task {
@@ -239,7 +227,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         workers: FxHashMap::default(),
         ledger,
         gone: gone.clone(),
-        last_turn: coarse_now(),
+        last_turn: super::pause::coarse_now(),
         soft_kill_timer: None,
         next_worker: 1,
         events: events.clone(),
@@ -262,36 +250,6 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
     })
 }
 
-/// SIGINT/SIGTERM: the first soft-kills, the next hard-kills. Holds only a
-/// weak sender, so it never keeps the supervisor alive.
-async fn handle_signals(tx: mpsc::WeakSender<Command>, stop: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        tracing::warn!("cannot install signal handlers");
-        return;
-    };
-    let mut received = 0;
-    loop {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-            () = stop.cancelled() => return,
-        }
-        received += 1;
-        let Some(tx) = tx.upgrade() else { return };
-        let (reply, _) = oneshot::channel();
-        let command = if received == 1 {
-            tracing::info!("signal received: soft kill (send again to hard-kill)");
-            Command::SoftKill(reply)
-        } else {
-            tracing::warn!("second signal received: hard kill");
-            Command::HardKill(reply)
-        };
-        let _ = tx.send(command).await;
-    }
-}
-
 impl Task {
     async fn run(mut self, stop_signals: CancellationToken) {
         for pool in 0..self.pools.len() {
@@ -301,7 +259,7 @@ impl Task {
         }
         let mut pulse = tokio::time::interval(self.cfg.pulse);
         pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        self.last_turn = coarse_now(); // the first spawns are no pause
+        self.last_turn = super::pause::coarse_now(); // the first spawns are no pause
         while !self.finished() {
             let input = tokio::select! {
                 biased;
@@ -339,70 +297,6 @@ impl Task {
             }
             Input::Arrived(pool) => self.dispatch(pool),
             Input::Pulse => self.on_pulse(),
-        }
-    }
-
-    /// Notices a pause of the whole process (SIGSTOP, a VM pause, a long
-    /// scheduler stall): the loop takes an input at least every pulse, so a
-    /// longer silence means it did not run. Time it did not see pass counts
-    /// against no worker and no request: heartbeat deadlines and every
-    /// timer move later by the pause, before the heartbeats and answers
-    /// waiting in the sockets are read. A timer that fired during the pause
-    /// is filed again instead of acted on. Returns the input to handle now.
-    fn catch_up(&mut self, input: Input) -> Option<Input> {
-        let turn = coarse_now();
-        let gap = turn.saturating_sub(self.last_turn);
-        self.last_turn = turn;
-        let threshold = (self.cfg.pulse * 2).max(PAUSE_MIN);
-        if gap <= threshold {
-            return Some(input);
-        }
-        let now = Instant::now();
-        tracing::warn!(
-            ?gap,
-            "the supervisor did not run for a while: deadlines move by the pause"
-        );
-        self.ledger.shift_timers(gap);
-        let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
-        for id in &ids {
-            let w = self.workers.get_mut(id).expect("listed");
-            w.last_heartbeat = (w.last_heartbeat + gap).min(now);
-            for key in [w.timer, w.drain_timer].into_iter().flatten() {
-                let when = self.timers.deadline(&key) + gap;
-                self.timers.reset_at(&key, when);
-            }
-        }
-        if let Some(key) = self.soft_kill_timer {
-            let when = self.timers.deadline(&key) + gap;
-            self.timers.reset_at(&key, when);
-        }
-        match input {
-            Input::Timer(timer, at) if at + gap > now => {
-                self.rearm(timer, at + gap);
-                None
-            }
-            Input::Request(expired, at) if at + gap > now => {
-                self.ledger.rearm(expired, at + gap);
-                None
-            }
-            input => Some(input),
-        }
-    }
-
-    /// Files a task timer that fired during a pause again, for `when`.
-    fn rearm(&mut self, timer: Timer, when: Instant) {
-        let key = self.timers.insert_at(timer, when.into());
-        let slot = match timer {
-            Timer::StartTimeout(w) | Timer::ForceKill(w) => self.workers.get_mut(&w).map(|w| &mut w.timer),
-            Timer::DrainTimeout(w) => self.workers.get_mut(&w).map(|w| &mut w.drain_timer),
-            Timer::SoftKillTimeout => Some(&mut self.soft_kill_timer),
-            Timer::Restart { .. } => return,
-        };
-        match slot {
-            Some(slot) => *slot = Some(key),
-            None => {
-                self.timers.remove(&key);
-            }
         }
     }
 

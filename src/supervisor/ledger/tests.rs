@@ -2,6 +2,7 @@
 //! property test over random sequences of what the supervisor task does.
 
 use std::collections::HashMap;
+use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use proptest::prelude::*;
@@ -10,6 +11,40 @@ use tokio::sync::oneshot;
 use super::*;
 
 type Rx = oneshot::Receiver<Result<Response, Error>>;
+
+impl Ledger {
+    /// Checks every invariant of the module docs (tests).
+    pub(super) fn check(&self) {
+        let mut queued = vec![0; self.pools];
+        let mut running = 0;
+        let mut timers = 0;
+        for (id, e) in &self.entries {
+            match e.place {
+                Place::Queued => queued[e.pool] += 1,
+                Place::Running { worker, .. } => {
+                    assert!(
+                        self.running[&worker].contains(id),
+                        "{id} runs on {worker} but is not in its set"
+                    );
+                    running += 1;
+                }
+            }
+            if e.place == Place::Queued {
+                assert!(e.timer.is_none(), "a queued request has no attempt timer");
+            }
+            timers += usize::from(e.timer.is_some()) + usize::from(e.deadline.is_some());
+        }
+        for (p, n) in queued.iter().enumerate() {
+            assert_eq!(self.queue.len(p), *n, "pool {p}: queue length and queued entries");
+        }
+        assert_eq!(
+            self.in_flight_total(),
+            running,
+            "in-flight sets and running entries"
+        );
+        assert_eq!(self.timers.len(), timers, "every timer belongs to a live request");
+    }
+}
 
 /// A runtime with paused time: `DelayQueue` needs a timer.
 fn runtime() -> tokio::runtime::Runtime {

@@ -41,6 +41,11 @@ impl Task {
             return Some(input);
         }
         let now = Instant::now();
+        // A timer that just fired is out of the queue: its key is stale and
+        // must not be moved (or, with its slot reused, move another timer).
+        if let Input::Timer(timer, _) = input {
+            self.forget_fired(timer);
+        }
         tracing::warn!(
             ?gap,
             "the supervisor did not run for a while: deadlines move by the pause"
@@ -69,6 +74,24 @@ impl Task {
                 None
             }
             input => Some(input),
+        }
+    }
+
+    /// Clears the stored key of a task timer that fired.
+    fn forget_fired(&mut self, timer: Timer) {
+        match timer {
+            Timer::StartTimeout(w) | Timer::ForceKill(w) => {
+                if let Some(w) = self.workers.get_mut(&w) {
+                    w.timer = None;
+                }
+            }
+            Timer::DrainTimeout(w) => {
+                if let Some(w) = self.workers.get_mut(&w) {
+                    w.drain_timer = None;
+                }
+            }
+            Timer::SoftKillTimeout => self.soft_kill_timer = None,
+            Timer::Restart { .. } => {}
         }
     }
 

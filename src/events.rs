@@ -173,6 +173,15 @@ pub enum Event {
         /// The pool.
         pool: String,
     },
+    /// A `resize` finished: the pool has `workers` ready workers and every
+    /// worker it removed is reaped. Overlapping resizes of one pool finish
+    /// together, at the last size asked for.
+    PoolResized {
+        /// The pool.
+        pool: String,
+        /// Its number of workers now.
+        workers: usize,
+    },
     /// A slot's workers failed to start more than `respawn_count` times in
     /// a row: the slot stays empty (the rest of the pool serves on) until
     /// `reset_failed` or a resize.

@@ -57,21 +57,42 @@ impl Task {
         }
     }
 
+    /// Settles `resize()` calls whose pool has reached its (latest) size:
+    /// every slot below the target ready, every worker removed by a resize
+    /// reaped. Overlapping calls for one pool settle together, when the
+    /// last size asked for is reached; one `PoolResized` says so.
     pub(super) fn check_resized(&mut self) {
         let waiters = std::mem::take(&mut self.resize_waiters);
+        let mut settled: Vec<usize> = Vec::new();
         for (pool, reply) in waiters {
             if let Some(e) = self.pool_stuck(pool) {
                 let _ = reply.send(Err(e));
                 continue;
             }
-            let p = &self.pools[pool];
-            let extra = p.slots.iter().skip(p.target).flatten().count();
-            if extra == 0 && self.pool_ready(pool) {
+            if self.pool_resized(pool) {
                 let _ = reply.send(Ok(()));
+                if !settled.contains(&pool) {
+                    settled.push(pool);
+                }
             } else {
                 self.resize_waiters.push((pool, reply));
             }
         }
+        for pool in settled {
+            let p = &self.pools[pool];
+            let (name, workers) = (p.cfg.name.clone(), p.target);
+            self.emit(Event::PoolResized { pool: name, workers });
+        }
+    }
+
+    fn pool_resized(&self, pool: usize) -> bool {
+        let p = &self.pools[pool];
+        let extra = p.slots.iter().skip(p.target).flatten().count();
+        let leaving = self
+            .workers
+            .values()
+            .any(|w| w.pool == pool && w.stop_reason == Some(StopReason::Resize));
+        extra == 0 && !leaving && self.pool_ready(pool)
     }
 
     pub(super) fn on_resize(&mut self, pool: &str, workers: usize, reply: Reply<Result<(), Error>>) {

@@ -360,7 +360,12 @@ impl Supervisor {
 
     /// Grows or shrinks `pool` to `workers` workers. Growing returns once the
     /// new workers are ready; shrinking drains the removed workers (their
-    /// in-flight requests finish) and returns once they are reaped.
+    /// in-flight requests finish, within `drain_timeout` if one is set) and
+    /// returns once they are reaped. Calls may overlap: a later size wins,
+    /// slots held by workers still draining from an earlier shrink get
+    /// fresh workers at once, and every call returns once the pool has the
+    /// last size asked for (then an [`Event::PoolResized`]). A call whose
+    /// future is dropped still takes effect.
     pub async fn resize(&self, pool: &str, workers: usize) -> Result<(), Error> {
         if workers == 0 {
             return Err(Error::InvalidArgument("a pool needs at least one worker".into()));

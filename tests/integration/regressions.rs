@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use nanny::{Supervisor, WorkerState};
+use nanny::{Event, Supervisor, WorkerState};
 use nix::sys::signal::Signal;
 
 use crate::support::*;
@@ -196,6 +196,7 @@ async fn finding_2_a_resize_up_while_a_resize_down_drains_both_return() {
     guard(async {
         let key = fresh_key("finding-2");
         let (sup, held) = four_busy_workers(&key).await;
+        let events = Events::collect(&sup);
         let down = resizing(&sup, 1);
         shrinking(&sup).await;
         assert!(!down.is_finished(), "the shrink waits for the held requests");
@@ -203,6 +204,16 @@ async fn finding_2_a_resize_up_while_a_resize_down_drains_both_return() {
         // Let the drains end: the removed workers exit (or are kept).
         release(&sup, &key).await;
         both_return(down, up, "resize(4) asked while resize(1) drained").await;
+        // The two calls settled together, at the last size asked for.
+        let resized: Vec<usize> = events
+            .snapshot()
+            .iter()
+            .filter_map(|e| match e {
+                Event::PoolResized { workers, .. } => Some(*workers),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(resized, [4], "one PoolResized, for the size asked last");
         back_to_four(&sup, &key, held).await;
     })
     .await;

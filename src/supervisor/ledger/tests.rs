@@ -222,9 +222,10 @@ enum Step {
         retries: u32,
         unlimited: bool,
     },
+    /// The pool's next request goes to a live worker that is not draining.
     Dispatch {
         pool: usize,
-        worker: u64,
+        worker: usize,
     },
     Answer(usize),
     /// An attempt ends without an answer (timeout, worker exit): retry or fail.
@@ -234,20 +235,28 @@ enum Step {
     /// The `Cancel` command of a drop arrives.
     Cancel(usize),
     Sweep,
-    WorkerExit(u64),
+    /// A worker dies: its attempts fail; a replacement joins.
+    WorkerExit(usize),
+    /// Resize up (a worker joins) or down (a worker drains: no new work;
+    /// it leaves once its attempts have ended).
+    Resize {
+        up: bool,
+        worker: usize,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => (0..2usize, 0..3u32, any::<bool>())
             .prop_map(|(pool, retries, unlimited)| Step::Enqueue { pool, retries, unlimited: unlimited && retries == 2 }),
-        3 => (0..2usize, 1..4u64).prop_map(|(pool, worker)| Step::Dispatch { pool, worker }),
+        3 => (0..2usize, any::<usize>()).prop_map(|(pool, worker)| Step::Dispatch { pool, worker }),
         2 => any::<usize>().prop_map(Step::Answer),
         2 => any::<usize>().prop_map(Step::Fail),
         1 => any::<usize>().prop_map(Step::Drop),
         1 => any::<usize>().prop_map(Step::Cancel),
         1 => Just(Step::Sweep),
-        1 => (1..4u64).prop_map(Step::WorkerExit),
+        1 => any::<usize>().prop_map(Step::WorkerExit),
+        1 => (any::<bool>(), any::<usize>()).prop_map(|(up, worker)| Step::Resize { up, worker }),
     ]
 }
 
@@ -260,8 +269,61 @@ fn fail(l: &mut Ledger, id: RequestId) {
     }
 }
 
-fn nth(ids: &[RequestId], n: usize) -> Option<RequestId> {
-    (!ids.is_empty()).then(|| ids[n % ids.len()])
+fn nth<T: Copy>(items: &[T], n: usize) -> Option<T> {
+    (!items.is_empty()).then(|| items[n % items.len()])
+}
+
+/// The workers of the property test: live ones, some draining.
+#[derive(Debug)]
+struct Workers {
+    live: Vec<WorkerId>,
+    draining: Vec<WorkerId>,
+    next: u64,
+}
+
+impl Workers {
+    fn new() -> Self {
+        Self {
+            live: (1..=3).map(WorkerId).collect(),
+            draining: Vec::new(),
+            next: 4,
+        }
+    }
+
+    fn join(&mut self) {
+        self.live.push(WorkerId(self.next));
+        self.next += 1;
+    }
+
+    /// Those that can take work.
+    fn serving(&self) -> Vec<WorkerId> {
+        self.live
+            .iter()
+            .copied()
+            .filter(|w| !self.draining.contains(w))
+            .collect()
+    }
+
+    /// A worker leaves: its books go.
+    fn leave(&mut self, l: &mut Ledger, w: WorkerId) {
+        assert_eq!(l.in_flight(w), 0, "{w} leaves with nothing in flight");
+        l.forget(w);
+        self.live.retain(|&x| x != w);
+        self.draining.retain(|&x| x != w);
+    }
+
+    /// Draining workers with nothing left in flight leave.
+    fn settle(&mut self, l: &mut Ledger) {
+        let done: Vec<_> = self
+            .draining
+            .iter()
+            .copied()
+            .filter(|&w| l.in_flight(w) == 0)
+            .collect();
+        for w in done {
+            self.leave(l, w);
+        }
+    }
 }
 
 fn run(steps: Vec<Step>) {
@@ -270,6 +332,7 @@ fn run(steps: Vec<Step>) {
     let mut l = Ledger::new(2, 8);
     let mut rxs: HashMap<RequestId, Rx> = HashMap::new();
     let mut dropped = 0;
+    let mut workers = Workers::new();
     for s in steps {
         let mut ids = l.ids();
         ids.sort_by_key(|id| id.0);
@@ -296,8 +359,10 @@ fn run(steps: Vec<Step>) {
                 }
             }
             Step::Dispatch { pool, worker } => {
-                if let Some(id) = l.next_queued(pool) {
-                    l.start_attempt(id, WorkerId(worker), Instant::now());
+                if let Some(w) = nth(&workers.serving(), worker) {
+                    if let Some(id) = l.next_queued(pool) {
+                        l.start_attempt(id, w, Instant::now());
+                    }
                 }
             }
             Step::Answer(n) => {
@@ -337,13 +402,28 @@ fn run(steps: Vec<Step>) {
                     assert!(w.running.is_none_or(|(_, k)| l.get(k.id).is_none()));
                 }
             }
-            Step::WorkerExit(w) => {
-                for id in l.running_on(WorkerId(w)) {
-                    fail(&mut l, id);
+            Step::WorkerExit(n) => {
+                if let Some(w) = nth(&workers.live, n) {
+                    for id in l.running_on(w) {
+                        fail(&mut l, id);
+                    }
+                    workers.leave(&mut l, w);
+                    workers.join();
                 }
-                assert_eq!(l.in_flight(WorkerId(w)), 0);
-                l.forget(WorkerId(w));
             }
+            Step::Resize { up: true, .. } => workers.join(),
+            Step::Resize { up: false, worker } => {
+                // Never below one serving worker, as `resize` refuses 0.
+                let serving = workers.serving();
+                if serving.len() > 1 {
+                    let w = nth(&serving, worker).expect("some serve");
+                    workers.draining.push(w);
+                }
+            }
+        }
+        workers.settle(&mut l);
+        for &w in &workers.draining {
+            assert!(workers.live.contains(&w));
         }
         l.check();
         // Every live caller's request is still in the books or answered.
@@ -354,10 +434,26 @@ fn run(steps: Vec<Step>) {
             );
         }
     }
-    // Shutdown: what is left resolves.
-    for id in l.ids() {
-        assert!(l.resolve(id, Err(Error::Killed)).is_some());
+    // Nothing is stuck: serving what is left empties the books (a queued
+    // request always comes out of its queue, a running one always ends).
+    let serving = workers.serving();
+    for _ in 0..1000 {
+        for pool in 0..2 {
+            while let Some(id) = l.next_queued(pool) {
+                l.start_attempt(id, serving[0], Instant::now());
+            }
+        }
+        for id in l.ids() {
+            if let Some(w) = l.get(id).and_then(Entry::worker) {
+                l.resolve(id, answer(id, w));
+            }
+        }
+        l.check();
+        if l.ids().is_empty() {
+            break;
+        }
     }
+    assert!(l.ids().is_empty(), "stuck: {:?}", l.ids());
     l.check();
     assert_eq!((l.queued_total(), l.in_flight_total()), (0, 0), "nothing stuck");
     for (id, mut rx) in rxs {

@@ -327,8 +327,10 @@ impl Task {
             let _ = w.send(Err(Error::ShuttingDown));
         }
         // No detached task outlives shutdown: the signal task is told to
-        // stop, link tasks have ended with their processes.
+        // stop, link tasks have ended with their processes, and one still
+        // waiting to report something is let go (nobody reads it now).
         self.ledger.close().await;
+        self.links_rx.close();
         stop_signals.cancel();
         self.kill.cancel();
         self.tracker.close();

@@ -9,7 +9,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-mod attach;
+mod attach_retries;
+mod attach_sockets;
+mod attach_streams;
 mod degraded;
 mod dispatch;
 mod drains;

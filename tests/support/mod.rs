@@ -3,6 +3,7 @@
 //! for correctness), a per-test guard timeout, and an event collector.
 #![allow(dead_code)] // each test binary uses a part
 
+pub(crate) mod attachments;
 pub(crate) mod cmd;
 pub(crate) mod setups;
 pub(crate) mod supervise;

@@ -1,7 +1,9 @@
 //! Drives a [`Worker`] over a real socketpair against a fake supervisor
 //! written with the protocol helpers.
 
-mod attach;
+mod attach_refusals;
+mod attach_requests;
+mod attach_streams;
 mod env;
 mod fdpass;
 mod link;
@@ -236,6 +238,12 @@ impl Fake {
         }
     }
 
+    /// Expects `Accepted` for `id`, then its response.
+    async fn response_after_accepted(&mut self, id: Uuid) -> Outcome {
+        assert_eq!(self.next().await, accepted(id));
+        self.response(id).await
+    }
+
     /// The next response, which must be a remote error; returns its kind.
     async fn error_kind(&mut self, id: Uuid) -> String {
         match self.response(id).await {
@@ -249,6 +257,11 @@ impl Fake {
         let wait = tokio::time::timeout(Duration::from_millis(100), self.next()).await;
         assert!(wait.is_err(), "unexpected frame: {:?}", wait.unwrap());
     }
+}
+
+/// The worker's `Accepted` for attempt 1 of `id`.
+fn accepted(id: Uuid) -> FromWorker {
+    FromWorker::Accepted { id, attempt: 1 }
 }
 
 fn ok_payload<T: serde::de::DeserializeOwned>(outcome: Outcome) -> T {

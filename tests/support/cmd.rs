@@ -1,4 +1,4 @@
-//! The requests the test worker (`tests/bin/test_worker.rs`) understands and
+//! The requests the test worker (`tests/bin/test_worker/`) understands and
 //! what it answers. Shared, by `#[path]`, by the worker and the tests, so
 //! both sides always agree on the wire shape.
 #![allow(dead_code)] // each side uses its half

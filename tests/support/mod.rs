@@ -26,7 +26,7 @@ pub(crate) use setups::*;
 #[allow(unused_imports)]
 pub(crate) use supervise::{parse_counts, Supervise};
 
-/// The worker fixture (`tests/bin/test_worker.rs`).
+/// The worker fixture (`tests/bin/test_worker/`).
 pub(crate) const WORKER: &str = env!("CARGO_BIN_EXE_nanny-test-worker");
 
 /// A test that has not finished after this is hung: it fails.

@@ -1,0 +1,124 @@
+//! `nanny-test-worker`: the one worker fixture of nanny's integration tests.
+//!
+//! Started by a supervisor (`NANNY_FD` is set) it is a worker. It answers the
+//! [`Cmd`] requests of `tests/support/cmd.rs`, and its behaviour at start is
+//! set by the environment:
+//!
+//! | `TEST_MODE`            | behaviour                                                        |
+//! |------------------------|------------------------------------------------------------------|
+//! | `normal` (default)     | connect, `ready()`, serve                                        |
+//! | `never-ready`          | connect and serve, but never say ready                           |
+//! | `bad-hello`            | raw: a hello with a wrong protocol version                       |
+//! | `garbage-after-ready`  | raw: hello, `Ready`, then a frame that is not MessagePack        |
+//! | `oversize-after-ready` | raw: hello, `Ready`, then a length prefix above the frame limit  |
+//! | `crash-on-start`       | `exit(3)` at once                                                |
+//! | `slow`                 | sleep `TEST_DELAY_MS` before each request                        |
+//! | `ignore-soft-kill`     | a soft-kill hook that never finishes (only SIGKILL ends it)      |
+//! | `hangup-after-ready`   | raw: hello, `Ready`, then close the socket and live on           |
+//! | `raw-no-caps`          | raw: a hello declaring no capabilities, `Ready`, then answer `Echo` (a request with an attachment: a `got-attachment` error) |
+//! | `deaf`                 | never reads its fd channel (no attachment is ever accepted); ready only on `set-ready` |
+//!
+//! `TEST_MODE_MAX_ID=N` applies the mode to workers whose `NANNY_WORKER_ID`
+//! is at most `N` only; later workers (replacements) are `normal`.
+//! `TEST_MODE_MIN_ID=N` applies it to workers whose id is at least `N`
+//! only; earlier ones are `normal`.
+//! `TEST_READY_ON=EVENT` says ready on that broadcast instead of at once.
+//! `TEST_SLOW_LOGICAL_ID` / `TEST_SLOW_MS` make one slot slow for [`Cmd::Work`].
+//! A serving worker takes SIGUSR1 without dying: it emits [`GOT_SIGUSR1`].
+//!
+//! Run by hand as `nanny-test-worker supervise N [signals] [KEY=VALUE…]` it
+//! is a supervisor of `N` workers (itself, self-forked): it prints `PID <pid>`
+//! per worker, then `READY`; then it takes commands on stdin (requests,
+//! counts) until killed (tests SIGKILL or SIGSTOP it to check that its
+//! workers do not outlive it, or that a paused supervisor stops no healthy
+//! worker), or with `signals` takes SIGTERM as a soft kill and a second one
+//! as a hard kill (see [`supervise`]).
+//!
+//! A `count` broadcast (see [`cmd::COUNT`]) makes every worker report its
+//! running request handlers.
+
+//!
+//! The modes live in modules of their own: `serve` (the SDK-based worker)
+//! and `handle` (its [`Cmd`] handler), `raw` (the protocol-breaking modes),
+//! and `supervise` (the `supervise` mode).
+//!
+//! [`Cmd`]: cmd::Cmd
+//! [`Cmd::Work`]: cmd::Cmd::Work
+//! [`GOT_SIGUSR1`]: cmd::GOT_SIGUSR1
+//! [`supervise`]: supervise::supervise
+
+#[path = "../../support/cmd.rs"]
+mod cmd;
+mod handle;
+mod raw;
+mod serve;
+mod supervise;
+
+use std::process::ExitCode;
+
+use nanny_worker::protocol as p;
+
+use raw::{raw, RawMode};
+use serve::serve;
+use supervise::supervise;
+
+fn main() -> ExitCode {
+    // `Cmd::Panic` panics on purpose: keep it out of the test output.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.payload().downcast_ref::<&str>() != Some(&PANIC_MESSAGE) {
+            report(info);
+        }
+    }));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    if nanny_worker::is_worker() {
+        rt.block_on(worker_main())
+    } else if std::env::args().nth(1).as_deref() == Some("supervise") {
+        rt.block_on(supervise())
+    } else {
+        eprintln!("nanny-test-worker: run by a nanny supervisor, or as `nanny-test-worker supervise N`");
+        ExitCode::from(2)
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|v| {
+        v.parse()
+            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}"))
+    })
+}
+
+/// `TEST_MODE`, or `normal` for workers past `TEST_MODE_MAX_ID` or before
+/// `TEST_MODE_MIN_ID`.
+fn mode() -> String {
+    let mode = std::env::var("TEST_MODE").unwrap_or_else(|_| "normal".into());
+    let id = env_u64(p::ENV_WORKER_ID);
+    match (env_u64("TEST_MODE_MAX_ID"), env_u64("TEST_MODE_MIN_ID"), id) {
+        (Some(max), _, Some(id)) if id > max => "normal".into(),
+        (_, Some(min), Some(id)) if id < min => "normal".into(),
+        _ => mode,
+    }
+}
+
+/// What [`Cmd::Panic`] panics with.
+const PANIC_MESSAGE: &str = "told to panic";
+
+async fn worker_main() -> ExitCode {
+    match mode().as_str() {
+        "normal" | "slow" | "never-ready" | "ignore-soft-kill" | "deaf" => serve().await,
+        "crash-on-start" => std::process::exit(3),
+        "bad-hello" => raw(RawMode::BadHello).await,
+        "garbage-after-ready" => raw(RawMode::Garbage).await,
+        "oversize-after-ready" => raw(RawMode::Oversize).await,
+        "hangup-after-ready" => raw(RawMode::HangUp).await,
+        "raw-no-caps" => raw(RawMode::NoCaps).await,
+        "deaf-then-exit" => raw(RawMode::DeafThenExit).await,
+        other => {
+            eprintln!("nanny-test-worker: unknown TEST_MODE {other:?}");
+            ExitCode::from(2)
+        }
+    }
+}

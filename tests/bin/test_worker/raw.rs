@@ -1,0 +1,134 @@
+//! The raw modes: the protocol spoken by hand, without the SDK, to break
+//! it on purpose (`bad-hello`, `garbage-after-ready`, `oversize-after-ready`,
+//! `hangup-after-ready`, `raw-no-caps`, `deaf-then-exit`).
+
+use std::os::fd::{FromRawFd, RawFd};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use nanny_worker::protocol::{self as p, FromWorker, ToWorker, WorkerHello, PROTOCOL_VERSION};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::cmd::Cmd;
+use crate::env_u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RawMode {
+    BadHello,
+    Garbage,
+    Oversize,
+    HangUp,
+    NoCaps,
+    /// Ready, then shuts its socket down for reading (the supervisor's
+    /// writes fail from then on), and exits 0 by itself 500 ms later.
+    DeafThenExit,
+}
+
+/// Speaks the protocol by hand, to break it on purpose.
+pub(crate) async fn raw(mode: RawMode) -> ExitCode {
+    let fd: RawFd = env_u64(p::ENV_FD).expect("NANNY_FD is set") as RawFd;
+    let max = env_u64(p::ENV_MAX_FRAME_LEN).unwrap_or(p::DEFAULT_MAX_FRAME_LEN as u64) as usize;
+    #[allow(unsafe_code)]
+    // SAFETY: the supervisor hands this process the fd in NANNY_FD, and
+    // nothing else in this process (the SDK is not used here) owns it.
+    let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) };
+    stream.set_nonblocking(true).expect("nonblocking socket");
+    let stream = tokio::net::UnixStream::from_std(stream).expect("a tokio socket");
+    let (rd, wr) = stream.into_split();
+    let mut reader: p::FrameReader<_, ToWorker> = p::frame_reader(rd, max);
+    let mut writer: p::FrameWriter<_, FromWorker> = p::frame_writer(wr, max);
+
+    let version = match mode {
+        RawMode::BadHello => PROTOCOL_VERSION + 99,
+        _ => PROTOCOL_VERSION,
+    };
+    let hello = WorkerHello {
+        version,
+        pid: std::process::id(),
+        agent: "nanny-test-worker/raw".into(),
+        capabilities: Vec::new(), // not even the fd channel
+    };
+    if writer.send(FromWorker::Hello(hello)).await.is_err() {
+        return ExitCode::from(1);
+    }
+    if mode != RawMode::BadHello {
+        // The supervisor's hello, then say ready and break the stream.
+        let _ = reader.next().await;
+        if writer.send(FromWorker::Ready).await.is_err() {
+            return ExitCode::from(1);
+        }
+        if mode == RawMode::HangUp {
+            drop((reader, writer));
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            return ExitCode::SUCCESS;
+        }
+        if mode == RawMode::NoCaps {
+            return raw_echo(reader, writer).await;
+        }
+        if mode == RawMode::DeafThenExit {
+            // `fd` is the socket `reader` and `writer` own, open until the drop below.
+            nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Read).expect("shutdown for reading");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            drop((reader, writer));
+            return ExitCode::SUCCESS;
+        }
+        let bytes: Vec<u8> = match mode {
+            // A 3-byte frame of bytes that are never valid MessagePack.
+            RawMode::Garbage => vec![0, 0, 0, 3, 0xc1, 0xc1, 0xc1],
+            // A length prefix above the bound, then a little of a body.
+            _ => {
+                let mut b = ((max + 1) as u32).to_be_bytes().to_vec();
+                b.extend_from_slice(&[0; 64]);
+                b
+            }
+        };
+        let io = writer.get_mut().get_mut();
+        if io.write_all(&bytes).await.is_err() || io.flush().await.is_err() {
+            return ExitCode::from(1);
+        }
+    }
+    // Wait for the supervisor to drop (or kill) us.
+    while let Some(Ok(_)) = reader.next().await {}
+    ExitCode::SUCCESS
+}
+
+/// Answers `Echo` requests by hand until a kill or end of file; a request
+/// with an attachment (which a worker without the fd-channel capability
+/// must never get) is answered with a `got-attachment` error.
+async fn raw_echo<R, W>(
+    mut reader: p::FrameReader<R, ToWorker>,
+    mut writer: p::FrameWriter<W, FromWorker>,
+) -> ExitCode
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    while let Some(Ok(frame)) = reader.next().await {
+        let req = match frame {
+            ToWorker::Request(req) => req,
+            ToWorker::SoftKill | ToWorker::HardKill => return ExitCode::SUCCESS,
+            _ => continue,
+        };
+        let outcome = match (req.attachment, p::decode_payload::<Cmd>(&req.payload)) {
+            (Some(kind), _) => p::Outcome::Err(p::RemoteError::new("got-attachment", format!("{kind:?}"))),
+            (None, Ok(Cmd::Echo(s))) => {
+                p::Outcome::Ok(p::encode_payload(&s).expect("a string encodes").into())
+            }
+            (None, _) => p::Outcome::Err(p::RemoteError::new(
+                "unsupported",
+                "raw-no-caps answers Echo only",
+            )),
+        };
+        let response = FromWorker::Response {
+            id: req.id,
+            attempt: req.attempt,
+            outcome,
+            stream: false,
+        };
+        if writer.send(response).await.is_err() {
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -16,6 +16,7 @@
 //! | `ignore-soft-kill`     | a soft-kill hook that never finishes (only SIGKILL ends it)      |
 //! | `hangup-after-ready`   | raw: hello, `Ready`, then close the socket and live on           |
 //! | `raw-no-caps`          | raw: a hello declaring no capabilities, `Ready`, then answer `Echo` (a request with an attachment: a `got-attachment` error) |
+//! | `deaf-then-exit`       | raw: hello, `Ready`, then shut the socket down for reading (the supervisor's writes fail) and exit 0 by itself 500 ms later |
 //! | `deaf`                 | never reads its fd channel (no attachment is ever accepted); ready only on `set-ready` |
 //!
 //! `TEST_MODE_MAX_ID=N` applies the mode to workers whose `NANNY_WORKER_ID`

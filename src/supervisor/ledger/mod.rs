@@ -435,4 +435,6 @@ impl Ledger {
 mod timers;
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

@@ -1,16 +1,15 @@
-//! The ledger without processes: its invariants after every step, and a
-//! property test over random sequences of what the supervisor task does.
+//! The ledger without processes: unit tests, and the invariant check the
+//! property test (`props.rs`) runs after every step.
 
 use std::collections::HashMap;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
-use proptest::prelude::*;
 use tokio::sync::oneshot;
 
 use super::*;
 
-type Rx = oneshot::Receiver<Result<Response, Error>>;
+pub(super) type Rx = oneshot::Receiver<Result<Response, Error>>;
 
 impl Ledger {
     /// Checks every invariant of the module docs (tests).
@@ -47,7 +46,7 @@ impl Ledger {
 }
 
 /// A runtime with paused time: `DelayQueue` needs a timer.
-fn runtime() -> tokio::runtime::Runtime {
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -55,7 +54,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
-fn filing(pool: usize, timeout: Option<Duration>, retries: Retries) -> (RequestId, Filing, Rx) {
+pub(super) fn filing(pool: usize, timeout: Option<Duration>, retries: Retries) -> (RequestId, Filing, Rx) {
     let (reply, rx) = oneshot::channel();
     let id = RequestId::new();
     let f = Filing {
@@ -72,7 +71,7 @@ fn filing(pool: usize, timeout: Option<Duration>, retries: Retries) -> (RequestI
     (id, f, rx)
 }
 
-fn answer(id: RequestId, worker: WorkerId) -> Result<Response, Error> {
+pub(super) fn answer(id: RequestId, worker: WorkerId) -> Result<Response, Error> {
     Ok(Response {
         id: id.0,
         created_at: SystemTime::now(),
@@ -212,263 +211,4 @@ fn timers_fire_once_and_shift_after_a_pause() {
         l.resolve(id, Err(Error::Killed));
         l.check();
     });
-}
-
-/// One step of the supervisor task, as the property test draws it.
-#[derive(Debug, Clone)]
-enum Step {
-    Enqueue {
-        pool: usize,
-        retries: u32,
-        unlimited: bool,
-    },
-    /// The pool's next request goes to a live worker that is not draining.
-    Dispatch {
-        pool: usize,
-        worker: usize,
-    },
-    Answer(usize),
-    /// An attempt ends without an answer (timeout, worker exit): retry or fail.
-    Fail(usize),
-    /// The caller drops its future.
-    Drop(usize),
-    /// The `Cancel` command of a drop arrives.
-    Cancel(usize),
-    Sweep,
-    /// A worker dies: its attempts fail; a replacement joins.
-    WorkerExit(usize),
-    /// Resize up (a worker joins) or down (a worker drains: no new work;
-    /// it leaves once its attempts have ended).
-    Resize {
-        up: bool,
-        worker: usize,
-    },
-}
-
-fn step() -> impl Strategy<Value = Step> {
-    prop_oneof![
-        3 => (0..2usize, 0..3u32, any::<bool>())
-            .prop_map(|(pool, retries, unlimited)| Step::Enqueue { pool, retries, unlimited: unlimited && retries == 2 }),
-        3 => (0..2usize, any::<usize>()).prop_map(|(pool, worker)| Step::Dispatch { pool, worker }),
-        2 => any::<usize>().prop_map(Step::Answer),
-        2 => any::<usize>().prop_map(Step::Fail),
-        1 => any::<usize>().prop_map(Step::Drop),
-        1 => any::<usize>().prop_map(Step::Cancel),
-        1 => Just(Step::Sweep),
-        1 => any::<usize>().prop_map(Step::WorkerExit),
-        1 => (any::<bool>(), any::<usize>()).prop_map(|(up, worker)| Step::Resize { up, worker }),
-    ]
-}
-
-/// What the task does when an attempt ends without an answer.
-fn fail(l: &mut Ledger, id: RequestId) {
-    if l.get(id).is_some_and(|e| e.retries.any_left()) {
-        l.requeue(id);
-    } else {
-        l.resolve(id, Err(Error::Timeout { attempts: 1 }));
-    }
-}
-
-fn nth<T: Copy>(items: &[T], n: usize) -> Option<T> {
-    (!items.is_empty()).then(|| items[n % items.len()])
-}
-
-/// The workers of the property test: live ones, some draining.
-#[derive(Debug)]
-struct Workers {
-    live: Vec<WorkerId>,
-    draining: Vec<WorkerId>,
-    next: u64,
-}
-
-impl Workers {
-    fn new() -> Self {
-        Self {
-            live: (1..=3).map(WorkerId).collect(),
-            draining: Vec::new(),
-            next: 4,
-        }
-    }
-
-    fn join(&mut self) {
-        self.live.push(WorkerId(self.next));
-        self.next += 1;
-    }
-
-    /// Those that can take work.
-    fn serving(&self) -> Vec<WorkerId> {
-        self.live
-            .iter()
-            .copied()
-            .filter(|w| !self.draining.contains(w))
-            .collect()
-    }
-
-    /// A worker leaves: its books go.
-    fn leave(&mut self, l: &mut Ledger, w: WorkerId) {
-        assert_eq!(l.in_flight(w), 0, "{w} leaves with nothing in flight");
-        l.forget(w);
-        self.live.retain(|&x| x != w);
-        self.draining.retain(|&x| x != w);
-    }
-
-    /// Draining workers with nothing left in flight leave.
-    fn settle(&mut self, l: &mut Ledger) {
-        let done: Vec<_> = self
-            .draining
-            .iter()
-            .copied()
-            .filter(|&w| l.in_flight(w) == 0)
-            .collect();
-        for w in done {
-            self.leave(l, w);
-        }
-    }
-}
-
-fn run(steps: Vec<Step>) {
-    let rt = runtime();
-    let _rt = rt.enter();
-    let mut l = Ledger::new(2, 8);
-    let mut rxs: HashMap<RequestId, Rx> = HashMap::new();
-    let mut dropped = 0;
-    let mut workers = Workers::new();
-    for s in steps {
-        let mut ids = l.ids();
-        ids.sort_by_key(|id| id.0);
-        match s {
-            Step::Enqueue {
-                pool,
-                retries,
-                unlimited,
-            } => {
-                let r = if unlimited {
-                    Retries::Unlimited
-                } else {
-                    Retries::Limited(retries)
-                };
-                let (id, f, rx) = filing(pool, Some(Duration::from_secs(1)), r);
-                match l.admit(f) {
-                    Ok(()) => {
-                        rxs.insert(id, rx);
-                    }
-                    Err(QueueFull(reply)) => {
-                        let _ = reply.send(Err(Error::QueueFull { max_queue: 8 }));
-                        assert!(l.get(id).is_none(), "a refused request is not in the books");
-                    }
-                }
-            }
-            Step::Dispatch { pool, worker } => {
-                if let Some(w) = nth(&workers.serving(), worker) {
-                    if let Some(id) = l.next_queued(pool) {
-                        l.start_attempt(id, w, Instant::now());
-                    }
-                }
-            }
-            Step::Answer(n) => {
-                let running: Vec<_> = ids
-                    .iter()
-                    .copied()
-                    .filter(|&id| l.get(id).unwrap().worker().is_some())
-                    .collect();
-                if let Some(id) = nth(&running, n) {
-                    let w = l.get(id).unwrap().worker().unwrap();
-                    l.resolve(id, answer(id, w));
-                }
-            }
-            Step::Fail(n) => {
-                let running: Vec<_> = ids
-                    .iter()
-                    .copied()
-                    .filter(|&id| l.get(id).unwrap().worker().is_some())
-                    .collect();
-                if let Some(id) = nth(&running, n) {
-                    fail(&mut l, id);
-                }
-            }
-            Step::Drop(n) => {
-                if let Some(id) = nth(&ids, n) {
-                    dropped += usize::from(rxs.remove(&id).is_some());
-                }
-            }
-            Step::Cancel(n) => {
-                let gone: Vec<_> = ids.iter().copied().filter(|id| !rxs.contains_key(id)).collect();
-                if let Some(id) = nth(&gone, n) {
-                    l.withdraw(id);
-                }
-            }
-            Step::Sweep => {
-                for w in l.withdraw_gone() {
-                    assert!(w.running.is_none_or(|(_, k)| l.get(k.id).is_none()));
-                }
-            }
-            Step::WorkerExit(n) => {
-                if let Some(w) = nth(&workers.live, n) {
-                    for id in l.running_on(w) {
-                        fail(&mut l, id);
-                    }
-                    workers.leave(&mut l, w);
-                    workers.join();
-                }
-            }
-            Step::Resize { up: true, .. } => workers.join(),
-            Step::Resize { up: false, worker } => {
-                // Never below one serving worker, as `resize` refuses 0.
-                let serving = workers.serving();
-                if serving.len() > 1 {
-                    let w = nth(&serving, worker).expect("some serve");
-                    workers.draining.push(w);
-                }
-            }
-        }
-        workers.settle(&mut l);
-        for &w in &workers.draining {
-            assert!(workers.live.contains(&w));
-        }
-        l.check();
-        // Every live caller's request is still in the books or answered.
-        for (id, rx) in &rxs {
-            assert!(
-                l.get(*id).is_some() || !rx.is_empty(),
-                "{id} lost: neither pending nor answered"
-            );
-        }
-    }
-    // Nothing is stuck: serving what is left empties the books (a queued
-    // request always comes out of its queue, a running one always ends).
-    let serving = workers.serving();
-    for _ in 0..1000 {
-        for pool in 0..2 {
-            while let Some(id) = l.next_queued(pool) {
-                l.start_attempt(id, serving[0], Instant::now());
-            }
-        }
-        for id in l.ids() {
-            if let Some(w) = l.get(id).and_then(Entry::worker) {
-                l.resolve(id, answer(id, w));
-            }
-        }
-        l.check();
-        if l.ids().is_empty() {
-            break;
-        }
-    }
-    assert!(l.ids().is_empty(), "stuck: {:?}", l.ids());
-    l.check();
-    assert_eq!((l.queued_total(), l.in_flight_total()), (0, 0), "nothing stuck");
-    for (id, mut rx) in rxs {
-        assert!(rx.try_recv().is_ok(), "{id} resolved exactly once");
-        assert!(rx.try_recv().is_err());
-    }
-    // Every request whose caller left while it was pending counts once as
-    // cancelled, however it ended.
-    assert_eq!(l.cancelled() as usize, dropped);
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
-    #[test]
-    fn every_request_resolves_exactly_once(steps in proptest::collection::vec(step(), 1..200)) {
-        run(steps);
-    }
 }

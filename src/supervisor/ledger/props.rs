@@ -65,6 +65,14 @@ fn fail(l: &mut Ledger, id: RequestId) {
     }
 }
 
+/// The requests of `ids` that run an attempt.
+fn running(l: &Ledger, ids: &[RequestId]) -> Vec<RequestId> {
+    ids.iter()
+        .copied()
+        .filter(|&id| l.get(id).is_some_and(|e| e.worker().is_some()))
+        .collect()
+}
+
 fn nth<T: Copy>(items: &[T], n: usize) -> Option<T> {
     (!items.is_empty()).then(|| items[n % items.len()])
 }
@@ -162,23 +170,13 @@ fn run(steps: Vec<Step>) {
                 }
             }
             Step::Answer(n) => {
-                let running: Vec<_> = ids
-                    .iter()
-                    .copied()
-                    .filter(|&id| l.get(id).unwrap().worker().is_some())
-                    .collect();
-                if let Some(id) = nth(&running, n) {
+                if let Some(id) = nth(&running(&l, &ids), n) {
                     let w = l.get(id).unwrap().worker().unwrap();
                     l.resolve(id, answer(id, w));
                 }
             }
             Step::Fail(n) => {
-                let running: Vec<_> = ids
-                    .iter()
-                    .copied()
-                    .filter(|&id| l.get(id).unwrap().worker().is_some())
-                    .collect();
-                if let Some(id) = nth(&running, n) {
+                if let Some(id) = nth(&running(&l, &ids), n) {
                     fail(&mut l, id);
                 }
             }

@@ -112,6 +112,7 @@ impl Task {
                 rss,
                 heartbeat: None,
                 busy: false,
+                greeted: false,
                 caps: Capabilities::default(),
                 stream_fds: rustc_hash::FxHashMap::default(),
                 served: 0,
@@ -188,11 +189,15 @@ impl Task {
             return;
         };
         let state = w.state;
-        if state == WorkerState::Spawning {
+        // The hello is judged by whether one came, not by the state: a
+        // worker told to stop before its hello arrived (a soft kill of a
+        // starting pool) still says hello first, and that is no error.
+        if !w.greeted {
             match frame {
                 // PROTOCOL.md, "Versions": any version in our range, then
                 // only the messages the worker declared.
                 FromWorker::Hello(h) if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&h.version) => {
+                    w.greeted = true;
                     w.caps = Capabilities::from_names(&h.capabilities);
                     w.last_heartbeat = Instant::now();
                     self.set_state(id, Input::Hello);

@@ -91,6 +91,8 @@ pub(super) struct WorkerEntry {
     /// It said `Busy` and not `Ready` since: a drain waits for it
     /// (load-process-manager's rule), within `drain_timeout`.
     pub(super) busy: bool,
+    /// Its hello has arrived.
+    pub(super) greeted: bool,
     /// What its hello declared; nothing before it.
     pub(super) caps: nanny_worker::protocol::Capabilities,
     /// Response-stream descriptors that arrived before their answers.

@@ -242,3 +242,49 @@ async fn a_worker_whose_writes_fail_then_exits_cleanly_is_not_forced_or_restarte
     })
     .await;
 }
+
+/// A worker asked to stop before its hello arrived (a soft kill of a pool
+/// still starting) says hello first all the same: that is no protocol
+/// error, and it stops gracefully.
+#[tokio::test]
+async fn a_hello_that_arrives_after_the_stop_is_no_protocol_error() {
+    guard(async {
+        let sup = builder_with(worker_spec("late-hello"), 1).spawn().expect("spawn");
+        let events = Events::collect(&sup);
+        let pid = eventually("the worker's pid", || async {
+            health(&sup).await.first().map(|h| h.pid)
+        })
+        .await;
+        // Stop it only once it takes SIGTERM (its SigCgt mask has bit 15).
+        wait_until("the worker catches SIGTERM", || async { catches_sigterm(pid) }).await;
+        within("soft kill", sup.soft_kill()).await;
+        let exit = events
+            .wait_for("the exit", |e| matches!(e, Event::WorkerExited { .. }))
+            .await;
+        let Event::WorkerExited {
+            status,
+            forced,
+            reason,
+            ..
+        } = exit
+        else {
+            unreachable!()
+        };
+        assert_eq!((status.code, forced), (Some(0), false), "it exited by itself");
+        assert_eq!(reason, Some(StopReason::Shutdown));
+        assert_eq!(events.count(|e| matches!(e, Event::ProtocolError { .. })), 0);
+    })
+    .await;
+}
+
+/// Whether process `pid` has a handler for SIGTERM, from `/proc/PID/status`.
+fn catches_sigterm(pid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (15 - 1)) != 0)
+}

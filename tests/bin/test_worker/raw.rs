@@ -23,6 +23,9 @@ pub(crate) enum RawMode {
     /// Ready, then shuts its socket down for reading (the supervisor's
     /// writes fail from then on), and exits 0 by itself 500 ms later.
     DeafThenExit,
+    /// Takes SIGTERM, waits for the supervisor's `SoftKill` (a stop before
+    /// its hello), only then says hello, and exits 0.
+    LateHello,
 }
 
 /// Speaks the protocol by hand, to break it on purpose.
@@ -39,6 +42,15 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
     let mut reader: p::FrameReader<_, ToWorker> = p::frame_reader(rd, max);
     let mut writer: p::FrameWriter<_, FromWorker> = p::frame_writer(wr, max);
 
+    if mode == RawMode::LateHello {
+        let _term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        while let Some(Ok(frame)) = reader.next().await {
+            if matches!(frame, ToWorker::SoftKill) {
+                break;
+            }
+        }
+    }
     let version = match mode {
         RawMode::BadHello => PROTOCOL_VERSION + 99,
         _ => PROTOCOL_VERSION,
@@ -51,6 +63,10 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
     };
     if writer.send(FromWorker::Hello(hello)).await.is_err() {
         return ExitCode::from(1);
+    }
+    if mode == RawMode::LateHello {
+        let _ = writer.flush().await;
+        return ExitCode::SUCCESS;
     }
     if mode != RawMode::BadHello {
         // The supervisor's hello, then say ready and break the stream.

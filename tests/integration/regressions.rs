@@ -393,3 +393,55 @@ async fn finding_5_one_crash_looping_slot_under_the_default_budget_leaves_the_po
     })
     .await;
 }
+
+/// Finding 3, the stall kind: the supervisor's runtime thread is blocked
+/// (here: this test's own current-thread runtime, which the supervisor
+/// shares) while a stopping worker's forced-stop timer falls due. The
+/// worker writes nothing (no heartbeat), so that timer is the first thing
+/// the supervisor sees after the stall: it is filed again past the stall
+/// (its stale key cleared first) and fires then. The worker is SIGKILLed
+/// and the soft kill returns, with the supervisor alive throughout.
+#[tokio::test]
+async fn finding_3_a_forced_stop_due_during_a_stall_fires_after_it() {
+    guard(async {
+        let sup = builder_with(worker_spec("mute"), 1)
+            .unhealthy_timeout(None)
+            .force_stop_delay(Some(Duration::from_millis(200)))
+            .start()
+            .await
+            .expect("start");
+        let events = Events::collect(&sup);
+        let pid = health(&sup).await[0].pid;
+        let kill = tokio::spawn({
+            let sup = sup.clone();
+            async move { sup.soft_kill().await }
+        });
+        wait_until("the worker is stopping", || async {
+            health(&sup)
+                .await
+                .iter()
+                .all(|w| w.state == WorkerState::Stopping)
+        })
+        .await;
+        // The stall: nothing on this thread runs, the supervisor included,
+        // well past the forced-stop delay and the pause threshold.
+        std::thread::sleep(Duration::from_millis(1500));
+        within("the soft kill", kill).await.expect("the soft kill task");
+        let exit = exit_of(&events, stopped_worker(&events)).await;
+        assert!(exit.forced, "the forced stop fired: {exit:?}");
+        assert!(is_dead(pid));
+    })
+    .await;
+}
+
+/// The worker `events` saw asked to stop (the only one).
+fn stopped_worker(events: &Events) -> nanny::WorkerId {
+    events
+        .snapshot()
+        .iter()
+        .find_map(|e| match e {
+            Event::WorkerStopping { worker, .. } => Some(*worker),
+            _ => None,
+        })
+        .expect("a WorkerStopping event")
+}

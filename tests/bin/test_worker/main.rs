@@ -16,6 +16,7 @@
 //! | `ignore-soft-kill`     | a soft-kill hook that never finishes (only SIGKILL ends it)      |
 //! | `hangup-after-ready`   | raw: hello, `Ready`, then close the socket and live on           |
 //! | `raw-no-caps`          | raw: a hello declaring no capabilities, `Ready`, then answer `Echo` (a request with an attachment: a `got-attachment` error) |
+//! | `mute`                 | raw: takes SIGTERM, hello, `Ready`, then never writes again and ignores the soft kill |
 //! | `late-hello`           | raw: takes SIGTERM, says hello only after the supervisor's `SoftKill`, exits 0 |
 //! | `deaf-then-exit`       | raw: hello, `Ready`, then shut the socket down for reading (the supervisor's writes fail) and exit 0 by itself 500 ms later |
 //! | `deaf`                 | never reads its fd channel (no attachment is ever accepted); ready only on `set-ready` |
@@ -119,6 +120,7 @@ async fn worker_main() -> ExitCode {
         "raw-no-caps" => raw(RawMode::NoCaps).await,
         "deaf-then-exit" => raw(RawMode::DeafThenExit).await,
         "late-hello" => raw(RawMode::LateHello).await,
+        "mute" => raw(RawMode::Mute).await,
         other => {
             eprintln!("nanny-test-worker: unknown TEST_MODE {other:?}");
             ExitCode::from(2)

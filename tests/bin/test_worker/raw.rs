@@ -26,6 +26,9 @@ pub(crate) enum RawMode {
     /// Takes SIGTERM, waits for the supervisor's `SoftKill` (a stop before
     /// its hello), only then says hello, and exits 0.
     LateHello,
+    /// Takes SIGTERM, says hello and `Ready`, then never writes again (no
+    /// heartbeat, no answer) and ignores the soft kill: only SIGKILL ends it.
+    Mute,
 }
 
 /// Speaks the protocol by hand, to break it on purpose.
@@ -42,6 +45,9 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
     let mut reader: p::FrameReader<_, ToWorker> = p::frame_reader(rd, max);
     let mut writer: p::FrameWriter<_, FromWorker> = p::frame_writer(wr, max);
 
+    let _term = matches!(mode, RawMode::Mute).then(|| {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler")
+    });
     if mode == RawMode::LateHello {
         let _term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("a SIGTERM handler");
@@ -81,6 +87,10 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
         }
         if mode == RawMode::NoCaps {
             return raw_echo(reader, writer).await;
+        }
+        if mode == RawMode::Mute {
+            while let Some(Ok(_)) = reader.next().await {}
+            futures::future::pending::<()>().await;
         }
         if mode == RawMode::DeafThenExit {
             // `fd` is the socket `reader` and `writer` own, open until the drop below.

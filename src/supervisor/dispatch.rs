@@ -127,14 +127,13 @@ impl Task {
 
     /// Sends the next attempt of queued request `id` to `worker`.
     fn assign(&mut self, id: RequestId, worker: WorkerId) {
-        let e = self.ledger.get(id).expect("queued request exists");
+        let e = self.ledger.get_mut(id).expect("queued request exists");
         if e.attachment.is_some() && !self.workers[&worker].caps.fd_channel {
             // Never send a worker a kind of message it did not declare.
             let err = Error::AttachmentNotSupported { worker };
             self.resolve(id, Err(err));
             return;
         }
-        let e = self.ledger.get_mut(id).expect("queued request exists");
         let descriptor = match e.attachment.as_mut().map(|a| a.descriptor_for_attempt()) {
             None => None,
             Some(Ok(fd)) => Some(fd),

@@ -201,18 +201,12 @@ async fn a_worker_whose_writes_fail_then_exits_cleanly_is_not_forced_or_restarte
             let sup = sup.clone();
             async move { sup.enqueue_with(&Cmd::Whoami, opts()).await }
         });
-        let exit = events
-            .wait_for("the exit", |e| matches!(e, Event::WorkerExited { .. }))
-            .await;
-        let Event::WorkerExited {
+        let Exit {
             status,
             forced,
             reason,
             ..
-        } = exit
-        else {
-            unreachable!()
-        };
+        } = events.wait_for_exit("the exit", |_| true).await;
         assert_eq!(status.code, Some(0), "it exited by itself");
         assert!(!forced, "no SIGKILL");
         assert_ne!(reason, Some(StopReason::Unresponsive));
@@ -258,18 +252,12 @@ async fn a_hello_that_arrives_after_the_stop_is_no_protocol_error() {
         // Stop it only once it takes SIGTERM (its SigCgt mask has bit 15).
         wait_until("the worker catches SIGTERM", || async { catches_sigterm(pid) }).await;
         within("soft kill", sup.soft_kill()).await;
-        let exit = events
-            .wait_for("the exit", |e| matches!(e, Event::WorkerExited { .. }))
-            .await;
-        let Event::WorkerExited {
+        let Exit {
             status,
             forced,
             reason,
             ..
-        } = exit
-        else {
-            unreachable!()
-        };
+        } = events.wait_for_exit("the exit", |_| true).await;
         assert_eq!((status.code, forced), (Some(0), false), "it exited by itself");
         assert_eq!(reason, Some(StopReason::Shutdown));
         assert_eq!(events.count(|e| matches!(e, Event::ProtocolError { .. })), 0);

@@ -427,21 +427,9 @@ async fn finding_3_a_forced_stop_due_during_a_stall_fires_after_it() {
         // well past the forced-stop delay and the pause threshold.
         std::thread::sleep(Duration::from_millis(1500));
         within("the soft kill", kill).await.expect("the soft kill task");
-        let exit = exit_of(&events, stopped_worker(&events)).await;
+        let exit = events.wait_for_exit("the exit", |_| true).await;
         assert!(exit.forced, "the forced stop fired: {exit:?}");
         assert!(is_dead(pid));
     })
     .await;
-}
-
-/// The worker `events` saw asked to stop (the only one).
-fn stopped_worker(events: &Events) -> nanny::WorkerId {
-    events
-        .snapshot()
-        .iter()
-        .find_map(|e| match e {
-            Event::WorkerStopping { worker, .. } => Some(*worker),
-            _ => None,
-        })
-        .expect("a WorkerStopping event")
 }

@@ -34,6 +34,10 @@ pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
 /// Default for [`Builder::unhealthy_timeout`] (the nanny seed's `unhealthyTimeout`).
 pub const DEFAULT_UNHEALTHY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Default for [`Builder::server_restart_delay`] (the nanny seed's
+/// `serverRestartDelay`).
+pub const DEFAULT_SERVER_RESTART_DELAY: Duration = Duration::from_secs(1);
+
 /// Everything the supervisor task reads; immutable once started.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -54,6 +58,8 @@ pub(crate) struct Config {
     pub(crate) unhealthy_timeout: Option<Duration>,
     pub(crate) is_healthy: Option<Predicate>,
     pub(crate) restart_backoff: Option<Backoff>,
+    pub(crate) listeners: Vec<crate::Listener>,
+    pub(crate) server_restart_delay: Duration,
 }
 
 /// Builds a [`Supervisor`]. Start from [`Supervisor::builder`].
@@ -98,6 +104,8 @@ impl Default for Builder {
                 unhealthy_timeout: Some(DEFAULT_UNHEALTHY_TIMEOUT),
                 is_healthy: None,
                 restart_backoff: None,
+                listeners: Vec::new(),
+                server_restart_delay: DEFAULT_SERVER_RESTART_DELAY,
             },
         }
     }
@@ -107,6 +115,21 @@ impl Builder {
     /// Adds a pool. The first pool added is the one [`Supervisor::enqueue`] uses.
     pub fn pool(mut self, pool: Pool) -> Self {
         self.cfg.pools.push(pool);
+        self
+    }
+
+    /// Adds a listener: a socket the supervisor owns whose connections go
+    /// to the workers of the listener's pool (see [`crate::listen`]). It is
+    /// bound by [`spawn`](Self::spawn), before any worker starts.
+    pub fn listen(mut self, listener: crate::Listener) -> Self {
+        self.cfg.listeners.push(listener);
+        self
+    }
+
+    /// How long a failed listener waits before it is restarted (default
+    /// [`DEFAULT_SERVER_RESTART_DELAY`]).
+    pub fn server_restart_delay(mut self, delay: Duration) -> Self {
+        self.cfg.server_restart_delay = delay;
         self
     }
 
@@ -394,6 +417,31 @@ impl Config {
         }
         if self.request_timeout.is_some_and(|t| t.is_zero()) {
             return Err(E::ZeroRequestTimeout);
+        }
+        self.validate_listeners()
+    }
+
+    fn validate_listeners(&self) -> Result<(), ConfigError> {
+        use ConfigError as E;
+        if self.server_restart_delay.is_zero() {
+            return Err(E::ZeroServerRestartDelay);
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            let listener = l.display_name();
+            if let Some(pool) = &l.pool {
+                if !self.pools.iter().any(|p| &p.name == pool) {
+                    return Err(E::ListenerPool {
+                        listener,
+                        pool: pool.clone(),
+                    });
+                }
+            }
+            if self.listeners[..i].iter().any(|k| k.display_name() == listener) {
+                return Err(E::DuplicateListener { listener });
+            }
+            if l.backlog == 0 {
+                return Err(E::ZeroBacklog { listener });
+            }
         }
         Ok(())
     }

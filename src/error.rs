@@ -159,6 +159,9 @@ pub enum StartError {
         /// The pool.
         pool: String,
     },
+    /// A listener's socket could not be bound; nothing was spawned.
+    #[error(transparent)]
+    Bind(#[from] crate::listen::BindError),
     /// The supervisor stopped while starting.
     #[error("supervisor stopped while starting")]
     Stopped,
@@ -312,6 +315,29 @@ pub enum ConfigError {
     /// [`request_timeout`](crate::Builder::request_timeout) is zero.
     #[error("request_timeout must be greater than zero")]
     ZeroRequestTimeout,
+    /// A [`Listener`](crate::Listener) names a pool that does not exist.
+    #[error("listener {listener:?} names unknown pool {pool:?}")]
+    ListenerPool {
+        /// The listener's name.
+        listener: String,
+        /// The pool it names.
+        pool: String,
+    },
+    /// Two listeners have the same name (by default, their address).
+    #[error("two listeners are named {listener:?}")]
+    DuplicateListener {
+        /// The name.
+        listener: String,
+    },
+    /// A listener's [`backlog`](crate::Listener::backlog) is zero.
+    #[error("listener {listener:?}: backlog must be at least 1")]
+    ZeroBacklog {
+        /// The listener's name.
+        listener: String,
+    },
+    /// [`server_restart_delay`](crate::Builder::server_restart_delay) is zero.
+    #[error("server_restart_delay must be greater than zero")]
+    ZeroServerRestartDelay,
     /// [`Builder::spawn`](crate::Builder::spawn) was called outside a tokio runtime.
     #[error("a supervisor must be started inside a tokio runtime")]
     NotInRuntime,

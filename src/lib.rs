@@ -50,6 +50,7 @@ mod builder;
 mod error;
 pub mod events;
 mod health;
+pub mod listen;
 mod pool;
 mod restart;
 mod retries;
@@ -61,11 +62,12 @@ pub use attach::{Attachment, ResponseStream};
 pub use builder::{
     Builder, DEFAULT_CONCURRENCY, DEFAULT_EVENT_CAPACITY, DEFAULT_FORCE_STOP_DELAY, DEFAULT_MAX_FRAME_LEN,
     DEFAULT_MAX_QUEUE, DEFAULT_MAX_RESTARTS, DEFAULT_PULSE, DEFAULT_RESTART_DELAY, DEFAULT_RESTART_WINDOW,
-    DEFAULT_START_TIMEOUT, DEFAULT_UNHEALTHY_TIMEOUT,
+    DEFAULT_SERVER_RESTART_DELAY, DEFAULT_START_TIMEOUT, DEFAULT_UNHEALTHY_TIMEOUT,
 };
 pub use error::{ConfigError, Error, RemoteError, StartError};
 pub use events::{Event, ExitInfo};
 pub use health::{Heartbeat, Inspect, PoolInfo, Stats, WorkerHealth, WorkerId, WorkerState};
+pub use listen::{BindError, Distribution, ListenAddr, Listener};
 pub use nanny_worker::protocol::AttachmentKind;
 pub use nix::sys::signal::Signal;
 pub use pool::{Backoff, Pool, RestartPolicy, WorkerSpec, DEFAULT_POOL};

@@ -166,6 +166,23 @@ pub(super) struct Task {
     /// Closing the last copy of a socket is costly (~5 µs); an answer that
     /// came with `Accepted` is delivered first.
     pub(super) released: Vec<crate::attach::Source>,
+    /// The listeners, bound at spawn (see [`crate::listen`]).
+    pub(super) listeners: Vec<ListenerState>,
+}
+
+/// One listener the supervisor owns.
+#[derive(Debug)]
+pub(super) struct ListenerState {
+    pub(super) cfg: crate::Listener,
+    /// [`crate::Listener::display_name`].
+    pub(super) name: String,
+    /// Index of the pool its connections (or its socket) go to.
+    pub(super) pool: usize,
+    /// The address it got (the port chosen for port 0).
+    pub(super) local: crate::ListenAddr,
+    /// The listening socket (`None` while a failed one waits to be bound
+    /// again). Socket-activated workers inherit it.
+    pub(super) socket: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
 }
 
 /// What one turn of the loop took.
@@ -217,6 +234,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
             stop_signals.clone(),
         ));
     }
+    let listeners = bind_listeners(&cfg)?;
     let ledger = Ledger::new(cfg.pools.len(), cfg.max_queue);
     let task = Task {
         cfg,
@@ -242,6 +260,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         kill: CancellationToken::new(),
         released: Vec::new(),
         page_size: crate::worker::spawn::page_size(),
+        listeners,
     };
     tokio::spawn(task.run(stop_signals));
     Ok(Supervisor {
@@ -250,6 +269,45 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         defaults,
         gone,
     })
+}
+
+/// Binds every listener, before any worker is spawned; the first that
+/// fails is the error (the ones bound before it are closed, and their
+/// Unix paths removed).
+fn bind_listeners(cfg: &Config) -> Result<Vec<ListenerState>, StartError> {
+    let mut out: Vec<ListenerState> = Vec::with_capacity(cfg.listeners.len());
+    for l in &cfg.listeners {
+        let pool = match &l.pool {
+            Some(name) => cfg.pools.iter().position(|p| &p.name == name).unwrap_or(0),
+            None => 0,
+        };
+        let bound = match crate::listen::bind(l) {
+            Ok(b) => b,
+            Err(e) => {
+                for done in &out {
+                    done.remove_path();
+                }
+                return Err(e.into());
+            }
+        };
+        out.push(ListenerState {
+            cfg: l.clone(),
+            name: l.display_name(),
+            pool,
+            local: bound.local,
+            socket: Some(Arc::new(bound.fd)),
+        });
+    }
+    Ok(out)
+}
+
+impl ListenerState {
+    /// Removes a Unix listener's socket file (it created it).
+    pub(super) fn remove_path(&self) {
+        if let crate::ListenAddr::Unix(path) = &self.cfg.addr {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 impl Task {
@@ -332,6 +390,10 @@ impl Task {
         // stop, link tasks have ended with their processes, and one still
         // waiting to report something is let go (nobody reads it now).
         self.ledger.close().await;
+        for l in &mut self.listeners {
+            l.socket = None;
+            l.remove_path();
+        }
         self.links_rx.close();
         stop_signals.cancel();
         self.kill.cancel();

@@ -65,6 +65,8 @@ pub(crate) async fn connect_stream(
         agent: concat!("nanny-worker/", env!("CARGO_PKG_VERSION")).to_owned(),
         capabilities: Capabilities {
             fd_channel: fd_channel.is_some(),
+            // Balanced connections ride on the fd channel.
+            connections: fd_channel.is_some(),
         }
         .names(),
     };
@@ -175,6 +177,7 @@ fn frame_name(frame: &ToWorker) -> &'static str {
         ToWorker::Broadcast { .. } => "Broadcast",
         ToWorker::SoftKill => "SoftKill",
         ToWorker::HardKill => "HardKill",
+        ToWorker::Drain => "Drain",
     }
 }
 

@@ -127,6 +127,8 @@ impl Session {
                 self.worker.dispatch_broadcast(Event::new(event, payload))
             }
             ToWorker::SoftKill => self.soft_kill().await,
+            // TODO(issue 9, SDK slice): end `incoming()`, resolve `draining()`.
+            ToWorker::Drain => {}
             ToWorker::HardKill => {
                 self.worker.run_hard_kill_hook();
                 self.inflight.cancel_all();

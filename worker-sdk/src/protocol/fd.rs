@@ -17,6 +17,13 @@ pub const FD_MESSAGE_MAX: usize = 4096;
 /// Fd channel message kind: a response stream (worker → supervisor).
 pub const FD_KIND_RESPONSE_STREAM: u8 = 2;
 
+/// Fd channel message kind (version 3): a connection accepted by one of
+/// the supervisor's listeners (supervisor → worker). The tag's `id` and
+/// `attempt` name the connection and the offer; the data after the tag is
+/// a MessagePack [`ConnectionFrame`](super::ConnectionFrame). The worker
+/// answers `ConnectionTaken` or `ConnectionBounced`.
+pub const FD_KIND_CONNECTION: u8 = 3;
+
 /// The data part of one fd channel message: which attempt the single
 /// `SCM_RIGHTS` descriptor belongs to. 21 bytes on the wire: the request id
 /// (16), the attempt (u32 big-endian), the kind (u8).
@@ -26,7 +33,7 @@ pub struct FdTag {
     pub id: Uuid,
     /// Attempt.
     pub attempt: u32,
-    /// [`FD_KIND_ATTACHMENT`] or [`FD_KIND_RESPONSE_STREAM`].
+    /// [`FD_KIND_ATTACHMENT`], [`FD_KIND_RESPONSE_STREAM`] or [`FD_KIND_CONNECTION`].
     pub kind: u8,
 }
 

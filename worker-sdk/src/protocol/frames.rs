@@ -160,6 +160,12 @@ pub enum ToWorker {
     SoftKill,
     /// The supervisor is about to SIGKILL this worker.
     HardKill,
+    /// Version 3, only to a worker that declared
+    /// [`CAP_CONNECTIONS`](super::CAP_CONNECTIONS): no new connections (or
+    /// requests) come to this worker; finish the open ones (close idle
+    /// keep-alive connections) and close them. A `SoftKill` follows once
+    /// they are closed, or at the drain timeout.
+    Drain,
 }
 
 /// Frames from a worker to the supervisor.
@@ -211,6 +217,48 @@ pub enum FromWorker {
     },
     /// Periodic health report.
     Heartbeat(Heartbeat),
+    /// Version 3 ([`CAP_CONNECTIONS`](super::CAP_CONNECTIONS)): whether
+    /// the worker takes balanced connections now. Sent `true` when its
+    /// server starts and `false` when it closes; the supervisor offers
+    /// connections only between the two.
+    Listening {
+        /// Takes connections from now on.
+        on: bool,
+    },
+    /// Version 3: the worker took the connection offered as `id#attempt`
+    /// (fd channel kind [`FD_KIND_CONNECTION`](super::FD_KIND_CONNECTION));
+    /// the supervisor closes its copy.
+    ConnectionTaken {
+        /// Connection id.
+        id: Uuid,
+        /// The offer taken.
+        attempt: u32,
+    },
+    /// Version 3: the worker gives the connection offered as `id#attempt`
+    /// back untouched (its server closed, it is draining, or its queue is
+    /// full); the supervisor offers it to another worker. Implies
+    /// `Listening { on: false }`.
+    ConnectionBounced {
+        /// Connection id.
+        id: Uuid,
+        /// The offer given back.
+        attempt: u32,
+    },
+    /// Version 3: a connection this worker took is closed.
+    ConnectionClosed {
+        /// Connection id.
+        id: Uuid,
+    },
+}
+
+/// The data after the tag of a connection message on the fd channel
+/// ([`FD_KIND_CONNECTION`](super::FD_KIND_CONNECTION)), always inline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionFrame {
+    /// The name of the supervisor's listener that accepted it.
+    pub listener: String,
+    /// What the socket is: [`AttachmentKind::Tcp`] or [`AttachmentKind::Unix`].
+    pub kind: AttachmentKind,
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks, sent in both hellos. See
 /// `PROTOCOL.md`, "Versions", for what each side does with another one.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The oldest worker protocol version a supervisor built with this crate
 /// accepts. A supervisor accepts a worker whose hello says a version in
@@ -18,6 +18,17 @@ pub const MIN_PROTOCOL_VERSION: u32 = 2;
 /// streams on the fd channel (section 11 of `PROTOCOL.md`).
 pub const CAP_FD_CHANNEL: &str = "fd-channel";
 
+/// Capability name (version 3): the worker takes balanced connections on
+/// the fd channel (kind [`FD_KIND_CONNECTION`](super::FD_KIND_CONNECTION))
+/// and understands `Drain`. Needs [`CAP_FD_CHANNEL`].
+pub const CAP_CONNECTIONS: &str = "connections";
+
+/// Broadcast event name the supervisor sends to the workers of a pool when
+/// one of its listeners fails (payload: MessagePack of a map with
+/// `listener` and `error`, both strings). It is restarted after
+/// `server_restart_delay`.
+pub const EVENT_LISTENER_FAILED: &str = "nanny.listener-failed";
+
 /// What a worker declared it supports in its hello. The wire form is a list
 /// of names ([`WorkerHello::capabilities`]), so that workers in any
 /// language can declare them; names this crate does not know are ignored.
@@ -27,6 +38,8 @@ pub const CAP_FD_CHANNEL: &str = "fd-channel";
 pub struct Capabilities {
     /// [`CAP_FD_CHANNEL`]: attachments and response streams.
     pub fd_channel: bool,
+    /// [`CAP_CONNECTIONS`]: balanced connections and `Drain`.
+    pub connections: bool,
 }
 
 impl Capabilities {
@@ -34,8 +47,10 @@ impl Capabilities {
     pub fn from_names<S: AsRef<str>>(names: &[S]) -> Self {
         let mut caps = Self::default();
         for name in names {
-            if name.as_ref() == CAP_FD_CHANNEL {
-                caps.fd_channel = true;
+            match name.as_ref() {
+                CAP_FD_CHANNEL => caps.fd_channel = true,
+                CAP_CONNECTIONS => caps.connections = true,
+                _ => {}
             }
         }
         caps
@@ -46,6 +61,9 @@ impl Capabilities {
         let mut names = Vec::new();
         if self.fd_channel {
             names.push(CAP_FD_CHANNEL.to_owned());
+        }
+        if self.connections {
+            names.push(CAP_CONNECTIONS.to_owned());
         }
         names
     }

@@ -31,12 +31,13 @@ pub use codec::{
     decode_payload, encode_payload, frame_reader, frame_writer, length_codec, max_payload_len, FrameReader,
     FrameWriter, MsgPack, DEFAULT_MAX_FRAME_LEN, FRAME_OVERHEAD,
 };
-pub use fd::{FdTag, FD_KIND_ATTACHMENT, FD_KIND_RESPONSE_STREAM, FD_MESSAGE_MAX};
+pub use fd::{FdTag, FD_KIND_ATTACHMENT, FD_KIND_CONNECTION, FD_KIND_RESPONSE_STREAM, FD_MESSAGE_MAX};
 pub use frames::{
-    AttachmentKind, AttemptKey, FromWorker, Heartbeat, Outcome, RemoteError, RequestFrame, ToWorker,
+    AttachmentKind, AttemptKey, ConnectionFrame, FromWorker, Heartbeat, Outcome, RemoteError, RequestFrame,
+    ToWorker,
 };
 pub use hello::{
-    Capabilities, SupervisorHello, WorkerHello, CAP_FD_CHANNEL, ENV_FD, ENV_FD_CHANNEL, ENV_LOGICAL_ID,
-    ENV_MAX_FRAME_LEN, ENV_POOL, ENV_PULSE_MS, ENV_SUPERVISOR_PID, ENV_WORKER_ID, MIN_PROTOCOL_VERSION,
-    PROTOCOL_VERSION,
+    Capabilities, SupervisorHello, WorkerHello, CAP_CONNECTIONS, CAP_FD_CHANNEL, ENV_FD, ENV_FD_CHANNEL,
+    ENV_LOGICAL_ID, ENV_MAX_FRAME_LEN, ENV_POOL, ENV_PULSE_MS, ENV_SUPERVISOR_PID, ENV_WORKER_ID,
+    EVENT_LISTENER_FAILED, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };

@@ -182,6 +182,29 @@ pub enum Event {
         /// Its number of workers now.
         workers: usize,
     },
+    /// A listener accepts (a round-robin listener's accept task started).
+    ListenerStarted {
+        /// The listener's name.
+        listener: String,
+        /// The address it is bound to.
+        addr: crate::ListenAddr,
+    },
+    /// A listener stopped accepting on an error (out of descriptors, a
+    /// broken socket); it restarts after `server_restart_delay`. The
+    /// workers of its pool get the
+    /// [`EVENT_LISTENER_FAILED`](nanny_worker::protocol::EVENT_LISTENER_FAILED)
+    /// broadcast.
+    ListenerFailed {
+        /// The listener's name.
+        listener: String,
+        /// The error.
+        error: String,
+    },
+    /// A failed listener accepts again.
+    ListenerRestarted {
+        /// The listener's name.
+        listener: String,
+    },
     /// A slot's workers failed to start more than `respawn_count` times in
     /// a row: the slot stays empty (the rest of the pool serves on) until
     /// `reset_failed` or a resize.

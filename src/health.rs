@@ -88,6 +88,24 @@ pub struct WorkerHealth {
     pub restarts: u64,
     /// Whether a replacement is being started for it (recycling).
     pub retiring: bool,
+    /// Its balanced connections (see [`crate::listen`]).
+    pub connections: ConnectionCounts,
+}
+
+/// One worker's balanced connections, in [`WorkerHealth::connections`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ConnectionCounts {
+    /// Connections it took and has not closed yet.
+    pub open: u64,
+    /// Connections it took since it started.
+    pub total: u64,
+    /// Connections offered to it that it has not answered yet.
+    pub offered: u64,
+    /// Connections it gave back (its server closed, or it was draining).
+    pub bounced: u64,
+    /// Whether it takes connections now (its server is listening).
+    pub listening: bool,
 }
 
 /// One pool, as [`Supervisor::inspect`](crate::Supervisor::inspect) sees it.
@@ -116,6 +134,8 @@ pub struct Inspect {
     pub pools: Vec<PoolInfo>,
     /// Every worker process, by id.
     pub workers: Vec<WorkerHealth>,
+    /// Every listener, in the order they were added.
+    pub listeners: Vec<crate::ListenerInfo>,
     /// Counters since start.
     pub stats: Stats,
 }
@@ -126,17 +146,34 @@ impl Inspect {
         self.pools.iter().map(|p| p.target).sum()
     }
 
-    /// Worker processes alive, whatever their state (`countRunningWorkers`).
+    /// Workers in the running state: ready or busy, serving or able to
+    /// (the seeds' `countRunningWorkers`: "running" is the running state).
     pub fn count_running_workers(&self) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| matches!(w.state, WorkerState::Ready | WorkerState::Busy))
+            .count()
+    }
+
+    /// Worker processes alive, whatever their state: starting, running,
+    /// draining or stopping (`countActiveWorkers`: "active" is any state
+    /// but standby, and a worker with no process is in standby).
+    pub fn count_active_workers(&self) -> usize {
         self.workers.len()
     }
 
-    /// Workers that said ready and are not on their way out: they serve
-    /// or will after `busy()` (`countActiveWorkers`).
-    pub fn count_active_workers(&self) -> usize {
-        self.workers
-            .iter()
-            .filter(|w| matches!(w.state, WorkerState::Ready | WorkerState::Busy) && !w.retiring)
+    /// Listeners accepting now (`countRunningLoadBalancers`).
+    pub fn count_running_load_balancers(&self) -> usize {
+        (self.listeners.iter())
+            .filter(|l| l.status == crate::ListenerStatus::Listening)
+            .count()
+    }
+
+    /// Listeners not stopped for good: accepting, or failed and waiting to
+    /// restart (`countActiveLoadBalancers`).
+    pub fn count_active_load_balancers(&self) -> usize {
+        (self.listeners.iter())
+            .filter(|l| l.status != crate::ListenerStatus::Stopped)
             .count()
     }
 }

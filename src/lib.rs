@@ -46,6 +46,7 @@
 //!   that worker, never the supervisor.
 
 pub mod attach;
+mod balance;
 mod builder;
 mod error;
 pub mod events;
@@ -66,8 +67,10 @@ pub use builder::{
 };
 pub use error::{ConfigError, Error, RemoteError, StartError};
 pub use events::{Event, ExitInfo};
-pub use health::{Heartbeat, Inspect, PoolInfo, Stats, WorkerHealth, WorkerId, WorkerState};
-pub use listen::{BindError, Distribution, ListenAddr, Listener};
+pub use health::{
+    ConnectionCounts, Heartbeat, Inspect, PoolInfo, Stats, WorkerHealth, WorkerId, WorkerState,
+};
+pub use listen::{BindError, Distribution, ListenAddr, Listener, ListenerInfo, ListenerStatus};
 pub use nanny_worker::protocol::AttachmentKind;
 pub use nix::sys::signal::Signal;
 pub use pool::{Backoff, Pool, RestartPolicy, WorkerSpec, DEFAULT_POOL};

@@ -62,6 +62,7 @@
 //! so `EMFILE` does not spin a core. Connections already handed over are
 //! not affected.
 
+pub(crate) mod accept;
 mod bind;
 
 use std::fmt;
@@ -112,6 +113,46 @@ pub enum Distribution {
     /// The workers inherit the listening socket (`LISTEN_FDS`) and accept
     /// themselves.
     SocketActivation,
+}
+
+/// Where a listener is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ListenerStatus {
+    /// Accepting (a round-robin listener), or held open for the workers
+    /// (socket activation).
+    Listening,
+    /// Failed; restarts after `server_restart_delay`.
+    Failed,
+    /// Closed for good: the supervisor is stopping.
+    Stopped,
+}
+
+/// One listener, as [`Supervisor::inspect`](crate::Supervisor::inspect) sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ListenerInfo {
+    /// Its name.
+    pub name: String,
+    /// The address it is bound to (with the port chosen for port 0).
+    pub addr: ListenAddr,
+    /// The pool its connections go to.
+    pub pool: String,
+    /// Round robin or socket activation.
+    pub distribution: Distribution,
+    /// Listening, failed or stopped.
+    pub status: ListenerStatus,
+    /// Its configured [`Listener::backlog`].
+    pub backlog: usize,
+    /// Connections accepted and not yet taken by a worker (waiting or offered).
+    pub waiting: usize,
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Failures since start.
+    pub failures: u64,
+    /// Restarts after failures since start.
+    pub restarts: u64,
 }
 
 /// A socket the supervisor listens on, and the pool its connections go to.

@@ -175,18 +175,30 @@ impl Task {
     }
 
     pub(super) fn on_broadcast(&mut self, event: String, payload: Vec<u8>) {
+        self.broadcast_frames(None, &event, &payload);
+    }
+
+    /// A broadcast to the workers of one pool (a listener's failure).
+    pub(super) fn broadcast_to_pool(&mut self, pool: usize, event: &str, payload: &[u8]) {
+        self.broadcast_frames(Some(pool), event, payload);
+    }
+
+    /// Sends a broadcast to every worker that said hello and is not
+    /// stopping, of `pool` or of all pools.
+    fn broadcast_frames(&mut self, pool: Option<usize>, event: &str, payload: &[u8]) {
         let ids: Vec<WorkerId> = self
             .workers
             .iter()
             .filter(|(_, w)| !matches!(w.state, WorkerState::Spawning | WorkerState::Stopping))
+            .filter(|(_, w)| pool.is_none_or(|p| w.pool == p))
             .map(|(&id, _)| id)
             .collect();
         for id in ids {
             self.send_frame(
                 id,
                 nanny_worker::protocol::ToWorker::Broadcast {
-                    event: event.clone(),
-                    payload: payload.clone(),
+                    event: event.to_owned(),
+                    payload: payload.to_vec(),
                 },
             );
         }
@@ -197,6 +209,7 @@ impl Task {
             Phase::Draining(w) | Phase::Killing(w) => w.push(reply),
             Phase::Running => {
                 self.phase = Phase::Draining(vec![reply]);
+                self.stop_listeners();
                 if let Some(limit) = self.cfg.drain_timeout {
                     self.soft_kill_timer = Some(self.timers.insert(Timer::SoftKillTimeout, limit));
                 }
@@ -223,6 +236,7 @@ impl Task {
         };
         waiters.extend(reply);
         self.phase = Phase::Killing(waiters);
+        self.stop_listeners();
         self.kill.cancel();
         for id in self.ledger.ids() {
             self.resolve(id, Err(Error::Killed));

@@ -42,6 +42,10 @@ impl Task {
             w.stop_reason = None;
         }
         let (pool, slot) = (w.pool, w.slot);
+        self.connections_worker_gone(id, pool);
+        if !w.online {
+            self.end_spread_if_settled(pool, true);
+        }
         let uptime = w.spawned_at.elapsed();
         // An exit by the signal `Supervisor::signal` sent, or soon after it
         // (a reload that exits 0), is the caller's doing, not a crash.

@@ -289,10 +289,13 @@ impl Supervisor {
 
     /// A serializable snapshot of everything: pools (target, policy,
     /// failed, queue), workers (state, pid, logical id, uptime, restarts,
-    /// last heartbeat, error and warning counts…) and counters. Iterate
+    /// last heartbeat, error and warning counts, connections…), listeners
+    /// (address, backlog, status, counts) and counters. Iterate
     /// `inspect().await?.workers` to visit every worker; the seeds' counts
-    /// are [`Inspect::count_workers`], [`Inspect::count_running_workers`] and
-    /// [`Inspect::count_active_workers`].
+    /// are [`Inspect::count_workers`], [`Inspect::count_running_workers`],
+    /// [`Inspect::count_active_workers`],
+    /// [`Inspect::count_running_load_balancers`] and
+    /// [`Inspect::count_active_load_balancers`].
     pub async fn inspect(&self) -> Result<Inspect, Error> {
         self.call(Command::Inspect).await
     }
@@ -302,14 +305,26 @@ impl Supervisor {
         Ok(self.inspect().await?.count_workers())
     }
 
-    /// Worker processes alive, whatever their state.
+    /// Workers in the running state (ready or busy); see
+    /// [`Inspect::count_running_workers`].
     pub async fn count_running_workers(&self) -> Result<usize, Error> {
         Ok(self.inspect().await?.count_running_workers())
     }
 
-    /// Workers that are ready (or busy) and not on their way out.
+    /// Worker processes alive, whatever their state; see
+    /// [`Inspect::count_active_workers`].
     pub async fn count_active_workers(&self) -> Result<usize, Error> {
         Ok(self.inspect().await?.count_active_workers())
+    }
+
+    /// Listeners accepting now; see [`Inspect::count_running_load_balancers`].
+    pub async fn count_running_load_balancers(&self) -> Result<usize, Error> {
+        Ok(self.inspect().await?.count_running_load_balancers())
+    }
+
+    /// Listeners not stopped for good; see [`Inspect::count_active_load_balancers`].
+    pub async fn count_active_load_balancers(&self) -> Result<usize, Error> {
+        Ok(self.inspect().await?.count_active_load_balancers())
     }
 
     /// Sends `signal` to one worker (its process group), e.g. the nanny

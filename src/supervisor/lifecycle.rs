@@ -129,6 +129,7 @@ impl Task {
                 user_signal: None,
                 requests_limit,
                 logs,
+                conns: Default::default(),
             },
         );
         if replaces.is_none() {
@@ -166,6 +167,10 @@ impl Task {
         };
         w.state = to;
         self.sync_router(id);
+        self.sync_balancer(id);
+        if to == WorkerState::Draining {
+            self.send_drain(id);
+        }
         self.emit(Event::WorkerState { worker: id, from, to });
         true
     }
@@ -248,6 +253,18 @@ impl Task {
                 w.heartbeat = Some(hb);
                 self.check_health(id);
             }
+            FromWorker::Listening { on } => {
+                self.on_listening(id, on);
+                let pool = self.workers[&id].pool;
+                self.end_spread_if_settled(pool, false);
+            }
+            FromWorker::ConnectionTaken { id: conn, attempt } => {
+                self.on_connection_answer(id, conn, attempt, true)
+            }
+            FromWorker::ConnectionBounced { id: conn, attempt } => {
+                self.on_connection_answer(id, conn, attempt, false)
+            }
+            FromWorker::ConnectionClosed { id: conn } => self.on_connection_closed(id, conn),
             _ => {}
         }
     }
@@ -272,6 +289,7 @@ impl Task {
         if let Some(old) = replaces {
             self.promote(id, old);
         }
+        self.end_spread_if_settled(pool, false);
         self.dispatch(pool);
     }
 

@@ -35,12 +35,14 @@
 mod answer;
 pub(crate) mod command;
 mod commands;
+mod connections;
 mod dispatch;
 mod exit;
 mod handle;
 mod ids;
 mod ledger;
 mod lifecycle;
+mod listeners;
 mod pause;
 mod queue;
 mod signals;

@@ -91,7 +91,7 @@ impl Task {
                 }
             }
             Timer::SoftKillTimeout => self.soft_kill_timer = None,
-            Timer::Restart { .. } => {}
+            Timer::Restart { .. } | Timer::ListenerRestart(_) => {}
         }
     }
 
@@ -102,7 +102,7 @@ impl Task {
             Timer::StartTimeout(w) | Timer::ForceKill(w) => self.workers.get_mut(&w).map(|w| &mut w.timer),
             Timer::DrainTimeout(w) => self.workers.get_mut(&w).map(|w| &mut w.drain_timer),
             Timer::SoftKillTimeout => Some(&mut self.soft_kill_timer),
-            Timer::Restart { .. } => return,
+            Timer::Restart { .. } | Timer::ListenerRestart(_) => return,
         };
         match slot {
             Some(slot) => *slot = Some(key),

@@ -17,10 +17,11 @@ impl Task {
     /// Stops taking new work on `id`; stops it once nothing is in flight
     /// and it is not busy, or at its `drain_timeout`.
     pub(super) fn drain_worker(&mut self, id: WorkerId, reason: StopReason) {
-        let idle = self.ledger.in_flight(id) == 0;
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
+        // Open connections are waited for like requests in flight.
+        let idle = self.ledger.in_flight(id) == 0 && w.conns.open.is_empty();
         if w.stop_reason.is_some() {
             return;
         }
@@ -37,10 +38,10 @@ impl Task {
 
     /// A draining worker that may have nothing left to wait for.
     pub(super) fn drain_progress(&mut self, id: WorkerId) {
-        let idle = self.ledger.in_flight(id) == 0;
         let Some(w) = self.workers.get(&id) else {
             return;
         };
+        let idle = self.ledger.in_flight(id) == 0 && w.conns.open.is_empty();
         if w.state == WorkerState::Draining && idle && !w.busy {
             let reason = w.stop_reason.clone().unwrap_or(StopReason::Shutdown);
             self.stop_worker(id, reason, true);

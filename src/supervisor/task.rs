@@ -13,9 +13,11 @@ use tokio_util::task::TaskTracker;
 use tokio_util::time::{delay_queue, DelayQueue};
 
 use super::command::{Command, Reply};
+use super::connections::{Connections, WorkerConns};
 use super::handle::{Defaults, Supervisor};
 use super::ids::AttemptKey;
 use super::ledger::{self, Ledger};
+use super::listeners::ListenerState;
 use super::queue::QueueNews;
 use crate::builder::Config;
 use crate::error::{Error, StartError};
@@ -46,6 +48,8 @@ pub(super) enum Timer {
     DrainTimeout(WorkerId),
     /// A soft kill had `drain_timeout` to serve what was queued.
     SoftKillTimeout,
+    /// A failed listener had `server_restart_delay` to wait.
+    ListenerRestart(usize),
 }
 
 pub(super) struct PoolState {
@@ -122,6 +126,8 @@ pub(super) struct WorkerEntry {
     pub(super) requests_limit: Option<u64>,
     /// Error and warning lines seen on its output (`silent` pools).
     pub(super) logs: std::sync::Arc<crate::worker::output::LogCounts>,
+    /// Its balanced connections.
+    pub(super) conns: WorkerConns,
 }
 
 pub(super) enum Phase {
@@ -168,21 +174,8 @@ pub(super) struct Task {
     pub(super) released: Vec<crate::attach::Source>,
     /// The listeners, bound at spawn (see [`crate::listen`]).
     pub(super) listeners: Vec<ListenerState>,
-}
-
-/// One listener the supervisor owns.
-#[derive(Debug)]
-pub(super) struct ListenerState {
-    pub(super) cfg: crate::Listener,
-    /// [`crate::Listener::display_name`].
-    pub(super) name: String,
-    /// Index of the pool its connections (or its socket) go to.
-    pub(super) pool: usize,
-    /// The address it got (the port chosen for port 0).
-    pub(super) local: crate::ListenAddr,
-    /// The listening socket (`None` while a failed one waits to be bound
-    /// again). Socket-activated workers inherit it.
-    pub(super) socket: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+    /// Their connections between accept and take.
+    pub(super) conns: Connections,
 }
 
 /// What one turn of the loop took.
@@ -195,6 +188,8 @@ pub(super) enum Input {
     Command(Option<Command>),
     /// The queue backend has new requests for a pool.
     Arrived(usize),
+    /// A listener's accept task has a connection or a failure.
+    Listener(crate::listen::accept::ListenerEvent),
     Pulse,
 }
 
@@ -234,7 +229,8 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
             stop_signals.clone(),
         ));
     }
-    let listeners = bind_listeners(&cfg)?;
+    let listeners = super::listeners::bind_listeners(&cfg)?;
+    let conns = Connections::new(cfg.pools.len());
     let ledger = Ledger::new(cfg.pools.len(), cfg.max_queue);
     let task = Task {
         cfg,
@@ -261,6 +257,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         released: Vec::new(),
         page_size: crate::worker::spawn::page_size(),
         listeners,
+        conns,
     };
     tokio::spawn(task.run(stop_signals));
     Ok(Supervisor {
@@ -271,47 +268,9 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
     })
 }
 
-/// Binds every listener, before any worker is spawned; the first that
-/// fails is the error (the ones bound before it are closed, and their
-/// Unix paths removed).
-fn bind_listeners(cfg: &Config) -> Result<Vec<ListenerState>, StartError> {
-    let mut out: Vec<ListenerState> = Vec::with_capacity(cfg.listeners.len());
-    for l in &cfg.listeners {
-        let pool = match &l.pool {
-            Some(name) => cfg.pools.iter().position(|p| &p.name == name).unwrap_or(0),
-            None => 0,
-        };
-        let bound = match crate::listen::bind(l) {
-            Ok(b) => b,
-            Err(e) => {
-                for done in &out {
-                    done.remove_path();
-                }
-                return Err(e.into());
-            }
-        };
-        out.push(ListenerState {
-            cfg: l.clone(),
-            name: l.display_name(),
-            pool,
-            local: bound.local,
-            socket: Some(Arc::new(bound.fd)),
-        });
-    }
-    Ok(out)
-}
-
-impl ListenerState {
-    /// Removes a Unix listener's socket file (it created it).
-    pub(super) fn remove_path(&self) {
-        if let crate::ListenAddr::Unix(path) = &self.cfg.addr {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
 impl Task {
     async fn run(mut self, stop_signals: CancellationToken) {
+        self.start_listeners();
         for pool in 0..self.pools.len() {
             for slot in 0..self.pools[pool].target {
                 self.spawn_worker(pool, slot);
@@ -332,6 +291,7 @@ impl Task {
                     ledger::LedgerInput::Timer(expired, at) => Input::Request(expired, at),
                     ledger::LedgerInput::News(QueueNews::Arrived { pool }) => Input::Arrived(pool),
                 },
+                Some(event) = self.conns.listener_rx.recv() => Input::Listener(event),
                 command = self.commands.recv(), if self.commands_open => Input::Command(command),
                 _ = pulse.tick() => Input::Pulse,
             };
@@ -356,6 +316,7 @@ impl Task {
                 self.begin_kill(None);
             }
             Input::Arrived(pool) => self.dispatch(pool),
+            Input::Listener(event) => self.on_listener_event(event),
             Input::Pulse => self.on_pulse(),
         }
     }
@@ -390,6 +351,9 @@ impl Task {
         // stop, link tasks have ended with their processes, and one still
         // waiting to report something is let go (nobody reads it now).
         self.ledger.close().await;
+        self.stop_listeners();
+        self.conns.close_all();
+        self.conns.listener_rx.close();
         for l in &mut self.listeners {
             l.socket = None;
             l.remove_path();
@@ -473,6 +437,7 @@ impl Task {
             Timer::ForceKill(w) => self.on_force_kill(w),
             Timer::DrainTimeout(w) => self.on_drain_timeout(w),
             Timer::SoftKillTimeout => self.on_soft_kill_timeout(),
+            Timer::ListenerRestart(l) => self.on_listener_restart(l),
         }
     }
 

@@ -133,6 +133,13 @@ impl Task {
             warnings: w.logs.warnings.load(Ordering::Relaxed),
             restarts: p.slot_info.get(w.slot).map_or(0, |s| s.restarts),
             retiring: w.retiring.is_some(),
+            connections: crate::health::ConnectionCounts {
+                open: w.conns.open.len() as u64,
+                total: w.conns.total,
+                offered: w.conns.offered.min(super::connections::MAX_OFFERS) as u64,
+                bounced: w.conns.bounced,
+                listening: w.conns.listening,
+            },
         })
     }
 
@@ -158,6 +165,7 @@ impl Task {
                 })
                 .collect(),
             workers: self.health(),
+            listeners: self.listener_infos(),
             stats: self.stats(),
         }
     }

@@ -53,6 +53,15 @@ pub(crate) enum Outgoing {
     /// never sent to a worker told to stop, and only a `Cancel` for the same
     /// attempt, which always comes after it, refers to it.
     Attached(RequestFrame, Descriptor),
+    /// A balanced connection, on the fd channel only: the tag, its
+    /// `ConnectionFrame` (the same bytes for every connection of a
+    /// listener) and the socket, which the supervisor keeps until the
+    /// worker says it took it. Sent only when the link has an fd channel.
+    Connection {
+        tag: FdTag,
+        frame: Arc<[u8]>,
+        fd: Arc<OwnedFd>,
+    },
 }
 
 /// Signals waiting for the process task. It delivers each at once, so a
@@ -71,6 +80,8 @@ pub(crate) struct Link {
     signals: mpsc::Sender<Signal>,
     /// Tripped for SIGKILL, which no full queue may lose.
     kill: CancellationToken,
+    /// Whether it has a usable fd channel (attachments, connections).
+    pub(crate) fd_channel: bool,
 }
 
 impl Link {
@@ -119,6 +130,7 @@ pub(crate) fn start(
             None
         }
     };
+    let fd_channel = channel.is_some();
     let (signals_tx, mut signals_rx) = mpsc::channel::<Signal>(SIGNAL_CAPACITY);
     let kill = CancellationToken::new();
     let gone = CancellationToken::new();
@@ -200,6 +212,10 @@ pub(crate) fn start(
             while let Some(item) = next {
                 let sent = match item {
                     Outgoing::Frame(frame) => writer.feed(frame).await.is_ok(),
+                    Outgoing::Connection { tag, frame, fd } => match &out_channel {
+                        Some(c) => c.send_with(tag, fd.as_fd(), &frame).await.is_ok(),
+                        None => true, // never queued without a channel
+                    },
                     Outgoing::Attached(frame, fd) => match &out_channel {
                         Some(c) => send_attached(c, &mut writer, frame, &fd).await,
                         // The worker answers with an attachment error.
@@ -299,6 +315,7 @@ pub(crate) fn start(
         frames: frames_tx,
         signals: signals_tx,
         kill,
+        fd_channel,
     }
 }
 

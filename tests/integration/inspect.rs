@@ -45,22 +45,23 @@ async fn inspect_round_trips_through_serde_and_counts_mean_what_they_say() {
                 info.count_running_workers(),
                 info.count_active_workers()
             ),
-            (4, 4, 3),
+            // Running: ready or busy (b starts); active: every live process.
+            (4, 3, 4),
             "{info:#?}"
         );
-        // A worker that said busy() is active still: it will serve again.
+        // A worker that said busy() is running still: it will serve again.
         let busy = EnqueueOptions::new().pool("a");
         sup.enqueue_with(&Cmd::Busy, busy).await.expect("busy");
         wait_until("one busy worker in a", || async {
             health(&sup).await.iter().any(|w| w.state == WorkerState::Busy)
         })
         .await;
-        assert_eq!(sup.count_active_workers().await.unwrap(), 3);
-        // A slot left empty by its policy: configured, not running.
+        assert_eq!(sup.count_running_workers().await.unwrap(), 3);
+        // A slot left empty by its policy: configured, not active.
         let c = EnqueueOptions::new().pool("c").retries(0);
         assert!(sup.enqueue_with(&Cmd::Exit(0), c).await.is_err());
         wait_until("c's worker is gone", || async {
-            sup.count_running_workers().await.unwrap() == 3
+            sup.count_active_workers().await.unwrap() == 3
         })
         .await;
         sup.broadcast("go", &()).await.unwrap();

@@ -179,6 +179,14 @@ pub(crate) struct Pending {
     pub(crate) accepted: bool,
 }
 
+impl Pending {
+    /// Whether it is a socket (or another descriptor) rather than a byte
+    /// stream: what load-process-manager counts as a handled socket.
+    pub(crate) fn is_socket(&self) -> bool {
+        self.kind != AttachmentKind::Stream
+    }
+}
+
 impl fmt::Debug for Pending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pending")

@@ -91,6 +91,23 @@ impl Router {
     }
 }
 
+impl Router {
+    /// load-process-manager's rule for a request that carries a socket:
+    /// the candidate with the fewest sockets it is still handling
+    /// (`sockets(id)`), ties by the usual order; preferring any other than
+    /// `avoid`. `O(n)` over the candidates: only socket requests pay it.
+    pub fn pick_fewest_sockets(&self, avoid: Option<u64>, sockets: impl Fn(u64) -> u64) -> Option<u64> {
+        let best = |skip: Option<u64>| {
+            self.ordered
+                .iter()
+                .filter(|k| Some(k.id) != skip)
+                .min_by_key(|k| sockets(k.id))
+                .map(|k| k.id)
+        };
+        best(avoid).or_else(|| best(None))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +138,23 @@ mod tests {
         r.upsert(1, 0, 300 << 20);
         r.upsert(2, 0, 20 << 20);
         assert_eq!(r.pick(None), Some(2));
+    }
+
+    #[test]
+    fn a_socket_goes_to_the_fewest_handled_sockets_then_the_usual_order() {
+        let mut r = Router::new();
+        r.upsert(1, 0, 10);
+        r.upsert(2, 3, 50);
+        r.upsert(3, 1, 20);
+        let sockets = |id| [0, 2, 0, 0][id as usize];
+        // 2 and 3 handle no socket; 3 is less pressured.
+        assert_eq!(r.pick_fewest_sockets(None, sockets), Some(3));
+        assert_eq!(r.pick_fewest_sockets(Some(3), sockets), Some(2));
+        let one = Router::new();
+        assert_eq!(one.pick_fewest_sockets(None, sockets), None);
+        r.remove(2);
+        r.remove(3);
+        assert_eq!(r.pick_fewest_sockets(Some(1), sockets), Some(1), "the only one, even avoided");
     }
 
     #[test]

@@ -111,18 +111,32 @@ impl Task {
             return;
         }
         while let Some(id) = self.ledger.next_queued(pool) {
-            let avoid = self.ledger.get(id).and_then(|e| e.avoid);
-            let Some(worker) = self.pools[pool]
-                .router
-                .pick(avoid.map(WorkerId::get))
-                .map(WorkerId)
-            else {
+            let Some(worker) = self.pick_worker(pool, id) else {
                 break;
             };
             // A worker that could not take it left the router: the next
             // turn picks another (or stops).
             self.assign(id, worker);
         }
+    }
+
+    /// The worker for queued request `id`: the router's pick, or for a
+    /// request that carries a socket the one handling the fewest sockets
+    /// (attachments running and balanced connections open;
+    /// load-process-manager's `handledSockets`).
+    fn pick_worker(&self, pool: usize, id: RequestId) -> Option<WorkerId> {
+        let e = self.ledger.get(id)?;
+        let avoid = e.avoid.map(WorkerId::get);
+        let router = &self.pools[pool].router;
+        if !e.attachment.as_ref().is_some_and(|a| a.is_socket()) {
+            return router.pick(avoid).map(WorkerId);
+        }
+        let sockets = |w: u64| {
+            let id = WorkerId(w);
+            let open = self.workers.get(&id).map_or(0, |w| w.conns.open.len() as u64);
+            u64::from(self.ledger.sockets_on(id)) + open
+        };
+        router.pick_fewest_sockets(avoid, sockets).map(WorkerId)
     }
 
     /// Sends the next attempt of queued request `id` to `worker`.

@@ -12,6 +12,7 @@ mod support;
 mod attach_retries;
 mod attach_sockets;
 mod attach_streams;
+mod connections;
 mod degraded;
 mod dispatch;
 mod drains;

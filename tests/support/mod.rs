@@ -5,6 +5,7 @@
 
 pub(crate) mod attachments;
 pub(crate) mod cmd;
+pub(crate) mod conns;
 pub(crate) mod setups;
 pub(crate) mod supervise;
 

@@ -162,6 +162,9 @@ pub(super) struct Ledger {
     queue: Box<dyn PendingQueue>,
     /// Per worker ever given an attempt, until it is forgotten at its exit.
     running: FxHashMap<WorkerId, FxHashSet<RequestId>>,
+    /// Per worker: how many of its running attempts carry a socket
+    /// (load-process-manager's `handledSockets`, for the socket pick).
+    sockets: FxHashMap<WorkerId, u32>,
     timers: DelayQueue<Expired>,
     pools: usize,
     max_queue: usize,
@@ -180,6 +183,7 @@ impl Ledger {
             entries: FxHashMap::default(),
             queue,
             running: FxHashMap::default(),
+            sockets: FxHashMap::default(),
             timers: DelayQueue::new(),
             pools,
             max_queue,
@@ -321,7 +325,15 @@ impl Ledger {
             )
         });
         self.running.entry(worker).or_default().insert(id);
+        if e.attachment.as_ref().is_some_and(|a| a.is_socket()) {
+            *self.sockets.entry(worker).or_default() += 1;
+        }
         e
+    }
+
+    /// Running attempts on `worker` that carry a socket.
+    pub(super) fn sockets_on(&self, worker: WorkerId) -> u32 {
+        self.sockets.get(&worker).copied().unwrap_or(0)
     }
 
     /// Ends the current attempt of running request `id` without an answer
@@ -339,6 +351,7 @@ impl Ledger {
         // An answer still waiting for its response stream belongs to the
         // failed attempt: the next attempt must not find it.
         e.parked = None;
+        let socket = e.attachment.as_ref().is_some_and(|a| a.is_socket());
         if let Some(key) = e.timer.take() {
             self.timers.try_remove(&key);
         }
@@ -350,7 +363,7 @@ impl Ledger {
             },
             Position::Front,
         );
-        self.leave(worker, id);
+        self.leave(worker, id, socket);
         Some(worker)
     }
 
@@ -369,7 +382,8 @@ impl Ledger {
                 None
             }
             Place::Running { worker, .. } => {
-                self.leave(worker, id);
+                let socket = e.attachment.as_ref().is_some_and(|a| a.is_socket());
+                self.leave(worker, id, socket);
                 Some(worker)
             }
         };
@@ -416,15 +430,21 @@ impl Ledger {
 
     /// The set stays while the worker lives (no allocation per attempt of
     /// a worker that goes idle between requests); see [`forget`](Self::forget).
-    fn leave(&mut self, worker: WorkerId, id: RequestId) {
+    fn leave(&mut self, worker: WorkerId, id: RequestId, socket: bool) {
         if let Some(set) = self.running.get_mut(&worker) {
             set.remove(&id);
+        }
+        if socket {
+            if let Some(n) = self.sockets.get_mut(&worker) {
+                *n = n.saturating_sub(1);
+            }
         }
     }
 
     /// Drops the books of a worker that exited (its attempts have ended).
     pub(super) fn forget(&mut self, worker: WorkerId) {
         let set = self.running.remove(&worker);
+        self.sockets.remove(&worker);
         debug_assert!(
             set.is_none_or(|s| s.is_empty()),
             "a worker left with attempts running"

@@ -1,0 +1,80 @@
+//! Helpers for the connection-balancing tests: a pool of `conn-echo`
+//! workers behind a TCP listener, and clients that learn which worker
+//! served them (the worker answers each line with `w<id> <line>`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use nanny::{Builder, ListenAddr, Listener, Pool, Supervisor, WorkerHealth};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::{health, timers, wait_until, worker_spec};
+
+/// A builder of one pool of `n` `conn-echo` workers with a TCP listener on
+/// a free port of 127.0.0.1.
+pub(crate) fn echo_pool(n: usize) -> Builder {
+    timers(Supervisor::builder())
+        .pool(Pool::default_pool(worker_spec("conn-echo")).workers(n))
+        .listen(Listener::tcp(([127, 0, 0, 1], 0)))
+}
+
+/// The address of the supervisor's first listener.
+pub(crate) async fn listener_addr(sup: &Supervisor) -> SocketAddr {
+    match &sup.inspect().await.expect("inspect").listeners[0].addr {
+        ListenAddr::Tcp(addr) => *addr,
+        other => panic!("not a TCP listener: {other:?}"),
+    }
+}
+
+/// Waits until `n` workers are ready and listening.
+pub(crate) async fn all_listening(sup: &Supervisor, n: usize) -> Vec<WorkerHealth> {
+    wait_until("every worker listens", || async {
+        health(sup).await.iter().filter(|w| w.connections.listening).count() == n
+    })
+    .await;
+    health(sup).await
+}
+
+/// An open client connection that says which worker serves it.
+#[derive(Debug)]
+pub(crate) struct Client {
+    lines: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub(crate) async fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        Self {
+            lines: BufReader::new(stream),
+        }
+    }
+
+    /// Sends `line`; returns the id of the worker that echoed it.
+    pub(crate) async fn ask(&mut self, line: &str) -> u64 {
+        let stream = self.lines.get_mut();
+        stream.write_all(format!("{line}\n").as_bytes()).await.expect("write");
+        let mut answer = String::new();
+        self.lines.read_line(&mut answer).await.expect("read");
+        let (worker, echoed) = answer
+            .trim_end()
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("not an echo: {answer:?}"));
+        assert_eq!(echoed, line, "the echo");
+        worker.strip_prefix('w').and_then(|n| n.parse().ok()).expect("w<id>")
+    }
+}
+
+/// One connection, one line: the worker that served it.
+pub(crate) async fn served_by(addr: SocketAddr, line: &str) -> u64 {
+    Client::connect(addr).await.ask(line).await
+}
+
+/// Counts per worker id.
+pub(crate) fn tally(ids: impl IntoIterator<Item = u64>) -> BTreeMap<u64, usize> {
+    let mut out = BTreeMap::new();
+    for id in ids {
+        *out.entry(id).or_default() += 1;
+    }
+    out
+}

@@ -154,7 +154,11 @@ mod tests {
         assert_eq!(one.pick_fewest_sockets(None, sockets), None);
         r.remove(2);
         r.remove(3);
-        assert_eq!(r.pick_fewest_sockets(Some(1), sockets), Some(1), "the only one, even avoided");
+        assert_eq!(
+            r.pick_fewest_sockets(Some(1), sockets),
+            Some(1),
+            "the only one, even avoided"
+        );
     }
 
     #[test]

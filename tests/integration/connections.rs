@@ -34,7 +34,13 @@ async fn a_thousand_connections_split_exactly_over_four_workers() {
         let info = sup.inspect().await.unwrap();
         assert_eq!(info.listeners[0].accepted, 1000);
         assert_eq!(info.listeners[0].waiting, 0);
-        assert_eq!((info.count_running_load_balancers(), info.count_active_load_balancers()), (1, 1));
+        assert_eq!(
+            (
+                info.count_running_load_balancers(),
+                info.count_active_load_balancers()
+            ),
+            (1, 1)
+        );
         sup.soft_kill().await;
     })
     .await;
@@ -48,7 +54,10 @@ async fn a_busy_worker_gets_no_connection() {
         let addr = listener_addr(&sup).await;
         sup.enqueue(&Cmd::Busy).await.expect("busy");
         let busy = eventually("a busy worker", || async {
-            health(&sup).await.into_iter().find(|w| w.state == WorkerState::Busy)
+            health(&sup)
+                .await
+                .into_iter()
+                .find(|w| w.state == WorkerState::Busy)
         })
         .await;
         let mut ids = Vec::new();
@@ -82,7 +91,10 @@ async fn a_draining_worker_keeps_its_connections_and_gets_no_new_ones() {
             tokio::spawn(async move { sup.resize(nanny::DEFAULT_POOL, 2).await })
         };
         let draining = eventually("a draining worker", || async {
-            health(&sup).await.into_iter().find(|w| w.state == WorkerState::Draining)
+            health(&sup)
+                .await
+                .into_iter()
+                .find(|w| w.state == WorkerState::Draining)
         })
         .await;
         // New connections avoid it…
@@ -99,7 +111,10 @@ async fn a_draining_worker_keeps_its_connections_and_gets_no_new_ones() {
         assert_eq!(c.ask("still there?").await, w);
         assert!(!resize.is_finished(), "the resize waits for the open connection");
         drop(c);
-        within("the resize", resize).await.expect("task").expect("resized");
+        within("the resize", resize)
+            .await
+            .expect("task")
+            .expect("resized");
         let exit = exit_of(&events, draining.id).await;
         assert!(exit.expected, "a planned stop after the drain: {exit:?}");
         sup.soft_kill().await;
@@ -116,13 +131,19 @@ async fn connections_offered_to_a_sigkilled_worker_go_to_the_others() {
         let addr = listener_addr(&sup).await;
         // A stopped worker cannot take what is offered to it.
         let victim = &workers[0];
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim.pid as i32), nix::sys::signal::Signal::SIGSTOP)
-            .expect("SIGSTOP");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(victim.pid as i32),
+            nix::sys::signal::Signal::SIGSTOP,
+        )
+        .expect("SIGSTOP");
         let clients: Vec<_> = (0..30)
             .map(|i| tokio::spawn(async move { served_by(addr, &format!("c{i}")).await }))
             .collect();
         wait_until("offers wait on the stopped worker", || async {
-            health(&sup).await.iter().any(|w| w.id == victim.id && w.connections.offered > 0)
+            health(&sup)
+                .await
+                .iter()
+                .any(|w| w.id == victim.id && w.connections.offered > 0)
         })
         .await;
         sigkill(victim.pid);
@@ -159,7 +180,11 @@ async fn a_bounced_connection_goes_to_the_next_worker() {
         let shares = tally(ids);
         assert!(!shares.contains_key(&1), "{shares:?}");
         assert_eq!(shares.values().copied().collect::<Vec<_>>(), [10, 10]);
-        let bouncer = health(&sup).await.into_iter().find(|w| w.id.get() == 1).expect("w1");
+        let bouncer = health(&sup)
+            .await
+            .into_iter()
+            .find(|w| w.id.get() == 1)
+            .expect("w1");
         let c = bouncer.connections;
         assert_eq!((c.bounced, c.total, c.listening), (1, 0, false), "{c:?}");
         sup.soft_kill().await;
@@ -239,13 +264,16 @@ async fn a_failed_listener_restarts_after_the_delay_and_tells_its_workers() {
             .wait_for("ListenerFailed", |e| matches!(e, Event::ListenerFailed { .. }))
             .await;
         events
-            .wait_for("ListenerRestarted", |e| matches!(e, Event::ListenerRestarted { .. }))
+            .wait_for("ListenerRestarted", |e| {
+                matches!(e, Event::ListenerRestarted { .. })
+            })
             .await;
         // The workers heard of it (they emit what they heard).
         events
-            .wait_for("a worker heard of the failure", |e| {
-                matches!(e, Event::Custom(c) if c.name() == "heard-listener-failed")
-            })
+            .wait_for(
+                "a worker heard of the failure",
+                |e| matches!(e, Event::Custom(c) if c.name() == "heard-listener-failed"),
+            )
             .await;
         assert!(served_by(addr, "after").await > 0);
         let info = sup.inspect().await.unwrap();
@@ -282,9 +310,15 @@ fn break_listening_socket(addr: std::net::SocketAddr) {
 async fn bad_listeners_are_typed_errors_at_start() {
     guard(async {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let in_use = builder(1).listen(Listener::tcp(taken.local_addr().unwrap())).start().await;
+        let in_use = builder(1)
+            .listen(Listener::tcp(taken.local_addr().unwrap()))
+            .start()
+            .await;
         assert!(
-            matches!(in_use, Err(nanny::StartError::Bind(nanny::BindError::AddrInUse { .. }))),
+            matches!(
+                in_use,
+                Err(nanny::StartError::Bind(nanny::BindError::AddrInUse { .. }))
+            ),
             "{in_use:?}"
         );
         let dir = std::env::temp_dir().join(format!("nanny-listen-{}", std::process::id()));
@@ -293,7 +327,10 @@ async fn bad_listeners_are_typed_errors_at_start() {
         std::fs::write(&path, b"").unwrap();
         let exists = builder(1).listen(Listener::unix(&path)).start().await;
         assert!(
-            matches!(exists, Err(nanny::StartError::Bind(nanny::BindError::PathExists { .. }))),
+            matches!(
+                exists,
+                Err(nanny::StartError::Bind(nanny::BindError::PathExists { .. }))
+            ),
             "{exists:?}"
         );
         let unknown = builder(1)
@@ -341,7 +378,11 @@ async fn a_unix_listener_balances_and_removes_its_path() {
 async fn ask_unix(stream: tokio::net::UnixStream, line: &str) -> u64 {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let mut lines = BufReader::new(stream);
-    lines.get_mut().write_all(format!("{line}\n").as_bytes()).await.unwrap();
+    lines
+        .get_mut()
+        .write_all(format!("{line}\n").as_bytes())
+        .await
+        .unwrap();
     let mut answer = String::new();
     lines.read_line(&mut answer).await.unwrap();
     let worker = answer.split_once(' ').expect("an echo").0;
@@ -359,7 +400,12 @@ async fn an_enqueued_socket_goes_to_the_worker_handling_the_fewest_sockets() {
         let (_, heavy) = whoami_of(&sup, &Cmd::Inflate(64)).await;
         wait_until("the heavy worker's RSS is sampled", || async {
             let h = health(&sup).await;
-            let rss = |me: bool| h.iter().filter(|w| (w.id.get() == heavy.worker_id) == me).map(|w| w.rss_bytes).sum::<u64>();
+            let rss = |me: bool| {
+                h.iter()
+                    .filter(|w| (w.id.get() == heavy.worker_id) == me)
+                    .map(|w| w.rss_bytes)
+                    .sum::<u64>()
+            };
             rss(true) > rss(false) + (32 << 20)
         })
         .await;
@@ -369,7 +415,11 @@ async fn an_enqueued_socket_goes_to_the_worker_handling_the_fewest_sockets() {
             let mut c = Client::connect(addr).await;
             let w = c.ask("hold").await;
             let on = |me: u64| held.iter().filter(|(x, _)| *x == me).count();
-            let keep = if w == heavy.worker_id { on(w) < 1 } else { on(w) < 2 };
+            let keep = if w == heavy.worker_id {
+                on(w) < 1
+            } else {
+                on(w) < 2
+            };
             if keep {
                 held.push((w, c));
             }
@@ -379,9 +429,15 @@ async fn an_enqueued_socket_goes_to_the_worker_handling_the_fewest_sockets() {
         })
         .await;
         let (_ours, socket) = unix_attachment();
-        let response = sup.enqueue_with(&Cmd::Whoami, attach(socket)).await.expect("answer");
+        let response = sup
+            .enqueue_with(&Cmd::Whoami, attach(socket))
+            .await
+            .expect("answer");
         let who: Whoami = response.data().unwrap();
-        assert_eq!(who.worker_id, heavy.worker_id, "fewest handled sockets wins over RSS");
+        assert_eq!(
+            who.worker_id, heavy.worker_id,
+            "fewest handled sockets wins over RSS"
+        );
         drop(held);
         sup.soft_kill().await;
     })

@@ -30,7 +30,12 @@ pub(crate) async fn listener_addr(sup: &Supervisor) -> SocketAddr {
 /// Waits until `n` workers are ready and listening.
 pub(crate) async fn all_listening(sup: &Supervisor, n: usize) -> Vec<WorkerHealth> {
     wait_until("every worker listens", || async {
-        health(sup).await.iter().filter(|w| w.connections.listening).count() == n
+        health(sup)
+            .await
+            .iter()
+            .filter(|w| w.connections.listening)
+            .count()
+            == n
     })
     .await;
     health(sup).await
@@ -53,7 +58,10 @@ impl Client {
     /// Sends `line`; returns the id of the worker that echoed it.
     pub(crate) async fn ask(&mut self, line: &str) -> u64 {
         let stream = self.lines.get_mut();
-        stream.write_all(format!("{line}\n").as_bytes()).await.expect("write");
+        stream
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("write");
         let mut answer = String::new();
         self.lines.read_line(&mut answer).await.expect("read");
         let (worker, echoed) = answer
@@ -61,7 +69,10 @@ impl Client {
             .split_once(' ')
             .unwrap_or_else(|| panic!("not an echo: {answer:?}"));
         assert_eq!(echoed, line, "the echo");
-        worker.strip_prefix('w').and_then(|n| n.parse().ok()).expect("w<id>")
+        worker
+            .strip_prefix('w')
+            .and_then(|n| n.parse().ok())
+            .expect("w<id>")
     }
 }
 

@@ -91,6 +91,9 @@ pub(super) struct WorkerConns {
     pub(super) listening: bool,
     /// Offers it has not answered.
     pub(super) offered: u32,
+    /// Its frame queue was full at the last offer: skipped until it
+    /// answers an offer or sends a heartbeat.
+    pub(super) stalled: bool,
     /// Connections it took and has not closed.
     pub(super) open: FxHashSet<Uuid>,
     /// Connections it took, ever.
@@ -128,11 +131,22 @@ impl Connections {
         queued + offered
     }
 
-    /// Closes everything not yet taken (shutdown).
-    pub(super) fn close_all(&mut self) {
+    /// Whether `pool` still spreads what waited (see [`crate::balance`]).
+    pub(super) fn spreading(&self, pool: usize) -> bool {
+        self.spreading[pool]
+    }
+
+    /// Closes what waits for a worker (the listeners stopped). Offers
+    /// stay: the worker may take them yet, and they count for its drain.
+    pub(super) fn close_waiting(&mut self) {
         for q in &mut self.waiting {
             q.clear();
         }
+    }
+
+    /// Closes everything not yet taken (the supervisor task ends).
+    pub(super) fn close_all(&mut self) {
+        self.close_waiting();
         self.offered.clear();
     }
 }
@@ -206,8 +220,7 @@ impl Task {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
                 conn.offers -= 1;
-                // Skipped until an offer of its own is answered.
-                w.conns.offered = MAX_OFFERS;
+                w.conns.stalled = true;
                 self.sync_balancer(worker);
                 return Err(conn);
             }
@@ -229,6 +242,7 @@ impl Task {
             && w.state == WorkerState::Ready
             && w.stop_reason.is_none()
             && w.conns.listening
+            && !w.conns.stalled
             && w.conns.offered < MAX_OFFERS;
         let pool = w.pool;
         self.conns.balancers[pool].set_eligible(id, eligible);
@@ -257,7 +271,8 @@ impl Task {
         let Some(w) = self.workers.get_mut(&worker) else {
             return;
         };
-        w.conns.offered = w.conns.offered.saturating_sub(1).min(MAX_OFFERS - 1);
+        w.conns.offered = w.conns.offered.saturating_sub(1);
+        w.conns.stalled = false;
         let pool = w.pool;
         if taken {
             w.conns.total += 1;
@@ -309,18 +324,21 @@ impl Task {
     }
 
     /// Ends the start-up spread of `pool` (see [`crate::balance`]) once
-    /// every wanted worker is up, or one failed to start.
-    pub(super) fn end_spread_if_settled(&mut self, pool: usize, failed_start: bool) {
+    /// every wanted worker is online and listening, or one failed to
+    /// start; `at_pulse`: once every wanted worker is online (at most one
+    /// pulse later, a worker that said ready but never listens no longer
+    /// holds back the share it would have had).
+    pub(super) fn end_spread_if_settled(&mut self, pool: usize, failed_start: bool, at_pulse: bool) {
         if !self.conns.spreading[pool] {
             return;
         }
-        let target = self.pools[pool].target;
-        let listening = self
-            .workers
-            .values()
-            .filter(|w| w.pool == pool && w.state == WorkerState::Ready && w.conns.listening)
-            .count();
-        if failed_start || listening >= target {
+        let (mut online, mut listening) = (0, 0);
+        for w in self.workers.values().filter(|w| w.pool == pool && w.online) {
+            online += 1;
+            listening += usize::from(w.conns.listening);
+        }
+        let all_online = online >= self.pools[pool].target;
+        if failed_start || (all_online && (at_pulse || listening == online)) {
             self.conns.spreading[pool] = false;
             self.dispatch_connections(pool);
         }

@@ -44,7 +44,7 @@ impl Task {
         let (pool, slot) = (w.pool, w.slot);
         self.connections_worker_gone(id, pool);
         if !w.online {
-            self.end_spread_if_settled(pool, true);
+            self.end_spread_if_settled(pool, true, false);
         }
         let uptime = w.spawned_at.elapsed();
         // An exit by the signal `Supervisor::signal` sent, or soon after it

@@ -251,12 +251,15 @@ impl Task {
             FromWorker::Heartbeat(hb) => {
                 w.last_heartbeat = Instant::now();
                 w.heartbeat = Some(hb);
+                if std::mem::take(&mut w.conns.stalled) {
+                    self.sync_balancer(id);
+                }
                 self.check_health(id);
             }
             FromWorker::Listening { on } => {
                 self.on_listening(id, on);
                 let pool = self.workers[&id].pool;
-                self.end_spread_if_settled(pool, false);
+                self.end_spread_if_settled(pool, false, false);
             }
             FromWorker::ConnectionTaken { id: conn, attempt } => {
                 self.on_connection_answer(id, conn, attempt, true)
@@ -289,7 +292,7 @@ impl Task {
         if let Some(old) = replaces {
             self.promote(id, old);
         }
-        self.end_spread_if_settled(pool, false);
+        self.end_spread_if_settled(pool, false, false);
         self.dispatch(pool);
     }
 

@@ -134,15 +134,19 @@ impl Task {
         ));
     }
 
-    /// Stops accepting on every listener (soft or hard kill): the sockets
-    /// stay open until the task ends, so the kernel still queues (and then
-    /// resets) what arrives meanwhile.
+    /// Stops every listener for good (soft or hard kill): accepting stops,
+    /// our listening sockets close (new clients are refused at once;
+    /// socket-activated workers keep their own copies until they exit),
+    /// and what waited for a worker is closed (offers stay: see
+    /// [`Connections::close_waiting`](super::connections::Connections::close_waiting)).
     pub(super) fn stop_listeners(&mut self) {
         for l in &mut self.listeners {
             l.stop.cancel();
             l.backlog.close();
+            l.socket = None;
             l.status = ListenerStatus::Stopped;
         }
+        self.conns.close_waiting();
     }
 
     pub(super) fn on_listener_event(&mut self, event: ListenerEvent) {

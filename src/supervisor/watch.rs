@@ -25,6 +25,11 @@ use crate::health::{Inspect, PoolInfo, WorkerHealth, WorkerId, WorkerState};
 
 impl Task {
     pub(super) fn on_pulse(&mut self) {
+        for pool in 0..self.pools.len() {
+            if self.conns.spreading(pool) {
+                self.end_spread_if_settled(pool, false, true);
+            }
+        }
         let now = Instant::now();
         let page = self.page_size;
         let ids: Vec<WorkerId> = self.workers.keys().copied().collect();

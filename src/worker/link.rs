@@ -1,5 +1,6 @@
-//! The I/O tasks of one worker: reader, writer and process (see the module
-//! docs of [`crate::worker`]).
+//! The I/O tasks of one worker: reader, writer, fd reader and process, or
+//! for a plain program the process task alone (see the module docs of
+//! [`crate::worker`]).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
@@ -14,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::spawn::Spawned;
+use super::spawn::{ProtocolIo, Spawned};
 use crate::attach::Descriptor;
 use crate::events::ExitInfo;
 use crate::health::WorkerId;
@@ -36,6 +37,8 @@ pub(crate) enum LinkEvent {
     Fd(WorkerId, FdTag, OwnedFd),
     /// The process exited and was reaped.
     Exited(WorkerId, ExitInfo),
+    /// The worker's readiness probe passed (see [`crate::Readiness`]).
+    ProbePassed(WorkerId),
 }
 
 /// What the writer task sends.
@@ -91,7 +94,13 @@ impl Link {
     }
 }
 
-/// Starts the three tasks of worker `id` on `tracker`.
+/// Starts the tasks of worker `id` on `tracker`: the process task, and
+/// for a protocol worker (`spawned.io`) its reader, writer and fd reader.
+///
+/// A plain worker has no frame queue to read: its `frames` sender is
+/// closed from the start, so sending it a frame is a no-op (`try_send`
+/// answers `Closed`, which the supervisor task reads as "no frames for
+/// this worker": nothing is sent, and it never enters a router).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     tracker: &TaskTracker,
@@ -104,21 +113,8 @@ pub(crate) fn start(
     events: mpsc::Sender<LinkEvent>,
 ) -> Link {
     let Spawned {
-        mut child,
-        pid,
-        stream,
-        fd_channel,
-        ..
+        mut child, pid, io, ..
     } = spawned;
-    let (read, write) = stream.into_split();
-    let (frames_tx, mut frames_rx) = mpsc::channel::<Outgoing>(frame_capacity);
-    let channel = match FdChannel::new(fd_channel) {
-        Ok(c) => Some(Arc::new(c)),
-        Err(error) => {
-            tracing::warn!(worker = %id, %error, "fd channel unusable: no attachments for this worker");
-            None
-        }
-    };
     let (signals_tx, mut signals_rx) = mpsc::channel::<Signal>(SIGNAL_CAPACITY);
     let kill = CancellationToken::new();
     let gone = CancellationToken::new();
@@ -138,6 +134,79 @@ pub(crate) fn start(
     if let Some(err) = child.stderr.take() {
         super::output::capture(tracker, err, id.get(), pool, "stderr", logs.clone(), gone.clone());
     }
+    let (frames_tx, readers) = match io {
+        Some(io) => protocol_tasks(tracker, id, io, max_frame_len, frame_capacity, &events, &gone),
+        // Closed at once: the receiver is dropped here.
+        None => (mpsc::channel::<Outgoing>(1).0, Vec::new()),
+    };
+
+    // Process: deliver signals until reaped, then report.
+    let killed = kill.clone();
+    tracker.spawn(async move {
+        let pgid = Pid::from_raw(pid as i32);
+        let mut kill_sent = false;
+        let status = loop {
+            // The child is not reaped yet (only this task reaps it), so its
+            // pid and group are still ours.
+            tokio::select! {
+                status = child.wait() => break status,
+                () = killed.cancelled(), if !kill_sent => {
+                    kill_sent = true;
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                }
+                Some(sig) = signals_rx.recv() => {
+                    let _ = killpg(pgid, sig);
+                }
+            }
+        };
+        // The reader forwards what the worker wrote before dying, then ends;
+        // only then is the exit reported, so no answer arrives after it.
+        gone.cancel();
+        for reader in readers {
+            let _ = reader.await;
+        }
+        let info = match status {
+            Ok(s) => ExitInfo {
+                code: s.code(),
+                signal: s.signal(),
+            },
+            Err(_) => ExitInfo {
+                code: None,
+                signal: None,
+            },
+        };
+        let _ = events.send(LinkEvent::Exited(id, info)).await;
+    });
+
+    Link {
+        frames: frames_tx,
+        signals: signals_tx,
+        kill,
+    }
+}
+
+/// The reader, writer and fd reader of a protocol worker; returns the
+/// frame queue and the tasks that read (the process task awaits them
+/// before it reports the exit).
+fn protocol_tasks(
+    tracker: &TaskTracker,
+    id: WorkerId,
+    io: ProtocolIo,
+    max_frame_len: usize,
+    frame_capacity: usize,
+    events: &mpsc::Sender<LinkEvent>,
+    gone: &CancellationToken,
+) -> (mpsc::Sender<Outgoing>, Vec<tokio::task::JoinHandle<()>>) {
+    let ProtocolIo { stream, fd_channel } = io;
+    let (read, write) = stream.into_split();
+    let (frames_tx, mut frames_rx) = mpsc::channel::<Outgoing>(frame_capacity);
+    let channel = match FdChannel::new(fd_channel) {
+        Ok(c) => Some(Arc::new(c)),
+        Err(error) => {
+            tracing::warn!(worker = %id, %error, "fd channel unusable: no attachments for this worker");
+            None
+        }
+    };
 
     // Reader.
     let mut reader: p::FrameReader<_, FromWorker> = p::frame_reader(read, max_frame_len);
@@ -255,51 +324,9 @@ pub(crate) fn start(
             }
         })
     });
-
-    // Process: deliver signals until reaped, then report.
-    let killed = kill.clone();
-    tracker.spawn(async move {
-        let pgid = Pid::from_raw(pid as i32);
-        let mut kill_sent = false;
-        let status = loop {
-            // The child is not reaped yet (only this task reaps it), so its
-            // pid and group are still ours.
-            tokio::select! {
-                status = child.wait() => break status,
-                () = killed.cancelled(), if !kill_sent => {
-                    kill_sent = true;
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                }
-                Some(sig) = signals_rx.recv() => {
-                    let _ = killpg(pgid, sig);
-                }
-            }
-        };
-        // The reader forwards what the worker wrote before dying, then ends;
-        // only then is the exit reported, so no answer arrives after it.
-        gone.cancel();
-        let _ = reader_task.await;
-        if let Some(fd_task) = fd_task {
-            let _ = fd_task.await;
-        }
-        let info = match status {
-            Ok(s) => ExitInfo {
-                code: s.code(),
-                signal: s.signal(),
-            },
-            Err(_) => ExitInfo {
-                code: None,
-                signal: None,
-            },
-        };
-        let _ = events.send(LinkEvent::Exited(id, info)).await;
-    });
-
-    Link {
-        frames: frames_tx,
-        signals: signals_tx,
-        kill,
-    }
+    let mut readers = vec![reader_task];
+    readers.extend(fd_task);
+    (frames_tx, readers)
 }
 
 /// Sends a request with its attachment: inline in one fd channel message if

@@ -51,3 +51,53 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{ConfigError as E, Listener, Pool, Readiness, Supervisor, WorkerSpec};
+
+    fn plain_pool() -> Pool {
+        Pool::new("p", WorkerSpec::new("/bin/sh").plain()).workers(1)
+    }
+
+    fn check(b: crate::Builder) -> Result<(), E> {
+        b.cfg.validate()
+    }
+
+    #[test]
+    fn plain_pools_take_only_socket_activation() {
+        let l = Listener::tcp(([127, 0, 0, 1], 0));
+        let b = Supervisor::builder().pool(plain_pool());
+        assert!(matches!(
+            check(b.clone().listen(l.clone())),
+            Err(E::PlainRoundRobin { pool, .. }) if pool == "p"
+        ));
+        assert!(check(b.listen(l.socket_activation())).is_ok());
+    }
+
+    #[test]
+    fn a_socket_activated_name_has_no_colon() {
+        let b = Supervisor::builder().pool(plain_pool());
+        let named = |n: &str| Listener::tcp(([127, 0, 0, 1], 0)).name(n).socket_activation();
+        assert!(matches!(
+            check(b.clone().listen(named("a:b"))),
+            Err(E::ListenerNameColon { .. })
+        ));
+        assert!(check(b.clone().listen(named("web"))).is_ok());
+        // Unnamed, it is passed as `unknown`; its address may hold colons.
+        let unnamed = Listener::tcp(([127, 0, 0, 1], 0)).socket_activation();
+        assert!(check(b.listen(unnamed)).is_ok());
+    }
+
+    #[test]
+    fn probes_are_checked() {
+        let with = |r: Readiness| Supervisor::builder().pool(plain_pool().readiness(r));
+        let http = Readiness::http(([127, 0, 0, 1], 80), "no-slash");
+        assert!(matches!(check(with(http)), Err(E::ReadinessPath { path, .. }) if path == "no-slash"));
+        let long = with(Readiness::delay(Duration::from_secs(2))).start_timeout(Duration::from_secs(1));
+        assert!(matches!(check(long), Err(E::ReadinessDelay { .. })));
+        assert!(check(with(Readiness::delay(Duration::from_millis(10)))).is_ok());
+    }
+}

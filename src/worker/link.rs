@@ -12,6 +12,7 @@ use nanny_worker::protocol::{self as p, FdTag, FromWorker, RequestFrame, ToWorke
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -196,10 +197,10 @@ fn protocol_tasks(
     frame_capacity: usize,
     events: &mpsc::Sender<LinkEvent>,
     gone: &CancellationToken,
-) -> (mpsc::Sender<Outgoing>, Vec<tokio::task::JoinHandle<()>>) {
+) -> (mpsc::Sender<Outgoing>, Vec<JoinHandle<()>>) {
     let ProtocolIo { stream, fd_channel } = io;
     let (read, write) = stream.into_split();
-    let (frames_tx, mut frames_rx) = mpsc::channel::<Outgoing>(frame_capacity);
+    let (frames_tx, frames_rx) = mpsc::channel::<Outgoing>(frame_capacity);
     let channel = match FdChannel::new(fd_channel) {
         Ok(c) => Some(Arc::new(c)),
         Err(error) => {
@@ -208,11 +209,34 @@ fn protocol_tasks(
         }
     };
 
-    // Reader.
+    let reader = spawn_reader(tracker, id, read, max_frame_len, events.clone(), gone.clone());
+    let fd_reader = channel
+        .clone()
+        .map(|c| spawn_fd_reader(tracker, id, c, events.clone(), gone.clone()));
+    spawn_writer(
+        tracker,
+        id,
+        write,
+        max_frame_len,
+        frames_rx,
+        channel,
+        events.clone(),
+        gone.clone(),
+    );
+    (frames_tx, std::iter::once(reader).chain(fd_reader).collect())
+}
+
+/// The reader: frames from the worker's socket, one event per read.
+fn spawn_reader(
+    tracker: &TaskTracker,
+    id: WorkerId,
+    read: tokio::net::unix::OwnedReadHalf,
+    max_frame_len: usize,
+    tx: mpsc::Sender<LinkEvent>,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
     let mut reader: p::FrameReader<_, FromWorker> = p::frame_reader(read, max_frame_len);
-    let tx = events.clone();
-    let stop = gone.clone();
-    let reader_task = tracker.spawn(async move {
+    tracker.spawn(async move {
         loop {
             // Biased: frames already received are forwarded before a stop.
             let mut item = tokio::select! {
@@ -248,16 +272,25 @@ fn protocol_tasks(
                 break;
             }
         }
-    });
+    })
+}
 
-    // Writer: feed everything queued, flush once per batch. A write that
-    // fails (the worker closed its end, or died) ends the writer; the task
-    // hears it as a hang-up, so the worker is not blamed for the frames it
-    // could no longer take (and is stopped if it stays alive).
+/// The writer: feed everything queued, flush once per batch. A write that
+/// fails (the worker closed its end, or died) ends the writer; the task
+/// hears it as a hang-up, so the worker is not blamed for the frames it
+/// could no longer take (and is stopped if it stays alive).
+#[allow(clippy::too_many_arguments)]
+fn spawn_writer(
+    tracker: &TaskTracker,
+    id: WorkerId,
+    write: tokio::net::unix::OwnedWriteHalf,
+    max_frame_len: usize,
+    mut frames_rx: mpsc::Receiver<Outgoing>,
+    out_channel: Option<Arc<FdChannel>>,
+    hung_up: mpsc::Sender<LinkEvent>,
+    stop: CancellationToken,
+) {
     let mut writer: p::FrameWriter<_, ToWorker> = p::frame_writer(write, max_frame_len);
-    let stop = gone.clone();
-    let out_channel = channel.clone();
-    let hung_up = events.clone();
     tracker.spawn(async move {
         let broken = 'writing: loop {
             let first = tokio::select! {
@@ -292,41 +325,42 @@ fn protocol_tasks(
         // Dropping the write half shuts the socket down for writing: the
         // worker reads EOF.
     });
+}
 
-    // Fd reader.
-    let fd_task = channel.map(|channel| {
-        let tx = events.clone();
-        let stop = gone.clone();
-        tracker.spawn(async move {
-            loop {
-                let item = tokio::select! {
-                    biased;
-                    item = channel.recv() => item,
-                    () = stop.cancelled() => break,
-                };
-                let event = match item {
-                    Ok(Some(FdMessage { tag, fd, frame })) if frame.is_empty() => LinkEvent::Fd(id, tag, fd),
-                    Ok(Some(m)) => LinkEvent::Broken(
-                        id,
-                        format!("fd channel: a message with {} bytes after its tag", m.frame.len()),
-                    ),
-                    Ok(None) => break,
-                    // A worker that exits with descriptors unread on its
-                    // channel (one it never accepted) resets it: no protocol
-                    // error, as on the main socket.
-                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-                    Err(e) => LinkEvent::Broken(id, format!("fd channel: {e}")),
-                };
-                let broken = matches!(event, LinkEvent::Broken(..));
-                if tx.send(event).await.is_err() || broken {
-                    break;
-                }
+/// The fd reader: descriptors the worker sends on its fd channel.
+fn spawn_fd_reader(
+    tracker: &TaskTracker,
+    id: WorkerId,
+    channel: Arc<FdChannel>,
+    tx: mpsc::Sender<LinkEvent>,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tracker.spawn(async move {
+        loop {
+            let item = tokio::select! {
+                biased;
+                item = channel.recv() => item,
+                () = stop.cancelled() => break,
+            };
+            let event = match item {
+                Ok(Some(FdMessage { tag, fd, frame })) if frame.is_empty() => LinkEvent::Fd(id, tag, fd),
+                Ok(Some(m)) => LinkEvent::Broken(
+                    id,
+                    format!("fd channel: a message with {} bytes after its tag", m.frame.len()),
+                ),
+                Ok(None) => break,
+                // A worker that exits with descriptors unread on its
+                // channel (one it never accepted) resets it: no protocol
+                // error, as on the main socket.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => LinkEvent::Broken(id, format!("fd channel: {e}")),
+            };
+            let broken = matches!(event, LinkEvent::Broken(..));
+            if tx.send(event).await.is_err() || broken {
+                break;
             }
-        })
-    });
-    let mut readers = vec![reader_task];
-    readers.extend(fd_task);
-    (frames_tx, readers)
+        }
+    })
 }
 
 /// Sends a request with its attachment: inline in one fd channel message if

@@ -443,23 +443,16 @@ impl Config {
                 return Err(E::ZeroBacklog { listener });
             }
         }
-        Ok(())
+        self.validate_plain()
     }
 }
 
-/// Whether `program` names an executable file: a path as is, a bare name
-/// looked up in `PATH` as `exec` would.
+/// Whether `program` names an executable file: a path as is, a bare
+/// name looked up in `PATH` as `exec` would.
 fn executable_exists(program: &std::path::Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let is_exe = |p: &std::path::Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.components().count() > 1 {
-        return is_exe(program);
-    }
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| is_exe(&dir.join(program))))
+    crate::worker::spawn::find_program(program, std::env::var_os("PATH").as_deref()).is_some()
 }
 
+mod plain;
 #[cfg(test)]
 mod tests;

@@ -106,6 +106,15 @@ pub enum Error {
         /// The name asked for.
         pool: String,
     },
+    /// The pool's workers are plain programs
+    /// ([`WorkerSpec::plain`](crate::WorkerSpec::plain)): they take
+    /// connections by socket activation, never requests. Refused at once
+    /// (counted in [`Stats::refused`](crate::Stats::refused)).
+    #[error("pool {pool:?} runs plain programs without the protocol: it takes no requests")]
+    NoProtocol {
+        /// The pool.
+        pool: String,
+    },
     /// The encoded payload is larger than one frame carries.
     #[error("payload of {size} bytes exceeds the {max} byte payload limit")]
     PayloadTooLarge {
@@ -334,6 +343,45 @@ pub enum ConfigError {
     ZeroBacklog {
         /// The listener's name.
         listener: String,
+    },
+    /// A socket-activated listener's name holds a `:`, the separator of
+    /// `LISTEN_FDNAMES` (give it a [`name`](crate::Listener::name) without one;
+    /// an unnamed listener is passed as `unknown`, as systemd does).
+    #[error("listener {listener:?}: a socket-activated listener's name may not contain ':'")]
+    ListenerNameColon {
+        /// The listener's name.
+        listener: String,
+    },
+    /// A round-robin listener names a pool of plain programs, which cannot
+    /// take handed-over connections: use
+    /// [`Listener::socket_activation`](crate::Listener::socket_activation).
+    #[error("listener {listener:?}: pool {pool:?} runs plain programs; only socket activation reaches them")]
+    PlainRoundRobin {
+        /// The listener's name.
+        listener: String,
+        /// The pool.
+        pool: String,
+    },
+    /// A pool's [`Readiness::http`](crate::Readiness::http) path does not
+    /// start with `/` or holds whitespace or control characters.
+    #[error("pool {pool:?}: readiness path {path:?} must start with '/' and hold no whitespace")]
+    ReadinessPath {
+        /// The pool.
+        pool: String,
+        /// The path.
+        path: String,
+    },
+    /// A pool's [`Readiness::delay`](crate::Readiness::delay) is not under
+    /// [`start_timeout`](crate::Builder::start_timeout): no worker would
+    /// ever be ready.
+    #[error("pool {pool:?}: readiness delay {delay:?} is not under start_timeout ({start_timeout:?})")]
+    ReadinessDelay {
+        /// The pool.
+        pool: String,
+        /// The delay.
+        delay: Duration,
+        /// The start timeout.
+        start_timeout: Duration,
     },
     /// [`server_restart_delay`](crate::Builder::server_restart_delay) is zero.
     #[error("server_restart_delay must be greater than zero")]

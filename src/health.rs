@@ -29,6 +29,7 @@ impl fmt::Display for WorkerId {
 ///
 /// ```text
 /// Spawning ─hello─► Starting ─ready─► Ready ⇄ Busy
+///    │  └──── plain: probe passed ──────►│
 ///    │                  │               │ soft kill / resize down
 ///    │                  │               ▼
 ///    └──────────────────┴──► Stopping ◄─ Draining (no new work; in-flight finishes)
@@ -40,9 +41,11 @@ impl fmt::Display for WorkerId {
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum WorkerState {
-    /// Process started; hello not yet received.
+    /// Process started; hello not yet received (a plain program: its
+    /// readiness probe has not passed yet).
     Spawning,
-    /// Hello received; waiting for the worker's `ready()`.
+    /// Hello received; waiting for the worker's `ready()` (and its
+    /// readiness probe, if its pool has one).
     Starting,
     /// Takes requests.
     Ready,

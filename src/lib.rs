@@ -53,6 +53,7 @@ pub mod events;
 mod health;
 pub mod listen;
 mod pool;
+pub mod readiness;
 mod restart;
 mod retries;
 pub mod router;
@@ -74,6 +75,7 @@ pub use listen::{BindError, Distribution, ListenAddr, Listener, ListenerInfo, Li
 pub use nanny_worker::protocol::AttachmentKind;
 pub use nix::sys::signal::Signal;
 pub use pool::{Backoff, Pool, RestartPolicy, WorkerSpec, DEFAULT_POOL};
+pub use readiness::Readiness;
 pub use retries::Retries;
 pub use supervisor::{EnqueueOptions, Response, Supervisor};
 

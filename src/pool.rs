@@ -16,6 +16,8 @@
 //! | [`Pool::max_requests`] + jitter | | gunicorn `max_requests`, `max_requests_jitter` |
 //! | [`Pool::max_request_duration`] | | uWSGI `harakiri` |
 //! | [`Backoff`] | | pm2 `exp_backoff_restart_delay` |
+//! | [`WorkerSpec::plain`] | | systemd `Type=exec` |
+//! | [`Pool::readiness`] | | Kubernetes `readinessProbe` |
 
 use std::ffi::OsString;
 use std::fmt;
@@ -35,6 +37,7 @@ pub struct WorkerSpec {
     pub(crate) args: Vec<OsString>,
     pub(crate) env: Vec<(OsString, OsString)>,
     pub(crate) cwd: Option<PathBuf>,
+    pub(crate) plain: bool,
 }
 
 impl WorkerSpec {
@@ -46,6 +49,7 @@ impl WorkerSpec {
             args: Vec::new(),
             env: Vec::new(),
             cwd: None,
+            plain: false,
         }
     }
 
@@ -83,6 +87,36 @@ impl WorkerSpec {
     /// Sets the worker's working directory (default: the supervisor's).
     pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cwd = Some(dir.into());
+        self
+    }
+
+    /// The program does not speak nanny's protocol: any executable, run as
+    /// it is (DESIGN.md: plain programs have no link). It gets no socket, no
+    /// fd channel and no protocol variables (`NANNY_FD`…), only its
+    /// identity (`NANNY_WORKER_ID`, `NANNY_POOL`, `PROCESS_LOGICAL_ID`,
+    /// `NANNY_SUPERVISOR_PID`) and the listening sockets of its pool's
+    /// [socket-activated](crate::Listener::socket_activation) listeners.
+    ///
+    /// Its pool then works differently:
+    /// * **ready** when its [readiness probe](crate::Pool::readiness) passes
+    ///   (without one: as soon as it runs);
+    /// * **health** is the process's: alive, RSS (sampled every pulse, and
+    ///   [`is_healthy`](crate::Builder::is_healthy) asked then), CPU time in
+    ///   [`health`](crate::Supervisor::health); no heartbeat, so
+    ///   [`unhealthy_timeout`](crate::Builder::unhealthy_timeout) does not
+    ///   apply;
+    /// * **stop** is SIGTERM, then SIGKILL after
+    ///   [`force_stop_delay`](crate::Builder::force_stop_delay);
+    /// * **work** comes only through socket activation: `enqueue` to it
+    ///   fails with [`Error::NoProtocol`](crate::Error::NoProtocol),
+    ///   [`broadcast`](crate::Supervisor::broadcast) skips it, and a
+    ///   round-robin listener for it is refused
+    ///   ([`ConfigError::PlainRoundRobin`](crate::ConfigError::PlainRoundRobin)).
+    ///
+    /// The choice sits on the spec, not the pool, because it is a fact about
+    /// the program: the same spec is plain in whichever pool runs it.
+    pub fn plain(mut self) -> Self {
+        self.plain = true;
         self
     }
 }
@@ -169,6 +203,7 @@ pub struct Pool {
     pub(crate) max_requests: Option<u64>,
     pub(crate) max_requests_jitter: u64,
     pub(crate) max_request_duration: Option<Duration>,
+    pub(crate) readiness: Option<crate::Readiness>,
 }
 
 impl fmt::Debug for Pool {
@@ -186,6 +221,7 @@ impl fmt::Debug for Pool {
             .field("max_requests", &self.max_requests)
             .field("max_requests_jitter", &self.max_requests_jitter)
             .field("max_request_duration", &self.max_request_duration)
+            .field("readiness", &self.readiness)
             .finish()
     }
 }
@@ -208,6 +244,7 @@ impl Pool {
             max_requests: None,
             max_requests_jitter: 0,
             max_request_duration: None,
+            readiness: None,
         }
     }
 
@@ -301,6 +338,24 @@ impl Pool {
     pub fn max_request_duration(mut self, d: Duration) -> Self {
         self.max_request_duration = Some(d);
         self
+    }
+
+    /// A readiness probe for the pool's new workers (default: none; see
+    /// [`crate::readiness`]). A protocol worker is ready when it said
+    /// `Ready` and its probe passed, a [plain](WorkerSpec::plain) one when
+    /// its probe passed; recycling waits for the same before the worker
+    /// being replaced drains.
+    pub fn readiness(mut self, probe: crate::Readiness) -> Self {
+        self.readiness = Some(probe);
+        self
+    }
+
+    /// The probe a new worker runs: the configured one, or for a plain
+    /// program, "ready once it runs".
+    pub(crate) fn probe(&self) -> Option<crate::Readiness> {
+        self.readiness
+            .clone()
+            .or_else(|| self.spec.plain.then(crate::Readiness::alive))
     }
 
     /// The logical id of `slot`.

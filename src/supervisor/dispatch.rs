@@ -74,6 +74,11 @@ impl Task {
             Some(name) => self.pool_index(name)?,
         };
         let p = &self.pools[pool];
+        if p.cfg.spec.plain {
+            return Err(Error::NoProtocol {
+                pool: p.cfg.name.clone(),
+            });
+        }
         // A failed pool restarts nothing but serves with the workers it has.
         if p.failed && !self.pool_serving(pool) {
             return Err(Error::PoolFailed {

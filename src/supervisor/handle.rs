@@ -346,7 +346,8 @@ impl Supervisor {
         self.call(Command::Stats).await
     }
 
-    /// Sends `event` with `payload` to every live worker.
+    /// Sends `event` with `payload` to every live worker (but plain
+    /// programs, which have no protocol: see [`WorkerSpec::plain`](crate::WorkerSpec::plain)).
     pub async fn broadcast<T: Serialize + ?Sized>(&self, event: &str, payload: &T) -> Result<(), Error> {
         let payload =
             nanny_worker::protocol::encode_payload(payload).map_err(|e| Error::Encode(e.to_string()))?;

@@ -18,9 +18,13 @@
 //!  after restart_delay (or the backoff), within the restart budget.
 //! ```
 //!
+//! A plain program (no protocol) skips `Starting`: `Spawning` until its
+//! readiness probe passes, then `Ready`; a protocol worker with a probe is
+//! ready once it said `Ready` and the probe passed (see `probing`).
+//!
 //! Recycling is make-before-break: a worker to retire (failed `is_healthy`,
 //! `max_requests`, `max_request_duration`) gets a *successor* spawned into
-//! its slot; only when the successor is ready does the old worker drain, so
+//! its slot; only when the successor is ready (its probe included) does the old worker drain, so
 //! capacity never dips. A successor that fails to start costs restart
 //! budget and leaves the old worker serving.
 
@@ -58,7 +62,7 @@ impl Task {
             pulse_ms: self.cfg.pulse.as_millis() as u64,
             max_frame_len: self.cfg.max_frame_len,
         };
-        let mut spawned = match spawn::spawn(&p.cfg, &identity) {
+        let mut spawned = match spawn::spawn(&p.cfg, &identity, &self.activated(pool)) {
             Ok(s) => s,
             Err(error) => {
                 tracing::error!(pool = %p.cfg.name, %error, "cannot spawn worker");
@@ -99,6 +103,7 @@ impl Task {
             .and_then(|f| spawn::read_rss(f, self.page_size))
             .unwrap_or(0);
         let now = Instant::now();
+        let probe = self.start_probe(id, pool);
         self.workers.insert(
             id,
             WorkerEntry {
@@ -130,6 +135,8 @@ impl Task {
                 requests_limit,
                 logs,
                 conns: Default::default(),
+                probe,
+                said_ready: false,
             },
         );
         if replaces.is_none() {
@@ -186,6 +193,7 @@ impl Task {
             link::LinkEvent::Fd(w, tag, fd) => self.on_worker_fd(w, tag, fd),
             link::LinkEvent::HungUp(w) => self.on_hung_up(w),
             link::LinkEvent::Exited(w, status) => self.on_exit(w, status),
+            link::LinkEvent::ProbePassed(w) => self.on_probe_passed(w),
         }
     }
 
@@ -221,7 +229,7 @@ impl Task {
         }
         match frame {
             FromWorker::Hello(_) => self.protocol_error(id, "second hello".into()),
-            FromWorker::Ready if state == WorkerState::Starting => self.on_online(id),
+            FromWorker::Ready if state == WorkerState::Starting => self.on_said_ready(id),
             FromWorker::Ready => {
                 let pool = w.pool;
                 w.busy = false;
@@ -272,8 +280,9 @@ impl Task {
         }
     }
 
-    /// A worker's first `Ready`.
-    fn on_online(&mut self, id: WorkerId) {
+    /// A worker is ready: its first `Ready` (and its probe passed), or a
+    /// plain program's probe passed.
+    pub(super) fn on_online(&mut self, id: WorkerId) {
         let w = self.workers.get_mut(&id).expect("caller checked");
         w.online = true;
         // The sample taken at spawn saw a process still loading.

@@ -25,7 +25,8 @@
 //!   caller. Ids are typed ([`ids`]).
 //! * Admission, dispatch, timeouts, retries and withdrawal are in
 //!   [`dispatch`]; what workers send back for requests in [`answer`];
-//!   worker spawn, hello and readiness in [`lifecycle`], drains and the
+//!   worker spawn, hello and readiness in [`lifecycle`], readiness probes
+//!   and socket-activated sockets in [`probing`], drains and the
 //!   stop sequence in [`stopping`], both over the pure state machine of
 //!   [`state`]; exits, restart policy and budget in [`exit`]; heartbeat
 //!   deadlines, health checks, recycling and the read-only views in
@@ -44,6 +45,7 @@ mod ledger;
 mod lifecycle;
 mod listeners;
 mod pause;
+mod probing;
 mod queue;
 mod signals;
 mod state;

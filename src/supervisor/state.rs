@@ -10,7 +10,8 @@ use crate::health::WorkerState;
 pub(super) enum Input {
     /// Its hello arrived (with our protocol version).
     Hello,
-    /// It said `Ready`.
+    /// It said `Ready` (and its readiness probe, if any, passed); for a
+    /// plain program, which says nothing, its probe passed.
     Ready,
     /// It said `Busy`.
     Busy,
@@ -26,7 +27,9 @@ pub(super) fn next(from: WorkerState, input: Input) -> Option<WorkerState> {
     use WorkerState as S;
     match (from, input) {
         (S::Spawning, I::Hello) => Some(S::Starting),
-        (S::Starting | S::Busy, I::Ready) => Some(S::Ready),
+        // Only a plain program skips `Starting`: a protocol worker's frames
+        // before its hello never get here.
+        (S::Spawning | S::Starting | S::Busy, I::Ready) => Some(S::Ready),
         (S::Ready, I::Busy) => Some(S::Busy),
         (S::Ready | S::Busy, I::Drain) => Some(S::Draining),
         (S::Stopping, I::Stop) => None,
@@ -64,6 +67,7 @@ mod tests {
             moves,
             vec![
                 (S::Spawning, Input::Hello, S::Starting),
+                (S::Spawning, Input::Ready, S::Ready),
                 (S::Spawning, Input::Stop, S::Stopping),
                 (S::Starting, Input::Ready, S::Ready),
                 (S::Starting, Input::Stop, S::Stopping),

@@ -128,6 +128,11 @@ pub(super) struct WorkerEntry {
     pub(super) logs: std::sync::Arc<crate::worker::output::LogCounts>,
     /// Its balanced connections.
     pub(super) conns: WorkerConns,
+    /// Its readiness probe while it has not passed; dropping the guard
+    /// ends the probe task (see `probing`).
+    pub(super) probe: Option<tokio_util::sync::DropGuard>,
+    /// It said `Ready` while its probe had not passed yet.
+    pub(super) said_ready: bool,
 }
 
 pub(super) enum Phase {

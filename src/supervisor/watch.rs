@@ -11,7 +11,9 @@
 //!   `max_request_duration`.
 //!
 //! On every heartbeat of a ready worker, `is_healthy` is asked; `false`
-//! retires it. After every answer, `max_requests` is checked.
+//! retires it. A plain program sends no heartbeats: it has no heartbeat
+//! deadline, and `is_healthy` is asked every pulse instead (on RSS and
+//! the other process-level facts). After every answer, `max_requests` is checked.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -48,6 +50,11 @@ impl Task {
             let w = &self.workers[&id];
             if matches!(w.state, WorkerState::Spawning | WorkerState::Stopping) {
                 continue; // start_timeout and force_stop_delay cover these
+            }
+            if self.pools[w.pool].cfg.spec.plain {
+                // No heartbeat: its health is the process's, asked each pulse.
+                self.check_health(id);
+                continue;
             }
             if let Some(limit) = self.cfg.unhealthy_timeout {
                 let silent_for = now.duration_since(w.last_heartbeat);

@@ -1,5 +1,6 @@
-//! The I/O tasks of one worker: reader, writer and process (see the module
-//! docs of [`crate::worker`]).
+//! The I/O tasks of one worker: reader, writer, fd reader and process, or
+//! for a plain program the process task alone (see the module docs of
+//! [`crate::worker`]).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
@@ -11,10 +12,11 @@ use nanny_worker::protocol::{self as p, FdTag, FromWorker, RequestFrame, ToWorke
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::spawn::Spawned;
+use super::spawn::{ProtocolIo, Spawned};
 use crate::attach::Descriptor;
 use crate::events::ExitInfo;
 use crate::health::WorkerId;
@@ -36,6 +38,8 @@ pub(crate) enum LinkEvent {
     Fd(WorkerId, FdTag, OwnedFd),
     /// The process exited and was reaped.
     Exited(WorkerId, ExitInfo),
+    /// The worker's readiness probe passed (see [`crate::Readiness`]).
+    ProbePassed(WorkerId),
 }
 
 /// What the writer task sends.
@@ -102,7 +106,13 @@ impl Link {
     }
 }
 
-/// Starts the three tasks of worker `id` on `tracker`.
+/// Starts the tasks of worker `id` on `tracker`: the process task, and
+/// for a protocol worker (`spawned.io`) its reader, writer and fd reader.
+///
+/// A plain worker has no frame queue to read: its `frames` sender is
+/// closed from the start, so sending it a frame is a no-op (`try_send`
+/// answers `Closed`, which the supervisor task reads as "no frames for
+/// this worker": nothing is sent, and it never enters a router).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     tracker: &TaskTracker,
@@ -115,22 +125,8 @@ pub(crate) fn start(
     events: mpsc::Sender<LinkEvent>,
 ) -> Link {
     let Spawned {
-        mut child,
-        pid,
-        stream,
-        fd_channel,
-        ..
+        mut child, pid, io, ..
     } = spawned;
-    let (read, write) = stream.into_split();
-    let (frames_tx, mut frames_rx) = mpsc::channel::<Outgoing>(frame_capacity);
-    let channel = match FdChannel::new(fd_channel) {
-        Ok(c) => Some(Arc::new(c)),
-        Err(error) => {
-            tracing::warn!(worker = %id, %error, "fd channel unusable: no attachments for this worker");
-            None
-        }
-    };
-    let fd_channel = channel.is_some();
     let (signals_tx, mut signals_rx) = mpsc::channel::<Signal>(SIGNAL_CAPACITY);
     let kill = CancellationToken::new();
     let gone = CancellationToken::new();
@@ -150,12 +146,110 @@ pub(crate) fn start(
     if let Some(err) = child.stderr.take() {
         super::output::capture(tracker, err, id.get(), pool, "stderr", logs.clone(), gone.clone());
     }
+    let (frames_tx, readers, fd_channel) = match io {
+        Some(io) => protocol_tasks(tracker, id, io, max_frame_len, frame_capacity, &events, &gone),
+        // Closed at once: the receiver is dropped here.
+        None => (mpsc::channel::<Outgoing>(1).0, Vec::new(), false),
+    };
 
-    // Reader.
+    // Process: deliver signals until reaped, then report.
+    let killed = kill.clone();
+    tracker.spawn(async move {
+        let pgid = Pid::from_raw(pid as i32);
+        let mut kill_sent = false;
+        let status = loop {
+            // The child is not reaped yet (only this task reaps it), so its
+            // pid and group are still ours.
+            tokio::select! {
+                status = child.wait() => break status,
+                () = killed.cancelled(), if !kill_sent => {
+                    kill_sent = true;
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                }
+                Some(sig) = signals_rx.recv() => {
+                    let _ = killpg(pgid, sig);
+                }
+            }
+        };
+        // The reader forwards what the worker wrote before dying, then ends;
+        // only then is the exit reported, so no answer arrives after it.
+        gone.cancel();
+        for reader in readers {
+            let _ = reader.await;
+        }
+        let info = match status {
+            Ok(s) => ExitInfo {
+                code: s.code(),
+                signal: s.signal(),
+            },
+            Err(_) => ExitInfo {
+                code: None,
+                signal: None,
+            },
+        };
+        let _ = events.send(LinkEvent::Exited(id, info)).await;
+    });
+
+    Link {
+        frames: frames_tx,
+        signals: signals_tx,
+        kill,
+        fd_channel,
+    }
+}
+
+/// The reader, writer and fd reader of a protocol worker; returns the
+/// frame queue, the tasks that read (the process task awaits them before
+/// it reports the exit), and whether the fd channel is usable.
+fn protocol_tasks(
+    tracker: &TaskTracker,
+    id: WorkerId,
+    io: ProtocolIo,
+    max_frame_len: usize,
+    frame_capacity: usize,
+    events: &mpsc::Sender<LinkEvent>,
+    gone: &CancellationToken,
+) -> (mpsc::Sender<Outgoing>, Vec<JoinHandle<()>>, bool) {
+    let ProtocolIo { stream, fd_channel } = io;
+    let (read, write) = stream.into_split();
+    let (frames_tx, frames_rx) = mpsc::channel::<Outgoing>(frame_capacity);
+    let channel = match FdChannel::new(fd_channel) {
+        Ok(c) => Some(Arc::new(c)),
+        Err(error) => {
+            tracing::warn!(worker = %id, %error, "fd channel unusable: no attachments for this worker");
+            None
+        }
+    };
+
+    let reader = spawn_reader(tracker, id, read, max_frame_len, events.clone(), gone.clone());
+    let fd_reader = channel
+        .clone()
+        .map(|c| spawn_fd_reader(tracker, id, c, events.clone(), gone.clone()));
+    spawn_writer(
+        tracker,
+        id,
+        write,
+        max_frame_len,
+        frames_rx,
+        channel,
+        events.clone(),
+        gone.clone(),
+    );
+    let usable = fd_reader.is_some();
+    (frames_tx, std::iter::once(reader).chain(fd_reader).collect(), usable)
+}
+
+/// The reader: frames from the worker's socket, one event per read.
+fn spawn_reader(
+    tracker: &TaskTracker,
+    id: WorkerId,
+    read: tokio::net::unix::OwnedReadHalf,
+    max_frame_len: usize,
+    tx: mpsc::Sender<LinkEvent>,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
     let mut reader: p::FrameReader<_, FromWorker> = p::frame_reader(read, max_frame_len);
-    let tx = events.clone();
-    let stop = gone.clone();
-    let reader_task = tracker.spawn(async move {
+    tracker.spawn(async move {
         loop {
             // Biased: frames already received are forwarded before a stop.
             let mut item = tokio::select! {
@@ -191,16 +285,25 @@ pub(crate) fn start(
                 break;
             }
         }
-    });
+    })
+}
 
-    // Writer: feed everything queued, flush once per batch. A write that
-    // fails (the worker closed its end, or died) ends the writer; the task
-    // hears it as a hang-up, so the worker is not blamed for the frames it
-    // could no longer take (and is stopped if it stays alive).
+/// The writer: feed everything queued, flush once per batch. A write that
+/// fails (the worker closed its end, or died) ends the writer; the task
+/// hears it as a hang-up, so the worker is not blamed for the frames it
+/// could no longer take (and is stopped if it stays alive).
+#[allow(clippy::too_many_arguments)]
+fn spawn_writer(
+    tracker: &TaskTracker,
+    id: WorkerId,
+    write: tokio::net::unix::OwnedWriteHalf,
+    max_frame_len: usize,
+    mut frames_rx: mpsc::Receiver<Outgoing>,
+    out_channel: Option<Arc<FdChannel>>,
+    hung_up: mpsc::Sender<LinkEvent>,
+    stop: CancellationToken,
+) {
     let mut writer: p::FrameWriter<_, ToWorker> = p::frame_writer(write, max_frame_len);
-    let stop = gone.clone();
-    let out_channel = channel.clone();
-    let hung_up = events.clone();
     tracker.spawn(async move {
         let broken = 'writing: loop {
             let first = tokio::select! {
@@ -239,84 +342,42 @@ pub(crate) fn start(
         // Dropping the write half shuts the socket down for writing: the
         // worker reads EOF.
     });
+}
 
-    // Fd reader.
-    let fd_task = channel.map(|channel| {
-        let tx = events.clone();
-        let stop = gone.clone();
-        tracker.spawn(async move {
-            loop {
-                let item = tokio::select! {
-                    biased;
-                    item = channel.recv() => item,
-                    () = stop.cancelled() => break,
-                };
-                let event = match item {
-                    Ok(Some(FdMessage { tag, fd, frame })) if frame.is_empty() => LinkEvent::Fd(id, tag, fd),
-                    Ok(Some(m)) => LinkEvent::Broken(
-                        id,
-                        format!("fd channel: a message with {} bytes after its tag", m.frame.len()),
-                    ),
-                    Ok(None) => break,
-                    // A worker that exits with descriptors unread on its
-                    // channel (one it never accepted) resets it: no protocol
-                    // error, as on the main socket.
-                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-                    Err(e) => LinkEvent::Broken(id, format!("fd channel: {e}")),
-                };
-                let broken = matches!(event, LinkEvent::Broken(..));
-                if tx.send(event).await.is_err() || broken {
-                    break;
-                }
-            }
-        })
-    });
-
-    // Process: deliver signals until reaped, then report.
-    let killed = kill.clone();
+/// The fd reader: descriptors the worker sends on its fd channel.
+fn spawn_fd_reader(
+    tracker: &TaskTracker,
+    id: WorkerId,
+    channel: Arc<FdChannel>,
+    tx: mpsc::Sender<LinkEvent>,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
     tracker.spawn(async move {
-        let pgid = Pid::from_raw(pid as i32);
-        let mut kill_sent = false;
-        let status = loop {
-            // The child is not reaped yet (only this task reaps it), so its
-            // pid and group are still ours.
-            tokio::select! {
-                status = child.wait() => break status,
-                () = killed.cancelled(), if !kill_sent => {
-                    kill_sent = true;
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                }
-                Some(sig) = signals_rx.recv() => {
-                    let _ = killpg(pgid, sig);
-                }
+        loop {
+            let item = tokio::select! {
+                biased;
+                item = channel.recv() => item,
+                () = stop.cancelled() => break,
+            };
+            let event = match item {
+                Ok(Some(FdMessage { tag, fd, frame })) if frame.is_empty() => LinkEvent::Fd(id, tag, fd),
+                Ok(Some(m)) => LinkEvent::Broken(
+                    id,
+                    format!("fd channel: a message with {} bytes after its tag", m.frame.len()),
+                ),
+                Ok(None) => break,
+                // A worker that exits with descriptors unread on its
+                // channel (one it never accepted) resets it: no protocol
+                // error, as on the main socket.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => LinkEvent::Broken(id, format!("fd channel: {e}")),
+            };
+            let broken = matches!(event, LinkEvent::Broken(..));
+            if tx.send(event).await.is_err() || broken {
+                break;
             }
-        };
-        // The reader forwards what the worker wrote before dying, then ends;
-        // only then is the exit reported, so no answer arrives after it.
-        gone.cancel();
-        let _ = reader_task.await;
-        if let Some(fd_task) = fd_task {
-            let _ = fd_task.await;
         }
-        let info = match status {
-            Ok(s) => ExitInfo {
-                code: s.code(),
-                signal: s.signal(),
-            },
-            Err(_) => ExitInfo {
-                code: None,
-                signal: None,
-            },
-        };
-        let _ = events.send(LinkEvent::Exited(id, info)).await;
-    });
-
-    Link {
-        frames: frames_tx,
-        signals: signals_tx,
-        kill,
-        fd_channel,
-    }
+    })
 }
 
 /// Sends a request with its attachment: inline in one fd channel message if

@@ -1,4 +1,8 @@
-//! Spawning one worker process with its end of a socketpair.
+//! Spawning one worker process: a protocol worker with its end of a
+//! socketpair and of the fd channel, a plain program (no protocol, see
+//! [`WorkerSpec::plain`](crate::WorkerSpec::plain)) with neither; either
+//! with the listening sockets of its pool's socket-activated listeners
+//! ([`activation`]).
 //!
 //! The child gets, before `exec`:
 //! * its own process group (so a stop signal reaches its children too, and a
@@ -8,12 +12,17 @@
 //!   SIGKILLed supervisor. The signal fires when the forking *thread* exits,
 //!   so spawning happens on the supervisor task (a runtime worker thread),
 //!   never in `spawn_blocking`;
-//! * its socket end with `FD_CLOEXEC` cleared. Every other fd the supervisor
-//!   holds (its own socket ends, statm files) is close-on-exec, or a sibling
-//!   would keep it open and EOF-based death detection would never fire.
+//! * its socket ends with `FD_CLOEXEC` cleared. Every other fd the supervisor
+//!   holds (its own socket ends, statm files, the listening sockets) is
+//!   close-on-exec, or a sibling would keep it open and EOF-based death
+//!   detection would never fire. With socket activation the listening
+//!   sockets go to 3, 4, … and the protocol's two fds right after them
+//!   (`NANNY_FD` = 3 + n, `NANNY_FD_CHANNEL` = 4 + n).
+
+mod activation;
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 
 use nanny_worker::protocol as p;
@@ -23,6 +32,9 @@ use nix::sys::signal::Signal;
 use nix::unistd::{getppid, setpgid, Pid};
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
+
+pub(crate) use activation::find_program;
+use activation::{Exec, LISTEN_FDS_START};
 
 use crate::pool::Pool;
 
@@ -36,42 +48,88 @@ pub(crate) struct Identity<'a> {
     pub(crate) max_frame_len: usize,
 }
 
+/// A listening socket the child inherits by socket activation, and its
+/// name in `LISTEN_FDNAMES`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Activated<'a> {
+    pub(crate) fd: BorrowedFd<'a>,
+    pub(crate) name: &'a str,
+}
+
 /// A freshly spawned worker.
 #[derive(Debug)]
 pub(crate) struct Spawned {
     pub(crate) child: Child,
     pub(crate) pid: u32,
-    pub(crate) stream: UnixStream,
-    /// Our end of the fd channel.
-    pub(crate) fd_channel: std::os::fd::OwnedFd,
+    /// The protocol's two channels; `None` for a plain program.
+    pub(crate) io: Option<ProtocolIo>,
     /// `/proc/PID/statm`, kept open: reading it costs two syscalls, and an
     /// open handle can never read a recycled pid (a reaped process reads ESRCH).
     pub(crate) statm: Option<File>,
 }
 
-pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>) -> std::io::Result<Spawned> {
-    let spec = &pool.spec;
-    // std creates both ends with SOCK_CLOEXEC.
-    let (ours, theirs) = StdUnixStream::pair()?;
-    let child_fd = theirs.as_raw_fd();
-    // The fd channel (SOCK_SEQPACKET, close-on-exec on both ends).
-    let (channel_ours, channel_theirs) = nanny_worker::fdpass::FdChannel::pair()?;
-    let child_channel = channel_theirs.as_raw_fd();
-    let parent = Pid::this();
+/// Our ends of a protocol worker's socketpair and fd channel.
+#[derive(Debug)]
+pub(crate) struct ProtocolIo {
+    pub(crate) stream: UnixStream,
+    /// Our end of the fd channel.
+    pub(crate) fd_channel: OwnedFd,
+}
 
+/// The child's ends of the protocol's channels (close-on-exec here).
+struct Theirs {
+    ours: StdUnixStream,
+    channel_ours: OwnedFd,
+    stream: StdUnixStream,
+    channel: OwnedFd,
+}
+
+pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>]) -> std::io::Result<Spawned> {
+    let spec = &pool.spec;
+    let theirs = if spec.plain {
+        None
+    } else {
+        // std creates both ends with SOCK_CLOEXEC; the fd channel is
+        // SOCK_SEQPACKET, close-on-exec on both ends.
+        let (ours, stream) = StdUnixStream::pair()?;
+        let (channel_ours, channel) = nanny_worker::fdpass::FdChannel::pair()?;
+        Some(Theirs {
+            ours,
+            channel_ours,
+            stream,
+            channel,
+        })
+    };
+    let parent = Pid::this();
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .env(p::ENV_FD, child_fd.to_string())
-        .env(p::ENV_FD_CHANNEL, child_channel.to_string())
         .env(p::ENV_WORKER_ID, id.worker_id.to_string())
         .env(p::ENV_POOL, id.pool)
         .env(p::ENV_SUPERVISOR_PID, parent.to_string())
         .env(p::ENV_LOGICAL_ID, id.logical_id.to_string())
-        .env(p::ENV_PULSE_MS, id.pulse_ms.to_string())
-        .env(p::ENV_MAX_FRAME_LEN, id.max_frame_len.to_string())
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
+    // Where each inherited fd goes: in place (no activation), or 3, 4, ….
+    let mut sources: Vec<RawFd> = activated.iter().map(|a| a.fd.as_raw_fd()).collect();
+    if let Some(t) = &theirs {
+        let (fd, channel) = if activated.is_empty() {
+            (t.stream.as_raw_fd(), t.channel.as_raw_fd())
+        } else {
+            let next = LISTEN_FDS_START + sources.len() as RawFd;
+            (next, next + 1)
+        };
+        sources.extend([t.stream.as_raw_fd(), t.channel.as_raw_fd()]);
+        cmd.env(p::ENV_FD, fd.to_string())
+            .env(p::ENV_FD_CHANNEL, channel.to_string())
+            .env(p::ENV_PULSE_MS, id.pulse_ms.to_string())
+            .env(p::ENV_MAX_FRAME_LEN, id.max_frame_len.to_string());
+    }
+    if !activated.is_empty() {
+        let names: Vec<&str> = activated.iter().map(|a| a.name).collect();
+        cmd.env("LISTEN_FDS", activated.len().to_string())
+            .env("LISTEN_FDNAMES", names.join(":"));
+    }
     if let Some(make_env) = &pool.create_environment {
         cmd.envs(make_env(id.logical_id));
     }
@@ -82,12 +140,20 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>) -> std::io::Result<Spawned> 
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
     }
+    // Socket activation: we exec, to set LISTEN_PID (see `activation`).
+    let mut exec = if activated.is_empty() {
+        None
+    } else {
+        Some(Exec::new(cmd.as_std(), sources.clone())?)
+    };
     #[allow(unsafe_code)]
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe syscalls (setpgid, prctl, getppid, fcntl); it
-    // allocates nothing and touches no lock. `child_fd` is open in the child
-    // (inherited from the fork) for the closure's whole run, and so is
-    // `child_channel`.
+    // async-signal-safe syscalls (setpgid, prctl, getppid, fcntl; with
+    // socket activation `Exec::exec`: fcntl, dup2, getpid, execve, over
+    // buffers built before the fork); it allocates nothing and touches no
+    // lock. Every fd in `sources` is open in the child (inherited from the
+    // fork: our copies live until `spawn` returns) for the closure's whole
+    // run.
     unsafe {
         cmd.pre_exec(move || {
             setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
@@ -95,29 +161,37 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>) -> std::io::Result<Spawned> 
             if getppid() != parent {
                 return Err(std::io::Error::other("supervisor exited during spawn"));
             }
-            for fd in [child_fd, child_channel] {
+            if let Some(exec) = exec.as_mut() {
+                return Err(exec.exec());
+            }
+            for &fd in &sources {
                 fcntl(BorrowedFd::borrow_raw(fd), FcntlArg::F_SETFD(FdFlag::empty()))?;
             }
             Ok(())
         });
     }
     let child = cmd.spawn()?;
-    drop(theirs);
-    drop(channel_theirs);
     let pid = child.id().expect("a just-spawned child has a pid");
     // std opens files with O_CLOEXEC.
     let statm = File::open(format!("/proc/{pid}/statm")).ok();
-    ours.set_nonblocking(true)?;
-    let stream = UnixStream::from_std(ours)?;
+    let io = match theirs {
+        None => None,
+        Some(t) => {
+            drop((t.stream, t.channel));
+            t.ours.set_nonblocking(true)?;
+            Some(ProtocolIo {
+                stream: UnixStream::from_std(t.ours)?,
+                fd_channel: t.channel_ours,
+            })
+        }
+    };
     Ok(Spawned {
         child,
         pid,
-        stream,
-        fd_channel: channel_ours,
+        io,
         statm,
     })
 }
-
 /// Reads resident bytes from a kept-open statm handle; `None` once the
 /// process is gone.
 pub(crate) fn read_rss(statm: &File, page_size: u64) -> Option<u64> {

@@ -155,14 +155,19 @@
 
 // Modules, in import order: each uses only those above it.
 mod attempt;
+#[cfg(feature = "axum")]
+mod axum_listener;
+mod connection;
 mod env;
 mod error;
 mod event;
 pub mod fdpass;
+mod incoming;
 mod inflight;
 mod intake;
 mod link;
 mod matcher;
+mod offers;
 pub mod protocol;
 mod reply_stream;
 mod request;
@@ -175,8 +180,10 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+pub use connection::{Connection, Peer, CONNECTION_QUEUE};
 pub use error::Error;
 pub use event::Event;
+pub use incoming::Incoming;
 pub use inflight::RequestInfo;
 pub use protocol::RemoteError;
 pub use request::Request;

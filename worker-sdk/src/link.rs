@@ -29,7 +29,7 @@ use crate::protocol::{
     frame_reader, frame_writer, Capabilities, FrameWriter, FromWorker, SupervisorHello, ToWorker,
     WorkerHello, FRAME_OVERHEAD, PROTOCOL_VERSION,
 };
-use crate::session::{read_error, Reader, Session, INCOMING_QUEUE};
+use crate::session::{read_error, Reader, Session, SERVE_QUEUE};
 use crate::worker::Channels;
 use crate::{Error, Worker};
 
@@ -139,14 +139,14 @@ fn start(
 ) -> Worker {
     let (out, out_rx) = mpsc::channel(WRITE_QUEUE);
     let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
-    let (to_serve, incoming) = mpsc::channel(INCOMING_QUEUE);
+    let (to_serve, serve_queue) = mpsc::channel(SERVE_QUEUE);
     let (done_tx, done_rx) = mpsc::channel(MAX_IN_FLIGHT);
     let (inflight, idle) = InFlight::new(fd_channel.is_some());
     let closed = CancellationToken::new();
     let channels = Channels {
         out,
         control,
-        incoming,
+        serve_queue,
         idle,
         closed: closed.clone(),
     };

@@ -240,7 +240,10 @@ pub(crate) fn convert(
                 Err(e) => return Err(bad(e)),
             };
             std.set_nonblocking(true).map_err(bad)?;
-            (Io::Unix(UnixStream::from_std(std).map_err(bad)?), Peer::Unix(peer))
+            (
+                Io::Unix(UnixStream::from_std(std).map_err(bad)?),
+                Peer::Unix(peer),
+            )
         }
         other => return Err(Unusable::Bad(format!("a connection of kind {other:?}"))),
     };

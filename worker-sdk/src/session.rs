@@ -35,7 +35,8 @@ use crate::inflight::{Cancelled, InFlight, MAX_IN_FLIGHT};
 use crate::intake::{classify, next_message, FdArrival, Next};
 use crate::matcher::{Arrival, Waiting};
 use crate::protocol::{
-    AttemptKey, BroadcastFrame, FrameReader, FromWorker, Heartbeat, Outcome, RemoteError, RequestFrame, ToWorker,
+    AttemptKey, BroadcastFrame, FrameReader, FromWorker, Heartbeat, Outcome, RemoteError, RequestFrame,
+    ToWorker,
 };
 use crate::socket::Attachment;
 use crate::worker::{Control, ToServe};

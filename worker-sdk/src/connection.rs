@@ -124,6 +124,7 @@ impl Connection {
 
     /// The TCP socket (counts as closed, as [`into_inner`](Self::into_inner)),
     /// or `Err(self)` for a Unix connection.
+    #[allow(clippy::result_large_err)] // hands the connection back whole, as `Socket` does
     pub fn into_tcp(self) -> Result<TcpStream, Self> {
         match self.io {
             Io::Tcp(s) => Ok(s),
@@ -133,6 +134,7 @@ impl Connection {
 
     /// The Unix socket (counts as closed, as [`into_inner`](Self::into_inner)),
     /// or `Err(self)` for a TCP connection.
+    #[allow(clippy::result_large_err)] // hands the connection back whole, as `Socket` does
     pub fn into_unix(self) -> Result<UnixStream, Self> {
         match self.io {
             Io::Unix(s) => Ok(s),

@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -39,7 +39,6 @@ use uuid::Uuid;
 
 use crate::protocol::{AttachmentKind, ConnectionFrame};
 use crate::socket::Socket;
-use crate::worker::lock;
 use crate::Error;
 
 /// How many taken connections wait for the application in an
@@ -294,10 +293,16 @@ pub(crate) enum Refused {
 }
 
 impl Conns {
+    /// Every critical section only moves plain data, so a poisoned lock
+    /// holds consistent state.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Opens the `Incoming` (and owes `Listening { on: true }`) unless the
     /// worker is past a drain; false then (the `Incoming` is ended at once).
     pub(crate) fn listen(&self, queue: mpsc::Sender<Connection>) -> Result<bool, Error> {
-        let mut state = lock(&self.state);
+        let mut state = self.lock();
         if std::mem::replace(&mut state.live, true) {
             return Err(Error::AlreadyListening);
         }
@@ -313,7 +318,7 @@ impl Conns {
 
     /// The `Incoming` was dropped; `announced`: it had said `Listening`.
     pub(crate) fn unlisten(&self, announced: bool) {
-        let mut state = lock(&self.state);
+        let mut state = self.lock();
         state.live = false;
         state.queue = None;
         state.relisten = false;
@@ -326,7 +331,7 @@ impl Conns {
 
     /// The application took a connection from the queue: there is room.
     pub(crate) fn took_one(&self) {
-        let mut state = lock(&self.state);
+        let mut state = self.lock();
         if std::mem::take(&mut state.relisten) && state.queue.is_some() && !state.shut {
             state.listening = Some(true);
             drop(state);
@@ -336,7 +341,7 @@ impl Conns {
 
     /// A slot in the live `Incoming`'s queue, if it has one.
     pub(crate) fn reserve(&self) -> Result<OwnedPermit<Connection>, Refused> {
-        let state = lock(&self.state);
+        let state = self.lock();
         match &state.queue {
             Some(q) if !state.shut => q.clone().try_reserve_owned().map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => Refused::Full,
@@ -350,7 +355,7 @@ impl Conns {
     /// false }`): owes `Listening { on: true }` again, at once if
     /// `room_now`, else when the application takes a connection.
     pub(crate) fn bounced(&self, room_now: bool) {
-        let mut state = lock(&self.state);
+        let mut state = self.lock();
         if state.queue.is_none() || state.shut {
             return;
         }
@@ -366,7 +371,7 @@ impl Conns {
     /// No more connections: the live `Incoming` ends once it has handed
     /// out what is queued. Nothing more is owed about listening.
     pub(crate) fn shut(&self) {
-        let mut state = lock(&self.state);
+        let mut state = self.lock();
         state.shut = true;
         state.queue = None;
         state.listening = None;
@@ -375,7 +380,7 @@ impl Conns {
 
     /// A taken connection is closed.
     pub(crate) fn closed(&self, id: Uuid) {
-        lock(&self.state).closed.push(id);
+        self.lock().closed.push(id);
         self.wake.notify_one();
     }
 
@@ -388,7 +393,7 @@ impl Conns {
     /// What is owed now: the `Listening` state (if it changed) and the
     /// closed connections, oldest first.
     pub(crate) fn take(&self) -> (Option<bool>, Vec<Uuid>) {
-        let mut state = lock(&self.state);
+        let mut state = self.lock();
         (state.listening.take(), std::mem::take(&mut state.closed))
     }
 }

@@ -10,6 +10,8 @@
 //! | done queue | attempts → session | `MAX_IN_FLIGHT` | never: one slot reserved per attempt |
 //! | to `serve` | session → `serve` | `MAX_IN_FLIGHT + 3` | never: each request in it is in the in-flight table |
 //! | control | handle → session | [`CONTROL_QUEUE`] | the caller of `requests()` waits |
+//! | connection queue | session → `Incoming` | [`CONNECTION_QUEUE`](crate::CONNECTION_QUEUE) | the offer is bounced (`ConnectionBounced`); `Listening` is said again once the application takes one |
+//! | connection notices | `Incoming`, `Connection` → session | one `Listening` value; one id per open connection | never: a list, drained by the session into frames (waiting for writer room) |
 
 use std::io;
 use std::sync::Arc;

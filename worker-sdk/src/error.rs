@@ -78,4 +78,8 @@ pub enum Error {
     /// worker (from another clone of the handle).
     #[error("this worker is already being served")]
     AlreadyServing,
+    /// [`Worker::incoming`](crate::Worker::incoming) was called while an
+    /// [`Incoming`](crate::Incoming) of this worker lives (one at a time).
+    #[error("this worker already takes connections")]
+    AlreadyListening,
 }

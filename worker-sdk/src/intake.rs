@@ -6,7 +6,10 @@ use std::io;
 use std::os::fd::OwnedFd;
 
 use crate::fdpass::{FdChannel, FdMessage};
-use crate::protocol::{decode_payload, AttemptKey, RequestFrame, FD_KIND_ATTACHMENT};
+use crate::protocol::{
+    decode_payload, AttachmentKind, AttemptKey, BroadcastFrame, ConnectionFrame, FdTag, RequestFrame,
+    FD_KIND_ATTACHMENT, FD_KIND_BROADCAST, FD_KIND_CONNECTION,
+};
 
 /// The next message on the fd channel, or why there is none.
 #[derive(Debug)]
@@ -58,7 +61,13 @@ pub(crate) enum FdArrival {
     /// An inline request that does not decode or does not match its tag:
     /// the tag's attempt gets an `attachment` error; the descriptor is closed.
     Bad(AttemptKey, &'static str),
-    /// A descriptor of a kind a worker does not take; closed.
+    /// A balanced connection offer; `None`: its frame does not decode or
+    /// names a kind that is not a connection (the offer is bounced).
+    Connection(FdTag, OwnedFd, Option<ConnectionFrame>),
+    /// A broadcast with a descriptor.
+    Broadcast(BroadcastFrame, OwnedFd),
+    /// A descriptor of a kind a worker does not take, or a broadcast that
+    /// does not decode; closed.
     Ignored,
 }
 
@@ -66,6 +75,11 @@ pub(crate) enum FdArrival {
 pub(crate) fn classify(message: FdMessage) -> FdArrival {
     let FdMessage { tag, fd, frame } = message;
     let key = tag.key();
+    match tag.kind {
+        FD_KIND_CONNECTION => return connection(tag, fd, &frame),
+        FD_KIND_BROADCAST => return broadcast(tag, fd, &frame),
+        _ => {}
+    }
     if tag.kind != FD_KIND_ATTACHMENT {
         tracing::warn!(id = %key.id, attempt = key.attempt, kind = tag.kind, "closing a descriptor of unknown kind");
         return FdArrival::Ignored;
@@ -82,6 +96,31 @@ pub(crate) fn classify(message: FdMessage) -> FdArrival {
         Err(e) => {
             tracing::warn!(id = %key.id, attempt = key.attempt, error = %e, "an undecodable inline request");
             FdArrival::Bad(key, "the inline request could not be decoded")
+        }
+    }
+}
+
+fn connection(tag: FdTag, fd: OwnedFd, frame: &[u8]) -> FdArrival {
+    let decoded = match decode_payload::<ConnectionFrame>(frame) {
+        Ok(f) if matches!(f.kind, AttachmentKind::Tcp | AttachmentKind::Unix) => Some(f),
+        Ok(f) => {
+            tracing::warn!(id = %tag.id, attempt = tag.attempt, kind = ?f.kind, "a connection offer of a kind that is no connection");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(id = %tag.id, attempt = tag.attempt, error = %e, "an undecodable connection offer");
+            None
+        }
+    };
+    FdArrival::Connection(tag, fd, decoded)
+}
+
+fn broadcast(tag: FdTag, fd: OwnedFd, frame: &[u8]) -> FdArrival {
+    match decode_payload::<BroadcastFrame>(frame) {
+        Ok(f) => FdArrival::Broadcast(f, fd),
+        Err(e) => {
+            tracing::warn!(id = %tag.id, error = %e, "closing the descriptor of an undecodable broadcast");
+            FdArrival::Ignored
         }
     }
 }

@@ -116,6 +116,27 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Balanced connections
+//!
+//! A pool may have listeners: the supervisor accepts connections and hands
+//! each to one worker that listens. [`Worker::incoming`] is the stream of
+//! them ([`Incoming`] of [`Connection`]s, ready tokio sockets); it ends on
+//! the supervisor's drain (or a kill), when [`Worker::draining`] resolves.
+//! A server needs only its listener line changed; with the `axum` feature:
+//!
+//! ```ignore
+//! let worker = nanny_worker::connect().await?;
+//! worker.ready();
+//! axum::serve(worker.incoming()?, app)
+//!     .with_graceful_shutdown(worker.draining())
+//!     .await?;
+//! ```
+//!
+//! Any other server (hyper with `hyper_util::rt::TokioIo`, a line
+//! protocol) takes the [`Connection`]s as `AsyncRead + AsyncWrite`. The SDK
+//! tells the supervisor when it takes one and when it is closed (dropped):
+//! the supervisor stops a draining worker once its connections are closed.
+//!
 //! # Protocol
 //!
 //! The [`protocol`] module holds the wire types; `PROTOCOL.md` in this
@@ -135,6 +156,10 @@
 //!   shared behind a lock;
 //! * the **writer** task (`link.rs`) writes queued frames, coalescing them.
 //!
+//! The session also takes or bounces connection offers (`offers.rs`); the
+//! handles ([`Incoming`], [`Connection`]) reach it through a small registry
+//! (`connection.rs`) whose bounds are documented there.
+//!
 //! An attempt's answer goes from the task that holds the [`Request`]
 //! straight to the writer; the session only hears, from a reserved slot,
 //! that the attempt is over. Every channel is bounded; `link.rs` has the
@@ -150,19 +175,25 @@
 //! `stream`, `fdpass`, `error`, `env` (leaves) ← `attempt` (the key, the
 //! writer's `Outgoing`, one attempt's answer rules) ← `socket` (the
 //! attachment types) ← `matcher` (pure) ← `inflight` (the table, owned by
-//! the session) ← `event` ← `worker` (the handle) ← `reply_stream` ←
-//! `request` ← `serve` ← `intake` (fd channel reading) ← `session` ← `link`.
+//! the session) ← `event` ← `connection` ← `worker` (the handle)
+//! ← `incoming` ← `axum_listener` ← `reply_stream` ← `request` ← `serve`
+//! ← `intake` (fd channel reading) ← `session` / `offers` ← `link`.
 
 // Modules, in import order: each uses only those above it.
 mod attempt;
+#[cfg(feature = "axum")]
+mod axum_listener;
+mod connection;
 mod env;
 mod error;
 mod event;
 pub mod fdpass;
+mod incoming;
 mod inflight;
 mod intake;
 mod link;
 mod matcher;
+mod offers;
 pub mod protocol;
 mod reply_stream;
 mod request;
@@ -175,8 +206,10 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+pub use connection::{Connection, Peer, CONNECTION_QUEUE};
 pub use error::Error;
 pub use event::Event;
+pub use incoming::Incoming;
 pub use inflight::RequestInfo;
 pub use protocol::RemoteError;
 pub use request::Request;

@@ -10,6 +10,8 @@
 //! | done queue | attempts → session | `MAX_IN_FLIGHT` | never: one slot reserved per attempt |
 //! | to `serve` | session → `serve` | `MAX_IN_FLIGHT + 3` | never: each request in it is in the in-flight table |
 //! | control | handle → session | [`CONTROL_QUEUE`] | the caller of `requests()` waits |
+//! | connection queue | session → `Incoming` | [`CONNECTION_QUEUE`](crate::CONNECTION_QUEUE) | the offer is bounced (`ConnectionBounced`); `Listening` is said again once the application takes one |
+//! | connection notices | `Incoming`, `Connection` → session | one `Listening` value; one id per open connection | never: a list, drained by the session into frames (waiting for writer room) |
 
 use std::io;
 use std::sync::Arc;
@@ -29,7 +31,7 @@ use crate::protocol::{
     frame_reader, frame_writer, Capabilities, FrameWriter, FromWorker, SupervisorHello, ToWorker,
     WorkerHello, FRAME_OVERHEAD, PROTOCOL_VERSION,
 };
-use crate::session::{read_error, Reader, Session, INCOMING_QUEUE};
+use crate::session::{read_error, Reader, Session, SERVE_QUEUE};
 use crate::worker::Channels;
 use crate::{Error, Worker};
 
@@ -139,14 +141,14 @@ fn start(
 ) -> Worker {
     let (out, out_rx) = mpsc::channel(WRITE_QUEUE);
     let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
-    let (to_serve, incoming) = mpsc::channel(INCOMING_QUEUE);
+    let (to_serve, serve_queue) = mpsc::channel(SERVE_QUEUE);
     let (done_tx, done_rx) = mpsc::channel(MAX_IN_FLIGHT);
     let (inflight, idle) = InFlight::new(fd_channel.is_some());
     let closed = CancellationToken::new();
     let channels = Channels {
         out,
         control,
-        incoming,
+        serve_queue,
         idle,
         closed: closed.clone(),
     };

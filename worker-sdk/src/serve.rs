@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::attempt::Attempt;
 use crate::request::answer_auto;
-use crate::worker::{lock, Incoming};
+use crate::worker::{lock, ToServe};
 use crate::{kind, Error, HandlerError, Request, Worker};
 
 impl Worker {
@@ -79,10 +79,10 @@ impl Worker {
         H: Fn(Request) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let taken = lock(&self.inner.incoming).take();
+        let taken = lock(&self.inner.serve_queue).take();
         let mut serving = Serving {
             worker: self,
-            incoming: taken.ok_or(Error::AlreadyServing)?,
+            queue: taken.ok_or(Error::AlreadyServing)?,
         };
         let handler = Arc::new(handler);
         let mut tasks = JoinSet::new();
@@ -92,8 +92,8 @@ impl Worker {
             tokio::select! {
                 // Take what has arrived before deciding the drain is over.
                 biased;
-                msg = serving.incoming.recv() => match msg {
-                    Some(Incoming::Request(parts)) => {
+                msg = serving.queue.recv() => match msg {
+                    Some(ToServe::Request(parts)) => {
                         let req = Request::from_parts(self.clone(), parts);
                         if req.is_cancelled() {
                             continue; // cancelled while queued: dropping it answers nothing
@@ -103,9 +103,9 @@ impl Worker {
                         let run = AssertUnwindSafe(async move { handler(req).await }).catch_unwind();
                         tasks.spawn(async move { watch.finish(run.await) });
                     }
-                    Some(Incoming::SoftKill) => draining = true,
-                    Some(Incoming::HardKill) => return Err(Error::HardKilled),
-                    Some(Incoming::Closed(reason)) => return Err(reason),
+                    Some(ToServe::SoftKill) => draining = true,
+                    Some(ToServe::HardKill) => return Err(Error::HardKilled),
+                    Some(ToServe::Closed(reason)) => return Err(reason),
                     None => return Err(Error::Disconnected),
                 },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -122,14 +122,14 @@ impl Worker {
 /// ends, for the next call.
 struct Serving<'a> {
     worker: &'a Worker,
-    incoming: mpsc::Receiver<Incoming>,
+    queue: mpsc::Receiver<ToServe>,
 }
 
 impl Drop for Serving<'_> {
     fn drop(&mut self) {
         let (_, empty) = mpsc::channel(1);
-        let incoming = std::mem::replace(&mut self.incoming, empty);
-        *lock(&self.worker.inner.incoming) = Some(incoming);
+        let queue = std::mem::replace(&mut self.queue, empty);
+        *lock(&self.worker.inner.serve_queue) = Some(queue);
     }
 }
 

@@ -18,6 +18,9 @@
 //!   sent once), so its bound is never reached.
 //! * A heartbeat that finds the writer queue full is skipped (the next
 //!   pulse sends a fresh one).
+//!
+//! Balanced connections (offers on the fd channel, `Listening`,
+//! `ConnectionClosed`) are handled in `offers.rs`, outside the tables.
 
 use std::time::{Duration, Instant};
 
@@ -32,16 +35,17 @@ use crate::inflight::{Cancelled, InFlight, MAX_IN_FLIGHT};
 use crate::intake::{classify, next_message, FdArrival, Next};
 use crate::matcher::{Arrival, Waiting};
 use crate::protocol::{
-    AttemptKey, FrameReader, FromWorker, Heartbeat, Outcome, RemoteError, RequestFrame, ToWorker,
+    AttemptKey, BroadcastFrame, FrameReader, FromWorker, Heartbeat, Outcome, RemoteError, RequestFrame,
+    ToWorker,
 };
 use crate::socket::Attachment;
-use crate::worker::{Control, Incoming};
+use crate::worker::{Control, ToServe};
 use crate::{kind, Error, Worker};
 
 pub(crate) type Reader = FrameReader<OwnedReadHalf, ToWorker>;
 
 /// Capacity of the queue from the session to `serve` (see the module docs).
-pub(crate) const INCOMING_QUEUE: usize = MAX_IN_FLIGHT + 3;
+pub(crate) const SERVE_QUEUE: usize = MAX_IN_FLIGHT + 3;
 
 /// The session task's state.
 pub(crate) struct Session {
@@ -51,7 +55,7 @@ pub(crate) struct Session {
     pub(crate) done_tx: mpsc::Sender<Done>,
     pub(crate) done_rx: mpsc::Receiver<Done>,
     pub(crate) control: mpsc::Receiver<Control>,
-    pub(crate) to_serve: mpsc::Sender<Incoming>,
+    pub(crate) to_serve: mpsc::Sender<ToServe>,
     pub(crate) term: Option<tokio::signal::unix::Signal>,
     pub(crate) soft_killed: bool,
     pub(crate) hard_killed: bool,
@@ -64,6 +68,7 @@ impl Session {
         let closed = self.worker.inner.closed.clone();
         let fd = self.worker.inner.fd_channel.clone();
         let mut fd_open = fd.is_some();
+        let conns = self.worker.inner.conns.clone();
         let mut pulse = tokio::time::interval(self.worker.inner.settings.pulse);
         pulse.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let reason = loop {
@@ -74,6 +79,7 @@ impl Session {
                 Some(Done(key)) = self.done_rx.recv() => self.inflight.done(key),
                 () = closed.cancelled() => break Error::Disconnected,
                 Some(ctl) = self.control.recv() => self.on_control(ctl),
+                () = conns.notified() => self.flush_notices().await,
                 // `FramedRead::next` is cancel safe: no bytes are lost to the select.
                 next = self.reader.next(), if room => match next {
                     None => break Error::Disconnected,
@@ -106,7 +112,8 @@ impl Session {
             other => tracing::warn!(error = %other, "supervisor link failed"),
         }
         closed.cancel();
-        let _ = self.to_serve.try_send(Incoming::Closed(reason));
+        self.stop_listening();
+        let _ = self.to_serve.try_send(ToServe::Closed(reason));
     }
 
     fn on_control(&mut self, ctl: Control) {
@@ -127,13 +134,13 @@ impl Session {
                 self.worker.dispatch_broadcast(Event::new(event, payload))
             }
             ToWorker::SoftKill => self.soft_kill().await,
-            // TODO(issue 9, SDK slice): end `incoming()`, resolve `draining()`.
-            ToWorker::Drain => {}
+            ToWorker::Drain => self.stop_listening(),
             ToWorker::HardKill => {
+                self.stop_listening();
                 self.worker.run_hard_kill_hook();
                 self.inflight.cancel_all();
                 if !std::mem::replace(&mut self.hard_killed, true) {
-                    let _ = self.to_serve.try_send(Incoming::HardKill);
+                    let _ = self.to_serve.try_send(ToServe::HardKill);
                 }
             }
         }
@@ -193,7 +200,7 @@ impl Session {
             }
             None => {
                 // Never full: see the module docs.
-                let _ = self.to_serve.try_send(Incoming::Request(parts));
+                let _ = self.to_serve.try_send(ToServe::Request(parts));
             }
         }
     }
@@ -253,6 +260,10 @@ impl Session {
                 self.arrived(arrival).await;
             }
             FdArrival::Bad(key, why) => self.send_error(key, why).await,
+            FdArrival::Connection(tag, fd, frame) => self.on_connection(tag, fd, frame).await,
+            FdArrival::Broadcast(BroadcastFrame { event, payload }, fd) => {
+                self.worker.dispatch_broadcast(Event::with_fd(event, payload, fd))
+            }
             FdArrival::Ignored => {}
         }
     }
@@ -305,11 +316,13 @@ impl Session {
         if std::mem::replace(&mut self.soft_killed, true) {
             return;
         }
+        // Offers read from here on are bounced.
+        self.stop_listening();
         // A request sent inline on the fd channel before this frame is in
         // the channel by now: take it, so the drain waits for it.
         self.take_fd_messages(true).await;
         self.worker.start_soft_kill();
-        let _ = self.to_serve.try_send(Incoming::SoftKill);
+        let _ = self.to_serve.try_send(ToServe::SoftKill);
     }
 
     /// An [`kind::ATTACHMENT`] error answer for an attempt that is not in

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::attempt::Outgoing;
+use crate::connection::Conns;
 use crate::env::Settings;
 use crate::event::Event;
 use crate::fdpass::FdChannel;
@@ -32,7 +33,7 @@ type HardKillHook = Box<dyn FnOnce() + Send>;
 
 /// What the session hands to [`Worker::serve`], in arrival order.
 #[derive(Debug)]
-pub(crate) enum Incoming {
+pub(crate) enum ToServe {
     Request(Parts),
     SoftKill,
     HardKill,
@@ -66,7 +67,7 @@ pub(crate) struct Shared {
     pub(crate) control: mpsc::Sender<Control>,
     /// The session's requests for `serve`: taken by a running `serve`,
     /// put back when it ends.
-    pub(crate) incoming: Mutex<Option<mpsc::Receiver<Incoming>>>,
+    pub(crate) serve_queue: Mutex<Option<mpsc::Receiver<ToServe>>>,
     /// The session's "nothing in flight" flag (see `InFlight`).
     pub(crate) idle: watch::Receiver<bool>,
     /// The fd channel, if the supervisor gave this worker one: read by the
@@ -74,6 +75,11 @@ pub(crate) struct Shared {
     pub(crate) fd_channel: Option<Arc<FdChannel>>,
     /// Cancelled when the link is gone; every request token is its child.
     pub(crate) closed: CancellationToken,
+    /// Cancelled on a drain, a soft or hard kill; a child of `closed`.
+    pub(crate) drain: CancellationToken,
+    /// Balanced connections: the live `Incoming`'s queue and what is owed
+    /// to the supervisor about connections (see `connection`).
+    pub(crate) conns: Arc<Conns>,
     /// Cancelled when the soft-kill hook (or its absence) says "done".
     pub(crate) soft_done: CancellationToken,
     soft_started: AtomicBool,
@@ -102,7 +108,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Channels {
     pub(crate) out: mpsc::Sender<Outgoing>,
     pub(crate) control: mpsc::Sender<Control>,
-    pub(crate) incoming: mpsc::Receiver<Incoming>,
+    pub(crate) serve_queue: mpsc::Receiver<ToServe>,
     pub(crate) idle: watch::Receiver<bool>,
     pub(crate) closed: CancellationToken,
 }
@@ -131,10 +137,12 @@ impl Worker {
             settings,
             out: channels.out,
             control: channels.control,
-            incoming: Mutex::new(Some(channels.incoming)),
+            serve_queue: Mutex::new(Some(channels.serve_queue)),
             idle: channels.idle,
             fd_channel,
+            drain: channels.closed.child_token(),
             closed: channels.closed,
+            conns: Arc::default(),
             soft_done: CancellationToken::new(),
             soft_started: AtomicBool::new(false),
             hooks: Mutex::new(Hooks::default()),

@@ -20,6 +20,9 @@
 //! | `late-hello`           | raw: takes SIGTERM, says hello only after the supervisor's `SoftKill`, exits 0 |
 //! | `deaf-then-exit`       | raw: hello, `Ready`, then shut the socket down for reading (the supervisor's writes fail) and exit 0 by itself 500 ms later |
 //! | `deaf`                 | never reads its fd channel (no attachment is ever accepted); ready only on `set-ready` |
+//! | `conn-echo`            | `normal`, and takes balanced connections (`incoming()`): answers each line of each with `w<NANNY_WORKER_ID> <line>\n` until end of file |
+//! | `conn-close-after`     | `conn-echo`, but drops its `Incoming` (`Listening { on: false }`) after `TEST_CONN_LIMIT` connections (default 1); serves those to their end |
+//! | `conn-bounce`          | raw: hello with `fd-channel` + `connections`, `Ready`, `Listening { on: true }`, then bounces every connection offer (closing its fd); heartbeats, ignores requests, exits 0 on a kill or end of file |
 //!
 //! `TEST_MODE_MAX_ID=N` applies the mode to workers whose `NANNY_WORKER_ID`
 //! is at most `N` only; later workers (replacements) are `normal`.
@@ -41,8 +44,9 @@
 //! running request handlers.
 
 //!
-//! The modes live in modules of their own: `serve` (the SDK-based worker)
-//! and `handle` (its [`Cmd`] handler), `raw` (the protocol-breaking modes),
+//! The modes live in modules of their own: `serve` (the SDK-based worker),
+//! `handle` (its [`Cmd`] handler) and `conn` (its connection modes), `raw`
+//! (the protocol-breaking modes) and `raw_conn` (`conn-bounce`),
 //! and `supervise` (the `supervise` mode).
 //!
 //! [`Cmd`]: cmd::Cmd
@@ -52,8 +56,10 @@
 
 #[path = "../../support/cmd.rs"]
 mod cmd;
+mod conn;
 mod handle;
 mod raw;
+mod raw_conn;
 mod serve;
 mod supervise;
 
@@ -111,7 +117,8 @@ const PANIC_MESSAGE: &str = "told to panic";
 
 async fn worker_main() -> ExitCode {
     match mode().as_str() {
-        "normal" | "slow" | "never-ready" | "ignore-soft-kill" | "deaf" => serve().await,
+        "normal" | "slow" | "never-ready" | "ignore-soft-kill" | "deaf" | "conn-echo"
+        | "conn-close-after" => serve().await,
         "crash-on-start" => std::process::exit(3),
         "bad-hello" => raw(RawMode::BadHello).await,
         "garbage-after-ready" => raw(RawMode::Garbage).await,
@@ -121,6 +128,7 @@ async fn worker_main() -> ExitCode {
         "deaf-then-exit" => raw(RawMode::DeafThenExit).await,
         "late-hello" => raw(RawMode::LateHello).await,
         "mute" => raw(RawMode::Mute).await,
+        "conn-bounce" => raw(RawMode::ConnBounce).await,
         other => {
             eprintln!("nanny-test-worker: unknown TEST_MODE {other:?}");
             ExitCode::from(2)

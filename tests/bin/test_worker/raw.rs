@@ -1,6 +1,7 @@
 //! The raw modes: the protocol spoken by hand, without the SDK, to break
 //! it on purpose (`bad-hello`, `garbage-after-ready`, `oversize-after-ready`,
-//! `hangup-after-ready`, `raw-no-caps`, `deaf-then-exit`).
+//! `hangup-after-ready`, `raw-no-caps`, `deaf-then-exit`; `conn-bounce`
+//! continues in `raw_conn`).
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::process::ExitCode;
@@ -29,6 +30,9 @@ pub(crate) enum RawMode {
     /// Takes SIGTERM, says hello and `Ready`, then never writes again (no
     /// heartbeat, no answer) and ignores the soft kill: only SIGKILL ends it.
     Mute,
+    /// Declares `fd-channel` and `connections`, says `Ready` and
+    /// `Listening`, then bounces every connection offer (`raw_conn`).
+    ConnBounce,
 }
 
 /// Speaks the protocol by hand, to break it on purpose.
@@ -65,7 +69,10 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
         version,
         pid: std::process::id(),
         agent: "nanny-test-worker/raw".into(),
-        capabilities: Vec::new(), // not even the fd channel
+        capabilities: match mode {
+            RawMode::ConnBounce => vec![p::CAP_FD_CHANNEL.into(), p::CAP_CONNECTIONS.into()],
+            _ => Vec::new(), // not even the fd channel
+        },
     };
     if writer.send(FromWorker::Hello(hello)).await.is_err() {
         return ExitCode::from(1);
@@ -76,9 +83,15 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
     }
     if mode != RawMode::BadHello {
         // The supervisor's hello, then say ready and break the stream.
-        let _ = reader.next().await;
+        let pulse = match reader.next().await {
+            Some(Ok(ToWorker::Hello(h))) => Duration::from_millis(h.pulse_ms.max(1)),
+            _ => Duration::from_secs(1),
+        };
         if writer.send(FromWorker::Ready).await.is_err() {
             return ExitCode::from(1);
+        }
+        if mode == RawMode::ConnBounce {
+            return crate::raw_conn::bounce(reader, writer, pulse).await;
         }
         if mode == RawMode::HangUp {
             drop((reader, writer));

@@ -1,5 +1,6 @@
 //! The SDK-based serving worker (`normal`, `slow`, `never-ready`,
-//! `ignore-soft-kill`, `deaf`): its state, its broadcast and signal hooks,
+//! `ignore-soft-kill`, `deaf`, and with [`conn`] `conn-echo`,
+//! `conn-close-after`): its state, its broadcast and signal hooks,
 //! and how it says ready. Its requests go to [`handle`].
 
 use std::collections::HashSet;
@@ -144,12 +145,17 @@ pub(crate) async fn serve() -> ExitCode {
         Err(_) => worker.ready(),
     }
 
+    let conns = crate::conn::start(&worker, &mode);
     let result = worker
         .serve(move |req| {
             let st = Arc::clone(&state);
             async move { handle(&st, req).await }
         })
         .await;
+    if let Some(task) = conns {
+        task.abort(); // connections still open after the soft kill
+        let _ = task.await;
+    }
     match result {
         Ok(()) | Err(nanny_worker::Error::Disconnected | nanny_worker::Error::HardKilled) => {
             ExitCode::SUCCESS

@@ -24,6 +24,15 @@ pub const FD_KIND_RESPONSE_STREAM: u8 = 2;
 /// answers `ConnectionTaken` or `ConnectionBounced`.
 pub const FD_KIND_CONNECTION: u8 = 3;
 
+/// Fd channel message kind (version 3): a broadcast that carries a
+/// descriptor, e.g. a listening socket the workers share (supervisor →
+/// worker, any worker that declared
+/// [`CAP_FD_CHANNEL`](super::CAP_FD_CHANNEL)). The tag's `id` names the
+/// broadcast (the worker only logs it) and its `attempt` is 0; the data
+/// after the tag is a MessagePack [`BroadcastFrame`](super::BroadcastFrame),
+/// always inline. Nothing is answered.
+pub const FD_KIND_BROADCAST: u8 = 4;
+
 /// The data part of one fd channel message: which attempt the single
 /// `SCM_RIGHTS` descriptor belongs to. 21 bytes on the wire: the request id
 /// (16), the attempt (u32 big-endian), the kind (u8).
@@ -33,7 +42,8 @@ pub struct FdTag {
     pub id: Uuid,
     /// Attempt.
     pub attempt: u32,
-    /// [`FD_KIND_ATTACHMENT`], [`FD_KIND_RESPONSE_STREAM`] or [`FD_KIND_CONNECTION`].
+    /// [`FD_KIND_ATTACHMENT`], [`FD_KIND_RESPONSE_STREAM`],
+    /// [`FD_KIND_CONNECTION`] or [`FD_KIND_BROADCAST`].
     pub kind: u8,
 }
 

@@ -261,6 +261,19 @@ pub struct ConnectionFrame {
     pub kind: AttachmentKind,
 }
 
+/// The data after the tag of a broadcast that carries a descriptor on the
+/// fd channel ([`FD_KIND_BROADCAST`](super::FD_KIND_BROADCAST)), always
+/// inline: the same two fields as [`ToWorker::Broadcast`]. Together with
+/// the tag it must fit in [`FD_MESSAGE_MAX`](super::FD_MESSAGE_MAX) bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastFrame {
+    /// Event name.
+    pub event: String,
+    /// Event payload (MessagePack from the Rust API).
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,10 +31,12 @@ pub use codec::{
     decode_payload, encode_payload, frame_reader, frame_writer, length_codec, max_payload_len, FrameReader,
     FrameWriter, MsgPack, DEFAULT_MAX_FRAME_LEN, FRAME_OVERHEAD,
 };
-pub use fd::{FdTag, FD_KIND_ATTACHMENT, FD_KIND_CONNECTION, FD_KIND_RESPONSE_STREAM, FD_MESSAGE_MAX};
+pub use fd::{
+    FdTag, FD_KIND_ATTACHMENT, FD_KIND_BROADCAST, FD_KIND_CONNECTION, FD_KIND_RESPONSE_STREAM, FD_MESSAGE_MAX,
+};
 pub use frames::{
-    AttachmentKind, AttemptKey, ConnectionFrame, FromWorker, Heartbeat, Outcome, RemoteError, RequestFrame,
-    ToWorker,
+    AttachmentKind, AttemptKey, BroadcastFrame, ConnectionFrame, FromWorker, Heartbeat, Outcome, RemoteError,
+    RequestFrame, ToWorker,
 };
 pub use hello::{
     Capabilities, SupervisorHello, WorkerHello, CAP_CONNECTIONS, CAP_FD_CHANNEL, ENV_FD, ENV_FD_CHANNEL,

@@ -4,6 +4,10 @@
 mod attach_refusals;
 mod attach_requests;
 mod attach_streams;
+#[cfg(feature = "axum")]
+mod conn_axum;
+mod conn_notices;
+mod connections;
 mod env;
 mod fdpass;
 mod link;
@@ -209,6 +213,30 @@ impl Fake {
             .send_with(tag, fd, &bytes)
             .await
             .expect("send an inline request to the worker");
+    }
+
+    /// Offers a connection (`fd`) as `id#attempt` from listener `"web"`.
+    async fn offer(&self, id: Uuid, attempt: u32, kind: AttachmentKind, fd: std::os::fd::BorrowedFd<'_>) {
+        let frame = ConnectionFrame {
+            listener: "web".into(),
+            kind,
+        };
+        self.offer_raw(id, attempt, &encode_payload(&frame).unwrap(), fd)
+            .await;
+    }
+
+    /// Sends a connection message whose data after the tag is `data`.
+    async fn offer_raw(&self, id: Uuid, attempt: u32, data: &[u8], fd: std::os::fd::BorrowedFd<'_>) {
+        let tag = FdTag {
+            id,
+            attempt,
+            kind: FD_KIND_CONNECTION,
+        };
+        let channel = self.fds.as_ref().expect("the fake has an fd channel");
+        channel
+            .send_with(tag, fd, data)
+            .await
+            .expect("send a connection to the worker");
     }
 
     /// The next descriptor the worker sends on the fd channel.

@@ -236,7 +236,11 @@ fn protocol_tasks(
         gone.clone(),
     );
     let usable = fd_reader.is_some();
-    (frames_tx, std::iter::once(reader).chain(fd_reader).collect(), usable)
+    (
+        frames_tx,
+        std::iter::once(reader).chain(fd_reader).collect(),
+        usable,
+    )
 }
 
 /// The reader: frames from the worker's socket, one event per read.

@@ -311,3 +311,7 @@ pub(crate) struct Running {
 /// The custom event a worker emits when it receives SIGUSR1; its payload is
 /// the worker's pid (a `u32`). SIGUSR1 does not end the worker.
 pub(crate) const GOT_SIGUSR1: &str = "got-sigusr1";
+
+/// What a serving worker emits when it hears a listener of its pool failed
+/// (the `nanny.listener-failed` broadcast).
+pub(crate) const HEARD_LISTENER_FAILED: &str = "heard-listener-failed";

@@ -27,7 +27,8 @@
 //! `TEST_MODE_MAX_ID=N` applies the mode to workers whose `NANNY_WORKER_ID`
 //! is at most `N` only; later workers (replacements) are `normal`.
 //! `TEST_MODE_MIN_ID=N` applies it to workers whose id is at least `N`
-//! only; earlier ones are `normal`.
+//! only; earlier ones are `normal`. `TEST_MODE_ELSE=MODE` names another
+//! mode than `normal` for the workers outside the range.
 //! `TEST_READY_ON=EVENT` says ready on that broadcast instead of at once.
 //! `TEST_SLOW_LOGICAL_ID` / `TEST_SLOW_MS` make one slot slow for [`Cmd::Work`].
 //! A serving worker takes SIGUSR1 without dying: it emits [`GOT_SIGUSR1`].
@@ -104,10 +105,11 @@ fn env_u64(name: &str) -> Option<u64> {
 /// `TEST_MODE_MIN_ID`.
 fn mode() -> String {
     let mode = std::env::var("TEST_MODE").unwrap_or_else(|_| "normal".into());
+    let other = || std::env::var("TEST_MODE_ELSE").unwrap_or_else(|_| "normal".into());
     let id = env_u64(p::ENV_WORKER_ID);
     match (env_u64("TEST_MODE_MAX_ID"), env_u64("TEST_MODE_MIN_ID"), id) {
-        (Some(max), _, Some(id)) if id > max => "normal".into(),
-        (_, Some(min), Some(id)) if id < min => "normal".into(),
+        (Some(max), _, Some(id)) if id > max => other(),
+        (_, Some(min), Some(id)) if id < min => other(),
         _ => mode,
     }
 }

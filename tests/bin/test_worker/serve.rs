@@ -12,7 +12,9 @@ use nanny_worker::protocol as p;
 use nanny_worker::{Request, Worker};
 use tokio::sync::watch;
 
-use crate::cmd::{self, Whoami, COUNT, COUNTED, GOT_SIGUSR1, PING, PONG, RELEASE, SET_READY};
+use crate::cmd::{
+    self, Whoami, COUNT, COUNTED, GOT_SIGUSR1, HEARD_LISTENER_FAILED, PING, PONG, RELEASE, SET_READY,
+};
 use crate::handle::handle;
 use crate::{env_u64, mode};
 
@@ -106,6 +108,11 @@ pub(crate) async fn serve() -> ExitCode {
     });
     let w = worker.clone();
     worker.on_broadcast(SET_READY, move |_| w.ready());
+    // What the supervisor tells a pool when one of its listeners fails.
+    let w = worker.clone();
+    worker.on_broadcast(p::EVENT_LISTENER_FAILED, move |_| {
+        let _ = w.emit(HEARD_LISTENER_FAILED, &());
+    });
     let w = worker.clone();
     worker.on_broadcast(PING, move |ev| {
         if let Ok(text) = ev.data::<String>() {

@@ -8,7 +8,8 @@
 //!
 //! It answers `GET /` with `hello from w<worker id>`, and `GET /slow` the
 //! same after `SLOW_MS` milliseconds (default 200), to have a request in
-//! progress during a drain. On the supervisor's drain it stops taking
+//! progress during a drain; `/slow` emits the custom event `slow-started`
+//! when it begins. On the supervisor's drain it stops taking
 //! connections and finishes the open ones (axum's graceful shutdown); on
 //! the soft kill that follows it exits 0. Started by hand (not by nanny)
 //! it explains itself and exits 2.
@@ -23,7 +24,8 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 
-fn app(worker_id: u64, slow: Duration) -> Router {
+fn app(worker: nanny_worker::Worker, slow: Duration) -> Router {
+    let worker_id = worker.id();
     Router::new()
         .route(
             "/",
@@ -32,6 +34,8 @@ fn app(worker_id: u64, slow: Duration) -> Router {
         .route(
             "/slow",
             get(move || async move {
+                // A custom event: the supervisor's `events()` sees it.
+                let _ = worker.emit("slow-started", &worker_id);
                 tokio::time::sleep(slow).await;
                 format!("hello from w{worker_id}")
             }),
@@ -62,7 +66,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let http = axum::serve(incoming, app(worker.id(), Duration::from_millis(slow)))
+    let http = axum::serve(incoming, app(worker.clone(), Duration::from_millis(slow)))
         .with_graceful_shutdown(worker.draining())
         .into_future();
     let http = tokio::spawn(http);

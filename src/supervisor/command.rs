@@ -44,6 +44,9 @@ pub(crate) enum Command {
     Broadcast {
         event: String,
         payload: Vec<u8>,
+        /// A descriptor for every worker with the fd channel
+        /// (load-process-manager's `broadcast(ev, data, server)`).
+        socket: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
     },
     Resize {
         pool: String,

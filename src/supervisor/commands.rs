@@ -2,11 +2,18 @@
 //! pool, broadcast, soft and hard kill) and the waiters they settle
 //! (`ready()`, `resize()`).
 
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use nanny_worker::protocol::{BroadcastFrame, FdTag, ToWorker, FD_KIND_BROADCAST};
+use tokio::sync::mpsc::error::TrySendError;
+
 use super::command::Reply;
 use super::task::{Phase, SlotInfo, Task, Timer};
 use crate::error::Error;
 use crate::events::{Event, StopReason};
 use crate::health::{WorkerId, WorkerState};
+use crate::worker::link::Outgoing;
 
 impl Task {
     /// Whether `pool` has every worker it waits for: one online in each
@@ -174,8 +181,54 @@ impl Task {
         Ok(())
     }
 
-    pub(super) fn on_broadcast(&mut self, event: String, payload: Vec<u8>) {
-        self.broadcast_frames(None, &event, &payload);
+    pub(super) fn on_broadcast(&mut self, event: String, payload: Vec<u8>, socket: Option<Arc<OwnedFd>>) {
+        match socket {
+            None => self.broadcast_frames(None, &event, &payload),
+            Some(socket) => self.broadcast_socket(event, payload, &socket),
+        }
+    }
+
+    /// A broadcast with a descriptor: on the fd channel (kind
+    /// [`FD_KIND_BROADCAST`]) to every worker that has one, as a plain
+    /// broadcast to the others.
+    fn broadcast_socket(&mut self, event: String, payload: Vec<u8>, socket: &Arc<OwnedFd>) {
+        let frame = BroadcastFrame { event, payload };
+        let Ok(inline) = nanny_worker::protocol::encode_payload(&frame) else {
+            return;
+        };
+        let inline: Arc<[u8]> = inline.into();
+        let ids: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| !matches!(w.state, WorkerState::Spawning | WorkerState::Stopping))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            let w = &self.workers[&id];
+            if !(w.caps.fd_channel && w.link.fd_channel) {
+                self.send_frame(
+                    id,
+                    ToWorker::Broadcast {
+                        event: frame.event.clone(),
+                        payload: frame.payload.clone(),
+                    },
+                );
+                continue;
+            }
+            let tag = FdTag {
+                id: uuid::Uuid::new_v4(),
+                attempt: 0,
+                kind: FD_KIND_BROADCAST,
+            };
+            let out = Outgoing::Fd {
+                tag,
+                frame: Arc::clone(&inline),
+                fd: Arc::clone(socket),
+            };
+            if let Err(TrySendError::Full(_)) = w.link.frames.try_send(out) {
+                self.stop_worker(id, StopReason::Unresponsive, false);
+            }
+        }
     }
 
     /// A broadcast to the workers of one pool (a listener's failure).
@@ -196,7 +249,7 @@ impl Task {
         for id in ids {
             self.send_frame(
                 id,
-                nanny_worker::protocol::ToWorker::Broadcast {
+                ToWorker::Broadcast {
                     event: event.to_owned(),
                     payload: payload.to_vec(),
                 },

@@ -211,7 +211,7 @@ impl Task {
             attempt: conn.offers,
             kind: FD_KIND_CONNECTION,
         };
-        let out = Outgoing::Connection {
+        let out = Outgoing::Fd {
             tag,
             frame: Arc::clone(&self.listeners[conn.listener].frame),
             fd: Arc::clone(&conn.fd),

@@ -356,6 +356,50 @@ impl Supervisor {
             .send(Command::Broadcast {
                 event: event.to_owned(),
                 payload,
+                socket: None,
+            })
+            .await
+            .map_err(|_| Error::ShuttingDown)
+    }
+
+    /// [`broadcast`](Self::broadcast) with a descriptor, usually a
+    /// listening socket (load-process-manager's `broadcast(ev, data,
+    /// server)`): every worker with the fd channel gets its own copy with
+    /// the event (`event.tcp_listener()` in the SDK); a worker without it
+    /// gets the event alone. The caller keeps `socket`. The event and
+    /// payload travel in one fd channel message, so together they must fit
+    /// in about 4 KiB ([`Error::PayloadTooLarge`] otherwise).
+    ///
+    /// ```no_run
+    /// # async fn f(sup: nanny::Supervisor) -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = std::net::TcpListener::bind("127.0.0.1:8080")?;
+    /// sup.broadcast_socket("serve", &"http", &server).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn broadcast_socket<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        payload: &T,
+        socket: &impl std::os::fd::AsFd,
+    ) -> Result<(), Error> {
+        let payload =
+            nanny_worker::protocol::encode_payload(payload).map_err(|e| Error::Encode(e.to_string()))?;
+        // Tag, the frame's map header and field names: well under 64 bytes.
+        let max = nanny_worker::protocol::FD_MESSAGE_MAX - 64;
+        let size = payload.len() + event.len();
+        if size > max {
+            return Err(Error::PayloadTooLarge { size, max });
+        }
+        // Close-on-exec: a worker spawned meanwhile does not inherit it.
+        let socket = socket
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::Attachment(e.to_string()))?;
+        self.tx
+            .send(Command::Broadcast {
+                event: event.to_owned(),
+                payload,
+                socket: Some(std::sync::Arc::new(socket)),
             })
             .await
             .map_err(|_| Error::ShuttingDown)

@@ -407,7 +407,11 @@ impl Task {
             Command::Stats(reply) => {
                 let _ = reply.send(self.stats());
             }
-            Command::Broadcast { event, payload } => self.on_broadcast(event, payload),
+            Command::Broadcast {
+                event,
+                payload,
+                socket,
+            } => self.on_broadcast(event, payload, socket),
             Command::Resize { pool, workers, reply } => self.on_resize(&pool, workers, reply),
             Command::ResetFailed { pool, reply } => {
                 let result = self.on_reset_failed(&pool);

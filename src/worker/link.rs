@@ -57,11 +57,12 @@ pub(crate) enum Outgoing {
     /// never sent to a worker told to stop, and only a `Cancel` for the same
     /// attempt, which always comes after it, refers to it.
     Attached(RequestFrame, Descriptor),
-    /// A balanced connection, on the fd channel only: the tag, its
-    /// `ConnectionFrame` (the same bytes for every connection of a
-    /// listener) and the socket, which the supervisor keeps until the
-    /// worker says it took it. Sent only when the link has an fd channel.
-    Connection {
+    /// A descriptor with its inline data, on the fd channel only: a
+    /// balanced connection (its `ConnectionFrame`, the same bytes for every
+    /// connection of a listener; the supervisor keeps the socket until the
+    /// worker says it took it) or a broadcast's listening socket (its
+    /// `BroadcastFrame`). Sent only when the link has an fd channel.
+    Fd {
         tag: FdTag,
         frame: Arc<[u8]>,
         fd: Arc<OwnedFd>,
@@ -319,7 +320,7 @@ fn spawn_writer(
             while let Some(item) = next {
                 let sent = match item {
                     Outgoing::Frame(frame) => writer.feed(frame).await.is_ok(),
-                    Outgoing::Connection { tag, frame, fd } => match &out_channel {
+                    Outgoing::Fd { tag, frame, fd } => match &out_channel {
                         Some(c) => c.send_with(tag, fd.as_fd(), &frame).await.is_ok(),
                         None => true, // never queued without a channel
                     },

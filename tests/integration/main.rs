@@ -12,6 +12,7 @@ mod support;
 mod attach_retries;
 mod attach_sockets;
 mod attach_streams;
+mod conn_apps;
 mod connections;
 mod degraded;
 mod dispatch;

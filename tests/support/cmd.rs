@@ -315,3 +315,7 @@ pub(crate) const GOT_SIGUSR1: &str = "got-sigusr1";
 /// What a serving worker emits when it hears a listener of its pool failed
 /// (the `nanny.listener-failed` broadcast).
 pub(crate) const HEARD_LISTENER_FAILED: &str = "heard-listener-failed";
+
+/// A broadcast whose descriptor is a listening TCP socket: every serving
+/// worker accepts on it and answers each connection with `w<id>\n`.
+pub(crate) const SERVE_LISTENER: &str = "serve-listener";

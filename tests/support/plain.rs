@@ -7,16 +7,21 @@ use std::path::PathBuf;
 use nanny::WorkerSpec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// `examples/plain_server`, which cargo builds before it runs the tests:
-/// the test binary is `<target>/<profile>/deps/<name>-<hash>`, the example
-/// `<target>/<profile>/examples/plain_server`.
+/// `examples/plain_server`, a program that knows only socket activation.
 pub(crate) fn plain_server_path() -> PathBuf {
+    example_path("plain_server")
+}
+
+/// An example of the root package, which cargo builds before it runs the
+/// tests: the test binary is `<target>/<profile>/deps/<name>-<hash>`, the
+/// example `<target>/<profile>/examples/<name>`.
+pub(crate) fn example_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
     let profile = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("<target>/<profile>/deps");
-    let path = profile.join("examples").join("plain_server");
+    let path = profile.join("examples").join(name);
     assert!(
         path.exists(),
         "{} not built (cargo test builds examples)",

@@ -13,7 +13,8 @@ use nanny_worker::{Request, Worker};
 use tokio::sync::watch;
 
 use crate::cmd::{
-    self, Whoami, COUNT, COUNTED, GOT_SIGUSR1, HEARD_LISTENER_FAILED, PING, PONG, RELEASE, SET_READY,
+    self, Whoami, COUNT, COUNTED, GOT_SIGUSR1, HEARD_LISTENER_FAILED, PING, PONG, RELEASE, SERVE_LISTENER,
+    SET_READY,
 };
 use crate::handle::handle;
 use crate::{env_u64, mode};
@@ -108,6 +109,24 @@ pub(crate) async fn serve() -> ExitCode {
     });
     let w = worker.clone();
     worker.on_broadcast(SET_READY, move |_| w.ready());
+    // A broadcast carrying a listening socket: accept on it, answering
+    // each connection with `w<id>\n`.
+    let id = worker.id();
+    worker.on_broadcast(SERVE_LISTENER, move |ev| {
+        let Some(Ok(listener)) = ev.tcp_listener() else {
+            return;
+        };
+        let _ = listener.set_nonblocking(true);
+        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+            return;
+        };
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let _ = conn.write_all(format!("w{id}\n").as_bytes()).await;
+            }
+        });
+    });
     // What the supervisor tells a pool when one of its listeners fails.
     let w = worker.clone();
     worker.on_broadcast(p::EVENT_LISTENER_FAILED, move |_| {

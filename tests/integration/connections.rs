@@ -334,6 +334,18 @@ async fn bad_listeners_are_typed_errors_at_start() {
             ),
             "{exists:?}"
         );
+        // A directory nobody may create a socket in (sysfs: EPERM, even as root).
+        let denied = builder(1)
+            .listen(Listener::unix("/sys/nanny-test.sock"))
+            .start()
+            .await;
+        assert!(
+            matches!(
+                denied,
+                Err(nanny::StartError::Bind(nanny::BindError::PermissionDenied { .. }))
+            ),
+            "{denied:?}"
+        );
         let unknown = builder(1)
             .listen(Listener::tcp(([127, 0, 0, 1], 0)).pool("nope"))
             .start()
@@ -346,6 +358,29 @@ async fn bad_listeners_are_typed_errors_at_start() {
             "{unknown:?}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_ipv6_listener_balances() {
+    guard(async {
+        let any: std::net::SocketAddr = "[::1]:0".parse().unwrap();
+        let sup = timers(Supervisor::builder())
+            .pool(Pool::default_pool(worker_spec("conn-echo")).workers(2))
+            .listen(Listener::tcp(any))
+            .start()
+            .await
+            .expect("start");
+        all_listening(&sup, 2).await;
+        let addr = listener_addr(&sup).await;
+        assert!(addr.is_ipv6() && addr.port() != 0, "{addr}");
+        let mut ids = Vec::new();
+        for i in 0..10 {
+            ids.push(served_by(addr, &i.to_string()).await);
+        }
+        assert_eq!(tally(ids).values().copied().collect::<Vec<_>>(), [5, 5]);
+        sup.soft_kill().await;
     })
     .await;
 }

@@ -21,6 +21,7 @@ mod failures;
 mod identity;
 mod inspect;
 mod lifecycle;
+mod listeners;
 mod plain;
 mod protocol;
 mod readiness;

@@ -1,0 +1,102 @@
+//! What the supervisor task keeps per pool ([`PoolState`], [`SlotInfo`])
+//! and per worker ([`WorkerEntry`]).
+
+use std::fs::File;
+use std::time::Instant;
+
+use nanny_worker::protocol::Heartbeat;
+use rustc_hash::FxHashMap;
+use tokio_util::time::delay_queue;
+
+use super::connections::WorkerConns;
+use super::ids::AttemptKey;
+use crate::events::StopReason;
+use crate::health::{WorkerId, WorkerState};
+use crate::pool::Pool;
+use crate::restart::RestartBudget;
+use crate::router::Router;
+use crate::worker::link::Link;
+
+/// One pool: its configuration, slots, router and restart budget.
+pub(super) struct PoolState {
+    pub(super) cfg: Pool,
+    /// Wanted workers; slots `0..target` are refilled when empty.
+    pub(super) target: usize,
+    /// Worker in each slot (the slot index is the logical id).
+    pub(super) slots: Vec<Option<WorkerId>>,
+    pub(super) router: Router,
+    pub(super) budget: RestartBudget,
+    pub(super) failed: bool,
+    /// Per slot: failure counts for `respawn_count` and backoff.
+    pub(super) slot_info: Vec<SlotInfo>,
+}
+
+/// What a slot remembers across the workers that fill it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct SlotInfo {
+    /// Consecutive workers that exited before they were ready.
+    pub(super) failed_starts: u32,
+    /// Consecutive failures not separated by a stable run (for backoff).
+    pub(super) crashes: u32,
+    /// Replacements after unexpected exits, ever.
+    pub(super) restarts: u64,
+    /// Left empty by the restart policy (a clean exit under `OnFailure`,
+    /// any exit under `No`): not waited for by `ready()`.
+    pub(super) abandoned: bool,
+    /// Left empty after more than `respawn_count` failed starts in a row:
+    /// not refilled until `reset_failed` or a resize.
+    pub(super) parked: bool,
+}
+
+pub(super) struct WorkerEntry {
+    pub(super) pool: usize,
+    pub(super) slot: usize,
+    pub(super) pid: u32,
+    pub(super) state: WorkerState,
+    pub(super) online: bool,
+    pub(super) link: Link,
+    pub(super) statm: Option<File>,
+    pub(super) rss: u64,
+    pub(super) heartbeat: Option<Heartbeat>,
+    /// It said `Busy` and not `Ready` since: a drain waits for it
+    /// (load-process-manager's rule), within `drain_timeout`.
+    pub(super) busy: bool,
+    /// Its hello has arrived.
+    pub(super) greeted: bool,
+    /// What its hello declared; nothing before it.
+    pub(super) caps: nanny_worker::protocol::Capabilities,
+    /// Response-stream descriptors that arrived before their answers.
+    pub(super) stream_fds: FxHashMap<AttemptKey, std::os::fd::OwnedFd>,
+    pub(super) served: u64,
+    pub(super) spawned_at: Instant,
+    pub(super) stop_reason: Option<StopReason>,
+    /// Its start timeout or forced-stop timer.
+    pub(super) timer: Option<delay_queue::Key>,
+    /// Its `drain_timeout`, while it drains.
+    pub(super) drain_timer: Option<delay_queue::Key>,
+    pub(super) logical_id: u64,
+    /// Last heartbeat (or the hello, before the first one).
+    pub(super) last_heartbeat: Instant,
+    /// A successor not yet ready: the worker it will replace.
+    pub(super) replaces: Option<WorkerId>,
+    /// Why a successor was requested for this worker.
+    pub(super) retiring: Option<StopReason>,
+    /// When the supervisor first asked it to stop.
+    pub(super) stop_requested_at: Option<Instant>,
+    /// Whether the supervisor sent SIGKILL.
+    pub(super) forced: bool,
+    /// The last signal `Supervisor::signal` sent it, and when: an exit by
+    /// that signal, or soon after it, is no crash.
+    pub(super) user_signal: Option<(nix::sys::signal::Signal, Instant)>,
+    /// Answers after which it retires (`max_requests` + its jitter).
+    pub(super) requests_limit: Option<u64>,
+    /// Error and warning lines seen on its output (`silent` pools).
+    pub(super) logs: std::sync::Arc<crate::worker::output::LogCounts>,
+    /// Its balanced connections.
+    pub(super) conns: WorkerConns,
+    /// Its readiness probe while it has not passed; dropping the guard
+    /// ends the probe task (see `probing`).
+    pub(super) probe: Option<tokio_util::sync::DropGuard>,
+    /// It said `Ready` while its probe had not passed yet.
+    pub(super) said_ready: bool,
+}

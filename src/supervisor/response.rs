@@ -1,0 +1,124 @@
+//! What a caller gives with a request ([`EnqueueOptions`]) and gets back
+//! ([`Response`]).
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::attach::{Attachment, ResponseStream};
+use crate::error::Error;
+use crate::retries::Retries;
+use crate::WorkerId;
+
+/// Per-request options for [`Supervisor::enqueue_with`].
+#[derive(Debug, Default)]
+pub struct EnqueueOptions {
+    pub(super) pool: Option<String>,
+    pub(super) attachment: Option<Attachment>,
+    pub(super) timeout: Option<Option<Duration>>,
+    pub(super) deadline: Option<Duration>,
+    pub(super) retries: Option<Retries>,
+}
+
+impl EnqueueOptions {
+    /// The builder's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sends the request to this pool (default: the first pool).
+    pub fn pool(mut self, pool: impl Into<String>) -> Self {
+        self.pool = Some(pool.into());
+        self
+    }
+
+    /// Per-attempt timeout; `None` waits forever.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Overall deadline from the call, time in the queue included.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Hands a socket or a byte stream to the worker with the request; see
+    /// [`crate::attach`] for ownership and the retry rule.
+    pub fn attach(mut self, attachment: Attachment) -> Self {
+        self.attachment = Some(attachment);
+        self
+    }
+
+    /// Retries after a timeout or a worker exit (`n` retries = `n + 1`
+    /// attempts; [`Retries::Unlimited`] retries until an attempt answers,
+    /// within the deadline if one is set).
+    pub fn retries(mut self, retries: impl Into<Retries>) -> Self {
+        self.retries = Some(retries.into());
+        self
+    }
+}
+
+/// A worker's answer to a request.
+pub struct Response {
+    pub(crate) id: Uuid,
+    pub(crate) created_at: SystemTime,
+    pub(crate) worker: WorkerId,
+    pub(crate) attempt: u32,
+    pub(crate) data: Vec<u8>,
+    pub(crate) stream: Option<ResponseStream>,
+}
+
+impl Response {
+    /// The request id (UUID v4).
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// When the request was enqueued.
+    pub fn created_at(&self) -> SystemTime {
+        self.created_at
+    }
+
+    /// The worker that answered.
+    pub fn worker(&self) -> WorkerId {
+        self.worker
+    }
+
+    /// Which attempt was answered (1 = the first).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The answer, decoded into `T`.
+    pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        nanny_worker::protocol::decode_payload(&self.data).map_err(|e| Error::Decode(e.to_string()))
+    }
+
+    /// The answer's MessagePack bytes.
+    pub fn raw(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Takes the response stream the worker answered with
+    /// (`req.respond_stream(..)`), if any. A worker that exits before
+    /// finishing it makes the stream fail with `UnexpectedEof`.
+    pub fn stream(&mut self) -> Option<ResponseStream> {
+        self.stream.take()
+    }
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("id", &self.id)
+            .field("worker", &self.worker)
+            .field("attempt", &self.attempt)
+            .field("len", &self.data.len())
+            .field("stream", &self.stream.is_some())
+            .finish()
+    }
+}

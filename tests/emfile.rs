@@ -30,7 +30,9 @@ async fn emfile_fails_the_listener_without_spinning_and_it_recovers() {
         warm.ask("before").await;
         drop(warm);
 
-        // Use up every descriptor but one, which the client takes.
+        // The client's socket first: connecting it needs no descriptor.
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        // Then use up every descriptor.
         let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
         let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
         setrlimit(Resource::RLIMIT_NOFILE, open + 16, hard).expect("setrlimit");
@@ -38,9 +40,13 @@ async fn emfile_fails_the_listener_without_spinning_and_it_recovers() {
         while let Ok(f) = File::open("/dev/null") {
             filler.push(f);
         }
-        filler.pop();
+        // Loopback: the handshake completes in the kernel's listen queue,
+        // where the supervisor's accept then fails with EMFILE.
+        socket.connect(&addr.into()).expect("connect");
+        let stream: std::net::TcpStream = socket.into();
+        stream.set_nonblocking(true).unwrap();
         let client = tokio::spawn(async move {
-            let mut c = Client::connect(addr).await;
+            let mut c = Client::from_std(stream);
             c.ask("after").await
         });
         // Three failures, each after a delay: no spinning in between.

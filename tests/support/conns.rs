@@ -55,6 +55,13 @@ impl Client {
         }
     }
 
+    /// A client on a connected (non-blocking) std socket.
+    pub(crate) fn from_std(stream: std::net::TcpStream) -> Self {
+        Self {
+            lines: BufReader::new(TcpStream::from_std(stream).expect("a tokio stream")),
+        }
+    }
+
     /// Sends `line`; returns the id of the worker that echoed it.
     pub(crate) async fn ask(&mut self, line: &str) -> u64 {
         let stream = self.lines.get_mut();

@@ -135,9 +135,7 @@ async fn connections_offered_to_a_sigkilled_worker_go_to_the_others() {
             nix::sys::signal::Signal::SIGSTOP,
         )
         .expect("SIGSTOP");
-        let clients: Vec<_> = (0..30)
-            .map(|i| tokio::spawn(async move { served_by(addr, &format!("c{i}")).await }))
-            .collect();
+        let clients = spawn_clients(addr, 30, "c");
         wait_until("offers wait on the stopped worker", || async {
             health(&sup)
                 .await
@@ -194,16 +192,9 @@ async fn a_bounced_connection_goes_to_the_next_worker() {
 #[tokio::test]
 async fn connections_that_wait_for_the_pool_are_spread_over_the_workers_as_they_come_up() {
     guard(async {
-        let spec = worker_spec("conn-echo").env("TEST_READY_ON", "go");
-        let sup = timers(Supervisor::builder())
-            .pool(Pool::default_pool(spec).workers(4))
-            .listen(Listener::tcp(([127, 0, 0, 1], 0)).backlog(64))
-            .spawn()
-            .expect("spawn");
+        let sup = waiting_pool(4, 64);
         let addr = listener_addr(&sup).await;
-        let clients: Vec<_> = (0..40)
-            .map(|i| tokio::spawn(async move { served_by(addr, &format!("early {i}")).await }))
-            .collect();
+        let clients = spawn_clients(addr, 40, "early");
         wait_until("40 connections wait in the backlog", || async {
             sup.inspect().await.unwrap().listeners[0].waiting == 40
         })
@@ -220,16 +211,9 @@ async fn connections_that_wait_for_the_pool_are_spread_over_the_workers_as_they_
 #[tokio::test]
 async fn the_backlog_bound_leaves_the_rest_to_the_kernel() {
     guard(async {
-        let spec = worker_spec("conn-echo").env("TEST_READY_ON", "go");
-        let sup = timers(Supervisor::builder())
-            .pool(Pool::default_pool(spec).workers(2))
-            .listen(Listener::tcp(([127, 0, 0, 1], 0)).backlog(5))
-            .spawn()
-            .expect("spawn");
+        let sup = waiting_pool(2, 5);
         let addr = listener_addr(&sup).await;
-        let clients: Vec<_> = (0..12)
-            .map(|i| tokio::spawn(async move { served_by(addr, &format!("b{i}")).await }))
-            .collect();
+        let clients = spawn_clients(addr, 12, "b");
         wait_until("the backlog is full", || async {
             let l = &sup.inspect().await.unwrap().listeners[0];
             l.waiting == 5 && l.accepted == 5

@@ -3,7 +3,7 @@
 //! waiting on it) when the supervisor ends. Neither the supervisor nor a
 //! worker keeps a descriptor per connection.
 
-use super::support::conns::{all_listening, echo_pool, listener_addr, served_by, Client};
+use super::support::conns::{all_listening, echo_pool, listener_addr, served_by, spawn_clients, Client};
 use super::support::*;
 use super::{ended, End};
 
@@ -52,9 +52,7 @@ pub(super) async fn connections(end: End) -> Vec<u32> {
     if !matches!(end, End::Soft) {
         let stopped = nix::unistd::Pid::from_raw(workers[0].pid as i32);
         nix::sys::signal::kill(stopped, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
-        let waiting: Vec<_> = (0..6)
-            .map(|i| tokio::spawn(async move { served_by(addr, &format!("late {i}")).await }))
-            .collect();
+        let waiting = spawn_clients(addr, 6, "late");
         wait_until("an offer waits on the stopped worker", || async {
             health(&sup).await.iter().any(|w| w.connections.offered > 0)
         })

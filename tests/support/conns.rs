@@ -19,6 +19,28 @@ pub(crate) fn echo_pool(n: usize) -> Builder {
         .listen(Listener::tcp(([127, 0, 0, 1], 0)))
 }
 
+/// A spawned (not started) pool of `n` `conn-echo` workers that say ready
+/// only on a `go` broadcast, behind a listener with this `backlog`.
+pub(crate) fn waiting_pool(n: usize, backlog: usize) -> Supervisor {
+    let spec = worker_spec("conn-echo").env("TEST_READY_ON", "go");
+    timers(Supervisor::builder())
+        .pool(Pool::default_pool(spec).workers(n))
+        .listen(Listener::tcp(([127, 0, 0, 1], 0)).backlog(backlog))
+        .spawn()
+        .expect("spawn")
+}
+
+/// `n` clients at once, each one connection and one line (`<tag> <i>`):
+/// each task returns the worker that served it.
+pub(crate) fn spawn_clients(addr: SocketAddr, n: usize, tag: &str) -> Vec<tokio::task::JoinHandle<u64>> {
+    (0..n)
+        .map(|i| {
+            let line = format!("{tag} {i}");
+            tokio::spawn(async move { served_by(addr, &line).await })
+        })
+        .collect()
+}
+
 /// The address of the supervisor's first listener.
 pub(crate) async fn listener_addr(sup: &Supervisor) -> SocketAddr {
     match &sup.inspect().await.expect("inspect").listeners[0].addr {

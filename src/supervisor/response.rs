@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::retries::Retries;
 use crate::WorkerId;
 
-/// Per-request options for [`Supervisor::enqueue_with`].
+/// Per-request options for [`Supervisor::enqueue_with`](crate::Supervisor::enqueue_with).
 #[derive(Debug, Default)]
 pub struct EnqueueOptions {
     pub(super) pool: Option<String>,

@@ -94,3 +94,8 @@ pub mod __bench {
         crate::worker::spawn::page_size()
     }
 }
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

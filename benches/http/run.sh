@@ -18,7 +18,7 @@
 # Usage: benches/http/run.sh            (from anywhere in the repo)
 # Knobs (environment): ROUNDS=3 DURATION=10s CONNECTIONS=32 THREADS=1
 #                      PORT=18080 OUT=target/http-bench/<date>
-# Needs: cargo, wrk (installed with apt-get if missing), awk, curl or not.
+# Needs: cargo, awk, mkfifo; wrk (installed with apt-get if missing).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}

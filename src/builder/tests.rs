@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::{Backoff, ConfigError as E, WorkerSpec};
+use crate::{Backoff, ConfigError, ConfigError as E, WorkerSpec};
 
 /// Workers started by these tests carry `MARKER=<test name>`.
 const MARKER: &str = "NANNY_UNIT_TEST_MARKER";

@@ -1,0 +1,158 @@
+//! The checks of [`Config::validate`]: every setting in range, before
+//! any process is spawned (the plain-program checks are in `plain.rs`).
+
+use crate::error::ConfigError;
+
+use super::Config;
+
+/// The smallest [`Builder::max_frame_len`](super::Builder::max_frame_len) accepted.
+const MIN_FRAME_LEN: usize = 1024;
+/// The largest [`Builder::max_frame_len`](super::Builder::max_frame_len) accepted: the protocol's length
+/// prefix is a `u32`.
+const MAX_FRAME_LEN: usize = u32::MAX as usize;
+
+impl Config {
+    /// The first setting that is out of range, if any. Spawns nothing.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        use ConfigError as E;
+        if self.pools.is_empty() {
+            return Err(E::NoPools);
+        }
+        for (i, p) in self.pools.iter().enumerate() {
+            let pool = || p.name.clone();
+            if p.name.is_empty() {
+                return Err(E::EmptyPoolName);
+            }
+            if self.pools[..i].iter().any(|q| q.name == p.name) {
+                return Err(E::DuplicatePool { pool: pool() });
+            }
+            if p.workers == 0 {
+                return Err(E::ZeroWorkers { pool: pool() });
+            }
+            if p.concurrency == 0 {
+                return Err(E::ZeroConcurrency { pool: pool() });
+            }
+            if p.spec.program.as_os_str().is_empty() {
+                return Err(E::EmptyProgram { pool: pool() });
+            }
+            if !executable_exists(&p.spec.program) {
+                return Err(E::ProgramNotFound {
+                    pool: pool(),
+                    program: p.spec.program.clone(),
+                });
+            }
+            if let Some(ids) = &p.logical_ids {
+                if ids.len() != p.workers {
+                    return Err(E::LogicalIds {
+                        pool: pool(),
+                        ids: ids.len(),
+                        workers: p.workers,
+                    });
+                }
+                let mut sorted = ids.clone();
+                sorted.sort_unstable();
+                if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+                    return Err(E::DuplicateLogicalId {
+                        pool: pool(),
+                        id: w[0],
+                    });
+                }
+            }
+            if p.max_requests == Some(0) {
+                return Err(E::ZeroMaxRequests { pool: pool() });
+            }
+            if p.max_request_duration.is_some_and(|d| d.is_zero()) {
+                return Err(E::ZeroMaxRequestDuration { pool: pool() });
+            }
+        }
+        if self.max_queue == 0 {
+            return Err(E::ZeroMaxQueue);
+        }
+        if self.pulse.is_zero() {
+            return Err(E::ZeroPulse);
+        }
+        if self.start_timeout.is_zero() {
+            return Err(E::ZeroStartTimeout);
+        }
+        if self.max_frame_len < MIN_FRAME_LEN {
+            return Err(E::FrameTooSmall {
+                max_frame_len: self.max_frame_len,
+                min: MIN_FRAME_LEN,
+            });
+        }
+        if self.max_frame_len > MAX_FRAME_LEN {
+            return Err(E::FrameTooLarge {
+                max_frame_len: self.max_frame_len,
+                max: MAX_FRAME_LEN,
+            });
+        }
+        if self.restart_window.is_zero() {
+            return Err(E::ZeroRestartWindow);
+        }
+        if self.event_capacity == 0 {
+            return Err(E::ZeroEventCapacity);
+        }
+        if let Some(unhealthy_timeout) = self.unhealthy_timeout {
+            if unhealthy_timeout <= self.pulse {
+                return Err(E::UnhealthyTimeoutNotAbovePulse {
+                    unhealthy_timeout,
+                    pulse: self.pulse,
+                });
+            }
+        }
+        if self.force_stop_delay.is_some_and(|d| d.is_zero()) {
+            return Err(E::ZeroForceStopDelay);
+        }
+        if self.drain_timeout.is_some_and(|d| d.is_zero()) {
+            return Err(E::ZeroDrainTimeout);
+        }
+        if let Some(b) = &self.restart_backoff {
+            if !(b.multiplier >= 1.0 && b.multiplier.is_finite()) {
+                return Err(E::BackoffMultiplier {
+                    multiplier: b.multiplier,
+                });
+            }
+            if b.initial > b.max {
+                return Err(E::BackoffInitialOverMax {
+                    initial: b.initial,
+                    max: b.max,
+                });
+            }
+        }
+        if self.request_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(E::ZeroRequestTimeout);
+        }
+        self.validate_listeners()
+    }
+
+    fn validate_listeners(&self) -> Result<(), ConfigError> {
+        use ConfigError as E;
+        if self.server_restart_delay.is_zero() {
+            return Err(E::ZeroServerRestartDelay);
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            let listener = l.display_name();
+            if let Some(pool) = &l.pool {
+                if !self.pools.iter().any(|p| &p.name == pool) {
+                    return Err(E::ListenerPool {
+                        listener,
+                        pool: pool.clone(),
+                    });
+                }
+            }
+            if self.listeners[..i].iter().any(|k| k.display_name() == listener) {
+                return Err(E::DuplicateListener { listener });
+            }
+            if l.backlog == 0 {
+                return Err(E::ZeroBacklog { listener });
+            }
+        }
+        self.validate_plain()
+    }
+}
+
+/// Whether `program` names an executable file: a path as is, a bare
+/// name looked up in `PATH` as `exec` would.
+fn executable_exists(program: &std::path::Path) -> bool {
+    crate::worker::spawn::find_program(program, std::env::var_os("PATH").as_deref()).is_some()
+}

@@ -37,123 +37,20 @@
 //! way first (answered, timed out), it counts once as cancelled
 //! ([`cancelled`](Ledger::cancelled)): a resolution that reached nobody.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Instant;
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use tokio::sync::oneshot;
-use tokio_util::time::{delay_queue, DelayQueue};
+use tokio_util::time::DelayQueue;
 
 use super::ids::{AttemptKey, RequestId};
-use super::queue::{Job, MemoryQueue, PendingQueue, Position, QueueNews};
+use super::queue::{Job, MemoryQueue, PendingQueue, Position};
 use super::Response;
-use crate::attach::Pending;
 use crate::error::Error;
 use crate::health::WorkerId;
-use crate::retries::Retries;
 
-/// Where a request is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Place {
-    /// Waiting in its pool's queue.
-    Queued,
-    /// Its current attempt runs on `worker`, sent at `since`.
-    Running { worker: WorkerId, since: Instant },
-}
+mod entry;
 
-/// One request.
-#[derive(Debug)]
-pub(super) struct Entry {
-    pub(super) pool: usize,
-    pub(super) payload: Vec<u8>,
-    pub(super) created_at: SystemTime,
-    /// Per-attempt timeout.
-    pub(super) timeout: Option<Duration>,
-    /// Retries still allowed.
-    pub(super) retries: Retries,
-    /// The current (or last) attempt; 0 before the first.
-    pub(super) attempt: u32,
-    /// A retry prefers another worker than this one.
-    pub(super) avoid: Option<WorkerId>,
-    pub(super) attachment: Option<Pending>,
-    /// An answer whose response stream has not arrived yet.
-    pub(super) parked: Option<Vec<u8>>,
-    reply: oneshot::Sender<Result<Response, Error>>,
-    place: Place,
-    timer: Option<delay_queue::Key>,
-    deadline: Option<delay_queue::Key>,
-}
-
-/// What a caller hands the ledger to file a request.
-#[derive(Debug)]
-pub(super) struct Filing {
-    pub(super) id: RequestId,
-    pub(super) pool: usize,
-    pub(super) payload: Vec<u8>,
-    pub(super) created_at: SystemTime,
-    pub(super) timeout: Option<Duration>,
-    /// Time left until the overall deadline, if there is one.
-    pub(super) deadline: Option<Duration>,
-    pub(super) retries: Retries,
-    pub(super) attachment: Option<Pending>,
-    pub(super) reply: oneshot::Sender<Result<Response, Error>>,
-}
-
-impl Entry {
-    /// The worker running the current attempt.
-    pub(super) fn worker(&self) -> Option<WorkerId> {
-        match self.place {
-            Place::Running { worker, .. } => Some(worker),
-            Place::Queued => None,
-        }
-    }
-
-    /// Whether the caller dropped its `enqueue` future.
-    pub(super) fn caller_gone(&self) -> bool {
-        self.reply.is_closed()
-    }
-}
-
-/// A request timer that fired.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Expired {
-    /// The attempt's timeout.
-    Attempt(AttemptKey),
-    /// The request's overall deadline.
-    Deadline(RequestId),
-}
-
-/// What the ledger has for the task's loop.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum LedgerInput {
-    /// A request timer fired; it was due then.
-    Timer(Expired, Instant),
-    /// The queue backend has news.
-    News(QueueNews),
-}
-
-/// What [`Ledger::resolve`] took out of the books.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Resolved {
-    pub(super) pool: usize,
-    /// The worker that was running it, if any.
-    pub(super) worker: Option<WorkerId>,
-    /// False when the caller had gone (the answer went nowhere).
-    pub(super) delivered: bool,
-}
-
-/// A request withdrawn because its caller has gone.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Withdrawn {
-    pub(super) pool: usize,
-    /// The worker and attempt to cancel, if it was running.
-    pub(super) running: Option<(WorkerId, AttemptKey)>,
-}
-
-/// Refused at the door: the pool's queue is full. The reply comes back so
-/// the caller can be answered; the rest of the filing is dropped (an
-/// attachment closes).
-#[derive(Debug)]
-pub(super) struct QueueFull(pub(super) oneshot::Sender<Result<Response, Error>>);
+pub(super) use entry::{Entry, Expired, Filing, LedgerInput, Place, QueueFull, Resolved, Withdrawn};
 
 /// The books. See the module docs for the invariants.
 #[derive(Debug)]

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::tests::{answer, filing, runtime, Rx};
 use super::*;
+use crate::retries::Retries;
 
 /// One step of the supervisor task, as the property test draws it.
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::oneshot;
 
 use super::*;
+use crate::retries::Retries;
 
 pub(super) type Rx = oneshot::Receiver<Result<Response, Error>>;
 

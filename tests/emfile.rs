@@ -15,6 +15,10 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use support::conns::{all_listening, echo_pool, listener_addr, Client};
 use support::*;
 
+/// Connections that arrive while descriptors are out (more than one: a
+/// descriptor the process frees at the wrong moment lets one through).
+const CLIENTS: usize = 4;
+
 #[tokio::test]
 async fn emfile_fails_the_listener_without_spinning_and_it_recovers() {
     guard(async {
@@ -30,28 +34,38 @@ async fn emfile_fails_the_listener_without_spinning_and_it_recovers() {
         warm.ask("before").await;
         drop(warm);
 
-        // The client's socket first: connecting it needs no descriptor.
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        // Then use up every descriptor.
+        // The clients' sockets first: connecting them needs no descriptor.
+        let sockets: Vec<socket2::Socket> = (0..CLIENTS)
+            .map(|_| socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap())
+            .collect();
+        // Then use up every descriptor (and keep taking any the process
+        // frees meanwhile: the runtime and sysinfo open and close files).
         let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
         let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
         setrlimit(Resource::RLIMIT_NOFILE, open + 16, hard).expect("setrlimit");
-        let mut filler: Vec<File> = Vec::new();
-        while let Ok(f) = File::open("/dev/null") {
-            filler.push(f);
-        }
-        // Loopback: the handshake completes in the kernel's listen queue,
+        let filler = std::sync::Mutex::new(Vec::<File>::new());
+        let top_up = || {
+            let mut f = filler.lock().unwrap();
+            while let Ok(file) = File::open("/dev/null") {
+                f.push(file);
+            }
+        };
+        top_up();
+        // Loopback: the handshakes complete in the kernel's listen queue,
         // where the supervisor's accept then fails with EMFILE.
-        socket.connect(&addr.into()).expect("connect");
-        let stream: std::net::TcpStream = socket.into();
-        stream.set_nonblocking(true).unwrap();
-        let client = tokio::spawn(async move {
-            let mut c = Client::from_std(stream);
-            c.ask("after").await
-        });
+        let clients: Vec<_> = sockets
+            .into_iter()
+            .map(|socket| {
+                socket.connect(&addr.into()).expect("connect");
+                let stream: std::net::TcpStream = socket.into();
+                stream.set_nonblocking(true).unwrap();
+                tokio::spawn(async move { Client::from_std(stream).ask("after").await })
+            })
+            .collect();
         // Three failures, each after a delay: no spinning in between.
-        wait_until("three failures", || async {
-            events.count(|e| matches!(e, Event::ListenerFailed { .. })) >= 3
+        wait_until("three failures", || {
+            top_up();
+            async { events.count(|e| matches!(e, Event::ListenerFailed { .. })) >= 3 }
         })
         .await;
         let failures = events.count(|e| matches!(e, Event::ListenerFailed { .. }));
@@ -64,11 +78,13 @@ async fn emfile_fails_the_listener_without_spinning_and_it_recovers() {
             e,
             Event::ListenerFailed { error, .. } if error.contains("Too many open files")
         )));
-        // Descriptors back: the waiting connection is served.
+        // Descriptors back: the waiting connections are served.
         drop(filler);
         setrlimit(Resource::RLIMIT_NOFILE, soft, hard).expect("restore the limit");
-        let served = within("the waiting client", client).await.expect("client");
-        assert!(served > 0);
+        for client in clients {
+            let served = within("a waiting client", client).await.expect("client");
+            assert!(served > 0);
+        }
         let info = sup.inspect().await.unwrap();
         assert_eq!(info.count_running_load_balancers(), 1);
         sup.soft_kill().await;

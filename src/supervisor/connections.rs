@@ -221,22 +221,30 @@ impl Task {
             Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
                 conn.offers -= 1;
                 w.conns.stalled = true;
-                self.sync_balancer(worker);
+                self.refile(worker);
                 return Err(conn);
             }
         }
         w.conns.offered += 1;
         self.conns.offered.insert(conn.id, (worker, conn));
-        self.sync_balancer(worker);
+        self.refile(worker);
         Ok(())
     }
 
     /// Re-files `id` in its pool's round robin after any change that may
     /// make it able or unable to take a connection.
     pub(super) fn sync_balancer(&mut self, id: WorkerId) {
-        let Some(w) = self.workers.get(&id) else {
-            return;
-        };
+        if let Some(pool) = self.refile(id) {
+            if !self.conns.waiting[pool].is_empty() {
+                self.dispatch_connections(pool);
+            }
+        }
+    }
+
+    /// Files `id` as able or unable to take a connection; its pool if able.
+    /// Never dispatches: `offer` calls it from inside the dispatch loop.
+    fn refile(&mut self, id: WorkerId) -> Option<usize> {
+        let w = self.workers.get(&id)?;
         let eligible = w.caps.connections
             && w.link.fd_channel
             && w.state == WorkerState::Ready
@@ -246,9 +254,7 @@ impl Task {
             && w.conns.offered < MAX_OFFERS;
         let pool = w.pool;
         self.conns.balancers[pool].set_eligible(id, eligible);
-        if eligible && !self.conns.waiting[pool].is_empty() {
-            self.dispatch_connections(pool);
-        }
+        eligible.then_some(pool)
     }
 
     pub(super) fn on_listening(&mut self, id: WorkerId, on: bool) {

@@ -34,6 +34,10 @@ pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
 /// Default for [`Builder::unhealthy_timeout`] (the nanny seed's `unhealthyTimeout`).
 pub const DEFAULT_UNHEALTHY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The pause between two workers of a rolling reload (clustr-node's
+/// `reloadDelay`).
+pub const DEFAULT_RELOAD_DELAY: Duration = Duration::from_millis(500);
+
 /// Default for [`Builder::server_restart_delay`] (the nanny seed's
 /// `serverRestartDelay`).
 pub const DEFAULT_SERVER_RESTART_DELAY: Duration = Duration::from_secs(1);
@@ -305,3 +309,5 @@ mod plain;
 #[cfg(test)]
 mod tests;
 mod validate;
+
+pub(crate) use validate::check_spec;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::WorkerId;
+
 pub use nanny_worker::RemoteError;
 
 /// Why a request or a supervisor call failed.
@@ -94,11 +95,41 @@ pub enum Error {
         /// The parked slot's logical id.
         logical_id: u64,
     },
-    /// No live worker has that id.
+    /// No live worker has that id, or no slot that name.
     #[error("no worker {worker}")]
     UnknownWorker {
-        /// The id asked for.
-        worker: WorkerId,
+        /// The id or name asked for.
+        worker: crate::WorkerRef,
+    },
+    /// The pool has no running worker slot (every one was stopped or
+    /// removed): refused at once, and what waited in its queue fails when
+    /// its last running slot goes. `add_worker`, `start_worker` or
+    /// `resize` give it workers again.
+    #[error("pool {pool:?} has no running workers")]
+    NoWorkers {
+        /// The pool.
+        pool: String,
+    },
+    /// A management call conflicts with the worker's state or with another
+    /// operation under way (see [`crate::manage`]); nothing was done.
+    #[error("cannot {operation} {target}: {reason}")]
+    Conflict {
+        /// What was asked.
+        operation: crate::manage::Operation,
+        /// The worker (its name) or the pool it was asked of.
+        target: String,
+        /// Why not.
+        reason: crate::manage::Conflict,
+    },
+    /// A worker started by a management call (`add_worker`,
+    /// `start_worker`, `restart_worker`, a reload) did not become ready.
+    /// Whatever it was to replace keeps serving.
+    #[error("worker {worker} did not start: {reason}")]
+    StartFailed {
+        /// Its name.
+        worker: String,
+        /// What happened to it.
+        reason: crate::manage::StartFailure,
     },
     /// No pool has that name.
     #[error("no pool named {pool:?}")]
@@ -134,6 +165,10 @@ pub enum Error {
     /// The handler answered with an error (never retried).
     #[error("handler failed: {0}")]
     Handler(#[from] RemoteError),
+    /// A setting given at runtime was refused (e.g. `update_pool` with a
+    /// program that does not exist); nothing changed.
+    #[error("invalid setting: {0}")]
+    Config(ConfigError),
     /// An argument was out of range (e.g. a pool size of zero).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

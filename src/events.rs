@@ -57,6 +57,14 @@ pub enum StopReason {
     MaxRequests,
     /// Retired: a request ran past `max_request_duration`.
     RequestTooLong,
+    /// `remove_worker` / `remove_all_workers`: its slot is gone.
+    Removed,
+    /// `stop_worker`: its slot is kept, stopped.
+    Stopped,
+    /// Replaced by `restart_worker` (its replacement was ready first).
+    Restart,
+    /// Replaced by a reload (its replacement was ready first).
+    Reload,
 }
 
 impl StopReason {
@@ -71,6 +79,10 @@ impl StopReason {
                 | StopReason::Unhealthy
                 | StopReason::MaxRequests
                 | StopReason::RequestTooLong
+                | StopReason::Removed
+                | StopReason::Stopped
+                | StopReason::Restart
+                | StopReason::Reload
         )
     }
 }
@@ -181,6 +193,21 @@ pub enum Event {
         pool: String,
         /// Its number of workers now.
         workers: usize,
+    },
+    /// A reload of the pool is done: every worker it had was replaced by a
+    /// ready one, and every replaced worker reaped (clustr-node's
+    /// `onClusterReloaded`, per pool).
+    PoolReloaded {
+        /// The pool.
+        pool: String,
+    },
+    /// A reload of every pool is done (after their `PoolReloaded`).
+    ClusterReloaded,
+    /// A reload stopped: a replacement did not start. The worker it was to
+    /// replace keeps serving, as do the ones not reached yet.
+    ReloadFailed {
+        /// Why ([`Error::StartFailed`](crate::Error::StartFailed)).
+        error: crate::Error,
     },
     /// A listener accepts (a round-robin listener's accept task started).
     ListenerStarted {

@@ -63,6 +63,8 @@ pub enum WorkerState {
 pub struct WorkerHealth {
     /// The worker.
     pub id: WorkerId,
+    /// Its stable name, `pool:NN` (its slot's; a replacement keeps it).
+    pub name: String,
     /// Its pool.
     pub pool: String,
     /// Its process id.
@@ -125,8 +127,27 @@ pub struct PoolInfo {
     pub failed: bool,
     /// Requests waiting in its queue.
     pub queued: usize,
-    /// Its logical ids, one per slot.
+    /// The logical ids of its running slots.
     pub logical_ids: Vec<u64>,
+    /// Its slots, running and stopped, in name order.
+    pub slots: Vec<WorkerSlot>,
+}
+
+/// One slot of a pool, in [`PoolInfo::slots`] (see [`crate::manage`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WorkerSlot {
+    /// Its stable name, `pool:NN`.
+    pub name: String,
+    /// Its logical id.
+    pub logical_id: u64,
+    /// The worker that holds it, if one does.
+    pub worker: Option<WorkerId>,
+    /// That worker's process id.
+    pub pid: Option<u32>,
+    /// Stopped and kept ([`stop_worker`](crate::Supervisor::stop_worker)):
+    /// no process until [`start_worker`](crate::Supervisor::start_worker).
+    pub stopped: bool,
 }
 
 /// A serializable snapshot of the whole supervisor.

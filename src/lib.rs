@@ -52,6 +52,7 @@ mod error;
 pub mod events;
 mod health;
 pub mod listen;
+pub mod manage;
 mod pool;
 pub mod readiness;
 mod restart;
@@ -59,17 +60,18 @@ mod retries;
 pub mod router;
 mod supervisor;
 mod worker;
+mod worker_ref;
 
 pub use attach::{Attachment, ResponseStream};
 pub use builder::{
     Builder, DEFAULT_CONCURRENCY, DEFAULT_EVENT_CAPACITY, DEFAULT_FORCE_STOP_DELAY, DEFAULT_MAX_FRAME_LEN,
-    DEFAULT_MAX_QUEUE, DEFAULT_MAX_RESTARTS, DEFAULT_PULSE, DEFAULT_RESTART_DELAY, DEFAULT_RESTART_WINDOW,
-    DEFAULT_SERVER_RESTART_DELAY, DEFAULT_START_TIMEOUT, DEFAULT_UNHEALTHY_TIMEOUT,
+    DEFAULT_MAX_QUEUE, DEFAULT_MAX_RESTARTS, DEFAULT_PULSE, DEFAULT_RELOAD_DELAY, DEFAULT_RESTART_DELAY,
+    DEFAULT_RESTART_WINDOW, DEFAULT_SERVER_RESTART_DELAY, DEFAULT_START_TIMEOUT, DEFAULT_UNHEALTHY_TIMEOUT,
 };
 pub use error::{ConfigError, Error, RemoteError, StartError};
 pub use events::{Event, ExitInfo};
 pub use health::{
-    ConnectionCounts, Heartbeat, Inspect, PoolInfo, Stats, WorkerHealth, WorkerId, WorkerState,
+    ConnectionCounts, Heartbeat, Inspect, PoolInfo, Stats, WorkerHealth, WorkerId, WorkerSlot, WorkerState,
 };
 pub use listen::{BindError, Distribution, ListenAddr, Listener, ListenerInfo, ListenerStatus};
 pub use nanny_worker::protocol::AttachmentKind;
@@ -78,6 +80,7 @@ pub use pool::{Backoff, Pool, RestartPolicy, WorkerSpec, DEFAULT_POOL};
 pub use readiness::Readiness;
 pub use retries::Retries;
 pub use supervisor::{EnqueueOptions, Response, Supervisor};
+pub use worker_ref::{ParseWorkerRefError, WorkerRef};
 
 /// Not an API: internals re-exported for `benches/lifecycle.rs` only. No
 /// stability promise; may change or vanish in any release.

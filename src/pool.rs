@@ -357,14 +357,6 @@ impl Pool {
             .clone()
             .or_else(|| self.spec.plain.then(crate::Readiness::alive))
     }
-
-    /// The logical id of `slot`.
-    pub(crate) fn logical_id(&self, slot: usize) -> u64 {
-        self.logical_ids
-            .as_ref()
-            .and_then(|ids| ids.get(slot).copied())
-            .unwrap_or(slot as u64)
-    }
 }
 
 fn default_workers() -> usize {
@@ -386,10 +378,9 @@ mod tests {
     }
 
     #[test]
-    fn logical_ids_set_the_count_and_map_slots() {
+    fn logical_ids_set_the_count() {
         let p = Pool::new("p", WorkerSpec::new("/bin/true")).logical_ids([5, 6, 7]);
         assert_eq!(p.workers, 3);
-        assert_eq!((p.logical_id(0), p.logical_id(2)), (5, 7));
         let p = Pool::new("p", WorkerSpec::new("/bin/true"))
             .workers(2)
             .logical_ids([5, 6, 7]);

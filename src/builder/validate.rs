@@ -32,15 +32,7 @@ impl Config {
             if p.concurrency == 0 {
                 return Err(E::ZeroConcurrency { pool: pool() });
             }
-            if p.spec.program.as_os_str().is_empty() {
-                return Err(E::EmptyProgram { pool: pool() });
-            }
-            if !executable_exists(&p.spec.program) {
-                return Err(E::ProgramNotFound {
-                    pool: pool(),
-                    program: p.spec.program.clone(),
-                });
-            }
+            check_spec(&p.name, &p.spec)?;
             if let Some(ids) = &p.logical_ids {
                 if ids.len() != p.workers {
                     return Err(E::LogicalIds {
@@ -149,6 +141,22 @@ impl Config {
         }
         self.validate_plain()
     }
+}
+
+/// The checks of a pool's worker spec, at start and at `update_pool`.
+pub(crate) fn check_spec(pool: &str, spec: &crate::WorkerSpec) -> Result<(), ConfigError> {
+    if spec.program.as_os_str().is_empty() {
+        return Err(ConfigError::EmptyProgram {
+            pool: pool.to_owned(),
+        });
+    }
+    if !executable_exists(&spec.program) {
+        return Err(ConfigError::ProgramNotFound {
+            pool: pool.to_owned(),
+            program: spec.program.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// Whether `program` names an executable file: a path as is, a bare

@@ -36,7 +36,7 @@ pub(crate) enum Command {
     Health(Reply<Vec<WorkerHealth>>),
     Inspect(Reply<crate::health::Inspect>),
     Signal {
-        worker: crate::WorkerId,
+        worker: crate::WorkerRef,
         signal: nix::sys::signal::Signal,
         reply: Reply<Result<(), Error>>,
     },
@@ -57,6 +57,34 @@ pub(crate) enum Command {
         pool: String,
         reply: Reply<Result<(), Error>>,
     },
+    /// A management call (see `manage`).
+    Manage {
+        call: Manage,
+        reply: super::ops::OpReply,
+    },
     SoftKill(Reply<()>),
     HardKill(Reply<()>),
+}
+
+/// The management calls (see [`crate::manage`]).
+#[derive(Debug)]
+pub(crate) enum Manage {
+    Add {
+        pool: String,
+    },
+    Remove(crate::WorkerRef),
+    Stop(crate::WorkerRef),
+    Start(crate::WorkerRef),
+    Restart(crate::WorkerRef),
+    /// One pool, or every pool.
+    Reload {
+        pool: Option<String>,
+    },
+    RemoveAll {
+        pool: Option<String>,
+    },
+    Update {
+        pool: String,
+        spec: Box<crate::WorkerSpec>,
+    },
 }

@@ -9,20 +9,22 @@ use nanny_worker::protocol::{BroadcastFrame, FdTag, ToWorker, FD_KIND_BROADCAST}
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::command::Reply;
-use super::task::{Phase, SlotInfo, Task, Timer};
+use super::slots::{SlotInfo, SlotKey};
+use super::task::{Phase, Task, Timer};
 use crate::error::Error;
 use crate::events::{Event, StopReason};
 use crate::health::{WorkerId, WorkerState};
+use crate::manage::Operation;
 use crate::worker::link::Outgoing;
 
 impl Task {
     /// Whether `pool` has every worker it waits for: one online in each
-    /// slot below its target, except slots its restart policy left empty.
+    /// running slot, except slots its restart policy left empty.
     pub(super) fn pool_ready(&self, pool: usize) -> bool {
-        let p = &self.pools[pool];
-        (0..p.target).all(|slot| {
-            p.slot_info.get(slot).is_some_and(|s| s.abandoned)
-                || p.slots.get(slot).copied().flatten().is_some_and(|w| {
+        self.pools[pool].slots.iter().all(|s| {
+            s.stopped
+                || s.info.abandoned
+                || s.worker.is_some_and(|w| {
                     self.workers
                         .get(&w)
                         .is_some_and(|w| w.online && w.stop_reason.is_none())
@@ -38,10 +40,10 @@ impl Task {
                 pool: p.cfg.name.clone(),
             });
         }
-        let parked = (0..p.target).find(|&s| p.slot_info.get(s).is_some_and(|i| i.parked))?;
+        let parked = p.slots.iter().find(|s| !s.stopped && s.info.parked)?;
         Some(Error::SlotParked {
             pool: p.cfg.name.clone(),
-            logical_id: p.cfg.logical_id(parked),
+            logical_id: parked.logical_id,
         })
     }
 
@@ -87,27 +89,23 @@ impl Task {
         }
         for pool in settled {
             let p = &self.pools[pool];
-            let (name, workers) = (p.cfg.name.clone(), p.target);
+            let (name, workers) = (p.cfg.name.clone(), p.slots.len());
             self.emit(Event::PoolResized { pool: name, workers });
         }
     }
 
     fn pool_resized(&self, pool: usize) -> bool {
-        let p = &self.pools[pool];
-        let extra = p.slots.iter().skip(p.target).flatten().count();
         let leaving = self
             .workers
             .values()
             .any(|w| w.pool == pool && w.stop_reason == Some(StopReason::Resize));
-        extra == 0 && !leaving && self.pool_ready(pool)
+        !leaving && self.pool_ready(pool)
     }
 
+    /// `resize`: slots are added (running) or removed from the highest
+    /// number down, stopped ones included; a removed slot's worker drains.
     pub(super) fn on_resize(&mut self, pool: &str, workers: usize, reply: Reply<Result<(), Error>>) {
-        if !self.accepting() {
-            let _ = reply.send(Err(Error::ShuttingDown));
-            return;
-        }
-        let pool = match self.pool_index(pool) {
+        let pool = match self.admit_pool_op(pool, Operation::Resize) {
             Ok(p) => p,
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -115,52 +113,50 @@ impl Task {
             }
         };
         let p = &mut self.pools[pool];
-        if let Some(ids) = &p.cfg.logical_ids {
-            if workers > ids.len() {
-                let _ = reply.send(Err(Error::InvalidArgument(format!(
-                    "pool {:?} has {} logical ids; it cannot grow to {workers} workers",
-                    p.cfg.name,
-                    ids.len()
-                ))));
-                return;
-            }
+        let free = p.cfg.logical_ids.as_ref().map(Vec::len);
+        if let Some(ids) = free.filter(|&n| workers > n) {
+            let _ = reply.send(Err(Error::InvalidArgument(format!(
+                "pool {:?} has {ids} logical ids; it cannot grow to {workers} workers",
+                p.cfg.name
+            ))));
+            return;
         }
-        p.target = workers;
-        if p.slots.len() < workers {
-            p.slots.resize(workers, None);
+        let mut removed = Vec::new();
+        while p.slots.len() > workers {
+            let last = p.slots.last().expect("more slots than wanted");
+            removed.extend(p.slots.remove(last).and_then(|s| s.worker));
         }
-        if p.slot_info.len() < p.slots.len() {
-            p.slot_info.resize(p.slots.len(), SlotInfo::default());
+        while p.slots.len() < workers {
+            p.slots
+                .add(&mut self.slot_keys)
+                .expect("logical ids checked above");
         }
-        p.slot_info.iter_mut().for_each(|s| {
-            s.abandoned = false;
-            s.parked = false;
+        p.slots.iter_mut().for_each(|s| {
+            s.info.abandoned = false;
+            s.info.parked = false;
         });
         if !p.failed {
-            // A slot is empty, or held by a worker that is on its way out
-            // (an earlier resize down): it gets a fresh worker now, and the
-            // leaving one finishes its drain outside the slot.
+            // A slot is empty, or held by a worker on its way out (a crash,
+            // a stall): it gets a fresh worker now, and the leaving one
+            // finishes outside the slot.
             let workers_map = &self.workers;
-            let refill: Vec<usize> = (0..workers)
-                .filter(|&s| match p.slots[s] {
+            let refill: Vec<SlotKey> = (p.slots.iter_mut())
+                .filter(|s| !s.stopped)
+                .filter(|s| match s.worker {
                     None => true,
                     Some(w) => workers_map.get(&w).is_some_and(|w| w.stop_reason.is_some()),
                 })
+                .map(|s| {
+                    s.worker = None;
+                    s.key
+                })
                 .collect();
             for slot in refill {
-                self.pools[pool].slots[slot] = None;
                 self.spawn_worker(pool, slot);
             }
         }
-        let extra: Vec<WorkerId> = self.pools[pool]
-            .slots
-            .iter()
-            .skip(workers)
-            .flatten()
-            .copied()
-            .collect();
-        for w in extra {
-            self.drain_worker(w, StopReason::Resize);
+        for w in removed {
+            self.leave_slot(w, StopReason::Resize);
         }
         self.resize_waiters.push((pool, reply));
     }
@@ -173,8 +169,11 @@ impl Task {
         let p = &mut self.pools[pool];
         p.failed = false;
         p.budget.reset();
-        p.slot_info.iter_mut().for_each(|s| *s = SlotInfo::default());
-        let empty: Vec<usize> = (0..p.target).filter(|&s| p.slots[s].is_none()).collect();
+        p.slots.iter_mut().for_each(|s| s.info = SlotInfo::default());
+        let empty: Vec<SlotKey> = (p.slots.iter())
+            .filter(|s| !s.stopped && s.worker.is_none())
+            .map(|s| s.key)
+            .collect();
         for slot in empty {
             self.spawn_worker(pool, slot);
         }
@@ -262,6 +261,7 @@ impl Task {
             Phase::Draining(w) | Phase::Killing(w) => w.push(reply),
             Phase::Running => {
                 self.phase = Phase::Draining(vec![reply]);
+                self.ops.abort_all(&Error::ShuttingDown);
                 self.stop_listeners();
                 if let Some(limit) = self.cfg.drain_timeout {
                     self.soft_kill_timer = Some(self.timers.insert(Timer::SoftKillTimeout, limit));
@@ -290,6 +290,7 @@ impl Task {
         waiters.extend(reply);
         self.phase = Phase::Killing(waiters);
         self.stop_listeners();
+        self.ops.abort_all(&Error::Killed);
         self.kill.cancel();
         for id in self.ledger.ids() {
             self.resolve(id, Err(Error::Killed));

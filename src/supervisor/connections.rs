@@ -194,7 +194,7 @@ impl Task {
         if !c.spreading[pool] {
             return b.pick();
         }
-        let target = self.pools[pool].target.max(1) as u64;
+        let target = self.pools[pool].target().max(1) as u64;
         let owed = b.given_total() + c.waiting[pool].len() as u64;
         b.pick_within(owed.div_ceil(target))
     }
@@ -343,7 +343,7 @@ impl Task {
             online += 1;
             listening += usize::from(w.conns.listening);
         }
-        let all_online = online >= self.pools[pool].target;
+        let all_online = online >= self.pools[pool].target();
         if failed_start || (all_online && (at_pulse || listening == online)) {
             self.conns.spreading[pool] = false;
             self.dispatch_connections(pool);

@@ -79,13 +79,10 @@ impl Task {
                 pool: p.cfg.name.clone(),
             });
         }
-        // A failed pool restarts nothing but serves with the workers it has.
-        if p.failed && !self.pool_serving(pool) {
-            return Err(Error::PoolFailed {
-                pool: p.cfg.name.clone(),
-            });
+        match self.unserved(pool) {
+            Some(e) => Err(e),
+            None => Ok(pool),
         }
-        Ok(pool)
     }
 
     /// Whether any worker of `pool` can take requests now or soon: alive,
@@ -98,15 +95,32 @@ impl Task {
         })
     }
 
-    /// A failed pool with no worker left to serve fails what waits in its
-    /// queue now: nothing would ever take it.
-    pub(super) fn fail_unserved(&mut self, pool: usize) {
-        if !self.pools[pool].failed || self.pool_serving(pool) {
-            return;
+    /// Why nothing will ever serve `pool`'s queue, if nothing will: it
+    /// has no worker that can take work, and it is failed (restarts
+    /// nothing; a failed pool serves with the workers it has) or has no
+    /// running slot (every one stopped or removed).
+    fn unserved(&self, pool: usize) -> Option<Error> {
+        if self.pool_serving(pool) {
+            return None;
         }
+        let p = &self.pools[pool];
+        let name = || p.cfg.name.clone();
+        if p.failed {
+            Some(Error::PoolFailed { pool: name() })
+        } else if p.target() == 0 {
+            Some(Error::NoWorkers { pool: name() })
+        } else {
+            None
+        }
+    }
+
+    /// A pool nothing will serve fails what waits in its queue now.
+    pub(super) fn fail_unserved(&mut self, pool: usize) {
+        let Some(error) = self.unserved(pool) else {
+            return;
+        };
         while let Some(id) = self.ledger.next_queued(pool) {
-            let name = self.pools[pool].cfg.name.clone();
-            self.resolve(id, Err(Error::PoolFailed { pool: name }));
+            self.resolve(id, Err(error.clone()));
         }
     }
 

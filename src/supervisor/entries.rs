@@ -1,5 +1,5 @@
-//! What the supervisor task keeps per pool ([`PoolState`], [`SlotInfo`])
-//! and per worker ([`WorkerEntry`]).
+//! What the supervisor task keeps per pool ([`PoolState`]; its slots are in
+//! [`super::slots`]) and per worker ([`WorkerEntry`]).
 
 use std::fs::File;
 use std::time::Instant;
@@ -10,6 +10,8 @@ use tokio_util::time::delay_queue;
 
 use super::connections::WorkerConns;
 use super::ids::AttemptKey;
+use super::ops::OpId;
+use super::slots::{SlotKey, Slots};
 use crate::events::StopReason;
 use crate::health::{WorkerId, WorkerState};
 use crate::pool::Pool;
@@ -20,37 +22,30 @@ use crate::worker::link::Link;
 /// One pool: its configuration, slots, router and restart budget.
 pub(super) struct PoolState {
     pub(super) cfg: Pool,
-    /// Wanted workers; slots `0..target` are refilled when empty.
-    pub(super) target: usize,
-    /// Worker in each slot (the slot index is the logical id).
-    pub(super) slots: Vec<Option<WorkerId>>,
+    /// Its slots, running and stopped (see [`super::slots`]).
+    pub(super) slots: Slots,
     pub(super) router: Router,
     pub(super) budget: RestartBudget,
     pub(super) failed: bool,
-    /// Per slot: failure counts for `respawn_count` and backoff.
-    pub(super) slot_info: Vec<SlotInfo>,
 }
 
-/// What a slot remembers across the workers that fill it.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct SlotInfo {
-    /// Consecutive workers that exited before they were ready.
-    pub(super) failed_starts: u32,
-    /// Consecutive failures not separated by a stable run (for backoff).
-    pub(super) crashes: u32,
-    /// Replacements after unexpected exits, ever.
-    pub(super) restarts: u64,
-    /// Left empty by the restart policy (a clean exit under `OnFailure`,
-    /// any exit under `No`): not waited for by `ready()`.
-    pub(super) abandoned: bool,
-    /// Left empty after more than `respawn_count` failed starts in a row:
-    /// not refilled until `reset_failed` or a resize.
-    pub(super) parked: bool,
+impl PoolState {
+    /// Workers the pool asks for: its running slots.
+    pub(super) fn target(&self) -> usize {
+        self.slots.running()
+    }
 }
 
 pub(super) struct WorkerEntry {
     pub(super) pool: usize,
-    pub(super) slot: usize,
+    /// The slot it fills (or, as a successor not yet ready, will take).
+    pub(super) slot: SlotKey,
+    /// Its stable name (its slot's, kept after the slot is removed).
+    pub(super) name: String,
+    /// The management operation that started it: its start settles that
+    /// operation, and a failed start is the operation's, not the restart
+    /// policy's.
+    pub(super) started_by: Option<OpId>,
     pub(super) pid: u32,
     pub(super) state: WorkerState,
     pub(super) online: bool,

@@ -14,9 +14,11 @@
 use std::time::{Duration, Instant};
 
 use super::dispatch::AttemptEnd;
+use super::slots::SlotKey;
 use super::task::{Phase, Task, Timer};
 use crate::events::{Event, ExitInfo, StopReason};
 use crate::health::WorkerId;
+use crate::manage::StartFailure;
 use crate::pool::RestartPolicy;
 
 impl Task {
@@ -63,16 +65,17 @@ impl Task {
 
         let p = &mut self.pools[pool];
         p.router.remove(id.get());
-        if p.failed {
-            self.fail_unserved(pool);
-        }
+        self.fail_unserved(pool);
         let p = &mut self.pools[pool];
-        let held_slot = p.slots.get(slot) == Some(&Some(id));
-        if held_slot {
-            p.slots[slot] = None;
-        }
+        let held_slot = match p.slots.get_mut(slot) {
+            Some(s) if s.worker == Some(id) => {
+                s.worker = None;
+                true
+            }
+            _ => false,
+        };
         tracing::info!(
-            worker = %id, pid = w.pid, pool = %p.cfg.name, logical_id = w.logical_id, %status,
+            worker = %id, name = %w.name, pid = w.pid, pool = %p.cfg.name, logical_id = w.logical_id, %status,
             ?uptime, teardown = ?w.stop_requested_at.map(|t| t.elapsed()), forced = w.forced,
             reason = ?w.stop_reason, last_health = ?w.heartbeat, "worker exited"
         );
@@ -90,11 +93,23 @@ impl Task {
             forced: w.forced,
             last_health: w.heartbeat.clone(),
         });
-
+        if let Some(op) = w.started_by.filter(|_| !w.online) {
+            // A management call's worker that never became ready: the call
+            // fails, and nothing refills the slot behind its back.
+            let why = match w.stop_reason.clone() {
+                Some(reason) => StartFailure::Stopped(reason),
+                None => StartFailure::Exited(status),
+            };
+            self.ops.start_failed(op, id, why);
+            if let Some(old) = w.replaces {
+                self.successor_failed(pool, old, false);
+            }
+            return;
+        }
         if let Some(old) = w.replaces {
             // A successor that never became ready.
             if !planned {
-                self.successor_failed(pool, old);
+                self.successor_failed(pool, old, true);
             }
             return;
         }
@@ -108,18 +123,18 @@ impl Task {
             if let Some(sw) = self.workers.get_mut(&s) {
                 sw.replaces = None;
             }
-            if held_slot && slot < self.pools[pool].target {
-                self.pools[pool].slots[slot] = Some(s);
+            if held_slot {
+                if let Some(slot) = self.pools[pool].slots.get_mut(slot) {
+                    slot.worker = Some(s);
+                }
             }
-        }
-        let p = &mut self.pools[pool];
-        while p.slots.len() > p.target && p.slots.last() == Some(&None) {
-            p.slots.pop();
         }
         if !planned {
             self.all_online = false;
         }
-        let info = &mut p.slot_info[slot];
+        let Some(info) = self.pools[pool].slots.get_mut(slot).map(|s| &mut s.info) else {
+            return; // the slot was removed
+        };
         if w.online {
             info.failed_starts = 0;
         } else if !planned {
@@ -149,18 +164,15 @@ impl Task {
             RestartPolicy::OnFailure => failure || signalled,
             RestartPolicy::No => false,
         };
+        let s = p.slots.get_mut(slot).expect("wanted, so present");
         if !restart {
-            p.slot_info[slot].abandoned = true;
+            s.info.abandoned = true;
             return;
         }
-        if let Some(n) = p
-            .cfg
-            .respawn_count
-            .filter(|&n| p.slot_info[slot].failed_starts > n)
-        {
+        if let Some(n) = p.cfg.respawn_count.filter(|&n| s.info.failed_starts > n) {
             // One crash-looping slot must not starve the healthy ones.
-            p.slot_info[slot].parked = true;
-            let (pool_name, logical_id) = (p.cfg.name.clone(), p.cfg.logical_id(slot));
+            s.info.parked = true;
+            let (pool_name, logical_id) = (p.cfg.name.clone(), s.logical_id);
             tracing::error!(pool = %pool_name, logical_id, failed_starts = n + 1, "respawn count exceeded: slot parked");
             self.emit(Event::SlotParked {
                 pool: pool_name,
@@ -173,10 +185,13 @@ impl Task {
     }
 
     /// Whether an emptied slot should get a worker again.
-    pub(super) fn wants_slot(&self, pool: usize, slot: usize) -> bool {
+    pub(super) fn wants_slot(&self, pool: usize, slot: SlotKey) -> bool {
         let p = &self.pools[pool];
-        let abandoned = p.slot_info.get(slot).is_some_and(|s| s.abandoned || s.parked);
-        if p.failed || abandoned || slot >= p.target || p.slots.get(slot).is_some_and(Option::is_some) {
+        let wanted = p
+            .slots
+            .get(slot)
+            .is_some_and(|s| s.wanted() && s.worker.is_none());
+        if p.failed || !wanted {
             return false;
         }
         match self.phase {
@@ -193,20 +208,22 @@ impl Task {
     /// the timer wheel (whose millisecond ticks would add one to two ms);
     /// the spawn-failure path passes `false`, so a program that cannot be
     /// spawned is retried a timer tick later, never recursively.
-    pub(super) fn refill_or_fail(&mut self, pool: usize, slot: usize, budgeted: bool, now_if_zero: bool) {
+    pub(super) fn refill_or_fail(&mut self, pool: usize, slot: SlotKey, budgeted: bool, now_if_zero: bool) {
         let p = &mut self.pools[pool];
         if budgeted && !p.budget.try_take(Instant::now()) {
             self.pool_failed(pool);
             return;
         }
+        let Some(s) = p.slots.get_mut(slot) else {
+            return;
+        };
         self.stats.restarts += 1;
-        let info = &mut p.slot_info[slot];
-        info.restarts += 1;
+        s.info.restarts += 1;
         let delay: Duration = match self.cfg.restart_backoff {
-            Some(b) => b.delay(info.crashes.max(1)),
+            Some(b) => b.delay(s.info.crashes.max(1)),
             None => self.cfg.restart_delay,
         };
-        let (name, logical_id) = (p.cfg.name.clone(), p.cfg.logical_id(slot));
+        let (name, logical_id) = (p.cfg.name.clone(), s.logical_id);
         let now = delay.is_zero() && now_if_zero;
         if !now {
             self.timers.insert(Timer::Restart { pool, slot }, delay);
@@ -221,7 +238,7 @@ impl Task {
         }
     }
 
-    pub(super) fn on_restart_timer(&mut self, pool: usize, slot: usize) {
+    pub(super) fn on_restart_timer(&mut self, pool: usize, slot: SlotKey) {
         if self.wants_slot(pool, slot) {
             self.spawn_worker(pool, slot);
         }

@@ -13,12 +13,13 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::command::{Command, NewRequest};
 use super::ids::RequestId;
 pub use super::response::{EnqueueOptions, Response};
+
+mod manage;
 use crate::builder::Builder;
 use crate::error::Error;
 use crate::events::Event;
 use crate::health::{Inspect, Stats, WorkerHealth};
 use crate::retries::Retries;
-use crate::WorkerId;
 use nix::sys::signal::Signal;
 
 /// A handle to a running supervisor: cheap to clone, every method a message
@@ -219,9 +220,12 @@ impl Supervisor {
     /// `reload` ([`Signal::SIGHUP`]). If the worker exits by that signal, or
     /// within `force_stop_delay` of it, the exit does not count as a crash:
     /// it is replaced without touching the restart budget.
-    pub async fn signal(&self, worker: WorkerId, signal: Signal) -> Result<(), Error> {
+    ///
+    /// `worker` is an id or a name ([`WorkerRef`](crate::WorkerRef)); a
+    /// name reaches its slot's worker now.
+    pub async fn signal(&self, worker: impl Into<crate::WorkerRef>, signal: Signal) -> Result<(), Error> {
         self.call(|reply| Command::Signal {
-            worker,
+            worker: worker.into(),
             signal,
             reply,
         })
@@ -364,7 +368,7 @@ impl Supervisor {
         self.tx.closed().await;
     }
 
-    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+    pub(super) async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx.send(make(reply)).await.map_err(|_| Error::ShuttingDown)?;
         rx.await.map_err(|_| Error::ShuttingDown)

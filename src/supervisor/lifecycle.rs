@@ -36,25 +36,38 @@ use nanny_worker::protocol::{
 };
 
 use super::ids::{AttemptKey, RequestId};
+use super::ops::OpId;
+use super::slots::{worker_name, SlotKey};
 use super::state::{self, Input};
 use super::task::{Task, Timer, WorkerEntry};
 use crate::events::{CustomEvent, Event, StopReason};
 use crate::health::{WorkerId, WorkerState};
+use crate::manage::StartFailure;
 use crate::worker::{link, output, spawn};
 
 impl Task {
     /// Fills `slot` of `pool` with a new worker.
-    pub(super) fn spawn_worker(&mut self, pool: usize, slot: usize) {
-        self.spawn_into(pool, slot, None);
+    pub(super) fn spawn_worker(&mut self, pool: usize, slot: SlotKey) {
+        // A failure is handled inside (restart policy and budget).
+        let _ = self.spawn_into(pool, slot, None, None);
     }
 
     /// Spawns a worker for `slot`; with `replaces`, as the successor of that
-    /// worker (it takes the slot once ready).
-    pub(super) fn spawn_into(&mut self, pool: usize, slot: usize, replaces: Option<WorkerId>) {
+    /// worker (it takes the slot once ready); with `started_by`, for a
+    /// management operation, which a failed spawn then fails (and nothing
+    /// else follows). Returns the new worker.
+    pub(super) fn spawn_into(
+        &mut self,
+        pool: usize,
+        slot: SlotKey,
+        replaces: Option<WorkerId>,
+        started_by: Option<OpId>,
+    ) -> Result<WorkerId, StartFailure> {
         let id = WorkerId(self.next_worker);
         self.next_worker += 1;
         let p = &self.pools[pool];
-        let logical_id = p.cfg.logical_id(slot);
+        let s = (p.slots.get(slot)).ok_or(StartFailure::Stopped(StopReason::Removed))?;
+        let (logical_id, name) = (s.logical_id, worker_name(&p.cfg.name, s.number));
         let identity = spawn::Identity {
             worker_id: id.get(),
             pool: &p.cfg.name,
@@ -70,11 +83,14 @@ impl Task {
                     pool: p.cfg.name.clone(),
                     error: error.to_string(),
                 });
-                match replaces {
-                    Some(old) => self.successor_failed(pool, old),
-                    None => self.refill_or_fail(pool, slot, true, false),
+                // A management call's spawn fails that call (its caller
+                // handles it); any other is the restart policy's.
+                match (replaces, started_by) {
+                    (Some(old), by) => self.successor_failed(pool, old, by.is_none()),
+                    (None, None) => self.refill_or_fail(pool, slot, true, false),
+                    (None, Some(_)) => {}
                 }
-                return;
+                return Err(StartFailure::Spawn(error.to_string()));
             }
         };
         let statm = spawned.statm.take();
@@ -109,6 +125,8 @@ impl Task {
             WorkerEntry {
                 pool,
                 slot,
+                name,
+                started_by,
                 pid,
                 state: WorkerState::Spawning,
                 online: false,
@@ -140,7 +158,9 @@ impl Task {
             },
         );
         if replaces.is_none() {
-            self.pools[pool].slots[slot] = Some(id);
+            if let Some(s) = self.pools[pool].slots.get_mut(slot) {
+                s.worker = Some(id);
+            }
         }
         self.send_frame(
             id,
@@ -159,6 +179,7 @@ impl Task {
             pid,
             logical_id,
         });
+        Ok(id)
     }
 
     /// The one place a worker's state changes: applies [`state::next`],
@@ -291,7 +312,9 @@ impl Task {
         }
         let (timer, pool, pid, slot, replaces) = (w.timer.take(), w.pool, w.pid, w.slot, w.replaces.take());
         self.cancel_timer(timer);
-        self.pools[pool].slot_info[slot].failed_starts = 0;
+        if let Some(s) = self.pools[pool].slots.get_mut(slot) {
+            s.info.failed_starts = 0;
+        }
         self.emit(Event::WorkerOnline {
             worker: id,
             pool: self.pools[pool].cfg.name.clone(),
@@ -312,12 +335,13 @@ impl Task {
             let w = &self.workers[&id];
             (w.pool, w.slot)
         };
-        let p = &mut self.pools[pool];
-        if slot >= p.target || p.slots.get(slot).is_some_and(|s| s.is_some_and(|s| s != old)) {
-            // The pool shrank, or the slot was refilled meanwhile.
-            self.drain_worker(id, StopReason::Resize);
-        } else {
-            p.slots[slot] = Some(id);
+        match self.pools[pool].slots.get_mut(slot) {
+            // Still the old worker's (or already given over at its exit).
+            Some(s) if !s.stopped && (s.worker == Some(old) || s.worker == Some(id)) => {
+                s.worker = Some(id);
+            }
+            // The slot was removed, stopped or refilled meanwhile.
+            _ => self.drain_worker(id, StopReason::Resize),
         }
         let Some(o) = self.workers.get(&old) else {
             return;
@@ -331,12 +355,13 @@ impl Task {
     }
 
     /// A successor could not start: the old worker keeps serving and may be
-    /// retired again later; the failure costs restart budget.
-    pub(super) fn successor_failed(&mut self, pool: usize, old: WorkerId) {
+    /// retired again later; with `budgeted`, the failure costs restart
+    /// budget (a recycling's does; a management call's is the caller's).
+    pub(super) fn successor_failed(&mut self, pool: usize, old: WorkerId, budgeted: bool) {
         if let Some(o) = self.workers.get_mut(&old) {
             o.retiring = None;
         }
-        if !self.pools[pool].budget.try_take(Instant::now()) {
+        if budgeted && !self.pools[pool].budget.try_take(Instant::now()) {
             self.pool_failed(pool);
         }
     }

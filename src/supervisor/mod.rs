@@ -32,6 +32,9 @@
 //!   deadlines, health checks, recycling and the read-only views in
 //!   [`watch`]; resize, reset, broadcast and soft/hard kill in
 //!   [`commands`]; SIGINT/SIGTERM in [`signals`].
+//! * Pools are made of [`slots`] with stable names; the management calls
+//!   (add, remove, stop, start, restart, reload) are in [`manage`], and
+//!   the operations under way, with what each claims, in [`ops`].
 
 mod answer;
 pub(crate) mod command;
@@ -45,15 +48,19 @@ mod ids;
 mod ledger;
 mod lifecycle;
 mod listeners;
+mod manage;
+mod ops;
 mod pause;
 mod probing;
 mod queue;
 mod response;
 mod signals;
+mod slots;
 mod state;
 mod stopping;
 mod task;
 mod watch;
 
 pub use handle::{EnqueueOptions, Response, Supervisor};
+pub(crate) use slots::parse_name;
 pub(crate) use task::spawn;

@@ -91,6 +91,7 @@ impl Task {
                 }
             }
             Timer::SoftKillTimeout => self.soft_kill_timer = None,
+            Timer::OpDelay(op) => self.ops.delay_over(op),
             Timer::Restart { .. } | Timer::ListenerRestart(_) => {}
         }
     }
@@ -102,6 +103,7 @@ impl Task {
             Timer::StartTimeout(w) | Timer::ForceKill(w) => self.workers.get_mut(&w).map(|w| &mut w.timer),
             Timer::DrainTimeout(w) => self.workers.get_mut(&w).map(|w| &mut w.drain_timer),
             Timer::SoftKillTimeout => Some(&mut self.soft_kill_timer),
+            Timer::OpDelay(op) => self.ops.delay_key(op),
             Timer::Restart { .. } | Timer::ListenerRestart(_) => return,
         };
         match slot {

@@ -12,11 +12,13 @@ use tokio_util::time::{delay_queue, DelayQueue};
 
 use super::command::{Command, Reply};
 use super::connections::Connections;
-pub(super) use super::entries::{PoolState, SlotInfo, WorkerEntry};
+pub(super) use super::entries::{PoolState, WorkerEntry};
 use super::handle::{Defaults, Supervisor};
 use super::ledger::{self, Ledger};
 use super::listeners::ListenerState;
+use super::ops::{OpId, Ops};
 use super::queue::QueueNews;
+use super::slots::{KeySource, SlotKey, Slots};
 use crate::builder::Config;
 use crate::error::{Error, StartError};
 use crate::events::Event;
@@ -36,7 +38,9 @@ const LINK_CAPACITY: usize = 4096;
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Timer {
     /// Refill a pool slot.
-    Restart { pool: usize, slot: usize },
+    Restart { pool: usize, slot: SlotKey },
+    /// A rolling operation's `reload_delay` between two workers.
+    OpDelay(OpId),
     /// A worker had `start_timeout` to say ready.
     StartTimeout(WorkerId),
     /// A stopping worker had `force_stop_delay` to exit.
@@ -95,6 +99,10 @@ pub(super) struct Task {
     pub(super) listeners: Vec<ListenerState>,
     /// Their connections between accept and take.
     pub(super) conns: Connections,
+    /// Management operations under way (see `manage`).
+    pub(super) ops: Ops,
+    /// Keys for new slots.
+    pub(super) slot_keys: KeySource,
 }
 
 /// What one turn of the loop took.
@@ -127,17 +135,16 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         max_frame_len: cfg.max_frame_len,
     };
     let gone = Arc::new(AtomicBool::new(false));
+    let mut slot_keys = KeySource::default();
     let pools = cfg
         .pools
         .iter()
         .map(|p| PoolState {
             cfg: p.clone(),
-            target: p.workers,
-            slots: vec![None; p.workers],
+            slots: Slots::new(p.workers, p.logical_ids.clone(), &mut slot_keys),
             router: Router::new(),
             budget: RestartBudget::new(cfg.max_restarts, cfg.restart_window),
             failed: false,
-            slot_info: vec![SlotInfo::default(); p.workers],
         })
         .collect();
     let tracker = TaskTracker::new();
@@ -177,6 +184,8 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         page_size: crate::worker::spawn::page_size(),
         listeners,
         conns,
+        ops: Ops::default(),
+        slot_keys,
     };
     tokio::spawn(task.run(stop_signals));
     Ok(Supervisor {
@@ -191,7 +200,7 @@ impl Task {
     async fn run(mut self, stop_signals: CancellationToken) {
         self.start_listeners();
         for pool in 0..self.pools.len() {
-            for slot in 0..self.pools[pool].target {
+            for slot in self.pools[pool].slots.keys() {
                 self.spawn_worker(pool, slot);
             }
         }
@@ -266,6 +275,7 @@ impl Task {
         for (_, w) in self.resize_waiters.drain(..) {
             let _ = w.send(Err(Error::ShuttingDown));
         }
+        self.ops.abort_all(&Error::ShuttingDown);
         // No detached task outlives shutdown: the signal task is told to
         // stop, link tasks have ended with their processes, and one still
         // waiting to report something is let go (nobody reads it now).
@@ -331,6 +341,7 @@ impl Task {
                 let result = self.on_reset_failed(&pool);
                 let _ = reply.send(result);
             }
+            Command::Manage { call, reply } => self.on_manage(call, reply),
             Command::SoftKill(reply) => self.begin_drain(reply),
             Command::HardKill(reply) => self.begin_kill(Some(reply)),
         }
@@ -356,6 +367,7 @@ impl Task {
     fn on_timer(&mut self, timer: Timer) {
         match timer {
             Timer::Restart { pool, slot } => self.on_restart_timer(pool, slot),
+            Timer::OpDelay(op) => self.ops.delay_over(op),
             Timer::StartTimeout(w) => self.on_start_timeout(w),
             Timer::ForceKill(w) => self.on_force_kill(w),
             Timer::DrainTimeout(w) => self.on_drain_timeout(w),
@@ -385,6 +397,9 @@ impl Task {
         }
         if !self.resize_waiters.is_empty() {
             self.check_resized();
+        }
+        if !self.ops.is_empty() {
+            self.advance_ops();
         }
     }
 }

@@ -23,7 +23,8 @@ use nix::sys::signal::Signal;
 use super::task::Task;
 use crate::error::Error;
 use crate::events::{Event, StopReason};
-use crate::health::{Inspect, PoolInfo, WorkerHealth, WorkerId, WorkerState};
+use crate::health::{Inspect, PoolInfo, WorkerHealth, WorkerId, WorkerSlot, WorkerState};
+use crate::WorkerRef;
 
 impl Task {
     pub(super) fn on_pulse(&mut self) {
@@ -123,7 +124,8 @@ impl Task {
         let (pool, slot) = (w.pool, w.slot);
         tracing::info!(worker = %id, ?reason, "retiring worker: starting its replacement");
         self.emit(Event::WorkerRetiring { worker: id, reason });
-        self.spawn_into(pool, slot, Some(id));
+        // A failure is handled inside (the worker keeps serving).
+        let _ = self.spawn_into(pool, slot, Some(id), None);
     }
 
     pub(super) fn health_of(&self, id: WorkerId) -> Option<WorkerHealth> {
@@ -131,6 +133,7 @@ impl Task {
         let p = &self.pools[w.pool];
         Some(WorkerHealth {
             id,
+            name: w.name.clone(),
             pool: p.cfg.name.clone(),
             pid: w.pid,
             logical_id: w.logical_id,
@@ -143,7 +146,7 @@ impl Task {
             uptime: w.spawned_at.elapsed(),
             errors: w.logs.errors.load(Ordering::Relaxed),
             warnings: w.logs.warnings.load(Ordering::Relaxed),
-            restarts: p.slot_info.get(w.slot).map_or(0, |s| s.restarts),
+            restarts: p.slots.get(w.slot).map_or(0, |s| s.info.restarts),
             retiring: w.retiring.is_some(),
             connections: crate::health::ConnectionCounts {
                 open: w.conns.open.len() as u64,
@@ -169,11 +172,17 @@ impl Task {
                 .enumerate()
                 .map(|(i, p)| PoolInfo {
                     name: p.cfg.name.clone(),
-                    target: p.target,
+                    target: p.target(),
                     restart: p.cfg.restart,
                     failed: p.failed,
                     queued: self.ledger.queued(i),
-                    logical_ids: (0..p.target).map(|s| p.cfg.logical_id(s)).collect(),
+                    logical_ids: p
+                        .slots
+                        .iter()
+                        .filter(|s| !s.stopped)
+                        .map(|s| s.logical_id)
+                        .collect(),
+                    slots: self.slot_views(i),
                 })
                 .collect(),
             workers: self.health(),
@@ -182,13 +191,25 @@ impl Task {
         }
     }
 
+    /// One pool's slots, for `inspect()`.
+    fn slot_views(&self, pool: usize) -> Vec<WorkerSlot> {
+        let p = &self.pools[pool];
+        (p.slots.iter())
+            .map(|s| WorkerSlot {
+                name: super::slots::worker_name(&p.cfg.name, s.number),
+                logical_id: s.logical_id,
+                worker: s.worker,
+                pid: s.worker.and_then(|w| self.workers.get(&w)).map(|w| w.pid),
+                stopped: s.stopped,
+            })
+            .collect()
+    }
+
     /// `Supervisor::signal`: delivers `signal` to one worker's process
     /// group. Whatever it does, the worker's exit is not counted as a crash.
-    pub(super) fn on_signal(&mut self, worker: WorkerId, signal: Signal) -> Result<(), Error> {
-        let w = self
-            .workers
-            .get_mut(&worker)
-            .ok_or(Error::UnknownWorker { worker })?;
+    pub(super) fn on_signal(&mut self, worker: WorkerRef, signal: Signal) -> Result<(), Error> {
+        let id = self.live_worker(&worker)?;
+        let w = self.workers.get_mut(&id).expect("live");
         w.user_signal = Some((signal, Instant::now()));
         w.link.signal(signal);
         Ok(())

@@ -50,7 +50,7 @@ async fn signal_reaches_one_worker_and_a_fatal_one_costs_no_restart_budget() {
 
         // A worker that is gone is unknown.
         match sup.signal(b.id, Signal::SIGUSR1).await {
-            Err(Error::UnknownWorker { worker }) => assert_eq!(worker, b.id),
+            Err(Error::UnknownWorker { worker }) => assert_eq!(worker, nanny::WorkerRef::Id(b.id)),
             other => panic!("expected UnknownWorker, got {other:?}"),
         }
         sup.soft_kill().await;

@@ -1,0 +1,573 @@
+//! Management operations on the supervisor task: add, remove, stop, start
+//! and restart one worker; reload, update and empty whole pools (the
+//! public contract is in [`crate::manage`]).
+//!
+//! Each call is admitted here (its target resolved, its preconditions and
+//! conflicts checked: nothing changes when it is refused), makes its first
+//! moves at once, and becomes an [`Op`] that [`Task::advance_ops`] moves on
+//! after every event until it is done, then answers its caller. Nothing
+//! here waits: a step that cannot go on yet is looked at again after the
+//! next event.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::command::Manage;
+use super::ops::{Claim, Op, OpId, OpReply, Progress, Rolling, Step};
+use super::slots::{parse_name, SlotKey};
+use super::task::{Task, Timer};
+use crate::error::Error;
+use crate::events::{Event, StopReason};
+use crate::health::WorkerId;
+use crate::manage::{Conflict, Operation, StartFailure};
+use crate::pool::WorkerSpec;
+use crate::WorkerRef;
+
+/// What admitting a call produced.
+enum Launch {
+    /// Done at once.
+    Done(Option<WorkerId>),
+    /// Under way.
+    Run {
+        kind: Operation,
+        claims: Vec<Claim>,
+        progress: Progress,
+        cluster: bool,
+    },
+}
+
+/// How a rolling step's slot stands.
+enum Turn {
+    /// Nothing to replace here.
+    Skip,
+    /// Not yet (its worker is starting, leaving or being recycled).
+    Wait,
+    Started(Step),
+    Failed(Error),
+}
+
+impl Task {
+    pub(super) fn on_manage(&mut self, call: Manage, reply: OpReply) {
+        if !self.accepting() {
+            let _ = reply.send(Err(Error::ShuttingDown));
+            return;
+        }
+        let id = self.ops.next_id();
+        let launched = match call {
+            Manage::Add { pool } => self.launch_add(id, &pool),
+            Manage::Start(w) => self.launch_start(id, &w),
+            Manage::Stop(w) => self.launch_leave(&w, Operation::Stop),
+            Manage::Remove(w) => self.launch_leave(&w, Operation::Remove),
+            Manage::Restart(w) => self.launch_restart(&w),
+            Manage::Reload { pool } => self.launch_reload(pool.as_deref()),
+            Manage::RemoveAll { pool } => self.launch_remove_all(pool.as_deref()),
+            Manage::Update { pool, spec } => self.on_update(&pool, *spec).map(|()| Launch::Done(None)),
+        };
+        match launched {
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+            Ok(Launch::Done(worker)) => {
+                let _ = reply.send(Ok(worker));
+            }
+            Ok(Launch::Run {
+                kind,
+                claims,
+                progress,
+                cluster,
+            }) => self.ops.insert(Op {
+                id,
+                kind,
+                claims,
+                progress,
+                failed: None,
+                cluster,
+                reply,
+            }),
+        }
+    }
+
+    /// Refuses `op` on `claim` while another operation holds it (or a
+    /// resize of its pool is under way).
+    fn check_free(&self, claim: Claim, op: Operation, target: &str) -> Result<(), Error> {
+        let pool = match claim {
+            Claim::Slot(p, _) | Claim::Pool(p) => p,
+        };
+        let resizing = (op != Operation::Resize && self.resize_waiters.iter().any(|(p, _)| *p == pool))
+            .then_some(Operation::Resize);
+        match self.ops.busy(claim).or(resizing) {
+            Some(busy) => Err(Error::Conflict {
+                operation: op,
+                target: target.to_owned(),
+                reason: Conflict::Busy(busy),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The pool a pool-wide `op` names, if it is free; with no name, every
+    /// pool (all must be free).
+    fn admit_pools(&self, pool: Option<&str>, op: Operation) -> Result<Vec<usize>, Error> {
+        let pools = match pool {
+            Some(name) => vec![self.pool_index(name)?],
+            None => (0..self.pools.len()).collect(),
+        };
+        for &p in &pools {
+            self.check_free(Claim::Pool(p), op, &self.pools[p].cfg.name)?;
+        }
+        Ok(pools)
+    }
+
+    /// [`admit_pools`](Self::admit_pools) for one named pool.
+    pub(super) fn admit_pool_op(&self, pool: &str, op: Operation) -> Result<usize, Error> {
+        if !self.accepting() {
+            return Err(Error::ShuttingDown);
+        }
+        Ok(self.admit_pools(Some(pool), op)?[0])
+    }
+
+    /// The slot `worker` names: a name's, or the one an id's worker holds.
+    fn resolve_slot(&self, worker: &WorkerRef, op: Operation) -> Result<(usize, SlotKey), Error> {
+        let unknown = || Error::UnknownWorker {
+            worker: worker.clone(),
+        };
+        match worker {
+            WorkerRef::Id(id) => {
+                let w = self.workers.get(id).ok_or_else(unknown)?;
+                let held = (self.pools[w.pool].slots.get(w.slot)).is_some_and(|s| s.worker == Some(*id));
+                if !held {
+                    return Err(Error::Conflict {
+                        operation: op,
+                        target: w.name.clone(),
+                        reason: Conflict::Leaving,
+                    });
+                }
+                Ok((w.pool, w.slot))
+            }
+            WorkerRef::Name(name) => {
+                let (pool, number) = parse_name(name).ok_or_else(unknown)?;
+                let pool = self
+                    .pools
+                    .iter()
+                    .position(|p| p.cfg.name == pool)
+                    .ok_or_else(unknown)?;
+                let slot = self.pools[pool].slots.by_number(number).ok_or_else(unknown)?;
+                Ok((pool, slot.key))
+            }
+        }
+    }
+
+    /// The live worker `worker` names (a name: its slot's worker now).
+    pub(super) fn live_worker(&self, worker: &WorkerRef) -> Result<WorkerId, Error> {
+        let id = match worker {
+            WorkerRef::Id(id) => Some(*id),
+            WorkerRef::Name(_) => self
+                .resolve_slot(worker, Operation::Restart)
+                .ok()
+                .and_then(|(pool, slot)| self.pools[pool].slots.get(slot)?.worker),
+        };
+        id.filter(|id| self.workers.contains_key(id))
+            .ok_or_else(|| Error::UnknownWorker {
+                worker: worker.clone(),
+            })
+    }
+
+    fn slot_name(&self, pool: usize, slot: SlotKey) -> String {
+        let p = &self.pools[pool];
+        p.slots.get(slot).map_or_else(
+            || p.cfg.name.clone(),
+            |s| super::slots::worker_name(&p.cfg.name, s.number),
+        )
+    }
+
+    /// A slot named for `op` that no other operation holds.
+    fn admit_slot(&self, worker: &WorkerRef, op: Operation) -> Result<(usize, SlotKey, String), Error> {
+        let (pool, slot) = self.resolve_slot(worker, op)?;
+        let name = self.slot_name(pool, slot);
+        self.check_free(Claim::Slot(pool, slot), op, &name)?;
+        Ok((pool, slot, name))
+    }
+
+    fn launch_add(&mut self, id: OpId, pool: &str) -> Result<Launch, Error> {
+        let pool = self.pool_index(pool)?;
+        let p = &mut self.pools[pool];
+        let slot = p.slots.add(&mut self.slot_keys).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "pool {:?}: every one of its logical ids is in use",
+                p.cfg.name
+            ))
+        })?;
+        let name = self.slot_name(pool, slot);
+        let started = self
+            .check_free(Claim::Slot(pool, slot), Operation::Add, &name)
+            .and_then(|()| {
+                self.spawn_into(pool, slot, None, Some(id))
+                    .map_err(|reason| Error::StartFailed {
+                        worker: name.clone(),
+                        reason,
+                    })
+            });
+        match started {
+            Ok(worker) => Ok(starting(Operation::Add, pool, slot, worker)),
+            Err(e) => {
+                self.pools[pool].slots.remove(slot);
+                Err(e)
+            }
+        }
+    }
+
+    fn launch_start(&mut self, id: OpId, worker: &WorkerRef) -> Result<Launch, Error> {
+        let (pool, slot, name) = self.admit_slot(worker, Operation::Start)?;
+        let s = self.pools[pool].slots.get_mut(slot).expect("resolved");
+        if !s.stopped {
+            return Err(conflict(Operation::Start, name, Conflict::Running));
+        }
+        s.stopped = false;
+        s.info = Default::default();
+        match self.spawn_into(pool, slot, None, Some(id)) {
+            Ok(worker) => Ok(starting(Operation::Start, pool, slot, worker)),
+            Err(reason) => {
+                if let Some(s) = self.pools[pool].slots.get_mut(slot) {
+                    s.stopped = true;
+                }
+                Err(Error::StartFailed { worker: name, reason })
+            }
+        }
+    }
+
+    /// `stop_worker` (the slot is kept, stopped) and `remove_worker` (the
+    /// slot goes): the worker drains, then stops.
+    fn launch_leave(&mut self, worker: &WorkerRef, op: Operation) -> Result<Launch, Error> {
+        let (pool, slot, name) = self.admit_slot(worker, op)?;
+        let p = &mut self.pools[pool];
+        let holder = if op == Operation::Stop {
+            let s = p.slots.get_mut(slot).expect("resolved");
+            if s.stopped {
+                return Err(conflict(op, name, Conflict::Stopped));
+            }
+            s.stopped = true;
+            s.worker
+        } else {
+            p.slots.remove(slot).and_then(|s| s.worker)
+        };
+        let reason = if op == Operation::Stop {
+            StopReason::Stopped
+        } else {
+            StopReason::Removed
+        };
+        let leaving = holder.map_or_else(Vec::new, |w| self.leave_slot(w, reason));
+        self.fail_unserved(pool);
+        Ok(reaping(op, vec![Claim::Slot(pool, slot)], leaving))
+    }
+
+    fn launch_remove_all(&mut self, pool: Option<&str>) -> Result<Launch, Error> {
+        let pools = self.admit_pools(pool, Operation::RemoveAll)?;
+        let mut leaving = Vec::new();
+        for &pool in &pools {
+            let p = &mut self.pools[pool];
+            let mut holders = Vec::new();
+            while let Some(last) = p.slots.last() {
+                holders.extend(p.slots.remove(last).and_then(|s| s.worker));
+            }
+            for w in holders {
+                leaving.extend(self.leave_slot(w, StopReason::Removed));
+            }
+            self.fail_unserved(pool);
+        }
+        let claims = pools.into_iter().map(Claim::Pool).collect();
+        Ok(reaping(Operation::RemoveAll, claims, leaving))
+    }
+
+    fn launch_restart(&mut self, worker: &WorkerRef) -> Result<Launch, Error> {
+        let (pool, slot, name) = self.admit_slot(worker, Operation::Restart)?;
+        if self.pools[pool].slots.get(slot).is_some_and(|s| s.stopped) {
+            return Err(conflict(Operation::Restart, name, Conflict::Stopped));
+        }
+        Ok(rolling(
+            Operation::Restart,
+            vec![Claim::Slot(pool, slot)],
+            [(pool, slot)],
+            false,
+        ))
+    }
+
+    fn launch_reload(&mut self, pool: Option<&str>) -> Result<Launch, Error> {
+        let pools = self.admit_pools(pool, Operation::Reload)?;
+        let steps: Vec<(usize, SlotKey)> = (pools.iter())
+            .flat_map(|&p| {
+                let slots = self.pools[p].slots.iter().filter(|s| !s.stopped);
+                slots.map(move |s| (p, s.key))
+            })
+            .collect();
+        let claims = pools.into_iter().map(Claim::Pool).collect();
+        let mut launch = rolling(Operation::Reload, claims, steps, true);
+        if let Launch::Run { cluster, .. } = &mut launch {
+            *cluster = pool.is_none();
+        }
+        Ok(launch)
+    }
+
+    /// `update_pool`: the spec every worker of `pool` starts from from now
+    /// on (a reload moves the running ones).
+    fn on_update(&mut self, pool: &str, spec: WorkerSpec) -> Result<(), Error> {
+        let pool = self.admit_pool_op(pool, Operation::Update)?;
+        let p = &mut self.pools[pool];
+        crate::builder::check_spec(&p.cfg.name, &spec).map_err(Error::Config)?;
+        if spec.plain != p.cfg.spec.plain {
+            return Err(Error::InvalidArgument(format!(
+                "pool {:?}: a spec cannot switch between plain programs and protocol workers",
+                p.cfg.name
+            )));
+        }
+        tracing::info!(pool = %p.cfg.name, program = ?spec.program, "pool spec updated");
+        p.cfg.spec = spec;
+        Ok(())
+    }
+
+    /// A worker leaves its slot for good (removed, stopped, resized away):
+    /// it drains, and a successor being started for it stops. Returns both.
+    pub(super) fn leave_slot(&mut self, worker: WorkerId, reason: StopReason) -> Vec<WorkerId> {
+        let successors: Vec<WorkerId> = (self.workers.iter())
+            .filter(|(_, s)| s.replaces == Some(worker))
+            .map(|(&s, _)| s)
+            .collect();
+        for &s in &successors {
+            self.stop_worker(s, reason.clone(), true);
+        }
+        self.drain_worker(worker, reason);
+        let mut leaving = successors;
+        leaving.push(worker);
+        leaving
+    }
+
+    /// Moves every operation on as far as it goes now; answers those done.
+    pub(super) fn advance_ops(&mut self) {
+        let mut going = Vec::new();
+        for mut op in self.ops.take_all() {
+            match self.advance(&mut op) {
+                None => going.push(op),
+                Some(result) => {
+                    self.finished_op(&op, &result);
+                    let _ = op.reply.send(result);
+                }
+            }
+        }
+        self.ops.restore(going);
+    }
+
+    fn advance(&mut self, op: &mut Op) -> Option<Result<Option<WorkerId>, Error>> {
+        match &mut op.progress {
+            Progress::Starting { pool, slot, worker } => {
+                let (pool, slot, worker) = (*pool, *slot, *worker);
+                let failure = op.failed.take().map(|(_, why)| why).or_else(|| {
+                    let gone = !self.workers.contains_key(&worker);
+                    gone.then_some(StartFailure::Stopped(StopReason::Shutdown))
+                });
+                if let Some(reason) = failure {
+                    let name = self.slot_name(pool, slot);
+                    match op.kind {
+                        Operation::Add => drop(self.pools[pool].slots.remove(slot)),
+                        _ => {
+                            if let Some(s) = self.pools[pool].slots.get_mut(slot) {
+                                s.stopped = true;
+                            }
+                        }
+                    }
+                    return Some(Err(Error::StartFailed { worker: name, reason }));
+                }
+                self.workers[&worker].online.then_some(Ok(Some(worker)))
+            }
+            Progress::Reaping(leaving) => {
+                leaving.retain(|w| self.workers.contains_key(w));
+                leaving.is_empty().then_some(Ok(None))
+            }
+            Progress::Rolling(_) => self.roll(op),
+        }
+    }
+
+    /// A rolling operation: one slot at a time, its replacement ready
+    /// before the old worker drains, `reload_delay` between slots.
+    fn roll(&mut self, op: &mut Op) -> Option<Result<Option<WorkerId>, Error>> {
+        let Progress::Rolling(r) = &mut op.progress else {
+            unreachable!("called for rolling operations")
+        };
+        loop {
+            if let Some((worker, reason)) = op.failed.take() {
+                let name = self.workers.get(&worker).map_or_else(
+                    || {
+                        r.current
+                            .map_or_else(String::new, |s| self.slot_name(s.pool, s.slot))
+                    },
+                    |w| w.name.clone(),
+                );
+                return Some(Err(Error::StartFailed { worker: name, reason }));
+            }
+            if let Some(step) = r.current {
+                match self.workers.get(&step.new) {
+                    Some(w) if w.online => {
+                        r.replaced.push(step.old);
+                        r.last = Some(step.new);
+                        r.current = None;
+                        if r.paced && !r.steps.is_empty() {
+                            let delay = self.reload_delay(step.pool);
+                            r.delay = Some(self.timers.insert(Timer::OpDelay(op.id), delay));
+                        }
+                    }
+                    Some(_) => return None,
+                    None => {
+                        return Some(Err(Error::StartFailed {
+                            worker: self.slot_name(step.pool, step.slot),
+                            reason: StartFailure::Stopped(StopReason::Shutdown),
+                        }))
+                    }
+                }
+            }
+            if r.delay.is_some() {
+                return None;
+            }
+            let Some(&(pool, slot)) = r.steps.front() else {
+                r.replaced.retain(|w| self.workers.contains_key(w));
+                if !r.replaced.is_empty() {
+                    return None;
+                }
+                let now = r.last.or_else(|| {
+                    let (pool, slot) = match op.claims.first() {
+                        Some(Claim::Slot(p, s)) => (*p, *s),
+                        _ => return None,
+                    };
+                    self.pools[pool].slots.get(slot)?.worker
+                });
+                return Some(Ok(now));
+            };
+            match self.turn(op.id, op.kind, pool, slot, r.since) {
+                Turn::Wait => return None,
+                Turn::Skip => drop(r.steps.pop_front()),
+                Turn::Started(step) => {
+                    r.steps.pop_front();
+                    r.current = Some(step);
+                }
+                Turn::Failed(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// One slot's turn in a rolling operation.
+    fn turn(&mut self, op: OpId, kind: Operation, pool: usize, slot: SlotKey, since: Instant) -> Turn {
+        let p = &self.pools[pool];
+        let Some(s) = p.slots.get(slot).filter(|s| !s.stopped) else {
+            return Turn::Skip;
+        };
+        let Some(old) = s.worker else {
+            // Between a crash and its refill, which will run the current spec.
+            return if s.wanted() && !p.failed {
+                Turn::Wait
+            } else {
+                Turn::Skip
+            };
+        };
+        let Some(w) = self.workers.get(&old) else {
+            return Turn::Wait;
+        };
+        if w.spawned_at >= since {
+            return Turn::Skip;
+        }
+        let recycling = w.retiring.is_some() || self.workers.values().any(|s| s.replaces == Some(old));
+        if w.stop_reason.is_some() || !w.online || recycling {
+            return Turn::Wait;
+        }
+        let reason = match kind {
+            Operation::Restart => StopReason::Restart,
+            _ => StopReason::Reload,
+        };
+        self.workers.get_mut(&old).expect("present").retiring = Some(reason);
+        match self.spawn_into(pool, slot, Some(old), Some(op)) {
+            Ok(new) => Turn::Started(Step { pool, slot, old, new }),
+            Err(reason) => Turn::Failed(Error::StartFailed {
+                worker: self.slot_name(pool, slot),
+                reason,
+            }),
+        }
+    }
+
+    /// Events for a finished operation.
+    fn finished_op(&mut self, op: &Op, result: &Result<Option<WorkerId>, Error>) {
+        if op.kind != Operation::Reload {
+            return;
+        }
+        match result {
+            Ok(_) => {
+                for claim in &op.claims {
+                    if let Claim::Pool(p) = claim {
+                        tracing::info!(pool = %self.pools[*p].cfg.name, "pool reloaded");
+                        self.emit(Event::PoolReloaded {
+                            pool: self.pools[*p].cfg.name.clone(),
+                        });
+                    }
+                }
+                if op.cluster {
+                    self.emit(Event::ClusterReloaded);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "reload stopped: the old workers keep serving");
+                self.emit(Event::ReloadFailed { error: error.clone() });
+            }
+        }
+    }
+
+    /// The pause between two workers of a reload.
+    fn reload_delay(&self, _pool: usize) -> std::time::Duration {
+        crate::builder::DEFAULT_RELOAD_DELAY
+    }
+}
+
+fn conflict(operation: Operation, target: String, reason: Conflict) -> Error {
+    Error::Conflict {
+        operation,
+        target,
+        reason,
+    }
+}
+
+fn starting(kind: Operation, pool: usize, slot: SlotKey, worker: WorkerId) -> Launch {
+    Launch::Run {
+        kind,
+        claims: vec![Claim::Slot(pool, slot)],
+        progress: Progress::Starting { pool, slot, worker },
+        cluster: false,
+    }
+}
+
+fn reaping(kind: Operation, claims: Vec<Claim>, leaving: Vec<WorkerId>) -> Launch {
+    if leaving.is_empty() {
+        return Launch::Done(None);
+    }
+    Launch::Run {
+        kind,
+        claims,
+        progress: Progress::Reaping(leaving),
+        cluster: false,
+    }
+}
+
+fn rolling(
+    kind: Operation,
+    claims: Vec<Claim>,
+    steps: impl IntoIterator<Item = (usize, SlotKey)>,
+    paced: bool,
+) -> Launch {
+    Launch::Run {
+        kind,
+        claims,
+        progress: Progress::Rolling(Rolling {
+            steps: steps.into_iter().collect::<VecDeque<_>>(),
+            current: None,
+            delay: None,
+            replaced: Vec::new(),
+            since: Instant::now(),
+            last: None,
+            paced,
+        }),
+        cluster: false,
+    }
+}

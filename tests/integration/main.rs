@@ -22,6 +22,7 @@ mod identity;
 mod inspect;
 mod lifecycle;
 mod listeners;
+mod manage;
 mod plain;
 mod protocol;
 mod readiness;

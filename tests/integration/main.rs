@@ -28,6 +28,7 @@ mod protocol;
 mod readiness;
 mod recycling;
 mod regressions;
+mod reload;
 mod restarts;
 mod signals;
 mod stalls;

@@ -110,6 +110,29 @@ pub(crate) async fn served_by(addr: SocketAddr, line: &str) -> u64 {
     Client::connect(addr).await.ask(line).await
 }
 
+/// [`served_by`] that reports a refused, reset or wrong exchange instead
+/// of panicking (for load that must count failures).
+pub(crate) async fn try_served_by(addr: SocketAddr, line: &str) -> Result<u64, String> {
+    let mut lines = BufReader::new(
+        TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?,
+    );
+    let stream = lines.get_mut();
+    (stream.write_all(format!("{line}\n").as_bytes()).await).map_err(|e| format!("write: {e}"))?;
+    let mut answer = String::new();
+    lines
+        .read_line(&mut answer)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    let (worker, echoed) =
+        (answer.trim_end().split_once(' ')).ok_or_else(|| format!("not an echo: {answer:?}"))?;
+    if echoed != line {
+        return Err(format!("echoed {echoed:?} for {line:?}"));
+    }
+    (worker.strip_prefix('w').and_then(|n| n.parse().ok())).ok_or_else(|| format!("not w<id>: {worker:?}"))
+}
+
 /// Counts per worker id.
 pub(crate) fn tally(ids: impl IntoIterator<Item = u64>) -> BTreeMap<u64, usize> {
     let mut out = BTreeMap::new();

@@ -6,6 +6,7 @@
 pub(crate) mod attachments;
 pub(crate) mod cmd;
 pub(crate) mod conns;
+pub(crate) mod load;
 pub(crate) mod plain;
 pub(crate) mod setups;
 pub(crate) mod supervise;

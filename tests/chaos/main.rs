@@ -108,8 +108,8 @@ async fn chaos_loses_nothing_and_leaves_nothing_behind() {
             signal(pid, Signal::SIGCONT);
         }
         eprintln!(
-            "chaos: {} SIGKILLs, {} SIGSTOPs ({} SIGCONTed in time), {} resizes ({} abandoned), {} bursts of 1000 dropped",
-            done.sigkills, done.sigstops, done.sigconts, done.resizes, done.resizes_abandoned, done.bursts
+            "chaos: {} SIGKILLs, {} SIGSTOPs ({} SIGCONTed in time), {} resizes ({} abandoned), {} restarts and reloads, {} bursts of 1000 dropped",
+            done.sigkills, done.sigstops, done.sigconts, done.resizes, done.resizes_abandoned, done.manages, done.bursts
         );
 
         // Every caller comes back: every request it did not drop resolved.

@@ -45,9 +45,12 @@ pub(crate) struct Chaos {
     pub(crate) resizes: u64,
     pub(crate) resizes_abandoned: u64,
     pub(crate) bursts: u64,
+    /// `restart_worker` and `reload` calls, overlapping the resizes and
+    /// each other (a conflict is a typed, immediate answer).
+    pub(crate) manages: u64,
     /// Every pid stopped (SIGCONTed at the end, whatever became of it).
     pub(crate) stopped: Vec<u32>,
-    /// Resizes awaited to the end.
+    /// Resizes and management calls awaited to the end.
     pub(crate) kept: Vec<tokio::task::JoinHandle<Result<(), Error>>>,
 }
 
@@ -72,7 +75,9 @@ pub(crate) fn signal(pid: u32, signal: Signal) {
 /// them SIGCONTed after 100-1500 ms, the rest left to the stall check);
 /// every second a resize to 2-6 workers on a task of its own (one in three
 /// abandoned after 0-200 ms); every 2 s a burst of 1000 requests that run
-/// until cancelled, dropped together after 50-300 ms.
+/// until cancelled, dropped together after 50-300 ms; every second, offset
+/// from the resizes, a `restart_worker` of a random slot or (one in four) a
+/// `reload` of the pool, one in three abandoned like the resizes.
 pub(crate) async fn chaos(sup: Supervisor, tally: Arc<Tally>, stop: Arc<AtomicBool>, seed: u64) -> Chaos {
     let mut rng = Rng::new(seed);
     let mut done = Chaos::default();
@@ -122,6 +127,26 @@ pub(crate) async fn chaos(sup: Supervisor, tally: Arc<Tally>, stop: Arc<AtomicBo
             } else {
                 done.kept
                     .push(tokio::spawn(async move { sup.resize("default", n).await }));
+            }
+        }
+        if round % 10 == 0 && round > 0 {
+            let sup = sup.clone();
+            let name = format!("default:{:02}", rng.range(1, 7));
+            let reload = rng.range(0, 4) == 0;
+            let call = async move {
+                match reload {
+                    true => sup.reload(Some("default")).await,
+                    false => sup.restart_worker(name.as_str()).await.map(drop),
+                }
+            };
+            done.manages += 1;
+            if rng.range(0, 3) == 0 {
+                let limit = Duration::from_millis(rng.range(0, 200));
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(limit, call).await;
+                });
+            } else {
+                done.kept.push(tokio::spawn(call));
             }
         }
         if round % 20 == 10 {

@@ -271,8 +271,10 @@ impl Builder {
         self
     }
 
-    /// Take SIGINT/SIGTERM: the first soft-kills, a second hard-kills
-    /// (default off: a library does not take a host's signals).
+    /// Take the process's signals (default off: a library does not take a
+    /// host's signals): SIGINT, SIGTERM and SIGQUIT soft-kill, and any
+    /// second one hard-kills; SIGHUP is a rolling
+    /// [`reload`](Supervisor::reload) of every pool.
     pub fn handle_signals(mut self, on: bool) -> Self {
         self.cfg.handle_signals = on;
         self

@@ -65,6 +65,7 @@ impl Task {
         };
         match launched {
             Err(e) => {
+                tracing::warn!(error = %e, "management call refused");
                 let _ = reply.send(Err(e));
             }
             Ok(Launch::Done(worker)) => {

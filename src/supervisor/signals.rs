@@ -1,35 +1,57 @@
-//! The opt-in signal handler (`Builder::handle_signals`): SIGINT/SIGTERM
-//! soft-kill, a second one hard-kills.
+//! The opt-in signal handler (`Builder::handle_signals`): SIGINT, SIGTERM
+//! and SIGQUIT stop (the first gracefully, the next at once), SIGHUP
+//! reloads every pool.
 
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::command::Command;
+use super::command::{Command, Manage};
 
-/// SIGINT/SIGTERM: the first soft-kills, the next hard-kills. Holds only a
-/// weak sender, so it never keeps the supervisor alive.
+/// SIGINT/SIGTERM/SIGQUIT: the first soft-kills, any next one hard-kills.
+/// SIGHUP: a rolling reload of every pool (clustr-node's), one at a time (a
+/// SIGHUP during a reload is a conflict, logged). Holds only a weak
+/// sender, so it never keeps the supervisor alive.
 pub(super) async fn handle_signals(tx: mpsc::WeakSender<Command>, stop: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    let kinds = [
+        SignalKind::terminate(),
+        SignalKind::interrupt(),
+        SignalKind::quit(),
+        SignalKind::hangup(),
+    ];
+    let streams: Result<Vec<Signal>, _> = kinds.into_iter().map(signal).collect();
+    let Some([mut term, mut int, mut quit, mut hup]) =
+        streams.ok().and_then(|s| <[Signal; 4]>::try_from(s).ok())
     else {
         tracing::warn!("cannot install signal handlers");
         return;
     };
-    let mut received = 0;
+    let mut stops = 0;
     loop {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        let reload = tokio::select! {
+            _ = term.recv() => false,
+            _ = int.recv() => false,
+            _ = quit.recv() => false,
+            _ = hup.recv() => true,
             () = stop.cancelled() => return,
-        }
-        received += 1;
+        };
         let Some(tx) = tx.upgrade() else { return };
+        if reload {
+            tracing::info!("SIGHUP: reloading every pool");
+            // Not awaited (the next signal must not wait for it): the
+            // supervisor logs a refusal or a failed reload itself.
+            let (reply, _) = oneshot::channel();
+            let call = Manage::Reload { pool: None };
+            let _ = tx.send(Command::Manage { call, reply }).await;
+            continue;
+        }
+        stops += 1;
         let (reply, _) = oneshot::channel();
-        let command = if received == 1 {
-            tracing::info!("signal received: soft kill (send again to hard-kill)");
+        let command = if stops == 1 {
+            tracing::info!("stop signal received: soft kill (send another to hard-kill)");
             Command::SoftKill(reply)
         } else {
-            tracing::warn!("second signal received: hard kill");
+            tracing::warn!("second stop signal received: hard kill");
             Command::HardKill(reply)
         };
         let _ = tx.send(command).await;

@@ -479,3 +479,50 @@ async fn a_second_sigterm_hard_kills_workers_that_ignore_the_soft_kill() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn sigquit_soft_kills_and_a_second_stop_signal_hard_kills() {
+    guard(async {
+        let mut sup = Supervise::start(2, true, "ignore-soft-kill").await;
+        sup.signal(nix::sys::signal::Signal::SIGQUIT);
+        assert_eq!(sup.next_line().await, "DRAINING");
+        for &w in &sup.workers {
+            assert!(!is_dead(w), "worker {w} waits in its soft-kill hook");
+        }
+        sup.signal(nix::sys::signal::Signal::SIGINT);
+        assert_eq!(sup.next_line().await, "STOPPED");
+        assert!(sup.wait().await.success());
+        sup.assert_workers_dead().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sighup_reloads_every_worker_of_a_supervisor_that_handles_signals() {
+    guard(async {
+        let mut sup = Supervise::start(2, true, "normal").await;
+        let before = sup.workers.clone();
+        sup.signal(nix::sys::signal::Signal::SIGHUP);
+        let after: Vec<u32> = (sup.until("RELOADED").await.split_whitespace())
+            .map(|p| p.parse().expect("a pid"))
+            .collect();
+        assert_eq!(after.len(), 2, "{after:?}");
+        assert!(
+            after.iter().all(|p| !before.contains(p)),
+            "{before:?} → {after:?}"
+        );
+        for &w in &before {
+            assert!(is_dead(w), "replaced worker {w} is gone");
+        }
+        sup.workers = after;
+        sup.signal(nix::sys::signal::Signal::SIGTERM);
+        let mut line = sup.next_line().await;
+        if line == "DRAINING" {
+            line = sup.next_line().await;
+        }
+        assert_eq!(line, "STOPPED");
+        assert!(sup.wait().await.success());
+        sup.assert_workers_dead().await;
+    })
+    .await;
+}

@@ -17,7 +17,8 @@ use crate::cmd::Cmd;
 /// be killed. With `signals` it takes SIGTERM/SIGINT (`handle_signals`,
 /// and no forced stop, so only a hard kill ends a worker that ignores the
 /// soft kill): it prints `DRAINING` once a soft kill has begun and
-/// `STOPPED` once the supervisor has ended, then exits 0.
+/// `STOPPED` once the supervisor has ended, then exits 0; after a reload
+/// (SIGHUP) it prints `RELOADED` and the workers' pids.
 ///
 /// Settings: `pulse-ms=`, `unhealthy-ms=` (`unhealthy_timeout`),
 /// `max-restarts=`. Whatever the mode, it prints `STALLED <worker>` for
@@ -56,15 +57,24 @@ pub(crate) async fn supervise() -> ExitCode {
     let stalled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut events = supervisor.events();
     let count = Arc::clone(&stalled);
+    let sup = supervisor.clone();
     tokio::spawn(async move {
         while let Some(event) = events.next().await {
-            if let nanny::Event::WorkerStopping {
-                worker,
-                reason: nanny::events::StopReason::Stalled,
-            } = event
-            {
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                say(&format!("STALLED {worker}"));
+            match event {
+                nanny::Event::WorkerStopping {
+                    worker,
+                    reason: nanny::events::StopReason::Stalled,
+                } => {
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    say(&format!("STALLED {worker}"));
+                }
+                nanny::Event::ClusterReloaded => {
+                    let pids: Vec<String> = (sup.health().await.unwrap_or_default().iter())
+                        .map(|h| h.pid.to_string())
+                        .collect();
+                    say(&format!("RELOADED {}", pids.join(" ")));
+                }
+                _ => {}
             }
         }
     });

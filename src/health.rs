@@ -93,6 +93,9 @@ pub struct WorkerHealth {
     pub restarts: u64,
     /// Whether a replacement is being started for it (recycling).
     pub retiring: bool,
+    /// Whether it is being debugged (`signal(w, SIGUSR1)`): no forced stop,
+    /// no heartbeat deadline.
+    pub debugging: bool,
     /// Its balanced connections (see [`crate::listen`]).
     pub connections: ConnectionCounts,
 }

@@ -89,6 +89,10 @@ pub(super) struct WorkerEntry {
     pub(super) logs: std::sync::Arc<crate::worker::output::LogCounts>,
     /// Its balanced connections.
     pub(super) conns: WorkerConns,
+    /// `Supervisor::signal(w, SIGUSR1)`, the nanny seed's `debug`: a
+    /// debugger may be attached, so it is never force-killed (but by a hard
+    /// kill) and has no heartbeat deadline.
+    pub(super) debugging: bool,
     /// Its readiness probe while it has not passed; dropping the guard
     /// ends the probe task (see `probing`).
     pub(super) probe: Option<tokio_util::sync::DropGuard>,

@@ -221,6 +221,12 @@ impl Supervisor {
     /// within `force_stop_delay` of it, the exit does not count as a crash:
     /// it is replaced without touching the restart budget.
     ///
+    /// `debug` (SIGUSR1) also marks the worker as being debugged, so a
+    /// debugger can attach and pause it: its force-stop timer is cancelled
+    /// (a stop under way then waits for it to exit by itself, and so does
+    /// any later one), and it has no heartbeat deadline. Only a hard kill
+    /// still SIGKILLs it. [`WorkerHealth::debugging`](crate::WorkerHealth::debugging) shows it.
+    ///
     /// `worker` is an id or a name ([`WorkerRef`](crate::WorkerRef)); a
     /// name reaches its slot's worker now.
     pub async fn signal(&self, worker: impl Into<crate::WorkerRef>, signal: Signal) -> Result<(), Error> {

@@ -153,6 +153,7 @@ impl Task {
                 requests_limit,
                 logs,
                 conns: Default::default(),
+                debugging: false,
                 probe,
                 said_ready: false,
             },

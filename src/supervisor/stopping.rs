@@ -86,10 +86,9 @@ impl Task {
         // A worker that cannot answer gets the forced stop even when
         // forcing is off: it would never exit otherwise.
         let unresponsive = matches!(reason, StopReason::Stalled | StopReason::HungUp);
-        let force_after = self
-            .cfg
-            .force_stop_delay
-            .or(unresponsive.then_some(crate::DEFAULT_FORCE_STOP_DELAY));
+        let force_after = (self.cfg.force_stop_delay)
+            .or(unresponsive.then_some(crate::DEFAULT_FORCE_STOP_DELAY))
+            .filter(|_| !w.debugging);
         if graceful && first {
             let timer = w.timer.take();
             w.link.signal(Signal::SIGTERM);
@@ -137,15 +136,17 @@ impl Task {
             return; // asked to stop: its exit is expected
         }
         w.stop_reason.get_or_insert(StopReason::HungUp);
-        let timer = w.timer.take();
+        let (timer, debugging) = (w.timer.take(), w.debugging);
         self.cancel_timer(timer);
         let grace = self
             .cfg
             .force_stop_delay
             .unwrap_or(crate::DEFAULT_FORCE_STOP_DELAY);
-        let key = self.timers.insert(Timer::ForceKill(id), grace);
-        if let Some(w) = self.workers.get_mut(&id) {
-            w.timer = Some(key);
+        if !debugging {
+            let key = self.timers.insert(Timer::ForceKill(id), grace);
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.timer = Some(key);
+            }
         }
         // Out of the router, without a `WorkerStopping` event: a crash reads
         // the same, and its exit event follows at once.

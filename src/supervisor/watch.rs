@@ -57,7 +57,7 @@ impl Task {
                 self.check_health(id);
                 continue;
             }
-            if let Some(limit) = self.cfg.unhealthy_timeout {
+            if let Some(limit) = self.cfg.unhealthy_timeout.filter(|_| !w.debugging) {
                 let silent_for = now.duration_since(w.last_heartbeat);
                 if silent_for > limit {
                     tracing::warn!(worker = %id, ?silent_for, "no heartbeat: runtime stalled");
@@ -148,6 +148,7 @@ impl Task {
             warnings: w.logs.warnings.load(Ordering::Relaxed),
             restarts: p.slots.get(w.slot).map_or(0, |s| s.info.restarts),
             retiring: w.retiring.is_some(),
+            debugging: w.debugging,
             connections: crate::health::ConnectionCounts {
                 open: w.conns.open.len() as u64,
                 total: w.conns.total,
@@ -212,6 +213,16 @@ impl Task {
         let w = self.workers.get_mut(&id).expect("live");
         w.user_signal = Some((signal, Instant::now()));
         w.link.signal(signal);
+        if signal == Signal::SIGUSR1 {
+            // The nanny seed's `debug`: no forced stop while a debugger may
+            // hold it, from now on and for a stop already under way.
+            w.debugging = true;
+            if w.state == WorkerState::Stopping {
+                let timer = w.timer.take();
+                self.cancel_timer(timer);
+            }
+            tracing::info!(worker = %id, "debug: force-stop timer and heartbeat deadline off");
+        }
         Ok(())
     }
 }

@@ -57,3 +57,55 @@ async fn signal_reaches_one_worker_and_a_fatal_one_costs_no_restart_budget() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_in_debug_is_not_force_killed_until_a_hard_kill() {
+    guard(async {
+        // Workers that never finish a soft kill: a stop ends them only by
+        // SIGKILL after force_stop_delay.
+        let sup = builder_with(worker_spec("ignore-soft-kill"), 2)
+            .force_stop_delay(Some(std::time::Duration::from_millis(200)))
+            .start()
+            .await
+            .expect("start");
+        let events = Events::collect(&sup);
+        let h = health(&sup).await;
+        let (debugged, other) = (h[0].clone(), h[1].clone());
+        sup.signal(debugged.id, Signal::SIGUSR1).await.expect("debug");
+        events
+            .wait_for(
+                "the worker heard SIGUSR1",
+                |e| matches!(e, Event::Custom(c) if c.name() == GOT_SIGUSR1),
+            )
+            .await;
+        assert!(health(&sup)
+            .await
+            .iter()
+            .any(|w| w.id == debugged.id && w.debugging));
+
+        // Both are asked to stop in the same turn of the supervisor.
+        let remove = {
+            let sup = sup.clone();
+            tokio::spawn(async move { sup.remove_all_workers(None).await })
+        };
+        events
+            .wait_for(
+                "the other worker is force-killed",
+                |e| matches!(e, Event::WorkerExited { worker, forced: true, .. } if *worker == other.id),
+            )
+            .await;
+        assert!(!is_dead(debugged.pid), "the debugged worker is not force-killed");
+        let h = health(&sup).await;
+        let w = h.iter().find(|w| w.id == debugged.id).expect("still listed");
+        assert_eq!(w.state, nanny::WorkerState::Stopping);
+        assert!(!remove.is_finished(), "its removal waits for it");
+
+        sup.hard_kill().await;
+        assert!(matches!(remove.await.expect("task"), Err(Error::Killed)));
+        wait_until("the debugged worker is reaped", || async {
+            is_dead(debugged.pid)
+        })
+        .await;
+    })
+    .await
+}

@@ -64,6 +64,7 @@ pub(crate) struct Config {
     pub(crate) restart_backoff: Option<Backoff>,
     pub(crate) listeners: Vec<crate::Listener>,
     pub(crate) server_restart_delay: Duration,
+    pub(crate) health_events: u32,
 }
 
 /// Builds a [`Supervisor`]. Start from [`Supervisor::builder`].
@@ -110,6 +111,7 @@ impl Default for Builder {
                 restart_backoff: None,
                 listeners: Vec::new(),
                 server_restart_delay: DEFAULT_SERVER_RESTART_DELAY,
+                health_events: 1,
             },
         }
     }
@@ -261,6 +263,17 @@ impl Builder {
         F: Fn(&crate::WorkerHealth) -> bool + Send + Sync + 'static,
     {
         self.cfg.is_healthy = Some(Predicate(Arc::new(f)));
+        self
+    }
+
+    /// An [`Event::Health`](crate::Event::Health) for every `every`th
+    /// heartbeat of each worker (each pulse, for a plain program, which
+    /// sends none); default 1, every heartbeat (the nanny seed's `health`
+    /// event); 0 sends none. Like every event, bounded by
+    /// [`event_capacity`](Self::event_capacity): a subscriber that falls
+    /// behind misses the oldest.
+    pub fn health_events(mut self, every: u32) -> Self {
+        self.cfg.health_events = every;
         self
     }
 

@@ -194,6 +194,9 @@ pub enum Event {
         /// Its number of workers now.
         workers: usize,
     },
+    /// A worker's health, after its heartbeat (every pulse for a plain
+    /// program), sampled by [`Builder::health_events`](crate::Builder::health_events).
+    Health(Box<crate::WorkerHealth>),
     /// A reload of the pool is done: every worker it had was replaced by a
     /// ready one, and every replaced worker reaped (clustr-node's
     /// `onClusterReloaded`, per pool).

@@ -93,6 +93,9 @@ pub(super) struct WorkerEntry {
     /// debugger may be attached, so it is never force-killed (but by a hard
     /// kill) and has no heartbeat deadline.
     pub(super) debugging: bool,
+    /// Heartbeats (pulses, for a plain program) since it started, for
+    /// sampling `Event::Health`.
+    pub(super) reports: u32,
     /// Its readiness probe while it has not passed; dropping the guard
     /// ends the probe task (see `probing`).
     pub(super) probe: Option<tokio_util::sync::DropGuard>,

@@ -154,6 +154,7 @@ impl Task {
                 logs,
                 conns: Default::default(),
                 debugging: false,
+                reports: 0,
                 probe,
                 said_ready: false,
             },
@@ -284,6 +285,7 @@ impl Task {
                 if std::mem::take(&mut w.conns.stalled) {
                     self.sync_balancer(id);
                 }
+                self.report_health(id);
                 self.check_health(id);
             }
             FromWorker::Listening { on } => {

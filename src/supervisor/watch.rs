@@ -54,6 +54,7 @@ impl Task {
             }
             if self.pools[w.pool].cfg.spec.plain {
                 // No heartbeat: its health is the process's, asked each pulse.
+                self.report_health(id);
                 self.check_health(id);
                 continue;
             }
@@ -70,6 +71,20 @@ impl Task {
                 if oldest.is_some_and(|t| now.duration_since(t) > max) {
                     self.retire(id, StopReason::RequestTooLong);
                 }
+            }
+        }
+    }
+
+    /// `Event::Health` for one report in `health_events` of a worker.
+    pub(super) fn report_health(&mut self, id: WorkerId) {
+        let every = self.cfg.health_events;
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        w.reports = w.reports.wrapping_add(1);
+        if sampled(w.reports, every) && self.events.receiver_count() > 0 {
+            if let Some(health) = self.health_of(id) {
+                self.emit(Event::Health(Box::new(health)));
             }
         }
     }
@@ -224,5 +239,21 @@ impl Task {
             tracing::info!(worker = %id, "debug: force-stop timer and heartbeat deadline off");
         }
         Ok(())
+    }
+}
+
+/// Whether the `n`th report (from 1) is one of every `every`th (0: none).
+fn sampled(n: u32, every: u32) -> bool {
+    every != 0 && n % every == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn health_events_sample_every_nth_report() {
+        let taken = |every| (1..=12).filter(|&n| super::sampled(n, every)).collect::<Vec<_>>();
+        assert_eq!(taken(1), (1..=12).collect::<Vec<_>>());
+        assert_eq!(taken(3), vec![3, 6, 9, 12]);
+        assert_eq!(taken(0), Vec::<u32>::new());
     }
 }

@@ -316,3 +316,43 @@ async fn every_state_change_of_a_worker_is_an_event() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_events_come_with_heartbeats_and_can_be_turned_off() {
+    guard(async {
+        let sup = builder(2).start().await.expect("start");
+        let events = Events::collect(&sup);
+        let h = health(&sup).await;
+        for w in &h {
+            let e = events
+                .wait_for(
+                    "a health event of each worker",
+                    |e| matches!(e, nanny::Event::Health(x) if x.id == w.id),
+                )
+                .await;
+            let nanny::Event::Health(x) = e else {
+                unreachable!()
+            };
+            assert_eq!((x.pid, x.name.as_str()), (w.pid, w.name.as_str()));
+            assert!(x.heartbeat.is_some(), "sent after a heartbeat");
+        }
+        sup.soft_kill().await;
+
+        let quiet = builder(1).health_events(0).start().await.expect("start");
+        let events = Events::collect(&quiet);
+        let uptime = |h: Vec<nanny::WorkerHealth>| h[0].heartbeat.as_ref().map_or(0, |b| b.uptime_ms);
+        let first = uptime(health(&quiet).await);
+        // Several heartbeats later (pulse is 100 ms here)…
+        wait_until("three more heartbeats", || async {
+            uptime(health(&quiet).await) >= first + 300
+        })
+        .await;
+        assert_eq!(
+            events.count(|e| matches!(e, nanny::Event::Health(_))),
+            0,
+            "…and no health event"
+        );
+        quiet.soft_kill().await;
+    })
+    .await
+}

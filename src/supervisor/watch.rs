@@ -244,7 +244,7 @@ impl Task {
 
 /// Whether the `n`th report (from 1) is one of every `every`th (0: none).
 fn sampled(n: u32, every: u32) -> bool {
-    every != 0 && n % every == 0
+    every != 0 && n.is_multiple_of(every)
 }
 
 #[cfg(test)]

@@ -33,8 +33,9 @@
 //!   [`watch`]; resize, reset, broadcast and soft/hard kill in
 //!   [`commands`]; SIGINT/SIGTERM in [`signals`].
 //! * Pools are made of [`slots`] with stable names; the management calls
-//!   (add, remove, stop, start, restart, reload) are in [`manage`], and
-//!   the operations under way, with what each claims, in [`ops`].
+//!   (add, remove, stop, start, restart, reload) are admitted in [`manage`]
+//!   and moved on in [`progress`]; the operations under way, with what
+//!   each claims, are in [`ops`].
 
 mod answer;
 pub(crate) mod command;
@@ -52,6 +53,7 @@ mod manage;
 mod ops;
 mod pause;
 mod probing;
+mod progress;
 mod queue;
 mod response;
 mod signals;

@@ -149,7 +149,7 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>])
     #[allow(unsafe_code)]
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe syscalls (setpgid, prctl, getppid, fcntl; with
-    // socket activation `Exec::exec`: fcntl, dup2, getpid, execve, over
+    // socket activation `Exec::exec`: fcntl, dup2, close_range, getpid, execve, over
     // buffers built before the fork); it allocates nothing and touches no
     // lock. Every fd in `sources` is open in the child (inherited from the
     // fork: our copies live until `spawn` returns) for the closure's whole

@@ -26,13 +26,18 @@ async fn a_plain_pool_serves_through_socket_activation_and_stops_on_sigterm() {
         // Stdio and the two sockets; nothing of the supervisor's or a
         // sibling's (only what this test process was started with).
         let inherited = inheritable_fds();
+        // A plain program is ready once it runs, which may be before its
+        // exec has finished closing what it does not keep: wait for that.
         for &pid in &workers {
-            let fds = open_fds(pid);
-            let ours: Vec<i32> = fds
-                .into_iter()
-                .filter(|fd| *fd <= 4 || !inherited.contains(fd))
-                .collect();
-            assert_eq!(ours, vec![0, 1, 2, 3, 4]);
+            let ours = || {
+                (open_fds(pid).into_iter())
+                    .filter(|fd| *fd <= 4 || !inherited.contains(fd))
+                    .collect::<Vec<i32>>()
+            };
+            wait_until("the worker holds stdio and its two sockets only", || async {
+                ours() == vec![0, 1, 2, 3, 4]
+            })
+            .await;
         }
         // The kernel spreads connections as it likes: every answer comes
         // from a live worker of the pool, and tells what it was passed.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::StartError;
-use crate::pool::{Backoff, Pool, Predicate};
+use crate::pool::{Backoff, Pool, Predicate, Settings};
 use crate::supervisor::Supervisor;
 
 /// Default for [`Builder::max_queue`]: requests waiting per pool.
@@ -34,8 +34,7 @@ pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
 /// Default for [`Builder::unhealthy_timeout`] (the nanny seed's `unhealthyTimeout`).
 pub const DEFAULT_UNHEALTHY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The pause between two workers of a rolling reload (clustr-node's
-/// `reloadDelay`).
+/// Default for [`Builder::reload_delay`] (clustr-node's `reloadDelay`).
 pub const DEFAULT_RELOAD_DELAY: Duration = Duration::from_millis(500);
 
 /// Default for [`Builder::server_restart_delay`] (the nanny seed's
@@ -50,18 +49,11 @@ pub(crate) struct Config {
     pub(crate) retries: crate::Retries,
     pub(crate) max_queue: usize,
     pub(crate) pulse: Duration,
-    pub(crate) start_timeout: Duration,
-    pub(crate) force_stop_delay: Option<Duration>,
-    pub(crate) drain_timeout: Option<Duration>,
-    pub(crate) restart_delay: Duration,
-    pub(crate) max_restarts: u32,
-    pub(crate) restart_window: Duration,
+    /// The per-pool settings of every pool that does not set its own.
+    pub(crate) defaults: Settings,
     pub(crate) max_frame_len: usize,
     pub(crate) event_capacity: usize,
     pub(crate) handle_signals: bool,
-    pub(crate) unhealthy_timeout: Option<Duration>,
-    pub(crate) is_healthy: Option<Predicate>,
-    pub(crate) restart_backoff: Option<Backoff>,
     pub(crate) listeners: Vec<crate::Listener>,
     pub(crate) server_restart_delay: Duration,
     pub(crate) health_events: u32,
@@ -97,18 +89,21 @@ impl Default for Builder {
                 retries: crate::Retries::default(),
                 max_queue: DEFAULT_MAX_QUEUE,
                 pulse: DEFAULT_PULSE,
-                start_timeout: DEFAULT_START_TIMEOUT,
-                force_stop_delay: Some(DEFAULT_FORCE_STOP_DELAY),
-                drain_timeout: None,
-                restart_delay: DEFAULT_RESTART_DELAY,
-                max_restarts: DEFAULT_MAX_RESTARTS,
-                restart_window: DEFAULT_RESTART_WINDOW,
+                defaults: Settings {
+                    start_timeout: DEFAULT_START_TIMEOUT,
+                    drain_timeout: None,
+                    force_stop_delay: Some(DEFAULT_FORCE_STOP_DELAY),
+                    restart_delay: DEFAULT_RESTART_DELAY,
+                    restart_backoff: None,
+                    max_restarts: DEFAULT_MAX_RESTARTS,
+                    restart_window: DEFAULT_RESTART_WINDOW,
+                    unhealthy_timeout: Some(DEFAULT_UNHEALTHY_TIMEOUT),
+                    is_healthy: None,
+                    reload_delay: DEFAULT_RELOAD_DELAY,
+                },
                 max_frame_len: DEFAULT_MAX_FRAME_LEN,
                 event_capacity: DEFAULT_EVENT_CAPACITY,
                 handle_signals: false,
-                unhealthy_timeout: Some(DEFAULT_UNHEALTHY_TIMEOUT),
-                is_healthy: None,
-                restart_backoff: None,
                 listeners: Vec::new(),
                 server_restart_delay: DEFAULT_SERVER_RESTART_DELAY,
                 health_events: 1,
@@ -172,15 +167,21 @@ impl Builder {
     /// How long a new worker may take to say ready (default
     /// [`DEFAULT_START_TIMEOUT`]); past it the worker is stopped and counts as
     /// a failed start.
+    ///
+    /// The default of every pool; a pool sets its own with
+    /// [`Pool::start_timeout`](crate::Pool::start_timeout).
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
-        self.cfg.start_timeout = timeout;
+        self.cfg.defaults.start_timeout = timeout;
         self
     }
 
     /// Time between the graceful stop request and SIGKILL (default
     /// [`DEFAULT_FORCE_STOP_DELAY`]); `None` never forces.
+    ///
+    /// The default of every pool; a pool sets its own with
+    /// [`Pool::force_stop_delay`](crate::Pool::force_stop_delay).
     pub fn force_stop_delay(mut self, delay: Option<Duration>) -> Self {
-        self.cfg.force_stop_delay = delay;
+        self.cfg.defaults.force_stop_delay = delay;
         self
     }
 
@@ -194,15 +195,21 @@ impl Builder {
     /// that said `busy()` is not stopped before it says `ready()` again or
     /// this bound passes. systemd's `TimeoutStopSec` is the sum of the two;
     /// gunicorn calls this `graceful_timeout`.
+    ///
+    /// The default of every pool; a pool sets its own with
+    /// [`Pool::drain_timeout`](crate::Pool::drain_timeout).
     pub fn drain_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.cfg.drain_timeout = timeout;
+        self.cfg.defaults.drain_timeout = timeout;
         self
     }
 
     /// Pause before an unexpectedly exited worker is replaced (default
     /// [`DEFAULT_RESTART_DELAY`]).
+    ///
+    /// The default of every pool; a pool sets its own with
+    /// [`Pool::restart_delay`](crate::Pool::restart_delay).
     pub fn restart_delay(mut self, delay: Duration) -> Self {
-        self.cfg.restart_delay = delay;
+        self.cfg.defaults.restart_delay = delay;
         self
     }
 
@@ -210,15 +217,21 @@ impl Builder {
     /// [`restart_window`](Self::restart_window) (default
     /// [`DEFAULT_MAX_RESTARTS`]; alias systemd `StartLimitBurst`). Past it the
     /// pool is failed.
+    ///
+    /// The default of every pool; a pool sets its own with
+    /// [`Pool::max_restarts`](crate::Pool::max_restarts).
     pub fn max_restarts(mut self, n: u32) -> Self {
-        self.cfg.max_restarts = n;
+        self.cfg.defaults.max_restarts = n;
         self
     }
 
     /// The sliding window of the restart budget (default
     /// [`DEFAULT_RESTART_WINDOW`]; alias systemd `StartLimitIntervalSec`).
+    ///
+    /// The default of every pool; a pool sets its own with
+    /// [`Pool::restart_window`](crate::Pool::restart_window).
     pub fn restart_window(mut self, window: Duration) -> Self {
-        self.cfg.restart_window = window;
+        self.cfg.defaults.restart_window = window;
         self
     }
 
@@ -244,8 +257,11 @@ impl Builder {
     /// (default [`DEFAULT_UNHEALTHY_TIMEOUT`]; `None` never): its runtime is
     /// stalled, e.g. a handler blocks its thread. Must exceed
     /// [`pulse`](Self::pulse), the heartbeat interval.
+    ///
+    /// The default of every pool; a pool sets its own with
+    /// [`Pool::unhealthy_timeout`](crate::Pool::unhealthy_timeout).
     pub fn unhealthy_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.cfg.unhealthy_timeout = timeout;
+        self.cfg.defaults.unhealthy_timeout = timeout;
         self
     }
 
@@ -258,11 +274,14 @@ impl Builder {
     /// // The nanny seed's example: stay under 700 MB resident.
     /// let builder = builder.is_healthy(|h| h.rss_bytes < 700_000_000);
     /// ```
+    ///
+    /// The default of every pool; a pool sets its own with
+    /// [`Pool::is_healthy`](crate::Pool::is_healthy).
     pub fn is_healthy<F>(mut self, f: F) -> Self
     where
         F: Fn(&crate::WorkerHealth) -> bool + Send + Sync + 'static,
     {
-        self.cfg.is_healthy = Some(Predicate(Arc::new(f)));
+        self.cfg.defaults.is_healthy = Some(Predicate(Arc::new(f)));
         self
     }
 
@@ -279,8 +298,23 @@ impl Builder {
 
     /// Exponential restart delay in place of the fixed
     /// [`restart_delay`](Self::restart_delay) (default: none). See [`Backoff`].
+    ///
+    /// The default of every pool; a pool sets its own with
+    /// [`Pool::restart_backoff`](crate::Pool::restart_backoff).
     pub fn restart_backoff(mut self, backoff: Backoff) -> Self {
-        self.cfg.restart_backoff = Some(backoff);
+        self.cfg.defaults.restart_backoff = Some(backoff);
+        self
+    }
+
+    /// The pause between two workers of a rolling operation:
+    /// [`reload`](Supervisor::reload), [`restart_all_workers`](Supervisor::restart_all_workers)
+    /// (default [`DEFAULT_RELOAD_DELAY`]; clustr-node's `reloadDelay`; at
+    /// most an hour).
+    ///
+    /// The default of every pool; a pool sets its own with
+    /// [`Pool::reload_delay`](crate::Pool::reload_delay).
+    pub fn reload_delay(mut self, delay: Duration) -> Self {
+        self.cfg.defaults.reload_delay = delay;
         self
     }
 
@@ -317,6 +351,14 @@ impl Builder {
             }
             Err(_) => Err(StartError::Stopped),
         }
+    }
+}
+
+#[cfg(test)]
+impl Builder {
+    /// The configuration built so far, for unit tests elsewhere in the crate.
+    pub(crate) fn into_config(self) -> Config {
+        self.cfg
     }
 }
 

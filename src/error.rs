@@ -356,6 +356,23 @@ pub enum ConfigError {
         /// [`Backoff::max`](crate::Backoff::max).
         max: Duration,
     },
+    /// A pool's own setting ([`Pool::start_timeout`](crate::Pool::start_timeout)
+    /// and friends) is out of range; `error` says which and why.
+    #[error("pool {pool:?}: {error}")]
+    PoolSetting {
+        /// The pool.
+        pool: String,
+        /// What is wrong with its setting.
+        error: Box<ConfigError>,
+    },
+    /// [`reload_delay`](crate::Builder::reload_delay) is over the maximum.
+    #[error("reload_delay ({reload_delay:?}) exceeds the maximum of {max:?}")]
+    ReloadDelayTooLong {
+        /// The configured delay.
+        reload_delay: Duration,
+        /// The largest accepted.
+        max: Duration,
+    },
     /// [`request_timeout`](crate::Builder::request_timeout) is zero.
     #[error("request_timeout must be greater than zero")]
     ZeroRequestTimeout,

@@ -38,12 +38,13 @@ impl Config {
                     path: path.to_owned(),
                 });
             }
+            let start_timeout = self.defaults.with(&p.settings).start_timeout;
             if let Probe::Delay(delay) = probe.probe {
-                if delay >= self.start_timeout {
+                if delay >= start_timeout {
                     return Err(E::ReadinessDelay {
                         pool: p.name.clone(),
                         delay,
-                        start_timeout: self.start_timeout,
+                        start_timeout,
                     });
                 }
             }

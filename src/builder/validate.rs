@@ -63,9 +63,6 @@ impl Config {
         if self.pulse.is_zero() {
             return Err(E::ZeroPulse);
         }
-        if self.start_timeout.is_zero() {
-            return Err(E::ZeroStartTimeout);
-        }
         if self.max_frame_len < MIN_FRAME_LEN {
             return Err(E::FrameTooSmall {
                 max_frame_len: self.max_frame_len,
@@ -78,38 +75,17 @@ impl Config {
                 max: MAX_FRAME_LEN,
             });
         }
-        if self.restart_window.is_zero() {
-            return Err(E::ZeroRestartWindow);
-        }
         if self.event_capacity == 0 {
             return Err(E::ZeroEventCapacity);
         }
-        if let Some(unhealthy_timeout) = self.unhealthy_timeout {
-            if unhealthy_timeout <= self.pulse {
-                return Err(E::UnhealthyTimeoutNotAbovePulse {
-                    unhealthy_timeout,
-                    pulse: self.pulse,
-                });
-            }
-        }
-        if self.force_stop_delay.is_some_and(|d| d.is_zero()) {
-            return Err(E::ZeroForceStopDelay);
-        }
-        if self.drain_timeout.is_some_and(|d| d.is_zero()) {
-            return Err(E::ZeroDrainTimeout);
-        }
-        if let Some(b) = &self.restart_backoff {
-            if !(b.multiplier >= 1.0 && b.multiplier.is_finite()) {
-                return Err(E::BackoffMultiplier {
-                    multiplier: b.multiplier,
-                });
-            }
-            if b.initial > b.max {
-                return Err(E::BackoffInitialOverMax {
-                    initial: b.initial,
-                    max: b.max,
-                });
-            }
+        // The builder's values first, unwrapped: once they pass, a pool's
+        // failure is its own override's.
+        self.defaults.check(self.pulse)?;
+        for p in &self.pools {
+            (self.defaults.with(&p.settings).check(self.pulse)).map_err(|error| E::PoolSetting {
+                pool: p.name.clone(),
+                error: Box::new(error),
+            })?;
         }
         if self.request_timeout.is_some_and(|t| t.is_zero()) {
             return Err(E::ZeroRequestTimeout);

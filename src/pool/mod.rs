@@ -18,6 +18,15 @@
 //! | [`Backoff`] | | pm2 `exp_backoff_restart_delay` |
 //! | [`WorkerSpec::plain`] | | systemd `Type=exec` |
 //! | [`Pool::readiness`] | | Kubernetes `readinessProbe` |
+//!
+//! A pool may also set its own timers, restart budget and health rules
+//! ([`Pool::start_timeout`], [`Pool::drain_timeout`],
+//! [`Pool::force_stop_delay`], [`Pool::restart_delay`] /
+//! [`Pool::restart_backoff`], [`Pool::max_restarts`] /
+//! [`Pool::restart_window`], [`Pool::unhealthy_timeout`],
+//! [`Pool::is_healthy`], [`Pool::reload_delay`]); what it does not set it
+//! takes from the builder (project-cluster sets these per cluster, pm2 per
+//! app).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -204,6 +213,7 @@ pub struct Pool {
     pub(crate) max_requests_jitter: u64,
     pub(crate) max_request_duration: Option<Duration>,
     pub(crate) readiness: Option<crate::Readiness>,
+    pub(crate) settings: Overrides,
 }
 
 impl fmt::Debug for Pool {
@@ -222,6 +232,7 @@ impl fmt::Debug for Pool {
             .field("max_requests_jitter", &self.max_requests_jitter)
             .field("max_request_duration", &self.max_request_duration)
             .field("readiness", &self.readiness)
+            .field("settings", &self.settings)
             .finish()
     }
 }
@@ -245,6 +256,7 @@ impl Pool {
             max_requests_jitter: 0,
             max_request_duration: None,
             readiness: None,
+            settings: Overrides::default(),
         }
     }
 
@@ -350,6 +362,82 @@ impl Pool {
         self
     }
 
+    /// This pool's [`Builder::start_timeout`](crate::Builder::start_timeout)
+    /// (default: the builder's).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.start_timeout = Some(timeout);
+        self
+    }
+
+    /// This pool's [`Builder::drain_timeout`](crate::Builder::drain_timeout)
+    /// (default: the builder's; `None` here means no bound for this pool).
+    pub fn drain_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.settings.drain_timeout = Some(timeout);
+        self
+    }
+
+    /// This pool's [`Builder::force_stop_delay`](crate::Builder::force_stop_delay)
+    /// (default: the builder's; `None` here means never force).
+    pub fn force_stop_delay(mut self, delay: Option<Duration>) -> Self {
+        self.settings.force_stop_delay = Some(delay);
+        self
+    }
+
+    /// This pool's fixed [`Builder::restart_delay`](crate::Builder::restart_delay)
+    /// (default: the builder's). It replaces a
+    /// [`restart_backoff`](crate::Builder::restart_backoff) set on the
+    /// builder, for this pool.
+    pub fn restart_delay(mut self, delay: Duration) -> Self {
+        self.settings.restart_delay = Some(delay);
+        self.settings.restart_backoff = Some(None);
+        self
+    }
+
+    /// This pool's [`Builder::restart_backoff`](crate::Builder::restart_backoff)
+    /// (default: the builder's).
+    pub fn restart_backoff(mut self, backoff: Backoff) -> Self {
+        self.settings.restart_backoff = Some(Some(backoff));
+        self
+    }
+
+    /// This pool's restart budget, [`Builder::max_restarts`](crate::Builder::max_restarts)
+    /// (default: the builder's). Each pool has its own budget either way.
+    pub fn max_restarts(mut self, n: u32) -> Self {
+        self.settings.max_restarts = Some(n);
+        self
+    }
+
+    /// This pool's [`Builder::restart_window`](crate::Builder::restart_window)
+    /// (default: the builder's).
+    pub fn restart_window(mut self, window: Duration) -> Self {
+        self.settings.restart_window = Some(window);
+        self
+    }
+
+    /// This pool's [`Builder::unhealthy_timeout`](crate::Builder::unhealthy_timeout)
+    /// (default: the builder's; `None` here means never, for this pool).
+    pub fn unhealthy_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.settings.unhealthy_timeout = Some(timeout);
+        self
+    }
+
+    /// This pool's health predicate, in place of the builder's
+    /// [`is_healthy`](crate::Builder::is_healthy) (default: the builder's).
+    pub fn is_healthy<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&crate::WorkerHealth) -> bool + Send + Sync + 'static,
+    {
+        self.settings.is_healthy = Some(Predicate(Arc::new(f)));
+        self
+    }
+
+    /// This pool's [`Builder::reload_delay`](crate::Builder::reload_delay)
+    /// (default: the builder's).
+    pub fn reload_delay(mut self, delay: Duration) -> Self {
+        self.settings.reload_delay = Some(delay);
+        self
+    }
+
     /// The probe a new worker runs: the configured one, or for a plain
     /// program, "ready once it runs".
     pub(crate) fn probe(&self) -> Option<crate::Readiness> {
@@ -363,5 +451,8 @@ fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+mod settings;
 #[cfg(test)]
 mod tests;
+
+pub(crate) use settings::{Overrides, Settings};

@@ -263,7 +263,7 @@ impl Task {
                 self.phase = Phase::Draining(vec![reply]);
                 self.ops.abort_all(&Error::ShuttingDown);
                 self.stop_listeners();
-                if let Some(limit) = self.cfg.drain_timeout {
+                if let Some(limit) = self.soft_kill_bound() {
                     self.soft_kill_timer = Some(self.timers.insert(Timer::SoftKillTimeout, limit));
                 }
                 // Workers that never became ready will not be needed, unless
@@ -333,5 +333,13 @@ impl Task {
             let reason = w.stop_reason.clone().unwrap_or(StopReason::Shutdown);
             self.stop_worker(id, reason, true);
         }
+    }
+
+    /// How long a soft kill waits before it fails what is queued and
+    /// cancels what runs: the longest of the pools' drain timeouts, none
+    /// if any pool's drain is unbounded.
+    fn soft_kill_bound(&self) -> Option<std::time::Duration> {
+        let mut bounds = self.pools.iter().map(|p| p.settings.drain_timeout);
+        bounds.try_fold(std::time::Duration::ZERO, |max, d| Some(max.max(d?)))
     }
 }

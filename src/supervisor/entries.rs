@@ -14,7 +14,7 @@ use super::ops::OpId;
 use super::slots::{SlotKey, Slots};
 use crate::events::StopReason;
 use crate::health::{WorkerId, WorkerState};
-use crate::pool::Pool;
+use crate::pool::{Pool, Settings};
 use crate::restart::RestartBudget;
 use crate::router::Router;
 use crate::worker::link::Link;
@@ -22,6 +22,9 @@ use crate::worker::link::Link;
 /// One pool: its configuration, slots, router and restart budget.
 pub(super) struct PoolState {
     pub(super) cfg: Pool,
+    /// Its timers, restart budget and health rules: the builder's with the
+    /// pool's own laid over them.
+    pub(super) settings: Settings,
     /// Its slots, running and stopped (see [`super::slots`]).
     pub(super) slots: Slots,
     pub(super) router: Router,

@@ -11,7 +11,7 @@
 //! [`Supervisor::signal`](crate::Supervisor::signal) (by its signal, or
 //! within `force_stop_delay` of it) is refilled without taking any.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::dispatch::AttemptEnd;
 use super::slots::SlotKey;
@@ -54,10 +54,7 @@ impl Task {
         let signalled = w.user_signal.is_some_and(|(sig, at)| {
             status.signal == Some(sig as i32)
                 || at.elapsed()
-                    <= self
-                        .cfg
-                        .force_stop_delay
-                        .unwrap_or(crate::DEFAULT_FORCE_STOP_DELAY)
+                    <= (self.pools[pool].settings.force_stop_delay).unwrap_or(crate::DEFAULT_FORCE_STOP_DELAY)
         });
         let planned = w.stop_reason.as_ref().is_some_and(|r| r.is_planned());
         let failure =
@@ -132,6 +129,7 @@ impl Task {
         if !planned {
             self.all_online = false;
         }
+        let backoff = self.pools[pool].settings.restart_backoff;
         let Some(info) = self.pools[pool].slots.get_mut(slot).map(|s| &mut s.info) else {
             return; // the slot was removed
         };
@@ -141,7 +139,7 @@ impl Task {
             info.failed_starts += 1;
         }
         if failure {
-            if self.cfg.restart_backoff.is_some_and(|b| uptime >= b.reset_after) {
+            if backoff.is_some_and(|b| uptime >= b.reset_after) {
                 info.crashes = 0;
             }
             info.crashes += 1;
@@ -219,10 +217,7 @@ impl Task {
         };
         self.stats.restarts += 1;
         s.info.restarts += 1;
-        let delay: Duration = match self.cfg.restart_backoff {
-            Some(b) => b.delay(s.info.crashes.max(1)),
-            None => self.cfg.restart_delay,
-        };
+        let delay = p.settings.restart_delay(s.info.crashes);
         let (name, logical_id) = (p.cfg.name.clone(), s.logical_id);
         let now = delay.is_zero() && now_if_zero;
         if !now {

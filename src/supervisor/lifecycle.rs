@@ -113,7 +113,7 @@ impl Task {
         });
         let timer = self
             .timers
-            .insert(Timer::StartTimeout(id), self.cfg.start_timeout);
+            .insert(Timer::StartTimeout(id), p.settings.start_timeout);
         let rss = statm
             .as_ref()
             .and_then(|f| spawn::read_rss(f, self.page_size))

@@ -38,7 +38,7 @@ impl Task {
     pub(super) fn start_probe(&self, id: WorkerId, pool: usize) -> Option<DropGuard> {
         let readiness = self.pools[pool].cfg.probe()?;
         let stop = self.kill.child_token();
-        let deadline = tokio::time::Instant::now() + self.cfg.start_timeout;
+        let deadline = tokio::time::Instant::now() + self.pools[pool].settings.start_timeout;
         probe::start(
             &self.tracker,
             id,

@@ -202,7 +202,7 @@ impl Task {
     }
 
     /// The pause between two workers of a reload.
-    fn reload_delay(&self, _pool: usize) -> std::time::Duration {
-        crate::builder::DEFAULT_RELOAD_DELAY
+    fn reload_delay(&self, pool: usize) -> std::time::Duration {
+        self.pools[pool].settings.reload_delay
     }
 }

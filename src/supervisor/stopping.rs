@@ -30,7 +30,7 @@ impl Task {
             return;
         }
         w.stop_reason = Some(reason);
-        if let Some(limit) = self.cfg.drain_timeout {
+        if let Some(limit) = self.pools[w.pool].settings.drain_timeout {
             w.drain_timer = Some(self.timers.insert(Timer::DrainTimeout(id), limit));
         }
         self.set_state(id, Input::Drain);
@@ -86,7 +86,7 @@ impl Task {
         // A worker that cannot answer gets the forced stop even when
         // forcing is off: it would never exit otherwise.
         let unresponsive = matches!(reason, StopReason::Stalled | StopReason::HungUp);
-        let force_after = (self.cfg.force_stop_delay)
+        let force_after = (self.pools[w.pool].settings.force_stop_delay)
             .or(unresponsive.then_some(crate::DEFAULT_FORCE_STOP_DELAY))
             .filter(|_| !w.debugging);
         if graceful && first {
@@ -136,12 +136,9 @@ impl Task {
             return; // asked to stop: its exit is expected
         }
         w.stop_reason.get_or_insert(StopReason::HungUp);
-        let (timer, debugging) = (w.timer.take(), w.debugging);
+        let (timer, debugging, pool) = (w.timer.take(), w.debugging, w.pool);
         self.cancel_timer(timer);
-        let grace = self
-            .cfg
-            .force_stop_delay
-            .unwrap_or(crate::DEFAULT_FORCE_STOP_DELAY);
+        let grace = (self.pools[pool].settings.force_stop_delay).unwrap_or(crate::DEFAULT_FORCE_STOP_DELAY);
         if !debugging {
             let key = self.timers.insert(Timer::ForceKill(id), grace);
             if let Some(w) = self.workers.get_mut(&id) {

@@ -139,12 +139,16 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
     let pools = cfg
         .pools
         .iter()
-        .map(|p| PoolState {
-            cfg: p.clone(),
-            slots: Slots::new(p.workers, p.logical_ids.clone(), &mut slot_keys),
-            router: Router::new(),
-            budget: RestartBudget::new(cfg.max_restarts, cfg.restart_window),
-            failed: false,
+        .map(|p| {
+            let settings = cfg.defaults.with(&p.settings);
+            PoolState {
+                budget: RestartBudget::new(settings.max_restarts, settings.restart_window),
+                settings,
+                cfg: p.clone(),
+                slots: Slots::new(p.workers, p.logical_ids.clone(), &mut slot_keys),
+                router: Router::new(),
+                failed: false,
+            }
         })
         .collect();
     let tracker = TaskTracker::new();

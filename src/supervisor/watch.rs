@@ -58,7 +58,8 @@ impl Task {
                 self.check_health(id);
                 continue;
             }
-            if let Some(limit) = self.cfg.unhealthy_timeout.filter(|_| !w.debugging) {
+            let unhealthy_timeout = self.pools[w.pool].settings.unhealthy_timeout;
+            if let Some(limit) = unhealthy_timeout.filter(|_| !w.debugging) {
                 let silent_for = now.duration_since(w.last_heartbeat);
                 if silent_for > limit {
                     tracing::warn!(worker = %id, ?silent_for, "no heartbeat: runtime stalled");
@@ -91,10 +92,13 @@ impl Task {
 
     /// Asks the health predicate about a ready worker after a heartbeat.
     pub(super) fn check_health(&mut self, id: WorkerId) {
-        let Some(check) = self.cfg.is_healthy.clone() else {
+        let Some(health) = self.health_of(id) else {
             return;
         };
-        let Some(health) = self.health_of(id) else {
+        let Some(pool) = self.workers.get(&id).map(|w| w.pool) else {
+            return;
+        };
+        let Some(check) = self.pools[pool].settings.is_healthy.clone() else {
             return;
         };
         if !matches!(health.state, WorkerState::Ready | WorkerState::Busy) {

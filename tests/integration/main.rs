@@ -30,6 +30,7 @@ mod recycling;
 mod regressions;
 mod reload;
 mod restarts;
+mod settings;
 mod signals;
 mod stalls;
 mod validation;

@@ -92,7 +92,10 @@ async fn each_pool_restarts_on_its_own_delay_and_budget() {
             pid_of(&sup, name).await;
             to(&sup, name, &Cmd::Whoami).await.expect("the pool serves again");
         }
-        assert_eq!(events.count(|e| matches!(e, Event::RestartBudgetExhausted { .. })), 1);
+        assert_eq!(
+            events.count(|e| matches!(e, Event::RestartBudgetExhausted { .. })),
+            1
+        );
         sup.soft_kill().await;
     })
     .await;

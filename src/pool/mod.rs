@@ -18,6 +18,7 @@
 //! | [`Backoff`] | | pm2 `exp_backoff_restart_delay` |
 //! | [`WorkerSpec::plain`] | | systemd `Type=exec` |
 //! | [`Pool::readiness`] | | Kubernetes `readinessProbe` |
+//! | [`Pool::cpu_affinity`], [`Pool::cpu_per_worker`] | clustr-node `cpu` | `taskset`, systemd `CPUAffinity=` |
 
 use std::ffi::OsString;
 use std::fmt;
@@ -204,6 +205,7 @@ pub struct Pool {
     pub(crate) max_requests_jitter: u64,
     pub(crate) max_request_duration: Option<Duration>,
     pub(crate) readiness: Option<crate::Readiness>,
+    pub(crate) cpus: affinity::Cpus,
 }
 
 impl fmt::Debug for Pool {
@@ -222,6 +224,7 @@ impl fmt::Debug for Pool {
             .field("max_requests_jitter", &self.max_requests_jitter)
             .field("max_request_duration", &self.max_request_duration)
             .field("readiness", &self.readiness)
+            .field("cpus", &self.cpus)
             .finish()
     }
 }
@@ -245,6 +248,7 @@ impl Pool {
             max_requests_jitter: 0,
             max_request_duration: None,
             readiness: None,
+            cpus: affinity::Cpus::default(),
         }
     }
 
@@ -363,5 +367,6 @@ fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+mod affinity;
 #[cfg(test)]
 mod tests;

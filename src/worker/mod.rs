@@ -20,3 +20,4 @@ pub(crate) mod link;
 pub(crate) mod output;
 pub(crate) mod probe;
 pub(crate) mod spawn;
+pub(crate) mod placement;

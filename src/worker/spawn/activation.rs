@@ -85,7 +85,11 @@ impl Exec {
     /// as configured so far, on top of ours) with `sources` placed at
     /// `LISTEN_FDS_START..`; `arg0`, if given, is its `argv[0]` in place of
     /// the program (`Command` keeps the one set by `arg0` to itself).
-    pub(super) fn new(cmd: &std::process::Command, arg0: Option<&str>, sources: Vec<RawFd>) -> io::Result<Self> {
+    pub(super) fn new(
+        cmd: &std::process::Command,
+        arg0: Option<&str>,
+        sources: Vec<RawFd>,
+    ) -> io::Result<Self> {
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
         for (key, value) in cmd.get_envs() {
             env.retain(|(k, _)| k != key);

@@ -94,8 +94,9 @@ impl WorkerSpec {
     /// The program does not speak nanny's protocol: any executable, run as
     /// it is (DESIGN.md: plain programs have no link). It gets no socket, no
     /// fd channel and no protocol variables (`NANNY_FD`…), only its
-    /// identity (`NANNY_WORKER_ID`, `NANNY_POOL`, `PROCESS_LOGICAL_ID`,
-    /// `NANNY_SUPERVISOR_PID`) and the listening sockets of its pool's
+    /// identity (`NANNY_WORKER_ID`, `NANNY_POOL`, `NANNY_WORKER_NAME`,
+    /// `PROCESS_LOGICAL_ID`, `NANNY_SUPERVISOR_PID`, and with a process
+    /// title `NANNY_PROCESS_TITLE`) and the listening sockets of its pool's
     /// [socket-activated](crate::Listener::socket_activation) listeners.
     ///
     /// Its pool then works differently:

@@ -201,6 +201,7 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>])
         statm,
     })
 }
+
 /// The command for one worker of `pool`: its program, arguments and
 /// environment, with the identity variables and, with a process title, its
 /// `argv[0]`.

@@ -57,6 +57,7 @@ pub(crate) struct Config {
     pub(crate) listeners: Vec<crate::Listener>,
     pub(crate) server_restart_delay: Duration,
     pub(crate) health_events: u32,
+    pub(crate) process_title: Option<String>,
 }
 
 /// Builds a [`Supervisor`]. Start from [`Supervisor::builder`].
@@ -107,6 +108,7 @@ impl Default for Builder {
                 listeners: Vec::new(),
                 server_restart_delay: DEFAULT_SERVER_RESTART_DELAY,
                 health_events: 1,
+                process_title: None,
             },
         }
     }
@@ -327,6 +329,26 @@ impl Builder {
         self
     }
 
+    /// What `ps` calls the processes (project-cluster's `name`; default:
+    /// none, every process keeps its own name). Each worker is exec'd with
+    /// `argv[0]` = `"{base} {name}"`, e.g. `myapp api:01` (its pool and slot,
+    /// see [`WorkerSlot::name`](crate::WorkerSlot::name); a replacement
+    /// keeps it), and gets it as `NANNY_PROCESS_TITLE`. The supervisor's own
+    /// `comm` becomes `base`, cut to the kernel's 15 bytes: `ps -o comm`,
+    /// `top` and `pgrep` show it, while `ps -o args` still shows its
+    /// command line, which a Rust program cannot portably rewrite.
+    ///
+    /// Off by default because `argv[0]` is the program's to read: busybox
+    /// and other multi-call binaries choose what to run by it, and some
+    /// interpreters find their libraries through it. The worker's own
+    /// `comm` stays its executable's file name (the kernel sets it at
+    /// `exec`). `base` must be 1 to 64 bytes without NUL or line breaks
+    /// ([`ConfigError::ProcessTitle`](crate::ConfigError::ProcessTitle)).
+    pub fn process_title(mut self, base: impl Into<String>) -> Self {
+        self.cfg.process_title = Some(base.into());
+        self
+    }
+
     /// Validates the configuration and spawns the workers; returns at once.
     /// Await [`Supervisor::ready`] to wait for them. Must be called inside a
     /// tokio runtime.
@@ -337,6 +359,9 @@ impl Builder {
     /// out of range, or [`ConfigError::NotInRuntime`](crate::ConfigError::NotInRuntime); nothing is spawned.
     pub fn spawn(self) -> Result<Supervisor, StartError> {
         self.cfg.validate()?;
+        if let Some(base) = &self.cfg.process_title {
+            crate::worker::placement::set_own_title(base);
+        }
         crate::supervisor::spawn(self.cfg)
     }
 
@@ -362,6 +387,7 @@ impl Builder {
     }
 }
 
+mod placement;
 mod plain;
 #[cfg(test)]
 mod tests;

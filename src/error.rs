@@ -441,4 +441,48 @@ pub enum ConfigError {
     /// [`Builder::spawn`](crate::Builder::spawn) was called outside a tokio runtime.
     #[error("a supervisor must be started inside a tokio runtime")]
     NotInRuntime,
+    /// [`process_title`](crate::Builder::process_title) is empty, longer
+    /// than 64 bytes, or holds a NUL or a line break.
+    #[error("process_title {title:?}: {reason}")]
+    ProcessTitle {
+        /// The configured base.
+        title: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A pool's [`cpu_affinity`](crate::Pool::cpu_affinity) or
+    /// [`cpu_per_worker`](crate::Pool::cpu_per_worker) names a CPU the
+    /// supervisor may not run on (absent, offline, or outside its own
+    /// affinity mask or cgroup's cpuset).
+    #[error("pool {pool:?}: cpu {cpu} is not one this process may use (available: {available:?})")]
+    CpuAffinity {
+        /// The pool.
+        pool: String,
+        /// The first CPU out of range.
+        cpu: usize,
+        /// The CPUs the supervisor may run on.
+        available: Vec<usize>,
+    },
+    /// A pool's CPU set is empty.
+    #[error("pool {pool:?}: the cpu affinity set is empty")]
+    EmptyCpuAffinity {
+        /// The pool.
+        pool: String,
+    },
+    /// A pool has both [`cpu_affinity`](crate::Pool::cpu_affinity) and
+    /// [`cpu_per_worker`](crate::Pool::cpu_per_worker).
+    #[error("pool {pool:?}: cpu_affinity and cpu_per_worker exclude each other")]
+    CpuAffinityConflict {
+        /// The pool.
+        pool: String,
+    },
+    /// CPU affinity was asked for where the supervisor cannot read or set
+    /// it (no `sched_getaffinity(2)`).
+    #[error("pool {pool:?}: cpu affinity is not supported here: {reason}")]
+    CpuAffinityUnsupported {
+        /// The pool.
+        pool: String,
+        /// Why.
+        reason: String,
+    },
 }

@@ -151,6 +151,12 @@ pub struct WorkerSlot {
     /// Stopped and kept ([`stop_worker`](crate::Supervisor::stop_worker)):
     /// no process until [`start_worker`](crate::Supervisor::start_worker).
     pub stopped: bool,
+    /// The CPUs its worker is pinned to
+    /// ([`Pool::cpu_affinity`](crate::Pool::cpu_affinity),
+    /// [`Pool::cpu_per_worker`](crate::Pool::cpu_per_worker)); `None`: no
+    /// pinning, it runs wherever the supervisor may.
+    #[serde(default)]
+    pub cpus: Option<Vec<usize>>,
 }
 
 /// A serializable snapshot of the whole supervisor.

@@ -115,7 +115,8 @@ impl Config {
                 return Err(E::ZeroBacklog { listener });
             }
         }
-        self.validate_plain()
+        self.validate_plain()?;
+        self.validate_placement()
     }
 }
 

@@ -18,6 +18,7 @@
 //! | [`Backoff`] | | pm2 `exp_backoff_restart_delay` |
 //! | [`WorkerSpec::plain`] | | systemd `Type=exec` |
 //! | [`Pool::readiness`] | | Kubernetes `readinessProbe` |
+//! | [`Pool::cpu_affinity`], [`Pool::cpu_per_worker`] | clustr-node `cpu` | `taskset`, systemd `CPUAffinity=` |
 //!
 //! A pool may also set its own timers, restart budget and health rules
 //! ([`Pool::start_timeout`], [`Pool::drain_timeout`],
@@ -102,8 +103,9 @@ impl WorkerSpec {
     /// The program does not speak nanny's protocol: any executable, run as
     /// it is (DESIGN.md: plain programs have no link). It gets no socket, no
     /// fd channel and no protocol variables (`NANNY_FD`…), only its
-    /// identity (`NANNY_WORKER_ID`, `NANNY_POOL`, `PROCESS_LOGICAL_ID`,
-    /// `NANNY_SUPERVISOR_PID`) and the listening sockets of its pool's
+    /// identity (`NANNY_WORKER_ID`, `NANNY_POOL`, `NANNY_WORKER_NAME`,
+    /// `PROCESS_LOGICAL_ID`, `NANNY_SUPERVISOR_PID`, and with a process
+    /// title `NANNY_PROCESS_TITLE`) and the listening sockets of its pool's
     /// [socket-activated](crate::Listener::socket_activation) listeners.
     ///
     /// Its pool then works differently:
@@ -214,6 +216,7 @@ pub struct Pool {
     pub(crate) max_request_duration: Option<Duration>,
     pub(crate) readiness: Option<crate::Readiness>,
     pub(crate) settings: Overrides,
+    pub(crate) cpus: affinity::Cpus,
 }
 
 impl fmt::Debug for Pool {
@@ -233,6 +236,7 @@ impl fmt::Debug for Pool {
             .field("max_request_duration", &self.max_request_duration)
             .field("readiness", &self.readiness)
             .field("settings", &self.settings)
+            .field("cpus", &self.cpus)
             .finish()
     }
 }
@@ -257,6 +261,7 @@ impl Pool {
             max_request_duration: None,
             readiness: None,
             settings: Overrides::default(),
+            cpus: affinity::Cpus::default(),
         }
     }
 
@@ -451,6 +456,7 @@ fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
+mod affinity;
 mod settings;
 #[cfg(test)]
 mod tests;

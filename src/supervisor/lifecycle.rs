@@ -43,7 +43,7 @@ use super::task::{Task, Timer, WorkerEntry};
 use crate::events::{CustomEvent, Event, StopReason};
 use crate::health::{WorkerId, WorkerState};
 use crate::manage::StartFailure;
-use crate::worker::{link, output, spawn};
+use crate::worker::{link, output, placement, spawn};
 
 impl Task {
     /// Fills `slot` of `pool` with a new worker.
@@ -68,9 +68,14 @@ impl Task {
         let p = &self.pools[pool];
         let s = (p.slots.get(slot)).ok_or(StartFailure::Stopped(StopReason::Removed))?;
         let (logical_id, name) = (s.logical_id, worker_name(&p.cfg.name, s.number));
+        let title = (self.cfg.process_title.as_deref()).map(|base| placement::worker_title(base, &name));
+        let cpus = p.cfg.cpus.for_slot(s.number);
         let identity = spawn::Identity {
             worker_id: id.get(),
             pool: &p.cfg.name,
+            name: &name,
+            title: title.as_deref(),
+            cpus: cpus.as_deref(),
             logical_id,
             pulse_ms: self.cfg.pulse.as_millis() as u64,
             max_frame_len: self.cfg.max_frame_len,

@@ -18,5 +18,6 @@
 
 pub(crate) mod link;
 pub(crate) mod output;
+pub(crate) mod placement;
 pub(crate) mod probe;
 pub(crate) mod spawn;

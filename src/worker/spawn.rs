@@ -5,6 +5,9 @@
 //! ([`activation`]).
 //!
 //! The child gets, before `exec`:
+//! * its `argv[0]`, with a [process title](crate::Builder::process_title);
+//! * its CPU set, with [affinity](crate::Pool::cpu_affinity)
+//!   (`sched_setaffinity`, the mask built before the fork);
 //! * its own process group (so a stop signal reaches its children too, and a
 //!   terminal's Ctrl-C goes to the supervisor, which coordinates);
 //! * `PR_SET_PDEATHSIG = SIGKILL`, checked against `getppid()` so a parent
@@ -27,6 +30,7 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 
 use nanny_worker::protocol as p;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sched::sched_setaffinity;
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
 use nix::unistd::{getppid, setpgid, Pid};
@@ -36,6 +40,7 @@ use tokio::process::{Child, Command};
 pub(crate) use activation::find_program;
 use activation::{Exec, LISTEN_FDS_START};
 
+use super::placement;
 use crate::pool::Pool;
 
 /// What the child is told about itself.
@@ -43,6 +48,12 @@ use crate::pool::Pool;
 pub(crate) struct Identity<'a> {
     pub(crate) worker_id: u64,
     pub(crate) pool: &'a str,
+    /// Its stable name (`api:01`).
+    pub(crate) name: &'a str,
+    /// Its `argv[0]`, with a configured process title.
+    pub(crate) title: Option<&'a str>,
+    /// The CPUs it is pinned to, if any.
+    pub(crate) cpus: Option<&'a [usize]>,
     pub(crate) logical_id: u64,
     pub(crate) pulse_ms: u64,
     pub(crate) max_frame_len: usize,
@@ -101,15 +112,9 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>])
         })
     };
     let parent = Pid::this();
-    let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .env(p::ENV_WORKER_ID, id.worker_id.to_string())
-        .env(p::ENV_POOL, id.pool)
-        .env(p::ENV_SUPERVISOR_PID, parent.to_string())
-        .env(p::ENV_LOGICAL_ID, id.logical_id.to_string())
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
+    let mut cmd = command(pool, id, parent);
+    // Built before the fork: the child only makes the syscall.
+    let cpus = id.cpus.map(placement::cpu_set).transpose()?;
     // Where each inherited fd goes: in place (no activation), or 3, 4, ….
     let mut sources: Vec<RawFd> = activated.iter().map(|a| a.fd.as_raw_fd()).collect();
     if let Some(t) = &theirs {
@@ -144,11 +149,12 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>])
     let mut exec = if activated.is_empty() {
         None
     } else {
-        Some(Exec::new(cmd.as_std(), sources.clone())?)
+        Some(Exec::new(cmd.as_std(), id.title, sources.clone())?)
     };
     #[allow(unsafe_code)]
     // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe syscalls (setpgid, prctl, getppid, fcntl; with
+    // async-signal-safe syscalls (setpgid, prctl, getppid, sched_setaffinity
+    // on a mask built before the fork, fcntl; with
     // socket activation `Exec::exec`: fcntl, dup2, close_range, getpid, execve, over
     // buffers built before the fork); it allocates nothing and touches no
     // lock. Every fd in `sources` is open in the child (inherited from the
@@ -160,6 +166,9 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>])
             prctl::set_pdeathsig(Signal::SIGKILL)?;
             if getppid() != parent {
                 return Err(std::io::Error::other("supervisor exited during spawn"));
+            }
+            if let Some(set) = &cpus {
+                sched_setaffinity(Pid::from_raw(0), set)?;
             }
             if let Some(exec) = exec.as_mut() {
                 return Err(exec.exec());
@@ -192,6 +201,28 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>])
         statm,
     })
 }
+
+/// The command for one worker of `pool`: its program, arguments and
+/// environment, with the identity variables and, with a process title, its
+/// `argv[0]`.
+fn command(pool: &Pool, id: &Identity<'_>, parent: Pid) -> Command {
+    let spec = &pool.spec;
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env(p::ENV_WORKER_ID, id.worker_id.to_string())
+        .env(p::ENV_POOL, id.pool)
+        .env(p::ENV_WORKER_NAME, id.name)
+        .env(p::ENV_SUPERVISOR_PID, parent.to_string())
+        .env(p::ENV_LOGICAL_ID, id.logical_id.to_string())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Some(title) = id.title {
+        cmd.arg0(title).env(p::ENV_PROCESS_TITLE, title);
+    }
+    cmd
+}
+
 /// Reads resident bytes from a kept-open statm handle; `None` once the
 /// process is gone.
 pub(crate) fn read_rss(statm: &File, page_size: u64) -> Option<u64> {

@@ -7,21 +7,6 @@ use nanny::{Backoff, Pool, StartError, Supervisor};
 
 use crate::support::*;
 
-/// Children of this process whose environment holds `marker`.
-fn children_marked(marker: &str) -> Vec<u32> {
-    let me = std::process::id();
-    let needle = format!("NANNY_TEST_MARKER={marker}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| proc_ppid(pid) == Some(me))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == needle.as_bytes()))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn invalid_health_and_pool_settings_are_refused_before_any_spawn() {
     guard(async {

@@ -8,6 +8,7 @@ pub(crate) mod cmd;
 pub(crate) mod conns;
 pub(crate) mod load;
 pub(crate) mod plain;
+pub(crate) mod procfs;
 pub(crate) mod setups;
 pub(crate) mod supervise;
 
@@ -24,6 +25,8 @@ use tokio::task::JoinHandle;
 
 #[allow(unused_imports)] // not every binary uses every name
 pub(crate) use cmd::{Cmd, Whoami, GOT_SIGUSR1, PING, PONG, RELEASE, SERVE_LISTENER, SET_READY};
+#[allow(unused_imports)]
+pub(crate) use procfs::children_marked;
 #[allow(unused_imports)]
 pub(crate) use setups::*;
 #[allow(unused_imports)]

@@ -29,7 +29,7 @@ impl Supervise {
     }
 
     /// Starts `supervise n ARGS…` (`signals`, `pulse-ms=…`, `unhealthy-ms=…`,
-    /// `max-restarts=…`) with workers in `mode`; returns once it said READY.
+    /// `max-restarts=…`, `title=…`) with workers in `mode`; returns once it said READY.
     pub(crate) async fn with(n: usize, mode: &str, args: &[&str]) -> Self {
         let mut cmd = tokio::process::Command::new(WORKER);
         cmd.args(["supervise", &n.to_string()]).args(args);

@@ -11,7 +11,7 @@ use nix::sys::socket::{getsockopt, sockopt, SockType};
 
 use crate::protocol::{
     DEFAULT_MAX_FRAME_LEN, ENV_FD, ENV_FD_CHANNEL, ENV_LOGICAL_ID, ENV_MAX_FRAME_LEN, ENV_POOL, ENV_PULSE_MS,
-    ENV_SUPERVISOR_PID, ENV_WORKER_ID,
+    ENV_SUPERVISOR_PID, ENV_WORKER_ID, ENV_WORKER_NAME,
 };
 use crate::Error;
 
@@ -23,6 +23,8 @@ const DEFAULT_PULSE: Duration = Duration::from_secs(1);
 pub(crate) struct Settings {
     pub(crate) worker_id: u64,
     pub(crate) pool: String,
+    /// `None` from a supervisor that does not name its workers.
+    pub(crate) name: Option<String>,
     pub(crate) logical_id: u64,
     pub(crate) supervisor_pid: u32,
     pub(crate) pulse: Duration,
@@ -52,6 +54,7 @@ impl Settings {
         let settings = Settings {
             worker_id: vars.required(ENV_WORKER_ID)?,
             pool: vars.required(ENV_POOL)?,
+            name: vars.optional(ENV_WORKER_NAME)?,
             logical_id: vars.required(ENV_LOGICAL_ID)?,
             supervisor_pid: vars.required(ENV_SUPERVISOR_PID)?,
             pulse: Duration::from_millis(pulse_ms),

@@ -91,6 +91,7 @@ impl fmt::Debug for Shared {
         f.debug_struct("Worker")
             .field("id", &self.settings.worker_id)
             .field("pool", &self.settings.pool)
+            .field("name", &self.settings.name)
             .field("logical_id", &self.settings.logical_id)
             .field("fd_channel", &self.fd_channel.is_some())
             .field("closed", &self.closed.is_cancelled())
@@ -160,6 +161,13 @@ impl Worker {
     /// The name of this worker's pool.
     pub fn pool(&self) -> &str {
         &self.inner.settings.pool
+    }
+
+    /// This worker's stable name, its pool and slot number (`images:03`),
+    /// as the supervisor shows it next to the pid; a replacement keeps it.
+    /// `None` under a supervisor too old to name its workers.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.settings.name.as_deref()
     }
 
     /// This worker's logical id: its slot in the pool. A replacement worker

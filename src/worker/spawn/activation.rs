@@ -83,8 +83,13 @@ impl std::fmt::Debug for Exec {
 impl Exec {
     /// Prepares the exec of `cmd` (its program, arguments and environment
     /// as configured so far, on top of ours) with `sources` placed at
-    /// `LISTEN_FDS_START..`.
-    pub(super) fn new(cmd: &std::process::Command, sources: Vec<RawFd>) -> io::Result<Self> {
+    /// `LISTEN_FDS_START..`; `arg0`, if given, is its `argv[0]` in place of
+    /// the program (`Command` keeps the one set by `arg0` to itself).
+    pub(super) fn new(
+        cmd: &std::process::Command,
+        arg0: Option<&str>,
+        sources: Vec<RawFd>,
+    ) -> io::Result<Self> {
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
         for (key, value) in cmd.get_envs() {
             env.retain(|(k, _)| k != key);
@@ -97,7 +102,7 @@ impl Exec {
         let program = Path::new(cmd.get_program());
         let path = find_program(program, path_var).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         let path = cstring(path.into_os_string().into_vec())?;
-        let argv = std::iter::once(cmd.get_program())
+        let argv = std::iter::once(arg0.map_or(cmd.get_program(), OsStr::new))
             .chain(cmd.get_args())
             .map(|a| cstring(a.as_bytes().to_vec()))
             .collect::<io::Result<Vec<_>>>()?;
@@ -228,6 +233,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_title_replaces_argv0_and_keeps_the_program_path() {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c");
+        let exec = Exec::new(&cmd, Some("myapp web:01"), vec![]).expect("sh is found");
+        let argv: Vec<&[u8]> = exec._argv.iter().map(|a| a.as_bytes()).collect();
+        assert_eq!(argv, [&b"myapp web:01"[..], b"-c"]);
+        assert!(exec.path.as_bytes().ends_with(b"/sh"));
+    }
+
+    #[test]
     fn decimal_digits_without_allocation() {
         let mut buf = [0u8; 10];
         for n in [0u32, 7, 10, 4_194_304, u32::MAX] {
@@ -260,8 +275,9 @@ mod tests {
     fn the_environment_block_has_a_pid_slot_and_no_inherited_listen_pid() {
         let mut cmd = std::process::Command::new("sh");
         cmd.env("LISTEN_PID", "1").env("A_VAR", "x");
-        let exec = Exec::new(&cmd, vec![]).expect("sh is found");
+        let exec = Exec::new(&cmd, None, vec![]).expect("sh is found");
         assert!(exec._env.iter().any(|e| e.as_bytes() == b"A_VAR=x"));
+        assert_eq!(exec._argv[0].as_bytes(), b"sh");
         assert!(!exec._env.iter().any(|e| e.as_bytes().starts_with(LISTEN_PID)));
         assert_eq!(exec.envp_ptrs.len(), exec._env.len() + 2);
         assert!(exec.envp_ptrs[exec.envp_ptrs.len() - 2].is_null());

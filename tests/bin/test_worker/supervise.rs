@@ -21,7 +21,7 @@ use crate::cmd::Cmd;
 /// (SIGHUP) it prints `RELOADED` and the workers' pids.
 ///
 /// Settings: `pulse-ms=`, `unhealthy-ms=` (`unhealthy_timeout`),
-/// `max-restarts=`. Whatever the mode, it prints `STALLED <worker>` for
+/// `max-restarts=`, `title=` (`process_title`). Whatever the mode, it prints `STALLED <worker>` for
 /// every worker the supervisor stops as stalled.
 pub(crate) async fn supervise() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(2).collect();
@@ -46,6 +46,9 @@ pub(crate) async fn supervise() -> ExitCode {
     }
     if let Some(n) = setting("max-restarts") {
         builder = builder.max_restarts(n as u32);
+    }
+    if let Some(title) = args.iter().find_map(|a| a.strip_prefix("title=")) {
+        builder = builder.process_title(title);
     }
     let supervisor = match builder.spawn() {
         Ok(s) => s,

@@ -77,6 +77,13 @@ pub const ENV_WORKER_ID: &str = "NANNY_WORKER_ID";
 pub const ENV_POOL: &str = "NANNY_POOL";
 /// Environment variable: the supervisor's process id.
 pub const ENV_SUPERVISOR_PID: &str = "NANNY_SUPERVISOR_PID";
+/// Environment variable: the worker's stable name, its pool and slot
+/// number (`api:01`; a replacement keeps its predecessor's). Optional: a
+/// supervisor before it does not set it.
+pub const ENV_WORKER_NAME: &str = "NANNY_WORKER_NAME";
+/// Environment variable: the worker's process title, the `argv[0]` it was
+/// exec'd with (`myapp api:01`); set only when the supervisor has one.
+pub const ENV_PROCESS_TITLE: &str = "NANNY_PROCESS_TITLE";
 /// Environment variable: the worker's logical id (its slot in the pool; a
 /// replacement keeps its predecessor's).
 pub const ENV_LOGICAL_ID: &str = "PROCESS_LOGICAL_ID";

@@ -20,6 +20,7 @@ const FULL: &[(&str, &str)] = &[
     (ENV_WORKER_ID, "12"),
     (ENV_POOL, "images"),
     (ENV_SUPERVISOR_PID, "99"),
+    (ENV_WORKER_NAME, "images:02"),
     (ENV_LOGICAL_ID, "1"),
     (ENV_PULSE_MS, "250"),
     (ENV_MAX_FRAME_LEN, "65536"),
@@ -45,6 +46,14 @@ fn a_full_environment_parses() {
         (12, "images", 99, 1)
     );
     assert_eq!((s.pulse.as_millis(), s.max_frame_len), (250, 65536));
+    assert_eq!(s.name.as_deref(), Some("images:02"));
+}
+
+#[test]
+fn the_worker_name_is_optional() {
+    let env = with(&[(ENV_WORKER_NAME, None)]);
+    let (_, s) = Settings::from_vars(vars(&env)).unwrap();
+    assert_eq!(s.name, None);
 }
 
 #[test]

@@ -11,6 +11,7 @@ async fn hello_then_ready_and_busy() {
     let (worker, mut fake) = start().await;
     assert_eq!(worker.id(), WORKER_ID);
     assert_eq!(worker.pool(), "images");
+    assert_eq!(worker.name(), Some("images:03"));
     assert_eq!(worker.logical_id(), 2);
     assert_eq!(worker.supervisor_pid(), 4242);
     worker.ready();

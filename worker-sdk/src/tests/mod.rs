@@ -62,6 +62,7 @@ fn settings() -> Settings {
     Settings {
         worker_id: WORKER_ID,
         pool: "images".into(),
+        name: Some("images:03".into()),
         logical_id: 2,
         supervisor_pid: 4242,
         pulse: Duration::from_secs(1),

@@ -31,7 +31,6 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,98 +38,6 @@ use crate::builder::DEFAULT_CONCURRENCY;
 
 /// The name of the pool [`Pool::default_pool`] creates.
 pub const DEFAULT_POOL: &str = "default";
-
-/// How to start one worker process.
-#[derive(Debug, Clone)]
-pub struct WorkerSpec {
-    pub(crate) program: PathBuf,
-    pub(crate) args: Vec<OsString>,
-    pub(crate) env: Vec<(OsString, OsString)>,
-    pub(crate) cwd: Option<PathBuf>,
-    pub(crate) plain: bool,
-}
-
-impl WorkerSpec {
-    /// Runs `program` (a path, or a name looked up in `PATH`; the seeds'
-    /// `execPath`).
-    pub fn new(program: impl Into<PathBuf>) -> Self {
-        Self {
-            program: program.into(),
-            args: Vec::new(),
-            env: Vec::new(),
-            cwd: None,
-            plain: false,
-        }
-    }
-
-    /// Runs the current executable again (self-fork, as Node's `cluster`
-    /// does): the child finds itself a worker through
-    /// [`nanny_worker::is_worker`]. Arguments are not copied; add them with
-    /// [`arg`](Self::arg) if the worker needs them.
-    pub fn current_exe() -> std::io::Result<Self> {
-        Ok(Self::new(std::env::current_exe()?))
-    }
-
-    /// Appends one argument.
-    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
-        self.args.push(arg.into());
-        self
-    }
-
-    /// Appends arguments (the seeds' `execArgv`).
-    pub fn args<I, S>(mut self, args: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<OsString>,
-    {
-        self.args.extend(args.into_iter().map(Into::into));
-        self
-    }
-
-    /// Sets an environment variable for the worker (on top of the
-    /// supervisor's own environment, which workers inherit).
-    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
-        self.env.push((key.into(), value.into()));
-        self
-    }
-
-    /// Sets the worker's working directory (default: the supervisor's).
-    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.cwd = Some(dir.into());
-        self
-    }
-
-    /// The program does not speak nanny's protocol: any executable, run as
-    /// it is (DESIGN.md: plain programs have no link). It gets no socket, no
-    /// fd channel and no protocol variables (`NANNY_FD`…), only its
-    /// identity (`NANNY_WORKER_ID`, `NANNY_POOL`, `NANNY_WORKER_NAME`,
-    /// `PROCESS_LOGICAL_ID`, `NANNY_SUPERVISOR_PID`, and with a process
-    /// title `NANNY_PROCESS_TITLE`) and the listening sockets of its pool's
-    /// [socket-activated](crate::Listener::socket_activation) listeners.
-    ///
-    /// Its pool then works differently:
-    /// * **ready** when its [readiness probe](crate::Pool::readiness) passes
-    ///   (without one: as soon as it runs);
-    /// * **health** is the process's: alive, RSS (sampled every pulse, and
-    ///   [`is_healthy`](crate::Builder::is_healthy) asked then), CPU time in
-    ///   [`health`](crate::Supervisor::health); no heartbeat, so
-    ///   [`unhealthy_timeout`](crate::Builder::unhealthy_timeout) does not
-    ///   apply;
-    /// * **stop** is SIGTERM, then SIGKILL after
-    ///   [`force_stop_delay`](crate::Builder::force_stop_delay);
-    /// * **work** comes only through socket activation: `enqueue` to it
-    ///   fails with [`Error::NoProtocol`](crate::Error::NoProtocol),
-    ///   [`broadcast`](crate::Supervisor::broadcast) skips it, and a
-    ///   round-robin listener for it is refused
-    ///   ([`ConfigError::PlainRoundRobin`](crate::ConfigError::PlainRoundRobin)).
-    ///
-    /// The choice sits on the spec, not the pool, because it is a fact about
-    /// the program: the same spec is plain in whichever pool runs it.
-    pub fn plain(mut self) -> Self {
-        self.plain = true;
-        self
-    }
-}
 
 /// When a worker that exited on its own is replaced (systemd's words for
 /// OTP's restart types).
@@ -458,7 +365,9 @@ fn default_workers() -> usize {
 
 mod affinity;
 mod settings;
+mod spec;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use settings::{Overrides, Settings};
+pub use spec::WorkerSpec;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// Which setting [`Builder::spawn`](crate::Builder::spawn) /
 /// [`Builder::start`](crate::Builder::start) refused, found before any
-/// process is spawned (inside [`StartError::Config`]). Pool settings name
+/// process is spawned (inside [`StartError::Config`](super::StartError::Config)). Pool settings name
 /// their pool; the first problem found is the one reported.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]

@@ -30,6 +30,7 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 
 use nanny_worker::protocol as p;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::libc;
 use nix::sched::sched_setaffinity;
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
@@ -154,7 +155,7 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>])
     #[allow(unsafe_code)]
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe syscalls (setpgid, prctl, getppid, sched_setaffinity
-    // on a mask built before the fork, fcntl; with
+    // on a mask built before the fork, close_range, fcntl; with
     // socket activation `Exec::exec`: fcntl, dup2, close_range, getpid, execve, over
     // buffers built before the fork); it allocates nothing and touches no
     // lock. Every fd in `sources` is open in the child (inherited from the
@@ -173,6 +174,8 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>])
             if let Some(exec) = exec.as_mut() {
                 return Err(exec.exec());
             }
+            // Exactly stdio and the worker's sockets cross the exec.
+            cloexec_from(3);
             for &fd in &sources {
                 fcntl(BorrowedFd::borrow_raw(fd), FcntlArg::F_SETFD(FdFlag::empty()))?;
             }
@@ -221,6 +224,25 @@ fn command(pool: &Pool, id: &Identity<'_>, parent: Pid) -> Command {
         cmd.arg0(title).env(p::ENV_PROCESS_TITLE, title);
     }
     cmd
+}
+
+/// In a forked child: marks every descriptor from `first` up close-on-exec,
+/// so that nothing the process holds without the flag (a host program's
+/// stray descriptor) leaks into a worker. Marked, not closed: std's pipe
+/// that reports a failed `exec` to the parent (close-on-exec already) must
+/// stay open until the `exec`. A kernel without `close_range` (before
+/// 5.11 for the flag) keeps relying on close-on-exec alone.
+fn cloexec_from(first: RawFd) {
+    #[allow(unsafe_code)]
+    // SAFETY: a raw syscall on fd numbers only; async-signal-safe.
+    let _ = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
 }
 
 /// Reads resident bytes from a kept-open statm handle; `None` once the

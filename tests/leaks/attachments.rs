@@ -347,3 +347,32 @@ pub(super) async fn waiting_descriptors_are_not_inherited() -> Vec<u32> {
     wait_until("the supervisor task has ended", || async { events.is_closed() }).await;
     events.spawned_pids()
 }
+
+/// A descriptor the host program holds without close-on-exec (made by a
+/// library that forgot the flag) never reaches a worker: only stdio and the
+/// worker's own sockets cross its exec.
+pub(super) async fn a_hosts_stray_descriptor_is_not_inherited() -> Vec<u32> {
+    let (read, write) = nix::unistd::pipe().expect("a pipe, not close-on-exec");
+    let stray = [target(&read), target(&write)];
+    let sup = timers(Supervisor::builder().pool(Pool::default_pool(worker_spec("normal")).workers(2)))
+        .start()
+        .await
+        .expect("start");
+    let events = Events::collect(&sup);
+    sup.restart_all_workers(None)
+        .await
+        .expect("replacements spawned meanwhile");
+    for h in health(&sup).await {
+        let fds = std::fs::read_dir(format!("/proc/{}/fd", h.pid)).expect("the worker's fds");
+        for fd in fds.flatten() {
+            let t = std::fs::read_link(fd.path()).map(|t| t.to_string_lossy().into_owned());
+            let t = t.unwrap_or_default();
+            assert!(!stray.contains(&t), "worker {} inherited {t}", h.pid);
+        }
+    }
+    drop((read, write));
+    sup.soft_kill().await;
+    drop(sup);
+    wait_until("the supervisor task has ended", || async { events.is_closed() }).await;
+    events.spawned_pids()
+}

@@ -15,7 +15,9 @@ mod support;
 mod attachments;
 mod connections;
 
-use attachments::{attachments, waiting_descriptors_are_not_inherited};
+use attachments::{
+    a_hosts_stray_descriptor_is_not_inherited, attachments, waiting_descriptors_are_not_inherited,
+};
 use connections::connections;
 
 use std::collections::BTreeMap;
@@ -252,6 +254,9 @@ async fn no_zombies_and_no_fd_leaks() {
 
         let pids = waiting_descriptors_are_not_inherited().await;
         assert_no_leaks("a plain descriptor waiting in the queue", &pids, &before);
+
+        let pids = a_hosts_stray_descriptor_is_not_inherited().await;
+        assert_no_leaks("a host's stray descriptor", &pids, &before);
 
         for end in [End::Soft, End::Hard, End::Drop] {
             let pids = connections(end).await;

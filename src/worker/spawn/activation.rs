@@ -164,12 +164,8 @@ impl Exec {
                 return io::Error::last_os_error();
             }
         }
-        // Exactly stdio and its sockets cross the exec: anything else the
-        // process holds without close-on-exec (a host program's stray
-        // descriptor) is closed here. An old kernel without close_range
-        // (ENOSYS) keeps relying on close-on-exec alone.
-        // SAFETY: a raw syscall on fd numbers only.
-        let _ = unsafe { libc::syscall(libc::SYS_close_range, limit as libc::c_uint, libc::c_uint::MAX, 0) };
+        // Exactly stdio and its sockets cross the exec.
+        super::cloexec_from(limit);
         // SAFETY: getpid cannot fail.
         let pid = unsafe { libc::getpid() } as u32;
         let end = LISTEN_PID.len() + write_decimal(&mut self.pid_entry[LISTEN_PID.len()..], pid);

@@ -224,7 +224,8 @@ impl Supervisor {
     /// `debug` (SIGUSR1) also marks the worker as being debugged, so a
     /// debugger can attach and pause it: its force-stop timer is cancelled
     /// (a stop under way then waits for it to exit by itself, and so does
-    /// any later one), and it has no heartbeat deadline. Only a hard kill
+    /// any later one), it has no heartbeat deadline, and neither the health
+    /// predicate nor `max_request_duration` retires it. Only a hard kill
     /// still SIGKILLs it. [`WorkerHealth::debugging`](crate::WorkerHealth::debugging) shows it.
     ///
     /// `worker` is an id or a name ([`WorkerRef`](crate::WorkerRef)); a

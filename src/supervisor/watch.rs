@@ -67,7 +67,9 @@ impl Task {
                     continue;
                 }
             }
-            if let Some(max) = self.pools[w.pool].cfg.max_request_duration {
+            // A debugger holds the worker's requests: no retirement for them.
+            let max_request_duration = self.pools[w.pool].cfg.max_request_duration;
+            if let Some(max) = max_request_duration.filter(|_| !w.debugging) {
                 let oldest = self.ledger.oldest_on(id);
                 if oldest.is_some_and(|t| now.duration_since(t) > max) {
                     self.retire(id, StopReason::RequestTooLong);
@@ -101,7 +103,9 @@ impl Task {
         let Some(check) = self.pools[pool].settings.is_healthy.clone() else {
             return;
         };
-        if !matches!(health.state, WorkerState::Ready | WorkerState::Busy) {
+        // A debugged worker is asked nothing: its RSS and CPU are the
+        // debugger's doing.
+        if !matches!(health.state, WorkerState::Ready | WorkerState::Busy) || health.debugging {
             return;
         }
         // The predicate is user code: a panic in it must not take the

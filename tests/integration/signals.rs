@@ -109,3 +109,45 @@ async fn a_worker_in_debug_is_not_force_killed_until_a_hard_kill() {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_worker_in_debug_is_not_retired_by_the_health_predicate() {
+    guard(async {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let sick = Arc::new(AtomicBool::new(false));
+        let verdict = Arc::clone(&sick);
+        let sup = builder(2)
+            .is_healthy(move |_| !verdict.load(Ordering::SeqCst))
+            .start()
+            .await
+            .expect("start");
+        let events = Events::collect(&sup);
+        let h = health(&sup).await;
+        let (debugged, other) = (h[0].id, h[1].id);
+        sup.signal(debugged, Signal::SIGUSR1).await.expect("debug");
+        wait_until("the worker is in debug", || async {
+            health(&sup).await.iter().any(|w| w.id == debugged && w.debugging)
+        })
+        .await;
+        // From now on the predicate says every worker is sick.
+        sick.store(true, Ordering::SeqCst);
+        events
+            .wait_for(
+                "the other worker retired",
+                |e| matches!(e, Event::WorkerRetiring { worker, .. } if *worker == other),
+            )
+            .await;
+        // The predicate would be asked after each of the debugged worker's
+        // reports: two more reports, and it is still kept.
+        let reports = |events: &Events| events.count(|e| matches!(e, Event::Health(h) if h.id == debugged));
+        let seen = reports(&events);
+        wait_until("two more reports", || async { reports(&events) >= seen + 2 }).await;
+        assert_eq!(
+            events.count(|e| matches!(e, Event::WorkerRetiring { worker, .. } if *worker == debugged)),
+            0
+        );
+        sup.hard_kill().await;
+    })
+    .await
+}

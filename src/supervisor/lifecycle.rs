@@ -46,8 +46,12 @@ use crate::manage::StartFailure;
 use crate::worker::{link, output, spawn};
 
 impl Task {
-    /// Fills `slot` of `pool` with a new worker.
+    /// Fills `slot` of `pool` with a new worker, once the pool has started
+    /// (see `order`: until then its slots wait).
     pub(super) fn spawn_worker(&mut self, pool: usize, slot: SlotKey) {
+        if !self.pool_started(pool) {
+            return;
+        }
         // A failure is handled inside (restart policy and budget).
         let _ = self.spawn_into(pool, slot, None, None);
     }

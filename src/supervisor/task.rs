@@ -17,6 +17,7 @@ use super::handle::{Defaults, Supervisor};
 use super::ledger::{self, Ledger};
 use super::listeners::ListenerState;
 use super::ops::{OpId, Ops};
+use super::order::StartOrder;
 use super::queue::QueueNews;
 use super::slots::{KeySource, SlotKey, Slots};
 use crate::builder::Config;
@@ -103,6 +104,8 @@ pub(super) struct Task {
     pub(super) ops: Ops,
     /// Keys for new slots.
     pub(super) slot_keys: KeySource,
+    /// How far the start in pool order has come (see [`super::order`]).
+    pub(super) order: StartOrder,
 }
 
 /// What one turn of the loop took.
@@ -158,6 +161,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
     let listeners = super::listeners::bind_listeners(&cfg)?;
     let conns = Connections::new(cfg.pools.len());
     let ledger = Ledger::new(cfg.pools.len(), cfg.max_queue);
+    let order = StartOrder::new(cfg.pools.len());
     let task = Task {
         cfg,
         commands,
@@ -186,6 +190,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         conns,
         ops: Ops::default(),
         slot_keys,
+        order,
     };
     tokio::spawn(task.run(stop_signals));
     Ok(Supervisor {
@@ -199,11 +204,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
 impl Task {
     async fn run(mut self, stop_signals: CancellationToken) {
         self.start_listeners();
-        for pool in 0..self.pools.len() {
-            for slot in self.pools[pool].slots.keys() {
-                self.spawn_worker(pool, slot);
-            }
-        }
+        self.advance_start();
         let mut pulse = tokio::time::interval(self.cfg.pulse);
         pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.last_turn = super::pause::coarse_now(); // the first spawns are no pause
@@ -391,6 +392,8 @@ impl Task {
         }
         if matches!(self.phase, Phase::Draining(_)) {
             self.progress_drain();
+        } else if !self.order.complete() && self.accepting() {
+            self.advance_start();
         }
         if !self.ready_waiters.is_empty() || !self.all_online {
             self.check_ready();

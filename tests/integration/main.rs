@@ -23,6 +23,7 @@ mod inspect;
 mod lifecycle;
 mod listeners;
 mod manage;
+mod order;
 mod plain;
 mod protocol;
 mod readiness;

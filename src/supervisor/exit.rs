@@ -217,7 +217,7 @@ impl Task {
         let Some(s) = p.slots.get_mut(slot) else {
             return;
         };
-        self.stats.restarts += 1;
+        self.tally.add(Some(pool), super::tally::Count::Restart);
         s.info.restarts += 1;
         let delay: Duration = match self.cfg.restart_backoff {
             Some(b) => b.delay(s.info.crashes.max(1)),

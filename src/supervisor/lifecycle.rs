@@ -379,7 +379,8 @@ impl Task {
             return;
         }
         tracing::warn!(worker = %id, %reason, "protocol error");
-        self.stats.protocol_errors += 1;
+        self.tally
+            .add(Some(self.workers[&id].pool), super::tally::Count::ProtocolError);
         self.emit(Event::ProtocolError {
             worker: id,
             reason: reason.clone(),

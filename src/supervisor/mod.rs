@@ -62,6 +62,7 @@ mod signals;
 mod slots;
 mod state;
 mod stopping;
+mod tally;
 mod task;
 mod watch;
 

@@ -20,6 +20,7 @@ use super::ops::{OpId, Ops};
 use super::order::StartOrder;
 use super::queue::QueueNews;
 use super::slots::{KeySource, SlotKey, Slots};
+use super::tally::Tally;
 use crate::builder::Config;
 use crate::error::{Error, StartError};
 use crate::events::Event;
@@ -87,7 +88,8 @@ pub(super) struct Task {
     pub(super) ready_waiters: Vec<Reply<Result<(), Error>>>,
     pub(super) resize_waiters: Vec<(usize, Reply<Result<(), Error>>)>,
     pub(super) all_online: bool,
-    pub(super) stats: Stats,
+    /// The counters, total and per pool (see [`super::tally`]).
+    pub(super) tally: Tally,
     pub(super) tracker: TaskTracker,
     /// Tripped by a hard kill: stream pumps stop.
     pub(super) kill: CancellationToken,
@@ -162,6 +164,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
     let conns = Connections::new(cfg.pools.len());
     let ledger = Ledger::new(cfg.pools.len(), cfg.max_queue);
     let order = StartOrder::new(cfg.pools.len());
+    let tally = Tally::new(cfg.pools.len());
     let task = Task {
         cfg,
         commands,
@@ -181,7 +184,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         ready_waiters: Vec::new(),
         resize_waiters: Vec::new(),
         all_online: false,
-        stats: Stats::default(),
+        tally,
         tracker,
         kill: CancellationToken::new(),
         released: Vec::new(),
@@ -332,6 +335,9 @@ impl Task {
             Command::Stats(reply) => {
                 let _ = reply.send(self.stats());
             }
+            Command::PoolStats { pool, reply } => {
+                let _ = reply.send(self.pool_index(&pool).map(|p| self.pool_stats(p)));
+            }
             Command::Broadcast {
                 event,
                 payload,
@@ -349,10 +355,19 @@ impl Task {
     }
 
     pub(super) fn stats(&self) -> Stats {
-        let mut stats = self.stats.clone();
+        let mut stats = self.tally.total().clone();
         stats.cancelled = self.ledger.cancelled();
         stats.queued = self.ledger.queued_total();
         stats.in_flight = self.ledger.in_flight_total();
+        stats
+    }
+
+    /// [`stats`](Self::stats) of `pool`'s requests and workers.
+    pub(super) fn pool_stats(&self, pool: usize) -> Stats {
+        let mut stats = self.tally.pool(pool).clone();
+        stats.cancelled = self.ledger.cancelled_in(pool);
+        stats.queued = self.ledger.queued(pool);
+        stats.in_flight = self.ledger.in_flight_in(pool);
         stats
     }
 

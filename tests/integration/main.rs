@@ -25,6 +25,7 @@ mod listeners;
 mod manage;
 mod order;
 mod plain;
+mod pool_stats;
 mod protocol;
 mod readiness;
 mod recycling;

@@ -34,6 +34,8 @@ pub struct Supervisor {
     pub(crate) defaults: Defaults,
     /// Raised when a dropped `enqueue` could not send its `Cancel`.
     pub(crate) gone: Arc<AtomicBool>,
+    /// The stop signals taken (see [`crate::exit`]).
+    pub(crate) stop_signal: Arc<crate::exit::SignalRecord>,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -154,10 +154,12 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         .collect();
     let tracker = TaskTracker::new();
     let stop_signals = CancellationToken::new();
+    let stop_signal = crate::exit::SignalRecord::shared();
     if cfg.handle_signals {
         tracker.spawn(super::signals::handle_signals(
             tx.downgrade(),
             stop_signals.clone(),
+            Arc::clone(&stop_signal),
         ));
     }
     let listeners = super::listeners::bind_listeners(&cfg)?;
@@ -201,6 +203,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         events,
         defaults,
         gone,
+        stop_signal,
     })
 }
 

@@ -17,6 +17,7 @@ mod connections;
 mod degraded;
 mod dispatch;
 mod drains;
+mod exit_codes;
 mod failures;
 mod identity;
 mod inspect;

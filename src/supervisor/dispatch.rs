@@ -37,12 +37,7 @@ impl Task {
         let pool = match self.admission(&req) {
             Ok(pool) => pool,
             Err(e) => {
-                // A request for an unknown pool counts in the total only.
-                let named = match &req.pool {
-                    None => Some(0),
-                    Some(name) => self.pool_index(name).ok(),
-                };
-                self.tally.add(named, Count::Refused);
+                self.count_refused(req.pool.as_deref());
                 let _ = req.reply.send(Err(e));
                 return;
             }

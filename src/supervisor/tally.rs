@@ -6,6 +6,7 @@
 //! (`queued`, `in_flight`) and `cancelled` are the ledger's; the task
 //! merges them in (`Task::stats`, `Task::pool_stats`).
 
+use super::task::Task;
 use crate::health::Stats;
 
 /// What happened, one of [`Stats`]' counters.
@@ -58,6 +59,36 @@ impl Tally {
     /// `pool`'s counters.
     pub(super) fn pool(&self, pool: usize) -> &Stats {
         &self.pools[pool]
+    }
+}
+
+impl Task {
+    /// The supervisor's counters, with the ledger's figures.
+    pub(super) fn stats(&self) -> Stats {
+        let mut stats = self.tally.total().clone();
+        stats.cancelled = self.ledger.cancelled();
+        stats.queued = self.ledger.queued_total();
+        stats.in_flight = self.ledger.in_flight_total();
+        stats
+    }
+
+    /// [`stats`](Self::stats) of `pool`'s requests and workers.
+    pub(super) fn pool_stats(&self, pool: usize) -> Stats {
+        let mut stats = self.tally.pool(pool).clone();
+        stats.cancelled = self.ledger.cancelled_in(pool);
+        stats.queued = self.ledger.queued(pool);
+        stats.in_flight = self.ledger.in_flight_in(pool);
+        stats
+    }
+
+    /// An enqueue for `pool` (the first pool for `None`) was refused at the
+    /// door; one for a pool that does not exist counts in the total only.
+    pub(super) fn count_refused(&mut self, pool: Option<&str>) {
+        let pool = match pool {
+            None => Some(0),
+            Some(name) => self.pool_index(name).ok(),
+        };
+        self.tally.add(pool, Count::Refused);
     }
 }
 

@@ -24,7 +24,7 @@ use super::tally::Tally;
 use crate::builder::Config;
 use crate::error::{Error, StartError};
 use crate::events::Event;
-use crate::health::{Stats, WorkerId};
+use crate::health::WorkerId;
 use crate::restart::RestartBudget;
 use crate::router::Router;
 use crate::worker::link::LinkEvent;
@@ -355,23 +355,6 @@ impl Task {
             Command::SoftKill(reply) => self.begin_drain(reply),
             Command::HardKill(reply) => self.begin_kill(Some(reply)),
         }
-    }
-
-    pub(super) fn stats(&self) -> Stats {
-        let mut stats = self.tally.total().clone();
-        stats.cancelled = self.ledger.cancelled();
-        stats.queued = self.ledger.queued_total();
-        stats.in_flight = self.ledger.in_flight_total();
-        stats
-    }
-
-    /// [`stats`](Self::stats) of `pool`'s requests and workers.
-    pub(super) fn pool_stats(&self, pool: usize) -> Stats {
-        let mut stats = self.tally.pool(pool).clone();
-        stats.cancelled = self.ledger.cancelled_in(pool);
-        stats.queued = self.ledger.queued(pool);
-        stats.in_flight = self.ledger.in_flight_in(pool);
-        stats
     }
 
     pub(super) fn pool_index(&self, name: &str) -> Result<usize, Error> {

@@ -190,3 +190,36 @@ async fn a_pool_that_fails_to_start_keeps_the_later_pools_from_starting() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_soft_kill_serves_what_waits_for_a_pool_not_started() {
+    guard(async {
+        // p2 never gets ready: p3 has not started when the soft kill comes.
+        let sup = three_pools(1, worker_spec("never-ready")).spawn().expect("spawn");
+        let events = Events::collect(&sup);
+        wait_until("p2 is starting", || async {
+            (health(&sup).await.iter()).any(|w| w.pool == "p2" && w.state == WorkerState::Starting)
+        })
+        .await;
+        let sup2 = sup.clone();
+        let request = tokio::spawn(async move {
+            sup2.enqueue_with(&Cmd::Whoami, EnqueueOptions::new().pool("p3"))
+                .await
+        });
+        wait_until("the request waits in p3's queue", || async {
+            sup.pool_stats("p3").await.unwrap().queued == 1
+        })
+        .await;
+        assert_eq!(events.count(|e| spawned(e) == Some("p3")), 0);
+        within("soft kill", sup.soft_kill()).await;
+        let answer = within("the request to p3", request)
+            .await
+            .unwrap()
+            .expect("served");
+        let who: Whoami = answer.data().expect("a Whoami answer");
+        assert_eq!(who.pool, "p3");
+        events.wait_for("p3's worker", |e| spawned(e) == Some("p3")).await;
+        assert_eq!(events.count(|e| spawned(e) == Some("p3")), 1);
+    })
+    .await;
+}

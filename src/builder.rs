@@ -349,7 +349,8 @@ impl Builder {
         self
     }
 
-    /// Validates the configuration and spawns the workers; returns at once.
+    /// Validates the configuration and spawns the workers, pool after pool
+    /// (each once the one before it is ready); returns at once.
     /// Await [`Supervisor::ready`] to wait for them. Must be called inside a
     /// tokio runtime.
     ///

@@ -134,6 +134,8 @@ pub struct PoolInfo {
     pub logical_ids: Vec<u64>,
     /// Its slots, running and stopped, in name order.
     pub slots: Vec<WorkerSlot>,
+    /// Its counters ([`Supervisor::pool_stats`](crate::Supervisor::pool_stats)).
+    pub stats: Stats,
 }
 
 /// One slot of a pool, in [`PoolInfo::slots`] (see [`crate::manage`]).
@@ -211,7 +213,10 @@ impl Inspect {
     }
 }
 
-/// Counters since the supervisor started.
+/// Counters since the supervisor started, of the whole supervisor
+/// ([`Supervisor::stats`](crate::Supervisor::stats)) or of one pool
+/// ([`Supervisor::pool_stats`](crate::Supervisor::pool_stats),
+/// [`PoolInfo::stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Stats {

@@ -50,6 +50,7 @@ mod balance;
 mod builder;
 mod error;
 pub mod events;
+pub mod exit;
 mod health;
 pub mod listen;
 pub mod manage;

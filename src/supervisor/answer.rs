@@ -69,7 +69,8 @@ impl Task {
             .current_mut(worker, key)
             .is_some_and(|e| e.parked.is_none());
         if !current {
-            self.stats.late_answers += 1;
+            let pool = self.workers.get(&worker).map(|w| w.pool);
+            self.tally.add(pool, super::tally::Count::LateAnswer);
             if let Some(w) = self.workers.get_mut(&worker) {
                 w.stream_fds.remove(&key); // closes it
             }

@@ -41,6 +41,10 @@ pub(crate) enum Command {
         reply: Reply<Result<(), Error>>,
     },
     Stats(Reply<Stats>),
+    PoolStats {
+        pool: String,
+        reply: Reply<Result<Stats, Error>>,
+    },
     Broadcast {
         event: String,
         payload: Vec<u8>,

@@ -266,6 +266,7 @@ impl Task {
                 if let Some(limit) = self.soft_kill_bound() {
                     self.soft_kill_timer = Some(self.timers.insert(Timer::SoftKillTimeout, limit));
                 }
+                self.release_start();
                 // Workers that never became ready will not be needed, unless
                 // their pool has requests queued: those are still to be served.
                 let starting: Vec<WorkerId> = self
@@ -301,14 +302,23 @@ impl Task {
         }
     }
 
-    /// During a soft kill: once a pool's queue is empty, its idle workers
-    /// are stopped and busy ones drain.
+    /// During a soft kill, pools in reverse order (see `order`): once the
+    /// last pool with workers or requests has an empty queue, its idle
+    /// workers are stopped and busy ones drain; the pools before it wait
+    /// until it has none left.
     pub(super) fn progress_drain(&mut self) {
+        let busy = |p: usize| self.ledger.queued(p) > 0 || self.workers.values().any(|w| w.pool == p);
+        let Some(pool) = super::order::draining_pool(self.pools.len(), busy) else {
+            return;
+        };
+        if self.ledger.queued(pool) > 0 {
+            return;
+        }
         let ids: Vec<WorkerId> = self
             .workers
             .iter()
+            .filter(|(_, w)| w.pool == pool)
             .filter(|(_, w)| w.stop_reason.is_none() && w.state != WorkerState::Draining)
-            .filter(|(_, w)| self.ledger.queued(w.pool) == 0)
             .map(|(&id, _)| id)
             .collect();
         for id in ids {

@@ -16,6 +16,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use super::command::NewRequest;
 use super::ids::{AttemptKey, RequestId};
 use super::ledger::{self, Filing, QueueFull, Withdrawn};
+use super::tally::Count;
 use super::task::{Phase, Task};
 use super::Response;
 use crate::attach::Descriptor;
@@ -36,7 +37,7 @@ impl Task {
         let pool = match self.admission(&req) {
             Ok(pool) => pool,
             Err(e) => {
-                self.stats.refused += 1;
+                self.count_refused(req.pool.as_deref());
                 let _ = req.reply.send(Err(e));
                 return;
             }
@@ -53,14 +54,13 @@ impl Task {
             reply: req.reply,
         };
         if let Err(QueueFull(reply)) = self.ledger.admit(filing) {
-            self.stats.refused += 1;
-            self.stats.rejected += 1;
+            self.tally.add(Some(pool), Count::Rejected);
             let _ = reply.send(Err(Error::QueueFull {
                 max_queue: self.cfg.max_queue,
             }));
             return;
         }
-        self.stats.enqueued += 1;
+        self.tally.add(Some(pool), Count::Enqueued);
         self.dispatch(pool);
     }
 
@@ -247,8 +247,8 @@ impl Task {
         };
         match (done.delivered, answered) {
             (false, _) => {}
-            (true, true) => self.stats.answered += 1,
-            (true, false) => self.stats.failed += 1,
+            (true, true) => self.tally.add(Some(done.pool), Count::Answered),
+            (true, false) => self.tally.add(Some(done.pool), Count::Failed),
         }
         if let Some(worker) = done.worker {
             self.release(worker);
@@ -280,20 +280,23 @@ impl Task {
         let Some(worker) = e.worker() else {
             return;
         };
-        let key = AttemptKey {
-            id,
-            attempt: e.attempt,
-        };
+        let (key, pool) = (
+            AttemptKey {
+                id,
+                attempt: e.attempt,
+            },
+            e.pool,
+        );
         // An accepted attachment may be partly consumed: it cannot be replayed.
         let consumed = e.attachment.as_ref().is_some_and(|a| a.accepted);
         let retries_left = e.retries.any_left();
         let retry = retries_left && !consumed && !matches!(self.phase, Phase::Killing(_));
         if matches!(end, AttemptEnd::Timeout) {
-            self.stats.timeouts += 1;
+            self.tally.add(Some(pool), Count::Timeout);
             self.send_cancel(worker, key);
         }
         if retry {
-            self.stats.retries += 1;
+            self.tally.add(Some(pool), Count::Retry);
             self.ledger.requeue(id);
             self.release(worker);
             return;

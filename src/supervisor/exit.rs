@@ -215,7 +215,7 @@ impl Task {
         let Some(s) = p.slots.get_mut(slot) else {
             return;
         };
-        self.stats.restarts += 1;
+        self.tally.add(Some(pool), super::tally::Count::Restart);
         s.info.restarts += 1;
         let delay = p.settings.restart_delay(s.info.crashes);
         let (name, logical_id) = (p.cfg.name.clone(), s.logical_id);

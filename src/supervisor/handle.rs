@@ -34,6 +34,8 @@ pub struct Supervisor {
     pub(crate) defaults: Defaults,
     /// Raised when a dropped `enqueue` could not send its `Cancel`.
     pub(crate) gone: Arc<AtomicBool>,
+    /// The stop signals taken (see [`crate::exit`]).
+    pub(crate) stop_signal: Arc<crate::exit::SignalRecord>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -239,9 +241,24 @@ impl Supervisor {
         .await?
     }
 
-    /// Counters since start.
+    /// Counters since start, over every pool: the sum of each pool's
+    /// [`pool_stats`](Self::pool_stats), plus the refusals of requests for
+    /// a pool that does not exist (in `refused` only).
     pub async fn stats(&self) -> Result<Stats, Error> {
         self.call(Command::Stats).await
+    }
+
+    /// [`stats`](Self::stats) of one pool: its requests and its workers'
+    /// restarts and protocol errors. `enqueued = answered + failed +
+    /// cancelled + queued + in_flight` holds for each pool too.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownPool`] if no pool has that name; [`Error::ShuttingDown`]
+    /// if the supervisor has ended.
+    pub async fn pool_stats(&self, pool: &str) -> Result<Stats, Error> {
+        let pool = pool.to_owned();
+        self.call(|reply| Command::PoolStats { pool, reply }).await?
     }
 
     /// Sends `event` with `payload` to every live worker (but plain

@@ -46,8 +46,12 @@ use crate::manage::StartFailure;
 use crate::worker::{link, output, placement, spawn};
 
 impl Task {
-    /// Fills `slot` of `pool` with a new worker.
+    /// Fills `slot` of `pool` with a new worker, once the pool has started
+    /// (see `order`: until then its slots wait).
     pub(super) fn spawn_worker(&mut self, pool: usize, slot: SlotKey) {
+        if !self.pool_started(pool) {
+            return;
+        }
         // A failure is handled inside (restart policy and budget).
         let _ = self.spawn_into(pool, slot, None, None);
     }
@@ -380,7 +384,8 @@ impl Task {
             return;
         }
         tracing::warn!(worker = %id, %reason, "protocol error");
-        self.stats.protocol_errors += 1;
+        self.tally
+            .add(Some(self.workers[&id].pool), super::tally::Count::ProtocolError);
         self.emit(Event::ProtocolError {
             worker: id,
             reason: reason.clone(),

@@ -31,7 +31,8 @@
 //!   [`state`]; exits, restart policy and budget in [`exit`]; heartbeat
 //!   deadlines, health checks, recycling and the read-only views in
 //!   [`watch`]; resize, reset, broadcast and soft/hard kill in
-//!   [`commands`]; SIGINT/SIGTERM in [`signals`].
+//!   [`commands`]; SIGINT/SIGTERM in [`signals`]; pools start in order
+//!   and stop in reverse ([`order`]).
 //! * Pools are made of [`slots`] with stable names; the management calls
 //!   (add, remove, stop, start, restart, reload) are admitted in [`manage`]
 //!   and moved on in [`progress`]; the operations under way, with what
@@ -51,6 +52,7 @@ mod lifecycle;
 mod listeners;
 mod manage;
 mod ops;
+mod order;
 mod pause;
 mod probing;
 mod progress;
@@ -60,6 +62,7 @@ mod signals;
 mod slots;
 mod state;
 mod stopping;
+mod tally;
 mod task;
 mod watch;
 

@@ -2,17 +2,26 @@
 //! and SIGQUIT stop (the first gracefully, the next at once), SIGHUP
 //! reloads every pool.
 
+use std::sync::Arc;
+
+use nix::sys::signal::Signal as Sig;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::command::{Command, Manage};
+use crate::exit::SignalRecord;
 
 /// SIGINT/SIGTERM/SIGQUIT: the first soft-kills, any next one hard-kills.
 /// SIGHUP: a rolling reload of every pool (clustr-node's), one at a time (a
 /// SIGHUP during a reload is a conflict, logged). Holds only a weak
-/// sender, so it never keeps the supervisor alive.
-pub(super) async fn handle_signals(tx: mpsc::WeakSender<Command>, stop: CancellationToken) {
+/// sender, so it never keeps the supervisor alive. Each stop signal is
+/// noted in `record` first (`Supervisor::stop_signal`).
+pub(super) async fn handle_signals(
+    tx: mpsc::WeakSender<Command>,
+    stop: CancellationToken,
+    record: Arc<SignalRecord>,
+) {
     let kinds = [
         SignalKind::terminate(),
         SignalKind::interrupt(),
@@ -28,15 +37,15 @@ pub(super) async fn handle_signals(tx: mpsc::WeakSender<Command>, stop: Cancella
     };
     let mut stops = 0;
     loop {
-        let reload = tokio::select! {
-            _ = term.recv() => false,
-            _ = int.recv() => false,
-            _ = quit.recv() => false,
-            _ = hup.recv() => true,
+        let got = tokio::select! {
+            _ = term.recv() => Sig::SIGTERM,
+            _ = int.recv() => Sig::SIGINT,
+            _ = quit.recv() => Sig::SIGQUIT,
+            _ = hup.recv() => Sig::SIGHUP,
             () = stop.cancelled() => return,
         };
         let Some(tx) = tx.upgrade() else { return };
-        if reload {
+        if got == Sig::SIGHUP {
             tracing::info!("SIGHUP: reloading every pool");
             // Not awaited (the next signal must not wait for it): the
             // supervisor logs a refusal or a failed reload itself.
@@ -46,6 +55,7 @@ pub(super) async fn handle_signals(tx: mpsc::WeakSender<Command>, stop: Cancella
             continue;
         }
         stops += 1;
+        record.record(got, stops > 1);
         let (reply, _) = oneshot::channel();
         let command = if stops == 1 {
             tracing::info!("stop signal received: soft kill (send another to hard-kill)");

@@ -184,10 +184,6 @@ impl Slots {
         self.slots.iter_mut()
     }
 
-    pub(super) fn keys(&self) -> Vec<SlotKey> {
-        self.slots.iter().map(|s| s.key).collect()
-    }
-
     /// Every slot, running or stopped.
     pub(super) fn len(&self) -> usize {
         self.slots.len()

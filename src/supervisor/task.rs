@@ -17,12 +17,14 @@ use super::handle::{Defaults, Supervisor};
 use super::ledger::{self, Ledger};
 use super::listeners::ListenerState;
 use super::ops::{OpId, Ops};
+use super::order::StartOrder;
 use super::queue::QueueNews;
 use super::slots::{KeySource, SlotKey, Slots};
+use super::tally::Tally;
 use crate::builder::Config;
 use crate::error::{Error, StartError};
 use crate::events::Event;
-use crate::health::{Stats, WorkerId};
+use crate::health::WorkerId;
 use crate::restart::RestartBudget;
 use crate::router::Router;
 use crate::worker::link::LinkEvent;
@@ -86,7 +88,8 @@ pub(super) struct Task {
     pub(super) ready_waiters: Vec<Reply<Result<(), Error>>>,
     pub(super) resize_waiters: Vec<(usize, Reply<Result<(), Error>>)>,
     pub(super) all_online: bool,
-    pub(super) stats: Stats,
+    /// The counters, total and per pool (see [`super::tally`]).
+    pub(super) tally: Tally,
     pub(super) tracker: TaskTracker,
     /// Tripped by a hard kill: stream pumps stop.
     pub(super) kill: CancellationToken,
@@ -103,6 +106,8 @@ pub(super) struct Task {
     pub(super) ops: Ops,
     /// Keys for new slots.
     pub(super) slot_keys: KeySource,
+    /// How far the start in pool order has come (see [`super::order`]).
+    pub(super) order: StartOrder,
 }
 
 /// What one turn of the loop took.
@@ -153,15 +158,19 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         .collect();
     let tracker = TaskTracker::new();
     let stop_signals = CancellationToken::new();
+    let stop_signal = crate::exit::SignalRecord::shared();
     if cfg.handle_signals {
         tracker.spawn(super::signals::handle_signals(
             tx.downgrade(),
             stop_signals.clone(),
+            Arc::clone(&stop_signal),
         ));
     }
     let listeners = super::listeners::bind_listeners(&cfg)?;
     let conns = Connections::new(cfg.pools.len());
     let ledger = Ledger::new(cfg.pools.len(), cfg.max_queue);
+    let order = StartOrder::new(cfg.pools.len());
+    let tally = Tally::new(cfg.pools.len());
     let task = Task {
         cfg,
         commands,
@@ -181,7 +190,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         ready_waiters: Vec::new(),
         resize_waiters: Vec::new(),
         all_online: false,
-        stats: Stats::default(),
+        tally,
         tracker,
         kill: CancellationToken::new(),
         released: Vec::new(),
@@ -190,6 +199,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         conns,
         ops: Ops::default(),
         slot_keys,
+        order,
     };
     tokio::spawn(task.run(stop_signals));
     Ok(Supervisor {
@@ -197,17 +207,14 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
         events,
         defaults,
         gone,
+        stop_signal,
     })
 }
 
 impl Task {
     async fn run(mut self, stop_signals: CancellationToken) {
         self.start_listeners();
-        for pool in 0..self.pools.len() {
-            for slot in self.pools[pool].slots.keys() {
-                self.spawn_worker(pool, slot);
-            }
-        }
+        self.advance_start();
         let mut pulse = tokio::time::interval(self.cfg.pulse);
         pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.last_turn = super::pause::coarse_now(); // the first spawns are no pause
@@ -335,6 +342,9 @@ impl Task {
             Command::Stats(reply) => {
                 let _ = reply.send(self.stats());
             }
+            Command::PoolStats { pool, reply } => {
+                let _ = reply.send(self.pool_index(&pool).map(|p| self.pool_stats(p)));
+            }
             Command::Broadcast {
                 event,
                 payload,
@@ -349,14 +359,6 @@ impl Task {
             Command::SoftKill(reply) => self.begin_drain(reply),
             Command::HardKill(reply) => self.begin_kill(Some(reply)),
         }
-    }
-
-    pub(super) fn stats(&self) -> Stats {
-        let mut stats = self.stats.clone();
-        stats.cancelled = self.ledger.cancelled();
-        stats.queued = self.ledger.queued_total();
-        stats.in_flight = self.ledger.in_flight_total();
-        stats
     }
 
     pub(super) fn pool_index(&self, name: &str) -> Result<usize, Error> {
@@ -395,6 +397,8 @@ impl Task {
         }
         if matches!(self.phase, Phase::Draining(_)) {
             self.progress_drain();
+        } else if !self.order.complete() && self.accepting() {
+            self.advance_start();
         }
         if !self.ready_waiters.is_empty() || !self.all_online {
             self.check_ready();

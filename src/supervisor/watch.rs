@@ -207,6 +207,7 @@ impl Task {
                         .map(|s| s.logical_id)
                         .collect(),
                     slots: self.slot_views(i),
+                    stats: self.pool_stats(i),
                 })
                 .collect(),
             workers: self.health(),

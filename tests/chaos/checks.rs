@@ -89,8 +89,19 @@ pub(crate) async fn settle(
             }
         }
         eprintln!("chaos: awaited resize and management calls: {outcomes:?}");
-        match tokio::time::timeout(SETTLE, sup.resize("default", WORKERS)).await {
-            Ok(r) => r.expect("resize back"),
+        // An abandoned restart or reload goes on without its caller: the
+        // resize back meets it as a typed conflict until it is done.
+        let resize_back = async {
+            loop {
+                match sup.resize("default", WORKERS).await {
+                    Err(Error::Conflict { .. }) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    other => break other,
+                }
+            }
+        };
+        match tokio::time::timeout(SETTLE, resize_back).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => found.push(format!("the last resize({WORKERS}) failed: {e}")),
             Err(_) => found.push(format!("the last resize({WORKERS}) did not return")),
         }
     } else {

@@ -15,13 +15,14 @@ async fn inspect_round_trips_through_serde_and_counts_mean_what_they_say() {
         let sup = timers(
             Supervisor::builder()
                 .pool(Pool::new("a", worker_spec("normal")).workers(2))
-                // Says hello but not ready until the "go" broadcast.
-                .pool(Pool::new("b", worker_spec("normal").env("TEST_READY_ON", "go")).workers(1))
                 .pool(
                     Pool::new("c", worker_spec("normal"))
                         .workers(1)
                         .restart(RestartPolicy::No),
-                ),
+                )
+                // Says hello but not ready until the "go" broadcast (last:
+                // a pool starts once the one before it is ready).
+                .pool(Pool::new("b", worker_spec("normal").env("TEST_READY_ON", "go")).workers(1)),
         )
         .spawn()
         .expect("spawn");
@@ -94,14 +95,14 @@ async fn inspect_round_trips_through_serde_and_counts_mean_what_they_say() {
         assert_eq!(info.stats.answered, 4);
         assert_eq!(
             info.pools.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-            ["a", "b", "c"]
+            ["a", "c", "b"]
         );
 
         let json = serde_json::to_string(&info).expect("serialize");
         let back: Inspect = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, info);
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-        assert_eq!(value["pools"][2]["restart"], "no", "kebab-case names: {value}");
+        assert_eq!(value["pools"][1]["restart"], "no", "kebab-case names: {value}");
         assert!(
             value["workers"]
                 .as_array()

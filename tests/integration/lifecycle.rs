@@ -462,7 +462,9 @@ async fn sigterm_soft_kills_a_supervisor_that_handles_signals() {
             line = sup.next_line().await;
         }
         assert_eq!(line, "STOPPED");
-        assert!(sup.wait().await.success(), "the supervisor exits on its own");
+        // A completed graceful stop is a clean exit (see `nanny::exit`).
+        let code = sup.wait().await.code();
+        assert_eq!(code, Some(nanny::exit::CLEAN), "the supervisor exits on its own");
         sup.assert_workers_dead().await;
     })
     .await;
@@ -480,7 +482,8 @@ async fn a_second_sigterm_hard_kills_workers_that_ignore_the_soft_kill() {
         }
         sup.signal(nix::sys::signal::Signal::SIGTERM);
         assert_eq!(sup.next_line().await, "STOPPED");
-        assert!(sup.wait().await.success());
+        // Hard-killed by the second SIGTERM: 128 + 15.
+        assert_eq!(sup.wait().await.code(), Some(143));
         sup.assert_workers_dead().await;
     })
     .await;
@@ -497,7 +500,8 @@ async fn sigquit_soft_kills_and_a_second_stop_signal_hard_kills() {
         }
         sup.signal(nix::sys::signal::Signal::SIGINT);
         assert_eq!(sup.next_line().await, "STOPPED");
-        assert!(sup.wait().await.success());
+        // Hard-killed by SIGINT: 128 + 2.
+        assert_eq!(sup.wait().await.code(), Some(130));
         sup.assert_workers_dead().await;
     })
     .await;

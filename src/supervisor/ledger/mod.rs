@@ -65,7 +65,17 @@ pub(super) struct Ledger {
     timers: DelayQueue<Expired>,
     pools: usize,
     max_queue: usize,
+    /// Per pool: what was resolved to nobody, and what runs now.
+    books: Vec<PoolBooks>,
+}
+
+/// A pool's figures in the ledger.
+#[derive(Debug, Clone, Copy, Default)]
+struct PoolBooks {
+    /// Requests resolved after their callers had gone.
     cancelled: u64,
+    /// Attempts running on its workers.
+    in_flight: usize,
 }
 
 impl Ledger {
@@ -84,7 +94,7 @@ impl Ledger {
             timers: DelayQueue::new(),
             pools,
             max_queue,
-            cancelled: 0,
+            books: vec![PoolBooks::default(); pools],
         }
     }
 
@@ -188,7 +198,17 @@ impl Ledger {
     /// Requests resolved after their callers had gone (withdrawn, or ended
     /// otherwise before the withdrawal).
     pub(super) fn cancelled(&self) -> u64 {
-        self.cancelled
+        self.books.iter().map(|b| b.cancelled).sum()
+    }
+
+    /// [`cancelled`](Self::cancelled), of `pool`'s requests.
+    pub(super) fn cancelled_in(&self, pool: usize) -> u64 {
+        self.books[pool].cancelled
+    }
+
+    /// Attempts running, of `pool`'s requests.
+    pub(super) fn in_flight_in(&self, pool: usize) -> usize {
+        self.books[pool].in_flight
     }
 
     /// The request `pool` should dispatch next, left in the queue. Requests
@@ -221,7 +241,9 @@ impl Ledger {
                 t,
             )
         });
-        self.running.entry(worker).or_default().insert(id);
+        if self.running.entry(worker).or_default().insert(id) {
+            self.books[e.pool].in_flight += 1;
+        }
         if e.attachment.as_ref().is_some_and(|a| a.is_socket()) {
             *self.sockets.entry(worker).or_default() += 1;
         }
@@ -248,19 +270,19 @@ impl Ledger {
         // An answer still waiting for its response stream belongs to the
         // failed attempt: the next attempt must not find it.
         e.parked = None;
-        let socket = e.attachment.as_ref().is_some_and(|a| a.is_socket());
+        let (socket, pool) = (e.attachment.as_ref().is_some_and(|a| a.is_socket()), e.pool);
         if let Some(key) = e.timer.take() {
             self.timers.try_remove(&key);
         }
         self.queue.push(
-            e.pool,
+            pool,
             Job {
                 id,
                 payload: &e.payload,
             },
             Position::Front,
         );
-        self.leave(worker, id, socket);
+        self.leave(pool, worker, id, socket);
         Some(worker)
     }
 
@@ -280,13 +302,13 @@ impl Ledger {
             }
             Place::Running { worker, .. } => {
                 let socket = e.attachment.as_ref().is_some_and(|a| a.is_socket());
-                self.leave(worker, id, socket);
+                self.leave(e.pool, worker, id, socket);
                 Some(worker)
             }
         };
         let delivered = e.reply.send(result).is_ok();
         if !delivered {
-            self.cancelled += 1;
+            self.books[e.pool].cancelled += 1;
         }
         Some(Resolved {
             pool: e.pool,
@@ -327,9 +349,9 @@ impl Ledger {
 
     /// The set stays while the worker lives (no allocation per attempt of
     /// a worker that goes idle between requests); see [`forget`](Self::forget).
-    fn leave(&mut self, worker: WorkerId, id: RequestId, socket: bool) {
-        if let Some(set) = self.running.get_mut(&worker) {
-            set.remove(&id);
+    fn leave(&mut self, pool: usize, worker: WorkerId, id: RequestId, socket: bool) {
+        if self.running.get_mut(&worker).is_some_and(|set| set.remove(&id)) {
+            self.books[pool].in_flight -= 1;
         }
         if socket {
             if let Some(n) = self.sockets.get_mut(&worker) {

@@ -136,7 +136,8 @@ fn run(steps: Vec<Step>) {
     let _rt = rt.enter();
     let mut l = Ledger::new(2, 8);
     let mut rxs: HashMap<RequestId, Rx> = HashMap::new();
-    let mut dropped = 0;
+    let mut dropped = [0u64; 2];
+    let mut pool_of: HashMap<RequestId, usize> = HashMap::new();
     let mut workers = Workers::new();
     for s in steps {
         let mut ids = l.ids();
@@ -156,6 +157,7 @@ fn run(steps: Vec<Step>) {
                 match l.admit(f) {
                     Ok(()) => {
                         rxs.insert(id, rx);
+                        pool_of.insert(id, pool);
                     }
                     Err(QueueFull(reply)) => {
                         let _ = reply.send(Err(Error::QueueFull { max_queue: 8 }));
@@ -183,7 +185,9 @@ fn run(steps: Vec<Step>) {
             }
             Step::Drop(n) => {
                 if let Some(id) = nth(&ids, n) {
-                    dropped += usize::from(rxs.remove(&id).is_some());
+                    if rxs.remove(&id).is_some() {
+                        dropped[pool_of[&id]] += 1;
+                    }
                 }
             }
             Step::Cancel(n) => {
@@ -256,8 +260,9 @@ fn run(steps: Vec<Step>) {
         assert!(rx.try_recv().is_err());
     }
     // Every request whose caller left while it was pending counts once as
-    // cancelled, however it ended.
-    assert_eq!(l.cancelled() as usize, dropped);
+    // cancelled, however it ended; in its own pool.
+    assert_eq!([l.cancelled_in(0), l.cancelled_in(1)], dropped);
+    assert_eq!(l.cancelled(), dropped.iter().sum::<u64>());
 }
 
 proptest! {

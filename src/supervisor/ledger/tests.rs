@@ -17,6 +17,7 @@ impl Ledger {
     pub(super) fn check(&self) {
         let mut queued = vec![0; self.pools];
         let mut running = 0;
+        let mut running_in = vec![0; self.pools];
         let mut timers = 0;
         for (id, e) in &self.entries {
             match e.place {
@@ -27,6 +28,7 @@ impl Ledger {
                         "{id} runs on {worker} but is not in its set"
                     );
                     running += 1;
+                    running_in[e.pool] += 1;
                 }
             }
             if e.place == Place::Queued {
@@ -36,6 +38,11 @@ impl Ledger {
         }
         for (p, n) in queued.iter().enumerate() {
             assert_eq!(self.queue.len(p), *n, "pool {p}: queue length and queued entries");
+            assert_eq!(
+                self.in_flight_in(p),
+                running_in[p],
+                "pool {p}: in flight and running entries"
+            );
         }
         assert_eq!(
             self.in_flight_total(),

@@ -17,8 +17,12 @@ use crate::cmd::Cmd;
 /// be killed. With `signals` it takes SIGTERM/SIGINT (`handle_signals`,
 /// and no forced stop, so only a hard kill ends a worker that ignores the
 /// soft kill): it prints `DRAINING` once a soft kill has begun and
-/// `STOPPED` once the supervisor has ended, then exits 0; after a reload
-/// (SIGHUP) it prints `RELOADED` and the workers' pids.
+/// `STOPPED` once the supervisor has ended, then exits with the code of
+/// `nanny::exit` (0 after a graceful stop, 128 + N after a hard kill by a
+/// second signal N); after a reload (SIGHUP) it prints `RELOADED` and the
+/// workers' pids. A supervisor that cannot start exits with its
+/// `StartError::exit_code` (78 for a bad configuration, e.g. `supervise 0`)
+/// or, if `ready()` fails, `nanny::exit::UNAVAILABLE`.
 ///
 /// Settings: `pulse-ms=`, `unhealthy-ms=` (`unhealthy_timeout`),
 /// `max-restarts=`, `title=` (`process_title`). Whatever the mode, it prints `STALLED <worker>` for
@@ -54,7 +58,7 @@ pub(crate) async fn supervise() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("nanny-test-worker: supervisor failed to start: {e}");
-            return ExitCode::from(1);
+            return nanny::exit::code(e.exit_code());
         }
     };
     let stalled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -83,7 +87,7 @@ pub(crate) async fn supervise() -> ExitCode {
     });
     if let Err(e) = supervisor.ready().await {
         eprintln!("nanny-test-worker: supervisor failed to start: {e}");
-        return ExitCode::from(1);
+        return nanny::exit::code(nanny::exit::UNAVAILABLE);
     }
     let health = supervisor.health().await.expect("health of a running supervisor");
     for h in &health {
@@ -110,7 +114,8 @@ pub(crate) async fn supervise() -> ExitCode {
     loop {
         if supervisor.is_closed() {
             say("STOPPED");
-            return ExitCode::SUCCESS;
+            let stop = supervisor.stop_signal();
+            return nanny::exit::code(stop.map_or(nanny::exit::CLEAN, |s| s.exit_code()));
         }
         if !draining {
             // A running supervisor answers UnknownPool, a stopping one ShuttingDown.

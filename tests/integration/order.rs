@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use nanny::{EnqueueOptions, Error, Event, Pool, StartError, Supervisor, WorkerId, WorkerState};
+use nanny::{Error, Event, Pool, StartError, Supervisor, WorkerId, WorkerState};
 
 use crate::support::*;
 
@@ -111,11 +111,7 @@ async fn a_request_for_a_pool_not_started_yet_waits_and_is_answered() {
             (health(&sup).await.iter()).any(|w| w.pool == "p2" && w.state == WorkerState::Starting)
         })
         .await;
-        let sup2 = sup.clone();
-        let request = tokio::spawn(async move {
-            sup2.enqueue_with(&Cmd::Whoami, EnqueueOptions::new().pool("p3"))
-                .await
-        });
+        let request = spawn_enqueue_to(&sup, "p3", Cmd::Whoami);
         wait_until("the request waits in p3's queue", || async {
             stats(&sup).await.queued == 1
         })
@@ -201,11 +197,7 @@ async fn a_soft_kill_serves_what_waits_for_a_pool_not_started() {
             (health(&sup).await.iter()).any(|w| w.pool == "p2" && w.state == WorkerState::Starting)
         })
         .await;
-        let sup2 = sup.clone();
-        let request = tokio::spawn(async move {
-            sup2.enqueue_with(&Cmd::Whoami, EnqueueOptions::new().pool("p3"))
-                .await
-        });
+        let request = spawn_enqueue_to(&sup, "p3", Cmd::Whoami);
         wait_until("the request waits in p3's queue", || async {
             sup.pool_stats("p3").await.unwrap().queued == 1
         })

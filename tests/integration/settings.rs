@@ -6,27 +6,12 @@
 use std::time::Duration;
 
 use nanny::events::StopReason;
-use nanny::{Backoff, ConfigError, EnqueueOptions, Error, Event, Pool, StartError, Supervisor, WorkerState};
+use nanny::{Backoff, ConfigError, Error, Event, Pool, StartError, Supervisor, WorkerState};
 
 use crate::support::*;
 
 /// The builder's restart delay in these tests (see [`timers`]).
 const BUILDER_RESTART_DELAY: Duration = Duration::from_millis(20);
-
-/// Enqueues `cmd` to `pool`.
-async fn to(sup: &Supervisor, pool: &str, cmd: &Cmd) -> Result<nanny::Response, Error> {
-    sup.enqueue_with(cmd, EnqueueOptions::new().pool(pool)).await
-}
-
-/// [`to`] on a task of its own.
-fn spawn_to(
-    sup: &Supervisor,
-    pool: &'static str,
-    cmd: Cmd,
-) -> tokio::task::JoinHandle<Result<nanny::Response, Error>> {
-    let sup = sup.clone();
-    tokio::spawn(async move { to(&sup, pool, &cmd).await })
-}
 
 fn pool(name: &str) -> Pool {
     Pool::new(name, worker_spec("normal")).workers(1)
@@ -85,12 +70,14 @@ async fn each_pool_restarts_on_its_own_delay_and_budget() {
             )
             .await;
         assert!(matches!(
-            to(&sup, "strict", &Cmd::Whoami).await,
+            enqueue_to(&sup, "strict", &Cmd::Whoami).await,
             Err(Error::PoolFailed { pool }) if pool == "strict"
         ));
         for name in ["fixed", "backoff", "builder"] {
             pid_of(&sup, name).await;
-            to(&sup, name, &Cmd::Whoami).await.expect("the pool serves again");
+            enqueue_to(&sup, name, &Cmd::Whoami)
+                .await
+                .expect("the pool serves again");
         }
         assert_eq!(
             events.count(|e| matches!(e, Event::RestartBudgetExhausted { .. })),
@@ -184,8 +171,8 @@ async fn a_pools_drain_timeout_bounds_its_own_drains_only() {
             .start()
             .await
             .expect("start");
-        let bounded = spawn_to(&sup, "bounded", Cmd::Gate("never".into()));
-        let patient = spawn_to(&sup, "patient", Cmd::Gate("later".into()));
+        let bounded = spawn_enqueue_to(&sup, "bounded", Cmd::Gate("never".into()));
+        let patient = spawn_enqueue_to(&sup, "patient", Cmd::Gate("later".into()));
         wait_until("both in flight", || async { stats(&sup).await.in_flight == 2 }).await;
         let ids: Vec<_> = health(&sup).await.into_iter().map(|w| (w.pool, w.id)).collect();
         let id_in = |name: &str| ids.iter().find(|(p, _)| p == name).map(|(_, id)| *id).unwrap();

@@ -151,6 +151,22 @@ pub(crate) fn spawn_enqueue(sup: &Supervisor, cmd: Cmd) -> JoinHandle<Result<Res
     tokio::spawn(async move { sup.enqueue(&cmd).await })
 }
 
+/// Enqueues `cmd` to `pool`.
+pub(crate) async fn enqueue_to(sup: &Supervisor, pool: &str, cmd: &Cmd) -> Result<Response, Error> {
+    sup.enqueue_with(cmd, nanny::EnqueueOptions::new().pool(pool))
+        .await
+}
+
+/// [`enqueue_to`] on a task of its own.
+pub(crate) fn spawn_enqueue_to(
+    sup: &Supervisor,
+    pool: &str,
+    cmd: Cmd,
+) -> JoinHandle<Result<Response, Error>> {
+    let (sup, pool) = (sup.clone(), pool.to_owned());
+    tokio::spawn(async move { enqueue_to(&sup, &pool, &cmd).await })
+}
+
 /// Awaits every task; panics if one panicked, or if they have not all
 /// finished within [`PATIENCE`].
 pub(crate) async fn join_all<T>(tasks: Vec<JoinHandle<T>>) -> Vec<T> {

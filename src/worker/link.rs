@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::mailbox::Mailbox;
 use super::spawn::{ProtocolIo, Spawned};
 use crate::attach::Descriptor;
 use crate::events::ExitInfo;
@@ -87,6 +88,9 @@ pub(crate) struct Link {
     kill: CancellationToken,
     /// Whether it has a usable fd channel (attachments, connections).
     pub(crate) fd_channel: bool,
+    /// Messages from other workers, for the writer (bounded, drop-oldest:
+    /// see [`Mailbox`]). Never read for a plain program, which is sent none.
+    pub(crate) mailbox: Arc<Mailbox>,
 }
 
 impl Link {
@@ -147,8 +151,12 @@ pub(crate) fn start(
     if let Some(err) = child.stderr.take() {
         super::output::capture(tracker, err, id.get(), pool, "stderr", logs.clone(), gone.clone());
     }
+    let mailbox = Arc::new(Mailbox::default());
     let (frames_tx, readers, fd_channel) = match io {
-        Some(io) => protocol_tasks(tracker, id, io, max_frame_len, frame_capacity, &events, &gone),
+        Some(io) => {
+            let queues = (frame_capacity, Arc::clone(&mailbox));
+            protocol_tasks(tracker, id, io, max_frame_len, queues, &events, &gone)
+        }
         // Closed at once: the receiver is dropped here.
         None => (mpsc::channel::<Outgoing>(1).0, Vec::new(), false),
     };
@@ -196,6 +204,7 @@ pub(crate) fn start(
         signals: signals_tx,
         kill,
         fd_channel,
+        mailbox,
     }
 }
 
@@ -207,7 +216,7 @@ fn protocol_tasks(
     id: WorkerId,
     io: ProtocolIo,
     max_frame_len: usize,
-    frame_capacity: usize,
+    (frame_capacity, mailbox): (usize, Arc<Mailbox>),
     events: &mpsc::Sender<LinkEvent>,
     gone: &CancellationToken,
 ) -> (mpsc::Sender<Outgoing>, Vec<JoinHandle<()>>, bool) {
@@ -231,7 +240,7 @@ fn protocol_tasks(
         id,
         write,
         max_frame_len,
-        frames_rx,
+        (frames_rx, mailbox),
         channel,
         events.clone(),
         gone.clone(),
@@ -293,7 +302,8 @@ fn spawn_reader(
     })
 }
 
-/// The writer: feed everything queued, flush once per batch. A write that
+/// The writer: feed everything queued (frames first, then the mailbox's
+/// messages), flush once per batch. A write that
 /// fails (the worker closed its end, or died) ends the writer; the task
 /// hears it as a hang-up, so the worker is not blamed for the frames it
 /// could no longer take (and is stopped if it stays alive).
@@ -303,7 +313,7 @@ fn spawn_writer(
     id: WorkerId,
     write: tokio::net::unix::OwnedWriteHalf,
     max_frame_len: usize,
-    mut frames_rx: mpsc::Receiver<Outgoing>,
+    (mut frames_rx, mailbox): (mpsc::Receiver<Outgoing>, Arc<Mailbox>),
     out_channel: Option<Arc<FdChannel>>,
     hung_up: mpsc::Sender<LinkEvent>,
     stop: CancellationToken,
@@ -313,6 +323,8 @@ fn spawn_writer(
         let broken = 'writing: loop {
             let first = tokio::select! {
                 f = frames_rx.recv() => f,
+                // Cancel safe: a message leaves the mailbox only when returned.
+                m = mailbox.next() => Some(Outgoing::Frame(m)),
                 () = stop.cancelled() => None,
             };
             let Some(first) = first else { break false };
@@ -333,7 +345,7 @@ fn spawn_writer(
                 if !sent {
                     break 'writing true;
                 }
-                next = frames_rx.try_recv().ok();
+                next = (frames_rx.try_recv().ok()).or_else(|| mailbox.pop().map(Outgoing::Frame));
             }
             if writer.flush().await.is_err() {
                 break true;

@@ -9,8 +9,8 @@
 //! does not read costs a bounded amount of memory.
 
 use nanny_worker::protocol::{
-    Answer, ClusterInfo, Member, MessageKind, MessageMeta, PoolMembers, Query, Recipients, ToWorker, WorkerAddr,
-    WorkerCounters,
+    Answer, ClusterInfo, Member, MessageKind, MessageMeta, PoolMembers, Query, Recipients, ToWorker,
+    WorkerAddr, WorkerCounters,
 };
 
 use super::entries::WorkerEntry;

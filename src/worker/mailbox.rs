@@ -55,7 +55,9 @@ impl Mailbox {
     pub(crate) fn push(&self, message: ToWorker, len: usize) -> u64 {
         let mut q = self.lock();
         let mut dropped = 0;
-        while !q.messages.is_empty() && (q.messages.len() >= MAILBOX_MESSAGES || q.bytes + len > MAILBOX_BYTES) {
+        while !q.messages.is_empty()
+            && (q.messages.len() >= MAILBOX_MESSAGES || q.bytes + len > MAILBOX_BYTES)
+        {
             if let Some((_, old)) = q.messages.pop_front() {
                 q.bytes -= old;
                 dropped += 1;

@@ -24,6 +24,7 @@ mod inspect;
 mod lifecycle;
 mod listeners;
 mod manage;
+mod messaging;
 mod order;
 mod placement;
 mod plain;

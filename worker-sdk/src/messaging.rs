@@ -205,7 +205,10 @@ impl Worker {
 
     fn on_confirmation_message(&self, meta: &MessageMeta, data: &[u8]) {
         let Ok(identifier) = crate::protocol::decode_payload::<String>(data) else {
-            tracing::warn!(from = meta.id, "a confirmation whose identifier is not a string: ignored");
+            tracing::warn!(
+                from = meta.id,
+                "a confirmation whose identifier is not a string: ignored"
+            );
             return;
         };
         for (f, metas) in self.inner.hub.confirm(&identifier, meta) {

@@ -41,10 +41,12 @@ pub use frames::{
     RequestFrame, ToWorker,
 };
 pub use hello::{
-    Capabilities, SupervisorHello, WorkerHello, CAP_CONNECTIONS, CAP_FD_CHANNEL, CAP_MESSAGING, ENV_FD, ENV_FD_CHANNEL,
-    ENV_LOGICAL_ID, ENV_MAX_FRAME_LEN, ENV_POOL, ENV_PROCESS_TITLE, ENV_PULSE_MS, ENV_SUPERVISOR_PID,
-    ENV_WORKER_ID, ENV_WORKER_NAME, EVENT_LISTENER_FAILED, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    Capabilities, SupervisorHello, WorkerHello, CAP_CONNECTIONS, CAP_FD_CHANNEL, CAP_MESSAGING, ENV_FD,
+    ENV_FD_CHANNEL, ENV_LOGICAL_ID, ENV_MAX_FRAME_LEN, ENV_POOL, ENV_PROCESS_TITLE, ENV_PULSE_MS,
+    ENV_SUPERVISOR_PID, ENV_WORKER_ID, ENV_WORKER_NAME, EVENT_LISTENER_FAILED, MIN_PROTOCOL_VERSION,
+    PROTOCOL_VERSION,
 };
 pub use messaging::{
-    Answer, ClusterInfo, Member, MessageKind, MessageMeta, PoolMembers, Query, Recipients, WorkerAddr, WorkerCounters,
+    Answer, ClusterInfo, Member, MessageKind, MessageMeta, PoolMembers, Query, Recipients, WorkerAddr,
+    WorkerCounters,
 };

@@ -20,6 +20,10 @@ use crate::health::{WorkerId, WorkerState};
 use crate::manage::{Conflict, Operation};
 use crate::WorkerRef;
 
+/// Room for a `Message` frame's envelope and meta around its data, beside
+/// the sender's name and pool (counted on their own).
+const MESSAGE_ENVELOPE: usize = 128;
+
 /// Whether `w` is a live worker that takes messages: it declared
 /// `messaging` in its hello and is not stopping.
 fn takes_messages(w: &WorkerEntry) -> bool {
@@ -49,7 +53,13 @@ impl Task {
             },
             Recipients::Private(addr) => (MessageKind::Private, self.addressee(addr).into_iter().collect()),
         };
-        let undelivered = matches!(to, Recipients::Private(_)) && recipients.is_empty()
+        let len = data.len() + meta.name.len() + meta.pool.len();
+        // The SDK checks the size against its own limit; a frame too large
+        // for the recipient would break its link, so it is never sent.
+        let oversize = len + MESSAGE_ENVELOPE > self.cfg.max_frame_len;
+        let recipients = if oversize { Vec::new() } else { recipients };
+        let undelivered = oversize
+            || matches!(to, Recipients::Private(_)) && recipients.is_empty()
             || matches!(&to, Recipients::Group(g) if self.pool_index(g).is_err());
         if undelivered {
             tracing::debug!(worker = %from, ?to, "a message to nobody: dropped");
@@ -57,7 +67,6 @@ impl Task {
                 w.counters.undelivered += 1;
             }
         }
-        let len = data.len() + meta.name.len() + meta.pool.len();
         for id in recipients {
             let Some(r) = self.workers.get_mut(&id) else {
                 continue;

@@ -82,13 +82,4 @@ pub enum Error {
     /// [`Incoming`](crate::Incoming) of this worker lives (one at a time).
     #[error("this worker already takes connections")]
     AlreadyListening,
-    /// The supervisor speaks a protocol version before 4 and routes no
-    /// messages between workers nor answers queries
-    /// ([`Worker::publish_public`](crate::Worker::publish_public),
-    /// [`Worker::cluster_info`](crate::Worker::cluster_info)…).
-    #[error("the supervisor (protocol version {theirs}) does not route messages between workers")]
-    NoMessaging {
-        /// The supervisor's protocol version.
-        theirs: u32,
-    },
 }

@@ -90,7 +90,6 @@ pub(crate) async fn connect_stream(
     let max = theirs.max_frame_len as usize;
     settings.pulse = Duration::from_millis(theirs.pulse_ms);
     settings.max_frame_len = max;
-    settings.supervisor_version = theirs.version;
     reader.get_mut().decoder_mut().set_max_frame_length(max);
     writer.get_mut().encoder_mut().set_max_frame_length(max);
     let term = if stop_on_sigterm {

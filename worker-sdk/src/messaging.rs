@@ -21,9 +21,6 @@ use crate::protocol::{
 };
 use crate::{Error, Worker};
 
-/// The oldest supervisor protocol version that routes messages.
-const MESSAGING_VERSION: u32 = 4;
-
 /// Room left in a frame for a `Publish` envelope around the data beside
 /// the group or worker name (which is counted on its own).
 const ENVELOPE: usize = 64;
@@ -34,9 +31,8 @@ impl Worker {
     ///
     /// Fails with [`Error::TooLarge`] when it does not fit in one frame,
     /// [`Error::QueueFull`] when the writer queue has no room (nothing was
-    /// queued: try again later), [`Error::Disconnected`] when the link is
-    /// gone, and [`Error::NoMessaging`] under a supervisor too old to
-    /// route messages.
+    /// queued: try again later), and [`Error::Disconnected`] when the
+    /// link is gone.
     ///
     /// ```no_run
     /// # fn f(worker: &nanny_worker::Worker) -> Result<(), nanny_worker::Error> {
@@ -124,8 +120,8 @@ impl Worker {
     /// supervisor sees them now (`emitClusterInfo`).
     ///
     /// Fails with [`Error::Disconnected`] when the link is gone (or goes
-    /// before the answer) and [`Error::NoMessaging`] under a supervisor
-    /// too old to answer.
+    /// before the answer). (A supervisor that accepts this SDK's protocol
+    /// version, 4 or later, always answers.)
     pub async fn cluster_info(&self) -> Result<ClusterInfo, Error> {
         match self.query(Query::ClusterInfo).await? {
             Answer::ClusterInfo(info) => Ok(info),
@@ -143,16 +139,7 @@ impl Worker {
         }
     }
 
-    fn require_messaging(&self) -> Result<(), Error> {
-        let theirs = self.inner.settings.supervisor_version;
-        if theirs < MESSAGING_VERSION {
-            return Err(Error::NoMessaging { theirs });
-        }
-        Ok(())
-    }
-
     fn publish<T: Serialize + ?Sized>(&self, to: Recipients, msg: &T) -> Result<(), Error> {
-        self.require_messaging()?;
         let data = encode_payload(msg)?;
         let named = match &to {
             Recipients::Group(g) => g.len(),
@@ -171,7 +158,6 @@ impl Worker {
     }
 
     async fn query(&self, query: Query) -> Result<Answer, Error> {
-        self.require_messaging()?;
         let hub = &self.inner.hub;
         let (id, answer) = hub.open_query();
         // Forgets the query however this future ends.

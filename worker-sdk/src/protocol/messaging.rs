@@ -161,8 +161,10 @@ pub struct WorkerCounters {
     pub private_sent: u64,
     /// Confirmations it sent (`emitConfirmation`).
     pub confirmations_sent: u64,
-    /// Private messages it sent to no live worker that takes messages:
-    /// dropped by the supervisor.
+    /// Messages it sent that the supervisor dropped for want of a
+    /// recipient: a private message to no live worker that takes messages,
+    /// a group message naming no pool, a message too large for a frame
+    /// once its meta is added.
     pub undelivered: u64,
     /// Public messages it received (`onPublic`).
     pub public_received: u64,

@@ -11,6 +11,7 @@ mod connections;
 mod env;
 mod fdpass;
 mod link;
+mod messaging;
 mod serve;
 mod stream;
 mod wire;
@@ -67,7 +68,6 @@ fn settings() -> Settings {
         supervisor_pid: 4242,
         pulse: Duration::from_secs(1),
         max_frame_len: DEFAULT_MAX_FRAME_LEN,
-        supervisor_version: 0,
     }
 }
 

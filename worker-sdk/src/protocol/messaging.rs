@@ -219,3 +219,50 @@ impl WorkerCounters {
         self.public_received + self.group_received + self.private_received + self.confirmations_received
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{FromWorker, ToWorker};
+
+    fn bytes<T: Serialize>(v: &T) -> Vec<u8> {
+        rmp_serde::to_vec_named(v).unwrap()
+    }
+
+    #[test]
+    fn wire_shapes_are_those_of_protocol_md() {
+        let private = FromWorker::Publish {
+            to: Recipients::Private(WorkerAddr::Id(7)),
+            data: vec![],
+        };
+        assert_eq!(
+            bytes(&private),
+            b"\x81\xa7Publish\x82\xa2to\x81\xa7Private\x81\xa2Id\x07\xa4data\xc4\x00"
+        );
+        let public = FromWorker::Publish {
+            to: Recipients::Public,
+            data: vec![],
+        };
+        assert_eq!(
+            bytes(&public),
+            b"\x81\xa7Publish\x82\xa2to\xa6Public\xa4data\xc4\x00"
+        );
+        let query = FromWorker::Query {
+            id: 3,
+            query: Query::Stats,
+        };
+        assert_eq!(bytes(&query), b"\x81\xa5Query\x82\xa2id\x03\xa5query\xa5Stats");
+        let message = ToWorker::Message {
+            kind: MessageKind::Confirmation,
+            meta: MessageMeta {
+                id: 1,
+                name: "a:01".into(),
+                pid: 2,
+                pool: "a".into(),
+            },
+            data: vec![],
+        };
+        let kind = b"\xa4kind\xacconfirmation";
+        assert!(bytes(&message).windows(kind.len()).any(|w| w == kind));
+    }
+}

@@ -136,8 +136,10 @@ async fn queries_are_answered_by_id() {
         panic!("expected a query");
     };
     assert_eq!(query, Query::Stats);
-    let mut counters = WorkerCounters::default();
-    counters.public_sent = 3;
+    let counters = WorkerCounters {
+        public_sent: 3,
+        ..Default::default()
+    };
     let answer = Answer::Stats(counters);
     fake.send(ToWorker::Answer { id: second, answer }).await;
     let (got_info, got_stats) = tokio::time::timeout(TIMEOUT, asked).await.unwrap().unwrap();

@@ -23,3 +23,4 @@ pub(crate) mod output;
 pub(crate) mod placement;
 pub(crate) mod probe;
 pub(crate) mod spawn;
+mod writer;

@@ -25,6 +25,7 @@ mod lifecycle;
 mod listeners;
 mod manage;
 mod messaging;
+mod messaging_cluster;
 mod order;
 mod placement;
 mod plain;

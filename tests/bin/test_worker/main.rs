@@ -60,6 +60,8 @@
 mod cmd;
 mod conn;
 mod handle;
+#[path = "../../support/mail.rs"]
+mod mail;
 mod messages;
 mod raw;
 mod raw_conn;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use nanny_worker::{Error, HandlerError, Message, Request, Worker};
 
-use crate::cmd::{Cmd, Fired, Got, Numbered, Report, To, REPORT, REPORTED};
+use crate::cmd::Cmd;
+use crate::mail::{Fired, Got, Numbered, Report, To, REPORT, REPORTED};
 
 /// Every message and confirmation firing this worker has seen.
 #[derive(Default)]

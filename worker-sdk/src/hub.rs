@@ -49,8 +49,9 @@ impl Hub {
         match kind {
             MessageKind::Public => h.public.push(f),
             MessageKind::Group => h.group.push(f),
-            // Confirmations have listeners of their own.
-            MessageKind::Private | MessageKind::Confirmation => h.private.push(f),
+            MessageKind::Private => h.private.push(f),
+            // Confirmations have listeners of their own (`add_listener`).
+            MessageKind::Confirmation => {}
         }
     }
 

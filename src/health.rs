@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-pub use nanny_worker::protocol::Heartbeat;
+pub use nanny_worker::protocol::{Heartbeat, WorkerCounters};
 use serde::{Deserialize, Serialize};
 
 /// A worker's identity within one supervisor. Ids are never reused.
@@ -98,6 +98,11 @@ pub struct WorkerHealth {
     pub debugging: bool,
     /// Its balanced connections (see [`crate::listen`]).
     pub connections: ConnectionCounts,
+    /// Its messaging, kill and spawn counters, as the worker reads them
+    /// itself (`Worker::stats`); [`Supervisor::reset_stats`](crate::Supervisor::reset_stats)
+    /// zeroes them.
+    #[serde(default)]
+    pub counters: WorkerCounters,
 }
 
 /// One worker's balanced connections, in [`WorkerHealth::connections`].

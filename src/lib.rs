@@ -72,10 +72,13 @@ pub use builder::{
 pub use error::{ConfigError, Error, RemoteError, StartError};
 pub use events::{Event, ExitInfo};
 pub use health::{
-    ConnectionCounts, Heartbeat, Inspect, PoolInfo, Stats, WorkerHealth, WorkerId, WorkerSlot, WorkerState,
+    ConnectionCounts, Heartbeat, Inspect, PoolInfo, Stats, WorkerCounters, WorkerHealth, WorkerId,
+    WorkerSlot, WorkerState,
 };
 pub use listen::{BindError, Distribution, ListenAddr, Listener, ListenerInfo, ListenerStatus};
-pub use nanny_worker::protocol::AttachmentKind;
+pub use nanny_worker::protocol::{
+    AttachmentKind, ClusterInfo, Member, MessageKind, MessageMeta, PoolMembers,
+};
 pub use nix::sys::signal::Signal;
 pub use pool::{Backoff, Pool, RestartPolicy, WorkerSpec, DEFAULT_POOL};
 pub use readiness::Readiness;

@@ -64,6 +64,8 @@ pub enum Operation {
     RemoveAll,
     /// `resize`.
     Resize,
+    /// `reset_stats`.
+    ResetStats,
 }
 
 impl Operation {
@@ -78,6 +80,7 @@ impl Operation {
             Operation::Update => "update",
             Operation::RemoveAll => "remove the workers of",
             Operation::Resize => "resize",
+            Operation::ResetStats => "reset the counters of",
         }
     }
 
@@ -92,6 +95,7 @@ impl Operation {
             Operation::Update => "an update",
             Operation::RemoveAll => "a removal of all workers",
             Operation::Resize => "a resize",
+            Operation::ResetStats => "a counter reset",
         }
     }
 }

@@ -68,6 +68,10 @@ pub(crate) enum Command {
     },
     SoftKill(Reply<()>),
     HardKill(Reply<()>),
+    ResetStats {
+        worker: crate::WorkerRef,
+        reply: Reply<Result<(), Error>>,
+    },
 }
 
 /// The management calls (see [`crate::manage`]).

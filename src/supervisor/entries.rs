@@ -104,4 +104,6 @@ pub(super) struct WorkerEntry {
     pub(super) probe: Option<tokio_util::sync::DropGuard>,
     /// It said `Ready` while its probe had not passed yet.
     pub(super) said_ready: bool,
+    /// Its messaging, kill and spawn counters (see `messaging`).
+    pub(super) counters: nanny_worker::protocol::WorkerCounters,
 }

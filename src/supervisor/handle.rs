@@ -15,6 +15,7 @@ use super::ids::RequestId;
 pub use super::response::{EnqueueOptions, Response};
 
 mod manage;
+mod messaging;
 use crate::builder::Builder;
 use crate::error::Error;
 use crate::events::Event;

@@ -72,6 +72,8 @@ impl Task {
         let p = &self.pools[pool];
         let s = (p.slots.get(slot)).ok_or(StartFailure::Stopped(StopReason::Removed))?;
         let (logical_id, name) = (s.logical_id, worker_name(&p.cfg.name, s.number));
+        let mut counters = nanny_worker::protocol::WorkerCounters::default();
+        counters.respawns = s.info.restarts;
         let title = (self.cfg.process_title.as_deref()).map(|base| placement::worker_title(base, &name));
         let cpus = p.cfg.cpus.for_slot(s.number);
         let identity = spawn::Identity {
@@ -166,6 +168,7 @@ impl Task {
                 reports: 0,
                 probe,
                 said_ready: false,
+                counters,
             },
         );
         if replaces.is_none() {
@@ -309,6 +312,9 @@ impl Task {
                 self.on_connection_answer(id, conn, attempt, false)
             }
             FromWorker::ConnectionClosed { id: conn } => self.on_connection_closed(id, conn),
+            FromWorker::Publish { to, data } => self.on_publish(id, to, data),
+            FromWorker::Query { id: query, query: q } => self.on_query(id, query, q),
+            FromWorker::Confirmed { .. } => self.on_confirmed(id),
             _ => {}
         }
     }

@@ -37,6 +37,8 @@
 //!   (add, remove, stop, start, restart, reload) are admitted in [`manage`]
 //!   and moved on in [`progress`]; the operations under way, with what
 //!   each claims, are in [`ops`].
+//! * Messages between workers, confirmations, the cluster queries and the
+//!   per-worker counters are in [`messaging`].
 
 mod answer;
 pub(crate) mod command;
@@ -51,6 +53,7 @@ mod ledger;
 mod lifecycle;
 mod listeners;
 mod manage;
+mod messaging;
 mod ops;
 mod order;
 mod pause;

@@ -358,6 +358,9 @@ impl Task {
             Command::Manage { call, reply } => self.on_manage(call, reply),
             Command::SoftKill(reply) => self.begin_drain(reply),
             Command::HardKill(reply) => self.begin_kill(Some(reply)),
+            Command::ResetStats { worker, reply } => {
+                let _ = reply.send(self.on_reset_stats(&worker));
+            }
         }
     }
 

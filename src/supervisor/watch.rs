@@ -179,6 +179,7 @@ impl Task {
                 bounced: w.conns.bounced,
                 listening: w.conns.listening,
             },
+            counters: w.counters,
         })
     }
 

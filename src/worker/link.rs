@@ -1,14 +1,14 @@
 //! The I/O tasks of one worker: reader, writer, fd reader and process, or
 //! for a plain program the process task alone (see the module docs of
-//! [`crate::worker`]).
+//! [`crate::worker`]; the writer is in `writer.rs`).
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{FutureExt, StreamExt};
 use nanny_worker::fdpass::{FdChannel, FdMessage};
-use nanny_worker::protocol::{self as p, FdTag, FromWorker, RequestFrame, ToWorker, FD_KIND_ATTACHMENT};
+use nanny_worker::protocol::{self as p, FdTag, FromWorker, RequestFrame, ToWorker};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
@@ -16,7 +16,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::mailbox::Mailbox;
 use super::spawn::{ProtocolIo, Spawned};
+use super::writer::spawn_writer;
 use crate::attach::Descriptor;
 use crate::events::ExitInfo;
 use crate::health::WorkerId;
@@ -87,6 +89,9 @@ pub(crate) struct Link {
     kill: CancellationToken,
     /// Whether it has a usable fd channel (attachments, connections).
     pub(crate) fd_channel: bool,
+    /// Messages from other workers, for the writer (bounded, drop-oldest:
+    /// see [`Mailbox`]). Never read for a plain program, which is sent none.
+    pub(crate) mailbox: Arc<Mailbox>,
 }
 
 impl Link {
@@ -147,8 +152,12 @@ pub(crate) fn start(
     if let Some(err) = child.stderr.take() {
         super::output::capture(tracker, err, id.get(), pool, "stderr", logs.clone(), gone.clone());
     }
+    let mailbox = Arc::new(Mailbox::default());
     let (frames_tx, readers, fd_channel) = match io {
-        Some(io) => protocol_tasks(tracker, id, io, max_frame_len, frame_capacity, &events, &gone),
+        Some(io) => {
+            let queues = (frame_capacity, Arc::clone(&mailbox));
+            protocol_tasks(tracker, id, io, max_frame_len, queues, &events, &gone)
+        }
         // Closed at once: the receiver is dropped here.
         None => (mpsc::channel::<Outgoing>(1).0, Vec::new(), false),
     };
@@ -196,6 +205,7 @@ pub(crate) fn start(
         signals: signals_tx,
         kill,
         fd_channel,
+        mailbox,
     }
 }
 
@@ -207,7 +217,7 @@ fn protocol_tasks(
     id: WorkerId,
     io: ProtocolIo,
     max_frame_len: usize,
-    frame_capacity: usize,
+    (frame_capacity, mailbox): (usize, Arc<Mailbox>),
     events: &mpsc::Sender<LinkEvent>,
     gone: &CancellationToken,
 ) -> (mpsc::Sender<Outgoing>, Vec<JoinHandle<()>>, bool) {
@@ -231,7 +241,7 @@ fn protocol_tasks(
         id,
         write,
         max_frame_len,
-        frames_rx,
+        (frames_rx, mailbox),
         channel,
         events.clone(),
         gone.clone(),
@@ -293,62 +303,6 @@ fn spawn_reader(
     })
 }
 
-/// The writer: feed everything queued, flush once per batch. A write that
-/// fails (the worker closed its end, or died) ends the writer; the task
-/// hears it as a hang-up, so the worker is not blamed for the frames it
-/// could no longer take (and is stopped if it stays alive).
-#[allow(clippy::too_many_arguments)]
-fn spawn_writer(
-    tracker: &TaskTracker,
-    id: WorkerId,
-    write: tokio::net::unix::OwnedWriteHalf,
-    max_frame_len: usize,
-    mut frames_rx: mpsc::Receiver<Outgoing>,
-    out_channel: Option<Arc<FdChannel>>,
-    hung_up: mpsc::Sender<LinkEvent>,
-    stop: CancellationToken,
-) {
-    let mut writer: p::FrameWriter<_, ToWorker> = p::frame_writer(write, max_frame_len);
-    tracker.spawn(async move {
-        let broken = 'writing: loop {
-            let first = tokio::select! {
-                f = frames_rx.recv() => f,
-                () = stop.cancelled() => None,
-            };
-            let Some(first) = first else { break false };
-            let mut next = Some(first);
-            while let Some(item) = next {
-                let sent = match item {
-                    Outgoing::Frame(frame) => writer.feed(frame).await.is_ok(),
-                    Outgoing::Fd { tag, frame, fd } => match &out_channel {
-                        Some(c) => c.send_with(tag, fd.as_fd(), &frame).await.is_ok(),
-                        None => true, // never queued without a channel
-                    },
-                    Outgoing::Attached(frame, fd) => match &out_channel {
-                        Some(c) => send_attached(c, &mut writer, frame, &fd).await,
-                        // The worker answers with an attachment error.
-                        None => writer.feed(ToWorker::Request(frame)).await.is_ok(),
-                    },
-                };
-                if !sent {
-                    break 'writing true;
-                }
-                next = frames_rx.try_recv().ok();
-            }
-            if writer.flush().await.is_err() {
-                break true;
-            }
-        };
-        // Closing the queue first: the supervisor task sends nothing more.
-        drop(frames_rx);
-        if broken {
-            let _ = hung_up.send(LinkEvent::HungUp(id)).await;
-        }
-        // Dropping the write half shuts the socket down for writing: the
-        // worker reads EOF.
-    });
-}
-
 /// The fd reader: descriptors the worker sends on its fd channel.
 fn spawn_fd_reader(
     tracker: &TaskTracker,
@@ -383,28 +337,4 @@ fn spawn_fd_reader(
             }
         }
     })
-}
-
-/// Sends a request with its attachment: inline in one fd channel message if
-/// the frame fits, else the descriptor alone, then the frame on the socket.
-/// False if the link is broken.
-async fn send_attached(
-    channel: &FdChannel,
-    writer: &mut p::FrameWriter<tokio::net::unix::OwnedWriteHalf, ToWorker>,
-    frame: RequestFrame,
-    fd: &Descriptor,
-) -> bool {
-    let tag = FdTag {
-        id: frame.id,
-        attempt: frame.attempt,
-        kind: FD_KIND_ATTACHMENT,
-    };
-    match p::encode_payload(&frame) {
-        Ok(inline) if FdTag::LEN + inline.len() <= p::FD_MESSAGE_MAX => {
-            channel.send_with(tag, fd.as_fd(), &inline).await.is_ok()
-        }
-        _ => {
-            channel.send(tag, fd.as_fd()).await.is_ok() && writer.feed(ToWorker::Request(frame)).await.is_ok()
-        }
-    }
 }

@@ -11,13 +11,16 @@
 //!   protocol error for that worker alone;
 //! * an **fd reader** for descriptors the worker sends on its fd channel;
 //! * a **writer** that encodes [`ToWorker`](nanny_worker::protocol::ToWorker)
-//!   frames, coalescing writes (feed, flush only when its queue is empty);
+//!   frames, coalescing writes (feed, flush only when its queue is empty),
+//!   and then the messages from other workers in its [`mailbox`];
 //! * a **process** task that owns the `Child`, delivers signals to its
 //!   process group, and reaps it. Because signals are sent only by the task
 //!   that reaps, a signal can never reach a recycled pid.
 
 pub(crate) mod link;
+pub(crate) mod mailbox;
 pub(crate) mod output;
 pub(crate) mod placement;
 pub(crate) mod probe;
 pub(crate) mod spawn;
+mod writer;

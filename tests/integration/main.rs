@@ -25,6 +25,8 @@ mod inspect;
 mod lifecycle;
 mod listeners;
 mod manage;
+mod messaging;
+mod messaging_cluster;
 mod order;
 mod placement;
 mod plain;

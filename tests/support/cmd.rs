@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use super::mail::To;
+
 /// One request to the test worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Cmd {
@@ -105,6 +107,39 @@ pub(crate) enum Cmd {
     /// Answers a [`Whoami`] without touching the attachment (closed with
     /// the request).
     IgnoreAttachment,
+
+    // Messaging between workers.
+    /// Publishes `count` messages to `to`, [`Numbered`] `first..first +
+    /// count`, each padded with `pad` bytes, retrying while the writer
+    /// queue is full; answers the number published (`u64`). A publish error
+    /// fails the handler.
+    Publish {
+        /// Where.
+        to: To,
+        /// The first number.
+        first: u64,
+        /// How many.
+        count: u64,
+        /// Padding bytes per message.
+        pad: usize,
+    },
+    /// `worker.emit_confirmation(identifier)`; answers a [`Whoami`].
+    Confirm(String),
+    /// `worker.on_confirmation(n, identifier, …)`: each firing is recorded
+    /// ([`Fired`], reported on [`REPORT`]); answers a [`Whoami`].
+    ListenConfirmations {
+        /// Confirmations per firing.
+        n: usize,
+        /// The identifier.
+        identifier: String,
+    },
+    /// Answers `worker.cluster_info()` (a `nanny_worker::protocol::ClusterInfo`).
+    ClusterInfo,
+    /// Answers `worker.stats()` (a `nanny_worker::protocol::WorkerCounters`).
+    Stats,
+    /// Blocks the worker's only runtime thread (as [`Cmd::Block`]) until
+    /// the file at this path exists (at most a minute), then answers its id.
+    BlockUntil(String),
 }
 
 /// What [`Cmd::EchoSocket`] found and did.

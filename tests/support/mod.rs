@@ -7,6 +7,7 @@ pub(crate) mod attachments;
 pub(crate) mod cmd;
 pub(crate) mod conns;
 pub(crate) mod load;
+pub(crate) mod mail;
 pub(crate) mod plain;
 pub(crate) mod procfs;
 pub(crate) mod setups;

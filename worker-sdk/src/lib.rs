@@ -137,6 +137,27 @@
 //! tells the supervisor when it takes one and when it is closed (dropped):
 //! the supervisor stops a draining worker once its connections are closed.
 //!
+//! # Messaging between workers
+//!
+//! Workers send each other messages through the supervisor:
+//! [`Worker::publish_public`], [`Worker::publish_group`] (a worker's group
+//! is its pool) and [`Worker::publish_private`] (by id or by name,
+//! `api:01`), received by the [`Worker::on_public`], [`Worker::on_group`]
+//! and [`Worker::on_private`] handlers as a [`Message`] with its sender's
+//! meta. Confirmations ([`Worker::emit_confirmation`],
+//! [`Worker::on_confirmation`]) are counted by the listening worker.
+//! [`Worker::cluster_info`] lists the pools and their workers, and
+//! [`Worker::stats`] reads this worker's counters. Delivery is at most once
+//! and in order per sender; a recipient that falls behind loses its oldest
+//! messages (a bounded mailbox at the supervisor, see `messaging.rs`).
+//!
+//! ```no_run
+//! # fn f(worker: &nanny_worker::Worker) -> Result<(), nanny_worker::Error> {
+//! worker.on_group(|msg| println!("{} says {:?}", msg.meta().name, msg.data::<String>()));
+//! worker.publish_group(worker.pool(), &"cache warm")?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Protocol
 //!
 //! The [`protocol`] module holds the wire types; `PROTOCOL.md` in this
@@ -188,11 +209,14 @@ mod env;
 mod error;
 mod event;
 pub mod fdpass;
+mod hub;
 mod incoming;
 mod inflight;
 mod intake;
 mod link;
 mod matcher;
+mod message;
+mod messaging;
 mod offers;
 pub mod protocol;
 mod reply_stream;
@@ -211,6 +235,7 @@ pub use error::Error;
 pub use event::Event;
 pub use incoming::Incoming;
 pub use inflight::RequestInfo;
+pub use message::Message;
 pub use protocol::RemoteError;
 pub use request::Request;
 pub use socket::Socket;

@@ -6,7 +6,7 @@
 //!
 //! | channel | from → to | bound | when full |
 //! |---|---|---|---|
-//! | writer queue | attempts, session, handle → writer | [`WRITE_QUEUE`] | attempts never find it full: their slots are reserved before they are registered, and the session waits for room (backpressure on the reader); `emit` fails with `QueueFull`; `ready`/`busy` wait on a task; an `Ack` or a heartbeat is skipped |
+//! | writer queue | attempts, session, handle → writer | [`WRITE_QUEUE`] | attempts never find it full: their slots are reserved before they are registered, and the session waits for room (backpressure on the reader); `emit` and `publish_*` fail with `QueueFull`; a query (`cluster_info`, `stats`) waits for room; a `Confirmed` is skipped; `ready`/`busy` wait on a task; an `Ack` or a heartbeat is skipped |
 //! | done queue | attempts → session | `MAX_IN_FLIGHT` | never: one slot reserved per attempt |
 //! | to `serve` | session → `serve` | `MAX_IN_FLIGHT + 3` | never: each request in it is in the in-flight table |
 //! | control | handle → session | [`CONTROL_QUEUE`] | the caller of `requests()` waits |
@@ -69,6 +69,7 @@ pub(crate) async fn connect_stream(
             fd_channel: fd_channel.is_some(),
             // Balanced connections ride on the fd channel.
             connections: fd_channel.is_some(),
+            messaging: true,
         }
         .names(),
     };
@@ -180,6 +181,8 @@ fn frame_name(frame: &ToWorker) -> &'static str {
         ToWorker::SoftKill => "SoftKill",
         ToWorker::HardKill => "HardKill",
         ToWorker::Drain => "Drain",
+        ToWorker::Message { .. } => "Message",
+        ToWorker::Answer { .. } => "Answer",
     }
 }
 

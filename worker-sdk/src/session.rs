@@ -135,6 +135,8 @@ impl Session {
             }
             ToWorker::SoftKill => self.soft_kill().await,
             ToWorker::Drain => self.stop_listening(),
+            ToWorker::Message { kind, meta, data } => self.worker.on_message(kind, meta, data),
+            ToWorker::Answer { id, answer } => self.worker.on_answer(id, answer),
             ToWorker::HardKill => {
                 self.stop_listening();
                 self.worker.run_hard_kill_hook();

@@ -84,6 +84,8 @@ pub(crate) struct Shared {
     pub(crate) soft_done: CancellationToken,
     soft_started: AtomicBool,
     hooks: Mutex<Hooks>,
+    /// Messaging: its handlers, confirmation counts, queries waiting.
+    pub(crate) hub: crate::hub::Hub,
 }
 
 impl fmt::Debug for Shared {
@@ -147,6 +149,7 @@ impl Worker {
             soft_done: CancellationToken::new(),
             soft_started: AtomicBool::new(false),
             hooks: Mutex::new(Hooks::default()),
+            hub: crate::hub::Hub::default(),
         };
         Self {
             inner: Arc::new(shared),
@@ -329,7 +332,7 @@ impl Worker {
     /// Queues a frame for the writer if there is room. The error hands the
     /// frame back (as tokio's does), hence its size.
     #[allow(clippy::result_large_err)]
-    fn try_send(&self, frame: FromWorker) -> Result<(), TrySendError<Outgoing>> {
+    pub(crate) fn try_send(&self, frame: FromWorker) -> Result<(), TrySendError<Outgoing>> {
         if self.inner.closed.is_cancelled() {
             return Err(TrySendError::Closed(Outgoing::Frame(frame)));
         }

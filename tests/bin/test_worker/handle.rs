@@ -12,12 +12,15 @@ use crate::serve::{HandlerGuard, State};
 use crate::PANIC_MESSAGE;
 
 /// Answers one request, as its [`Cmd`] says.
-pub(crate) async fn handle(st: &State, mut req: Request) -> Result<(), HandlerError> {
+pub(crate) async fn handle(st: &State, req: Request) -> Result<(), HandlerError> {
     let _running = HandlerGuard::new(&st.handlers);
     if !st.delay.is_zero() {
         tokio::time::sleep(st.delay).await;
     }
     let cmd: Cmd = req.data()?;
+    let Some((cmd, mut req)) = crate::messages::handle(&st.worker, &st.inbox, cmd, req).await? else {
+        return Ok(());
+    };
     let me = st.whoami(&req);
     let first = req.attempt() == 1;
     match cmd {
@@ -160,6 +163,12 @@ pub(crate) async fn handle(st: &State, mut req: Request) -> Result<(), HandlerEr
             drop(held);
         }
         Cmd::IgnoreAttachment => req.respond(&me)?,
+        Cmd::Publish { .. }
+        | Cmd::Confirm(_)
+        | Cmd::ListenConfirmations { .. }
+        | Cmd::ClusterInfo
+        | Cmd::Stats
+        | Cmd::BlockUntil(_) => unreachable!("answered by messages::handle"),
     }
     Ok(())
 }

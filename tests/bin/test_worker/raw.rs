@@ -63,7 +63,7 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
     }
     let version = match mode {
         RawMode::BadHello => PROTOCOL_VERSION + 99,
-        _ => PROTOCOL_VERSION,
+        _ => crate::env_u64("TEST_RAW_VERSION").map_or(PROTOCOL_VERSION, |v| v as u32),
     };
     let hello = WorkerHello {
         version,
@@ -147,6 +147,8 @@ where
         let req = match frame {
             ToWorker::Request(req) => req,
             ToWorker::SoftKill | ToWorker::HardKill => return ExitCode::SUCCESS,
+            // Never sent to a worker that did not declare `messaging`.
+            ToWorker::Message { .. } => return ExitCode::from(9),
             _ => continue,
         };
         let outcome = match (req.attachment, p::decode_payload::<Cmd>(&req.payload)) {

@@ -30,6 +30,8 @@ pub(crate) struct State {
     pub(crate) slow: Option<Duration>,
     /// Request handlers running now (see [`COUNT`]).
     pub(crate) handlers: std::sync::atomic::AtomicUsize,
+    /// The messages it received (see [`crate::messages`]).
+    pub(crate) inbox: Arc<crate::messages::Inbox>,
 }
 
 /// Counts a running handler in [`State::handlers`] until it is dropped
@@ -97,7 +99,9 @@ pub(crate) async fn serve() -> ExitCode {
         delay,
         slow,
         handlers: std::sync::atomic::AtomicUsize::new(0),
+        inbox: Arc::default(),
     });
+    crate::messages::listen(&worker, &state.inbox);
 
     let st = Arc::clone(&state);
     worker.on_broadcast(RELEASE, move |ev| {

@@ -8,6 +8,7 @@ use serde_bytes::ByteBuf;
 use uuid::Uuid;
 
 use super::hello::{SupervisorHello, WorkerHello};
+use super::messaging::{Answer, MessageKind, MessageMeta, Query, Recipients};
 
 /// One attempt of one request: the request id and the attempt number.
 ///
@@ -166,6 +167,25 @@ pub enum ToWorker {
     /// keep-alive connections) and close them. A `SoftKill` follows once
     /// they are closed, or at the drain timeout.
     Drain,
+    /// Version 4, only to a worker that declared
+    /// [`CAP_MESSAGING`](super::CAP_MESSAGING): a message from another
+    /// worker (or a confirmation), with its sender's meta.
+    Message {
+        /// How it was addressed.
+        kind: MessageKind,
+        /// Who sent it.
+        meta: MessageMeta,
+        /// Its data (MessagePack from the Rust API).
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Version 4: the answer to the worker's [`FromWorker::Query`] `id`.
+    Answer {
+        /// The query's id.
+        id: u64,
+        /// The answer.
+        answer: Answer,
+    },
 }
 
 /// Frames from a worker to the supervisor.
@@ -248,6 +268,30 @@ pub enum FromWorker {
     ConnectionClosed {
         /// Connection id.
         id: Uuid,
+    },
+    /// Version 4 ([`CAP_MESSAGING`](super::CAP_MESSAGING)): a message for
+    /// other workers, routed by the supervisor, which adds the meta.
+    Publish {
+        /// Its recipients.
+        to: Recipients,
+        /// Its data (MessagePack from the Rust API).
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// Version 4: a question for the supervisor, answered by
+    /// [`ToWorker::Answer`] with the same `id`.
+    Query {
+        /// Chosen by the worker, echoed in the answer.
+        id: u64,
+        /// The question.
+        query: Query,
+    },
+    /// Version 4: one of the worker's confirmation listeners fired (it
+    /// counted its `n` confirmations of `identifier`): counted in its
+    /// `confirmations_completed`.
+    Confirmed {
+        /// The identifier.
+        identifier: String,
     },
 }
 

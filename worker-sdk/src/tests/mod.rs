@@ -11,6 +11,7 @@ mod connections;
 mod env;
 mod fdpass;
 mod link;
+mod messaging;
 mod serve;
 mod stream;
 mod wire;

@@ -37,4 +37,5 @@ mod restarts;
 mod settings;
 mod signals;
 mod stalls;
+mod sticky;
 mod validation;

@@ -68,7 +68,8 @@ impl EnqueueOptions {
     /// octets (which name the same owner as a
     /// [`sticky_by_peer_ip`](crate::Listener::sticky_by_peer_ip)
     /// connection from that address). Hashed here, with a fixed hash: the
-    /// same key maps to the same slot name on every run.
+    /// same key over the same slots has the same owner on every run
+    /// ([`crate::sticky::owner`] computes it).
     pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
         self.key = Some(crate::sticky::hash(key.as_ref()));
         self

@@ -11,9 +11,10 @@
 //! ([`set_owners`](Ledger::set_owners), from the task after any event that
 //! may change them) and this invariant with the others of the module docs:
 //! **a keyed request that waits is in the lane of its key's owner among
-//! those slots**. When they change, every keyed waiter of the pool is
-//! re-homed, oldest first within each lane (a retry keeps its place at the
-//! front only if its lane is kept).
+//! those slots**. When they change, the keyed waiters whose owner changed
+//! move, in their order, to the back of their new owners' lanes; the others
+//! keep their places (a key's waiters are all in one lane, so its order
+//! holds).
 //!
 //! Keyed waits count in [`queued`](Ledger::queued) and in the pool's
 //! `max_queue` bound like any other. They are this host's: a shared queue
@@ -110,15 +111,28 @@ impl Ledger {
             return false;
         }
         l.owners = owners.collect();
-        let waiting: Vec<RequestId> = std::mem::take(&mut l.lanes)
-            .into_values()
-            .flat_map(|mut q| q.drain().collect::<Vec<_>>())
-            .collect();
-        l.len = 0;
-        for id in waiting {
-            let e = self.entries.get_mut(&id).expect("a waiting request exists");
-            let key = e.key().expect("a keyed request");
-            e.sticky = Some(self.lanes[pool].push(id, key, Position::Back));
+        // Those that keep their owner keep their places; the others go, in
+        // their order, to the back of their new owners' lanes.
+        let mut moving = Vec::new();
+        for (&lane, q) in &mut l.lanes {
+            let ids: Vec<RequestId> = q.drain().collect();
+            for id in ids {
+                let key = self.entries[&id].key().expect("a keyed request");
+                if crate::sticky::owner_of(key, l.owners.iter().map(|o| (o.slot, o.seed))) == lane {
+                    q.push(id, Position::Back);
+                } else {
+                    moving.push((id, key));
+                }
+            }
+        }
+        l.lanes.retain(|_, q| q.live() > 0);
+        l.len -= moving.len();
+        for (id, key) in moving {
+            let sticky = l.push(id, key, Position::Back);
+            self.entries
+                .get_mut(&id)
+                .expect("a waiting request exists")
+                .sticky = Some(sticky);
         }
         true
     }

@@ -293,3 +293,45 @@ fn a_keyed_request_waits_in_its_owners_lane_and_moves_with_the_owners() {
     assert_eq!(l.next_keyed(0, mine), Some(k2));
     l.check();
 }
+
+#[test]
+fn waiters_that_keep_their_owner_keep_their_places_when_others_move_in() {
+    use super::super::slots::SlotKey;
+    let rt = runtime();
+    let _rt = rt.enter();
+    let mut l = Ledger::new(1, 10);
+    let owner = |n: u64| Owner {
+        slot: SlotKey::for_test(n),
+        seed: crate::sticky::hash(format!("p:{n:02}").as_bytes()),
+    };
+    l.set_owners(0, [owner(1), owner(2)].into_iter());
+    let key_of = |slot: u64| {
+        (0u8..)
+            .map(|i| crate::sticky::hash(&[i]))
+            .find(|&k| l.lanes[0].owner(k) == Some(SlotKey::for_test(slot)))
+            .unwrap()
+    };
+    let (a, b) = (key_of(1), key_of(2));
+    let mut rxs = Vec::new();
+    let mut admit = |l: &mut Ledger, key| {
+        let (id, f, rx) = keyed(0, key, Retries::Limited(1));
+        l.admit(f).expect("room");
+        rxs.push(rx);
+        id
+    };
+    let a1 = admit(&mut l, a);
+    l.start_attempt(a1, W1, Instant::now());
+    let a2 = admit(&mut l, a);
+    l.requeue(a1); // a retry: in front of a2
+    let b1 = admit(&mut l, b);
+    // Slot 2 goes: b1 moves behind slot 1's own waiters.
+    assert!(l.set_owners(0, [owner(1)].into_iter()));
+    l.check();
+    let mine = SlotKey::for_test(1);
+    for want in [a1, a2, b1] {
+        assert_eq!(l.next_keyed(0, mine), Some(want));
+        l.start_attempt(want, W1, Instant::now());
+    }
+    assert_eq!(l.next_keyed(0, mine), None);
+    l.check();
+}

@@ -36,6 +36,10 @@
 //!   worker that is fast to return to `accept` gets more), no bounce, and
 //!   a worker that dies takes with it the connections it had accepted.
 //!
+//! A round-robin listener with [`Listener::sticky_by_peer_ip`] hands each
+//! connection to its client IP's owner instead ([`crate::sticky`]), or the
+//! next owner while that one cannot take a connection.
+//!
 //! # Backlog
 //!
 //! A round-robin listener holds at most [`Listener::backlog`] connections
@@ -155,6 +159,7 @@ pub struct ListenerInfo {
     pub restarts: u64,
     /// Its connections go by their peer's IP
     /// ([`Listener::sticky_by_peer_ip`]).
+    #[serde(default)]
     pub sticky_by_peer_ip: bool,
 }
 

@@ -23,7 +23,9 @@
 //! draining, stopping or starting), that said `Listening { on: true }`, and
 //! that has fewer than [`MAX_OFFERS`] offers not yet taken (a worker that
 //! stopped reading its fd channel is skipped, not waited for). Among those
-//! the [`Balancer`] picks the least recently given.
+//! the [`Balancer`] picks the least recently given; a connection of a
+//! `sticky_by_peer_ip` listener goes to its key's owner among them instead
+//! (see [`super::sticky`]), as a pick of the round robin.
 //!
 //! # Bounds
 //!

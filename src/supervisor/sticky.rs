@@ -20,7 +20,6 @@
 //! whose owner cannot take it goes to the next by the same rule.
 
 use super::entries::{PoolState, WorkerEntry};
-use super::ledger::Owner;
 use super::slots::SlotKey;
 use super::task::Task;
 use crate::balance::Balancer;
@@ -32,17 +31,17 @@ fn owns_keys(w: &WorkerEntry) -> bool {
     matches!(w.state, WorkerState::Ready | WorkerState::Busy) && w.stop_reason.is_none()
 }
 
-/// The slots of `p` whose workers pass `can`, with those workers and their
-/// names' hashes, in slot order.
+/// The slots of `p` whose workers pass `can`, with those workers and
+/// their (the slots') names, in slot order.
 fn candidates<'a>(
     p: &'a PoolState,
     workers: &'a FxHashMap<WorkerId, WorkerEntry>,
     can: impl Fn(WorkerId, &WorkerEntry) -> bool + Clone + 'a,
-) -> impl Iterator<Item = (SlotKey, WorkerId, u64)> + Clone + 'a {
+) -> impl Iterator<Item = (SlotKey, WorkerId, &'a str)> + Clone + 'a {
     p.slots.all().iter().filter_map(move |s| {
         let id = s.worker?;
         let w = workers.get(&id)?;
-        can(id, w).then(|| (s.key, id, crate::sticky::hash(w.name.as_bytes())))
+        can(id, w).then_some((s.key, id, w.name.as_str()))
     })
 }
 
@@ -51,7 +50,7 @@ impl Task {
     /// changed (and the waiters were re-homed).
     pub(super) fn refresh_owners(&mut self, pool: usize) -> bool {
         let owners = candidates(&self.pools[pool], &self.workers, |_, w| owns_keys(w))
-            .map(|(slot, _, seed)| Owner { slot, seed });
+            .map(|(slot, _, name)| (slot, name));
         self.ledger.set_owners(pool, owners)
     }
 
@@ -93,7 +92,8 @@ impl Task {
     pub(super) fn pick_sticky_connection(&mut self, pool: usize, key: u64) -> Option<WorkerId> {
         let b: &Balancer = self.conns.balancer(pool);
         let eligible = candidates(&self.pools[pool], &self.workers, |id, _| b.is_eligible(id));
-        let worker = crate::sticky::owner_of(key, eligible.map(|(_, id, seed)| (id, seed)))?;
+        let eligible = eligible.map(|(_, id, name)| (id, crate::sticky::hash(name.as_bytes())));
+        let worker = crate::sticky::owner_of(key, eligible)?;
         self.conns.balancer_mut(pool).give_to(worker)
     }
 }

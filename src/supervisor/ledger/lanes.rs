@@ -31,9 +31,9 @@ use crate::error::Error;
 
 /// A slot that owns keys, with its name's [`hash`](crate::sticky).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(in crate::supervisor) struct Owner {
-    pub(in crate::supervisor) slot: SlotKey,
-    pub(in crate::supervisor) seed: u64,
+struct Owner {
+    slot: SlotKey,
+    seed: u64,
 }
 
 /// One pool's keyed waiters.
@@ -98,19 +98,30 @@ impl Ledger {
         self.lanes[pool].len()
     }
 
-    /// The slots of `pool` that own keys now, in slot order. When they
-    /// differ from the last ones, every keyed waiter of the pool moves to
-    /// its key's new owner's lane; returns whether they differed.
-    pub(in crate::supervisor) fn set_owners(
+    /// The slots of `pool` that own keys now, with their names, in slot
+    /// order. When they differ from the last ones, the keyed waiters whose
+    /// owner changed move lanes; returns whether they differed. A slot's
+    /// name never changes, so only the slots are compared, and names are
+    /// hashed only on a change.
+    pub(in crate::supervisor) fn set_owners<'a>(
         &mut self,
         pool: usize,
-        owners: impl Iterator<Item = Owner> + Clone,
+        owners: impl Iterator<Item = (SlotKey, &'a str)> + Clone,
     ) -> bool {
         let l = &mut self.lanes[pool];
-        if l.owners.iter().copied().eq(owners.clone()) {
+        if l.owners
+            .iter()
+            .map(|o| o.slot)
+            .eq(owners.clone().map(|(slot, _)| slot))
+        {
             return false;
         }
-        l.owners = owners.collect();
+        l.owners = owners
+            .map(|(slot, name)| Owner {
+                slot,
+                seed: crate::sticky::hash(name.as_bytes()),
+            })
+            .collect();
         // Those that keep their owner keep their places; the others go, in
         // their order, to the back of their new owners' lanes.
         let mut moving = Vec::new();

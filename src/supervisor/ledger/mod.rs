@@ -53,7 +53,6 @@ mod entry;
 mod lanes;
 
 pub(super) use entry::{Entry, Expired, Filing, LedgerInput, Place, QueueFull, Resolved, Withdrawn};
-pub(super) use lanes::Owner;
 
 /// The books. See the module docs for the invariants.
 #[derive(Debug)]

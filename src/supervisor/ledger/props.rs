@@ -65,12 +65,14 @@ enum Step {
 /// The slots of the property test.
 const SLOTS: u64 = 4;
 
+/// Their names.
+const NAMES: [&str; SLOTS as usize] = ["p:01", "p:02", "p:03", "p:04"];
+
 /// The owners whose bits are set in `mask`, in slot order.
-fn owners(mask: u8) -> impl Iterator<Item = Owner> + Clone {
-    (0..SLOTS).filter(move |i| mask & (1 << i) != 0).map(|i| Owner {
-        slot: SlotKey::for_test(i),
-        seed: crate::sticky::hash(format!("p:{:02}", i + 1).as_bytes()),
-    })
+fn owners(mask: u8) -> impl Iterator<Item = (SlotKey, &'static str)> + Clone {
+    (0..SLOTS)
+        .filter(move |i| mask & (1 << i) != 0)
+        .map(|i| (SlotKey::for_test(i), NAMES[i as usize]))
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -259,7 +261,7 @@ fn run(steps: Vec<Step>) {
                 }
             }
             Step::DispatchKeyed { pool, slot } => {
-                let slots: Vec<SlotKey> = owners(masks[pool]).map(|o| o.slot).collect();
+                let slots: Vec<SlotKey> = owners(masks[pool]).map(|(slot, _)| slot).collect();
                 if let (Some(slot), Some(w)) = (nth(&slots, slot), nth(&workers.serving(), slot)) {
                     if let Some(id) = l.next_keyed(pool, slot) {
                         l.start_attempt(id, w, Instant::now());
@@ -312,7 +314,7 @@ fn run(steps: Vec<Step>) {
             while let Some(id) = l.next_queued(pool) {
                 l.start_attempt(id, serving[0], Instant::now());
             }
-            for slot in owners(0b1111).map(|o| o.slot) {
+            for (slot, _) in owners(0b1111) {
                 while let Some(id) = l.next_keyed(pool, slot) {
                     l.start_attempt(id, serving[0], Instant::now());
                 }

@@ -247,10 +247,7 @@ fn a_keyed_request_waits_in_its_owners_lane_and_moves_with_the_owners() {
     let rt = runtime();
     let _rt = rt.enter();
     let mut l = Ledger::new(1, 10);
-    let owner = |n: u64| Owner {
-        slot: SlotKey::for_test(n),
-        seed: crate::sticky::hash(format!("p:{n:02}").as_bytes()),
-    };
+    let owner = |n: u64| (SlotKey::for_test(n), ["p:01", "p:02"][n as usize - 1]);
     let both = [owner(1), owner(2)];
     assert!(l.set_owners(0, both.iter().copied()));
     assert!(!l.set_owners(0, both.iter().copied()), "no change");
@@ -264,11 +261,11 @@ fn a_keyed_request_waits_in_its_owners_lane_and_moves_with_the_owners() {
     // The unkeyed one is not behind the keyed one.
     assert_eq!(l.next_queued(0), Some(u));
     let mine = l.lanes[0].owner(key).expect("an owner");
-    let other = both.iter().map(|o| o.slot).find(|&s| s != mine).unwrap();
+    let other = both.iter().map(|o| o.0).find(|&s| s != mine).unwrap();
     assert_eq!(l.next_keyed(0, other), None, "only its owner serves it");
     assert_eq!(l.next_keyed(0, mine), Some(k));
     // Its owner goes: it moves to the other slot.
-    assert!(l.set_owners(0, both.iter().copied().filter(|o| o.slot != mine)));
+    assert!(l.set_owners(0, both.iter().copied().filter(|o| o.0 != mine)));
     l.check();
     assert_eq!(
         (l.lanes[0].live_in(Some(mine)), l.lanes[0].live_in(Some(other))),
@@ -300,10 +297,7 @@ fn waiters_that_keep_their_owner_keep_their_places_when_others_move_in() {
     let rt = runtime();
     let _rt = rt.enter();
     let mut l = Ledger::new(1, 10);
-    let owner = |n: u64| Owner {
-        slot: SlotKey::for_test(n),
-        seed: crate::sticky::hash(format!("p:{n:02}").as_bytes()),
-    };
+    let owner = |n: u64| (SlotKey::for_test(n), ["p:01", "p:02"][n as usize - 1]);
     l.set_owners(0, [owner(1), owner(2)].into_iter());
     let key_of = |slot: u64| {
         (0u8..)

@@ -91,6 +91,20 @@ impl Balancer {
         Some(self.give(stamp, id))
     }
 
+    /// Whether `id` can take a connection now.
+    pub(crate) fn is_eligible(&self, id: WorkerId) -> bool {
+        self.slots.get(&id).is_some_and(|s| s.eligible)
+    }
+
+    /// Gives `id` the next connection out of turn (a sticky listener's
+    /// pick, [`crate::sticky`]): it becomes the most recently given, so the
+    /// round robin of the other connections goes to the others first.
+    /// `None` if it cannot take one.
+    pub(crate) fn give_to(&mut self, id: WorkerId) -> Option<WorkerId> {
+        let slot = self.slots.get(&id).filter(|s| s.eligible)?;
+        Some(self.give(slot.stamp, id))
+    }
+
     /// Undoes the count of the last pick of `id` (the connection could not
     /// be sent). Its turn is spent all the same.
     pub(crate) fn unpick(&mut self, id: WorkerId) {
@@ -173,6 +187,24 @@ mod tests {
         b.remove(w(5));
         assert_eq!(b.pick(), None);
         b.remove(w(9)); // unknown: nothing
+    }
+
+    #[test]
+    fn a_sticky_pick_takes_its_turn_out_of_order() {
+        let mut b = Balancer::default();
+        for n in 1..=3 {
+            b.set_eligible(w(n), true);
+        }
+        assert_eq!(b.give_to(w(2)), Some(w(2)));
+        assert_eq!(
+            (b.pick(), b.pick(), b.pick()),
+            (Some(w(1)), Some(w(3)), Some(w(2)))
+        );
+        b.set_eligible(w(3), false);
+        assert!(!b.is_eligible(w(3)) && b.is_eligible(w(1)));
+        assert_eq!(b.give_to(w(3)), None, "not eligible");
+        assert_eq!(b.give_to(w(9)), None, "unknown");
+        assert_eq!(b.given(w(2)), 2);
     }
 
     #[test]

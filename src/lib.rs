@@ -59,6 +59,7 @@ pub mod readiness;
 mod restart;
 mod retries;
 pub mod router;
+pub mod sticky;
 mod supervisor;
 mod worker;
 mod worker_ref;

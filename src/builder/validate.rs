@@ -114,6 +114,16 @@ impl Config {
             if l.backlog == 0 {
                 return Err(E::ZeroBacklog { listener });
             }
+            if l.sticky_by_peer_ip {
+                let reason = match (&l.addr, l.distribution) {
+                    (crate::ListenAddr::Unix(_), _) => Some("a Unix socket has no peer IP"),
+                    (_, crate::Distribution::SocketActivation) => Some("socket activation: the kernel picks"),
+                    _ => None,
+                };
+                if let Some(reason) = reason {
+                    return Err(E::StickyListener { listener, reason });
+                }
+            }
         }
         self.validate_plain()?;
         self.validate_placement()

@@ -277,4 +277,14 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
+    /// A listener has [`sticky_by_peer_ip`](crate::Listener::sticky_by_peer_ip)
+    /// but its connections have no peer IP to go by (a Unix socket), or the
+    /// supervisor does not pick their workers (socket activation).
+    #[error("listener {listener:?}: sticky_by_peer_ip needs a TCP round-robin listener ({reason})")]
+    StickyListener {
+        /// The listener's name.
+        listener: String,
+        /// Why not: `"a Unix socket has no peer IP"` or `"socket activation: the kernel picks"`.
+        reason: &'static str,
+    },
 }

@@ -26,6 +26,9 @@ pub(crate) enum ListenerEvent {
     Accepted {
         listener: usize,
         fd: OwnedFd,
+        /// The sticky key of a `sticky_by_peer_ip` listener's connection:
+        /// its peer's IP, hashed here, off the supervisor task.
+        key: Option<u64>,
         permit: OwnedSemaphorePermit,
     },
     /// The listener stopped accepting: an error that is not about one
@@ -43,10 +46,12 @@ impl AsRawFd for Shared {
     }
 }
 
-/// Accepts on `socket` until `stop`, a failure, or the supervisor task is gone.
+/// Accepts on `socket` until `stop`, a failure, or the supervisor task is
+/// gone; with `sticky`, keys each connection by its peer's IP.
 pub(crate) async fn accept_loop(
     listener: usize,
     socket: Arc<OwnedFd>,
+    sticky: bool,
     backlog: Arc<Semaphore>,
     events: mpsc::Sender<ListenerEvent>,
     stop: CancellationToken,
@@ -78,7 +83,12 @@ pub(crate) async fn accept_loop(
             () = stop.cancelled() => return,
         };
         let event = match accepted {
-            Ok(fd) => ListenerEvent::Accepted { listener, fd, permit },
+            Ok(fd) => ListenerEvent::Accepted {
+                key: sticky.then(|| peer_key(&fd)).flatten(),
+                listener,
+                fd,
+                permit,
+            },
             Err(error) => ListenerEvent::Failed { listener, error },
         };
         let failed = matches!(event, ListenerEvent::Failed { .. });
@@ -100,6 +110,14 @@ async fn accept_one(io: &AsyncFd<Shared>) -> io::Result<OwnedFd> {
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// The sticky key of a TCP connection: its peer's IP ([`crate::sticky`]).
+/// `None` if the peer has gone already (the connection goes round robin,
+/// and its worker finds it closed).
+fn peer_key(fd: &OwnedFd) -> Option<u64> {
+    let peer = socket2::SockRef::from(fd).peer_addr().ok()?.as_socket()?;
+    Some(crate::sticky::peer_key(peer.ip()))
 }
 
 /// Errors that accept(2) reports for a connection that failed before it

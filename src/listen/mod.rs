@@ -36,6 +36,10 @@
 //!   worker that is fast to return to `accept` gets more), no bounce, and
 //!   a worker that dies takes with it the connections it had accepted.
 //!
+//! A round-robin listener with [`Listener::sticky_by_peer_ip`] hands each
+//! connection to its client IP's owner instead ([`crate::sticky`]), or the
+//! next owner while that one cannot take a connection.
+//!
 //! # Backlog
 //!
 //! A round-robin listener holds at most [`Listener::backlog`] connections
@@ -153,6 +157,10 @@ pub struct ListenerInfo {
     pub failures: u64,
     /// Restarts after failures since start.
     pub restarts: u64,
+    /// Its connections go by their peer's IP
+    /// ([`Listener::sticky_by_peer_ip`]).
+    #[serde(default)]
+    pub sticky_by_peer_ip: bool,
 }
 
 /// A socket the supervisor listens on, and the pool its connections go to.
@@ -166,6 +174,7 @@ pub struct Listener {
     pub(crate) backlog: usize,
     pub(crate) listen_backlog: u32,
     pub(crate) distribution: Distribution,
+    pub(crate) sticky_by_peer_ip: bool,
 }
 
 impl Listener {
@@ -189,6 +198,7 @@ impl Listener {
             backlog: DEFAULT_BACKLOG,
             listen_backlog: DEFAULT_LISTEN_BACKLOG,
             distribution: Distribution::RoundRobin,
+            sticky_by_peer_ip: false,
         }
     }
 
@@ -225,6 +235,23 @@ impl Listener {
     /// [module docs](self)).
     pub fn socket_activation(mut self) -> Self {
         self.distribution = Distribution::SocketActivation;
+        self
+    }
+
+    /// Sends every connection from one IP address to the same worker while
+    /// it can take connections: rendezvous hashing of the peer's IP over
+    /// the pool's slot names ([`crate::sticky`]), for sessions that must
+    /// land on one worker (socket.io's handshakes, in-memory sessions). A
+    /// connection cannot wait: when its owner cannot take one now (busy,
+    /// draining, gone, not listening), it goes to the next owner by the
+    /// same rule, and back to its slot once that slot's worker can take
+    /// connections again (a replacement keeps its slot's name, so it
+    /// inherits its predecessor's clients). It skips the start-up spread.
+    /// TCP round-robin listeners only: a Unix socket has no peer address,
+    /// and with socket activation the kernel picks
+    /// ([`ConfigError::StickyListener`](crate::ConfigError::StickyListener)).
+    pub fn sticky_by_peer_ip(mut self) -> Self {
+        self.sticky_by_peer_ip = true;
         self
     }
 

@@ -24,6 +24,8 @@ pub(crate) struct NewRequest {
     pub(crate) deadline: Option<Duration>,
     pub(crate) retries: Retries,
     pub(crate) attachment: Option<crate::attach::Attachment>,
+    /// Its sticky key's hash ([`crate::sticky`]).
+    pub(crate) key: Option<u64>,
     pub(crate) reply: Reply<Result<Response, Error>>,
 }
 

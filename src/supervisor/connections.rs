@@ -23,7 +23,9 @@
 //! draining, stopping or starting), that said `Listening { on: true }`, and
 //! that has fewer than [`MAX_OFFERS`] offers not yet taken (a worker that
 //! stopped reading its fd channel is skipped, not waited for). Among those
-//! the [`Balancer`] picks the least recently given.
+//! the [`Balancer`] picks the least recently given; a connection of a
+//! `sticky_by_peer_ip` listener goes to its key's owner among them instead
+//! (see [`super::sticky`]), as a pick of the round robin.
 //!
 //! # Bounds
 //!
@@ -61,6 +63,9 @@ pub(super) struct Conn {
     fd: Arc<OwnedFd>,
     /// Offers made so far.
     offers: u32,
+    /// Its sticky key (the peer's IP, [`crate::sticky`]), for a listener
+    /// with `sticky_by_peer_ip`.
+    key: Option<u64>,
     /// One unit of its listener's backlog.
     _permit: OwnedSemaphorePermit,
 }
@@ -131,6 +136,15 @@ impl Connections {
         queued + offered
     }
 
+    /// `pool`'s round robin.
+    pub(super) fn balancer(&self, pool: usize) -> &Balancer {
+        &self.balancers[pool]
+    }
+
+    pub(super) fn balancer_mut(&mut self, pool: usize) -> &mut Balancer {
+        &mut self.balancers[pool]
+    }
+
     /// Whether `pool` still spreads what waited (see [`crate::balance`]).
     pub(super) fn spreading(&self, pool: usize) -> bool {
         self.spreading[pool]
@@ -153,7 +167,13 @@ impl Connections {
 
 impl Task {
     /// An accept task's connection: to the pool's queue, then out.
-    pub(super) fn on_connection(&mut self, listener: usize, fd: OwnedFd, permit: OwnedSemaphorePermit) {
+    pub(super) fn on_connection(
+        &mut self,
+        listener: usize,
+        fd: OwnedFd,
+        key: Option<u64>,
+        permit: OwnedSemaphorePermit,
+    ) {
         if !self.accepting() {
             return; // closed: the supervisor is stopping
         }
@@ -167,6 +187,7 @@ impl Task {
             listener,
             fd: Arc::new(fd),
             offers: 0,
+            key,
             _permit: permit,
         };
         c.waiting[pool].push_back(conn);
@@ -175,8 +196,14 @@ impl Task {
 
     /// Offers waiting connections of `pool` while a worker can take one.
     pub(super) fn dispatch_connections(&mut self, pool: usize) {
-        while !self.conns.waiting[pool].is_empty() {
-            let Some(worker) = self.pick_for_connection(pool) else {
+        while let Some(front) = self.conns.waiting[pool].front() {
+            // A sticky connection goes to its key's owner (no start-up
+            // spread: the key decides), or the next by the same rule.
+            let picked = match front.key {
+                Some(key) => self.pick_sticky_connection(pool, key),
+                None => self.pick_for_connection(pool),
+            };
+            let Some(worker) = picked else {
                 return;
             };
             let conn = self.conns.waiting[pool].pop_front().expect("not empty");

@@ -51,8 +51,12 @@ impl Task {
             deadline: req.deadline.map(|d| d.saturating_sub(req.created.elapsed())),
             retries: req.retries,
             attachment: req.attachment.map(crate::attach::Pending::new),
+            key: req.key,
             reply: req.reply,
         };
+        if filing.key.is_some() {
+            self.refresh_owners(pool);
+        }
         if let Err(QueueFull(reply)) = self.ledger.admit(filing) {
             self.tally.add(Some(pool), Count::Rejected);
             let _ = reply.send(Err(Error::QueueFull {
@@ -119,16 +123,18 @@ impl Task {
         let Some(error) = self.unserved(pool) else {
             return;
         };
-        while let Some(id) = self.ledger.next_queued(pool) {
+        while let Some(id) = self.ledger.next_waiting(pool) {
             self.resolve(id, Err(error.clone()));
         }
     }
 
-    /// Hands queued requests of `pool` to workers while any can take one.
+    /// Hands queued requests of `pool` to workers while any can take one:
+    /// keyed ones to their owners first (see `sticky`), then the queue.
     pub(super) fn dispatch(&mut self, pool: usize) {
         if matches!(self.phase, Phase::Killing(_)) {
             return;
         }
+        self.dispatch_keyed(pool);
         while let Some(id) = self.ledger.next_queued(pool) {
             let Some(worker) = self.pick_worker(pool, id) else {
                 break;
@@ -159,7 +165,7 @@ impl Task {
     }
 
     /// Sends the next attempt of queued request `id` to `worker`.
-    fn assign(&mut self, id: RequestId, worker: WorkerId) {
+    pub(super) fn assign(&mut self, id: RequestId, worker: WorkerId) {
         let e = self.ledger.get_mut(id).expect("queued request exists");
         if e.attachment.is_some() && !self.workers[&worker].caps.fd_channel {
             // Never send a worker a kind of message it did not declare.
@@ -381,7 +387,7 @@ impl Task {
 
     /// Fails what waits in `pool`'s queue with [`Error::DrainTimeout`].
     pub(super) fn fail_queued_drain(&mut self, pool: usize) {
-        while let Some(id) = self.ledger.next_queued(pool) {
+        while let Some(id) = self.ledger.next_waiting(pool) {
             let attempts = self.ledger.get(id).map_or(0, |e| e.attempt);
             self.resolve(id, Err(Error::DrainTimeout { attempts }));
         }

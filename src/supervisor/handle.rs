@@ -115,6 +115,7 @@ impl Supervisor {
             deadline: options.deadline,
             retries: options.retries.unwrap_or(self.defaults.retries),
             attachment: options.attachment,
+            key: options.key,
             reply,
         };
         self.tx

@@ -128,6 +128,7 @@ impl Task {
         self.tracker.spawn(accept_loop(
             index,
             socket,
+            l.cfg.sticky_by_peer_ip,
             Arc::clone(&l.backlog),
             self.conns.listener_tx.clone(),
             l.stop.clone(),
@@ -151,7 +152,12 @@ impl Task {
 
     pub(super) fn on_listener_event(&mut self, event: ListenerEvent) {
         match event {
-            ListenerEvent::Accepted { listener, fd, permit } => self.on_connection(listener, fd, permit),
+            ListenerEvent::Accepted {
+                listener,
+                fd,
+                key,
+                permit,
+            } => self.on_connection(listener, fd, key, permit),
             ListenerEvent::Failed { listener, error } => self.on_listener_failed(listener, &error),
         }
     }
@@ -225,6 +231,7 @@ impl Task {
                 accepted: l.accepted,
                 failures: l.failures,
                 restarts: l.restarts,
+                sticky_by_peer_ip: l.cfg.sticky_by_peer_ip,
             })
             .collect()
     }

@@ -32,7 +32,8 @@
 //!   deadlines, health checks, recycling and the read-only views in
 //!   [`watch`]; resize, reset, broadcast and soft/hard kill in
 //!   [`commands`]; SIGINT/SIGTERM in [`signals`]; pools start in order
-//!   and stop in reverse ([`order`]).
+//!   and stop in reverse ([`order`]); keyed requests and sticky
+//!   connections go to their keys' owners ([`sticky`]).
 //! * Pools are made of [`slots`] with stable names; the management calls
 //!   (add, remove, stop, start, restart, reload) are admitted in [`manage`]
 //!   and moved on in [`progress`]; the operations under way, with what
@@ -64,6 +65,7 @@ mod response;
 mod signals;
 mod slots;
 mod state;
+mod sticky;
 mod stopping;
 mod tally;
 mod task;

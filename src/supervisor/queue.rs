@@ -107,16 +107,64 @@ pub(crate) struct MemoryQueue {
     pools: Vec<Fifo>,
 }
 
+/// One FIFO of request ids with tombstones for withdrawals: a pool's queue
+/// here, and a sticky lane in the ledger.
 #[derive(Debug, Default)]
-struct Fifo {
+pub(crate) struct Fifo {
     ids: VecDeque<RequestId>,
     /// Ids in `ids` that were withdrawn.
     tombstones: FxHashSet<RequestId>,
 }
 
 impl Fifo {
-    fn live(&self) -> usize {
+    /// Ids pushed and neither popped nor withdrawn since.
+    pub(crate) fn live(&self) -> usize {
         self.ids.len() - self.tombstones.len()
+    }
+
+    /// Files `id` at the back (new work) or the front (a retry).
+    pub(crate) fn push(&mut self, id: RequestId, at: Position) {
+        match at {
+            Position::Back => self.ids.push_back(id),
+            Position::Front => self.ids.push_front(id),
+        }
+    }
+
+    /// The oldest live id, left in place.
+    pub(crate) fn front(&mut self) -> Option<RequestId> {
+        self.skip_tombstones();
+        self.ids.front().copied()
+    }
+
+    /// Takes the oldest live id.
+    pub(crate) fn pop_front(&mut self) -> Option<RequestId> {
+        self.skip_tombstones();
+        self.ids.pop_front()
+    }
+
+    /// Removes `id`, which was pushed and not popped; false if it was
+    /// withdrawn already.
+    pub(crate) fn withdraw(&mut self, id: RequestId) -> bool {
+        if self.ids.front() == Some(&id) {
+            self.ids.pop_front();
+            return true;
+        }
+        // The caller only withdraws what it queued; a linear check here would
+        // make a burst of withdrawals quadratic.
+        if !self.tombstones.insert(id) {
+            return false;
+        }
+        if self.ids.len() > 2 * self.live() + 64 {
+            let dead = std::mem::take(&mut self.tombstones);
+            self.ids.retain(|id| !dead.contains(id));
+        }
+        true
+    }
+
+    /// Takes every live id, oldest first.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = RequestId> + '_ {
+        let dead = std::mem::take(&mut self.tombstones);
+        self.ids.drain(..).filter(move |id| !dead.contains(id))
     }
 
     /// Drops tombstones at the front, so `ids.front()` is live.
@@ -144,41 +192,19 @@ impl MemoryQueue {
 #[async_trait]
 impl PendingQueue for MemoryQueue {
     fn push(&mut self, pool: usize, job: Job<'_>, at: Position) {
-        let q = &mut self.pools[pool];
-        match at {
-            Position::Back => q.ids.push_back(job.id),
-            Position::Front => q.ids.push_front(job.id),
-        }
+        self.pools[pool].push(job.id, at);
     }
 
     fn front(&mut self, pool: usize) -> Option<RequestId> {
-        let q = &mut self.pools[pool];
-        q.skip_tombstones();
-        q.ids.front().copied()
+        self.pools[pool].front()
     }
 
     fn pop_front(&mut self, pool: usize) -> Option<RequestId> {
-        let q = &mut self.pools[pool];
-        q.skip_tombstones();
-        q.ids.pop_front()
+        self.pools[pool].pop_front()
     }
 
     fn withdraw(&mut self, pool: usize, id: RequestId) -> bool {
-        let q = &mut self.pools[pool];
-        if q.ids.front() == Some(&id) {
-            q.ids.pop_front();
-            return true;
-        }
-        // The caller only withdraws what it queued; a linear check here would
-        // make a burst of withdrawals quadratic.
-        if !q.tombstones.insert(id) {
-            return false;
-        }
-        if q.ids.len() > 2 * q.live() + 64 {
-            let dead = std::mem::take(&mut q.tombstones);
-            q.ids.retain(|id| !dead.contains(id));
-        }
-        true
+        self.pools[pool].withdraw(id)
     }
 
     fn len(&self, pool: usize) -> usize {

@@ -20,6 +20,7 @@ pub struct EnqueueOptions {
     pub(super) timeout: Option<Option<Duration>>,
     pub(super) deadline: Option<Duration>,
     pub(super) retries: Option<Retries>,
+    pub(super) key: Option<u64>,
 }
 
 impl EnqueueOptions {
@@ -50,6 +51,27 @@ impl EnqueueOptions {
     /// [`crate::attach`] for ownership and the retry rule.
     pub fn attach(mut self, attachment: Attachment) -> Self {
         self.attachment = Some(attachment);
+        self
+    }
+
+    /// A sticky key: every request of the pool with the same key goes to
+    /// the same worker while it lives, chosen by rendezvous hashing over
+    /// the pool's slot names ([`crate::sticky`]). While that worker is at
+    /// its concurrency (or busy) the request waits for it, without holding
+    /// up other keys or unkeyed requests; when it is gone (crash, drain,
+    /// resize, recycling) the key moves to its next owner, and a
+    /// make-before-break successor takes its slot's keys once ready. A
+    /// retry of a keyed request goes to its key's owner too, even the
+    /// worker whose attempt failed if it still lives.
+    ///
+    /// Any bytes: a `&str`, a `String`, `id.to_be_bytes()`, an IP's
+    /// octets (which name the same owner as a
+    /// [`sticky_by_peer_ip`](crate::Listener::sticky_by_peer_ip)
+    /// connection from that address). Hashed here, with a fixed hash: the
+    /// same key over the same slots has the same owner on every run
+    /// ([`crate::sticky::owner`] computes it).
+    pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
+        self.key = Some(crate::sticky::hash(key.as_ref()));
         self
     }
 

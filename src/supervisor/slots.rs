@@ -29,6 +29,14 @@ use crate::health::WorkerId;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) struct SlotKey(u64);
 
+impl SlotKey {
+    /// A key made up by a test (real ones come from a [`KeySource`]).
+    #[cfg(test)]
+    pub(super) fn for_test(n: u64) -> Self {
+        SlotKey(n)
+    }
+}
+
 impl fmt::Display for SlotKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "slot {}", self.0)
@@ -178,6 +186,11 @@ impl Slots {
 
     pub(super) fn iter(&self) -> impl Iterator<Item = &Slot> {
         self.slots.iter()
+    }
+
+    /// Every slot, in number order, as a slice (whose iterator is `Clone`).
+    pub(super) fn all(&self) -> &[Slot] {
+        &self.slots
     }
 
     pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot> {

@@ -391,7 +391,8 @@ impl Task {
         }
     }
 
-    /// Work that follows any event: settle waiters, progress a drain.
+    /// Work that follows any event: settle waiters, progress a drain,
+    /// re-home keyed waiters whose owners changed.
     fn after_event(&mut self) {
         // A plain load first: the flag's cache line stays shared until a
         // handle raises it.
@@ -412,5 +413,6 @@ impl Task {
         if !self.ops.is_empty() {
             self.advance_ops();
         }
+        self.rehome_keyed();
     }
 }

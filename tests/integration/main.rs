@@ -41,4 +41,5 @@ mod settings;
 mod signals;
 mod stalls;
 mod start_failures;
+mod sticky;
 mod validation;

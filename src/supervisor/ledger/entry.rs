@@ -10,6 +10,7 @@ use tokio_util::time::delay_queue;
 
 use super::super::ids::{AttemptKey, RequestId};
 use super::super::queue::QueueNews;
+use super::super::slots::SlotKey;
 use super::super::Response;
 use crate::attach::Pending;
 use crate::error::Error;
@@ -44,6 +45,8 @@ pub(in crate::supervisor) struct Entry {
     pub(in crate::supervisor) parked: Option<Vec<u8>>,
     pub(super) reply: oneshot::Sender<Result<Response, Error>>,
     pub(super) place: Place,
+    /// Its sticky key and, while it waits, its lane (see `lanes`).
+    pub(super) sticky: Option<Sticky>,
     pub(super) timer: Option<delay_queue::Key>,
     pub(super) deadline: Option<delay_queue::Key>,
 }
@@ -60,7 +63,18 @@ pub(in crate::supervisor) struct Filing {
     pub(in crate::supervisor) deadline: Option<Duration>,
     pub(in crate::supervisor) retries: Retries,
     pub(in crate::supervisor) attachment: Option<Pending>,
+    /// Its sticky key's hash ([`crate::sticky`]), if it has one.
+    pub(in crate::supervisor) key: Option<u64>,
     pub(in crate::supervisor) reply: oneshot::Sender<Result<Response, Error>>,
+}
+
+/// A keyed request's key, and the lane it waits in while queued: its
+/// owner slot when it was filed or last re-homed (`None`: no slot owned
+/// keys then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Sticky {
+    pub(super) key: u64,
+    pub(super) lane: Option<SlotKey>,
 }
 
 impl Entry {
@@ -70,6 +84,11 @@ impl Entry {
             Place::Running { worker, .. } => Some(worker),
             Place::Queued => None,
         }
+    }
+
+    /// Its sticky key's hash, if it has one.
+    pub(in crate::supervisor) fn key(&self) -> Option<u64> {
+        self.sticky.map(|s| s.key)
     }
 
     /// Whether the caller dropped its `enqueue` future.

@@ -6,8 +6,9 @@
 //! decides *what* happens to a request (which worker, retry or fail); the
 //! ledger keeps the books so that these hold after every method:
 //!
-//! * **One place.** A request is either queued (in its pool's queue,
-//!   counted by [`queued`](Ledger::queued)) or running one attempt on one
+//! * **One place.** A request is either queued (in its pool's queue, or,
+//!   with a sticky key, in its owner's lane: see [`lanes`]; counted by
+//!   [`queued`](Ledger::queued)) or running one attempt on one
 //!   worker (in that worker's set, counted by
 //!   [`in_flight`](Ledger::in_flight)), never both, never neither.
 //! * **One resolution.** The caller's reply channel is private to this
@@ -49,6 +50,7 @@ use crate::error::Error;
 use crate::health::WorkerId;
 
 mod entry;
+mod lanes;
 
 pub(super) use entry::{Entry, Expired, Filing, LedgerInput, Place, QueueFull, Resolved, Withdrawn};
 
@@ -67,6 +69,8 @@ pub(super) struct Ledger {
     max_queue: usize,
     /// Per pool: what was resolved to nobody, and what runs now.
     books: Vec<PoolBooks>,
+    /// Per pool: keyed requests waiting for their owners.
+    lanes: Vec<lanes::Lanes>,
 }
 
 /// A pool's figures in the ledger.
@@ -95,26 +99,31 @@ impl Ledger {
             pools,
             max_queue,
             books: vec![PoolBooks::default(); pools],
+            lanes: (0..pools).map(|_| lanes::Lanes::default()).collect(),
         }
     }
 
-    /// Files a new request at the back of its pool's queue, and starts its
-    /// deadline. Refused when the queue holds `max_queue` already.
+    /// Files a new request at the back of its pool's queue (a keyed one:
+    /// of its owner's lane), and starts its deadline. Refused when the pool
+    /// holds `max_queue` waiting requests already.
     pub(super) fn admit(&mut self, f: Filing) -> Result<(), QueueFull> {
-        if self.queue.len(f.pool) >= self.max_queue {
+        if self.queued(f.pool) >= self.max_queue {
             return Err(QueueFull(f.reply));
         }
         let deadline = f
             .deadline
             .map(|left| self.timers.insert(Expired::Deadline(f.id), left));
-        self.queue.push(
-            f.pool,
-            Job {
-                id: f.id,
-                payload: &f.payload,
-            },
-            Position::Back,
-        );
+        let sticky = match f.key {
+            Some(key) => Some(self.lanes[f.pool].push(f.id, key, Position::Back)),
+            None => {
+                let job = Job {
+                    id: f.id,
+                    payload: &f.payload,
+                };
+                self.queue.push(f.pool, job, Position::Back);
+                None
+            }
+        };
         let entry = Entry {
             pool: f.pool,
             payload: f.payload,
@@ -129,6 +138,7 @@ impl Ledger {
             place: Place::Queued,
             timer: None,
             deadline,
+            sticky,
         };
         let old = self.entries.insert(f.id, entry);
         debug_assert!(old.is_none(), "request ids are unique");
@@ -150,14 +160,14 @@ impl Ledger {
             .filter(|e| e.attempt == key.attempt && e.worker() == Some(worker))
     }
 
-    /// Requests waiting in `pool`.
+    /// Requests waiting in `pool` (its queue and its sticky lanes).
     pub(super) fn queued(&self, pool: usize) -> usize {
-        self.queue.len(pool)
+        self.queue.len(pool) + self.lanes[pool].len()
     }
 
     /// Requests waiting, over all pools.
     pub(super) fn queued_total(&self) -> usize {
-        (0..self.pools).map(|p| self.queue.len(p)).sum()
+        (0..self.pools).map(|p| self.queued(p)).sum()
     }
 
     /// Attempts running on `worker`.
@@ -211,7 +221,8 @@ impl Ledger {
         self.books[pool].in_flight
     }
 
-    /// The request `pool` should dispatch next, left in the queue. Requests
+    /// The unkeyed request `pool` should dispatch next, left in the queue
+    /// (keyed ones: [`next_keyed`](Self::next_keyed)). Requests
     /// whose callers have gone are withdrawn on the way (queued ones have no
     /// timer or worker to tell, so nothing is returned for them).
     pub(super) fn next_queued(&mut self, pool: usize) -> Option<RequestId> {
@@ -225,10 +236,14 @@ impl Ledger {
     }
 
     /// Starts the next attempt of `id`, which [`next_queued`](Self::next_queued)
-    /// just returned for its pool, on `worker`.
+    /// (or, keyed, [`next_keyed`](Self::next_keyed)) just returned for its
+    /// pool, on `worker`.
     pub(super) fn start_attempt(&mut self, id: RequestId, worker: WorkerId, now: Instant) -> &mut Entry {
         let e = self.entries.get_mut(&id).expect("a queued request");
-        let popped = self.queue.pop_front(e.pool);
+        let popped = match e.sticky {
+            Some(s) => self.lanes[e.pool].pop_front(s.lane),
+            None => self.queue.pop_front(e.pool),
+        };
         debug_assert_eq!(popped, Some(id), "start_attempt takes the front of the queue");
         e.attempt += 1;
         e.place = Place::Running { worker, since: now };
@@ -257,8 +272,9 @@ impl Ledger {
 
     /// Ends the current attempt of running request `id` without an answer
     /// and files it again at the front of its queue: a retry, which spends
-    /// one of its retries and prefers another worker. Returns the worker it
-    /// left.
+    /// one of its retries and prefers another worker (a keyed one goes to
+    /// the front of its key's owner's lane: its owner stays its owner).
+    /// Returns the worker it left.
     pub(super) fn requeue(&mut self, id: RequestId) -> Option<WorkerId> {
         let e = self.entries.get_mut(&id)?;
         let Place::Running { worker, .. } = e.place else {
@@ -274,14 +290,16 @@ impl Ledger {
         if let Some(key) = e.timer.take() {
             self.timers.try_remove(&key);
         }
-        self.queue.push(
-            pool,
-            Job {
-                id,
-                payload: &e.payload,
-            },
-            Position::Front,
-        );
+        match e.sticky {
+            Some(s) => e.sticky = Some(self.lanes[pool].push(id, s.key, Position::Front)),
+            None => {
+                let job = Job {
+                    id,
+                    payload: &e.payload,
+                };
+                self.queue.push(pool, job, Position::Front);
+            }
+        }
         self.leave(pool, worker, id, socket);
         Some(worker)
     }
@@ -296,7 +314,10 @@ impl Ledger {
         }
         let worker = match e.place {
             Place::Queued => {
-                let was_queued = self.queue.withdraw(e.pool, id);
+                let was_queued = match e.sticky {
+                    Some(s) => self.lanes[e.pool].withdraw(s.lane, id),
+                    None => self.queue.withdraw(e.pool, id),
+                };
                 debug_assert!(was_queued, "a queued request is in its queue");
                 None
             }

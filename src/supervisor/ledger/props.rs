@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
-use super::tests::{answer, filing, runtime, Rx};
+use super::super::slots::SlotKey;
+use super::tests::{answer, filing, keyed, runtime, Rx};
 use super::*;
 use crate::retries::Retries;
 
@@ -40,6 +41,38 @@ enum Step {
         up: bool,
         worker: usize,
     },
+    /// A request with one of a few sticky keys.
+    EnqueueKeyed {
+        pool: usize,
+        key: u8,
+        retries: u32,
+    },
+    /// An owner slot serves the front of its lane.
+    DispatchKeyed {
+        pool: usize,
+        slot: usize,
+    },
+    /// The slots that own keys change (a crash, a drain, a replacement
+    /// ready, a resize): the set is the bits of `mask`.
+    SetOwners {
+        pool: usize,
+        mask: u8,
+    },
+    /// Nothing will serve the pool: everything waiting fails.
+    FailWaiting(usize),
+}
+
+/// The slots of the property test.
+const SLOTS: u64 = 4;
+
+/// Their names.
+const NAMES: [&str; SLOTS as usize] = ["p:01", "p:02", "p:03", "p:04"];
+
+/// The owners whose bits are set in `mask`, in slot order.
+fn owners(mask: u8) -> impl Iterator<Item = (SlotKey, &'static str)> + Clone {
+    (0..SLOTS)
+        .filter(move |i| mask & (1 << i) != 0)
+        .map(|i| (SlotKey::for_test(i), NAMES[i as usize]))
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -54,6 +87,10 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Sweep),
         1 => any::<usize>().prop_map(Step::WorkerExit),
         1 => (any::<bool>(), any::<usize>()).prop_map(|(up, worker)| Step::Resize { up, worker }),
+        3 => (0..2usize, 0..6u8, 0..3u32).prop_map(|(pool, key, retries)| Step::EnqueueKeyed { pool, key, retries }),
+        3 => (0..2usize, any::<usize>()).prop_map(|(pool, slot)| Step::DispatchKeyed { pool, slot }),
+        1 => (0..2usize, any::<u8>()).prop_map(|(pool, mask)| Step::SetOwners { pool, mask }),
+        1 => (0..2usize).prop_map(Step::FailWaiting),
     ]
 }
 
@@ -139,6 +176,7 @@ fn run(steps: Vec<Step>) {
     let mut dropped = [0u64; 2];
     let mut pool_of: HashMap<RequestId, usize> = HashMap::new();
     let mut workers = Workers::new();
+    let mut masks = [0u8; 2];
     for s in steps {
         let mut ids = l.ids();
         ids.sort_by_key(|id| id.0);
@@ -210,6 +248,38 @@ fn run(steps: Vec<Step>) {
                     workers.join();
                 }
             }
+            Step::EnqueueKeyed { pool, key, retries } => {
+                let (id, f, rx) = keyed(pool, crate::sticky::hash(&[key]), Retries::Limited(retries));
+                match l.admit(f) {
+                    Ok(()) => {
+                        rxs.insert(id, rx);
+                        pool_of.insert(id, pool);
+                    }
+                    Err(QueueFull(reply)) => {
+                        let _ = reply.send(Err(Error::QueueFull { max_queue: 8 }));
+                    }
+                }
+            }
+            Step::DispatchKeyed { pool, slot } => {
+                let slots: Vec<SlotKey> = owners(masks[pool]).map(|(slot, _)| slot).collect();
+                if let (Some(slot), Some(w)) = (nth(&slots, slot), nth(&workers.serving(), slot)) {
+                    if let Some(id) = l.next_keyed(pool, slot) {
+                        l.start_attempt(id, w, Instant::now());
+                    }
+                }
+            }
+            Step::SetOwners { pool, mask } => {
+                let mask = mask & ((1 << SLOTS) - 1);
+                let changed = l.set_owners(pool, owners(mask));
+                assert_eq!(changed, mask != masks[pool], "a change is reported");
+                masks[pool] = mask;
+            }
+            Step::FailWaiting(pool) => {
+                while let Some(id) = l.next_waiting(pool) {
+                    l.resolve(id, Err(Error::NoWorkers { pool: "p".into() }));
+                }
+                assert_eq!(l.queued(pool), 0, "nothing waits");
+            }
             Step::Resize { up: true, .. } => workers.join(),
             Step::Resize { up: false, worker } => {
                 // Never below one serving worker, as `resize` refuses 0.
@@ -236,10 +306,18 @@ fn run(steps: Vec<Step>) {
     // Nothing is stuck: serving what is left empties the books (a queued
     // request always comes out of its queue, a running one always ends).
     let serving = workers.serving();
+    for pool in 0..2 {
+        l.set_owners(pool, owners(0b1111));
+    }
     for _ in 0..1000 {
         for pool in 0..2 {
             while let Some(id) = l.next_queued(pool) {
                 l.start_attempt(id, serving[0], Instant::now());
+            }
+            for (slot, _) in owners(0b1111) {
+                while let Some(id) = l.next_keyed(pool, slot) {
+                    l.start_attempt(id, serving[0], Instant::now());
+                }
             }
         }
         for id in l.ids() {

@@ -16,11 +16,21 @@ impl Ledger {
     /// Checks every invariant of the module docs (tests).
     pub(super) fn check(&self) {
         let mut queued = vec![0; self.pools];
+        let mut keyed = vec![0; self.pools];
         let mut running = 0;
         let mut running_in = vec![0; self.pools];
         let mut timers = 0;
         for (id, e) in &self.entries {
             match e.place {
+                Place::Queued if e.sticky.is_some() => {
+                    let s = e.sticky.expect("keyed");
+                    assert_eq!(
+                        s.lane,
+                        self.lanes[e.pool].owner(s.key),
+                        "{id} waits in its key's owner's lane"
+                    );
+                    keyed[e.pool] += 1;
+                }
                 Place::Queued => queued[e.pool] += 1,
                 Place::Running { worker, .. } => {
                     assert!(
@@ -38,6 +48,8 @@ impl Ledger {
         }
         for (p, n) in queued.iter().enumerate() {
             assert_eq!(self.queue.len(p), *n, "pool {p}: queue length and queued entries");
+            assert_eq!(self.lanes[p].len(), keyed[p], "pool {p}: lanes and keyed waiters");
+            assert_eq!(self.queued(p), n + keyed[p]);
             assert_eq!(
                 self.in_flight_in(p),
                 running_in[p],
@@ -74,8 +86,16 @@ pub(super) fn filing(pool: usize, timeout: Option<Duration>, retries: Retries) -
         deadline: None,
         retries,
         attachment: None,
+        key: None,
         reply,
     };
+    (id, f, rx)
+}
+
+/// [`filing`] with a sticky key.
+pub(super) fn keyed(pool: usize, key: u64, retries: Retries) -> (RequestId, Filing, Rx) {
+    let (id, mut f, rx) = filing(pool, Some(Duration::from_secs(1)), retries);
+    f.key = Some(key);
     (id, f, rx)
 }
 
@@ -219,4 +239,93 @@ fn timers_fire_once_and_shift_after_a_pause() {
         l.resolve(id, Err(Error::Killed));
         l.check();
     });
+}
+
+#[test]
+fn a_keyed_request_waits_in_its_owners_lane_and_moves_with_the_owners() {
+    use super::super::slots::SlotKey;
+    let rt = runtime();
+    let _rt = rt.enter();
+    let mut l = Ledger::new(1, 10);
+    let owner = |n: u64| (SlotKey::for_test(n), ["p:01", "p:02"][n as usize - 1]);
+    let both = [owner(1), owner(2)];
+    assert!(l.set_owners(0, both.iter().copied()));
+    assert!(!l.set_owners(0, both.iter().copied()), "no change");
+    let key = crate::sticky::hash(b"user-7");
+    let (k, f, _krx) = keyed(0, key, Retries::default());
+    l.admit(f).expect("room");
+    let (u, f, _urx) = filing(0, None, Retries::default());
+    l.admit(f).expect("room");
+    l.check();
+    assert_eq!((l.queued(0), l.keyed_waiting(0)), (2, 1));
+    // The unkeyed one is not behind the keyed one.
+    assert_eq!(l.next_queued(0), Some(u));
+    let mine = l.lanes[0].owner(key).expect("an owner");
+    let other = both.iter().map(|o| o.0).find(|&s| s != mine).unwrap();
+    assert_eq!(l.next_keyed(0, other), None, "only its owner serves it");
+    assert_eq!(l.next_keyed(0, mine), Some(k));
+    // Its owner goes: it moves to the other slot.
+    assert!(l.set_owners(0, both.iter().copied().filter(|o| o.0 != mine)));
+    l.check();
+    assert_eq!(
+        (l.lanes[0].live_in(Some(mine)), l.lanes[0].live_in(Some(other))),
+        (0, 1)
+    );
+    // No slot owns keys: it waits in no lane, and failing what waits finds it.
+    assert!(l.set_owners(0, std::iter::empty()));
+    l.check();
+    assert_eq!(l.lanes[0].live_in(None), 1);
+    assert_eq!(l.next_waiting(0), Some(u), "the queue first");
+    l.start_attempt(u, W1, Instant::now());
+    assert_eq!(l.next_waiting(0), Some(k));
+    // A retry of a keyed request goes back to its owner's lane, in front.
+    assert!(l.set_owners(0, both.iter().copied()));
+    l.start_attempt(k, W2, Instant::now());
+    let (k2, f, _k2rx) = keyed(0, key, Retries::default());
+    l.admit(f).expect("room");
+    l.requeue(k);
+    l.check();
+    assert_eq!(l.next_keyed(0, mine), Some(k), "the retry first");
+    l.resolve(k, Err(Error::Killed));
+    assert_eq!(l.next_keyed(0, mine), Some(k2));
+    l.check();
+}
+
+#[test]
+fn waiters_that_keep_their_owner_keep_their_places_when_others_move_in() {
+    use super::super::slots::SlotKey;
+    let rt = runtime();
+    let _rt = rt.enter();
+    let mut l = Ledger::new(1, 10);
+    let owner = |n: u64| (SlotKey::for_test(n), ["p:01", "p:02"][n as usize - 1]);
+    l.set_owners(0, [owner(1), owner(2)].into_iter());
+    let key_of = |slot: u64| {
+        (0u8..)
+            .map(|i| crate::sticky::hash(&[i]))
+            .find(|&k| l.lanes[0].owner(k) == Some(SlotKey::for_test(slot)))
+            .unwrap()
+    };
+    let (a, b) = (key_of(1), key_of(2));
+    let mut rxs = Vec::new();
+    let mut admit = |l: &mut Ledger, key| {
+        let (id, f, rx) = keyed(0, key, Retries::Limited(1));
+        l.admit(f).expect("room");
+        rxs.push(rx);
+        id
+    };
+    let a1 = admit(&mut l, a);
+    l.start_attempt(a1, W1, Instant::now());
+    let a2 = admit(&mut l, a);
+    l.requeue(a1); // a retry: in front of a2
+    let b1 = admit(&mut l, b);
+    // Slot 2 goes: b1 moves behind slot 1's own waiters.
+    assert!(l.set_owners(0, [owner(1)].into_iter()));
+    l.check();
+    let mine = SlotKey::for_test(1);
+    for want in [a1, a2, b1] {
+        assert_eq!(l.next_keyed(0, mine), Some(want));
+        l.start_attempt(want, W1, Instant::now());
+    }
+    assert_eq!(l.next_keyed(0, mine), None);
+    l.check();
 }

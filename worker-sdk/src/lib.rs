@@ -180,6 +180,7 @@
 //! ← `intake` (fd channel reading) ← `session` / `offers` ← `link`.
 
 // Modules, in import order: each uses only those above it.
+mod asks;
 mod attempt;
 #[cfg(feature = "axum")]
 mod axum_listener;
@@ -206,6 +207,7 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+pub use asks::{AskError, DEFAULT_ASK_TIMEOUT, DEFAULT_SPAWN_TIMEOUT};
 pub use connection::{Connection, Peer, CONNECTION_QUEUE};
 pub use error::Error;
 pub use event::Event;

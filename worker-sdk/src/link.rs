@@ -69,6 +69,7 @@ pub(crate) async fn connect_stream(
             fd_channel: fd_channel.is_some(),
             // Balanced connections ride on the fd channel.
             connections: fd_channel.is_some(),
+            exit: true,
         }
         .names(),
     };
@@ -89,6 +90,7 @@ pub(crate) async fn connect_stream(
     let max = theirs.max_frame_len as usize;
     settings.pulse = Duration::from_millis(theirs.pulse_ms);
     settings.max_frame_len = max;
+    settings.supervisor_version = theirs.version;
     reader.get_mut().decoder_mut().set_max_frame_length(max);
     writer.get_mut().encoder_mut().set_max_frame_length(max);
     let term = if stop_on_sigterm {
@@ -180,6 +182,8 @@ fn frame_name(frame: &ToWorker) -> &'static str {
         ToWorker::SoftKill => "SoftKill",
         ToWorker::HardKill => "HardKill",
         ToWorker::Drain => "Drain",
+        ToWorker::Answer { .. } => "Answer",
+        ToWorker::Exit { .. } => "Exit",
     }
 }
 

@@ -135,6 +135,11 @@ impl Session {
             }
             ToWorker::SoftKill => self.soft_kill().await,
             ToWorker::Drain => self.stop_listening(),
+            ToWorker::Answer { id, outcome } => self.worker.inner.asks.resolve(id, outcome),
+            ToWorker::Exit { code } => {
+                self.worker.exit_ordered(code);
+                self.soft_kill().await;
+            }
             ToWorker::HardKill => {
                 self.stop_listening();
                 self.worker.run_hard_kill_hook();

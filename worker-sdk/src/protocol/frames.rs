@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use uuid::Uuid;
 
+use super::ask::Question;
 use super::hello::{SupervisorHello, WorkerHello};
 
 /// One attempt of one request: the request id and the attempt number.
@@ -166,6 +167,24 @@ pub enum ToWorker {
     /// keep-alive connections) and close them. A `SoftKill` follows once
     /// they are closed, or at the drain timeout.
     Drain,
+    /// Version 4: the answer to the worker's [`FromWorker::Ask`] with this
+    /// `id`: `Ok` with MessagePack, or an error whose `kind` is one of
+    /// [`ask_kind`](super::ask_kind).
+    Answer {
+        /// The question's id.
+        id: u64,
+        /// The answer.
+        outcome: Outcome,
+    },
+    /// Version 4, only to a worker that declared
+    /// [`CAP_EXIT`](super::CAP_EXIT): another member asked for this worker
+    /// to stop. Run the soft-kill work (no new requests come; finish those
+    /// in flight), then exit with `code`. SIGKILL follows after the
+    /// supervisor's stop delay.
+    Exit {
+        /// The exit status to exit with.
+        code: i32,
+    },
 }
 
 /// Frames from a worker to the supervisor.
@@ -248,6 +267,22 @@ pub enum FromWorker {
     ConnectionClosed {
         /// Connection id.
         id: Uuid,
+    },
+    /// Version 4: a question for the supervisor; exactly one
+    /// [`ToWorker::Answer`] with this `id` follows. Ids are the worker's
+    /// (unique among its questions in flight).
+    Ask {
+        /// The question's id.
+        id: u64,
+        /// What is asked.
+        question: Question,
+    },
+    /// Version 4: the worker is ending itself with this exit code
+    /// (`close(code)`): no new work for it; its exit follows at once and
+    /// the restart policy judges it by `code`.
+    Closing {
+        /// The exit status it exits with.
+        code: i32,
     },
 }
 

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks, sent in both hellos. See
 /// `PROTOCOL.md`, "Versions", for what each side does with another one.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The oldest worker protocol version a supervisor built with this crate
 /// accepts. A supervisor accepts a worker whose hello says a version in
@@ -22,6 +22,11 @@ pub const CAP_FD_CHANNEL: &str = "fd-channel";
 /// the fd channel (kind [`FD_KIND_CONNECTION`](super::FD_KIND_CONNECTION))
 /// and understands `Drain`. Needs [`CAP_FD_CHANNEL`].
 pub const CAP_CONNECTIONS: &str = "connections";
+
+/// Capability name (version 4): the worker understands `Exit { code }`
+/// (it runs its soft-kill work, then exits with `code`). A kill aimed at a
+/// worker without it is refused.
+pub const CAP_EXIT: &str = "exit";
 
 /// Broadcast event name the supervisor sends to the workers of a pool when
 /// one of its listeners fails (payload: MessagePack of a map with
@@ -40,6 +45,8 @@ pub struct Capabilities {
     pub fd_channel: bool,
     /// [`CAP_CONNECTIONS`]: balanced connections and `Drain`.
     pub connections: bool,
+    /// [`CAP_EXIT`]: `Exit { code }`.
+    pub exit: bool,
 }
 
 impl Capabilities {
@@ -50,6 +57,7 @@ impl Capabilities {
             match name.as_ref() {
                 CAP_FD_CHANNEL => caps.fd_channel = true,
                 CAP_CONNECTIONS => caps.connections = true,
+                CAP_EXIT => caps.exit = true,
                 _ => {}
             }
         }
@@ -64,6 +72,9 @@ impl Capabilities {
         }
         if self.connections {
             names.push(CAP_CONNECTIONS.to_owned());
+        }
+        if self.exit {
+            names.push(CAP_EXIT.to_owned());
         }
         names
     }

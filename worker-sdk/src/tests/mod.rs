@@ -67,6 +67,7 @@ fn settings() -> Settings {
         supervisor_pid: 4242,
         pulse: Duration::from_secs(1),
         max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        supervisor_version: 0,
     }
 }
 

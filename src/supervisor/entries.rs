@@ -104,4 +104,6 @@ pub(super) struct WorkerEntry {
     pub(super) probe: Option<tokio_util::sync::DropGuard>,
     /// It said `Ready` while its probe had not passed yet.
     pub(super) said_ready: bool,
+    /// Its questions in flight, and the code it is to exit with (see `asks`).
+    pub(super) asks: super::asks::WorkerAsks,
 }

@@ -166,6 +166,7 @@ impl Task {
                 reports: 0,
                 probe,
                 said_ready: false,
+                asks: Default::default(),
             },
         );
         if replaces.is_none() {
@@ -309,6 +310,8 @@ impl Task {
                 self.on_connection_answer(id, conn, attempt, false)
             }
             FromWorker::ConnectionClosed { id: conn } => self.on_connection_closed(id, conn),
+            FromWorker::Ask { id: question, question: q } => self.on_ask(id, question, q),
+            FromWorker::Closing { code } => self.on_closing(id, code),
             _ => {}
         }
     }

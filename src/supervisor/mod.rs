@@ -39,6 +39,7 @@
 //!   each claims, are in [`ops`].
 
 mod answer;
+mod asks;
 pub(crate) mod command;
 mod commands;
 mod connections;
@@ -51,6 +52,7 @@ mod ledger;
 mod lifecycle;
 mod listeners;
 mod manage;
+mod members;
 mod ops;
 mod order;
 mod pause;

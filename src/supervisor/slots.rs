@@ -64,6 +64,9 @@ pub(super) struct Slot {
     /// Stopped and kept: no process, not refilled, not waited for.
     pub(super) stopped: bool,
     pub(super) info: SlotInfo,
+    /// Its own restart policy over its pool's (a worker's `spawn` with
+    /// `respawn: false`); kept across its workers.
+    pub(super) restart: Option<crate::pool::RestartPolicy>,
 }
 
 impl Slot {
@@ -127,6 +130,7 @@ impl Slots {
                 worker: None,
                 stopped: false,
                 info: SlotInfo::default(),
+                restart: None,
             },
         );
         Ok(key)

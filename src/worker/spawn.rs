@@ -212,6 +212,7 @@ fn command(pool: &Pool, id: &Identity<'_>, parent: Pid) -> Command {
     let spec = &pool.spec;
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
+        .args(&pool.asks.forwarded)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env(p::ENV_WORKER_ID, id.worker_id.to_string())
         .env(p::ENV_POOL, id.pool)

@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod asks;
 mod attach_retries;
 mod attach_sockets;
 mod attach_streams;

@@ -160,6 +160,7 @@ pub(crate) async fn handle(st: &State, mut req: Request) -> Result<(), HandlerEr
             drop(held);
         }
         Cmd::IgnoreAttachment => req.respond(&me)?,
+        cmd => crate::asks::handle(&st.worker, req, cmd).await?,
     }
     Ok(())
 }

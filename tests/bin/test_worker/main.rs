@@ -46,7 +46,8 @@
 
 //!
 //! The modes live in modules of their own: `serve` (the SDK-based worker),
-//! `handle` (its [`Cmd`] handler) and `conn` (its connection modes), `raw`
+//! `handle` (its [`Cmd`] handler, with `asks` for the questions to the
+//! supervisor) and `conn` (its connection modes), `raw`
 //! (the protocol-breaking modes) and `raw_conn` (`conn-bounce`),
 //! and `supervise` (the `supervise` mode).
 //!
@@ -57,6 +58,7 @@
 
 #[path = "../../support/cmd.rs"]
 mod cmd;
+mod asks;
 mod conn;
 mod handle;
 mod raw;

@@ -1,0 +1,161 @@
+//! The cluster operations a worker may ask for (see [`crate::asks`]): a
+//! kill of another member (or, at the supervisor's pid, of the cluster)
+//! and new workers in a pool. Each is refused, with a typed answer and
+//! nothing done, unless the pool's settings allow it; a kill names only
+//! members, so no pid outside the cluster is ever signalled.
+
+use nanny_worker::protocol::{ask_kind, Member, SpawnedWorker, ToWorker};
+
+use super::asks::{encoded, refusal, Answer};
+use super::command::Manage;
+use super::ops::OpReply;
+use super::task::Task;
+use crate::error::Error;
+use crate::health::{WorkerId, WorkerState};
+use crate::pool::RestartPolicy;
+use crate::WorkerRef;
+
+impl Task {
+    /// `kill(target, code)` from `asker`.
+    pub(super) fn kill_member(&mut self, asker: WorkerId, target: &Member, code: i32) -> Answer {
+        let pool = &self.pools[self.workers[&asker].pool];
+        if !pool.cfg.asks.allow_kill {
+            let why = format!("pool {:?} does not allow kills (Pool::allow_kill)", pool.cfg.name);
+            return Err(refusal(ask_kind::REFUSED, why));
+        }
+        if *target == Member::Pid(std::process::id()) {
+            return self.shutdown_for(asker);
+        }
+        let found = match target {
+            Member::Pid(pid) => (self.workers.iter()).find(|(_, w)| w.pid == *pid).map(|(&id, _)| id),
+            Member::Id(n) => Some(WorkerId(*n)).filter(|id| self.workers.contains_key(id)),
+            Member::Name(name) => self.live_worker(&WorkerRef::Name(name.clone())).ok(),
+        };
+        let Some(id) = found else {
+            return Err(refusal(ask_kind::NOT_A_MEMBER, format!("{target:?}")));
+        };
+        let w = &self.workers[&id];
+        if !w.caps.exit {
+            let why = format!("{} does not understand Exit (no \"exit\" capability)", w.name);
+            return Err(refusal(ask_kind::UNSUPPORTED, why));
+        }
+        if matches!(w.state, WorkerState::Stopping | WorkerState::Draining) {
+            return Err(refusal(ask_kind::FAILED, format!("{} is stopping already", w.name)));
+        }
+        tracing::info!(worker = %id, name = %w.name, code, by = %asker, "a worker's kill: Exit");
+        // counters: kills (the asker's `WorkerCounters::kills`, when merged)
+        self.send_frame(id, ToWorker::Exit { code });
+        self.ending(id, code);
+        encoded(&())
+    }
+
+    /// A kill aimed at the supervisor's pid: a soft kill of the cluster,
+    /// if allowed. The answer is queued before the drain's frames.
+    fn shutdown_for(&mut self, asker: WorkerId) -> Answer {
+        if !self.cfg.asks.allow_shutdown {
+            let why = "the supervisor does not allow workers to stop the cluster (Builder::allow_worker_shutdown)";
+            return Err(refusal(ask_kind::REFUSED, why));
+        }
+        tracing::warn!(by = %asker, "a worker's kill of the supervisor: soft kill of the cluster");
+        // Nobody waits for the drain's end. The answer is queued by the
+        // caller, before the drain's frames (sent after this event).
+        let (reply, _) = tokio::sync::oneshot::channel();
+        self.begin_drain(reply);
+        encoded(&())
+    }
+
+    /// `spawn_workers(pool, count, respawn)` from `asker`: `count` workers
+    /// added through `add_worker`'s path, answered once all are ready (or
+    /// with the first failure; the others stay).
+    pub(super) fn spawn_for(&mut self, asker: WorkerId, id: u64, pool: &str, count: u32, respawn: bool) {
+        if let Err(e) = self.admit_spawn(pool, count) {
+            return self.answer(asker, id, Err(e));
+        }
+        let Some(reply_to) = self.asker(asker, id) else {
+            return;
+        };
+        let p = self.pool_index(pool).expect("admitted");
+        let mut waiting = Vec::new();
+        for _ in 0..count {
+            match self.add_for(p, respawn) {
+                Ok(started) => waiting.push(started),
+                Err(e) => {
+                    waiting.push((WorkerId(0), String::new(), failed(e)));
+                    break;
+                }
+            }
+        }
+        // counters: spawns (the asker's `WorkerCounters::spawns`, + count)
+        let kill = self.kill.clone();
+        self.tracker.spawn(async move {
+            let all = async {
+                let mut spawned = Vec::with_capacity(waiting.len());
+                for (worker, name, ready) in waiting {
+                    match ready.await {
+                        Ok(Ok(_)) => spawned.push(SpawnedWorker { id: worker.get(), name }),
+                        Ok(Err(e)) => return Err(refusal(ask_kind::FAILED, e.to_string())),
+                        Err(_) => return Err(refusal(ask_kind::FAILED, "the supervisor stopped")),
+                    }
+                }
+                encoded(&spawned)
+            };
+            if let Some(answer) = kill.run_until_cancelled(all).await {
+                kill.run_until_cancelled(reply_to.answer(answer)).await;
+            }
+        });
+    }
+
+    /// Whether `count` more workers fit in what `pool` allows.
+    fn admit_spawn(&self, pool: &str, count: u32) -> Result<(), nanny_worker::RemoteError> {
+        let p = self.pool_index(pool).map_err(|e| refusal(ask_kind::REFUSED, e.to_string()))?;
+        let p = &self.pools[p];
+        let Some(limit) = p.cfg.asks.spawn_limit else {
+            let why = format!("pool {pool:?} does not allow spawns (Pool::allow_spawn)");
+            return Err(refusal(ask_kind::REFUSED, why));
+        };
+        let running = p.target();
+        if running.saturating_add(count as usize) > limit {
+            let why = format!("pool {pool:?} runs {running} of at most {limit}: {count} more do not fit");
+            return Err(refusal(ask_kind::REFUSED, why));
+        }
+        Ok(())
+    }
+
+    /// One `add_worker` into pool `p`: the new worker's id, name, and the
+    /// operation's answer (once it is ready).
+    fn add_for(&mut self, p: usize, respawn: bool) -> Result<Started, Error> {
+        let (reply, mut ready): (OpReply, _) = tokio::sync::oneshot::channel();
+        let next = self.next_worker;
+        let pool = self.pools[p].cfg.name.clone();
+        self.on_manage(Manage::Add { pool }, reply);
+        match ready.try_recv() {
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(_)) | Err(_) => {}
+        }
+        // `launch_add` spawned exactly one worker, the next id.
+        let worker = WorkerId(next);
+        let w = self.workers.get(&worker).ok_or(Error::ShuttingDown)?;
+        let (name, slot) = (w.name.clone(), w.slot);
+        let pool = &mut self.pools[p];
+        if !respawn && pool.cfg.restart == RestartPolicy::Always {
+            // clustr-node's `respawn: false`: a clean exit stays down.
+            if let Some(s) = pool.slots.get_mut(slot) {
+                s.restart = Some(RestartPolicy::OnFailure);
+            }
+        }
+        Ok((worker, name, ready))
+    }
+}
+
+type Started = (
+    WorkerId,
+    String,
+    tokio::sync::oneshot::Receiver<Result<Option<WorkerId>, Error>>,
+);
+
+/// An already-answered receiver carrying `e`.
+fn failed(e: Error) -> tokio::sync::oneshot::Receiver<Result<Option<WorkerId>, Error>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let _ = tx.send(Err(e));
+    rx
+}

@@ -111,7 +111,8 @@ impl fmt::Debug for AskRequest {
 }
 
 /// A handler, its types erased: the answer's MessagePack, or the error's text.
-pub(crate) type AskHandler = Arc<dyn Fn(AskRequest) -> BoxFuture<'static, Result<Vec<u8>, String>> + Send + Sync>;
+pub(crate) type AskHandler =
+    Arc<dyn Fn(AskRequest) -> BoxFuture<'static, Result<Vec<u8>, String>> + Send + Sync>;
 
 /// Erases a handler's types.
 pub(crate) fn erase<F, Fut, R, E>(handler: F) -> AskHandler
@@ -143,7 +144,9 @@ pub(crate) struct AskConfig {
 
 impl AskConfig {
     pub(crate) fn handler(&self, event: &str) -> Option<AskHandler> {
-        (self.handlers.iter()).find(|(name, _)| name == event).map(|(_, h)| Arc::clone(h))
+        (self.handlers.iter())
+            .find(|(name, _)| name == event)
+            .map(|(_, h)| Arc::clone(h))
     }
 
     /// The supervisor's arguments that start with `prefix`.

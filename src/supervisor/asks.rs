@@ -83,7 +83,10 @@ fn outcome(answer: Answer, max: usize) -> Outcome {
         Ok(bytes) if bytes.len() <= max => Outcome::Ok(ByteBuf::from(bytes)),
         Ok(bytes) => Outcome::Err(refusal(
             ask_kind::FAILED,
-            format!("the answer's {} bytes exceed the payload limit of {max}", bytes.len()),
+            format!(
+                "the answer's {} bytes exceed the payload limit of {max}",
+                bytes.len()
+            ),
         )),
         Err(e) => Outcome::Err(e),
     }
@@ -170,11 +173,16 @@ impl Task {
     fn restart_for(&mut self, worker: WorkerId, id: u64) {
         let (reply, mut done) = tokio::sync::oneshot::channel();
         self.on_manage(Manage::Restart(WorkerRef::Id(worker)), reply);
-        if let Ok(Err(e)) = done.try_recv() {
-            return self.answer(worker, id, Err(refusal(ask_kind::FAILED, e.to_string())));
-        }
+        let under_way = match done.try_recv() {
+            Ok(Err(e)) => return self.answer(worker, id, Err(refusal(ask_kind::FAILED, e.to_string()))),
+            Ok(Ok(_)) => false,
+            Err(_) => true,
+        };
         let answer = encoded(&());
         self.answer(worker, id, answer);
+        if !under_way {
+            return;
+        }
         self.tracker.spawn(async move {
             if let Ok(Err(e)) = done.await {
                 tracing::warn!(%worker, error = %e, "restart_me failed: the worker serves on");

@@ -310,7 +310,10 @@ impl Task {
                 self.on_connection_answer(id, conn, attempt, false)
             }
             FromWorker::ConnectionClosed { id: conn } => self.on_connection_closed(id, conn),
-            FromWorker::Ask { id: question, question: q } => self.on_ask(id, question, q),
+            FromWorker::Ask {
+                id: question,
+                question: q,
+            } => self.on_ask(id, question, q),
             FromWorker::Closing { code } => self.on_closing(id, code),
             _ => {}
         }

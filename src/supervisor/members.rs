@@ -27,7 +27,9 @@ impl Task {
             return self.shutdown_for(asker);
         }
         let found = match target {
-            Member::Pid(pid) => (self.workers.iter()).find(|(_, w)| w.pid == *pid).map(|(&id, _)| id),
+            Member::Pid(pid) => (self.workers.iter())
+                .find(|(_, w)| w.pid == *pid)
+                .map(|(&id, _)| id),
             Member::Id(n) => Some(WorkerId(*n)).filter(|id| self.workers.contains_key(id)),
             Member::Name(name) => self.live_worker(&WorkerRef::Name(name.clone())).ok(),
         };
@@ -40,7 +42,10 @@ impl Task {
             return Err(refusal(ask_kind::UNSUPPORTED, why));
         }
         if matches!(w.state, WorkerState::Stopping | WorkerState::Draining) {
-            return Err(refusal(ask_kind::FAILED, format!("{} is stopping already", w.name)));
+            return Err(refusal(
+                ask_kind::FAILED,
+                format!("{} is stopping already", w.name),
+            ));
         }
         tracing::info!(worker = %id, name = %w.name, code, by = %asker, "a worker's kill: Exit");
         // counters: kills (the asker's `WorkerCounters::kills`, when merged)
@@ -53,7 +58,8 @@ impl Task {
     /// if allowed. The answer is queued before the drain's frames.
     fn shutdown_for(&mut self, asker: WorkerId) -> Answer {
         if !self.cfg.asks.allow_shutdown {
-            let why = "the supervisor does not allow workers to stop the cluster (Builder::allow_worker_shutdown)";
+            let why =
+                "the supervisor does not allow workers to stop the cluster (Builder::allow_worker_shutdown)";
             return Err(refusal(ask_kind::REFUSED, why));
         }
         tracing::warn!(by = %asker, "a worker's kill of the supervisor: soft kill of the cluster");
@@ -80,7 +86,7 @@ impl Task {
             match self.add_for(p, respawn) {
                 Ok(started) => waiting.push(started),
                 Err(e) => {
-                    waiting.push((WorkerId(0), String::new(), failed(e)));
+                    waiting.push((WorkerId(0), String::new(), answered(Err(e))));
                     break;
                 }
             }
@@ -92,7 +98,10 @@ impl Task {
                 let mut spawned = Vec::with_capacity(waiting.len());
                 for (worker, name, ready) in waiting {
                     match ready.await {
-                        Ok(Ok(_)) => spawned.push(SpawnedWorker { id: worker.get(), name }),
+                        Ok(Ok(_)) => spawned.push(SpawnedWorker {
+                            id: worker.get(),
+                            name,
+                        }),
                         Ok(Err(e)) => return Err(refusal(ask_kind::FAILED, e.to_string())),
                         Err(_) => return Err(refusal(ask_kind::FAILED, "the supervisor stopped")),
                     }
@@ -107,7 +116,9 @@ impl Task {
 
     /// Whether `count` more workers fit in what `pool` allows.
     fn admit_spawn(&self, pool: &str, count: u32) -> Result<(), nanny_worker::RemoteError> {
-        let p = self.pool_index(pool).map_err(|e| refusal(ask_kind::REFUSED, e.to_string()))?;
+        let p = self
+            .pool_index(pool)
+            .map_err(|e| refusal(ask_kind::REFUSED, e.to_string()))?;
         let p = &self.pools[p];
         let Some(limit) = p.cfg.asks.spawn_limit else {
             let why = format!("pool {pool:?} does not allow spawns (Pool::allow_spawn)");
@@ -128,10 +139,11 @@ impl Task {
         let next = self.next_worker;
         let pool = self.pools[p].cfg.name.clone();
         self.on_manage(Manage::Add { pool }, reply);
-        match ready.try_recv() {
+        let ready = match ready.try_recv() {
             Ok(Err(e)) => return Err(e),
-            Ok(Ok(_)) | Err(_) => {}
-        }
+            Ok(done) => answered(done), // a receiver is read once
+            Err(_) => ready,
+        };
         // `launch_add` spawned exactly one worker, the next id.
         let worker = WorkerId(next);
         let w = self.workers.get(&worker).ok_or(Error::ShuttingDown)?;
@@ -153,9 +165,11 @@ type Started = (
     tokio::sync::oneshot::Receiver<Result<Option<WorkerId>, Error>>,
 );
 
-/// An already-answered receiver carrying `e`.
-fn failed(e: Error) -> tokio::sync::oneshot::Receiver<Result<Option<WorkerId>, Error>> {
+/// A receiver that already holds `result`.
+fn answered(
+    result: Result<Option<WorkerId>, Error>,
+) -> tokio::sync::oneshot::Receiver<Result<Option<WorkerId>, Error>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let _ = tx.send(Err(e));
+    let _ = tx.send(result);
     rx
 }

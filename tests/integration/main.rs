@@ -10,6 +10,7 @@
 mod support;
 
 mod asks;
+mod asks_members;
 mod attach_retries;
 mod attach_sockets;
 mod attach_streams;

@@ -190,7 +190,9 @@ impl Worker {
     /// (nothing is signalled); [`AskError::Unsupported`] for a target that
     /// does not understand `Exit`; the errors of [`ask`](Self::ask).
     pub async fn kill(&self, target: Member, code: i32) -> Result<(), AskError> {
-        let answer = self.question(Question::Kill { target, code }, DEFAULT_ASK_TIMEOUT).await?;
+        let answer = self
+            .question(Question::Kill { target, code }, DEFAULT_ASK_TIMEOUT)
+            .await?;
         decode_payload(&answer).map_err(|e| AskError::Payload(e.to_string()))
     }
 
@@ -244,7 +246,10 @@ impl Worker {
     /// retries left. The pool's restart policy judges the exit by `code`
     /// (a `respawn: false` worker that closes with 0 stays down).
     pub async fn close(&self, code: i32) -> ! {
-        let _ = self.inner.out.try_send(Outgoing::Frame(FromWorker::Closing { code }));
+        let _ = self
+            .inner
+            .out
+            .try_send(Outgoing::Frame(FromWorker::Closing { code }));
         self.inner.conns.shut();
         self.inner.drain.cancel();
         self.flush().await;

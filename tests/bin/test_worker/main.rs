@@ -15,7 +15,7 @@
 //! | `slow`                 | sleep `TEST_DELAY_MS` before each request                        |
 //! | `ignore-soft-kill`     | a soft-kill hook that never finishes (only SIGKILL ends it)      |
 //! | `hangup-after-ready`   | raw: hello, `Ready`, then close the socket and live on           |
-//! | `raw-no-caps`          | raw: a hello declaring no capabilities, `Ready`, then answer `Echo` (a request with an attachment: a `got-attachment` error) |
+//! | `raw-no-caps`          | raw: a version-3 hello declaring no capabilities, `Ready`, then answer `Echo` (a request with an attachment: a `got-attachment` error) |
 //! | `mute`                 | raw: takes SIGTERM, hello, `Ready`, then never writes again and ignores the soft kill |
 //! | `late-hello`           | raw: takes SIGTERM, says hello only after the supervisor's `SoftKill`, exits 0 |
 //! | `deaf-then-exit`       | raw: hello, `Ready`, then shut the socket down for reading (the supervisor's writes fail) and exit 0 by itself 500 ms later |
@@ -56,9 +56,9 @@
 //! [`GOT_SIGUSR1`]: cmd::GOT_SIGUSR1
 //! [`supervise`]: supervise::supervise
 
+mod asks;
 #[path = "../../support/cmd.rs"]
 mod cmd;
-mod asks;
 mod conn;
 mod handle;
 mod raw;

@@ -63,6 +63,8 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
     }
     let version = match mode {
         RawMode::BadHello => PROTOCOL_VERSION + 99,
+        // An old worker: version 3 knows neither questions nor `Exit`.
+        RawMode::NoCaps => 3,
         _ => PROTOCOL_VERSION,
     };
     let hello = WorkerHello {

@@ -212,3 +212,50 @@ async fn spawns_are_refused_unless_allowed_and_add_ready_workers_within_the_limi
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_target_that_does_not_comply_is_killed_after_its_stop_delay() {
+    guard(async {
+        let stubborn = Pool::new("stubborn", worker_spec("ignore-soft-kill"))
+            .workers(1)
+            .force_stop_delay(Some(std::time::Duration::from_millis(200)));
+        let sup = timers(
+            Supervisor::builder()
+                .pool(
+                    Pool::new("killers", worker_spec("normal"))
+                        .workers(1)
+                        .allow_kill(true),
+                )
+                .pool(stubborn),
+        )
+        .start()
+        .await
+        .expect("start");
+        let events = Events::collect(&sup);
+        let target = the_worker_of(&sup, "stubborn", None).await;
+        let kill = Cmd::Kill {
+            target: Member::Id(target.get()),
+            code: 0,
+        };
+        let done: Result<(), String> = call(&sup, Some("killers"), kill).await;
+        assert_eq!(done, Ok(()));
+        let exit = events
+            .wait_for(
+                "the target's exit",
+                |e| matches!(e, Event::WorkerExited { worker, .. } if *worker == target),
+            )
+            .await;
+        let Event::WorkerExited { status, forced, .. } = exit else {
+            unreachable!()
+        };
+        assert_eq!(
+            (status.signal, forced),
+            (Some(9), true),
+            "SIGKILL after force_stop_delay"
+        );
+        let successor = the_worker_of(&sup, "stubborn", Some(target)).await;
+        assert_ne!(successor, target, "a SIGKILL is a failure: restarted");
+        sup.hard_kill().await;
+    })
+    .await;
+}

@@ -84,3 +84,29 @@ pub mod ask_kind {
     /// conflicting management call, an answer too large for a frame).
     pub const FAILED: &str = "failed";
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{FromWorker, ToWorker};
+    use super::*;
+
+    #[test]
+    fn questions_and_exits_are_externally_tagged_maps() {
+        // Pinned for PROTOCOL.md: {"Ask": {id, question: {"Kill": {target: {"Pid": 9}, code: 3}}}}.
+        let ask = FromWorker::Ask {
+            id: 1,
+            question: Question::Kill {
+                target: Member::Pid(9),
+                code: 3,
+            },
+        };
+        let bytes = rmp_serde::to_vec_named(&ask).unwrap();
+        assert_eq!(&bytes[..5], b"\x81\xa3Ask");
+        let back: FromWorker = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back, ask);
+        let restart = rmp_serde::to_vec_named(&Question::RestartMe).unwrap();
+        assert_eq!(restart, b"\xa9RestartMe");
+        let exit = rmp_serde::to_vec_named(&ToWorker::Exit { code: 0 }).unwrap();
+        assert_eq!(exit, b"\x81\xa4Exit\x81\xa4code\x00");
+    }
+}

@@ -1,6 +1,7 @@
 //! Drives a [`Worker`] over a real socketpair against a fake supervisor
 //! written with the protocol helpers.
 
+mod asks;
 mod attach_refusals;
 mod attach_requests;
 mod attach_streams;
@@ -114,6 +115,7 @@ async fn try_start(opts: Opts) -> (Result<Worker, Error>, Fake) {
                     caps.fd_channel, opts.fd_channel,
                     "declares the fd channel iff it has one"
                 );
+                assert!(caps.exit, "understands Exit (protocol version 4)");
             }
             other => panic!("expected the worker's hello, got {other:?}"),
         }

@@ -238,3 +238,48 @@ async fn forwarded_arguments_reach_the_pools_that_ask_for_them() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_worker_has_a_bounded_number_of_questions_in_flight() {
+    guard(async {
+        let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let counter = std::sync::Arc::clone(&started);
+        let sup = timers(Supervisor::builder().pool(Pool::default_pool(worker_spec("normal")).workers(1)))
+            .on_ask("hold", move |_| {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut gate = gate.clone();
+                async move {
+                    let _ = gate.wait_for(|open| *open).await;
+                    Ok::<_, String>("held".to_owned())
+                }
+            })
+            .start()
+            .await
+            .expect("start");
+        let max = nanny::asks::MAX_ASKS_IN_FLIGHT;
+        let held: Vec<_> = (0..max)
+            .map(|_| {
+                let sup = sup.clone();
+                tokio::spawn(async move { call::<String>(&sup, None, ask("hold", "")).await })
+            })
+            .collect();
+        wait_until("every permit is taken", || async {
+            started.load(std::sync::atomic::Ordering::SeqCst) == max
+        })
+        .await;
+        let one_more: Result<String, String> = call(&sup, None, ask("hold", "")).await;
+        assert!(
+            one_more.as_ref().is_err_and(|e| e.starts_with("Busy")),
+            "{one_more:?}"
+        );
+        open.send_replace(true);
+        for answer in crate::support::join_all(held).await {
+            assert_eq!(answer.as_deref(), Ok("held"));
+        }
+        let again: Result<String, String> = call(&sup, None, ask("hold", "")).await;
+        assert_eq!(again.as_deref(), Ok("held"), "the permits came back");
+        sup.soft_kill().await;
+    })
+    .await;
+}

@@ -108,3 +108,51 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{ConfigError as E, Pool, Supervisor, WorkerSpec};
+
+    fn pool() -> Pool {
+        Pool::new("p", WorkerSpec::new("/bin/sh")).workers(2)
+    }
+
+    fn check(b: super::Builder) -> Result<(), E> {
+        b.cfg.validate()
+    }
+
+    #[test]
+    fn questions_settings_are_checked() {
+        let ok = || async { Ok::<_, String>(()) };
+        assert!(check(Supervisor::builder().pool(pool().allow_spawn(2))).is_ok());
+        assert!(matches!(
+            check(Supervisor::builder().pool(pool().allow_spawn(1))),
+            Err(E::SpawnLimitBelowWorkers {
+                max_workers: 1,
+                workers: 2,
+                ..
+            })
+        ));
+        assert!(matches!(
+            check(Supervisor::builder().pool(pool().forward_args(""))),
+            Err(E::EmptyForwardPrefix { .. })
+        ));
+        let twice = Supervisor::builder()
+            .pool(pool())
+            .on_ask("e", move |_| ok())
+            .on_ask("e", move |_| ok());
+        assert!(matches!(check(twice), Err(E::AskHandler { event }) if event == "e"));
+        let empty = Supervisor::builder().pool(pool()).on_ask("", move |_| ok());
+        assert!(matches!(check(empty), Err(E::AskHandler { .. })));
+    }
+
+    #[test]
+    fn forwarded_arguments_are_those_with_the_prefix() {
+        let b = Supervisor::builder()
+            .pool(pool().forward_args("--cluster-"))
+            .cluster_args(["--verbose", "--cluster-verbose", "x--cluster-no"]);
+        let mut cfg = b.cfg;
+        cfg.resolve_forwarding();
+        assert_eq!(cfg.pools[0].asks.forwarded, ["--cluster-verbose"]);
+    }
+}

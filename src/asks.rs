@@ -176,6 +176,8 @@ pub(crate) struct PoolAsks {
     pub(crate) allow_kill: bool,
     /// Workers may add workers to this pool up to this many running.
     pub(crate) spawn_limit: Option<usize>,
+    /// The prefixes a spawn's own arguments may start with.
+    pub(crate) spawn_args: Vec<String>,
     pub(crate) forward_prefix: Option<String>,
     /// The supervisor's arguments with that prefix, resolved at start.
     pub(crate) forwarded: Vec<OsString>,
@@ -198,6 +200,21 @@ impl Pool {
     /// refused (`AskError::Refused`).
     pub fn allow_spawn(mut self, max_workers: usize) -> Self {
         self.asks.spawn_limit = Some(max_workers);
+        self
+    }
+
+    /// Lets a spawn into this pool ([`allow_spawn`](Self::allow_spawn))
+    /// pass its own arguments to the new workers (after the spec's and the
+    /// forwarded ones), each starting with one of `prefixes` (e.g.
+    /// `["--shard="]`); any other argument refuses the spawn
+    /// (`AskError::Refused`). Default: none allowed. A slot keeps its
+    /// arguments across its workers.
+    pub fn allow_spawn_args<I, S>(mut self, prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.asks.spawn_args = prefixes.into_iter().map(Into::into).collect();
         self
     }
 

@@ -101,7 +101,20 @@ impl Task {
                 let answer = self.kill_member(worker, &target, code);
                 self.answer(worker, id, answer);
             }
-            Question::Spawn { pool, count, respawn } => self.spawn_for(worker, id, &pool, count, respawn),
+            Question::Spawn {
+                pool,
+                count,
+                respawn,
+                args,
+            } => {
+                let spawn = super::members::Spawn {
+                    pool,
+                    count,
+                    respawn,
+                    args,
+                };
+                self.spawn_for(worker, id, spawn)
+            }
             Question::RestartMe => self.restart_for(worker, id),
             other => {
                 let why = format!("a question this supervisor does not know: {other:?}");

@@ -83,6 +83,7 @@ impl Task {
             logical_id,
             pulse_ms: self.cfg.pulse.as_millis() as u64,
             max_frame_len: self.cfg.max_frame_len,
+            args: &s.args,
         };
         let mut spawned = match spawn::spawn(&p.cfg, &identity, &self.activated(pool)) {
             Ok(s) => s,

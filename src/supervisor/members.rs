@@ -73,8 +73,15 @@ impl Task {
     /// `spawn_workers(pool, count, respawn)` from `asker`: `count` workers
     /// added through `add_worker`'s path, answered once all are ready (or
     /// with the first failure; the others stay).
-    pub(super) fn spawn_for(&mut self, asker: WorkerId, id: u64, pool: &str, count: u32, respawn: bool) {
-        if let Err(e) = self.admit_spawn(pool, count) {
+    pub(super) fn spawn_for(&mut self, asker: WorkerId, id: u64, spawn: Spawn) {
+        let Spawn {
+            pool,
+            count,
+            respawn,
+            args,
+        } = spawn;
+        let pool = pool.as_str();
+        if let Err(e) = self.admit_spawn(pool, count, &args) {
             return self.answer(asker, id, Err(e));
         }
         let Some(reply_to) = self.asker(asker, id) else {
@@ -83,7 +90,7 @@ impl Task {
         let p = self.pool_index(pool).expect("admitted");
         let mut waiting = Vec::new();
         for _ in 0..count {
-            match self.add_for(p, respawn) {
+            match self.add_for(p, respawn, &args) {
                 Ok(started) => waiting.push(started),
                 Err(e) => {
                     waiting.push((WorkerId(0), String::new(), answered(Err(e))));
@@ -115,7 +122,7 @@ impl Task {
     }
 
     /// Whether `count` more workers fit in what `pool` allows.
-    fn admit_spawn(&self, pool: &str, count: u32) -> Result<(), nanny_worker::RemoteError> {
+    fn admit_spawn(&self, pool: &str, count: u32, args: &[String]) -> Result<(), nanny_worker::RemoteError> {
         let p = self
             .pool_index(pool)
             .map_err(|e| refusal(ask_kind::REFUSED, e.to_string()))?;
@@ -129,16 +136,25 @@ impl Task {
             let why = format!("pool {pool:?} runs {running} of at most {limit}: {count} more do not fit");
             return Err(refusal(ask_kind::REFUSED, why));
         }
+        let allowed = &p.cfg.asks.spawn_args;
+        if let Some(arg) = args
+            .iter()
+            .find(|a| !allowed.iter().any(|prefix| a.starts_with(prefix.as_str())))
+        {
+            let why = format!("pool {pool:?} does not allow the argument {arg:?} (Pool::allow_spawn_args)");
+            return Err(refusal(ask_kind::REFUSED, why));
+        }
         Ok(())
     }
 
     /// One `add_worker` into pool `p`: the new worker's id, name, and the
     /// operation's answer (once it is ready).
-    fn add_for(&mut self, p: usize, respawn: bool) -> Result<Started, Error> {
+    fn add_for(&mut self, p: usize, respawn: bool, args: &[String]) -> Result<Started, Error> {
         let (reply, mut ready): (OpReply, _) = tokio::sync::oneshot::channel();
         let next = self.next_worker;
         let pool = self.pools[p].cfg.name.clone();
-        self.on_manage(Manage::Add { pool }, reply);
+        let args = args.iter().map(Into::into).collect();
+        self.on_manage(Manage::Add { pool, args }, reply);
         let ready = match ready.try_recv() {
             Ok(Err(e)) => return Err(e),
             Ok(done) => answered(done), // a receiver is read once
@@ -157,6 +173,14 @@ impl Task {
         }
         Ok((worker, name, ready))
     }
+}
+
+/// What a `spawn` question asks for.
+pub(super) struct Spawn {
+    pub(super) pool: String,
+    pub(super) count: u32,
+    pub(super) respawn: bool,
+    pub(super) args: Vec<String>,
 }
 
 type Started = (

@@ -67,6 +67,9 @@ pub(super) struct Slot {
     /// Its own restart policy over its pool's (a worker's `spawn` with
     /// `respawn: false`); kept across its workers.
     pub(super) restart: Option<crate::pool::RestartPolicy>,
+    /// Its own arguments after its pool's (a worker's `spawn` with `args`);
+    /// kept across its workers.
+    pub(super) args: Vec<std::ffi::OsString>,
 }
 
 impl Slot {
@@ -131,6 +134,7 @@ impl Slots {
                 stopped: false,
                 info: SlotInfo::default(),
                 restart: None,
+                args: Vec::new(),
             },
         );
         Ok(key)

@@ -157,6 +157,7 @@ async fn close_is_judged_by_its_code_and_restart_me_replaces_the_worker() {
                 pool: "spawned".into(),
                 count: 1,
                 respawn: false,
+                args: Vec::new(),
             },
         )
         .await
@@ -198,6 +199,7 @@ async fn forwarded_arguments_reach_the_pools_that_ask_for_them() {
                     Pool::new("grown", worker_spec("normal"))
                         .workers(1)
                         .allow_spawn(2)
+                        .allow_spawn_args(["--shard="])
                         .forward_args("--cluster-"),
                 ),
         )
@@ -219,12 +221,21 @@ async fn forwarded_arguments_reach_the_pools_that_ask_for_them() {
             ["--own", "--cluster-verbose", "--cluster-level=debug"]
         );
         assert!(argv("private").await.is_empty());
-        // A worker-requested spawn gets them too.
-        let spawn = Cmd::Spawn {
+        // A worker-requested spawn gets them too, and its own allowed ones
+        // after them; an argument the pool does not allow refuses it.
+        let spawn = |arg: &str| Cmd::Spawn {
             pool: "grown".into(),
             count: 1,
             respawn: true,
+            args: vec![arg.into()],
         };
+        let refused: Result<Vec<(u64, String)>, String> =
+            call(&sup, Some("private"), spawn("--rm=-rf")).await;
+        assert!(
+            refused.as_ref().is_err_and(|e| e.starts_with("Refused")),
+            "{refused:?}"
+        );
+        let spawn = spawn("--shard=7");
         let spawned: Vec<(u64, String)> = call(&sup, Some("private"), spawn).await.expect("spawned");
         assert_eq!(spawned[0].1, "grown:02");
         sup.remove_worker("grown:01")
@@ -232,7 +243,7 @@ async fn forwarded_arguments_reach_the_pools_that_ask_for_them() {
             .expect("leave only the spawned one");
         assert_eq!(
             argv("grown").await,
-            ["--cluster-verbose", "--cluster-level=debug"]
+            ["--cluster-verbose", "--cluster-level=debug", "--shard=7"]
         );
         sup.soft_kill().await;
     })

@@ -123,8 +123,8 @@ pub(crate) enum Cmd {
         /// The exit code.
         code: i32,
     },
-    /// `worker.spawn_workers(pool, count, respawn)`; answers
-    /// `Result<Vec<(u64, String)>, String>` (ids and names).
+    /// `worker.spawn_workers(..)`; answers `Result<Vec<(u64, String)>,
+    /// String>` (ids and names).
     Spawn {
         /// The pool.
         pool: String,
@@ -132,6 +132,8 @@ pub(crate) enum Cmd {
         count: u32,
         /// Refilled after a clean exit.
         respawn: bool,
+        /// Their own arguments.
+        args: Vec<String>,
     },
     /// `worker.close(code)`: never answers.
     Close(i32),

@@ -94,6 +94,49 @@ impl AskError {
     }
 }
 
+/// What [`Worker::spawn_workers`] asks for: `count` workers (default 1) in
+/// `pool`, refilled after any exit the supervisor did not ask for
+/// (`respawn`, default `true`; `false`: a clean exit, code 0, leaves the
+/// slot empty, a failure still refills it), with these arguments after
+/// the pool's (default none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnRequest {
+    pool: String,
+    count: u32,
+    respawn: bool,
+    args: Vec<String>,
+}
+
+impl SpawnRequest {
+    /// One worker in `pool`, respawned, without arguments of its own.
+    pub fn new(pool: impl Into<String>) -> Self {
+        Self {
+            pool: pool.into(),
+            count: 1,
+            respawn: true,
+            args: Vec::new(),
+        }
+    }
+
+    /// How many workers.
+    pub fn count(mut self, count: u32) -> Self {
+        self.count = count;
+        self
+    }
+
+    /// Whether a clean exit is refilled.
+    pub fn respawn(mut self, respawn: bool) -> Self {
+        self.respawn = respawn;
+        self
+    }
+
+    /// Appends an argument (each must start with a prefix the pool allows).
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+}
+
 /// The questions waiting for their answers, and the exit code an `Exit`
 /// order set.
 #[derive(Debug, Default)]
@@ -196,27 +239,31 @@ impl Worker {
         decode_payload(&answer).map_err(|e| AskError::Payload(e.to_string()))
     }
 
-    /// Asks the supervisor to add `count` workers to `pool` (clustr-node's
-    /// `spawn`), within what that pool allows (`Pool::allow_spawn`); with
-    /// `respawn: false` a clean exit (code 0) of one of them leaves its
-    /// slot empty. Answers, once they are ready (within
-    /// [`DEFAULT_SPAWN_TIMEOUT`]), their ids and names.
+    /// Asks the supervisor for new workers (clustr-node's `spawn`), within
+    /// what their pool allows (`Pool::allow_spawn`, `allow_spawn_args`).
+    /// Answers, once they are ready (within [`DEFAULT_SPAWN_TIMEOUT`]),
+    /// their ids and names.
+    ///
+    /// ```no_run
+    /// # async fn f(worker: &nanny_worker::Worker) -> Result<(), nanny_worker::AskError> {
+    /// use nanny_worker::SpawnRequest;
+    /// let new = worker
+    ///     .spawn_workers(SpawnRequest::new("jobs").count(2).respawn(false).arg("--shard=7"))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
-    /// [`AskError::Refused`] when the pool does not allow it or would pass
-    /// its limit, [`AskError::Failed`] when a worker did not start, and the
-    /// errors of [`ask`](Self::ask).
-    pub async fn spawn_workers(
-        &self,
-        pool: &str,
-        count: u32,
-        respawn: bool,
-    ) -> Result<Vec<SpawnedWorker>, AskError> {
+    /// [`AskError::Refused`] when the pool does not allow it, would pass
+    /// its limit or does not allow an argument, [`AskError::Failed`] when
+    /// a worker did not start, and the errors of [`ask`](Self::ask).
+    pub async fn spawn_workers(&self, request: SpawnRequest) -> Result<Vec<SpawnedWorker>, AskError> {
         let question = Question::Spawn {
-            pool: pool.to_owned(),
-            count,
-            respawn,
+            pool: request.pool,
+            count: request.count,
+            respawn: request.respawn,
+            args: request.args,
         };
         let answer = self.question(question, DEFAULT_SPAWN_TIMEOUT).await?;
         decode_payload(&answer).map_err(|e| AskError::Payload(e.to_string()))

@@ -226,7 +226,7 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
-pub use asks::{AskError, DEFAULT_ASK_TIMEOUT, DEFAULT_SPAWN_TIMEOUT};
+pub use asks::{AskError, SpawnRequest, DEFAULT_ASK_TIMEOUT, DEFAULT_SPAWN_TIMEOUT};
 pub use connection::{Connection, Peer, CONNECTION_QUEUE};
 pub use error::Error;
 pub use event::Event;

@@ -1,7 +1,7 @@
 //! The [`Cmd`]s that ask the supervisor something (asks, kills, spawns,
 //! close, restart) and the one that reports the worker's arguments.
 
-use nanny_worker::{AskError, HandlerError, Request, Worker};
+use nanny_worker::{AskError, HandlerError, Request, SpawnRequest, Worker};
 
 use crate::cmd::Cmd;
 
@@ -18,8 +18,14 @@ pub(crate) async fn handle(worker: &Worker, req: Request, cmd: Cmd) -> Result<()
             req.respond(&shown(answer))?;
         }
         Cmd::Kill { target, code } => req.respond(&shown(worker.kill(target, code).await))?,
-        Cmd::Spawn { pool, count, respawn } => {
-            let spawned = worker.spawn_workers(&pool, count, respawn).await;
+        Cmd::Spawn {
+            pool,
+            count,
+            respawn,
+            args,
+        } => {
+            let request = args.into_iter().fold(SpawnRequest::new(pool), SpawnRequest::arg);
+            let spawned = worker.spawn_workers(request.count(count).respawn(respawn)).await;
             let listed = spawned.map(|list| list.into_iter().map(|w| (w.id, w.name)).collect::<Vec<_>>());
             req.respond(&shown(listed))?;
         }

@@ -38,6 +38,10 @@ pub enum Question {
         /// `false`: a clean exit (code 0) of one of them leaves its slot
         /// empty; a failure still refills it.
         respawn: bool,
+        /// Arguments for them, after the pool's (each must start with one
+        /// of the prefixes the pool allows). Absent means none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        args: Vec<String>,
     },
     /// A make-before-break restart of the asking worker. Answered `nil`
     /// once the restart is under way (its successor is starting).

@@ -22,7 +22,8 @@ impl Builder {
     ///
     /// The handler runs on a task of its own, never on the supervisor's,
     /// so it may await anything, including calls on the [`Supervisor`](crate::Supervisor)
-    /// (clone a handle into it once started); it is cut off at shutdown.
+    /// (e.g. through a `OnceLock<Supervisor>` set once started); it is cut
+    /// off at shutdown.
     /// Each worker has at most [`MAX_ASKS_IN_FLIGHT`](crate::asks::MAX_ASKS_IN_FLIGHT)
     /// questions running.
     ///

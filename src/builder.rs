@@ -58,6 +58,8 @@ pub(crate) struct Config {
     pub(crate) server_restart_delay: Duration,
     pub(crate) health_events: u32,
     pub(crate) process_title: Option<String>,
+    /// Workers' questions: handlers and permissions (see [`crate::asks`]).
+    pub(crate) asks: crate::asks::AskConfig,
 }
 
 /// Builds a [`Supervisor`]. Start from [`Supervisor::builder`].
@@ -109,6 +111,7 @@ impl Default for Builder {
                 server_restart_delay: DEFAULT_SERVER_RESTART_DELAY,
                 health_events: 1,
                 process_title: None,
+                asks: crate::asks::AskConfig::default(),
             },
         }
     }
@@ -363,7 +366,9 @@ impl Builder {
         if let Some(base) = &self.cfg.process_title {
             crate::worker::placement::set_own_title(base);
         }
-        crate::supervisor::spawn(self.cfg)
+        let mut cfg = self.cfg;
+        cfg.resolve_forwarding();
+        crate::supervisor::spawn(cfg)
     }
 
     /// [`spawn`](Self::spawn), then wait until every worker has said ready.
@@ -388,6 +393,7 @@ impl Builder {
     }
 }
 
+mod asks;
 mod placement;
 mod plain;
 #[cfg(test)]

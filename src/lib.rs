@@ -45,6 +45,7 @@
 //! * A worker's bad input (malformed, oversize or out-of-order frames) stops
 //!   that worker, never the supervisor.
 
+pub mod asks;
 pub mod attach;
 mod balance;
 mod builder;

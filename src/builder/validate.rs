@@ -126,7 +126,8 @@ impl Config {
             }
         }
         self.validate_plain()?;
-        self.validate_placement()
+        self.validate_placement()?;
+        self.validate_asks()
     }
 }
 

@@ -287,4 +287,29 @@ pub enum ConfigError {
         /// Why not: `"a Unix socket has no peer IP"` or `"socket activation: the kernel picks"`.
         reason: &'static str,
     },
+    /// [`Pool::allow_spawn`](crate::Pool::allow_spawn)'s limit is below
+    /// the pool's own [`workers`](crate::Pool::workers).
+    #[error("pool {pool:?}: allow_spawn's max_workers ({max_workers}) is below its {workers} workers")]
+    SpawnLimitBelowWorkers {
+        /// The pool.
+        pool: String,
+        /// The configured limit.
+        max_workers: usize,
+        /// The pool's workers.
+        workers: usize,
+    },
+    /// [`Pool::forward_args`](crate::Pool::forward_args) has an empty
+    /// prefix (it would forward every argument).
+    #[error("pool {pool:?}: forward_args needs a non-empty prefix")]
+    EmptyForwardPrefix {
+        /// The pool.
+        pool: String,
+    },
+    /// [`Builder::on_ask`](crate::Builder::on_ask) was given an empty
+    /// event name, or one that already has a handler.
+    #[error("on_ask: event {event:?} is empty or has a handler already")]
+    AskHandler {
+        /// The event.
+        event: String,
+    },
 }

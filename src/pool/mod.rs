@@ -124,6 +124,8 @@ pub struct Pool {
     pub(crate) readiness: Option<crate::Readiness>,
     pub(crate) settings: Overrides,
     pub(crate) cpus: affinity::Cpus,
+    /// What its workers may ask, and the arguments it forwards.
+    pub(crate) asks: crate::asks::PoolAsks,
 }
 
 impl fmt::Debug for Pool {
@@ -144,6 +146,7 @@ impl fmt::Debug for Pool {
             .field("readiness", &self.readiness)
             .field("settings", &self.settings)
             .field("cpus", &self.cpus)
+            .field("asks", &self.asks)
             .finish()
     }
 }
@@ -169,6 +172,7 @@ impl Pool {
             readiness: None,
             settings: Overrides::default(),
             cpus: affinity::Cpus::default(),
+            asks: crate::asks::PoolAsks::default(),
         }
     }
 

@@ -81,6 +81,8 @@ pub(crate) enum Command {
 pub(crate) enum Manage {
     Add {
         pool: String,
+        /// The new slot's own arguments (a worker's `spawn`; see `asks`).
+        args: Vec<std::ffi::OsString>,
     },
     Remove(crate::WorkerRef),
     Stop(crate::WorkerRef),

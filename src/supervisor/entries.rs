@@ -106,4 +106,6 @@ pub(super) struct WorkerEntry {
     pub(super) said_ready: bool,
     /// Its messaging, kill and spawn counters (see `messaging`).
     pub(super) counters: nanny_worker::protocol::WorkerCounters,
+    /// Its questions in flight, and the code it is to exit with (see `asks`).
+    pub(super) asks: super::asks::WorkerAsks,
 }

@@ -157,7 +157,10 @@ impl Task {
             self.spawn_worker(pool, slot);
             return;
         }
-        let restart = match p.cfg.restart {
+        let policy = (p.slots.get(slot))
+            .and_then(|s| s.restart)
+            .unwrap_or(p.cfg.restart);
+        let restart = match policy {
             RestartPolicy::Always => true,
             RestartPolicy::OnFailure => failure || signalled,
             RestartPolicy::No => false,

@@ -85,6 +85,7 @@ impl Task {
             logical_id,
             pulse_ms: self.cfg.pulse.as_millis() as u64,
             max_frame_len: self.cfg.max_frame_len,
+            args: &s.args,
         };
         let mut spawned = match spawn::spawn(&p.cfg, &identity, &self.activated(pool)) {
             Ok(s) => s,
@@ -169,6 +170,7 @@ impl Task {
                 probe,
                 said_ready: false,
                 counters,
+                asks: Default::default(),
             },
         );
         if replaces.is_none() {
@@ -315,6 +317,11 @@ impl Task {
             FromWorker::Publish { to, data } => self.on_publish(id, to, data),
             FromWorker::Query { id: query, query: q } => self.on_query(id, query, q),
             FromWorker::Confirmed { .. } => self.on_confirmed(id),
+            FromWorker::Ask {
+                id: question,
+                question: q,
+            } => self.on_ask(id, question, q),
+            FromWorker::Closing { code } => self.on_closing(id, code),
             _ => {}
         }
     }

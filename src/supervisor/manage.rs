@@ -43,7 +43,7 @@ impl Task {
         }
         let id = self.ops.next_id();
         let launched = match call {
-            Manage::Add { pool } => self.launch_add(id, &pool),
+            Manage::Add { pool, args } => self.launch_add(id, &pool, args),
             Manage::Start(w) => self.launch_start(id, &w),
             Manage::Stop(w) => self.launch_leave(&w, Operation::Stop),
             Manage::Remove(w) => self.launch_leave(&w, Operation::Remove),
@@ -178,7 +178,7 @@ impl Task {
         Ok((pool, slot, name))
     }
 
-    fn launch_add(&mut self, id: OpId, pool: &str) -> Result<Launch, Error> {
+    fn launch_add(&mut self, id: OpId, pool: &str, args: Vec<std::ffi::OsString>) -> Result<Launch, Error> {
         let pool = self.pool_index(pool)?;
         let p = &mut self.pools[pool];
         let slot = p.slots.add(&mut self.slot_keys).map_err(|_| {
@@ -187,6 +187,9 @@ impl Task {
                 p.cfg.name
             ))
         })?;
+        if let Some(s) = p.slots.get_mut(slot) {
+            s.args = args;
+        }
         let name = self.slot_name(pool, slot);
         let started = self
             .check_free(Claim::Slot(pool, slot), Operation::Add, &name)

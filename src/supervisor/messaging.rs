@@ -112,7 +112,7 @@ impl Task {
             #[allow(unreachable_patterns)]
             _ => return,
         };
-        self.send_frame(from, ToWorker::Answer { id, answer });
+        self.send_frame(from, ToWorker::QueryAnswer { id, answer });
     }
 
     /// A worker's confirmation listener fired.

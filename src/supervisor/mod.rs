@@ -42,6 +42,7 @@
 //!   per-worker counters are in [`messaging`].
 
 mod answer;
+mod asks;
 pub(crate) mod command;
 mod commands;
 mod connections;
@@ -54,6 +55,7 @@ mod ledger;
 mod lifecycle;
 mod listeners;
 mod manage;
+mod members;
 mod messaging;
 mod ops;
 mod order;

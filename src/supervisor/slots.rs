@@ -72,6 +72,12 @@ pub(super) struct Slot {
     /// Stopped and kept: no process, not refilled, not waited for.
     pub(super) stopped: bool,
     pub(super) info: SlotInfo,
+    /// Its own restart policy over its pool's (a worker's `spawn` with
+    /// `respawn: false`); kept across its workers.
+    pub(super) restart: Option<crate::pool::RestartPolicy>,
+    /// Its own arguments after its pool's (a worker's `spawn` with `args`);
+    /// kept across its workers.
+    pub(super) args: Vec<std::ffi::OsString>,
 }
 
 impl Slot {
@@ -135,6 +141,8 @@ impl Slots {
                 worker: None,
                 stopped: false,
                 info: SlotInfo::default(),
+                restart: None,
+                args: Vec::new(),
             },
         );
         Ok(key)

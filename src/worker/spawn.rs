@@ -58,6 +58,8 @@ pub(crate) struct Identity<'a> {
     pub(crate) logical_id: u64,
     pub(crate) pulse_ms: u64,
     pub(crate) max_frame_len: usize,
+    /// Its slot's own arguments, after the pool's.
+    pub(crate) args: &'a [std::ffi::OsString],
 }
 
 /// A listening socket the child inherits by socket activation, and its
@@ -212,6 +214,8 @@ fn command(pool: &Pool, id: &Identity<'_>, parent: Pid) -> Command {
     let spec = &pool.spec;
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
+        .args(&pool.asks.forwarded)
+        .args(id.args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env(p::ENV_WORKER_ID, id.worker_id.to_string())
         .env(p::ENV_POOL, id.pool)

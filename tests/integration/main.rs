@@ -9,6 +9,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod asks;
+mod asks_members;
 mod attach_retries;
 mod attach_sockets;
 mod attach_streams;

@@ -140,6 +140,41 @@ pub(crate) enum Cmd {
     /// Blocks the worker's only runtime thread (as [`Cmd::Block`]) until
     /// the file at this path exists (at most a minute), then answers its id.
     BlockUntil(String),
+    // Questions to the supervisor (issue 11: asks, kills, spawns). Each
+    // answers a `Result<_, String>`: the call's value, or its `AskError`
+    // as `Debug` text (`"NoHandler(..)"`, `"NotAMember(..)"`…).
+    /// `worker.ask(event, &payload)` for a `String` answer.
+    Ask {
+        /// The event.
+        event: String,
+        /// Its payload.
+        payload: String,
+    },
+    /// `worker.kill(target, code)`; answers `Result<(), String>`.
+    Kill {
+        /// Whom.
+        target: nanny_worker::protocol::Target,
+        /// The exit code.
+        code: i32,
+    },
+    /// `worker.spawn_workers(..)`; answers `Result<Vec<(u64, String)>,
+    /// String>` (ids and names).
+    Spawn {
+        /// The pool.
+        pool: String,
+        /// How many.
+        count: u32,
+        /// Refilled after a clean exit.
+        respawn: bool,
+        /// Their own arguments.
+        args: Vec<String>,
+    },
+    /// `worker.close(code)`: never answers.
+    Close(i32),
+    /// `worker.restart_me()`; answers `Result<(), String>`.
+    RestartMe,
+    /// Answers this process's arguments without `argv[0]` (`Vec<String>`).
+    Argv,
 }
 
 /// What [`Cmd::EchoSocket`] found and did.

@@ -29,6 +29,9 @@ pub(crate) struct Settings {
     pub(crate) supervisor_pid: u32,
     pub(crate) pulse: Duration,
     pub(crate) max_frame_len: usize,
+    /// The newest protocol version the supervisor speaks (its hello's;
+    /// 0 until the hello came).
+    pub(crate) supervisor_version: u32,
 }
 
 impl Settings {
@@ -59,6 +62,7 @@ impl Settings {
             supervisor_pid: vars.required(ENV_SUPERVISOR_PID)?,
             pulse: Duration::from_millis(pulse_ms),
             max_frame_len: vars.optional(ENV_MAX_FRAME_LEN)?.unwrap_or(DEFAULT_MAX_FRAME_LEN),
+            supervisor_version: 0,
         };
         Ok((fd, settings))
     }

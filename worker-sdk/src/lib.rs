@@ -158,6 +158,24 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Asking the supervisor
+//!
+//! Under a supervisor of protocol version 4, a worker may ask it things and
+//! wait for the answer: [`Worker::ask`] (an answer from the supervisor's
+//! `on_ask` handler), [`Worker::kill`] (stop another member with an exit
+//! code), [`Worker::spawn_workers`], [`Worker::restart_me`]; and end itself
+//! with [`Worker::close`]. Errors are typed ([`AskError`]), each call has
+//! its timeout ([`DEFAULT_ASK_TIMEOUT`]). Killed by another member, a
+//! worker gets `Exit { code }`: its soft-kill hook runs, its requests
+//! finish, and the process exits with `code` (from [`Worker::serve`],
+//! which does not return then).
+//!
+//! ```no_run
+//! # async fn f(worker: nanny_worker::Worker) -> Result<(), nanny_worker::AskError> {
+//! let limit: u32 = worker.ask("rate-limit", &worker.pool()).await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Protocol
 //!
 //! The [`protocol`] module holds the wire types; `PROTOCOL.md` in this
@@ -197,10 +215,12 @@
 //! writer's `Outgoing`, one attempt's answer rules) ← `socket` (the
 //! attachment types) ← `matcher` (pure) ← `inflight` (the table, owned by
 //! the session) ← `event` ← `connection` ← `worker` (the handle)
-//! ← `incoming` ← `axum_listener` ← `reply_stream` ← `request` ← `serve`
+//! ← `asks` (questions to the supervisor) ← `incoming` ← `axum_listener`
+//! ← `reply_stream` ← `request` ← `serve`
 //! ← `intake` (fd channel reading) ← `session` / `offers` ← `link`.
 
 // Modules, in import order: each uses only those above it.
+mod asks;
 mod attempt;
 #[cfg(feature = "axum")]
 mod axum_listener;
@@ -230,6 +250,7 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+pub use asks::{AskError, SpawnRequest, DEFAULT_ASK_TIMEOUT, DEFAULT_SPAWN_TIMEOUT};
 pub use connection::{Connection, Peer, CONNECTION_QUEUE};
 pub use error::Error;
 pub use event::Event;

@@ -70,6 +70,7 @@ pub(crate) async fn connect_stream(
             // Balanced connections ride on the fd channel.
             connections: fd_channel.is_some(),
             messaging: true,
+            exit: true,
         }
         .names(),
     };
@@ -90,6 +91,7 @@ pub(crate) async fn connect_stream(
     let max = theirs.max_frame_len as usize;
     settings.pulse = Duration::from_millis(theirs.pulse_ms);
     settings.max_frame_len = max;
+    settings.supervisor_version = theirs.version;
     reader.get_mut().decoder_mut().set_max_frame_length(max);
     writer.get_mut().encoder_mut().set_max_frame_length(max);
     let term = if stop_on_sigterm {
@@ -182,7 +184,9 @@ fn frame_name(frame: &ToWorker) -> &'static str {
         ToWorker::HardKill => "HardKill",
         ToWorker::Drain => "Drain",
         ToWorker::Message { .. } => "Message",
+        ToWorker::QueryAnswer { .. } => "QueryAnswer",
         ToWorker::Answer { .. } => "Answer",
+        ToWorker::Exit { .. } => "Exit",
     }
 }
 

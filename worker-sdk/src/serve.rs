@@ -44,7 +44,9 @@ impl Worker {
     ///   whose attachment was still on its way), every response stream
     ///   ([`Request::respond_stream`]) is pumped to its end, and the answers
     ///   are written to the socket. The process should then exit
-    ///   with status 0.
+    ///   with status 0. After an `Exit { code }` order (another member's
+    ///   [`kill`](Self::kill)) `serve` does not return: at the same point
+    ///   it exits the process with `code`.
     /// * `Err(`[`Error::Disconnected`]`)` when the supervisor's end of the
     ///   socket closes; in-flight handlers are aborted. Exit then.
     /// * `Err(`[`Error::HardKilled`]`)` after a hard-kill notice (SIGKILL
@@ -111,6 +113,9 @@ impl Worker {
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 () = drained(&self.inner.soft_done, &mut idle), if draining && tasks.is_empty() => {
                     self.flush().await;
+                    if let Some(code) = self.inner.asks.exit_code() {
+                        std::process::exit(code); // another member's kill (see `asks`)
+                    }
                     return Ok(());
                 }
             }

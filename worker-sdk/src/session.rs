@@ -136,7 +136,12 @@ impl Session {
             ToWorker::SoftKill => self.soft_kill().await,
             ToWorker::Drain => self.stop_listening(),
             ToWorker::Message { kind, meta, data } => self.worker.on_message(kind, meta, data),
-            ToWorker::Answer { id, answer } => self.worker.on_answer(id, answer),
+            ToWorker::QueryAnswer { id, answer } => self.worker.on_answer(id, answer),
+            ToWorker::Answer { id, outcome } => self.worker.inner.asks.resolve(id, outcome),
+            ToWorker::Exit { code } => {
+                self.worker.exit_ordered(code);
+                self.soft_kill().await;
+            }
             ToWorker::HardKill => {
                 self.stop_listening();
                 self.worker.run_hard_kill_hook();

@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     pub(crate) conns: Arc<Conns>,
     /// Cancelled when the soft-kill hook (or its absence) says "done".
     pub(crate) soft_done: CancellationToken,
+    /// Questions to the supervisor waiting for answers (see `asks`).
+    pub(crate) asks: crate::asks::Pending,
     soft_started: AtomicBool,
     hooks: Mutex<Hooks>,
     /// Messaging: its handlers, confirmation counts, queries waiting.
@@ -147,6 +149,7 @@ impl Worker {
             closed: channels.closed,
             conns: Arc::default(),
             soft_done: CancellationToken::new(),
+            asks: crate::asks::Pending::default(),
             soft_started: AtomicBool::new(false),
             hooks: Mutex::new(Hooks::default()),
             hub: crate::hub::Hub::default(),

@@ -26,6 +26,7 @@ impl Supervisor {
     pub async fn add_worker(&self, pool: &str) -> Result<WorkerId, Error> {
         let call = Manage::Add {
             pool: pool.to_owned(),
+            args: Vec::new(),
         };
         self.manage_start(call, WorkerRef::Name(pool.to_owned())).await
     }

@@ -169,6 +169,7 @@ pub(crate) async fn handle(st: &State, req: Request) -> Result<(), HandlerError>
         | Cmd::ClusterInfo
         | Cmd::Stats
         | Cmd::BlockUntil(_) => unreachable!("answered by messages::handle"),
+        cmd => crate::asks::handle(&st.worker, req, cmd).await?,
     }
     Ok(())
 }

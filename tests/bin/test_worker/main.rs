@@ -15,7 +15,7 @@
 //! | `slow`                 | sleep `TEST_DELAY_MS` before each request                        |
 //! | `ignore-soft-kill`     | a soft-kill hook that never finishes (only SIGKILL ends it)      |
 //! | `hangup-after-ready`   | raw: hello, `Ready`, then close the socket and live on           |
-//! | `raw-no-caps`          | raw: a hello declaring no capabilities (of version `TEST_RAW_VERSION`, default ours), `Ready`, then answer `Echo` (a request with an attachment: a `got-attachment` error; a message from a worker: exit 9) |
+//! | `raw-no-caps`          | raw: a version-3 hello declaring no capabilities, `Ready`, then answer `Echo` (a request with an attachment: a `got-attachment` error; a message from a worker: exit 9) |
 //! | `mute`                 | raw: takes SIGTERM, hello, `Ready`, then never writes again and ignores the soft kill |
 //! | `late-hello`           | raw: takes SIGTERM, says hello only after the supervisor's `SoftKill`, exits 0 |
 //! | `deaf-then-exit`       | raw: hello, `Ready`, then shut the socket down for reading (the supervisor's writes fail) and exit 0 by itself 500 ms later |
@@ -46,8 +46,9 @@
 
 //!
 //! The modes live in modules of their own: `serve` (the SDK-based worker),
-//! `handle` (its [`Cmd`] handler), `messages` (its messaging: what it
-//! received, reported on a `report` broadcast) and `conn` (its connection modes), `raw`
+//! `handle` (its [`Cmd`] handler, with `asks` for the questions to the
+//! supervisor), `messages` (its messaging: what it received, reported on a
+//! `report` broadcast) and `conn` (its connection modes), `raw`
 //! (the protocol-breaking modes) and `raw_conn` (`conn-bounce`),
 //! and `supervise` (the `supervise` mode).
 //!
@@ -56,6 +57,7 @@
 //! [`GOT_SIGUSR1`]: cmd::GOT_SIGUSR1
 //! [`supervise`]: supervise::supervise
 
+mod asks;
 #[path = "../../support/cmd.rs"]
 mod cmd;
 mod conn;

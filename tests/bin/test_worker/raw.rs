@@ -63,6 +63,8 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
     }
     let version = match mode {
         RawMode::BadHello => PROTOCOL_VERSION + 99,
+        // An old worker: version 3 knows neither messages, questions nor `Exit`.
+        RawMode::NoCaps => 3,
         _ => crate::env_u64("TEST_RAW_VERSION").map_or(PROTOCOL_VERSION, |v| v as u32),
     };
     let hello = WorkerHello {

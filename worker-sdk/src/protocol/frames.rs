@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use uuid::Uuid;
 
+use super::ask::Question;
 use super::hello::{SupervisorHello, WorkerHello};
 use super::messaging::{Answer, MessageKind, MessageMeta, Query, Recipients};
 
@@ -180,11 +181,29 @@ pub enum ToWorker {
         data: Vec<u8>,
     },
     /// Version 4: the answer to the worker's [`FromWorker::Query`] `id`.
-    Answer {
+    QueryAnswer {
         /// The query's id.
         id: u64,
         /// The answer.
         answer: Answer,
+    },
+    /// Version 4: the answer to the worker's [`FromWorker::Ask`] with this
+    /// `id`: `Ok` with MessagePack, or an error whose `kind` is one of
+    /// [`ask_kind`](super::ask_kind).
+    Answer {
+        /// The question's id.
+        id: u64,
+        /// The answer.
+        outcome: Outcome,
+    },
+    /// Version 4, only to a worker that declared
+    /// [`CAP_EXIT`](super::CAP_EXIT): another member asked for this worker
+    /// to stop. Run the soft-kill work (no new requests come; finish those
+    /// in flight), then exit with `code`. SIGKILL follows after the
+    /// supervisor's stop delay.
+    Exit {
+        /// The exit status to exit with.
+        code: i32,
     },
 }
 
@@ -278,8 +297,8 @@ pub enum FromWorker {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
-    /// Version 4: a question for the supervisor, answered by
-    /// [`ToWorker::Answer`] with the same `id`.
+    /// Version 4: a query for the supervisor, answered by
+    /// [`ToWorker::QueryAnswer`] with the same `id`.
     Query {
         /// Chosen by the worker, echoed in the answer.
         id: u64,
@@ -292,6 +311,22 @@ pub enum FromWorker {
     Confirmed {
         /// The identifier.
         identifier: String,
+    },
+    /// Version 4: a question for the supervisor; exactly one
+    /// [`ToWorker::Answer`] with this `id` follows. Ids are the worker's
+    /// (unique among its questions in flight).
+    Ask {
+        /// The question's id.
+        id: u64,
+        /// What is asked.
+        question: Question,
+    },
+    /// Version 4: the worker is ending itself with this exit code
+    /// (`close(code)`): no new work for it; its exit follows at once and
+    /// the restart policy judges it by `code`.
+    Closing {
+        /// The exit status it exits with.
+        code: i32,
     },
 }
 

@@ -27,6 +27,10 @@ pub const CAP_CONNECTIONS: &str = "connections";
 /// workers (`ToWorker::Message`) and may publish, confirm and query
 /// (`FromWorker::Publish`, `Confirmed`, `Query`).
 pub const CAP_MESSAGING: &str = "messaging";
+/// Capability name (version 4): the worker understands `Exit { code }`
+/// (it runs its soft-kill work, then exits with `code`). A kill aimed at a
+/// worker without it is refused.
+pub const CAP_EXIT: &str = "exit";
 
 /// Broadcast event name the supervisor sends to the workers of a pool when
 /// one of its listeners fails (payload: MessagePack of a map with
@@ -47,6 +51,8 @@ pub struct Capabilities {
     pub connections: bool,
     /// [`CAP_MESSAGING`]: messages between workers and queries.
     pub messaging: bool,
+    /// [`CAP_EXIT`]: `Exit { code }`.
+    pub exit: bool,
 }
 
 impl Capabilities {
@@ -58,6 +64,7 @@ impl Capabilities {
                 CAP_FD_CHANNEL => caps.fd_channel = true,
                 CAP_CONNECTIONS => caps.connections = true,
                 CAP_MESSAGING => caps.messaging = true,
+                CAP_EXIT => caps.exit = true,
                 _ => {}
             }
         }
@@ -75,6 +82,9 @@ impl Capabilities {
         }
         if self.messaging {
             names.push(CAP_MESSAGING.to_owned());
+        }
+        if self.exit {
+            names.push(CAP_EXIT.to_owned());
         }
         names
     }

@@ -95,7 +95,7 @@ pub enum Query {
     Stats,
 }
 
-/// The supervisor's answer to a [`Query`] ([`ToWorker::Answer`](super::ToWorker::Answer)).
+/// The supervisor's answer to a [`Query`] ([`ToWorker::QueryAnswer`](super::ToWorker::QueryAnswer)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Answer {

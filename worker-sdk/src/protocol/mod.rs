@@ -21,14 +21,17 @@
 //! are split by concern: `hello.rs` (environment, versions, capabilities,
 //! hellos), `frames.rs` (the messages and [`AttemptKey`]), `fd.rs` (the fd
 //! channel's [`FdTag`]), `codec.rs` (limits, framing, payload encoding),
-//! `messaging.rs` (what the messages between workers and the queries carry).
+//! `messaging.rs` (what the messages between workers and the queries
+//! carry), `ask.rs` (the questions to the supervisor and their answers).
 
+mod ask;
 mod codec;
 mod fd;
 mod frames;
 mod hello;
 mod messaging;
 
+pub use ask::{ask_kind, Question, SpawnedWorker, Target};
 pub use codec::{
     decode_payload, encode_payload, frame_reader, frame_writer, length_codec, max_payload_len, FrameReader,
     FrameWriter, MsgPack, DEFAULT_MAX_FRAME_LEN, FRAME_OVERHEAD,
@@ -41,8 +44,8 @@ pub use frames::{
     RequestFrame, ToWorker,
 };
 pub use hello::{
-    Capabilities, SupervisorHello, WorkerHello, CAP_CONNECTIONS, CAP_FD_CHANNEL, CAP_MESSAGING, ENV_FD,
-    ENV_FD_CHANNEL, ENV_LOGICAL_ID, ENV_MAX_FRAME_LEN, ENV_POOL, ENV_PROCESS_TITLE, ENV_PULSE_MS,
+    Capabilities, SupervisorHello, WorkerHello, CAP_CONNECTIONS, CAP_EXIT, CAP_FD_CHANNEL, CAP_MESSAGING,
+    ENV_FD, ENV_FD_CHANNEL, ENV_LOGICAL_ID, ENV_MAX_FRAME_LEN, ENV_POOL, ENV_PROCESS_TITLE, ENV_PULSE_MS,
     ENV_SUPERVISOR_PID, ENV_WORKER_ID, ENV_WORKER_NAME, EVENT_LISTENER_FAILED, MIN_PROTOCOL_VERSION,
     PROTOCOL_VERSION,
 };

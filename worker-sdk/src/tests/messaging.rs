@@ -125,13 +125,13 @@ async fn queries_are_answered_by_id() {
         }],
     };
     // An answer nobody asked for is dropped.
-    let stray = ToWorker::Answer {
+    let stray = ToWorker::QueryAnswer {
         id: first + 100,
         answer: Answer::Stats(WorkerCounters::default()),
     };
     fake.send(stray).await;
     let answer = Answer::ClusterInfo(info.clone());
-    fake.send(ToWorker::Answer { id: first, answer }).await;
+    fake.send(ToWorker::QueryAnswer { id: first, answer }).await;
     let FromWorker::Query { id: second, query } = fake.next().await else {
         panic!("expected a query");
     };
@@ -141,7 +141,7 @@ async fn queries_are_answered_by_id() {
         ..Default::default()
     };
     let answer = Answer::Stats(counters);
-    fake.send(ToWorker::Answer { id: second, answer }).await;
+    fake.send(ToWorker::QueryAnswer { id: second, answer }).await;
     let (got_info, got_stats) = tokio::time::timeout(TIMEOUT, asked).await.unwrap().unwrap();
     assert_eq!(got_info.unwrap(), info);
     assert_eq!(got_stats.unwrap().public_sent, 3);

@@ -1,6 +1,7 @@
 //! Drives a [`Worker`] over a real socketpair against a fake supervisor
 //! written with the protocol helpers.
 
+mod asks;
 mod attach_refusals;
 mod attach_requests;
 mod attach_streams;
@@ -68,6 +69,7 @@ fn settings() -> Settings {
         supervisor_pid: 4242,
         pulse: Duration::from_secs(1),
         max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        supervisor_version: 0,
     }
 }
 
@@ -114,6 +116,7 @@ async fn try_start(opts: Opts) -> (Result<Worker, Error>, Fake) {
                     caps.fd_channel, opts.fd_channel,
                     "declares the fd channel iff it has one"
                 );
+                assert!(caps.exit, "understands Exit (protocol version 4)");
             }
             other => panic!("expected the worker's hello, got {other:?}"),
         }

@@ -1,7 +1,8 @@
 //! The router's hot path: one dispatch (`pick` + `upsert` of the picked
 //! worker with one more request in flight) and one answer (`upsert` of a
 //! worker with one fewer), as the supervisor task does per request, at 4,
-//! 64 and 512 ready workers.
+//! 64 and 512 ready workers; and the sticky routing's rendezvous pick
+//! (`nanny::sticky::owner`) over as many slot names.
 //!
 //! ```text
 //! cargo bench --bench router_pick
@@ -26,6 +27,7 @@ fn main() {
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
     router(&mut c);
+    sticky(&mut c);
     c.final_summary();
 }
 
@@ -75,6 +77,27 @@ fn router(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("pick", n), &n, |b, &n| {
             let (router, _) = loaded(n);
             b.iter(|| black_box(router.pick(black_box(None))));
+        });
+    }
+    group.finish();
+}
+
+/// `nanny::sticky::owner`: the rendezvous pick of one key's slot among `n`
+/// slot names, hashing every name on each call (the public helper; the
+/// supervisor keeps the names' hashes and redoes them only when the owners
+/// change, so this is an upper bound of its per-request cost).
+fn sticky(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sticky");
+    group.throughput(Throughput::Elements(1));
+    for n in SIZES {
+        let names: Vec<String> = (1..=n).map(|i| format!("api:{i:02}")).collect();
+        group.bench_with_input(BenchmarkId::new("owner", n), &names, |b, names| {
+            let mut key = 0u64;
+            b.iter(|| {
+                key = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let owner = nanny::sticky::owner(&key.to_le_bytes(), names.iter().map(String::as_str));
+                black_box(owner.map(str::len))
+            });
         });
     }
     group.finish();

@@ -188,6 +188,7 @@ async fn spawns_are_refused_unless_allowed_and_add_ready_workers_within_the_limi
             count,
             respawn: true,
             args: Vec::new(),
+            cpus: None,
         };
         let refused: Result<Vec<(u64, String)>, String> = call(&sup, Some("asker"), spawn("asker", 1)).await;
         assert!(

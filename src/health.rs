@@ -160,8 +160,9 @@ pub struct WorkerSlot {
     pub stopped: bool,
     /// The CPUs its worker is pinned to
     /// ([`Pool::cpu_affinity`](crate::Pool::cpu_affinity),
-    /// [`Pool::cpu_per_worker`](crate::Pool::cpu_per_worker)); `None`: no
-    /// pinning, it runs wherever the supervisor may.
+    /// [`Pool::cpu_per_worker`](crate::Pool::cpu_per_worker), or the CPUs
+    /// of the worker's spawn that added the slot, which override them);
+    /// `None`: no pinning, it runs wherever the supervisor may.
     #[serde(default)]
     pub cpus: Option<Vec<usize>>,
 }

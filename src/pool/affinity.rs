@@ -42,6 +42,26 @@ impl Cpus {
         let at = (number.saturating_sub(1) as usize) % cpus.len();
         Some(vec![cpus[at]])
     }
+
+    /// Whether a worker's spawn may pin its new workers to `wanted`: each
+    /// CPU must be in the pool's own set (either form) if it has one, else
+    /// among the CPUs the supervisor may run on. The error says why not.
+    pub(crate) fn admits(&self, wanted: &[usize]) -> Result<(), String> {
+        if wanted.is_empty() {
+            return Err("an empty CPU set".to_owned());
+        }
+        let (allowed, whose) = if self.is_set() {
+            (self.all().collect(), "its cpu_affinity / cpu_per_worker set")
+        } else {
+            let own = crate::worker::placement::allowed_cpus()
+                .map_err(|e| format!("cannot read the supervisor's CPUs: {e}"))?;
+            (own, "the CPUs the supervisor may run on")
+        };
+        match wanted.iter().find(|cpu| !allowed.contains(cpu)) {
+            Some(cpu) => Err(format!("CPU {cpu} is not in {whose} {allowed:?}")),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Pool {
@@ -104,5 +124,20 @@ mod tests {
         let got: Vec<_> = (1..=3).map(|n| pool.cpus.for_slot(n)).collect();
         assert_eq!(got, [Some(vec![2]), Some(vec![0]), Some(vec![2])]);
         assert_eq!(Cpus::default().for_slot(1), None);
+    }
+
+    #[test]
+    fn a_spawn_may_ask_only_for_cpus_of_the_pool_s_set_or_the_supervisor_s() {
+        let pool = Pool::new("p", crate::WorkerSpec::new("x")).cpu_affinity([0, 2]);
+        assert_eq!(pool.cpus.admits(&[2]), Ok(()));
+        assert!(pool.cpus.admits(&[1]).unwrap_err().contains("CPU 1 is not in"));
+        assert!(pool.cpus.admits(&[]).is_err(), "an empty set");
+        let each = Pool::new("p", crate::WorkerSpec::new("x")).cpu_per_worker([3]);
+        assert_eq!(each.cpus.admits(&[3]), Ok(()));
+        assert!(each.cpus.admits(&[0]).is_err());
+        let own = crate::worker::placement::allowed_cpus().unwrap();
+        assert_eq!(Cpus::default().admits(&own), Ok(()));
+        let past = own.iter().max().unwrap() + 1;
+        assert!(Cpus::default().admits(&[past]).is_err());
     }
 }

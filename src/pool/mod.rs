@@ -373,5 +373,6 @@ mod spec;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use affinity::Cpus;
 pub(crate) use settings::{Overrides, Settings};
 pub use spec::WorkerSpec;

@@ -106,12 +106,14 @@ impl Task {
                 count,
                 respawn,
                 args,
+                cpus,
             } => {
                 let spawn = super::members::Spawn {
                     pool,
                     count,
                     respawn,
                     args,
+                    cpus,
                 };
                 self.spawn_for(worker, id, spawn)
             }

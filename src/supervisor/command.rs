@@ -83,6 +83,8 @@ pub(crate) enum Manage {
         pool: String,
         /// The new slot's own arguments (a worker's `spawn`; see `asks`).
         args: Vec<std::ffi::OsString>,
+        /// The new slot's own CPUs over its pool's (a worker's `spawn`).
+        cpus: Option<Vec<usize>>,
     },
     Remove(crate::WorkerRef),
     Stop(crate::WorkerRef),

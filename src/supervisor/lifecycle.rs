@@ -75,7 +75,7 @@ impl Task {
         let mut counters = nanny_worker::protocol::WorkerCounters::default();
         counters.respawns = s.info.restarts;
         let title = (self.cfg.process_title.as_deref()).map(|base| placement::worker_title(base, &name));
-        let cpus = p.cfg.cpus.for_slot(s.number);
+        let cpus = s.cpus(&p.cfg.cpus);
         let identity = spawn::Identity {
             worker_id: id.get(),
             pool: &p.cfg.name,

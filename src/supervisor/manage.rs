@@ -43,7 +43,7 @@ impl Task {
         }
         let id = self.ops.next_id();
         let launched = match call {
-            Manage::Add { pool, args } => self.launch_add(id, &pool, args),
+            Manage::Add { pool, args, cpus } => self.launch_add(id, &pool, args, cpus),
             Manage::Start(w) => self.launch_start(id, &w),
             Manage::Stop(w) => self.launch_leave(&w, Operation::Stop),
             Manage::Remove(w) => self.launch_leave(&w, Operation::Remove),
@@ -178,7 +178,13 @@ impl Task {
         Ok((pool, slot, name))
     }
 
-    fn launch_add(&mut self, id: OpId, pool: &str, args: Vec<std::ffi::OsString>) -> Result<Launch, Error> {
+    fn launch_add(
+        &mut self,
+        id: OpId,
+        pool: &str,
+        args: Vec<std::ffi::OsString>,
+        cpus: Option<Vec<usize>>,
+    ) -> Result<Launch, Error> {
         let pool = self.pool_index(pool)?;
         let p = &mut self.pools[pool];
         let slot = p.slots.add(&mut self.slot_keys).map_err(|_| {
@@ -189,6 +195,7 @@ impl Task {
         })?;
         if let Some(s) = p.slots.get_mut(slot) {
             s.args = args;
+            s.cpus = cpus;
         }
         let name = self.slot_name(pool, slot);
         let started = self

@@ -72,7 +72,7 @@ impl Task {
         encoded(&())
     }
 
-    /// `spawn_workers(pool, count, respawn)` from `asker`: `count` workers
+    /// `spawn_workers(pool, count, respawn, args, cpus)` from `asker`: `count` workers
     /// added through `add_worker`'s path, answered once all are ready (or
     /// with the first failure; the others stay).
     pub(super) fn spawn_for(&mut self, asker: WorkerId, id: u64, spawn: Spawn) {
@@ -81,9 +81,10 @@ impl Task {
             count,
             respawn,
             args,
+            cpus,
         } = spawn;
         let pool = pool.as_str();
-        if let Err(e) = self.admit_spawn(pool, count, &args) {
+        if let Err(e) = self.admit_spawn(pool, count, &args, cpus.as_deref()) {
             return self.answer(asker, id, Err(e));
         }
         let Some(reply_to) = self.asker(asker, id) else {
@@ -92,7 +93,7 @@ impl Task {
         let p = self.pool_index(pool).expect("admitted");
         let mut waiting = Vec::new();
         for _ in 0..count {
-            match self.add_for(p, respawn, &args) {
+            match self.add_for(p, respawn, &args, cpus.as_ref()) {
                 Ok(started) => waiting.push(started),
                 Err(e) => {
                     waiting.push((WorkerId(0), String::new(), answered(Err(e))));
@@ -126,8 +127,15 @@ impl Task {
         });
     }
 
-    /// Whether `count` more workers fit in what `pool` allows.
-    fn admit_spawn(&self, pool: &str, count: u32, args: &[String]) -> Result<(), nanny_worker::RemoteError> {
+    /// Whether `count` more workers, with these arguments and CPUs, fit in
+    /// what `pool` allows.
+    fn admit_spawn(
+        &self,
+        pool: &str,
+        count: u32,
+        args: &[String],
+        cpus: Option<&[usize]>,
+    ) -> Result<(), nanny_worker::RemoteError> {
         let p = self
             .pool_index(pool)
             .map_err(|e| refusal(ask_kind::REFUSED, e.to_string()))?;
@@ -149,17 +157,28 @@ impl Task {
             let why = format!("pool {pool:?} does not allow the argument {arg:?} (Pool::allow_spawn_args)");
             return Err(refusal(ask_kind::REFUSED, why));
         }
+        if let Some(cpus) = cpus {
+            let why = |e| format!("pool {pool:?}: {e}");
+            (p.cfg.cpus.admits(cpus)).map_err(|e| refusal(ask_kind::REFUSED, why(e)))?;
+        }
         Ok(())
     }
 
     /// One `add_worker` into pool `p`: the new worker's id, name, and the
     /// operation's answer (once it is ready).
-    fn add_for(&mut self, p: usize, respawn: bool, args: &[String]) -> Result<Started, Error> {
+    fn add_for(
+        &mut self,
+        p: usize,
+        respawn: bool,
+        args: &[String],
+        cpus: Option<&Vec<usize>>,
+    ) -> Result<Started, Error> {
         let (reply, mut ready): (OpReply, _) = tokio::sync::oneshot::channel();
         let next = self.next_worker;
         let pool = self.pools[p].cfg.name.clone();
         let args = args.iter().map(Into::into).collect();
-        self.on_manage(Manage::Add { pool, args }, reply);
+        let cpus = cpus.cloned();
+        self.on_manage(Manage::Add { pool, args, cpus }, reply);
         let ready = match ready.try_recv() {
             Ok(Err(e)) => return Err(e),
             Ok(done) => answered(done), // a receiver is read once
@@ -186,6 +205,7 @@ pub(super) struct Spawn {
     pub(super) count: u32,
     pub(super) respawn: bool,
     pub(super) args: Vec<String>,
+    pub(super) cpus: Option<Vec<usize>>,
 }
 
 type Started = (

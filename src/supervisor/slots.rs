@@ -78,9 +78,18 @@ pub(super) struct Slot {
     /// Its own arguments after its pool's (a worker's `spawn` with `args`);
     /// kept across its workers.
     pub(super) args: Vec<std::ffi::OsString>,
+    /// Its own CPUs over its pool's placement (a worker's `spawn` with
+    /// `cpus`); kept across its workers.
+    pub(super) cpus: Option<Vec<usize>>,
 }
 
 impl Slot {
+    /// The CPUs its workers are pinned to: its own, else its pool's for
+    /// its number; `None`: unpinned.
+    pub(super) fn cpus(&self, pool: &crate::pool::Cpus) -> Option<Vec<usize>> {
+        (self.cpus.clone()).or_else(|| pool.for_slot(self.number))
+    }
+
     /// Whether the pool wants a worker here (running, and not left empty
     /// by its restart policy or parked).
     pub(super) fn wanted(&self) -> bool {
@@ -143,6 +152,7 @@ impl Slots {
                 info: SlotInfo::default(),
                 restart: None,
                 args: Vec::new(),
+                cpus: None,
             },
         );
         Ok(key)

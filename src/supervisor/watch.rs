@@ -227,7 +227,7 @@ impl Task {
                 worker: s.worker,
                 pid: s.worker.and_then(|w| self.workers.get(&w)).map(|w| w.pid),
                 stopped: s.stopped,
-                cpus: p.cfg.cpus.for_slot(s.number),
+                cpus: s.cpus(&p.cfg.cpus),
             })
             .collect()
     }

@@ -158,6 +158,7 @@ async fn close_is_judged_by_its_code_and_restart_me_replaces_the_worker() {
                 count: 1,
                 respawn: false,
                 args: Vec::new(),
+                cpus: None,
             },
         )
         .await
@@ -228,6 +229,7 @@ async fn forwarded_arguments_reach_the_pools_that_ask_for_them() {
             count: 1,
             respawn: true,
             args: vec![arg.into()],
+            cpus: None,
         };
         let refused: Result<Vec<(u64, String)>, String> =
             call(&sup, Some("private"), spawn("--rm=-rf")).await;

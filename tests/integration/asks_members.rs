@@ -91,6 +91,8 @@ async fn kills_are_refused_without_permission_and_for_pids_outside_the_cluster()
 #[tokio::test]
 async fn an_allowed_kill_stops_its_target_with_the_code_and_the_policy_judges_it() {
     guard(async {
+        let marks = std::env::temp_dir().join(format!("nanny-soft-kill-marks-{}", std::process::id()));
+        std::fs::create_dir_all(&marks).expect("the marks' directory");
         let sup = timers(
             Supervisor::builder()
                 .pool(
@@ -99,7 +101,7 @@ async fn an_allowed_kill_stops_its_target_with_the_code_and_the_policy_judges_it
                         .allow_kill(true),
                 )
                 .pool(
-                    Pool::new("prey", worker_spec("normal"))
+                    Pool::new("prey", worker_spec("normal").env("TEST_SOFT_KILL_MARK", &marks))
                         .workers(1)
                         .restart(RestartPolicy::OnFailure),
                 ),
@@ -110,6 +112,12 @@ async fn an_allowed_kill_stops_its_target_with_the_code_and_the_policy_judges_it
         .expect("start");
         let events = Events::collect(&sup);
         let prey = the_worker_of(&sup, "prey", None).await;
+        let prey_pid = (health(&sup).await.into_iter())
+            .find(|w| w.id == prey)
+            .expect("the prey")
+            .pid;
+        let mark = marks.join(prey_pid.to_string());
+        assert!(!mark.exists(), "no mark before the kill");
         let done: Result<(), String> = call(
             &sup,
             Some("killers"),
@@ -125,6 +133,7 @@ async fn an_allowed_kill_stops_its_target_with_the_code_and_the_policy_judges_it
             Some(3),
             "the target exits with the kill's code"
         );
+        assert!(mark.exists(), "the target's soft-kill hook ran before it exited");
         let successor = the_worker_of(&sup, "prey", Some(prey)).await;
         assert_ne!(successor, prey, "code 3 under OnFailure is restarted");
         let killer = (health(&sup).await.into_iter())
@@ -164,6 +173,7 @@ async fn an_allowed_kill_stops_its_target_with_the_code_and_the_policy_judges_it
         assert_eq!(done, Ok(()));
         wait_until("the cluster soft-kills", || is_shutting_down(&sup)).await;
         sup.soft_kill().await;
+        let _ = std::fs::remove_dir_all(&marks);
     })
     .await;
 }
@@ -188,6 +198,7 @@ async fn spawns_are_refused_unless_allowed_and_add_ready_workers_within_the_limi
             count,
             respawn: true,
             args: Vec::new(),
+            cpus: None,
         };
         let refused: Result<Vec<(u64, String)>, String> = call(&sup, Some("asker"), spawn("asker", 1)).await;
         assert!(

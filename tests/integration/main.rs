@@ -11,6 +11,7 @@ mod support;
 
 mod asks;
 mod asks_members;
+mod asks_spawn_cpus;
 mod attach_retries;
 mod attach_sockets;
 mod attach_streams;

@@ -168,6 +168,9 @@ pub(crate) enum Cmd {
         respawn: bool,
         /// Their own arguments.
         args: Vec<String>,
+        /// Their own CPUs (`SpawnRequest::cpus`), if any.
+        #[serde(default)]
+        cpus: Option<Vec<usize>>,
     },
     /// `worker.close(code)`: never answers.
     Close(i32),

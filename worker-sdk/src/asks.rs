@@ -98,13 +98,19 @@ impl AskError {
 /// `pool`, refilled after any exit the supervisor did not ask for
 /// (`respawn`, default `true`; `false`: a clean exit, code 0, leaves the
 /// slot empty, a failure still refills it), with these arguments after
-/// the pool's (default none).
+/// the pool's (default none), pinned to these CPUs (default: the pool's
+/// placement).
+///
+/// There is no program to choose: the workers run their pool's
+/// `WorkerSpec`, so no worker can make the supervisor exec a binary of its
+/// choosing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpawnRequest {
     pool: String,
     count: u32,
     respawn: bool,
     args: Vec<String>,
+    cpus: Option<Vec<usize>>,
 }
 
 impl SpawnRequest {
@@ -115,6 +121,7 @@ impl SpawnRequest {
             count: 1,
             respawn: true,
             args: Vec::new(),
+            cpus: None,
         }
     }
 
@@ -133,6 +140,24 @@ impl SpawnRequest {
     /// Appends an argument (each must start with a prefix the pool allows).
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Pins the workers to one CPU (clustr-node's `cpu`), numbered from 0
+    /// as in `taskset -c`: see [`cpus`](Self::cpus).
+    pub fn cpu(self, cpu: usize) -> Self {
+        self.cpus([cpu])
+    }
+
+    /// Pins the workers, and the replacements of their slots, to these
+    /// CPUs. Each must be in the pool's `cpu_affinity` (or
+    /// `cpu_per_worker`) set if it has one, else among the CPUs the
+    /// supervisor may run on; an empty set is refused.
+    pub fn cpus(mut self, cpus: impl IntoIterator<Item = usize>) -> Self {
+        let mut set: Vec<usize> = cpus.into_iter().collect();
+        set.sort_unstable();
+        set.dedup();
+        self.cpus = Some(set);
         self
     }
 }
@@ -240,15 +265,19 @@ impl Worker {
     }
 
     /// Asks the supervisor for new workers (clustr-node's `spawn`), within
-    /// what their pool allows (`Pool::allow_spawn`, `allow_spawn_args`).
-    /// Answers, once they are ready (within [`DEFAULT_SPAWN_TIMEOUT`]),
-    /// their ids and names.
+    /// what their pool allows (`Pool::allow_spawn`, `allow_spawn_args`, its
+    /// CPUs for [`SpawnRequest::cpus`]). Answers, once they are ready
+    /// (within [`DEFAULT_SPAWN_TIMEOUT`]), their ids and names.
+    ///
+    /// The program is not the asker's to choose (clustr-node's `program`
+    /// has no counterpart): the workers run their pool's `WorkerSpec`, so
+    /// no worker can make the supervisor exec an arbitrary binary.
     ///
     /// ```no_run
     /// # async fn f(worker: &nanny_worker::Worker) -> Result<(), nanny_worker::AskError> {
     /// use nanny_worker::SpawnRequest;
     /// let new = worker
-    ///     .spawn_workers(SpawnRequest::new("jobs").count(2).respawn(false).arg("--shard=7"))
+    ///     .spawn_workers(SpawnRequest::new("jobs").count(2).respawn(false).arg("--shard=7").cpu(1))
     ///     .await?;
     /// # Ok(()) }
     /// ```
@@ -256,7 +285,7 @@ impl Worker {
     /// # Errors
     ///
     /// [`AskError::Refused`] when the pool does not allow it, would pass
-    /// its limit or does not allow an argument, [`AskError::Failed`] when
+    /// its limit or does not allow an argument or a CPU, [`AskError::Failed`] when
     /// a worker did not start, and the errors of [`ask`](Self::ask).
     pub async fn spawn_workers(&self, request: SpawnRequest) -> Result<Vec<SpawnedWorker>, AskError> {
         let question = Question::Spawn {
@@ -264,6 +293,7 @@ impl Worker {
             count: request.count,
             respawn: request.respawn,
             args: request.args,
+            cpus: request.cpus,
         };
         let answer = self.question(question, DEFAULT_SPAWN_TIMEOUT).await?;
         decode_payload(&answer).map_err(|e| AskError::Payload(e.to_string()))

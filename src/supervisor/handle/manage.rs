@@ -27,6 +27,7 @@ impl Supervisor {
         let call = Manage::Add {
             pool: pool.to_owned(),
             args: Vec::new(),
+            cpus: None,
         };
         self.manage_start(call, WorkerRef::Name(pool.to_owned())).await
     }

@@ -23,8 +23,12 @@ pub(crate) async fn handle(worker: &Worker, req: Request, cmd: Cmd) -> Result<()
             count,
             respawn,
             args,
+            cpus,
         } => {
-            let request = args.into_iter().fold(SpawnRequest::new(pool), SpawnRequest::arg);
+            let mut request = args.into_iter().fold(SpawnRequest::new(pool), SpawnRequest::arg);
+            if let Some(cpus) = cpus {
+                request = request.cpus(cpus);
+            }
             let spawned = worker.spawn_workers(request.count(count).respawn(respawn)).await;
             let listed = spawned.map(|list| list.into_iter().map(|w| (w.id, w.name)).collect::<Vec<_>>());
             req.respond(&shown(listed))?;

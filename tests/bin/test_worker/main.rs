@@ -30,6 +30,8 @@
 //! only; earlier ones are `normal`. `TEST_MODE_ELSE=MODE` names another
 //! mode than `normal` for the workers outside the range.
 //! `TEST_READY_ON=EVENT` says ready on that broadcast instead of at once.
+//! `TEST_SOFT_KILL_MARK=DIR` gives an SDK-based worker a soft-kill hook
+//! that writes the file `DIR/<its pid>` (a kill's `Exit` runs it too).
 //! `TEST_SLOW_LOGICAL_ID` / `TEST_SLOW_MS` make one slot slow for [`Cmd::Work`].
 //! A serving worker takes SIGUSR1 without dying: it emits [`GOT_SIGUSR1`].
 //!

@@ -153,6 +153,16 @@ pub(crate) async fn serve() -> ExitCode {
             let _ = st.worker.emit(COUNTED, &running);
         }
     });
+    // Kill tests: the soft-kill hook leaves a mark, a file named after
+    // this process's pid in that directory.
+    if let Some(dir) = std::env::var_os("TEST_SOFT_KILL_MARK") {
+        let mark = std::path::PathBuf::from(dir).join(std::process::id().to_string());
+        worker.on_soft_kill(move || async move {
+            if let Err(e) = std::fs::write(&mark, b"soft-killed") {
+                eprintln!("nanny-test-worker: cannot write {}: {e}", mark.display());
+            }
+        });
+    }
     if mode == "ignore-soft-kill" {
         worker.on_soft_kill(futures::future::pending::<()>);
     }

@@ -29,7 +29,9 @@ pub enum Question {
         code: i32,
     },
     /// Add `count` workers to `pool` (clustr-node's `spawn`). Answered,
-    /// once they are ready, with a list of [`SpawnedWorker`].
+    /// once they are ready, with a list of [`SpawnedWorker`]. There is no
+    /// program to name: they run the pool's spec, so no worker can make the
+    /// supervisor exec a binary of its choosing.
     Spawn {
         /// The pool to grow.
         pool: String,
@@ -42,6 +44,11 @@ pub enum Question {
         /// of the prefixes the pool allows). Absent means none.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         args: Vec<String>,
+        /// The CPUs to pin them to (and their replacements), within the
+        /// pool's own set (its `cpu_affinity`, else the supervisor's CPUs).
+        /// Absent means the pool's placement.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpus: Option<Vec<usize>>,
     },
     /// A make-before-break restart of the asking worker. Answered `nil`
     /// once the restart is under way (its successor is starting).
@@ -112,5 +119,44 @@ mod tests {
         assert_eq!(restart, b"\xa9RestartMe");
         let exit = rmp_serde::to_vec_named(&ToWorker::Exit { code: 0 }).unwrap();
         assert_eq!(exit, b"\x81\xa4Exit\x81\xa4code\x00");
+    }
+
+    #[test]
+    fn a_spawn_without_cpus_decodes_as_before_and_cpus_round_trip() {
+        // The encoding before `cpus` existed.
+        #[derive(Serialize)]
+        enum Older {
+            Spawn {
+                pool: String,
+                count: u32,
+                respawn: bool,
+                args: Vec<String>,
+            },
+        }
+        let older = Older::Spawn {
+            pool: "jobs".into(),
+            count: 2,
+            respawn: false,
+            args: vec!["--shard=1".into()],
+        };
+        let bytes = rmp_serde::to_vec_named(&older).unwrap();
+        let spawn = Question::Spawn {
+            pool: "jobs".into(),
+            count: 2,
+            respawn: false,
+            args: vec!["--shard=1".into()],
+            cpus: None,
+        };
+        assert_eq!(rmp_serde::from_slice::<Question>(&bytes).unwrap(), spawn);
+        assert_eq!(rmp_serde::to_vec_named(&spawn).unwrap(), bytes, "absent, not nil");
+        let pinned = Question::Spawn {
+            pool: "jobs".into(),
+            count: 1,
+            respawn: true,
+            args: Vec::new(),
+            cpus: Some(vec![1]),
+        };
+        let bytes = rmp_serde::to_vec_named(&pinned).unwrap();
+        assert_eq!(rmp_serde::from_slice::<Question>(&bytes).unwrap(), pinned);
     }
 }

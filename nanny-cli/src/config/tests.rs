@@ -268,3 +268,18 @@ fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn the_example_file_loads_with_its_commands_from_its_directory() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/nanny.toml");
+    let loaded = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        loaded.pools.iter().map(|p| p.0.as_str()).collect::<Vec<_>>(),
+        ["app", "static"]
+    );
+    let debug = format!("{:?}", loaded.builder);
+    assert!(
+        debug.contains("examples/../target/debug/examples/axum_worker"),
+        "{debug}"
+    );
+}

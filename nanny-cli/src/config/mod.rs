@@ -1,5 +1,5 @@
-//! The config file of `nanny run`: its [schema](schema), its
-//! [units](units), [`env_file`]s, and the translation into a
+//! The config file of `nanny run`: its [`schema`], its
+//! [`units`], [`env_file`]s, and the translation into a
 //! [`nanny::Builder`]. Every error names the file, and where it can, the
 //! line and column (see [`FileError`]).
 

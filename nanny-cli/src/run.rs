@@ -24,8 +24,8 @@ pub(crate) fn run(file: &Path) -> i32 {
     runtime.block_on(supervise(loaded))
 }
 
-async fn supervise(loaded: crate::config::Loaded) -> i32 {
-    let builder = loaded.builder.clone().handle_signals(true);
+async fn supervise(mut loaded: crate::config::Loaded) -> i32 {
+    let builder = std::mem::take(&mut loaded.builder).handle_signals(true);
     let supervisor = match builder.start().await {
         Ok(s) => s,
         Err(StartError::Config(e)) => {

@@ -15,7 +15,7 @@ mod run;
 /// Runs pools of programs from a config file, balances their connections
 /// and keeps them alive.
 #[derive(Debug, Parser)]
-#[command(name = "nanny", version, about)]
+#[command(name = "nanny", version)]
 struct Cli {
     /// The format of nanny's own log lines (on stderr).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -27,11 +27,15 @@ struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the pools and listeners FILE describes and supervise them
-    /// until SIGTERM or SIGINT (a second one hard-kills); SIGHUP reloads
-    /// every pool (rolling). Exit codes: 0 after a graceful stop, 78 for a
-    /// refused config, 69 when it could not start, 128+N after a hard kill
-    /// by signal N.
+    /// Run the pools and listeners of a config file until stopped
+    ///
+    /// Starts everything FILE describes, waits until every worker is ready
+    /// and supervises them: SIGTERM, SIGINT or SIGQUIT stops gracefully (a
+    /// second one hard-kills), SIGHUP reloads every pool, one worker after
+    /// the other.
+    ///
+    /// Exit codes: 0 after a graceful stop, 78 for a refused config file,
+    /// 69 when it could not start, 128+N after a hard kill by signal N.
     Run {
         /// The config file (TOML).
         file: PathBuf,

@@ -283,3 +283,21 @@ fn the_example_file_loads_with_its_commands_from_its_directory() {
         "{debug}"
     );
 }
+
+#[test]
+fn the_readme_example_loads() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    let section = readme
+        .split("## The `nanny` command")
+        .nth(1)
+        .expect("the README section");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("a toml block");
+    let dir = scratch("readme");
+    std::fs::write(dir.join("web.env"), "A=1\n").unwrap();
+    let loaded = load_in(example, &dir).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.pools[0].0, "web");
+}

@@ -1,0 +1,259 @@
+//! `nanny run` end to end: the built binary on real files, with real
+//! worker processes and real signals. No timing assertions: conditions are
+//! polled within a generous bound.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a condition may take on a loaded machine before the test fails.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A running `nanny` whose stderr is collected.
+struct Nanny {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Nanny {
+    fn start(args: &[&str], file: &Path) -> Nanny {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nanny"))
+            .args(args)
+            .arg(file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nanny");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Nanny {
+            child,
+            stderr,
+            reader: Some(reader),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill -{name}");
+    }
+
+    /// Waits for the exit, then for the rest of stderr.
+    fn wait(mut self) -> (ExitStatus, String) {
+        let status = within(|| self.child.try_wait().unwrap(), "nanny to exit");
+        self.reader.take().unwrap().join().unwrap();
+        (status, self.stderr())
+    }
+}
+
+impl Drop for Nanny {
+    fn drop(&mut self) {
+        if self.reader.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `f` until it gives a value, within [`PATIENCE`].
+fn within<T>(mut f: impl FnMut() -> Option<T>, what: &str) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < PATIENCE, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The processes whose parent is `pid`, with their `comm`.
+fn children(pid: u32) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split at the last ')'.
+        let Some((head, tail)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map_or("", |(_, c)| c).to_owned();
+        let ppid = tail.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            found.push((child, comm));
+        }
+    }
+    found
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// A fresh directory for one test, holding `nanny.toml` with `text`.
+fn config(test: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nanny-run-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("nanny.toml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+const SLEEPERS: &str = r#"
+[supervisor]
+force_stop_delay = "10s"
+
+[[pool]]
+name = "sleepers"
+command = "sh"
+args = ["-c", "echo up as $NANNY_WORKER_NAME; exec sleep 1000"]
+plain = true
+silent = true
+workers = 2
+
+[[listener]]
+tcp = "127.0.0.1:0"
+pool = "sleepers"
+socket_activation = true
+"#;
+
+#[test]
+fn runs_the_pools_until_sigterm_then_exits_0_with_no_worker_left() {
+    let file = config("sigterm", SLEEPERS);
+    let nanny = Nanny::start(&["--log-format", "json", "run"], &file);
+    let workers = within(
+        || {
+            let sleeping: Vec<u32> = children(nanny.pid())
+                .into_iter()
+                .filter(|(_, comm)| comm == "sleep")
+                .map(|(p, _)| p)
+                .collect();
+            (sleeping.len() == 2).then_some(sleeping)
+        },
+        "two sleeping workers",
+    );
+    within(
+        || nanny.stderr().contains("every worker is ready").then_some(()),
+        "nanny to say it runs",
+    );
+    nanny.signal("TERM");
+    let (status, stderr) = nanny.wait();
+    assert_eq!(status.code(), Some(0), "graceful stop: {stderr}");
+    for pid in workers {
+        assert!(!alive(pid), "worker {pid} outlived nanny");
+    }
+    // Captured worker output, as JSON lines with the worker's pool.
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("up as sleepers:01"))
+        .unwrap_or_else(|| panic!("the worker's line is logged: {stderr}"));
+    assert!(
+        line.starts_with('{') && line.contains(r#""target":"nanny::worker""#),
+        "{line}"
+    );
+    assert!(line.contains(r#""pool":"sleepers""#), "{line}");
+}
+
+#[test]
+fn a_bad_file_exits_78_with_its_place_and_starts_nothing() {
+    let file = config("unknown-key", "[[pool]]\ncommand = \"sleep\"\nplian = true\n");
+    let (status, stderr) = Nanny::start(&["run"], &file).wait();
+    assert_eq!(status.code(), Some(78), "{stderr}");
+    let want = format!("nanny: {}:3:1: unknown field `plian`", file.display());
+    assert!(stderr.starts_with(&want), "{stderr}");
+
+    let file = config(
+        "zero",
+        "[[pool]]\nname = \"p\"\ncommand = \"sleep\"\nargs = [\"1000\"]\nworkers = 0\n",
+    );
+    let (status, stderr) = Nanny::start(&["run"], &file).wait();
+    assert_eq!(status.code(), Some(78), "{stderr}");
+    let want = format!("nanny: {}:1:1: pool \"p\" has zero workers", file.display());
+    assert!(stderr.starts_with(&want), "{stderr}");
+
+    let (status, stderr) = Nanny::start(&["run"], Path::new("/nonexistent/nanny.toml")).wait();
+    assert_eq!(status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.starts_with("nanny: /nonexistent/nanny.toml: cannot read: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_pool_that_cannot_get_ready_exits_69() {
+    // Every start fails at once; with respawn_count 0 the slot is parked at
+    // the first failure and the pool cannot get ready.
+    let text = "[[pool]]\nname = \"broken\"\ncommand = \"false\"\nplain = true\nworkers = 1\nrespawn_count = 0\nreadiness = { delay = \"1s\" }\n";
+    let file = config("unavailable", text);
+    let (status, stderr) = Nanny::start(&["run"], &file).wait();
+    assert_eq!(status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr.contains(&format!("nanny: {}: cannot start: ", file.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_second_sigterm_hard_kills_and_exits_128_plus_15() {
+    // The workers ignore SIGTERM (an ignored disposition survives exec), so
+    // the soft kill cannot finish before the second signal.
+    let text = SLEEPERS.replace("echo up as $NANNY_WORKER_NAME;", "trap '' TERM;");
+    let file = config("hard-kill", &text);
+    let nanny = Nanny::start(&["run"], &file);
+    let workers = within(
+        || {
+            let sleeping: Vec<u32> = children(nanny.pid())
+                .into_iter()
+                .filter(|(_, comm)| comm == "sleep")
+                .map(|(p, _)| p)
+                .collect();
+            (sleeping.len() == 2).then_some(sleeping)
+        },
+        "two sleeping workers",
+    );
+    within(
+        || nanny.stderr().contains("every worker is ready").then_some(()),
+        "nanny to say it runs",
+    );
+    nanny.signal("TERM");
+    within(
+        || nanny.stderr().contains("soft kill").then_some(()),
+        "the soft kill to begin",
+    );
+    assert!(workers.iter().all(|&p| alive(p)), "the workers ignore SIGTERM");
+    nanny.signal("TERM");
+    let (status, stderr) = nanny.wait();
+    assert_eq!(status.code(), Some(128 + 15), "{stderr}");
+    for pid in workers {
+        assert!(!alive(pid), "worker {pid} outlived nanny");
+    }
+}

@@ -162,20 +162,17 @@ fn listener_name(l: &schema::ListenerConfig, dir: &Path) -> String {
 }
 
 impl Loaded {
-    /// `error`, placed at the table of the pool or listener it names (the
-    /// library's messages name them as `pool "NAME"` / `listener "NAME"`).
+    /// `error`, placed at the table of the listener or pool it names.
     pub(crate) fn locate(&self, error: &nanny::ConfigError) -> FileError {
         let message = error.to_string();
-        let named = |kind: &str, (name, span): &(String, Range<usize>)| {
-            message
-                .contains(&format!("{kind} {name:?}"))
-                .then(|| span.clone())
+        let at = |names: &[(String, Range<usize>)], name: Option<&str>| {
+            let name = name?;
+            names
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, span)| span.clone())
         };
-        let span = self
-            .listeners
-            .iter()
-            .find_map(|l| named("listener", l))
-            .or_else(|| self.pools.iter().find_map(|p| named("pool", p)));
+        let span = at(&self.listeners, error.listener()).or_else(|| at(&self.pools, error.pool()));
         self.source.error(span, message)
     }
 }

@@ -150,21 +150,7 @@ socket_activation = true
 fn runs_the_pools_until_sigterm_then_exits_0_with_no_worker_left() {
     let file = config("sigterm", SLEEPERS);
     let nanny = Nanny::start(&["--log-format", "json", "run"], &file);
-    let workers = within(
-        || {
-            let sleeping: Vec<u32> = children(nanny.pid())
-                .into_iter()
-                .filter(|(_, comm)| comm == "sleep")
-                .map(|(p, _)| p)
-                .collect();
-            (sleeping.len() == 2).then_some(sleeping)
-        },
-        "two sleeping workers",
-    );
-    within(
-        || nanny.stderr().contains("every worker is ready").then_some(()),
-        "nanny to say it runs",
-    );
+    let workers = two_sleepers_running(&nanny);
     nanny.signal("TERM");
     let (status, stderr) = nanny.wait();
     assert_eq!(status.code(), Some(0), "graceful stop: {stderr}");
@@ -229,6 +215,24 @@ fn a_second_sigterm_hard_kills_and_exits_128_plus_15() {
     let text = SLEEPERS.replace("echo up as $NANNY_WORKER_NAME;", "trap '' TERM;");
     let file = config("hard-kill", &text);
     let nanny = Nanny::start(&["run"], &file);
+    let workers = two_sleepers_running(&nanny);
+    nanny.signal("TERM");
+    within(
+        || nanny.stderr().contains("soft kill").then_some(()),
+        "the soft kill to begin",
+    );
+    assert!(workers.iter().all(|&p| alive(p)), "the workers ignore SIGTERM");
+    nanny.signal("TERM");
+    let (status, stderr) = nanny.wait();
+    assert_eq!(status.code(), Some(128 + 15), "{stderr}");
+    for pid in workers {
+        assert!(!alive(pid), "worker {pid} outlived nanny");
+    }
+}
+
+/// Waits until `nanny` runs its two `sleep` workers and said every worker
+/// is ready; returns their pids.
+fn two_sleepers_running(nanny: &Nanny) -> Vec<u32> {
     let workers = within(
         || {
             let sleeping: Vec<u32> = children(nanny.pid())
@@ -244,16 +248,5 @@ fn a_second_sigterm_hard_kills_and_exits_128_plus_15() {
         || nanny.stderr().contains("every worker is ready").then_some(()),
         "nanny to say it runs",
     );
-    nanny.signal("TERM");
-    within(
-        || nanny.stderr().contains("soft kill").then_some(()),
-        "the soft kill to begin",
-    );
-    assert!(workers.iter().all(|&p| alive(p)), "the workers ignore SIGTERM");
-    nanny.signal("TERM");
-    let (status, stderr) = nanny.wait();
-    assert_eq!(status.code(), Some(128 + 15), "{stderr}");
-    for pid in workers {
-        assert!(!alive(pid), "worker {pid} outlived nanny");
-    }
+    workers
 }

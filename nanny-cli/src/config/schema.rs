@@ -42,7 +42,9 @@ pub(crate) struct SupervisorConfig {
     pub(crate) server_restart_delay: Option<Span>,
     pub(crate) process_title: Option<String>,
     pub(crate) allow_worker_shutdown: Option<bool>,
-    // The per-pool settings (kept in step with `PoolConfig`'s).
+    // The per-pool settings (kept in step with `PoolConfig`'s: one struct
+    // `#[serde(flatten)]`ed into both would lose `deny_unknown_fields`,
+    // which serde does not support together with flatten).
     pub(crate) start_timeout: Option<Span>,
     pub(crate) drain_timeout: Option<OptSpan>,
     pub(crate) force_stop_delay: Option<OptSpan>,

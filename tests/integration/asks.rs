@@ -7,6 +7,13 @@ use nanny::{EnqueueOptions, Event, Pool, Supervisor, WorkerId};
 use crate::support::setups::position;
 use crate::support::{eventually, guard, health, timers, wait_until, worker_spec, Cmd, Events};
 
+/// Asserts that a call failed with the `AskError` variant `kind` (the
+/// fixture answers errors as their `Debug` text).
+#[track_caller]
+pub(crate) fn assert_err_kind<T: std::fmt::Debug>(result: &Result<T, String>, kind: &str) {
+    assert!(result.as_ref().is_err_and(|e| e.starts_with(kind)), "{result:?}");
+}
+
 /// Sends `cmd` (to `pool`, if named) and decodes the worker's `Result`.
 pub(crate) async fn call<T: serde::de::DeserializeOwned>(
     sup: &Supervisor,
@@ -74,10 +81,7 @@ async fn an_ask_gets_its_handlers_answer_or_a_typed_error() {
         let answer: Result<String, String> = call(&sup, None, ask("greet", "ann")).await;
         assert_eq!(answer.as_deref(), Ok("hello ann, default:01"));
         let none: Result<String, String> = call(&sup, None, ask("nobody-listens", "")).await;
-        assert!(
-            none.as_ref().is_err_and(|e| e.starts_with("NoHandler")),
-            "{none:?}"
-        );
+        assert_err_kind(&none, "NoHandler");
         let failed: Result<String, String> = call(&sup, None, ask("refuse", "")).await;
         assert!(
             failed
@@ -86,10 +90,7 @@ async fn an_ask_gets_its_handlers_answer_or_a_typed_error() {
             "{failed:?}"
         );
         let panicked: Result<String, String> = call(&sup, None, ask("explode", "")).await;
-        assert!(
-            panicked.as_ref().is_err_and(|e| e.starts_with("HandlerFailed")),
-            "{panicked:?}"
-        );
+        assert_err_kind(&panicked, "HandlerFailed");
         // The supervisor serves on after a handler's panic.
         let again: Result<String, String> = call(&sup, None, ask("greet", "bo")).await;
         assert_eq!(again.as_deref(), Ok("hello bo, default:01"));
@@ -233,10 +234,7 @@ async fn forwarded_arguments_reach_the_pools_that_ask_for_them() {
         };
         let refused: Result<Vec<(u64, String)>, String> =
             call(&sup, Some("private"), spawn("--rm=-rf")).await;
-        assert!(
-            refused.as_ref().is_err_and(|e| e.starts_with("Refused")),
-            "{refused:?}"
-        );
+        assert_err_kind(&refused, "Refused");
         let spawn = spawn("--shard=7");
         let spawned: Vec<(u64, String)> = call(&sup, Some("private"), spawn).await.expect("spawned");
         assert_eq!(spawned[0].1, "grown:02");
@@ -282,10 +280,7 @@ async fn a_worker_has_a_bounded_number_of_questions_in_flight() {
         })
         .await;
         let one_more: Result<String, String> = call(&sup, None, ask("hold", "")).await;
-        assert!(
-            one_more.as_ref().is_err_and(|e| e.starts_with("Busy")),
-            "{one_more:?}"
-        );
+        assert_err_kind(&one_more, "Busy");
         open.send_replace(true);
         for answer in crate::support::join_all(held).await {
             assert_eq!(answer.as_deref(), Ok("held"));

@@ -1,9 +1,12 @@
-//! `nanny run FILE`: load, start, wait until closed, and choose the exit
-//! code (`nanny::exit`).
+//! `nanny run FILE`: load, take the API's token, bind the API, start, serve
+//! until closed, and choose the exit code (`nanny::exit`).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use nanny::{exit, StartError};
+
+use crate::api::{self, auth, discovery};
 
 /// Runs the file's supervisor to its end; returns the process's exit code.
 pub(crate) fn run(file: &Path) -> i32 {
@@ -14,6 +17,19 @@ pub(crate) fn run(file: &Path) -> i32 {
             return exit::CONFIG;
         }
     };
+    // Before any thread exists: `resolve` takes the token out of the
+    // environment, so no worker inherits it.
+    let token = if loaded.api.enabled {
+        match auth::resolve(loaded.api.token_file.as_deref(), &loaded.api.state_dir) {
+            Ok(token) => Some(token),
+            Err(e) => {
+                eprintln!("nanny: {}: {e}", loaded.path().display());
+                return exit::CONFIG;
+            }
+        }
+    } else {
+        None
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -21,10 +37,20 @@ pub(crate) fn run(file: &Path) -> i32 {
             return exit::UNAVAILABLE;
         }
     };
-    runtime.block_on(supervise(loaded))
+    runtime.block_on(supervise(loaded, token))
 }
 
-async fn supervise(mut loaded: crate::config::Loaded) -> i32 {
+async fn supervise(mut loaded: crate::config::Loaded, token: Option<(auth::Token, auth::Origin)>) -> i32 {
+    let bound = match (&token, loaded.api.enabled) {
+        (Some(_), true) => match api::bind(loaded.api.listen).await {
+            Ok(bound) => Some(bound),
+            Err(e) => {
+                eprintln!("nanny: cannot bind the API on {}: {e}", loaded.api.listen);
+                return exit::UNAVAILABLE;
+            }
+        },
+        _ => None,
+    };
     let builder = std::mem::take(&mut loaded.builder).handle_signals(true);
     let supervisor = match builder.start().await {
         Ok(s) => s,
@@ -37,8 +63,44 @@ async fn supervise(mut loaded: crate::config::Loaded) -> i32 {
             return e.exit_code();
         }
     };
+    let config: Arc<Path> = std::fs::canonicalize(loaded.path())
+        .unwrap_or_else(|_| loaded.path().to_owned())
+        .into();
+    let server = match (bound, token) {
+        (Some(bound), Some((token, origin))) => {
+            let token_file = match origin {
+                auth::Origin::File(path) => Some(std::fs::canonicalize(&path).unwrap_or(path)),
+                auth::Origin::Environment => None,
+            };
+            let found = discovery::Discovery::new(bound.addr, token_file, config.to_path_buf());
+            let api_file = match discovery::write(&loaded.api.state_dir, &found) {
+                Ok(path) => Some(path),
+                Err(e) => {
+                    tracing::warn!("cannot write {}: {e}", discovery::API_FILE);
+                    None
+                }
+            };
+            tracing::info!(url = %found.url, "the API is listening");
+            let state = api::AppState {
+                supervisor: supervisor.clone(),
+                config: Arc::clone(&config),
+            };
+            let router = api::router(state, token);
+            Some((
+                tokio::spawn(api::serve(bound, router, supervisor.clone())),
+                api_file,
+            ))
+        }
+        _ => None,
+    };
     tracing::info!(file = %loaded.path().display(), "nanny running: every worker is ready");
     supervisor.closed().await;
+    if let Some((task, api_file)) = server {
+        let _ = task.await;
+        if let Some(path) = api_file {
+            let _ = std::fs::remove_file(path);
+        }
+    }
     let code = supervisor.stop_signal().map_or(exit::CLEAN, |s| s.exit_code());
     tracing::info!(code, "nanny stopped");
     code

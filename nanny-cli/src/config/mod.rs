@@ -60,12 +60,43 @@ impl Problem {
     }
 }
 
+/// The REST API's settings, resolved (`[api]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiSettings {
+    /// Whether to serve it at all.
+    pub(crate) enabled: bool,
+    /// Where.
+    pub(crate) listen: std::net::SocketAddr,
+    /// The configured token file, if any (absolute, or from the file's
+    /// directory).
+    pub(crate) token_file: Option<PathBuf>,
+    /// Where the generated token and `api.json` go.
+    pub(crate) state_dir: PathBuf,
+}
+
+/// The API's default address (project-cluster's port, loopback only).
+pub(crate) const DEFAULT_API_LISTEN: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8887);
+
+impl ApiSettings {
+    fn resolve(api: &schema::ApiConfig, dir: &Path) -> Self {
+        Self {
+            enabled: api.enabled.unwrap_or(true),
+            listen: api.listen.unwrap_or(DEFAULT_API_LISTEN),
+            token_file: api.token_file.as_ref().map(|p| dir.join(p)),
+            state_dir: dir.join(api.state_dir.as_deref().unwrap_or(Path::new(".nanny"))),
+        }
+    }
+}
+
 /// A loaded file: the builder it describes, and what is needed to place
 /// the library's [`nanny::ConfigError`]s in it.
 #[derive(Debug)]
 pub(crate) struct Loaded {
     /// The supervisor the file describes (signals not yet taken).
     pub(crate) builder: nanny::Builder,
+    /// The REST API's settings.
+    pub(crate) api: ApiSettings,
     source: Source,
     /// Each pool's name and the byte range of its table.
     pools: Vec<(String, Range<usize>)>,
@@ -140,9 +171,11 @@ fn parse(source: Source, dir: &Path) -> Result<Loaded, FileError> {
         .iter()
         .map(|l| (listener_name(l.get_ref(), dir), l.span()))
         .collect();
+    let api = ApiSettings::resolve(&file.api, dir);
     let builder = build::builder(file, dir).map_err(|p| source.error(p.span, p.message))?;
     Ok(Loaded {
         builder,
+        api,
         source,
         pools,
         listeners,

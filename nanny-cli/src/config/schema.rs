@@ -25,6 +25,24 @@ pub(crate) struct File {
     /// The sockets the supervisor owns.
     #[serde(default)]
     pub(crate) listener: Vec<Spanned<ListenerConfig>>,
+    /// The REST API.
+    #[serde(default)]
+    pub(crate) api: ApiConfig,
+}
+
+/// `[api]`: the REST API's switch, address, token and state directory.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApiConfig {
+    /// Default `true`.
+    pub(crate) enabled: Option<bool>,
+    /// Default `127.0.0.1:8887`.
+    pub(crate) listen: Option<SocketAddr>,
+    /// A file holding the token; default: generated at start.
+    pub(crate) token_file: Option<PathBuf>,
+    /// Where `token` and `api.json` are written; default `.nanny` beside
+    /// the config file.
+    pub(crate) state_dir: Option<PathBuf>,
 }
 
 /// `[supervisor]`: the builder's settings. The per-pool ones set here are

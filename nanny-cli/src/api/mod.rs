@@ -1,0 +1,109 @@
+//! The REST API of `nanny run` (README.md, "The REST API"): an axum server
+//! on `127.0.0.1:8887` by default, every route behind the bearer token of
+//! [`auth`] but the open `GET /healthz`.
+//!
+//! What each part owns:
+//! - [`auth`]: the token (configured, from the environment, or generated
+//!   and written 0600), and the middleware that compares it in constant time.
+//! - [`discovery`]: the state directory, and `api.json`, which tells the CLI
+//!   where the API is and where its token lies.
+//! - [`error`]: the typed JSON errors every route answers with.
+//! - this module: the shared [`AppState`], the router, and serving until the
+//!   supervisor has closed.
+//!
+//! Routes of other parts (`/v1/...` endpoints, `/metrics`, logs, the
+//! dashboard) are merged into [`router`]: the authenticated ones into
+//! `authed`, the open ones (only `/healthz` and the dashboard's data-free
+//! page shell) into `open`.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+pub(crate) mod auth;
+pub(crate) mod discovery;
+pub(crate) mod error;
+
+pub(crate) use error::ApiError;
+
+/// How long the server may take, once the supervisor has closed, to finish
+/// the requests in flight before it is dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    /// The running supervisor.
+    pub(crate) supervisor: nanny::Supervisor,
+    /// The file `nanny run` was started with.
+    #[allow(dead_code)] // for the endpoints to come (reload of the file)
+    pub(crate) config: Arc<std::path::Path>,
+}
+
+/// The whole router: open routes, and the rest behind the token.
+pub(crate) fn router(state: AppState, token: auth::Token) -> Router {
+    let authed = Router::new()
+        .route("/v1/status", get(status))
+        .route_layer(axum::middleware::from_fn_with_state(token, auth::require));
+    let open = Router::new().route("/healthz", get(healthz));
+    open.merge(authed)
+        .fallback(|| async { ApiError::not_found("no_route", "no such route") })
+        .with_state(state)
+}
+
+/// `GET /healthz`: 200 while the API answers. Open, so it says nothing but
+/// that.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /v1/status`: the supervisor's `inspect()` snapshot.
+async fn status(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<Json<nanny::Inspect>, ApiError> {
+    Ok(Json(state.supervisor.inspect().await?))
+}
+
+/// A bound API, ready to serve.
+#[derive(Debug)]
+pub(crate) struct Bound {
+    listener: tokio::net::TcpListener,
+    /// The address it is bound to (the port chosen when `:0` was asked).
+    pub(crate) addr: SocketAddr,
+}
+
+/// Binds the API's address (before any worker starts, so a taken port
+/// stops `nanny run` early).
+pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<Bound> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    Ok(Bound { listener, addr })
+}
+
+/// Serves `router` on `bound` until the supervisor has closed, then gives the
+/// requests in flight [`SHUTDOWN_GRACE`]. Streaming routes end their streams
+/// when the supervisor closes (`Supervisor::closed`), so they do not hold the
+/// shutdown.
+pub(crate) async fn serve(bound: Bound, router: Router, supervisor: nanny::Supervisor) {
+    let closed = supervisor.clone();
+    let server = axum::serve(bound.listener, router)
+        .with_graceful_shutdown(async move { closed.closed().await })
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => {
+            if let Err(e) = result {
+                tracing::error!("the API server failed: {e}");
+            }
+        }
+        () = async {
+            supervisor.closed().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => tracing::warn!("the API server did not finish in {SHUTDOWN_GRACE:?}; dropped"),
+    }
+}

@@ -49,8 +49,11 @@ pub(crate) struct AppState {
 pub(crate) fn router(state: AppState, token: auth::Token) -> Router {
     let authed = Router::new()
         .route("/v1/status", get(status))
+        .merge(crate::dashboard::live::routes())
         .route_layer(axum::middleware::from_fn_with_state(token, auth::require));
-    let open = Router::new().route("/healthz", get(healthz));
+    let open = Router::new()
+        .route("/healthz", get(healthz))
+        .merge(crate::dashboard::routes());
     open.merge(authed)
         .fallback(|| async { ApiError::not_found("no_route", "no such route") })
         .with_state(state)

@@ -31,7 +31,9 @@
   // ---- the token ----
 
   function showLogin(message) {
+    clearTimeout(retryTimer);
     if (current) current.abort();
+    current = null;
     $('live').hidden = true;
     $('login').hidden = false;
     $('login-error').textContent = message || '';
@@ -57,8 +59,9 @@
 
   // ---- the stream ----
 
+  // The connection's state, announced politely (so only when it changes).
   function setStatus(text) {
-    $('status').textContent = text;
+    if ($('status').textContent !== text) $('status').textContent = text;
   }
 
   function scheduleReconnect(why) {
@@ -222,7 +225,8 @@
   function render(snap) {
     $('login').hidden = true;
     $('live').hidden = false;
-    setStatus(`Live · updated ${new Date().toLocaleTimeString()}`);
+    setStatus('Live');
+    $('updated').textContent = `updated ${new Date().toLocaleTimeString()}`;
     $('seq').textContent = String(snap.seq);
 
     const t = snap.totals;

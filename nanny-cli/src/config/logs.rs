@@ -69,3 +69,111 @@ fn limits(own: &LogKeys, defaults: &LogKeys, dir: &Path) -> Result<Limits, Strin
         max_total,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::super::{parse, FileError, Loaded, Source};
+    use super::*;
+    use crate::logs::Decoder;
+
+    fn load(text: &str) -> Result<Loaded, FileError> {
+        let source = Source {
+            path: PathBuf::from("nanny.toml"),
+            text: text.to_owned(),
+        };
+        parse(source, Path::new("/srv/app"))
+    }
+
+    #[test]
+    fn silent_pools_log_to_files_with_the_defaults_or_their_own_keys() {
+        let loaded = load(
+            r#"
+[supervisor]
+log_dir = "/var/log/app"
+log_max_size = "1MiB"
+
+[[pool]]
+name = "web"
+command = "sleep"
+silent = true
+
+[[pool]]
+name = "jobs"
+command = "sleep"
+silent = true
+encoding = "shift_jis"
+log_dir = "jobs-logs"
+log_max_total = "5MiB"
+
+[[pool]]
+name = "loud"
+command = "sleep"
+"#,
+        )
+        .unwrap();
+        let limits = |dir: &str, max_size, max_total| {
+            Some(Limits {
+                dir: PathBuf::from(dir),
+                max_size,
+                max_total,
+            })
+        };
+        let want = [
+            (
+                "web",
+                limits("/var/log/app", 1 << 20, DEFAULT_LOG_MAX_TOTAL),
+                Decoder::default(),
+            ),
+            (
+                "jobs",
+                limits("/srv/app/jobs-logs", 1 << 20, 5 << 20),
+                Decoder::for_label("sjis").unwrap(),
+            ),
+            ("loud", None, Decoder::default()),
+        ];
+        assert_eq!(loaded.logs.len(), 3);
+        for (got, (pool, file, decoder)) in loaded.logs.iter().zip(want) {
+            assert_eq!(
+                (got.pool.as_str(), &got.file, got.decoder),
+                (pool, &file, decoder)
+            );
+        }
+        let plain = load("[[pool]]\ncommand = \"sleep\"\nsilent = true\n").unwrap();
+        let file = plain.logs[0].file.clone().unwrap();
+        assert_eq!(file.dir, Path::new("/srv/app/logs"));
+        assert_eq!(
+            (file.max_size, file.max_total),
+            (DEFAULT_LOG_MAX_SIZE, DEFAULT_LOG_MAX_TOTAL)
+        );
+    }
+
+    #[test]
+    fn a_bad_encoding_is_refused_at_its_value() {
+        let e = load("[[pool]]\ncommand = \"sleep\"\nencoding = \"klingon\"\n").unwrap_err();
+        assert_eq!(e.at, Some((3, 12)), "{e}");
+        assert!(e.message.contains("unknown encoding \"klingon\""), "{e}");
+        let e = load("[[pool]]\ncommand = \"sleep\"\nencoding = \"utf-16le\"\n").unwrap_err();
+        assert_eq!(e.at, Some((3, 12)), "{e}");
+        assert!(e.message.contains("not supported"), "{e}");
+    }
+
+    #[test]
+    fn log_limits_that_cannot_hold_a_file_are_refused_at_their_pool() {
+        let e = load(
+            "[supervisor]\nlog_max_total = \"1MiB\"\n\n[[pool]]\nname = \"p\"\ncommand = \"sleep\"\nsilent = true\nlog_max_size = \"2MiB\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.at.map(|a| a.0), Some(4), "{e}"); // the pool's table
+        assert!(
+            e.message
+                .contains("log_max_total (1048576 bytes) must be at least log_max_size (2097152 bytes)"),
+            "{e}"
+        );
+        let e = load("[[pool]]\ncommand = \"sleep\"\nsilent = true\nlog_max_size = 0\n").unwrap_err();
+        assert!(e.message.contains("log_max_size must be more than 0"), "{e}");
+        let e = load("[[pool]]\nname = \"../x\"\ncommand = \"sleep\"\nsilent = true\n").unwrap_err();
+        assert!(e.message.contains("no `/`"), "{e}");
+    }
+}

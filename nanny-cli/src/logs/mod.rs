@@ -40,7 +40,7 @@ pub(crate) const RECENT: usize = 1000;
 
 /// Lines the live broadcast holds for a slow follower; one further behind
 /// is told how many it missed (`{"lagged": N}`).
-pub(crate) const LIVE: usize = 4096;
+pub(crate) const LIVE: usize = 1024;
 
 /// Where one pool's lines go, from the config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +99,9 @@ impl LogLine {
 /// The route of one pool's lines.
 #[derive(Debug)]
 struct Route {
-    pool: Arc<str>,
+    /// The pool's name, shared by its lines (`None`: the fallback's, for
+    /// any pool).
+    pool: Option<Arc<str>>,
     decoder: Decoder,
     /// Its index in the writer's files, if it logs to a file.
     file: Option<usize>,
@@ -147,7 +149,7 @@ impl Hub {
                 None => None,
             };
             let route = Route {
-                pool: p.pool.as_str().into(),
+                pool: Some(p.pool.as_str().into()),
                 decoder: p.decoder,
                 file,
             };
@@ -163,7 +165,7 @@ impl Hub {
             inner: Arc::new(Inner {
                 routes,
                 fallback: Route {
-                    pool: "".into(),
+                    pool: None,
                     decoder: Decoder::default(),
                     file: None,
                 },
@@ -185,10 +187,7 @@ impl Hub {
     fn take(&self, l: &OutputLine<'_>) {
         let inner = &*self.inner;
         let route = inner.routes.get(l.pool).unwrap_or(&inner.fallback);
-        let pool = match route.pool.is_empty() {
-            true => Arc::from(l.pool),
-            false => Arc::clone(&route.pool),
-        };
+        let pool = route.pool.clone().unwrap_or_else(|| l.pool.into());
         let line = Arc::new(LogLine {
             time: SystemTime::now(),
             pool,

@@ -17,7 +17,7 @@ use super::files::RotatingFile;
 use super::LogLine;
 
 /// Lines waiting for the writer, all pools together.
-pub(crate) const QUEUE: usize = 8192;
+pub(crate) const QUEUE: usize = 4096;
 
 /// How often an idle writer writes the notes of lines dropped.
 const NOTE_EVERY: Duration = Duration::from_millis(500);
@@ -25,21 +25,22 @@ const NOTE_EVERY: Duration = Duration::from_millis(500);
 enum Msg {
     /// A line for the file of pool number `.0`.
     Line(usize, Arc<LogLine>),
-    /// Write the notes, flush, and end.
+    /// Write the notes and end.
     Stop,
 }
 
 /// The capture side's handle on the writer thread.
-#[derive(Debug)]
 pub(crate) struct Writer {
     tx: SyncSender<Msg>,
     dropped: Arc<[AtomicU64]>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-impl std::fmt::Debug for Msg {
+impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Msg")
+        f.debug_struct("Writer")
+            .field("dropped", &self.dropped)
+            .finish_non_exhaustive()
     }
 }
 
@@ -130,5 +131,61 @@ impl Files {
                 self.write(i, format!("nanny: {n} lines dropped\n").as_bytes());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::logs::files::Limits;
+
+    fn line(text: &str) -> Arc<LogLine> {
+        Arc::new(LogLine {
+            time: SystemTime::UNIX_EPOCH,
+            pool: "p".into(),
+            id: serde_json::from_str("1").unwrap(), // ids have no public constructor
+            worker: "p:01".into(),
+            stream: nanny::output::OutputStream::Stdout,
+            line: text.into(),
+        })
+    }
+
+    #[test]
+    fn lines_that_do_not_fit_are_dropped_counted_and_noted_before_the_next() {
+        let dir = std::env::temp_dir().join(format!("nanny-writer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let limits = Limits {
+            dir: dir.clone(),
+            max_size: 1 << 20,
+            max_total: 1 << 21,
+        };
+        let file = RotatingFile::open("p", &limits).unwrap();
+        // A writer whose thread has not started: a queue of two.
+        let (tx, rx) = mpsc::sync_channel(2);
+        let writer = Writer {
+            tx,
+            dropped: Arc::from([AtomicU64::new(0)]),
+            thread: Mutex::new(None),
+        };
+        for text in ["a", "b", "c", "d", "e"] {
+            writer.send(0, line(text));
+        }
+        assert_eq!(writer.dropped[0].load(Ordering::Relaxed), 3);
+        let dropped = Arc::clone(&writer.dropped);
+        drop(writer); // the thread drains the queue, then ends
+        run(vec![("p".into(), file)], &rx, &dropped);
+        let text = std::fs::read_to_string(dir.join("p.log")).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "nanny: 3 lines dropped",
+                "1970-01-01T00:00:00.000Z p:01 stdout: a",
+                "1970-01-01T00:00:00.000Z p:01 stdout: b",
+            ]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

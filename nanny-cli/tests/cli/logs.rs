@@ -251,3 +251,64 @@ workers = 2
     stop(nanny);
     assert!(follow.count() < 1000, "the follow stream ended");
 }
+
+#[test]
+fn a_follower_that_falls_behind_is_told_how_many_lines_it_missed() {
+    // 20 000 lines of 1 000 bytes, once the test says go: about 21 MB of
+    // NDJSON, more than the loopback socket buffers hold for a follower
+    // that does not read.
+    let file = config(
+        "logs-lagged",
+        r#"
+[supervisor]
+log_max_size = "1MiB"
+log_max_total = "4MiB"
+
+[[pool]]
+name = "burst"
+command = "sh"
+args = ["-c", "while [ ! -e go ]; do sleep 0.05; done; yes $(printf '%01000d' 7) | head -n 20000; echo END"]
+cwd = "."
+plain = true
+silent = true
+workers = 1
+"#,
+    );
+    let nanny = Nanny::start(&["run"], &file);
+    let api = Api::of(&file);
+    let (_, follow) = ndjson(&api, "/v1/logs?target=burst&lines=0&follow=true");
+    std::fs::write(file.parent().unwrap().join("go"), "").unwrap();
+    within(
+        || {
+            let (_, mut last) = ndjson(&api, "/v1/logs?target=burst&lines=1");
+            (last.next()?["line"] == "END").then_some(())
+        },
+        "the burst to be captured",
+    );
+    let mut lagged = 0;
+    for v in follow {
+        if let Some(n) = v["lagged"].as_u64() {
+            lagged += n;
+        }
+        if v["line"] == "END" {
+            break;
+        }
+    }
+    assert!(lagged > 0, "the follower was told it lagged");
+    stop(nanny);
+}
+
+#[test]
+fn a_bad_encoding_label_is_a_config_error_at_its_place() {
+    let file = config(
+        "logs-bad-encoding",
+        "[[pool]]\ncommand = \"sleep\"\nargs = [\"1000\"]\nplain = true\nencoding = \"utf-16le\"\n",
+    );
+    let (status, stderr) = Nanny::start(&["run"], &file).wait();
+    assert_eq!(status.code(), Some(78), "{stderr}");
+    let want = format!(
+        "nanny: {}:5:12: encoding \"utf-16le\" (UTF-16LE) is not supported",
+        file.display()
+    );
+    assert!(stderr.starts_with(&want), "{stderr}");
+}

@@ -3,5 +3,6 @@
 
 mod api;
 mod dashboard;
+mod logs;
 mod run;
 mod support;

@@ -337,7 +337,10 @@ mod tests {
                 "data": {"worker": 3, "pool": "web", "pid": 42, "logical_id": 1}})
         );
         assert_eq!(json(&Event::AllOnline), serde_json::json!({"kind": "all-online"}));
-        assert_eq!(json(&Event::Lagged(7)), serde_json::json!({"kind": "lagged", "data": 7}));
+        assert_eq!(
+            json(&Event::Lagged(7)),
+            serde_json::json!({"kind": "lagged", "data": 7})
+        );
         let stopping = Event::WorkerStopping {
             worker: WorkerId(3),
             reason: StopReason::Protocol("bad hello".into()),

@@ -41,14 +41,14 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
-    #[allow(dead_code)] // for the endpoints to come
     /// 400: a body or query that does not parse or makes no sense.
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
-    #[allow(dead_code)] // for the endpoints to come
-    /// 409: the operation conflicts with the target's state.
+    /// 409: the operation conflicts with the target's state; `reason` is a
+    /// stable word (`running`, `stopped`, `leaving`, `busy`, `no-workers`,
+    /// `pool-failed`, `slot-parked`).
     pub(crate) fn conflict(message: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             reason: Some(reason.into()),
@@ -68,11 +68,38 @@ impl ApiError {
 }
 
 impl From<nanny::Error> for ApiError {
+    /// The status and `code` of each library error (README.md, "The REST
+    /// API"): unknown targets 404, refused arguments 400, conflicts 409
+    /// with their reason, a worker that did not start 500 `start_failed`,
+    /// a stopping supervisor 503.
     fn from(e: nanny::Error) -> Self {
+        use nanny::Error as E;
+        let message = e.to_string();
         match e {
-            nanny::Error::ShuttingDown | nanny::Error::Killed => Self::unavailable(e.to_string()),
-            other => Self::internal(other.to_string()),
+            E::UnknownWorker { .. } => Self::not_found("unknown_worker", message),
+            E::UnknownPool { .. } => Self::not_found("unknown_pool", message),
+            E::Conflict { reason, .. } => Self::conflict(message, conflict_reason(reason)),
+            E::NoWorkers { .. } => Self::conflict(message, "no-workers"),
+            E::PoolFailed { .. } => Self::conflict(message, "pool-failed"),
+            E::SlotParked { .. } => Self::conflict(message, "slot-parked"),
+            E::InvalidArgument(_) | E::Config(_) => Self::bad_request(message),
+            E::StartFailed { .. } => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "start_failed", message),
+            E::ShuttingDown | E::Killed => Self::unavailable(message),
+            _ => Self::internal(message),
         }
+    }
+}
+
+/// The stable word of a [`nanny::manage::Conflict`] (the message says which
+/// operation a `busy` one waits for).
+fn conflict_reason(reason: nanny::manage::Conflict) -> &'static str {
+    use nanny::manage::Conflict as C;
+    match reason {
+        C::Running => "running",
+        C::Stopped => "stopped",
+        C::Leaving => "leaving",
+        C::Busy(_) => "busy",
+        _ => "conflict",
     }
 }
 

@@ -7,27 +7,34 @@
 //!   and written 0600), and the middleware that compares it in constant time.
 //! - [`discovery`]: the state directory, and `api.json`, which tells the CLI
 //!   where the API is and where its token lies.
-//! - [`error`]: the typed JSON errors every route answers with.
+//! - [`error`]: the typed JSON errors every route answers with, and
+//!   [`body`] the extractors that answer bad requests with them.
+//! - [`routes`]: the registry, one row per route; [`router`] is built from
+//!   it, the open rows (only `/healthz` and the dashboard's data-free page
+//!   shell) without the token, the others behind it.
+//! - [`read`], [`verbs`], [`stream`], [`openapi`]: the `/v1` endpoints
+//!   (selectors in [`select`]), the event stream and the OpenAPI document.
 //! - this module: the shared [`AppState`], the router, and serving until the
 //!   supervisor has closed.
-//!
-//! Routes of other parts (`/v1/...` endpoints, `/metrics`, logs, the
-//! dashboard) are merged into [`router`]: the authenticated ones into
-//! `authed`, the open ones (only `/healthz` and the dashboard's data-free
-//! page shell) into `open`.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
 pub(crate) mod auth;
+pub(crate) mod body;
 pub(crate) mod discovery;
 pub(crate) mod error;
+pub(crate) mod openapi;
+pub(crate) mod read;
+pub(crate) mod routes;
+pub(crate) mod select;
+pub(crate) mod stream;
+pub(crate) mod verbs;
 
 pub(crate) use error::ApiError;
 
@@ -45,12 +52,18 @@ pub(crate) struct AppState {
     pub(crate) config: Arc<std::path::Path>,
 }
 
-/// The whole router: open routes, and the rest behind the token.
+/// The whole router, from [`routes::table`]: open rows as they are, the
+/// rest behind the token; anything else is 404 `no_route`.
 pub(crate) fn router(state: AppState, token: auth::Token) -> Router {
-    let authed = Router::new()
-        .route("/v1/status", get(status))
-        .route_layer(axum::middleware::from_fn_with_state(token, auth::require));
-    let open = Router::new().route("/healthz", get(healthz));
+    let (mut open, mut authed) = (Router::new(), Router::new());
+    for route in routes::table() {
+        if route.open {
+            open = open.route(route.path, route.handler);
+        } else {
+            authed = authed.route(route.path, route.handler);
+        }
+    }
+    let authed = authed.route_layer(axum::middleware::from_fn_with_state(token, auth::require));
     open.merge(authed)
         .fallback(|| async { ApiError::not_found("no_route", "no such route") })
         .with_state(state)
@@ -60,13 +73,6 @@ pub(crate) fn router(state: AppState, token: auth::Token) -> Router {
 /// that.
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
-}
-
-/// `GET /v1/status`: the supervisor's `inspect()` snapshot.
-async fn status(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> Result<Json<nanny::Inspect>, ApiError> {
-    Ok(Json(state.supervisor.inspect().await?))
 }
 
 /// A bound API, ready to serve.

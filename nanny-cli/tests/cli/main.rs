@@ -2,5 +2,7 @@
 //! signals and sockets. One test binary (one link) with a module per area.
 
 mod api;
+mod endpoints;
+mod openapi;
 mod run;
 mod support;

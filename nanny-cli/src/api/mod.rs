@@ -53,7 +53,8 @@ pub(crate) struct AppState {
 }
 
 /// The whole router, from [`routes::table`]: open rows as they are, the
-/// rest behind the token; anything else is 404 `no_route`.
+/// rest behind the token; anything else is 404 `no_route`, another method
+/// on a route 405 `method_not_allowed`.
 pub(crate) fn router(state: AppState, token: auth::Token) -> Router {
     let (mut open, mut authed) = (Router::new(), Router::new());
     for route in routes::table() {
@@ -63,7 +64,11 @@ pub(crate) fn router(state: AppState, token: auth::Token) -> Router {
             authed = authed.route(route.path, route.handler);
         }
     }
-    let authed = authed.route_layer(axum::middleware::from_fn_with_state(token, auth::require));
+    // Before the token's layer, which hides the method routers.
+    let no_method = || async { ApiError::method_not_allowed() };
+    let open = open.method_not_allowed_fallback(no_method);
+    let authed = (authed.method_not_allowed_fallback(no_method))
+        .route_layer(axum::middleware::from_fn_with_state(token, auth::require));
     open.merge(authed)
         .fallback(|| async { ApiError::not_found("no_route", "no such route") })
         .with_state(state)

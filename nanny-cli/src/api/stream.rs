@@ -32,11 +32,31 @@ async fn events(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<
 
 /// One event's frame.
 fn frame(event: &nanny::Event) -> Frame {
+    let (kind, data) = kind_and_data(event);
+    Frame::default().event(kind).data(data)
+}
+
+/// An event's SSE name (its `kind`) and data (its JSON).
+fn kind_and_data(event: &nanny::Event) -> (String, String) {
     match serde_json::to_value(event) {
         Ok(value) => {
             let kind = value["kind"].as_str().unwrap_or("event").to_owned();
-            Frame::default().event(kind).data(value.to_string())
+            (kind, value.to_string())
         }
-        Err(e) => Frame::default().event("error").data(e.to_string()),
+        Err(e) => ("error".to_owned(), e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lagging_client_gets_lagged_with_the_count() {
+        let (kind, data) = kind_and_data(&nanny::Event::Lagged(12));
+        assert_eq!(kind, "lagged");
+        let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+        assert_eq!(data, serde_json::json!({"kind": "lagged", "data": 12}));
+        assert_eq!(kind_and_data(&nanny::Event::AllOnline).0, "all-online");
     }
 }

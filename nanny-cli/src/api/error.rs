@@ -128,3 +128,62 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use nanny::manage::{Conflict, Operation, StartFailure};
+    use nanny::Error as E;
+
+    use super::*;
+
+    fn mapped(e: E) -> (u16, &'static str, Option<String>) {
+        let api = ApiError::from(e);
+        (api.status.as_u16(), api.code, api.reason)
+    }
+
+    #[test]
+    fn library_errors_map_to_stable_statuses_codes_and_reasons() {
+        let worker = nanny::WorkerRef::Name("web:01".into());
+        assert_eq!(mapped(E::UnknownWorker { worker }), (404, "unknown_worker", None));
+        assert_eq!(
+            mapped(E::UnknownPool { pool: "web".into() }),
+            (404, "unknown_pool", None)
+        );
+        let conflict = |reason| E::Conflict {
+            operation: Operation::Start,
+            target: "web:01".into(),
+            reason,
+        };
+        for (reason, word) in [
+            (Conflict::Running, "running"),
+            (Conflict::Stopped, "stopped"),
+            (Conflict::Leaving, "leaving"),
+            (Conflict::Busy(Operation::Reload), "busy"),
+        ] {
+            assert_eq!(mapped(conflict(reason)), (409, "conflict", Some(word.into())));
+        }
+        let no_workers = E::NoWorkers { pool: "web".into() };
+        assert_eq!(mapped(no_workers), (409, "conflict", Some("no-workers".into())));
+        assert_eq!(mapped(E::InvalidArgument("0".into())), (400, "bad_request", None));
+        let failed = E::StartFailed {
+            worker: "web:01".into(),
+            reason: StartFailure::Spawn("ENOENT".into()),
+        };
+        assert_eq!(mapped(failed), (500, "start_failed", None));
+        assert_eq!(mapped(E::ShuttingDown), (503, "unavailable", None));
+        assert_eq!(mapped(E::Deadline), (500, "internal", None));
+    }
+
+    #[test]
+    fn a_busy_conflict_says_what_is_under_way() {
+        let e = E::Conflict {
+            operation: Operation::Restart,
+            target: "web".into(),
+            reason: Conflict::Busy(Operation::Reload),
+        };
+        assert_eq!(
+            ApiError::from(e).message,
+            "cannot restart web: a reload is under way"
+        );
+    }
+}

@@ -32,10 +32,15 @@ impl Selection {
     /// Reads `sel` against the pools `inspect` knows: 400 for text that
     /// cannot name anything, 404 `unknown_pool` for an unknown plain name.
     pub(crate) fn parse(sel: &str, inspect: &Inspect) -> Result<Self, ApiError> {
+        Self::parse_with(sel, |name| inspect.pools.iter().any(|p| p.name == name))
+    }
+
+    /// [`parse`](Self::parse), with `is_pool` saying which names are pools.
+    fn parse_with(sel: &str, is_pool: impl Fn(&str) -> bool) -> Result<Self, ApiError> {
         if sel == "all" {
             return Ok(Self::All);
         }
-        if inspect.pools.iter().any(|p| p.name == sel) {
+        if is_pool(sel) {
             return Ok(Self::Pool(sel.to_owned()));
         }
         match sel.parse::<WorkerRef>() {
@@ -102,4 +107,26 @@ impl Selection {
 
 fn unknown_worker(worker: impl std::fmt::Display) -> ApiError {
     ApiError::not_found("unknown_worker", format!("no worker {worker}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_name_all_a_pool_a_worker_or_nothing() {
+        let parse = |sel: &str| Selection::parse_with(sel, |p| p == "web" || p == "7");
+        assert_eq!(parse("all"), Ok(Selection::All));
+        assert_eq!(parse("web"), Ok(Selection::Pool("web".into())));
+        assert_eq!(parse("7"), Ok(Selection::Pool("7".into())), "a pool's name wins");
+        assert_eq!(
+            parse("web:01"),
+            Ok(Selection::Worker(WorkerRef::Name("web:01".into())))
+        );
+        assert_eq!(parse("w8"), Ok(Selection::Worker("w8".parse().unwrap())));
+        assert_eq!(parse("8"), Ok(Selection::Worker("w8".parse().unwrap())));
+        let code = |sel: &str| parse(sel).map_err(|e| (e.status.as_u16(), e.code));
+        assert_eq!(code("nope"), Err((404, "unknown_pool")));
+        assert_eq!(code("web:xx"), Err((400, "bad_request")));
+    }
 }

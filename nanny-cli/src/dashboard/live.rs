@@ -14,13 +14,12 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::response::sse::{Event, Sse};
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use nanny::{Inspect, WorkerState};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Interval, MissedTickBehavior};
 
+use crate::api::routes::Route;
 use crate::api::{ApiError, AppState};
 
 /// How often a snapshot is sent.
@@ -31,12 +30,11 @@ pub(crate) const PERIOD: Duration = Duration::from_secs(1);
 pub(crate) const MAX_STREAMS: usize = 16;
 
 /// The authenticated route: `GET /v1/live`.
-pub(crate) fn routes() -> Router<AppState> {
+pub(crate) fn routes() -> Vec<Route> {
     let streams = Arc::new(Semaphore::new(MAX_STREAMS));
-    Router::new().route(
-        "/v1/live",
-        get(move |State(state): State<AppState>| live(state, Arc::clone(&streams))),
-    )
+    vec![Route::get("/v1/live", move |State(state): State<AppState>| {
+        live(state, Arc::clone(&streams))
+    })]
 }
 
 /// One snapshot of the dashboard's data.

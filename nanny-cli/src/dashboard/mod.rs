@@ -16,10 +16,9 @@
 use axum::extract::Path;
 use axum::http::header::{HeaderName, CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 
-use crate::api::{ApiError, AppState};
+use crate::api::routes::Route;
+use crate::api::ApiError;
 
 pub(crate) mod live;
 
@@ -41,13 +40,11 @@ pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src '
 
 /// The open routes: the shell and its assets. `/v1/live` is in
 /// [`live::routes`], behind the token.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/",
-            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
-        )
-        .route("/assets/{file}", get(assets))
+pub(crate) fn routes() -> Vec<Route> {
+    vec![
+        Route::get("/", || async { asset("text/html; charset=utf-8", INDEX_HTML) }).open(),
+        Route::get("/assets/{file}", assets).open(),
+    ]
 }
 
 /// `GET /assets/{file}`: one of the embedded assets, or 404.

@@ -12,20 +12,19 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use serde::Deserialize;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::LogLine;
+use crate::api::routes::Route;
 use crate::api::{ApiError, AppState};
 
 /// Lines sent when the query sets none.
 pub(crate) const DEFAULT_LINES: usize = 100;
 
 /// The routes of this part (authenticated).
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/v1/logs", get(logs))
+pub(crate) fn routes() -> Vec<Route> {
+    vec![Route::get("/v1/logs", logs)]
 }
 
 /// The query string.

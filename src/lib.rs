@@ -82,7 +82,7 @@ pub use nanny_worker::protocol::{
     AttachmentKind, ClusterInfo, Member, MessageKind, MessageMeta, PoolMembers,
 };
 pub use nix::sys::signal::Signal;
-pub use pool::{Backoff, Pool, RestartPolicy, WorkerSpec, DEFAULT_POOL};
+pub use pool::{Backoff, NameOrId, Pool, RestartPolicy, Rlimit, WorkerSpec, DEFAULT_POOL, RLIMIT_UNLIMITED};
 pub use readiness::Readiness;
 pub use retries::Retries;
 pub use supervisor::{EnqueueOptions, Response, Supervisor};

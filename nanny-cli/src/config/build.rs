@@ -157,6 +157,15 @@ fn spec(p: &PoolConfig, dir: &Path) -> Result<WorkerSpec, String> {
     for (k, v) in &p.env {
         spec = spec.env(k, v);
     }
+    if let Some(user) = &p.user {
+        spec = spec.user(user);
+    }
+    if let Some(group) = &p.group {
+        spec = spec.group(group);
+    }
+    for (resource, soft, hard) in p.rlimits.entries() {
+        spec = spec.rlimit(resource, soft, hard);
+    }
     Ok(if p.plain { spec.plain() } else { spec })
 }
 

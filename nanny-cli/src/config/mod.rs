@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 mod build;
 mod env_file;
+mod limits;
 mod schema;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
-//! `nanny run FILE`: load, take the API's token, bind the API, start, serve
-//! until closed, and choose the exit code (`nanny::exit`).
+//! `nanny run FILE`: load, take the API's token, bind the API, take the
+//! signals ([`crate::signals`]), start, serve until closed, and choose the
+//! exit code (`nanny::exit`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use nanny::{exit, StartError};
 
 use crate::api::{self, auth, discovery};
+use crate::{reload, signals};
 
 /// Runs the file's supervisor to its end; returns the process's exit code.
 pub(crate) fn run(file: &Path) -> i32 {
@@ -51,8 +53,14 @@ async fn supervise(mut loaded: crate::config::Loaded, token: Option<(auth::Token
         },
         _ => None,
     };
-    let builder = std::mem::take(&mut loaded.builder).handle_signals(true);
-    let supervisor = match builder.start().await {
+    let handlers = match signals::install() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("nanny: cannot take the signals: {e}");
+            return exit::UNAVAILABLE;
+        }
+    };
+    let supervisor = match std::mem::take(&mut loaded.builder).spawn() {
         Ok(s) => s,
         Err(StartError::Config(e)) => {
             eprintln!("nanny: {}", loaded.locate(&e));
@@ -63,6 +71,20 @@ async fn supervise(mut loaded: crate::config::Loaded, token: Option<(auth::Token
             return e.exit_code();
         }
     };
+    // Signals are taken from here on, while the workers get ready too.
+    let signals = tokio::spawn(signals::handle(
+        handlers,
+        supervisor.clone(),
+        reload::Running::of(&loaded),
+    ));
+    if let Err(e) = ready(&supervisor).await {
+        eprintln!("nanny: {}: cannot start: {e}", loaded.path().display());
+        let stops = signals.await.unwrap_or_default();
+        return match stops.code() {
+            exit::CLEAN => e.exit_code(),
+            forced => forced,
+        };
+    }
     let config: Arc<Path> = std::fs::canonicalize(loaded.path())
         .unwrap_or_else(|_| loaded.path().to_owned())
         .into();
@@ -101,7 +123,24 @@ async fn supervise(mut loaded: crate::config::Loaded, token: Option<(auth::Token
             let _ = std::fs::remove_file(path);
         }
     }
-    let code = supervisor.stop_signal().map_or(exit::CLEAN, |s| s.exit_code());
+    let code = signals.await.unwrap_or_default().code();
     tracing::info!(code, "nanny stopped");
     code
+}
+
+/// Waits until every worker is ready, as `Builder::start` does: a pool that
+/// cannot get there is hard-killed and reported.
+async fn ready(supervisor: &nanny::Supervisor) -> Result<(), StartError> {
+    match supervisor.ready().await {
+        Ok(()) => Ok(()),
+        Err(nanny::Error::PoolFailed { pool } | nanny::Error::SlotParked { pool, .. }) => {
+            supervisor.hard_kill().await;
+            Err(StartError::PoolFailed { pool })
+        }
+        Err(_) => {
+            // Stopped while starting (a stop signal): let the stop finish.
+            supervisor.soft_kill().await;
+            Err(StartError::Stopped)
+        }
+    }
 }

@@ -98,6 +98,10 @@ pub(crate) struct Loaded {
     pub(crate) builder: nanny::Builder,
     /// The REST API's settings.
     pub(crate) api: ApiSettings,
+    /// The file as TOML values, to compare with a later version of it.
+    pub(crate) doc: toml::Table,
+    /// Each pool's name and worker spec, in order.
+    pub(crate) specs: Vec<(String, nanny::WorkerSpec)>,
     source: Source,
     /// Each pool's name and the byte range of its table.
     pools: Vec<(String, Range<usize>)>,
@@ -152,8 +156,9 @@ pub(crate) fn load(path: &Path) -> Result<Loaded, FileError> {
 
 /// Parses `source`, whose relative paths are from `dir`.
 fn parse(source: Source, dir: &Path) -> Result<Loaded, FileError> {
-    let file: schema::File =
-        toml::from_str(&source.text).map_err(|e| source.error(e.span(), e.message().trim_end()))?;
+    let parse_error = |e: toml::de::Error| source.error(e.span(), e.message().trim_end());
+    let file: schema::File = toml::from_str(&source.text).map_err(parse_error)?;
+    let doc: toml::Table = toml::from_str(&source.text).map_err(parse_error)?;
     let pools = file
         .pool
         .iter()
@@ -173,10 +178,12 @@ fn parse(source: Source, dir: &Path) -> Result<Loaded, FileError> {
         .map(|l| (listener_name(l.get_ref(), dir), l.span()))
         .collect();
     let api = ApiSettings::resolve(&file.api, dir);
-    let builder = build::builder(file, dir).map_err(|p| source.error(p.span, p.message))?;
+    let (builder, specs) = build::builder(file, dir).map_err(|p| source.error(p.span, p.message))?;
     Ok(Loaded {
         builder,
         api,
+        doc,
+        specs,
         source,
         pools,
         listeners,

@@ -41,7 +41,8 @@ pub(crate) struct Plan {
     /// The pools to change live, in the file's order.
     pub(crate) changes: Vec<PoolChange>,
     /// What changed that needs a restart of nanny, each naming its key
-    /// (`[supervisor] pulse`, `pool "web": silent`, `[[pool]] "jobs" added`).
+    /// (`[supervisor] pulse changed`, `pool "web": silent changed`,
+    /// `[[pool]] "jobs" added`).
     pub(crate) restart: Vec<String>,
     /// The running pools nothing changes for.
     pub(crate) unchanged: Vec<String>,
@@ -116,10 +117,10 @@ pub(crate) fn plan(old: &Snapshot, new: &Snapshot) -> Plan {
     for section in ["supervisor", "api"] {
         let keys = changed_keys(table(&old.doc, section), table(&new.doc, section));
         plan.restart
-            .extend(keys.into_iter().map(|k| format!("[{section}] {k}")));
+            .extend(keys.into_iter().map(|k| format!("[{section}] {k} changed")));
     }
     if old.doc.get("listener") != new.doc.get("listener") {
-        plan.restart.push("[[listener]]".to_owned());
+        plan.restart.push("[[listener]] changed".to_owned());
     }
     let (old_pools, new_pools) = (old.pools(), new.pools());
     for (name, _) in &new_pools {
@@ -136,7 +137,7 @@ pub(crate) fn plan(old: &Snapshot, new: &Snapshot) -> Plan {
         keys.retain(|k| k != "workers" && !SPEC_KEYS.contains(&k.as_str()));
         let plain_changed = keys.iter().any(|k| k == "plain");
         plan.restart
-            .extend(keys.iter().map(|k| format!("pool {name:?}: {k}")));
+            .extend(keys.iter().map(|k| format!("pool {name:?}: {k} changed")));
         let spec = (!plain_changed && old.spec(name) != new.spec(name))
             .then(|| new.spec(name).cloned())
             .flatten();
@@ -231,9 +232,9 @@ mod tests {
         assert_eq!(
             plan.restart,
             [
-                "[supervisor] pulse",
+                "[supervisor] pulse changed",
                 "[[pool]] \"new\" added",
-                "pool \"jobs\": silent"
+                "pool \"jobs\": silent changed"
             ]
         );
         assert_eq!(plan.unchanged, Vec::<String>::new());

@@ -104,10 +104,7 @@ pub(crate) async fn apply(supervisor: &Supervisor, running: &mut Running) -> Res
         ..Summary::default()
     };
     for key in &plan.restart {
-        tracing::warn!(
-            "{}: {key} changed: needs a restart of nanny",
-            running.path.display()
-        );
+        tracing::warn!("{}: {key}: needs a restart of nanny", running.path.display());
     }
     summary.needs_restart = plan.restart;
     for change in plan.changes {

@@ -10,7 +10,9 @@
 //! (`getgrouplist`, as `initgroups` does) and the gid is the user's
 //! primary group unless a group is given; with only a group, the groups
 //! are that one. Changing user or group needs the privilege to (root, or
-//! `CAP_SETUID` / `CAP_SETGID`); without it a worker fails to start.
+//! `CAP_SETUID` / `CAP_SETGID`); without it a worker fails to start, unless
+//! the supervisor already runs as that user and group (then nothing is
+//! switched).
 
 use std::ffi::CString;
 use std::fmt;
@@ -222,14 +224,28 @@ impl RunAs {
             (None, Some(gid)) => Some(vec![gid]),
             _ => None,
         };
+        let uid = user.map(|u| u.uid);
+        // Already the one asked for, without the privilege to switch:
+        // nothing to switch (setgroups would fail with EPERM).
+        let euid = Uid::effective();
+        if !euid.is_root() && uid.is_none_or(|u| u == euid) && gid.is_none_or(|g| g == Gid::effective()) {
+            return Ok(Resolved {
+                rlimits: self.rlimit_values(),
+                ..Resolved::default()
+            });
+        }
         Ok(Resolved {
-            uid: user.map(|u| u.uid),
+            uid,
             gid,
             groups,
-            rlimits: (self.rlimits.iter())
-                .map(|&(r, soft, hard)| (r.resource(), soft, hard))
-                .collect(),
+            rlimits: self.rlimit_values(),
         })
+    }
+
+    fn rlimit_values(&self) -> Vec<(Resource, u64, u64)> {
+        (self.rlimits.iter())
+            .map(|&(r, soft, hard)| (r.resource(), soft, hard))
+            .collect()
     }
 }
 
@@ -251,5 +267,57 @@ impl Resolved {
             nix::unistd::setuid(uid)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_resource_has_a_name_of_its_own() {
+        for r in Rlimit::ALL {
+            assert_eq!(Rlimit::from_name(r.name()), Some(r));
+        }
+        assert_eq!(Rlimit::from_name("nofle"), None);
+    }
+
+    #[test]
+    fn a_later_limit_for_a_resource_replaces_the_earlier() {
+        let mut run_as = RunAs::default();
+        run_as.set_rlimit(Rlimit::Nofile, 1, 2);
+        run_as.set_rlimit(Rlimit::Core, 0, 0);
+        run_as.set_rlimit(Rlimit::Nofile, 3, 4);
+        assert_eq!(run_as.rlimits, [(Rlimit::Core, 0, 0), (Rlimit::Nofile, 3, 4)]);
+        assert!(run_as.resolve("p").is_ok());
+        run_as.set_rlimit(Rlimit::Stack, 5, 4);
+        assert!(matches!(
+            run_as.resolve("p"),
+            Err(ConfigError::RlimitSoftOverHard { soft: 5, hard: 4, .. })
+        ));
+    }
+
+    #[test]
+    fn a_numeric_group_needs_no_entry_and_a_user_brings_its_groups() {
+        let run_as = RunAs {
+            group: Some(NameOrId::Id(4_000_000)),
+            ..RunAs::default()
+        };
+        let resolved = run_as.resolve("p").expect("a gid is taken as is");
+        if Uid::effective().is_root() {
+            assert_eq!(resolved.gid, Some(Gid::from_raw(4_000_000)));
+            assert_eq!(resolved.groups, Some(vec![Gid::from_raw(4_000_000)]));
+        }
+        let root = RunAs {
+            user: Some(NameOrId::Id(0)),
+            ..RunAs::default()
+        };
+        let resolved = root.resolve("p").expect("uid 0 is root");
+        if Uid::effective().is_root() {
+            assert_eq!(
+                (resolved.uid, resolved.gid),
+                (Some(Uid::from_raw(0)), Some(Gid::from_raw(0)))
+            );
+        }
     }
 }

@@ -133,6 +133,10 @@ fn a_pools_user_and_rlimits_reach_its_workers() {
     let file = config("run-as", text);
     let nanny = Nanny::start(&["run"], &file);
     let pid = *exactly(&nanny, "4000", 1).first().unwrap();
+    within(
+        || nanny.stderr().contains("every worker is ready").then_some(()),
+        "nanny to say it runs",
+    );
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let ids = |key: &str| {
         let line = status.lines().find(|l| l.starts_with(key)).unwrap();

@@ -55,6 +55,7 @@ pub mod exit;
 mod health;
 pub mod listen;
 pub mod manage;
+pub mod output;
 mod pool;
 pub mod readiness;
 mod restart;
@@ -82,6 +83,7 @@ pub use nanny_worker::protocol::{
     AttachmentKind, ClusterInfo, Member, MessageKind, MessageMeta, PoolMembers,
 };
 pub use nix::sys::signal::Signal;
+pub use output::OutputLine;
 pub use pool::{Backoff, NameOrId, Pool, RestartPolicy, Rlimit, WorkerSpec, DEFAULT_POOL, RLIMIT_UNLIMITED};
 pub use readiness::Readiness;
 pub use retries::Retries;

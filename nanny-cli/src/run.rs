@@ -8,10 +8,11 @@ use std::sync::Arc;
 use nanny::{exit, StartError};
 
 use crate::api::{self, auth, discovery};
-use crate::{reload, signals};
+use crate::{logs, reload, signals};
 
 /// Runs the file's supervisor to its end; returns the process's exit code.
-pub(crate) fn run(file: &Path) -> i32 {
+/// `json`: nanny's log is JSON (workers' lines on stderr are then fields).
+pub(crate) fn run(file: &Path, json: bool) -> i32 {
     let loaded = match crate::config::load(file) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -39,10 +40,25 @@ pub(crate) fn run(file: &Path) -> i32 {
             return exit::UNAVAILABLE;
         }
     };
-    runtime.block_on(supervise(loaded, token))
+    let hub = match logs::Hub::start(&loaded.logs, json) {
+        Ok(hub) => hub,
+        Err(e) => {
+            eprintln!("nanny: {}: {e}", loaded.path().display());
+            return exit::UNAVAILABLE;
+        }
+    };
+    let code = runtime.block_on(supervise(loaded, token, hub.clone()));
+    // The supervisor and its capture tasks have ended: what is queued for
+    // the log files is written now.
+    hub.finish();
+    code
 }
 
-async fn supervise(mut loaded: crate::config::Loaded, token: Option<(auth::Token, auth::Origin)>) -> i32 {
+async fn supervise(
+    mut loaded: crate::config::Loaded,
+    token: Option<(auth::Token, auth::Origin)>,
+    hub: logs::Hub,
+) -> i32 {
     let bound = match (&token, loaded.api.enabled) {
         (Some(_), true) => match api::bind(loaded.api.listen).await {
             Ok(bound) => Some(bound),
@@ -60,7 +76,7 @@ async fn supervise(mut loaded: crate::config::Loaded, token: Option<(auth::Token
             return exit::UNAVAILABLE;
         }
     };
-    let supervisor = match std::mem::take(&mut loaded.builder).spawn() {
+    let supervisor = match std::mem::take(&mut loaded.builder).on_output(hub.sink()).spawn() {
         Ok(s) => s,
         Err(StartError::Config(e)) => {
             eprintln!("nanny: {}", loaded.locate(&e));
@@ -106,6 +122,7 @@ async fn supervise(mut loaded: crate::config::Loaded, token: Option<(auth::Token
             let state = api::AppState {
                 supervisor: supervisor.clone(),
                 config: Arc::clone(&config),
+                logs: hub,
             };
             let router = api::router(state, token);
             Some((

@@ -43,14 +43,20 @@ pub(crate) struct AppState {
     /// The file `nanny run` was started with.
     #[allow(dead_code)] // for the endpoints to come (reload of the file)
     pub(crate) config: Arc<std::path::Path>,
+    /// The live log (`GET /v1/logs`).
+    pub(crate) logs: crate::logs::Hub,
 }
 
 /// The whole router: open routes, and the rest behind the token.
 pub(crate) fn router(state: AppState, token: auth::Token) -> Router {
     let authed = Router::new()
         .route("/v1/status", get(status))
+        .merge(crate::logs::route::routes())
+        .merge(crate::dashboard::live::routes())
         .route_layer(axum::middleware::from_fn_with_state(token, auth::require));
-    let open = Router::new().route("/healthz", get(healthz));
+    let open = Router::new()
+        .route("/healthz", get(healthz))
+        .merge(crate::dashboard::routes());
     open.merge(authed)
         .fallback(|| async { ApiError::not_found("no_route", "no such route") })
         .with_state(state)

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 mod build;
 mod env_file;
 mod limits;
+mod logs;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -102,6 +103,8 @@ pub(crate) struct Loaded {
     pub(crate) doc: toml::Table,
     /// Each pool's name and worker spec, in order.
     pub(crate) specs: Vec<(String, nanny::WorkerSpec)>,
+    /// Where each pool's output goes.
+    pub(crate) logs: Vec<crate::logs::PoolLog>,
     source: Source,
     /// Each pool's name and the byte range of its table.
     pools: Vec<(String, Range<usize>)>,
@@ -178,12 +181,14 @@ fn parse(source: Source, dir: &Path) -> Result<Loaded, FileError> {
         .map(|l| (listener_name(l.get_ref(), dir), l.span()))
         .collect();
     let api = ApiSettings::resolve(&file.api, dir);
+    let logs = logs::pools(&file, dir).map_err(|p| source.error(p.span, p.message))?;
     let (builder, specs) = build::builder(file, dir).map_err(|p| source.error(p.span, p.message))?;
     Ok(Loaded {
         builder,
         api,
         doc,
         specs,
+        logs,
         source,
         pools,
         listeners,

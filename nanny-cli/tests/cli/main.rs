@@ -2,6 +2,8 @@
 //! signals and sockets. One test binary (one link) with a module per area.
 
 mod api;
+mod dashboard;
+mod logs;
 mod reload;
 mod run;
 mod support;

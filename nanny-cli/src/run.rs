@@ -69,38 +69,10 @@ async fn supervise(
         },
         _ => None,
     };
-    let handlers = match signals::install() {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("nanny: cannot take the signals: {e}");
-            return exit::UNAVAILABLE;
-        }
+    let (supervisor, signals) = match start(&mut loaded, &hub).await {
+        Ok(started) => started,
+        Err(code) => return code,
     };
-    let supervisor = match std::mem::take(&mut loaded.builder).on_output(hub.sink()).spawn() {
-        Ok(s) => s,
-        Err(StartError::Config(e)) => {
-            eprintln!("nanny: {}", loaded.locate(&e));
-            return exit::CONFIG;
-        }
-        Err(e) => {
-            eprintln!("nanny: {}: cannot start: {e}", loaded.path().display());
-            return e.exit_code();
-        }
-    };
-    // Signals are taken from here on, while the workers get ready too.
-    let signals = tokio::spawn(signals::handle(
-        handlers,
-        supervisor.clone(),
-        reload::Running::of(&loaded),
-    ));
-    if let Err(e) = ready(&supervisor).await {
-        eprintln!("nanny: {}: cannot start: {e}", loaded.path().display());
-        let stops = signals.await.unwrap_or_default();
-        return match stops.code() {
-            exit::CLEAN => e.exit_code(),
-            forced => forced,
-        };
-    }
     let config: Arc<Path> = std::fs::canonicalize(loaded.path())
         .unwrap_or_else(|_| loaded.path().to_owned())
         .into();
@@ -143,6 +115,44 @@ async fn supervise(
     let code = signals.await.unwrap_or_default().code();
     tracing::info!(code, "nanny stopped");
     code
+}
+
+/// Takes the signals, spawns the supervisor and waits until every worker is
+/// ready; the supervisor and its signal task, or the exit code.
+async fn start(
+    loaded: &mut crate::config::Loaded,
+    hub: &logs::Hub,
+) -> Result<(nanny::Supervisor, tokio::task::JoinHandle<signals::Stops>), i32> {
+    let handlers = signals::install().map_err(|e| {
+        eprintln!("nanny: cannot take the signals: {e}");
+        exit::UNAVAILABLE
+    })?;
+    let supervisor = match std::mem::take(&mut loaded.builder).on_output(hub.sink()).spawn() {
+        Ok(s) => s,
+        Err(StartError::Config(e)) => {
+            eprintln!("nanny: {}", loaded.locate(&e));
+            return Err(exit::CONFIG);
+        }
+        Err(e) => {
+            eprintln!("nanny: {}: cannot start: {e}", loaded.path().display());
+            return Err(e.exit_code());
+        }
+    };
+    // Signals are taken from here on, while the workers get ready too.
+    let signals = tokio::spawn(signals::handle(
+        handlers,
+        supervisor.clone(),
+        reload::Running::of(loaded),
+    ));
+    if let Err(e) = ready(&supervisor).await {
+        eprintln!("nanny: {}: cannot start: {e}", loaded.path().display());
+        let stops = signals.await.unwrap_or_default();
+        return Err(match stops.code() {
+            exit::CLEAN => e.exit_code(),
+            forced => forced,
+        });
+    }
+    Ok((supervisor, signals))
 }
 
 /// Waits until every worker is ready, as `Builder::start` does: a pool that

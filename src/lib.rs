@@ -84,7 +84,7 @@ pub use nanny_worker::protocol::{
 };
 pub use nix::sys::signal::Signal;
 pub use output::OutputLine;
-pub use pool::{Backoff, Pool, RestartPolicy, WorkerSpec, DEFAULT_POOL};
+pub use pool::{Backoff, NameOrId, Pool, RestartPolicy, Rlimit, WorkerSpec, DEFAULT_POOL, RLIMIT_UNLIMITED};
 pub use readiness::Readiness;
 pub use retries::Retries;
 pub use supervisor::{EnqueueOptions, Response, Supervisor};

@@ -13,7 +13,9 @@ mod api;
 mod config;
 mod dashboard;
 mod logs;
+mod reload;
 mod run;
+mod signals;
 
 /// Runs pools of programs from a config file, balances their connections
 /// and keeps them alive.
@@ -34,8 +36,8 @@ enum Command {
     ///
     /// Starts everything FILE describes, waits until every worker is ready
     /// and supervises them: SIGTERM, SIGINT or SIGQUIT stops gracefully (a
-    /// second one hard-kills), SIGHUP reloads every pool, one worker after
-    /// the other.
+    /// second one hard-kills), SIGHUP re-reads FILE and rolls the pools it
+    /// changes, one worker after the other (a bad file changes nothing).
     ///
     /// Exit codes: 0 after a graceful stop, 78 for a refused config file,
     /// 69 when it could not start, 128+N after a hard kill by signal N.

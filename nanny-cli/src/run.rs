@@ -1,5 +1,6 @@
-//! `nanny run FILE`: load, take the API's token, bind the API, start, serve
-//! until closed, and choose the exit code (`nanny::exit`).
+//! `nanny run FILE`: load, take the API's token, bind the API, take the
+//! signals ([`crate::signals`]), start, serve until closed, and choose the
+//! exit code (`nanny::exit`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use nanny::{exit, StartError};
 
 use crate::api::{self, auth, discovery};
-use crate::logs;
+use crate::{logs, reload, signals};
 
 /// Runs the file's supervisor to its end; returns the process's exit code.
 /// `json`: nanny's log is JSON (workers' lines on stderr are then fields).
@@ -68,19 +69,9 @@ async fn supervise(
         },
         _ => None,
     };
-    let builder = std::mem::take(&mut loaded.builder)
-        .handle_signals(true)
-        .on_output(hub.sink());
-    let supervisor = match builder.start().await {
-        Ok(s) => s,
-        Err(StartError::Config(e)) => {
-            eprintln!("nanny: {}", loaded.locate(&e));
-            return exit::CONFIG;
-        }
-        Err(e) => {
-            eprintln!("nanny: {}: cannot start: {e}", loaded.path().display());
-            return e.exit_code();
-        }
+    let (supervisor, signals) = match start(&mut loaded, &hub).await {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     let config: Arc<Path> = std::fs::canonicalize(loaded.path())
         .unwrap_or_else(|_| loaded.path().to_owned())
@@ -128,7 +119,62 @@ async fn supervise(
             let _ = std::fs::remove_file(path);
         }
     }
-    let code = supervisor.stop_signal().map_or(exit::CLEAN, |s| s.exit_code());
+    let code = signals.await.unwrap_or_default().code();
     tracing::info!(code, "nanny stopped");
     code
+}
+
+/// Takes the signals, spawns the supervisor and waits until every worker is
+/// ready; the supervisor and its signal task, or the exit code.
+async fn start(
+    loaded: &mut crate::config::Loaded,
+    hub: &logs::Hub,
+) -> Result<(nanny::Supervisor, tokio::task::JoinHandle<signals::Stops>), i32> {
+    let handlers = signals::install().map_err(|e| {
+        eprintln!("nanny: cannot take the signals: {e}");
+        exit::UNAVAILABLE
+    })?;
+    let supervisor = match std::mem::take(&mut loaded.builder).on_output(hub.sink()).spawn() {
+        Ok(s) => s,
+        Err(StartError::Config(e)) => {
+            eprintln!("nanny: {}", loaded.locate(&e));
+            return Err(exit::CONFIG);
+        }
+        Err(e) => {
+            eprintln!("nanny: {}: cannot start: {e}", loaded.path().display());
+            return Err(e.exit_code());
+        }
+    };
+    // Signals are taken from here on, while the workers get ready too.
+    let signals = tokio::spawn(signals::handle(
+        handlers,
+        supervisor.clone(),
+        reload::Running::of(loaded),
+    ));
+    if let Err(e) = ready(&supervisor).await {
+        eprintln!("nanny: {}: cannot start: {e}", loaded.path().display());
+        let stops = signals.await.unwrap_or_default();
+        return Err(match stops.code() {
+            exit::CLEAN => e.exit_code(),
+            forced => forced,
+        });
+    }
+    Ok((supervisor, signals))
+}
+
+/// Waits until every worker is ready, as `Builder::start` does: a pool that
+/// cannot get there is hard-killed and reported.
+async fn ready(supervisor: &nanny::Supervisor) -> Result<(), StartError> {
+    match supervisor.ready().await {
+        Ok(()) => Ok(()),
+        Err(nanny::Error::PoolFailed { pool } | nanny::Error::SlotParked { pool, .. }) => {
+            supervisor.hard_kill().await;
+            Err(StartError::PoolFailed { pool })
+        }
+        Err(_) => {
+            // Stopped while starting (a stop signal): let the stop finish.
+            supervisor.soft_kill().await;
+            Err(StartError::Stopped)
+        }
+    }
 }

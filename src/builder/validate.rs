@@ -3,7 +3,23 @@
 
 use crate::error::ConfigError;
 
-use super::Config;
+use super::{Builder, Config};
+
+impl Builder {
+    /// Checks the configuration as [`spawn`](Self::spawn) does, spawning
+    /// nothing and binding nothing: every setting in range, every program
+    /// found, every user and group known. A host can check a new
+    /// configuration before it changes a running supervisor (`nanny run`
+    /// does on SIGHUP). Needs no runtime. A listener's address that is in
+    /// use is only found when it is bound.
+    ///
+    /// # Errors
+    ///
+    /// The [`ConfigError`] for the first setting out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.cfg.validate()
+    }
+}
 
 /// The smallest [`Builder::max_frame_len`](super::Builder::max_frame_len) accepted.
 const MIN_FRAME_LEN: usize = 1024;
@@ -144,7 +160,7 @@ pub(crate) fn check_spec(pool: &str, spec: &crate::WorkerSpec) -> Result<(), Con
             program: spec.program.clone(),
         });
     }
-    Ok(())
+    spec.run_as.resolve(pool).map(drop)
 }
 
 /// Whether `program` names an executable file: a path as is, a bare

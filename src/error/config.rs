@@ -305,6 +305,37 @@ pub enum ConfigError {
         /// The pool.
         pool: String,
     },
+    /// A pool's [`user`](crate::Pool::user) has no entry in the user
+    /// database.
+    #[error("pool {pool:?}: unknown user {user}")]
+    UnknownUser {
+        /// The pool.
+        pool: String,
+        /// The user as configured.
+        user: crate::NameOrId,
+    },
+    /// A pool's [`group`](crate::Pool::group) name has no entry in the
+    /// group database.
+    #[error("pool {pool:?}: unknown group {group}")]
+    UnknownGroup {
+        /// The pool.
+        pool: String,
+        /// The group as configured.
+        group: crate::NameOrId,
+    },
+    /// A pool's [`rlimit`](crate::Pool::rlimit) has a soft limit over its
+    /// hard one.
+    #[error("pool {pool:?}: rlimit {resource}: soft limit {soft} is over the hard limit {hard}")]
+    RlimitSoftOverHard {
+        /// The pool.
+        pool: String,
+        /// The resource.
+        resource: crate::Rlimit,
+        /// The soft limit.
+        soft: u64,
+        /// The hard limit.
+        hard: u64,
+    },
     /// [`Builder::on_ask`](crate::Builder::on_ask) was given an empty
     /// event name, or one that already has a handler.
     #[error("on_ask: event {event:?} is empty or has a handler already")]
@@ -338,7 +369,10 @@ impl ConfigError {
             | Self::CpuAffinityConflict { pool, .. }
             | Self::CpuAffinityUnsupported { pool, .. }
             | Self::SpawnLimitBelowWorkers { pool, .. }
-            | Self::EmptyForwardPrefix { pool, .. } => Some(pool),
+            | Self::EmptyForwardPrefix { pool, .. }
+            | Self::UnknownUser { pool, .. }
+            | Self::UnknownGroup { pool, .. }
+            | Self::RlimitSoftOverHard { pool, .. } => Some(pool),
             _ => None,
         }
     }

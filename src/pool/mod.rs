@@ -19,6 +19,7 @@
 //! | [`WorkerSpec::plain`] | | systemd `Type=exec` |
 //! | [`Pool::readiness`] | | Kubernetes `readinessProbe` |
 //! | [`Pool::cpu_affinity`], [`Pool::cpu_per_worker`] | clustr-node `cpu` | `taskset`, systemd `CPUAffinity=` |
+//! | [`Pool::user`], [`Pool::group`], [`Pool::rlimit`] | | pm2 `uid` / `gid`, systemd `User=`, `Group=`, `LimitNOFILE=` |
 //!
 //! A pool may also set its own timers, restart budget and health rules
 //! ([`Pool::start_timeout`], [`Pool::drain_timeout`],
@@ -354,6 +355,27 @@ impl Pool {
         self
     }
 
+    /// Its workers run as `user` ([`WorkerSpec::user`], on the pool's
+    /// spec; an [`update_pool`](crate::Supervisor::update_pool) spec
+    /// brings its own).
+    pub fn user(mut self, user: impl Into<NameOrId>) -> Self {
+        self.spec = self.spec.user(user);
+        self
+    }
+
+    /// Its workers' group ([`WorkerSpec::group`], on the pool's spec).
+    pub fn group(mut self, group: impl Into<NameOrId>) -> Self {
+        self.spec = self.spec.group(group);
+        self
+    }
+
+    /// A resource limit of its workers ([`WorkerSpec::rlimit`], on the
+    /// pool's spec).
+    pub fn rlimit(mut self, resource: Rlimit, soft: u64, hard: u64) -> Self {
+        self.spec = self.spec.rlimit(resource, soft, hard);
+        self
+    }
+
     /// The probe a new worker runs: the configured one, or for a plain
     /// program, "ready once it runs".
     pub(crate) fn probe(&self) -> Option<crate::Readiness> {
@@ -368,11 +390,13 @@ fn default_workers() -> usize {
 }
 
 mod affinity;
+mod credentials;
 mod settings;
 mod spec;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use affinity::Cpus;
+pub use credentials::{NameOrId, Rlimit, RLIMIT_UNLIMITED};
 pub(crate) use settings::{Overrides, Settings};
 pub use spec::WorkerSpec;

@@ -1,17 +1,23 @@
 //! [`WorkerSpec`]: the program a worker runs, with its arguments,
-//! environment and working directory.
+//! environment, working directory, and the user, group and resource
+//! limits it runs with ([`super::credentials`]).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-/// How to start one worker process.
-#[derive(Debug, Clone)]
+use super::credentials::{NameOrId, Rlimit, RunAs};
+
+/// How to start one worker process. Two specs are equal when they would
+/// start the same process (same program, arguments, environment, directory,
+/// user, group and limits).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerSpec {
     pub(crate) program: PathBuf,
     pub(crate) args: Vec<OsString>,
     pub(crate) env: Vec<(OsString, OsString)>,
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) plain: bool,
+    pub(crate) run_as: RunAs,
 }
 
 impl WorkerSpec {
@@ -24,6 +30,7 @@ impl WorkerSpec {
             env: Vec::new(),
             cwd: None,
             plain: false,
+            run_as: RunAs::default(),
         }
     }
 
@@ -92,6 +99,41 @@ impl WorkerSpec {
     /// the program: the same spec is plain in whichever pool runs it.
     pub fn plain(mut self) -> Self {
         self.plain = true;
+        self
+    }
+
+    /// Runs the worker as `user`, a name (looked up when the supervisor
+    /// starts, and before each spawn) or a uid (default: the supervisor's
+    /// user). Its group is the user's primary group unless
+    /// [`group`](Self::group) is given, its supplementary groups the
+    /// user's (systemd `User=`, pm2 `uid`). An unknown user is
+    /// [`ConfigError::UnknownUser`](crate::ConfigError::UnknownUser) at
+    /// start; the supervisor needs the privilege to switch (root or
+    /// `CAP_SETUID`), or the worker fails to start.
+    pub fn user(mut self, user: impl Into<NameOrId>) -> Self {
+        self.run_as.user = Some(user.into());
+        self
+    }
+
+    /// Runs the worker with `group` (a name or a gid) as its group, and as
+    /// its only supplementary group unless a [`user`](Self::user) is given
+    /// (default: the user's primary group, or the supervisor's; systemd
+    /// `Group=`, pm2 `gid`). An unknown name is
+    /// [`ConfigError::UnknownGroup`](crate::ConfigError::UnknownGroup).
+    pub fn group(mut self, group: impl Into<NameOrId>) -> Self {
+        self.run_as.group = Some(group.into());
+        self
+    }
+
+    /// Sets the worker's `resource` limit (`setrlimit(2)`, before `exec`;
+    /// default: the supervisor's own, inherited), soft and hard;
+    /// [`RLIMIT_UNLIMITED`](crate::RLIMIT_UNLIMITED) for none. A later call
+    /// for the same resource replaces the earlier one. `soft > hard` is
+    /// [`ConfigError::RlimitSoftOverHard`](crate::ConfigError::RlimitSoftOverHard);
+    /// raising a hard limit needs privilege (`CAP_SYS_RESOURCE`), or the
+    /// worker fails to start (systemd `LimitNOFILE=` and friends).
+    pub fn rlimit(mut self, resource: Rlimit, soft: u64, hard: u64) -> Self {
+        self.run_as.set_rlimit(resource, soft, hard);
         self
     }
 }

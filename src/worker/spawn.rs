@@ -8,6 +8,10 @@
 //! * its `argv[0]`, with a [process title](crate::Builder::process_title);
 //! * its CPU set, with [affinity](crate::Pool::cpu_affinity)
 //!   (`sched_setaffinity`, the mask built before the fork);
+//! * its resource limits, groups, gid and uid, with a
+//!   [user](crate::Pool::user), [group](crate::Pool::group) or
+//!   [rlimits](crate::Pool::rlimit) (names resolved before the fork;
+//!   see `pool::credentials`);
 //! * its own process group (so a stop signal reaches its children too, and a
 //!   terminal's Ctrl-C goes to the supervisor, which coordinates);
 //! * `PR_SET_PDEATHSIG = SIGKILL`, checked against `getppid()` so a parent
@@ -118,6 +122,11 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>])
     let mut cmd = command(pool, id, parent);
     // Built before the fork: the child only makes the syscall.
     let cpus = id.cpus.map(placement::cpu_set).transpose()?;
+    let run_as = if spec.run_as.is_empty() {
+        None
+    } else {
+        Some(spec.run_as.resolve(&pool.name).map_err(std::io::Error::other)?)
+    };
     // Where each inherited fd goes: in place (no activation), or 3, 4, ….
     let mut sources: Vec<RawFd> = activated.iter().map(|a| a.fd.as_raw_fd()).collect();
     if let Some(t) = &theirs {
@@ -157,7 +166,8 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>])
     #[allow(unsafe_code)]
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe syscalls (setpgid, prctl, getppid, sched_setaffinity
-    // on a mask built before the fork, close_range, fcntl; with
+    // on a mask built before the fork, setrlimit, setgroups, setgid and
+    // setuid on ids resolved before the fork, close_range, fcntl; with
     // socket activation `Exec::exec`: fcntl, dup2, close_range, getpid, execve, over
     // buffers built before the fork); it allocates nothing and touches no
     // lock. Every fd in `sources` is open in the child (inherited from the
@@ -172,6 +182,9 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>])
             }
             if let Some(set) = &cpus {
                 sched_setaffinity(Pid::from_raw(0), set)?;
+            }
+            if let Some(run_as) = &run_as {
+                run_as.apply()?;
             }
             if let Some(exec) = exec.as_mut() {
                 return Err(exec.exec());

@@ -40,6 +40,7 @@ mod recycling;
 mod regressions;
 mod reload;
 mod restarts;
+mod run_as;
 mod settings;
 mod signals;
 mod stalls;

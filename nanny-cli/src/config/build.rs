@@ -19,15 +19,23 @@ pub(crate) const RUN_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The builder the file describes; `dir` is the file's directory, against
 /// which relative paths are resolved. A problem found here names the byte
 /// range of the table it is in.
-pub(crate) fn builder(file: File, dir: &Path) -> Result<Builder, Problem> {
+/// Also returns each pool's name and worker spec, in order (what a reload
+/// compares).
+pub(crate) fn builder(file: File, dir: &Path) -> Result<(Builder, Vec<(String, WorkerSpec)>), Problem> {
     file.supervisor
         .settings()
         .check()
         .map_err(|m| Problem::whole(format!("[supervisor]: {m}")))?;
     let mut b = supervisor(Builder::default(), &file.supervisor);
+    let mut specs = Vec::with_capacity(file.pool.len());
     for pool in file.pool {
         let span = pool.span();
-        b = b.pool(self::pool(pool.into_inner(), dir).map_err(|message| Problem::at(span, message))?);
+        let p = pool.into_inner();
+        let at = |message| Problem::at(span.clone(), message);
+        let spec = spec(&p, dir).map_err(at)?;
+        let name = p.name.clone().unwrap_or_else(|| nanny::DEFAULT_POOL.to_owned());
+        specs.push((name, spec.clone()));
+        b = b.pool(self::pool(p, spec).map_err(at)?);
     }
     for listener in file.listener {
         let span = listener.span();
@@ -35,7 +43,7 @@ pub(crate) fn builder(file: File, dir: &Path) -> Result<Builder, Problem> {
             self::listener(listener.into_inner(), dir).map_err(|message| Problem::at(span, message))?,
         );
     }
-    Ok(b)
+    Ok((b, specs))
 }
 
 fn supervisor(mut b: Builder, s: &SupervisorConfig) -> Builder {
@@ -79,10 +87,10 @@ fn supervisor(mut b: Builder, s: &SupervisorConfig) -> Builder {
     settings.apply(b)
 }
 
-fn pool(p: PoolConfig, dir: &Path) -> Result<Pool, String> {
+fn pool(p: PoolConfig, spec: WorkerSpec) -> Result<Pool, String> {
     let name = p.name.clone().unwrap_or_else(|| nanny::DEFAULT_POOL.to_owned());
     p.settings().check().map_err(|m| format!("pool {name:?}: {m}"))?;
-    let mut pool = Pool::new(&name, spec(&p, dir)?);
+    let mut pool = Pool::new(&name, spec);
     if let Some(ids) = p.logical_ids.clone() {
         pool = pool.logical_ids(ids);
     }
@@ -158,6 +166,15 @@ fn spec(p: &PoolConfig, dir: &Path) -> Result<WorkerSpec, String> {
     }
     for (k, v) in &p.env {
         spec = spec.env(k, v);
+    }
+    if let Some(user) = &p.user {
+        spec = spec.user(user);
+    }
+    if let Some(group) = &p.group {
+        spec = spec.group(group);
+    }
+    for (resource, soft, hard) in p.rlimits.entries() {
+        spec = spec.rlimit(resource, soft, hard);
     }
     Ok(if p.plain { spec.plain() } else { spec })
 }

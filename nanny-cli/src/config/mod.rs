@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 mod build;
 mod env_file;
+mod limits;
 mod logs;
 mod schema;
 #[cfg(test)]
@@ -98,6 +99,10 @@ pub(crate) struct Loaded {
     pub(crate) builder: nanny::Builder,
     /// The REST API's settings.
     pub(crate) api: ApiSettings,
+    /// The file as TOML values, to compare with a later version of it.
+    pub(crate) doc: toml::Table,
+    /// Each pool's name and worker spec, in order.
+    pub(crate) specs: Vec<(String, nanny::WorkerSpec)>,
     /// Where each pool's output goes.
     pub(crate) logs: Vec<crate::logs::PoolLog>,
     source: Source,
@@ -154,8 +159,9 @@ pub(crate) fn load(path: &Path) -> Result<Loaded, FileError> {
 
 /// Parses `source`, whose relative paths are from `dir`.
 fn parse(source: Source, dir: &Path) -> Result<Loaded, FileError> {
-    let file: schema::File =
-        toml::from_str(&source.text).map_err(|e| source.error(e.span(), e.message().trim_end()))?;
+    let parse_error = |e: toml::de::Error| source.error(e.span(), e.message().trim_end());
+    let file: schema::File = toml::from_str(&source.text).map_err(parse_error)?;
+    let doc: toml::Table = toml::from_str(&source.text).map_err(parse_error)?;
     let pools = file
         .pool
         .iter()
@@ -176,10 +182,12 @@ fn parse(source: Source, dir: &Path) -> Result<Loaded, FileError> {
         .collect();
     let api = ApiSettings::resolve(&file.api, dir);
     let logs = logs::pools(&file, dir).map_err(|p| source.error(p.span, p.message))?;
-    let builder = build::builder(file, dir).map_err(|p| source.error(p.span, p.message))?;
+    let (builder, specs) = build::builder(file, dir).map_err(|p| source.error(p.span, p.message))?;
     Ok(Loaded {
         builder,
         api,
+        doc,
+        specs,
         logs,
         source,
         pools,

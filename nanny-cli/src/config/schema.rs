@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::limits::{Account, Rlimits};
 use super::units::{Bytes, OptSpan, Span};
 
 /// The whole file.
@@ -114,6 +115,13 @@ pub(crate) struct PoolConfig {
     pub(crate) env_file: Option<PathBuf>,
     #[serde(default)]
     pub(crate) plain: bool,
+    /// Run as this user (a name or a uid).
+    pub(crate) user: Option<Account>,
+    /// With this group (a name or a gid).
+    pub(crate) group: Option<Account>,
+    /// Resource limits (see [`super::limits`]).
+    #[serde(default)]
+    pub(crate) rlimits: Rlimits,
     pub(crate) workers: Option<usize>,
     pub(crate) logical_ids: Option<Vec<u64>>,
     pub(crate) concurrency: Option<usize>,

@@ -314,3 +314,49 @@ fn the_readme_example_loads() {
     let loaded = load_in(example, &dir).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.pools[0].0, "web");
 }
+
+#[test]
+fn user_group_and_rlimits_reach_the_spec() {
+    let loaded = load_str(
+        "[[pool]]\ncommand = \"sh\"\nuser = \"nobody\"\ngroup = 65534\n\
+         rlimits = { nofile = 4096, core = 0, stack = \"8MiB\", as = \"unlimited\", nproc = { soft = 10, hard = 20 } }\n",
+    )
+    .expect("loads");
+    let debug = format!("{:?}", loaded.builder);
+    for want in [
+        "user: Some(Name(\"nobody\"))",
+        "group: Some(Id(65534))",
+        "(Nofile, 4096, 4096)",
+        "(Core, 0, 0)",
+        "(Nproc, 10, 20)",
+        "(Stack, 8388608, 8388608)",
+        &format!("(As, {0}, {0})", nanny::RLIMIT_UNLIMITED),
+    ] {
+        assert!(debug.contains(want), "{want} missing from {debug}");
+    }
+    assert!(loaded.builder.validate().is_ok(), "nobody is a known user");
+}
+
+#[test]
+fn bad_rlimits_and_unknown_users_are_placed() {
+    let e = err("[[pool]]\ncommand = \"sh\"\nrlimits = { nofle = 10 }\n");
+    assert_eq!(e.at, Some((3, 13)), "the unknown resource itself: {e}");
+    assert!(e.message.contains("unknown field `nofle`"), "{e}");
+    assert!(e.message.contains("`nofile`"), "the resources are listed: {e}");
+    let e = err("[[pool]]\ncommand = \"sh\"\nrlimits = { core = \"lots\" }\n");
+    assert_eq!(e.at.map(|a| a.0), Some(3), "{e}");
+    assert!(e.message.contains("\"unlimited\""), "{e}");
+    let e = err("[[pool]]\ncommand = \"sh\"\nuser = true\n");
+    assert_eq!(e.at, Some((3, 8)), "{e}");
+
+    let e =
+        semantic("[[pool]]\nname = \"p\"\ncommand = \"sh\"\nrlimits = { core = { soft = 2, hard = 1 } }\n");
+    assert_eq!(
+        e.message,
+        "pool \"p\": rlimit core: soft limit 2 is over the hard limit 1"
+    );
+    assert_eq!(e.at, Some((1, 1)), "{e}");
+    let e = semantic("[[pool]]\nname = \"p\"\ncommand = \"sh\"\nuser = \"no-such-user-here\"\n");
+    assert_eq!(e.message, "pool \"p\": unknown user no-such-user-here");
+    assert_eq!(e.at, Some((1, 1)), "{e}");
+}

@@ -6,5 +6,6 @@ mod dashboard;
 mod endpoints;
 mod logs;
 mod openapi;
+mod reload;
 mod run;
 mod support;

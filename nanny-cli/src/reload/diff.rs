@@ -1,0 +1,251 @@
+//! What a new version of the file changes, against the one in force: a
+//! pure comparison of two [`Snapshot`]s (the files as TOML values, and each
+//! pool's built worker spec, so that an `env_file`'s new contents count).
+//!
+//! Live: a pool's spec (`command`, `args`, `cwd`, `env`, `env_file`,
+//! `user`, `group`, `rlimits`: `update_pool`, then a rolling reload) and
+//! its `workers` (`resize`). Everything else, named key by key, needs a
+//! restart of nanny: a pool's other keys, pools added or removed,
+//! `[supervisor]`, `[[listener]]`, `[api]`.
+
+use toml::{Table, Value};
+
+/// The keys of a pool's table that make its worker spec.
+const SPEC_KEYS: [&str; 8] = [
+    "command", "args", "cwd", "env", "env_file", "user", "group", "rlimits",
+];
+
+/// A loaded file, as far as a reload compares it.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    /// The file as TOML values.
+    pub(crate) doc: Table,
+    /// Each pool's name and worker spec, in order.
+    pub(crate) specs: Vec<(String, nanny::WorkerSpec)>,
+}
+
+/// What to do for one pool whose live keys changed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PoolChange {
+    /// The pool.
+    pub(crate) pool: String,
+    /// Its new spec, if that changed.
+    pub(crate) spec: Option<nanny::WorkerSpec>,
+    /// Its new worker count, if that changed.
+    pub(crate) workers: Option<usize>,
+}
+
+/// What the new file changes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Plan {
+    /// The pools to change live, in the file's order.
+    pub(crate) changes: Vec<PoolChange>,
+    /// What changed that needs a restart of nanny, each naming its key
+    /// (`[supervisor] pulse changed`, `pool "web": silent changed`,
+    /// `[[pool]] "jobs" added`).
+    pub(crate) restart: Vec<String>,
+    /// The running pools nothing changes for.
+    pub(crate) unchanged: Vec<String>,
+}
+
+impl Snapshot {
+    /// Each pool's name and table, in order.
+    fn pools(&self) -> Vec<(String, &Table)> {
+        let Some(Value::Array(pools)) = self.doc.get("pool") else {
+            return Vec::new();
+        };
+        (pools.iter())
+            .filter_map(Value::as_table)
+            .map(|t| {
+                let name = t
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or(nanny::DEFAULT_POOL);
+                (name.to_owned(), t)
+            })
+            .collect()
+    }
+
+    fn spec(&self, pool: &str) -> Option<&nanny::WorkerSpec> {
+        self.specs.iter().find(|(n, _)| n == pool).map(|(_, s)| s)
+    }
+
+    /// Takes `pool`'s spec keys and spec (with `spec`) and its `workers`
+    /// (with `workers`) from `next`: what was applied is in force.
+    pub(crate) fn adopt(&mut self, pool: &str, next: &Snapshot, spec: bool, workers: bool) {
+        let mut keys: Vec<&str> = Vec::new();
+        if spec {
+            keys.extend(SPEC_KEYS);
+            if let (Some(mine), Some(theirs)) =
+                (self.specs.iter_mut().find(|(n, _)| n == pool), next.spec(pool))
+            {
+                mine.1 = theirs.clone();
+            }
+        }
+        if workers {
+            keys.push("workers");
+        }
+        let theirs = next
+            .pools()
+            .into_iter()
+            .find(|(n, _)| n == pool)
+            .map(|(_, t)| t.clone());
+        let Some(theirs) = theirs else { return };
+        let Some(Value::Array(pools)) = self.doc.get_mut("pool") else {
+            return;
+        };
+        let mine = (pools.iter_mut()).filter_map(Value::as_table_mut).find(|t| {
+            t.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or(nanny::DEFAULT_POOL)
+                == pool
+        });
+        if let Some(mine) = mine {
+            for key in keys {
+                match theirs.get(key) {
+                    Some(v) => mine.insert(key.to_owned(), v.clone()),
+                    None => mine.remove(key),
+                };
+            }
+        }
+    }
+}
+
+/// What `new` changes against `old`.
+pub(crate) fn plan(old: &Snapshot, new: &Snapshot) -> Plan {
+    let mut plan = Plan::default();
+    for section in ["supervisor", "api"] {
+        let keys = changed_keys(table(&old.doc, section), table(&new.doc, section));
+        plan.restart
+            .extend(keys.into_iter().map(|k| format!("[{section}] {k} changed")));
+    }
+    if old.doc.get("listener") != new.doc.get("listener") {
+        plan.restart.push("[[listener]] changed".to_owned());
+    }
+    let (old_pools, new_pools) = (old.pools(), new.pools());
+    for (name, _) in &new_pools {
+        if !old_pools.iter().any(|(n, _)| n == name) {
+            plan.restart.push(format!("[[pool]] {name:?} added"));
+        }
+    }
+    for (name, before) in &old_pools {
+        let Some((_, after)) = new_pools.iter().find(|(n, _)| n == name) else {
+            plan.restart.push(format!("[[pool]] {name:?} removed"));
+            continue;
+        };
+        let mut keys = changed_keys(Some(before), Some(after));
+        keys.retain(|k| k != "workers" && !SPEC_KEYS.contains(&k.as_str()));
+        let plain_changed = keys.iter().any(|k| k == "plain");
+        plan.restart
+            .extend(keys.iter().map(|k| format!("pool {name:?}: {k} changed")));
+        let spec = (!plain_changed && old.spec(name) != new.spec(name))
+            .then(|| new.spec(name).cloned())
+            .flatten();
+        let count = workers(after);
+        let workers = (workers(before) != count).then_some(count);
+        if spec.is_none() && workers.is_none() {
+            if keys.is_empty() {
+                plan.unchanged.push(name.clone());
+            }
+            continue;
+        }
+        plan.changes.push(PoolChange {
+            pool: name.clone(),
+            spec,
+            workers,
+        });
+    }
+    plan
+}
+
+fn table<'a>(doc: &'a Table, key: &str) -> Option<&'a Table> {
+    doc.get(key).and_then(Value::as_table)
+}
+
+/// The keys whose values differ between two tables (either may be absent).
+fn changed_keys(a: Option<&Table>, b: Option<&Table>) -> Vec<String> {
+    let empty = Table::new();
+    let (a, b) = (a.unwrap_or(&empty), b.unwrap_or(&empty));
+    let mut keys: Vec<String> = (a.keys().chain(b.keys()))
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// A pool table's worker count, as the library counts it: `workers`, else
+/// the number of `logical_ids`, else one per core.
+fn workers(pool: &Table) -> usize {
+    if let Some(n) = pool.get("workers").and_then(Value::as_integer) {
+        return usize::try_from(n).unwrap_or(0);
+    }
+    if let Some(ids) = pool.get("logical_ids").and_then(Value::as_array) {
+        return ids.len();
+    }
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(text: &str) -> Snapshot {
+        let doc: Table = toml::from_str(text).unwrap();
+        let specs = (doc["pool"].as_array().unwrap().iter())
+            .map(|p| {
+                let p = p.as_table().unwrap();
+                let name = p.get("name").and_then(Value::as_str).unwrap_or("default");
+                let args = p.get("args").map(|a| a.to_string()).unwrap_or_default();
+                (name.to_owned(), nanny::WorkerSpec::new("sh").arg(args))
+            })
+            .collect();
+        Snapshot { doc, specs }
+    }
+
+    const TWO: &str =
+        "[[pool]]\nname = \"web\"\nargs = [\"a\"]\nworkers = 2\n\n[[pool]]\nname = \"jobs\"\nworkers = 1\n";
+
+    #[test]
+    fn the_same_file_changes_nothing() {
+        let plan = plan(&snapshot(TWO), &snapshot(TWO));
+        assert_eq!(plan.changes, []);
+        assert_eq!(plan.restart, Vec::<String>::new());
+        assert_eq!(plan.unchanged, ["web", "jobs"]);
+    }
+
+    #[test]
+    fn a_spec_and_a_count_are_live_and_the_rest_is_named() {
+        let new = TWO
+            .replace("[\"a\"]", "[\"b\"]")
+            .replace("workers = 1", "workers = 3\nsilent = true")
+            + "\n[supervisor]\npulse = \"2s\"\n\n[[pool]]\nname = \"new\"\n";
+        let plan = plan(&snapshot(TWO), &snapshot(&new));
+        assert_eq!(plan.changes.len(), 2, "{plan:?}");
+        assert_eq!(plan.changes[0].pool, "web");
+        assert!(plan.changes[0].spec.is_some() && plan.changes[0].workers.is_none());
+        assert_eq!(
+            (plan.changes[1].spec.as_ref(), plan.changes[1].workers),
+            (None, Some(3))
+        );
+        assert_eq!(
+            plan.restart,
+            [
+                "[supervisor] pulse changed",
+                "[[pool]] \"new\" added",
+                "pool \"jobs\": silent changed"
+            ]
+        );
+        assert_eq!(plan.unchanged, Vec::<String>::new());
+    }
+
+    #[test]
+    fn what_was_applied_is_adopted_and_what_was_not_is_still_a_change() {
+        let (mut old, new) = (snapshot(TWO), snapshot(&TWO.replace("[\"a\"]", "[\"b\"]")));
+        old.adopt("web", &new, false, true);
+        assert_eq!(plan(&old, &new).changes.len(), 1, "the spec is not adopted");
+        old.adopt("web", &new, true, true);
+        assert_eq!(plan(&old, &new), plan(&new, &new));
+    }
+}

@@ -1,0 +1,161 @@
+//! SIGHUP under `nanny run`: re-read the file, validate it completely (the
+//! file's own checks and the library's, [`nanny::Builder::validate`]), then
+//! change what can change live ([`diff`]): a pool whose spec changed gets
+//! it (`update_pool`) and a rolling reload; a pool whose `workers` changed
+//! is resized; the rest of the running pools are left alone. What cannot
+//! change live is logged as a warning naming its key, and the rest is
+//! still applied. A file that is refused changes nothing.
+//!
+//! [`apply`] is the whole reload, for a caller that wraps it (a service
+//! manager's `RELOADING=1` / `READY=1`); [`serve`] runs it on each SIGHUP.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use nanny::Supervisor;
+use tokio::sync::mpsc;
+
+use crate::config::{self, FileError, Loaded};
+
+mod diff;
+
+pub(crate) use diff::Snapshot;
+
+/// The configuration in force, and the file it comes from.
+#[derive(Debug)]
+pub(crate) struct Running {
+    path: PathBuf,
+    now: Snapshot,
+}
+
+impl Running {
+    /// What `loaded` started.
+    pub(crate) fn of(loaded: &Loaded) -> Self {
+        Self {
+            path: loaded.path().to_owned(),
+            now: snapshot(loaded),
+        }
+    }
+}
+
+fn snapshot(loaded: &Loaded) -> Snapshot {
+    Snapshot {
+        doc: loaded.doc.clone(),
+        specs: loaded.specs.clone(),
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Summary {
+    /// The file's name, for the log line.
+    pub(crate) file: String,
+    /// The pools rolled to a new spec or resized.
+    pub(crate) changed: Vec<String>,
+    /// The pools left as they were.
+    pub(crate) unchanged: Vec<String>,
+    /// What changed in the file that needs a restart of nanny (not applied).
+    pub(crate) needs_restart: Vec<String>,
+    /// Pools whose change failed, and why (the old workers serve on).
+    pub(crate) failed: Vec<(String, String)>,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |v: &[String]| v.join(", ");
+        write!(f, "reloaded {}: ", self.file)?;
+        let mut parts = Vec::new();
+        if !self.changed.is_empty() {
+            parts.push(format!("pools {} changed", list(&self.changed)));
+        }
+        if !self.unchanged.is_empty() {
+            parts.push(format!("{} unchanged", list(&self.unchanged)));
+        }
+        for (pool, error) in &self.failed {
+            parts.push(format!("pool {pool} failed: {error}"));
+        }
+        if !self.needs_restart.is_empty() {
+            parts.push(format!(
+                "not applied, needs a restart of nanny: {}",
+                list(&self.needs_restart)
+            ));
+        }
+        if parts.is_empty() {
+            parts.push("nothing to change".to_owned());
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
+/// Re-reads `running`'s file and applies it to `supervisor` (see the
+/// module docs); `running` then holds what is in force.
+///
+/// # Errors
+///
+/// The file's error (with its place) if it is refused; nothing changed.
+pub(crate) async fn apply(supervisor: &Supervisor, running: &mut Running) -> Result<Summary, FileError> {
+    let loaded = config::load(&running.path)?;
+    loaded.builder.validate().map_err(|e| loaded.locate(&e))?;
+    let next = snapshot(&loaded);
+    let plan = diff::plan(&running.now, &next);
+    let mut summary = Summary {
+        file: file_name(&running.path),
+        unchanged: plan.unchanged,
+        ..Summary::default()
+    };
+    for key in &plan.restart {
+        tracing::warn!("{}: {key}: needs a restart of nanny", running.path.display());
+    }
+    summary.needs_restart = plan.restart;
+    for change in plan.changes {
+        let pool = change.pool.as_str();
+        let mut respecced = false;
+        let mut result = Ok(());
+        if let Some(spec) = change.spec {
+            result = supervisor.update_pool(pool, spec).await;
+            respecced = result.is_ok();
+            if respecced {
+                tracing::info!(pool, "new spec: rolling the pool");
+                result = supervisor.reload(Some(pool)).await;
+            }
+        }
+        let mut resized = false;
+        if let (Ok(()), Some(n)) = (&result, change.workers) {
+            tracing::info!(pool, workers = n, "resizing the pool");
+            result = supervisor.resize(pool, n).await;
+            resized = result.is_ok();
+        }
+        // A spec that was set is in force for every worker started from
+        // now on, even if the reload stopped early.
+        running.now.adopt(pool, &next, respecced, resized);
+        match result {
+            Ok(()) => summary.changed.push(change.pool),
+            Err(e) => summary.failed.push((change.pool, e.to_string())),
+        }
+    }
+    Ok(summary)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Runs [`apply`] once per request on `requests` until it closes or the
+/// supervisor does, logging the summary or the refusal.
+pub(crate) async fn serve(supervisor: Supervisor, mut running: Running, mut requests: mpsc::Receiver<()>) {
+    loop {
+        tokio::select! {
+            got = requests.recv() => if got.is_none() { return },
+            () = supervisor.closed() => return,
+        }
+        tracing::info!(file = %running.path.display(), "SIGHUP: reloading the file");
+        match apply(&supervisor, &mut running).await {
+            Ok(summary) if summary.failed.is_empty() => tracing::info!("{summary}"),
+            Ok(summary) => tracing::error!("{summary}"),
+            Err(e) => tracing::error!("reload refused, the running configuration stays: {e}"),
+        }
+    }
+}

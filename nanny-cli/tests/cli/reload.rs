@@ -1,0 +1,175 @@
+//! SIGHUP under `nanny run` re-reads the file: changed pools roll to their
+//! new spec or size, the others keep their workers, a bad file changes
+//! nothing; and a pool's user and rlimits reach its workers.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use crate::support::*;
+
+/// Two pools of `sleep`s; each worker's argument names its pool and
+/// version, so `/proc/PID/cmdline` tells them apart.
+fn two_pools(web_version: u32, jobs_workers: usize, extra: &str) -> String {
+    format!(
+        r#"
+[supervisor]
+reload_delay = "10ms"
+force_stop_delay = "10s"
+
+[[pool]]
+name = "web"
+command = "sh"
+args = ["-c", "exec sleep 100{web_version}"]
+plain = true
+workers = 2
+
+[[pool]]
+name = "jobs"
+command = "sh"
+args = ["-c", "exec sleep 2000"]
+plain = true
+workers = {jobs_workers}
+{extra}"#
+    )
+}
+
+/// Writes `text` as the file again, with the `[api]` table `config` added.
+fn rewrite(file: &Path, text: &str) {
+    std::fs::write(file, format!("{text}\n[api]\nlisten = \"127.0.0.1:0\"\n")).unwrap();
+}
+
+/// The `sleep` workers of `nanny`, by the argument they run with.
+fn sleepers(nanny: &Nanny, arg: &str) -> BTreeSet<u32> {
+    (children(nanny.pid()).into_iter())
+        .filter(|(pid, comm)| comm == "sleep" && cmdline(*pid) == ["sleep", arg])
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+fn cmdline(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    (raw.split(|&b| b == 0))
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// Waits until `arg`'s sleepers are exactly `n`; returns them.
+fn exactly(nanny: &Nanny, arg: &str, n: usize) -> BTreeSet<u32> {
+    within(
+        || Some(sleepers(nanny, arg)).filter(|s| s.len() == n),
+        &format!("{n} workers running sleep {arg}"),
+    )
+}
+
+/// Sends SIGHUP, then waits for the `nth` log line holding `what`.
+fn hup_until(nanny: &Nanny, nth: usize, what: &str) -> String {
+    nanny.signal("HUP");
+    within(
+        || (nanny.stderr().matches(what).count() >= nth).then(|| nanny.stderr()),
+        what,
+    )
+}
+
+#[test]
+fn sighup_rolls_the_changed_pool_keeps_the_other_and_survives_a_bad_file() {
+    let file = config("reload", &two_pools(1, 2, ""));
+    let nanny = Nanny::start(&["run"], &file);
+    let web = exactly(&nanny, "1001", 2);
+    let jobs = exactly(&nanny, "2000", 2);
+    within(
+        || nanny.stderr().contains("every worker is ready").then_some(()),
+        "nanny to say it runs",
+    );
+
+    // web's args change: its workers are replaced, jobs' are not.
+    rewrite(&file, &two_pools(2, 2, ""));
+    let log = hup_until(&nanny, 1, "reloaded nanny.toml");
+    assert!(
+        log.contains("reloaded nanny.toml: pools web changed; jobs unchanged"),
+        "{log}"
+    );
+    let web2 = exactly(&nanny, "1002", 2);
+    assert!(web2.is_disjoint(&web), "new pids: {web:?} → {web2:?}");
+    assert!(
+        sleepers(&nanny, "1001").is_empty(),
+        "the old web workers are gone"
+    );
+    assert_eq!(sleepers(&nanny, "2000"), jobs, "jobs keeps its workers");
+
+    // An unknown key: refused with its place, nothing changes.
+    rewrite(&file, &two_pools(3, 2, "plian = true\n"));
+    let log = hup_until(&nanny, 1, "reload refused");
+    let place = format!("{}:19:1: unknown field `plian`", file.display());
+    assert!(log.contains(&place), "{log}");
+    assert_eq!(sleepers(&nanny, "1002"), web2);
+    assert_eq!(sleepers(&nanny, "2000"), jobs);
+
+    // A good file again: jobs grows (its two keep running), a new pool
+    // is only warned about.
+    let extra = "\n[[pool]]\nname = \"extra\"\ncommand = \"sleep\"\nargs = [\"3000\"]\nplain = true\n";
+    rewrite(&file, &two_pools(2, 3, extra));
+    let log = hup_until(&nanny, 2, "reloaded nanny.toml");
+    assert!(
+        log.contains(r#"[[pool]] "extra" added: needs a restart of nanny"#),
+        "{log}"
+    );
+    assert!(log.contains("pools jobs changed; web unchanged"), "{log}");
+    let jobs3 = exactly(&nanny, "2000", 3);
+    assert!(jobs3.is_superset(&jobs), "{jobs:?} ⊄ {jobs3:?}");
+    assert_eq!(sleepers(&nanny, "1002"), web2, "web keeps its workers");
+    assert!(sleepers(&nanny, "3000").is_empty(), "no pool was added");
+
+    nanny.signal("TERM");
+    let (status, stderr) = nanny.wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn a_pools_user_and_rlimits_reach_its_workers() {
+    let (uid, gid) = passwd_ids("nobody");
+    let text = "[[pool]]\nname = \"jobs\"\ncommand = \"sh\"\nargs = [\"-c\", \"exec sleep 4000\"]\n\
+                plain = true\nworkers = 1\nuser = \"nobody\"\nrlimits = { nofile = 256, core = { soft = 0, hard = \"unlimited\" } }\n";
+    let file = config("run-as", text);
+    let nanny = Nanny::start(&["run"], &file);
+    let pid = *exactly(&nanny, "4000", 1).first().unwrap();
+    within(
+        || nanny.stderr().contains("every worker is ready").then_some(()),
+        "nanny to say it runs",
+    );
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ids = |key: &str| {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split_whitespace()
+            .skip(1)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids("Uid:"), vec![uid; 4], "{status}");
+    assert_eq!(ids("Gid:"), vec![gid; 4], "{status}");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let limit = |name: &str| {
+        let line = limits.lines().find(|l| l.starts_with(name)).unwrap();
+        let words: Vec<&str> = line[name.len()..].split_whitespace().collect();
+        (words[0].to_owned(), words[1].to_owned())
+    };
+    assert_eq!(limit("Max open files"), ("256".into(), "256".into()), "{limits}");
+    assert_eq!(
+        limit("Max core file size"),
+        ("0".into(), "unlimited".into()),
+        "{limits}"
+    );
+    nanny.signal("TERM");
+    let (status, stderr) = nanny.wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+/// `user`'s uid and primary gid, from `/etc/passwd`.
+fn passwd_ids(user: &str) -> (String, String) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let line = (passwd.lines())
+        .find(|l| l.starts_with(&format!("{user}:")))
+        .unwrap_or_else(|| panic!("{user} in /etc/passwd"));
+    let fields: Vec<&str> = line.split(':').collect();
+    (fields[2].to_owned(), fields[3].to_owned())
+}

@@ -9,11 +9,12 @@
 use std::fmt;
 
 use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
 
 use crate::WorkerId;
 
 /// How a worker process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ExitInfo {
     /// Exit code, when it exited on its own.
     pub code: Option<i32>,
@@ -32,7 +33,8 @@ impl fmt::Display for ExitInfo {
 }
 
 /// Why a worker is being stopped by the supervisor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum StopReason {
     /// Soft kill of the whole supervisor.
@@ -88,7 +90,15 @@ impl StopReason {
 }
 
 /// Something that happened in the supervisor.
-#[derive(Debug, Clone)]
+///
+/// It serializes (for the `nanny` command's event stream, and for logs) as
+/// `{"kind": "worker-spawned", "data": {...}}`: `kind` is the variant's
+/// name in kebab-case, `data` its fields (absent for a variant without;
+/// the count for [`Lagged`](Event::Lagged)). Durations are `{"secs",
+/// "nanos"}`, an error its message, a custom event's payload its
+/// MessagePack bytes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", content = "data", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Event {
     /// A worker process was spawned.
@@ -210,6 +220,7 @@ pub enum Event {
     /// replace keeps serving, as do the ones not reached yet.
     ReloadFailed {
         /// Why ([`Error::StartFailed`](crate::Error::StartFailed)).
+        #[serde(serialize_with = "as_message")]
         error: crate::Error,
     },
     /// A listener accepts (a round-robin listener's accept task started).
@@ -260,12 +271,19 @@ pub enum Event {
     Lagged(u64),
 }
 
-/// A custom event from a worker (`worker.emit(name, &payload)`).
-#[derive(Clone)]
+/// A custom event from a worker (`worker.emit(name, &payload)`). It
+/// serializes as `{"worker", "name", "payload"}`, the payload as its
+/// MessagePack bytes.
+#[derive(Clone, Serialize)]
 pub struct CustomEvent {
     pub(crate) worker: WorkerId,
     pub(crate) name: String,
     pub(crate) payload: Vec<u8>,
+}
+
+/// Serializes a value as its `Display` text (an error as its message).
+fn as_message<T: fmt::Display, S: Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 impl CustomEvent {
@@ -297,5 +315,43 @@ impl fmt::Debug for CustomEvent {
             .field("name", &self.name)
             .field("payload_len", &self.payload.len())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_as_kind_and_data() {
+        let json = |e: &Event| serde_json::to_value(e).unwrap();
+        let spawned = Event::WorkerSpawned {
+            worker: WorkerId(3),
+            pool: "web".into(),
+            pid: 42,
+            logical_id: 1,
+        };
+        assert_eq!(
+            json(&spawned),
+            serde_json::json!({"kind": "worker-spawned",
+                "data": {"worker": 3, "pool": "web", "pid": 42, "logical_id": 1}})
+        );
+        assert_eq!(json(&Event::AllOnline), serde_json::json!({"kind": "all-online"}));
+        assert_eq!(
+            json(&Event::Lagged(7)),
+            serde_json::json!({"kind": "lagged", "data": 7})
+        );
+        let stopping = Event::WorkerStopping {
+            worker: WorkerId(3),
+            reason: StopReason::Protocol("bad hello".into()),
+        };
+        assert_eq!(
+            json(&stopping)["data"]["reason"],
+            serde_json::json!({"protocol": "bad hello"})
+        );
+        let failed = Event::ReloadFailed {
+            error: crate::Error::UnknownPool { pool: "web".into() },
+        };
+        assert_eq!(json(&failed)["data"]["error"], "no pool named \"web\"");
     }
 }

@@ -100,6 +100,13 @@ async fn supervise(
                 }
             };
             tracing::info!(url = %found.url, "the API is listening");
+            if !bound.addr.ip().is_loopback() {
+                tracing::warn!(
+                    addr = %bound.addr,
+                    "the API listens on an address that is not loopback: put TLS in front of it, \
+                     or its token crosses the network in clear"
+                );
+            }
             let state = api::AppState {
                 supervisor: supervisor.clone(),
                 config: Arc::clone(&config),

@@ -7,27 +7,34 @@
 //!   and written 0600), and the middleware that compares it in constant time.
 //! - [`discovery`]: the state directory, and `api.json`, which tells the CLI
 //!   where the API is and where its token lies.
-//! - [`error`]: the typed JSON errors every route answers with.
+//! - [`error`]: the typed JSON errors every route answers with, and
+//!   [`body`] the extractors that answer bad requests with them.
+//! - [`routes`]: the registry, one row per route; [`router`] is built from
+//!   it, the open rows (only `/healthz` and the dashboard's data-free page
+//!   shell) without the token, the others behind it.
+//! - [`read`], [`verbs`], [`stream`], [`openapi`]: the `/v1` endpoints
+//!   (selectors in [`select`]), the event stream and the OpenAPI document.
 //! - this module: the shared [`AppState`], the router, and serving until the
 //!   supervisor has closed.
-//!
-//! Routes of other parts (`/v1/...` endpoints, `/metrics`, logs, the
-//! dashboard) are merged into [`router`]: the authenticated ones into
-//! `authed`, the open ones (only `/healthz` and the dashboard's data-free
-//! page shell) into `open`.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
 pub(crate) mod auth;
+pub(crate) mod body;
 pub(crate) mod discovery;
 pub(crate) mod error;
+pub(crate) mod openapi;
+pub(crate) mod read;
+pub(crate) mod routes;
+pub(crate) mod select;
+pub(crate) mod stream;
+pub(crate) mod verbs;
 
 pub(crate) use error::ApiError;
 
@@ -47,16 +54,29 @@ pub(crate) struct AppState {
     pub(crate) logs: crate::logs::Hub,
 }
 
-/// The whole router: open routes, and the rest behind the token.
+/// The whole router, from [`routes::table`]: open rows as they are, the
+/// rest behind the token; anything else is 404 `no_route`, another method
+/// on a route 405 `method_not_allowed`.
 pub(crate) fn router(state: AppState, token: auth::Token) -> Router {
-    let authed = Router::new()
-        .route("/v1/status", get(status))
+    let (mut open, mut authed) = (Router::new(), Router::new());
+    for route in routes::table() {
+        if route.open {
+            open = open.route(route.path, route.handler);
+        } else {
+            authed = authed.route(route.path, route.handler);
+        }
+    }
+    // The parts that bring their own routers (merge of `api` into `cli2`;
+    // the registry is `api`'s to extend).
+    let authed = authed
         .merge(crate::logs::route::routes())
-        .merge(crate::dashboard::live::routes())
+        .merge(crate::dashboard::live::routes());
+    let open = open.merge(crate::dashboard::routes());
+    // Before the token's layer, which hides the method routers.
+    let no_method = || async { ApiError::method_not_allowed() };
+    let open = open.method_not_allowed_fallback(no_method);
+    let authed = (authed.method_not_allowed_fallback(no_method))
         .route_layer(axum::middleware::from_fn_with_state(token, auth::require));
-    let open = Router::new()
-        .route("/healthz", get(healthz))
-        .merge(crate::dashboard::routes());
     open.merge(authed)
         .fallback(|| async { ApiError::not_found("no_route", "no such route") })
         .with_state(state)
@@ -66,13 +86,6 @@ pub(crate) fn router(state: AppState, token: auth::Token) -> Router {
 /// that.
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
-}
-
-/// `GET /v1/status`: the supervisor's `inspect()` snapshot.
-async fn status(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> Result<Json<nanny::Inspect>, ApiError> {
-    Ok(Json(state.supervisor.inspect().await?))
 }
 
 /// A bound API, ready to serve.

@@ -100,3 +100,23 @@ fn the_api_can_be_switched_off() {
     nanny.signal("TERM");
     assert_eq!(nanny.wait().0.code(), Some(0));
 }
+
+#[test]
+fn an_api_bound_beyond_loopback_warns_at_start() {
+    let file = config(
+        "api-wide",
+        &format!("{ONE_SLEEPER}\n[api]\nlisten = \"0.0.0.0:0\"\n"),
+    );
+    let nanny = Nanny::start(&["run"], &file);
+    within(
+        || nanny.stderr().contains("every worker is ready").then_some(()),
+        "nanny ready",
+    );
+    assert!(
+        nanny.stderr().contains("not loopback: put TLS in front of it"),
+        "{}",
+        nanny.stderr()
+    );
+    nanny.signal("TERM");
+    assert_eq!(nanny.wait().0.code(), Some(0));
+}

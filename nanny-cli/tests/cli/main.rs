@@ -3,6 +3,8 @@
 
 mod api;
 mod dashboard;
+mod endpoints;
 mod logs;
+mod openapi;
 mod run;
 mod support;

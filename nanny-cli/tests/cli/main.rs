@@ -8,3 +8,4 @@ mod logs;
 mod openapi;
 mod run;
 mod support;
+mod verbs;

@@ -3,8 +3,10 @@
 //! finds it: from the config's directory, through `.nanny/api.json`. One
 //! nanny shared by the checks that leave it in a known state.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
 
 use serde_json::Value;
 
@@ -141,6 +143,12 @@ fn the_verbs_drive_a_running_nanny() {
     );
     assert!(!logs.contains("web:02|"), "{logs}");
 
+    let conflict = cli(dir, &["start", "web:01"]);
+    assert_eq!(conflict.code, 1, "{}", conflict.stderr);
+    assert!(conflict.stderr.contains("running"), "{}", conflict.stderr);
+    follow_shows_new_lines(dir);
+    elsewhere_the_flags_find_it(&file);
+
     let unknown = cli(dir, &["stop", "web:09"]);
     assert_eq!(unknown.code, 3, "{}", unknown.stderr);
     assert!(unknown.stderr.contains("web:09"), "{}", unknown.stderr);
@@ -154,6 +162,63 @@ fn the_verbs_drive_a_running_nanny() {
     assert!(ok(dir, &["shutdown"]).contains("is stopping"));
     let (status, stderr) = nanny.wait();
     assert!(status.success(), "{stderr}");
+}
+
+/// `nanny logs -f web:01` prints the line of a replacement started after it.
+fn follow_shows_new_lines(dir: &Path) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nanny"))
+        .args(["logs", "--follow", "--lines", "0", "web:01"])
+        .current_dir(dir)
+        .env_remove("NANNY_API_URL")
+        .env_remove("NANNY_API_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Restarted until the follower is subscribed and sees the new line.
+    let line = within(
+        || {
+            ok(dir, &["restart", "web:01"]);
+            rx.recv_timeout(std::time::Duration::from_millis(500)).ok()
+        },
+        "a followed line",
+    );
+    assert_eq!(line, "web:01| hello from web:01");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap();
+}
+
+/// From another directory: `-c FILE`, `--state-dir DIR`, and `--api` with
+/// `--token-file`.
+fn elsewhere_the_flags_find_it(file: &Path) {
+    let away = std::env::temp_dir();
+    let dir = file.parent().unwrap();
+    let state = dir.join(".nanny");
+    let found = discovery(file);
+    let token_file = found["token_file"].as_str().unwrap();
+    for args in [
+        vec!["-c", file.to_str().unwrap(), "status"],
+        vec!["status", "--state-dir", state.to_str().unwrap()],
+        vec![
+            "--api",
+            found["url"].as_str().unwrap(),
+            "--token-file",
+            token_file,
+            "status",
+        ],
+    ] {
+        let out = cli(&away, &args);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert!(out.stdout.contains("web:01"), "{args:?}: {}", out.stdout);
+    }
 }
 
 #[test]

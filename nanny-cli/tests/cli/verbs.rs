@@ -119,23 +119,7 @@ fn the_verbs_drive_a_running_nanny() {
     let restarted = pid(dir, "web:01");
     assert_ne!(restarted, first);
 
-    let before: Vec<u64> = ["web:01", "web:02"].map(|n| pid(dir, n)).to_vec();
-    let reload = ok(dir, &["reload", "web"]);
-    assert!(
-        reload.contains(&format!("reloaded web:01 (pid {} → ", before[0])),
-        "{reload}"
-    );
-    assert!(
-        reload.contains(&format!("reloaded web:02 (pid {} → ", before[1])),
-        "{reload}"
-    );
-    assert!(reload.contains("[1/2]") && reload.contains("[2/2]"), "{reload}");
-    assert!(reload.ends_with("reloaded web (2 workers)\n"), "{reload}");
-    let after: Vec<u64> = ["web:01", "web:02"].map(|n| pid(dir, n)).to_vec();
-    assert!(
-        after[0] != before[0] && after[1] != before[1],
-        "{before:?} {after:?}"
-    );
+    reload_shows_each_worker_replaced(dir);
 
     let logs = within(
         || Some(ok(dir, &["logs", "web:01"])).filter(|l| l.contains("web:01| hello from web:01")),
@@ -162,6 +146,27 @@ fn the_verbs_drive_a_running_nanny() {
     assert!(ok(dir, &["shutdown"]).contains("is stopping"));
     let (status, stderr) = nanny.wait();
     assert!(status.success(), "{stderr}");
+}
+
+/// `nanny reload web` prints a line per worker replaced, with both pids.
+fn reload_shows_each_worker_replaced(dir: &Path) {
+    let before: Vec<u64> = ["web:01", "web:02"].map(|n| pid(dir, n)).to_vec();
+    let reload = ok(dir, &["reload", "web"]);
+    assert!(
+        reload.contains(&format!("reloaded web:01 (pid {} → ", before[0])),
+        "{reload}"
+    );
+    assert!(
+        reload.contains(&format!("reloaded web:02 (pid {} → ", before[1])),
+        "{reload}"
+    );
+    assert!(reload.contains("[1/2]") && reload.contains("[2/2]"), "{reload}");
+    assert!(reload.ends_with("reloaded web (2 workers)\n"), "{reload}");
+    let after: Vec<u64> = ["web:01", "web:02"].map(|n| pid(dir, n)).to_vec();
+    assert!(
+        after[0] != before[0] && after[1] != before[1],
+        "{before:?} {after:?}"
+    );
 }
 
 /// `nanny logs -f web:01` prints the line of a replacement started after it.

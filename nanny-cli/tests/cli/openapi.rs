@@ -100,11 +100,42 @@ fn every_documented_route_answers_and_none_acts_without_the_token() {
     let checked_in: Value = serde_json::from_str(include_str!("../../openapi.json")).unwrap();
     assert_eq!(doc, checked_in, "the served document is the checked-in one");
 
+    let probed = probe_every_route(&api, &doc);
+    assert!(probed >= 20, "only {probed} routes probed");
+
+    // Nothing happened: still running, same single worker, no stop begun.
+    assert!(alive(nanny.pid()));
+    let (_, pool) = api.get("/v1/pools/web");
+    assert_eq!(pool["target"], 1, "{pool}");
+    assert_eq!(pool["slots"].as_array().unwrap().len(), 1, "{pool}");
+    assert_eq!(
+        pool["slots"][0]["pid"].as_u64(),
+        Some(pid),
+        "web:01 was replaced or stopped"
+    );
+    assert!(!nanny.stderr().contains("stop asked"), "{}", nanny.stderr());
+
+    // A hard stop through the API: 202, nanny exits 0 and its worker is gone.
+    let answer = api.call(
+        "POST",
+        "/v1/stop",
+        Some(&api.token.clone()),
+        Some(serde_json::json!({"hard": true})),
+    );
+    assert_eq!(answer, (202, serde_json::json!({"stopping": true})));
+    assert_eq!(nanny.wait().0.code(), Some(0));
+    assert!(!alive(pid as u32), "the worker outlived a hard stop");
+}
+
+/// Probes every route of `doc`: a GET answers with the token (neither 405
+/// nor 404 `no_route`), and all but the open ones answer 401 without it
+/// or with a wrong one. Returns how many routes it probed.
+fn probe_every_route(api: &Api, doc: &Value) -> usize {
     let mut probed = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let method = method.to_uppercase();
-            let url = format!("{}{}", api.url, concrete(&doc, path, op));
+            let url = format!("{}{}", api.url, concrete(doc, path, op));
             let elsewhere = ELSEWHERE.contains(&path.as_str());
             let open = op["security"] == serde_json::json!([]);
             if elsewhere {
@@ -135,28 +166,5 @@ fn every_documented_route_answers_and_none_acts_without_the_token() {
             probed += 1;
         }
     }
-    assert!(probed >= 20, "only {probed} routes probed");
-
-    // Nothing happened: still running, same single worker, no stop begun.
-    assert!(alive(nanny.pid()));
-    let (_, pool) = api.get("/v1/pools/web");
-    assert_eq!(pool["target"], 1, "{pool}");
-    assert_eq!(pool["slots"].as_array().unwrap().len(), 1, "{pool}");
-    assert_eq!(
-        pool["slots"][0]["pid"].as_u64(),
-        Some(pid),
-        "web:01 was replaced or stopped"
-    );
-    assert!(!nanny.stderr().contains("stop asked"), "{}", nanny.stderr());
-
-    // A hard stop through the API: 202, nanny exits 0 and its worker is gone.
-    let answer = api.call(
-        "POST",
-        "/v1/stop",
-        Some(&api.token.clone()),
-        Some(serde_json::json!({"hard": true})),
-    );
-    assert_eq!(answer, (202, serde_json::json!({"stopping": true})));
-    assert_eq!(nanny.wait().0.code(), Some(0));
-    assert!(!alive(pid as u32), "the worker outlived a hard stop");
+    probed
 }

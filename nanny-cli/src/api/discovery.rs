@@ -72,7 +72,6 @@ pub(crate) fn write(state_dir: &Path, discovery: &Discovery) -> std::io::Result<
 }
 
 /// Reads the `api.json` at `path`.
-#[allow(dead_code)] // the CLI's verbs read it
 pub(crate) fn read(path: &Path) -> std::io::Result<Discovery> {
     let text = std::fs::read(path)?;
     serde_json::from_slice(&text).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))

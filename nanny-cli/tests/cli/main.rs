@@ -9,3 +9,4 @@ mod openapi;
 mod reload;
 mod run;
 mod support;
+mod verbs;

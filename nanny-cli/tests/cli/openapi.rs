@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use crate::support::*;
 
-/// Routes the document lists that other parts of issue 12 serve (logs,
-/// live view, metrics, dashboard): until they land they answer 404
+/// Routes the document lists that other parts of issue 12 serve (metrics;
+/// logs, the live view and the dashboard have landed): until they land they answer 404
 /// `no_route`, and each entry must go when its route does.
 const ELSEWHERE: &[&str] = &["/metrics"];
 

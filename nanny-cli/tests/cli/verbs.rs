@@ -1,0 +1,256 @@
+//! The CLI verbs (`nanny status`, `scale`, `stop`, `reload`, `logs`...)
+//! against a running `nanny run` with real `sleep` workers, found as a user
+//! finds it: from the config's directory, through `.nanny/api.json`. One
+//! nanny shared by the checks that leave it in a known state.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const WEB: &str = r#"
+[[pool]]
+name = "web"
+command = "sh"
+args = ["-c", "echo hello from $NANNY_WORKER_NAME; exec sleep 1000"]
+plain = true
+workers = 1
+reload_delay = "10ms"
+"#;
+
+/// What a CLI run gave.
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// `nanny ARGS` in `dir`, with `env` set and no API variables inherited.
+fn cli_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_nanny"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("NANNY_API_URL")
+        .env_remove("NANNY_API_TOKEN")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run nanny");
+    Out {
+        code: out.status.code().expect("an exit code, not a signal"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `nanny ARGS` in `dir`.
+fn cli(dir: &Path, args: &[&str]) -> Out {
+    cli_env(dir, args, &[])
+}
+
+/// `nanny ARGS` in `dir`, which must succeed; its stdout.
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = cli(dir, args);
+    assert_eq!(out.code, 0, "nanny {args:?}: {}{}", out.stdout, out.stderr);
+    out.stdout
+}
+
+/// The slots of pool `web` from `nanny status --json`: (name, pid, stopped).
+fn slots(dir: &Path) -> Vec<(String, Option<u64>, bool)> {
+    let status: Value = serde_json::from_str(&ok(dir, &["status", "--json"])).unwrap();
+    let web = (status["pools"].as_array().unwrap().iter())
+        .find(|p| p["name"] == "web")
+        .unwrap()
+        .clone();
+    (web["slots"].as_array().unwrap().iter())
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["pid"].as_u64(),
+                s["stopped"] == true,
+            )
+        })
+        .collect()
+}
+
+/// The pid of slot `name`, once it has one.
+fn pid(dir: &Path, name: &str) -> u64 {
+    within(
+        || slots(dir).into_iter().find(|s| s.0 == name).and_then(|s| s.1),
+        &format!("{name} to have a pid"),
+    )
+}
+
+#[test]
+fn the_verbs_drive_a_running_nanny() {
+    let file = config("verbs", WEB);
+    let dir = file.parent().unwrap();
+    let nanny = Nanny::start(&["run"], &file);
+    discovery(&file);
+    let first = pid(dir, "web:01");
+
+    let table = ok(dir, &["status"]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("web:01"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains(&first.to_string()) && row.contains("ready"),
+        "{table}"
+    );
+    assert!(table.lines().next().unwrap().starts_with("name"), "{table}");
+
+    assert_eq!(ok(dir, &["scale", "web", "2"]), "scaled web to 2 workers\n");
+    let second = pid(dir, "web:02");
+    assert_eq!(slots(dir).len(), 2);
+
+    assert_eq!(ok(dir, &["stop", "web:02"]), "stopped web:02\n");
+    assert!(slots(dir).iter().any(|s| s.0 == "web:02" && s.2 && s.1.is_none()));
+    assert!(ok(dir, &["status"])
+        .lines()
+        .any(|l| l.starts_with("web:02") && l.contains("stopped")));
+    assert_eq!(ok(dir, &["start", "web:02"]), "started web:02\n");
+    assert_ne!(pid(dir, "web:02"), second);
+
+    assert_eq!(ok(dir, &["restart", "web:01"]), "restarted web:01\n");
+    let restarted = pid(dir, "web:01");
+    assert_ne!(restarted, first);
+
+    reload_shows_each_worker_replaced(dir);
+
+    let logs = within(
+        || Some(ok(dir, &["logs", "web:01"])).filter(|l| l.contains("web:01| hello from web:01")),
+        "web:01's line in nanny logs",
+    );
+    assert!(!logs.contains("web:02|"), "{logs}");
+
+    let conflict = cli(dir, &["start", "web:01"]);
+    assert_eq!(conflict.code, 1, "{}", conflict.stderr);
+    assert!(conflict.stderr.contains("running"), "{}", conflict.stderr);
+    follow_shows_new_lines(dir);
+    elsewhere_the_flags_find_it(&file);
+
+    let unknown = cli(dir, &["stop", "web:09"]);
+    assert_eq!(unknown.code, 3, "{}", unknown.stderr);
+    assert!(unknown.stderr.contains("web:09"), "{}", unknown.stderr);
+    let refused = cli_env(dir, &["status"], &[("NANNY_API_TOKEN", "not-the-token")]);
+    assert_eq!(refused.code, 77, "{}", refused.stderr);
+    assert!(refused.stderr.contains("refused the token"), "{}", refused.stderr);
+    assert!(!refused.stderr.contains("not-the-token"), "{}", refused.stderr);
+
+    assert_eq!(ok(dir, &["stop-all"]), "stopped web:01\nstopped web:02\n");
+    assert!(slots(dir).iter().all(|s| s.2));
+    assert!(ok(dir, &["shutdown"]).contains("is stopping"));
+    let (status, stderr) = nanny.wait();
+    assert!(status.success(), "{stderr}");
+}
+
+/// `nanny reload web` prints a line per worker replaced, with both pids.
+fn reload_shows_each_worker_replaced(dir: &Path) {
+    let before: Vec<u64> = ["web:01", "web:02"].map(|n| pid(dir, n)).to_vec();
+    let reload = ok(dir, &["reload", "web"]);
+    assert!(
+        reload.contains(&format!("reloaded web:01 (pid {} → ", before[0])),
+        "{reload}"
+    );
+    assert!(
+        reload.contains(&format!("reloaded web:02 (pid {} → ", before[1])),
+        "{reload}"
+    );
+    assert!(reload.contains("[1/2]") && reload.contains("[2/2]"), "{reload}");
+    assert!(reload.ends_with("reloaded web (2 workers)\n"), "{reload}");
+    let after: Vec<u64> = ["web:01", "web:02"].map(|n| pid(dir, n)).to_vec();
+    assert!(
+        after[0] != before[0] && after[1] != before[1],
+        "{before:?} {after:?}"
+    );
+}
+
+/// `nanny logs -f web:01` prints the line of a replacement started after it.
+fn follow_shows_new_lines(dir: &Path) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nanny"))
+        .args(["logs", "--follow", "--lines", "0", "web:01"])
+        .current_dir(dir)
+        .env_remove("NANNY_API_URL")
+        .env_remove("NANNY_API_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Restarted until the follower is subscribed and sees the new line.
+    let line = within(
+        || {
+            ok(dir, &["restart", "web:01"]);
+            rx.recv_timeout(std::time::Duration::from_millis(500)).ok()
+        },
+        "a followed line",
+    );
+    assert_eq!(line, "web:01| hello from web:01");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap();
+}
+
+/// From another directory: `-c FILE`, `--state-dir DIR`, and `--api` with
+/// `--token-file`.
+fn elsewhere_the_flags_find_it(file: &Path) {
+    let away = std::env::temp_dir();
+    let dir = file.parent().unwrap();
+    let state = dir.join(".nanny");
+    let found = discovery(file);
+    let token_file = found["token_file"].as_str().unwrap();
+    for args in [
+        vec!["-c", file.to_str().unwrap(), "status"],
+        vec!["status", "--state-dir", state.to_str().unwrap()],
+        vec![
+            "--api",
+            found["url"].as_str().unwrap(),
+            "--token-file",
+            token_file,
+            "status",
+        ],
+    ] {
+        let out = cli(&away, &args);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert!(out.stdout.contains("web:01"), "{args:?}: {}", out.stdout);
+    }
+}
+
+#[test]
+fn without_a_running_nanny_the_verbs_say_how_to_start_one() {
+    let dir = std::env::temp_dir().join(format!("nanny-run-{}-verbs-none", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = cli(&dir, &["status"]);
+    assert_eq!(out.code, 69, "{}", out.stderr);
+    assert!(out.stderr.contains("nanny run nanny.toml"), "{}", out.stderr);
+    // An address with nothing behind it: unreachable too.
+    let out = cli_env(
+        &dir,
+        &["status"],
+        &[("NANNY_API_URL", "http://127.0.0.1:1"), ("NANNY_API_TOKEN", "t")],
+    );
+    assert_eq!(out.code, 69, "{}", out.stderr);
+    assert!(out.stderr.contains("http://127.0.0.1:1"), "{}", out.stderr);
+    let usage = cli(&dir, &["scale", "web"]);
+    assert_eq!(usage.code, 2, "{}", usage.stderr);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn completions_print_a_script_for_the_shell() {
+    let bash = ok(&std::env::temp_dir(), &["completions", "bash"]);
+    assert!(bash.contains("complete -F _nanny"), "{bash}");
+    assert!(bash.contains("reload") && bash.contains("stop-all"), "{bash}");
+    let zsh = ok(&std::env::temp_dir(), &["completions", "zsh"]);
+    assert!(zsh.starts_with("#compdef nanny"), "{zsh}");
+}

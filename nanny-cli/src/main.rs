@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod api;
 mod config;
+mod metrics;
 mod run;
 
 /// Runs pools of programs from a config file, balances their connections

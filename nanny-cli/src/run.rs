@@ -7,6 +7,7 @@ use std::sync::Arc;
 use nanny::{exit, StartError};
 
 use crate::api::{self, auth, discovery};
+use crate::metrics;
 
 /// Runs the file's supervisor to its end; returns the process's exit code.
 pub(crate) fn run(file: &Path) -> i32 {
@@ -81,13 +82,17 @@ async fn supervise(mut loaded: crate::config::Loaded, token: Option<(auth::Token
                 }
             };
             tracing::info!(url = %found.url, "the API is listening");
+            let restarts = metrics::Restarts::default();
+            let counter = metrics::spawn_counter(&supervisor, restarts.clone());
             let state = api::AppState {
                 supervisor: supervisor.clone(),
                 config: Arc::clone(&config),
+                restarts,
             };
             let router = api::router(state, token);
             Some((
                 tokio::spawn(api::serve(bound, router, supervisor.clone())),
+                counter,
                 api_file,
             ))
         }
@@ -95,8 +100,10 @@ async fn supervise(mut loaded: crate::config::Loaded, token: Option<(auth::Token
     };
     tracing::info!(file = %loaded.path().display(), "nanny running: every worker is ready");
     supervisor.closed().await;
-    if let Some((task, api_file)) = server {
+    if let Some((task, counter, api_file)) = server {
+        // Both end once the supervisor has closed.
         let _ = task.await;
+        let _ = counter.await;
         if let Some(path) = api_file {
             let _ = std::fs::remove_file(path);
         }

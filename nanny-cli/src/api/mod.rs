@@ -43,12 +43,15 @@ pub(crate) struct AppState {
     /// The file `nanny run` was started with.
     #[allow(dead_code)] // for the endpoints to come (reload of the file)
     pub(crate) config: Arc<std::path::Path>,
+    /// Restarts by reason, for `/metrics` (see [`crate::metrics::restarts`]).
+    pub(crate) restarts: crate::metrics::Restarts,
 }
 
 /// The whole router: open routes, and the rest behind the token.
 pub(crate) fn router(state: AppState, token: auth::Token) -> Router {
     let authed = Router::new()
         .route("/v1/status", get(status))
+        .merge(crate::metrics::routes())
         .route_layer(axum::middleware::from_fn_with_state(token, auth::require));
     let open = Router::new().route("/healthz", get(healthz));
     open.merge(authed)

@@ -2,5 +2,6 @@
 //! signals and sockets. One test binary (one link) with a module per area.
 
 mod api;
+mod metrics;
 mod run;
 mod support;

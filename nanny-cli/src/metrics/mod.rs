@@ -26,7 +26,8 @@ pub(crate) mod restarts;
 pub(crate) use restarts::{spawn_counter, Restarts};
 
 /// The exposition's media type.
-pub(crate) const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE_OPENMETRICS: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The metrics route (authenticated: merged into the API's `authed`).
 pub(crate) fn routes() -> Router<AppState> {

@@ -45,8 +45,18 @@ pub(crate) fn render(snapshot: Snapshot) -> Result<String, fmt::Error> {
 /// A family: its name (under the `nanny_` prefix), help, unit and type.
 struct Family(&'static str, &'static str, Option<Unit>, MetricType);
 
-const QUEUE_DEPTH: Family = Family("queue_depth", "Requests waiting in the pool's queue.", None, MetricType::Gauge);
-const IN_FLIGHT: Family = Family("in_flight", "Requests sent to a worker and not answered yet.", None, MetricType::Gauge);
+const QUEUE_DEPTH: Family = Family(
+    "queue_depth",
+    "Requests waiting in the pool's queue.",
+    None,
+    MetricType::Gauge,
+);
+const IN_FLIGHT: Family = Family(
+    "in_flight",
+    "Requests sent to a worker and not answered yet.",
+    None,
+    MetricType::Gauge,
+);
 const REQUESTS: Family = Family(
     "requests",
     "Requests by how they ended: answered, failed, cancelled (the caller left), rejected (queue full), refused (other refusals at the door).",
@@ -109,8 +119,20 @@ enum Value {
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
         let pools = &self.inspect.pools;
-        family(&mut encoder, &QUEUE_DEPTH, pools.iter().map(|p| (pool(p), Value::Gauge(p.stats.queued as f64))))?;
-        family(&mut encoder, &IN_FLIGHT, pools.iter().map(|p| (pool(p), Value::Gauge(p.stats.in_flight as f64))))?;
+        family(
+            &mut encoder,
+            &QUEUE_DEPTH,
+            pools
+                .iter()
+                .map(|p| (pool(p), Value::Gauge(p.stats.queued as f64))),
+        )?;
+        family(
+            &mut encoder,
+            &IN_FLIGHT,
+            pools
+                .iter()
+                .map(|p| (pool(p), Value::Gauge(p.stats.in_flight as f64))),
+        )?;
         let outcomes = pools.iter().flat_map(|p| {
             let s = &p.stats;
             [
@@ -120,19 +142,41 @@ impl Collector for Snapshot {
                 ("rejected", s.rejected),
                 ("refused", s.refused.saturating_sub(s.rejected)),
             ]
-            .map(|(outcome, n)| (vec![("pool", p.name.clone()), ("outcome", outcome.to_owned())], Value::Counter(n)))
+            .map(|(outcome, n)| {
+                (
+                    vec![("pool", p.name.clone()), ("outcome", outcome.to_owned())],
+                    Value::Counter(n),
+                )
+            })
         });
         family(&mut encoder, &REQUESTS, outcomes)?;
-        family(&mut encoder, &LATENCY, pools.iter().map(|p| (pool(p), Value::Histogram(p.stats.latency))))?;
+        family(
+            &mut encoder,
+            &LATENCY,
+            pools.iter().map(|p| (pool(p), Value::Histogram(p.stats.latency))),
+        )?;
         let restarts = self.restarts.iter().flat_map(|(name, counts)| {
-            (Reason::ALL.iter().zip(counts))
-                .map(|(r, n)| (vec![("pool", name.clone()), ("reason", r.label().to_owned())], Value::Counter(*n)))
+            (Reason::ALL.iter().zip(counts)).map(|(r, n)| {
+                (
+                    vec![("pool", name.clone()), ("reason", r.label().to_owned())],
+                    Value::Counter(*n),
+                )
+            })
         });
         family(&mut encoder, &RESTARTS, restarts)?;
         let workers = by_slot(&self.inspect.workers);
-        family(&mut encoder, &RSS, workers.iter().map(|w| (worker(w), Value::Gauge(w.rss_bytes as f64))))?;
-        let lags = (workers.iter())
-            .filter_map(|w| w.heartbeat.as_ref().map(|h| (worker(w), Value::Gauge(h.lag_us as f64 / 1e6))));
+        family(
+            &mut encoder,
+            &RSS,
+            workers
+                .iter()
+                .map(|w| (worker(w), Value::Gauge(w.rss_bytes as f64))),
+        )?;
+        let lags = (workers.iter()).filter_map(|w| {
+            w.heartbeat
+                .as_ref()
+                .map(|h| (worker(w), Value::Gauge(h.lag_us as f64 / 1e6)))
+        });
         family(&mut encoder, &LAG, lags)?;
         let balanced = (self.inspect.listeners.iter())
             .filter(|l| l.distribution == Distribution::RoundRobin)
@@ -181,7 +225,7 @@ fn family(
     values: impl Iterator<Item = (Labels, Value)>,
 ) -> Result<(), fmt::Error> {
     let Family(name, help, unit, kind) = f;
-    let mut metric = encoder.encode_descriptor(name, help, unit.as_ref(), kind.clone())?;
+    let mut metric = encoder.encode_descriptor(name, help, unit.as_ref(), *kind)?;
     for (labels, value) in values {
         let mut sample = metric.encode_family(&labels)?;
         match value {
@@ -200,4 +244,136 @@ fn histogram(sample: &mut MetricEncoder<'_>, h: &LatencyHistogram) -> Result<(),
         .zip(h.counts)
         .collect();
     sample.encode_histogram::<NoLabelSet>(h.sum.as_secs_f64(), h.count, &buckets, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real `/v1/status` of `nanny run`, edited: pool `app` with figures
+    /// in every counter, slot `app:01` held by a retiring worker (id 1) and
+    /// its replacement (id 3), `app:02` with no heartbeat, and a
+    /// socket-activated listener beside the balanced one.
+    fn fixture() -> Inspect {
+        serde_json::from_str(include_str!("testdata/inspect.json")).expect("the fixture parses")
+    }
+
+    fn scrape(restarts: &Restarts) -> String {
+        render(Snapshot::new(fixture(), restarts)).expect("encodes")
+    }
+
+    fn lines_of<'a>(text: &'a str, family: &str) -> Vec<&'a str> {
+        text.lines()
+            .filter(|l| l.starts_with(family) && !l.starts_with('#'))
+            .collect()
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_and_the_text_ends_with_eof() {
+        let text = scrape(&Restarts::default());
+        for name in FAMILIES {
+            let full = format!("nanny_{name}");
+            let help = text
+                .lines()
+                .position(|l| l.starts_with(&format!("# HELP {full}")));
+            let kind = text
+                .lines()
+                .position(|l| l.starts_with(&format!("# TYPE {full}")));
+            assert!(help.is_some() && kind == help.map(|h| h + 1), "{full}:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn pool_figures_come_from_its_stats() {
+        let text = scrape(&Restarts::default());
+        assert_eq!(
+            lines_of(&text, "nanny_queue_depth"),
+            ["nanny_queue_depth{pool=\"app\"} 4.0"]
+        );
+        assert_eq!(
+            lines_of(&text, "nanny_in_flight"),
+            ["nanny_in_flight{pool=\"app\"} 1.0"]
+        );
+        assert_eq!(
+            lines_of(&text, "nanny_requests_total"),
+            [
+                "nanny_requests_total{pool=\"app\",outcome=\"answered\"} 7",
+                "nanny_requests_total{pool=\"app\",outcome=\"failed\"} 1",
+                "nanny_requests_total{pool=\"app\",outcome=\"cancelled\"} 2",
+                "nanny_requests_total{pool=\"app\",outcome=\"rejected\"} 3",
+                // refused counts the rejected too: only the other 2 here.
+                "nanny_requests_total{pool=\"app\",outcome=\"refused\"} 2",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_latency_histogram_is_cumulative_in_seconds() {
+        let text = scrape(&Restarts::default());
+        let h = lines_of(&text, "nanny_request_latency_seconds");
+        assert_eq!(h[0], "nanny_request_latency_seconds_sum{pool=\"app\"} 12.5");
+        assert_eq!(h[1], "nanny_request_latency_seconds_count{pool=\"app\"} 7");
+        assert_eq!(
+            h[2],
+            "nanny_request_latency_seconds_bucket{le=\"0.00005\",pool=\"app\"} 1"
+        );
+        assert_eq!(
+            h[4],
+            "nanny_request_latency_seconds_bucket{le=\"0.00025\",pool=\"app\"} 3"
+        );
+        assert_eq!(
+            h[13],
+            "nanny_request_latency_seconds_bucket{le=\"0.25\",pool=\"app\"} 6"
+        );
+        assert_eq!(
+            h[18],
+            "nanny_request_latency_seconds_bucket{le=\"10.0\",pool=\"app\"} 6"
+        );
+        assert_eq!(
+            h[19],
+            "nanny_request_latency_seconds_bucket{le=\"+Inf\",pool=\"app\"} 7"
+        );
+        assert_eq!(h.len(), 2 + LatencyHistogram::BOUNDS.len() + 1);
+    }
+
+    #[test]
+    fn a_slot_speaks_through_its_newest_worker_and_lag_needs_a_heartbeat() {
+        let text = scrape(&Restarts::default());
+        assert_eq!(
+            lines_of(&text, "nanny_worker_rss_bytes"),
+            [
+                "nanny_worker_rss_bytes{pool=\"app\",worker=\"app:01\"} 3000.0",
+                "nanny_worker_rss_bytes{pool=\"app\",worker=\"app:02\"} 2000.0",
+            ]
+        );
+        assert_eq!(
+            lines_of(&text, "nanny_worker_runtime_lag_seconds"),
+            ["nanny_worker_runtime_lag_seconds{pool=\"app\",worker=\"app:01\"} 0.25"]
+        );
+        assert_eq!(
+            lines_of(&text, "nanny_messages_relayed_total"),
+            [
+                "nanny_messages_relayed_total{pool=\"app\",worker=\"app:01\"} 5",
+                "nanny_messages_relayed_total{pool=\"app\",worker=\"app:02\"} 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn only_balanced_listeners_count_connections_and_restarts_show_every_reason() {
+        let restarts = Restarts::default();
+        restarts.count("app", Reason::Signal);
+        restarts.count("app", Reason::Signal);
+        restarts.count("gone", Reason::Crash); // a pool no longer in the snapshot
+        let text = scrape(&restarts);
+        assert_eq!(
+            lines_of(&text, "nanny_connections_balanced_total"),
+            ["nanny_connections_balanced_total{listener=\"web\",pool=\"app\"} 9"]
+        );
+        let lines = lines_of(&text, "nanny_restarts_total");
+        assert_eq!(lines.len(), Reason::ALL.len(), "{lines:?}");
+        assert!(lines.contains(&"nanny_restarts_total{pool=\"app\",reason=\"signal\"} 2"));
+        assert!(lines.contains(&"nanny_restarts_total{pool=\"app\",reason=\"crash\"} 0"));
+    }
 }

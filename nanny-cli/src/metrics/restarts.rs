@@ -135,11 +135,17 @@ struct Table {
 impl Restarts {
     /// Counts one restart of `pool` for `reason`.
     pub(crate) fn count(&self, pool: &str, reason: Reason) {
-        let mut t = self.table.lock().expect("never poisoned: no panics under the lock");
+        let mut t = self
+            .table
+            .lock()
+            .expect("never poisoned: no panics under the lock");
         if !t.pools.contains_key(pool) && t.pools.len() >= MAX_POOLS {
             if !t.overflowed {
                 t.overflowed = true;
-                tracing::warn!(pool, "more than {MAX_POOLS} pools: restarts of further pools are not counted");
+                tracing::warn!(
+                    pool,
+                    "more than {MAX_POOLS} pools: restarts of further pools are not counted"
+                );
             }
             return;
         }
@@ -148,7 +154,10 @@ impl Restarts {
 
     /// `pool`'s count for `reason`.
     pub(crate) fn get(&self, pool: &str, reason: Reason) -> u64 {
-        let t = self.table.lock().expect("never poisoned: no panics under the lock");
+        let t = self
+            .table
+            .lock()
+            .expect("never poisoned: no panics under the lock");
         t.pools.get(pool).map_or(0, |counts| counts[reason.index()])
     }
 
@@ -162,7 +171,10 @@ impl Restarts {
                     self.count(pool, why);
                 }
             }
-            Event::Lagged(n) => tracing::warn!(missed = n, "the restart counter fell behind the events: some restarts are not counted"),
+            Event::Lagged(n) => tracing::warn!(
+                missed = n,
+                "the restart counter fell behind the events: some restarts are not counted"
+            ),
             _ => {}
         }
     }
@@ -171,7 +183,10 @@ impl Restarts {
 /// Counts the restarts `supervisor` reports into `restarts`, until the
 /// supervisor has closed. Subscribes at once: restarts from the call on
 /// are counted.
-pub(crate) fn spawn_counter(supervisor: &nanny::Supervisor, restarts: Restarts) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn_counter(
+    supervisor: &nanny::Supervisor,
+    restarts: Restarts,
+) -> tokio::task::JoinHandle<()> {
     let mut events = supervisor.events();
     let supervisor = supervisor.clone();
     tokio::spawn(async move {
@@ -200,11 +215,29 @@ mod tests {
         assert_eq!(Reason::of_exit(exit(Some(1), None), None), Some(Reason::Crash));
         assert_eq!(Reason::of_exit(exit(None, Some(9)), None), Some(Reason::Signal));
         let stalled = StopReason::Stalled;
-        assert_eq!(Reason::of_exit(exit(None, Some(9)), Some(&stalled)), Some(Reason::Stalled));
-        assert_eq!(Reason::of_exit(exit(Some(0), None), Some(&StopReason::MaxRequests)), Some(Reason::MaxRequests));
-        assert_eq!(Reason::of_exit(exit(Some(0), None), Some(&StopReason::Restart)), Some(Reason::Manual));
-        for planned in [StopReason::Shutdown, StopReason::Resize, StopReason::Removed, StopReason::Stopped] {
-            assert_eq!(Reason::of_exit(exit(Some(0), None), Some(&planned)), None, "{planned:?}");
+        assert_eq!(
+            Reason::of_exit(exit(None, Some(9)), Some(&stalled)),
+            Some(Reason::Stalled)
+        );
+        assert_eq!(
+            Reason::of_exit(exit(Some(0), None), Some(&StopReason::MaxRequests)),
+            Some(Reason::MaxRequests)
+        );
+        assert_eq!(
+            Reason::of_exit(exit(Some(0), None), Some(&StopReason::Restart)),
+            Some(Reason::Manual)
+        );
+        for planned in [
+            StopReason::Shutdown,
+            StopReason::Resize,
+            StopReason::Removed,
+            StopReason::Stopped,
+        ] {
+            assert_eq!(
+                Reason::of_exit(exit(Some(0), None), Some(&planned)),
+                None,
+                "{planned:?}"
+            );
         }
     }
 

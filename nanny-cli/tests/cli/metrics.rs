@@ -28,7 +28,11 @@ const FAMILIES: [&str; 9] = [
 fn test_worker() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/debug/deps/cli-HASH → target/debug/nanny-test-worker
-    let path = exe.parent().and_then(Path::parent).unwrap().join("nanny-test-worker");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("nanny-test-worker");
     assert!(
         path.exists(),
         "{} is missing: build it with `cargo build -p nanny --bin nanny-test-worker` (cargo test --workspace does)",
@@ -78,7 +82,9 @@ pool = "echo"
     assert_eq!(api.text("/metrics", Some("wrong")).0, 401);
 
     let (_, status) = api.get("/v1/status");
-    let addr = status["listeners"][0]["addr"]["tcp"].as_str().expect("a TCP listener");
+    let addr = status["listeners"][0]["addr"]["tcp"]
+        .as_str()
+        .expect("a TCP listener");
     let port = addr.parse::<std::net::SocketAddr>().expect("an address").port();
     const CONNECTIONS: u64 = 5;
     for _ in 0..CONNECTIONS {
@@ -94,7 +100,10 @@ pool = "echo"
         },
         "an RSS sample > 0 for both workers",
     );
-    assert_eq!(content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    assert_eq!(
+        content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
     for name in FAMILIES {
         let f = families.get(name).unwrap_or_else(|| panic!("no family {name}"));
         assert!(!f.help.is_empty(), "{name} has no help");
@@ -102,29 +111,49 @@ pool = "echo"
     let kind = |name: &str| families[name].kind.as_str();
     assert_eq!(
         FAMILIES.map(kind),
-        ["gauge", "gauge", "counter", "histogram", "counter", "gauge", "gauge", "counter", "counter"]
+        [
+            "gauge",
+            "gauge",
+            "counter",
+            "histogram",
+            "counter",
+            "gauge",
+            "gauge",
+            "counter",
+            "counter"
+        ]
     );
     let workers: Vec<_> = (families["nanny_worker_rss_bytes"].samples.iter())
         .map(|s| (s.labels["pool"].as_str(), s.labels["worker"].as_str()))
         .collect();
     assert_eq!(workers, [("echo", "echo:01"), ("echo", "echo:02")]);
     let balanced = &families["nanny_connections_balanced"];
-    let made = balanced.value("nanny_connections_balanced_total", &[("listener", "web"), ("pool", "echo")]);
+    let made = balanced.value(
+        "nanny_connections_balanced_total",
+        &[("listener", "web"), ("pool", "echo")],
+    );
     assert_eq!(made, Some(CONNECTIONS as f64));
     let queue = families["nanny_queue_depth"].value("nanny_queue_depth", &[("pool", "echo")]);
     assert_eq!(queue, Some(0.0));
     let signal = &[("pool", "echo"), ("reason", "signal")];
     let restarts = |f: &std::collections::BTreeMap<String, exposition::Family>| {
-        f["nanny_restarts"].value("nanny_restarts_total", signal).expect("a signal series")
+        f["nanny_restarts"]
+            .value("nanny_restarts_total", signal)
+            .expect("a signal series")
     };
     assert_eq!(restarts(&families), 0.0);
 
     let pid = status["workers"][0]["pid"].as_u64().unwrap();
-    let killed = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
-    within(|| (restarts(&scrape(&api).1) == 1.0).then_some(()), "the restart counted as a signal");
+    within(
+        || (restarts(&scrape(&api).1) == 1.0).then_some(()),
+        "the restart counted as a signal",
+    );
 
-    std::fs::write("/tmp/inspect.json", serde_json::to_string_pretty(&api.get("/v1/status").1).unwrap()).unwrap();
     nanny.signal("TERM");
     let (status, stderr) = nanny.wait();
     assert_eq!(status.code(), Some(0), "{stderr}");

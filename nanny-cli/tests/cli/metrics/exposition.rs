@@ -27,7 +27,10 @@ impl Family {
     /// The value of the sample named `name` whose labels include `want`.
     pub(crate) fn value(&self, name: &str, want: &[(&str, &str)]) -> Option<f64> {
         let found = self.samples.iter().filter(|s| {
-            s.name == name && want.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            s.name == name
+                && want
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
         });
         let values: Vec<f64> = found.map(|s| s.value).collect();
         assert!(values.len() <= 1, "{name} {want:?} matches {values:?}");
@@ -51,7 +54,13 @@ pub(crate) fn parse(text: &str) -> BTreeMap<String, Family> {
             match keyword {
                 "HELP" => {
                     assert!(!families.contains_key(name), "family declared twice, {}", at());
-                    families.insert(name.to_owned(), Family { help: value.to_owned(), ..Family::default() });
+                    families.insert(
+                        name.to_owned(),
+                        Family {
+                            help: value.to_owned(),
+                            ..Family::default()
+                        },
+                    );
                     current = Some(name.to_owned());
                 }
                 "TYPE" => {
@@ -64,13 +73,19 @@ pub(crate) fn parse(text: &str) -> BTreeMap<String, Family> {
                 }
                 "UNIT" => {
                     assert_eq!(current.as_deref(), Some(name), "UNIT of another family, {}", at());
-                    assert!(name.ends_with(&format!("_{value}")), "the name ends in its unit, {}", at());
+                    assert!(
+                        name.ends_with(&format!("_{value}")),
+                        "the name ends in its unit, {}",
+                        at()
+                    );
                 }
                 _ => panic!("unknown keyword, {}", at()),
             }
             continue;
         }
-        let family = current.as_deref().unwrap_or_else(|| panic!("a sample before any family, {}", at()));
+        let family = current
+            .as_deref()
+            .unwrap_or_else(|| panic!("a sample before any family, {}", at()));
         let sample = parse_sample(line, &at);
         let f = families.get_mut(family).unwrap();
         assert!(!f.kind.is_empty(), "a sample before its TYPE, {}", at());
@@ -81,8 +96,18 @@ pub(crate) fn parse(text: &str) -> BTreeMap<String, Family> {
             _ => &[""],
         };
         let ok = suffixes.iter().any(|s| sample.name == format!("{family}{s}"));
-        assert!(ok, "{} is no sample name of {} {family}, {}", sample.name, f.kind, at());
-        assert!(seen.insert(format!("{} {:?}", sample.name, sample.labels)), "repeated sample, {}", at());
+        assert!(
+            ok,
+            "{} is no sample name of {} {family}, {}",
+            sample.name,
+            f.kind,
+            at()
+        );
+        assert!(
+            seen.insert(format!("{} {:?}", sample.name, sample.labels)),
+            "repeated sample, {}",
+            at()
+        );
         f.samples.push(sample);
     }
     for (name, f) in &families {
@@ -97,12 +122,16 @@ pub(crate) fn parse(text: &str) -> BTreeMap<String, Family> {
 fn check_name(name: &str, at: &dyn Fn() -> String) {
     let ok = !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
     assert!(ok, "bad metric name {name:?}, {}", at());
 }
 
 fn parse_sample(line: &str, at: &dyn Fn() -> String) -> Sample {
-    let name_end = line.find(['{', ' ']).unwrap_or_else(|| panic!("no value, {}", at()));
+    let name_end = line
+        .find(['{', ' '])
+        .unwrap_or_else(|| panic!("no value, {}", at()));
     let name = &line[..name_end];
     check_name(name, at);
     let mut labels = BTreeMap::new();
@@ -110,7 +139,9 @@ fn parse_sample(line: &str, at: &dyn Fn() -> String) -> Sample {
     if let Some(body) = rest.strip_prefix('{') {
         rest = parse_labels(body, &mut labels, at);
     }
-    let value = rest.strip_prefix(' ').unwrap_or_else(|| panic!("no space before the value, {}", at()));
+    let value = rest
+        .strip_prefix(' ')
+        .unwrap_or_else(|| panic!("no space before the value, {}", at()));
     let value = match value {
         "+Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
@@ -124,7 +155,11 @@ fn parse_sample(line: &str, at: &dyn Fn() -> String) -> Sample {
 }
 
 /// Reads `key="value",...}` into `labels`; what follows the `}`.
-fn parse_labels<'a>(mut s: &'a str, labels: &mut BTreeMap<String, String>, at: &dyn Fn() -> String) -> &'a str {
+fn parse_labels<'a>(
+    mut s: &'a str,
+    labels: &mut BTreeMap<String, String>,
+    at: &dyn Fn() -> String,
+) -> &'a str {
     loop {
         if let Some(rest) = s.strip_prefix('}') {
             return rest;
@@ -132,7 +167,9 @@ fn parse_labels<'a>(mut s: &'a str, labels: &mut BTreeMap<String, String>, at: &
         let eq = s.find('=').unwrap_or_else(|| panic!("label without =, {}", at()));
         let key = &s[..eq];
         check_name(key, at);
-        let quoted = s[eq + 1..].strip_prefix('"').unwrap_or_else(|| panic!("unquoted label value, {}", at()));
+        let quoted = s[eq + 1..]
+            .strip_prefix('"')
+            .unwrap_or_else(|| panic!("unquoted label value, {}", at()));
         let mut value = String::new();
         let mut chars = quoted.char_indices();
         let end = loop {
@@ -147,7 +184,11 @@ fn parse_labels<'a>(mut s: &'a str, labels: &mut BTreeMap<String, String>, at: &
                 None => panic!("unclosed label value, {}", at()),
             }
         };
-        assert!(labels.insert(key.to_owned(), value).is_none(), "repeated label, {}", at());
+        assert!(
+            labels.insert(key.to_owned(), value).is_none(),
+            "repeated label, {}",
+            at()
+        );
         s = &quoted[end..];
         if let Some(rest) = s.strip_prefix(',') {
             s = rest;
@@ -162,18 +203,35 @@ fn check_histogram(name: &str, f: &Family) {
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for s in f.samples.iter().filter(|s| s.name.ends_with("_bucket")) {
         let mut labels = s.labels.clone();
-        let le = labels.remove("le").unwrap_or_else(|| panic!("{name}: a bucket without le"));
-        let le = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
-        series.entry(format!("{labels:?}")).or_default().push((le, s.value));
+        let le = labels
+            .remove("le")
+            .unwrap_or_else(|| panic!("{name}: a bucket without le"));
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap()
+        };
+        series
+            .entry(format!("{labels:?}"))
+            .or_default()
+            .push((le, s.value));
     }
     for (labels, buckets) in series {
-        assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1), "{name} {labels}: {buckets:?}");
-        let count = f.samples.iter().find(|s| {
-            s.name == format!("{name}_count") && format!("{:?}", s.labels) == labels
-        });
+        assert!(
+            buckets.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+            "{name} {labels}: {buckets:?}"
+        );
+        let count = f
+            .samples
+            .iter()
+            .find(|s| s.name == format!("{name}_count") && format!("{:?}", s.labels) == labels);
         let last = buckets.last().unwrap();
         assert_eq!(last.0, f64::INFINITY, "{name} {labels}: the last bucket is +Inf");
-        assert_eq!(Some(last.1), count.map(|c| c.value), "{name} {labels}: +Inf is the count");
+        assert_eq!(
+            Some(last.1),
+            count.map(|c| c.value),
+            "{name} {labels}: +Inf is the count"
+        );
     }
 }
 
@@ -192,6 +250,9 @@ fn the_reader_takes_good_text_and_refuses_bad() {
         "# HELP a_x An x.\n# TYPE a_x gauge\na_x 3\na_x 4\n# EOF\n",
         "# HELP a_h H.\n# TYPE a_h histogram\na_h_count 2\na_h_bucket{le=\"+Inf\"} 1\n# EOF\n",
     ] {
-        assert!(std::panic::catch_unwind(|| parse(bad)).is_err(), "{bad:?} was taken");
+        assert!(
+            std::panic::catch_unwind(|| parse(bad)).is_err(),
+            "{bad:?} was taken"
+        );
     }
 }

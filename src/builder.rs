@@ -60,6 +60,8 @@ pub(crate) struct Config {
     pub(crate) process_title: Option<String>,
     /// Workers' questions: handlers and permissions (see [`crate::asks`]).
     pub(crate) asks: crate::asks::AskConfig,
+    /// Where silent pools' lines go (`on_output`); `None`: `tracing` events.
+    pub(crate) output: Option<crate::output::Sink>,
 }
 
 /// Builds a [`Supervisor`]. Start from [`Supervisor::builder`].
@@ -112,6 +114,7 @@ impl Default for Builder {
                 health_events: 1,
                 process_title: None,
                 asks: crate::asks::AskConfig::default(),
+                output: None,
             },
         }
     }
@@ -394,6 +397,7 @@ impl Builder {
 }
 
 mod asks;
+mod output;
 mod placement;
 mod plain;
 #[cfg(test)]

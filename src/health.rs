@@ -89,6 +89,15 @@ pub struct WorkerHealth {
     pub errors: u64,
     /// Lines on its output that looked like warnings (`silent` pools).
     pub warnings: u64,
+    /// Its handlers' panics, as its SDK reported them (error answers of
+    /// kind [`"panic"`](nanny_worker::kind::PANIC)).
+    #[serde(default)]
+    pub panics: u64,
+    /// Its other error answers, as its SDK or handlers reported them (a
+    /// handler's `Err` is kind [`"handler"`](nanny_worker::kind::HANDLER);
+    /// `Request::fail` any kind).
+    #[serde(default)]
+    pub handler_errors: u64,
     /// Replacements its slot (logical id) has had after unexpected exits.
     pub restarts: u64,
     /// Whether a replacement is being started for it (recycling).

@@ -56,6 +56,7 @@ mod health;
 mod latency;
 pub mod listen;
 pub mod manage;
+pub mod output;
 mod pool;
 pub mod readiness;
 mod restart;
@@ -84,6 +85,7 @@ pub use nanny_worker::protocol::{
     AttachmentKind, ClusterInfo, Member, MessageKind, MessageMeta, PoolMembers,
 };
 pub use nix::sys::signal::Signal;
+pub use output::OutputLine;
 pub use pool::{Backoff, Pool, RestartPolicy, WorkerSpec, DEFAULT_POOL};
 pub use readiness::Readiness;
 pub use retries::Retries;

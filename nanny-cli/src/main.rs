@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod api;
 mod config;
+mod logs;
 mod metrics;
 mod run;
 
@@ -57,7 +58,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
-        Command::Run { file } => nanny::exit::code(run::run(&file)),
+        Command::Run { file } => nanny::exit::code(run::run(&file, cli.log_format == LogFormat::Json)),
     }
 }
 

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use nanny::{exit, StartError};
 
 use crate::api::{self, auth, discovery};
+use crate::logs;
 use crate::metrics;
 
 /// Runs the file's supervisor to its end; returns the process's exit code.
-pub(crate) fn run(file: &Path) -> i32 {
+/// `json`: nanny's log is JSON (workers' lines on stderr are then fields).
+pub(crate) fn run(file: &Path, json: bool) -> i32 {
     let loaded = match crate::config::load(file) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -38,10 +40,25 @@ pub(crate) fn run(file: &Path) -> i32 {
             return exit::UNAVAILABLE;
         }
     };
-    runtime.block_on(supervise(loaded, token))
+    let hub = match logs::Hub::start(&loaded.logs, json) {
+        Ok(hub) => hub,
+        Err(e) => {
+            eprintln!("nanny: {}: {e}", loaded.path().display());
+            return exit::UNAVAILABLE;
+        }
+    };
+    let code = runtime.block_on(supervise(loaded, token, hub.clone()));
+    // The supervisor and its capture tasks have ended: what is queued for
+    // the log files is written now.
+    hub.finish();
+    code
 }
 
-async fn supervise(mut loaded: crate::config::Loaded, token: Option<(auth::Token, auth::Origin)>) -> i32 {
+async fn supervise(
+    mut loaded: crate::config::Loaded,
+    token: Option<(auth::Token, auth::Origin)>,
+    hub: logs::Hub,
+) -> i32 {
     let bound = match (&token, loaded.api.enabled) {
         (Some(_), true) => match api::bind(loaded.api.listen).await {
             Ok(bound) => Some(bound),
@@ -52,7 +69,9 @@ async fn supervise(mut loaded: crate::config::Loaded, token: Option<(auth::Token
         },
         _ => None,
     };
-    let builder = std::mem::take(&mut loaded.builder).handle_signals(true);
+    let builder = std::mem::take(&mut loaded.builder)
+        .handle_signals(true)
+        .on_output(hub.sink());
     let supervisor = match builder.start().await {
         Ok(s) => s,
         Err(StartError::Config(e)) => {
@@ -88,6 +107,7 @@ async fn supervise(mut loaded: crate::config::Loaded, token: Option<(auth::Token
                 supervisor: supervisor.clone(),
                 config: Arc::clone(&config),
                 restarts,
+                logs: hub,
             };
             let router = api::router(state, token);
             Some((

@@ -79,6 +79,9 @@ impl Task {
         let data = match outcome {
             Outcome::Ok(data) => data.into_vec(),
             Outcome::Err(e) => {
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.reported.count(&e.kind);
+                }
                 self.finish_answer(worker, key.id, Err(Error::Handler(e)));
                 return;
             }

@@ -90,6 +90,8 @@ pub(super) struct WorkerEntry {
     pub(super) requests_limit: Option<u64>,
     /// Error and warning lines seen on its output (`silent` pools).
     pub(super) logs: std::sync::Arc<crate::worker::output::LogCounts>,
+    /// Error answers the SDK reported for it: handler panics, and the rest.
+    pub(super) reported: Reported,
     /// Its balanced connections.
     pub(super) conns: WorkerConns,
     /// `Supervisor::signal(w, SIGUSR1)`, the nanny seed's `debug`: a
@@ -108,4 +110,26 @@ pub(super) struct WorkerEntry {
     pub(super) counters: nanny_worker::protocol::WorkerCounters,
     /// Its questions in flight, and the code it is to exit with (see `asks`).
     pub(super) asks: super::asks::WorkerAsks,
+}
+
+/// What a worker's SDK reported about its handlers, in its error answers
+/// ([`WorkerHealth::panics`](crate::WorkerHealth::panics) and
+/// [`handler_errors`](crate::WorkerHealth::handler_errors)).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Reported {
+    /// Answers of kind `panic`: a handler panicked.
+    pub(super) panics: u64,
+    /// Any other error answer (a handler's `Err`, `Request::fail`, …).
+    pub(super) handler_errors: u64,
+}
+
+impl Reported {
+    /// Counts an error answer of `kind`.
+    pub(super) fn count(&mut self, kind: &str) {
+        if kind == nanny_worker::kind::PANIC {
+            self.panics += 1;
+        } else {
+            self.handler_errors += 1;
+        }
+    }
 }

@@ -109,11 +109,17 @@ impl Task {
         let pid = spawned.pid;
         let logs = Arc::new(output::LogCounts::default());
         let frame_capacity = p.cfg.concurrency.saturating_mul(2).saturating_add(64);
+        let capture = output::Capture {
+            worker: id,
+            pool: p.cfg.name.as_str().into(),
+            name: name.as_str().into(),
+            counts: Arc::clone(&logs),
+            sink: self.cfg.output.clone(),
+        };
         let link = link::start(
             &self.tracker,
             id,
-            &p.cfg.name,
-            &logs,
+            capture,
             spawned,
             self.cfg.max_frame_len,
             frame_capacity,
@@ -164,6 +170,7 @@ impl Task {
                 user_signal: None,
                 requests_limit,
                 logs,
+                reported: Default::default(),
                 conns: Default::default(),
                 debugging: false,
                 reports: 0,

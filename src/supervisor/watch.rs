@@ -169,6 +169,8 @@ impl Task {
             uptime: w.spawned_at.elapsed(),
             errors: w.logs.errors.load(Ordering::Relaxed),
             warnings: w.logs.warnings.load(Ordering::Relaxed),
+            panics: w.reported.panics,
+            handler_errors: w.reported.handler_errors,
             restarts: p.slots.get(w.slot).map_or(0, |s| s.info.restarts),
             retiring: w.retiring.is_some(),
             debugging: w.debugging,

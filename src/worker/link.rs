@@ -22,6 +22,7 @@ use super::writer::spawn_writer;
 use crate::attach::Descriptor;
 use crate::events::ExitInfo;
 use crate::health::WorkerId;
+use crate::output::OutputStream;
 
 /// What the link tasks tell the supervisor task.
 #[derive(Debug)]
@@ -119,12 +120,10 @@ impl Link {
 /// closed from the start, so sending it a frame is a no-op (`try_send`
 /// answers `Closed`, which the supervisor task reads as "no frames for
 /// this worker": nothing is sent, and it never enters a router).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     tracker: &TaskTracker,
     id: WorkerId,
-    pool: &str,
-    logs: &Arc<super::output::LogCounts>,
+    capture: super::output::Capture,
     spawned: Spawned,
     max_frame_len: usize,
     frame_capacity: usize,
@@ -137,20 +136,11 @@ pub(crate) fn start(
     let kill = CancellationToken::new();
     let gone = CancellationToken::new();
     // `silent` pools: the pipes exist only then.
-    let pool: Arc<str> = pool.into();
     if let Some(out) = child.stdout.take() {
-        super::output::capture(
-            tracker,
-            out,
-            id.get(),
-            pool.clone(),
-            "stdout",
-            logs.clone(),
-            gone.clone(),
-        );
+        super::output::capture(tracker, out, OutputStream::Stdout, capture.clone(), gone.clone());
     }
     if let Some(err) = child.stderr.take() {
-        super::output::capture(tracker, err, id.get(), pool, "stderr", logs.clone(), gone.clone());
+        super::output::capture(tracker, err, OutputStream::Stderr, capture, gone.clone());
     }
     let mailbox = Arc::new(Mailbox::default());
     let (frames_tx, readers, fd_channel) = match io {

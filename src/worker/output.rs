@@ -1,7 +1,9 @@
-//! Output capture for `silent` pools: each line a worker writes to stdout or
-//! stderr becomes a `tracing` event (target `nanny::worker`, fields `worker`,
-//! `pool`, `stream`), and lines that look like errors or warnings are
-//! counted (project-cluster's error and warning monitoring).
+//! Output capture for `silent` pools (see [`crate::output`]): each line a
+//! worker writes to stdout or stderr is classified, counted (errors and
+//! warnings: project-cluster's monitoring), and given to the
+//! [`Builder::on_output`](crate::Builder::on_output) sink, or, without one,
+//! becomes a `tracing` event (target `nanny::worker`, fields `worker`,
+//! `pool`, `stream`).
 //!
 //! Lines are bounded ([`MAX_LINE`]); a longer one is cut there. Capture ends
 //! at end of file, or once the worker is reaped and what it wrote is read
@@ -14,22 +16,15 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// The longest line kept, in bytes.
-pub(crate) const MAX_LINE: usize = 16 * 1024;
+use crate::health::WorkerId;
+pub(crate) use crate::output::MAX_LINE;
+use crate::output::{OutputLine, OutputStream, Severity, Sink};
 
 /// Error and warning lines seen on one worker's output.
 #[derive(Debug, Default)]
 pub(crate) struct LogCounts {
     pub(crate) errors: AtomicU64,
     pub(crate) warnings: AtomicU64,
-}
-
-/// How a line reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Severity {
-    Error,
-    Warning,
-    Plain,
 }
 
 /// Classifies a line by the words in it, case-insensitively: `error`,
@@ -48,14 +43,58 @@ pub(crate) fn classify(line: &str) -> Severity {
     }
 }
 
-/// Starts capturing one stream of worker `id`.
+/// Whose output is captured, and where its lines go: shared by the
+/// worker's two capture tasks.
+#[derive(Debug, Clone)]
+pub(crate) struct Capture {
+    /// The worker.
+    pub(crate) worker: WorkerId,
+    /// Its pool.
+    pub(crate) pool: Arc<str>,
+    /// Its slot's name (`pool:NN`).
+    pub(crate) name: Arc<str>,
+    /// Its error and warning counts.
+    pub(crate) counts: Arc<LogCounts>,
+    /// The builder's `on_output`, if set.
+    pub(crate) sink: Option<Sink>,
+}
+
+impl Capture {
+    /// Counts `bytes` (one line, without its newline) and hands it on.
+    fn line(&self, stream: OutputStream, bytes: &[u8]) {
+        let text = String::from_utf8_lossy(bytes);
+        let severity = classify(&text);
+        match severity {
+            Severity::Error => self.counts.errors.fetch_add(1, Ordering::Relaxed),
+            Severity::Warning => self.counts.warnings.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        if let Some(sink) = &self.sink {
+            (sink.0)(&OutputLine {
+                pool: &self.pool,
+                worker: self.worker,
+                name: &self.name,
+                stream,
+                bytes,
+                severity,
+            });
+            return;
+        }
+        let (id, pool, stream) = (self.worker.get(), &*self.pool, stream.as_str());
+        match severity {
+            Severity::Error => tracing::error!(target: "nanny::worker", worker = id, pool, stream, "{text}"),
+            Severity::Warning => tracing::warn!(target: "nanny::worker", worker = id, pool, stream, "{text}"),
+            _ => tracing::info!(target: "nanny::worker", worker = id, pool, stream, "{text}"),
+        }
+    }
+}
+
+/// Starts capturing one stream of a worker.
 pub(crate) fn capture<R>(
     tracker: &TaskTracker,
     reader: R,
-    id: u64,
-    pool: Arc<str>,
-    stream: &'static str,
-    counts: Arc<LogCounts>,
+    stream: OutputStream,
+    who: Capture,
     gone: CancellationToken,
 ) where
     R: AsyncRead + Send + Unpin + 'static,
@@ -73,23 +112,15 @@ pub(crate) fn capture<R>(
                 Ok(true) => {}
                 Ok(false) | Err(_) => break,
             }
-            let text = String::from_utf8_lossy(&line);
-            let text = text.trim_end_matches(['\n', '\r']);
-            match classify(text) {
-                Severity::Error => {
-                    counts.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(target: "nanny::worker", worker = id, pool = %pool, stream, "{text}");
-                }
-                Severity::Warning => {
-                    counts.warnings.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(target: "nanny::worker", worker = id, pool = %pool, stream, "{text}");
-                }
-                Severity::Plain => {
-                    tracing::info!(target: "nanny::worker", worker = id, pool = %pool, stream, "{text}");
-                }
-            }
+            who.line(stream, trim_newline(&line));
         }
     });
+}
+
+/// `line` without its trailing `\n`, and a `\r` before it.
+fn trim_newline(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// Reads one line into `line` (cleared first), keeping at most [`MAX_LINE`]
@@ -138,18 +169,26 @@ mod tests {
         let (mut w, r) = tokio::io::duplex(1024);
         let tracker = TaskTracker::new();
         let counts = Arc::new(LogCounts::default());
-        capture(
-            &tracker,
-            r,
-            1,
-            "p".into(),
-            "stdout",
-            counts.clone(),
-            CancellationToken::new(),
-        );
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = {
+            let seen = Arc::clone(&seen);
+            Sink(Arc::new(move |l: &OutputLine<'_>| {
+                seen.lock()
+                    .unwrap()
+                    .push((l.bytes.len(), l.severity, l.name.to_owned()))
+            }))
+        };
+        let who = Capture {
+            worker: WorkerId(1),
+            pool: "p".into(),
+            name: "p:01".into(),
+            counts: counts.clone(),
+            sink: Some(sink),
+        };
+        capture(&tracker, r, OutputStream::Stdout, who, CancellationToken::new());
         use tokio::io::AsyncWriteExt;
         let long = "x".repeat(MAX_LINE + 10);
-        w.write_all(format!("ok\nerror one\nwarning two\n{long}\nerror three\n").as_bytes())
+        w.write_all(format!("ok\r\nerror one\nwarning two\n{long}\nerror three\n").as_bytes())
             .await
             .unwrap();
         drop(w);
@@ -157,5 +196,14 @@ mod tests {
         tracker.wait().await;
         assert_eq!(counts.errors.load(Ordering::Relaxed), 2);
         assert_eq!(counts.warnings.load(Ordering::Relaxed), 1);
+        let seen = seen.lock().unwrap();
+        let lens: Vec<usize> = seen.iter().map(|s| s.0).collect();
+        assert_eq!(
+            lens,
+            [2, 9, 11, MAX_LINE, 11],
+            "newlines trimmed, the long line cut"
+        );
+        assert_eq!(seen[1].1, Severity::Error);
+        assert!(seen.iter().all(|s| s.2 == "p:01"));
     }
 }

@@ -269,3 +269,24 @@ async fn a_per_request_timeout_overrides_the_default() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn handler_panics_and_errors_are_counted_per_worker() {
+    guard(async {
+        let sup = builder(1).start().await.expect("start");
+        for cmd in [Cmd::Panic, Cmd::Fail("one".into()), Cmd::Fail("two".into())] {
+            assert!(matches!(sup.enqueue(&cmd).await, Err(Error::Handler(_))));
+        }
+        whoami_of(&sup, &Cmd::Whoami).await;
+        let h = health(&sup).await.remove(0);
+        assert_eq!((h.panics, h.handler_errors), (1, 2));
+        let info = sup.inspect().await.unwrap();
+        let w = &info.workers[0];
+        assert_eq!((w.panics, w.handler_errors), (1, 2));
+        // Output lines are another count: a protocol pool that is not
+        // silent has none.
+        assert_eq!((w.errors, w.warnings), (0, 0));
+        sup.soft_kill().await;
+    })
+    .await;
+}

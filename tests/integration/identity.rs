@@ -122,3 +122,62 @@ async fn a_silent_pool_counts_error_and_warning_lines() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_output_sink_gets_each_line_with_its_worker_and_stream() {
+    use std::sync::{Arc, Mutex};
+
+    use nanny::output::{OutputStream, Severity};
+
+    type Seen = Vec<(String, String, OutputStream, Vec<u8>, Severity)>;
+    guard(async {
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let sink = Arc::clone(&seen);
+        let sup = timers(
+            Supervisor::builder().pool(Pool::new("web", worker_spec("normal")).workers(1).silent(true)),
+        )
+        .on_output(move |l| {
+            let line = (
+                l.pool.to_owned(),
+                l.name.to_owned(),
+                l.stream,
+                l.bytes.to_vec(),
+                l.severity,
+            );
+            sink.lock().unwrap().push(line);
+        })
+        .start()
+        .await
+        .expect("start");
+        let print = Cmd::Print {
+            stdout: "hello out\nan error here".into(),
+            stderr: "warning: there".into(),
+        };
+        let (resp, _) = whoami_of(&sup, &print).await;
+        let lines = eventually("three lines in the sink", || async {
+            let seen = seen.lock().unwrap();
+            let ours: Seen = seen.iter().filter(|l| l.3 != b"").cloned().collect();
+            (ours.len() >= 3).then_some(ours)
+        })
+        .await;
+        let find = |text: &[u8]| lines.iter().find(|l| l.3 == text).cloned().expect("the line");
+        let out = find(b"hello out");
+        assert_eq!(
+            (out.0.as_str(), out.1.as_str(), out.2),
+            ("web", "web:01", OutputStream::Stdout)
+        );
+        assert_eq!(out.4, Severity::Plain);
+        assert_eq!(find(b"an error here").4, Severity::Error);
+        let err = find(b"warning: there");
+        assert_eq!((err.2, err.4), (OutputStream::Stderr, Severity::Warning));
+        // The sink replaces the tracing events, not the counts.
+        let h = health(&sup)
+            .await
+            .into_iter()
+            .find(|h| h.id == resp.worker())
+            .unwrap();
+        assert_eq!((h.errors, h.warnings), (1, 1));
+        sup.soft_kill().await;
+    })
+    .await;
+}

@@ -45,6 +45,8 @@ pub(crate) struct AppState {
     pub(crate) config: Arc<std::path::Path>,
     /// Restarts by reason, for `/metrics` (see [`crate::metrics::restarts`]).
     pub(crate) restarts: crate::metrics::Restarts,
+    /// The live log (`GET /v1/logs`).
+    pub(crate) logs: crate::logs::Hub,
 }
 
 /// The whole router: open routes, and the rest behind the token.
@@ -52,6 +54,7 @@ pub(crate) fn router(state: AppState, token: auth::Token) -> Router {
     let authed = Router::new()
         .route("/v1/status", get(status))
         .merge(crate::metrics::routes())
+        .merge(crate::logs::route::routes())
         .route_layer(axum::middleware::from_fn_with_state(token, auth::require));
     let open = Router::new().route("/healthz", get(healthz));
     open.merge(authed)

@@ -92,7 +92,9 @@ fn pool(p: PoolConfig, dir: &Path) -> Result<Pool, String> {
     if let Some(n) = p.concurrency {
         pool = pool.concurrency(n);
     }
-    pool = pool.silent(p.silent);
+    // Every pool is captured; the file's `silent` says where its lines go
+    // (a file or nanny's stderr: see `crate::logs`).
+    pool = pool.silent(true);
     if let Some(policy) = p.restart {
         pool = pool.restart(policy);
     }

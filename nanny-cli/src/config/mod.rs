@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 mod build;
 mod env_file;
+mod logs;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -97,6 +98,8 @@ pub(crate) struct Loaded {
     pub(crate) builder: nanny::Builder,
     /// The REST API's settings.
     pub(crate) api: ApiSettings,
+    /// Where each pool's output goes.
+    pub(crate) logs: Vec<crate::logs::PoolLog>,
     source: Source,
     /// Each pool's name and the byte range of its table.
     pools: Vec<(String, Range<usize>)>,
@@ -172,10 +175,12 @@ fn parse(source: Source, dir: &Path) -> Result<Loaded, FileError> {
         .map(|l| (listener_name(l.get_ref(), dir), l.span()))
         .collect();
     let api = ApiSettings::resolve(&file.api, dir);
+    let logs = logs::pools(&file, dir).map_err(|p| source.error(p.span, p.message))?;
     let builder = build::builder(file, dir).map_err(|p| source.error(p.span, p.message))?;
     Ok(Loaded {
         builder,
         api,
+        logs,
         source,
         pools,
         listeners,

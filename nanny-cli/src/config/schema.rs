@@ -60,6 +60,10 @@ pub(crate) struct SupervisorConfig {
     pub(crate) server_restart_delay: Option<Span>,
     pub(crate) process_title: Option<String>,
     pub(crate) allow_worker_shutdown: Option<bool>,
+    // `silent` pools' log files (every pool's default; see `LogKeys`).
+    pub(crate) log_dir: Option<PathBuf>,
+    pub(crate) log_max_size: Option<Bytes>,
+    pub(crate) log_max_total: Option<Bytes>,
     // The per-pool settings (kept in step with `PoolConfig`'s: one struct
     // `#[serde(flatten)]`ed into both would lose `deny_unknown_fields`,
     // which serde does not support together with flatten).
@@ -128,6 +132,12 @@ pub(crate) struct PoolConfig {
     pub(crate) allow_spawn: Option<usize>,
     #[serde(default)]
     pub(crate) allow_spawn_args: Vec<String>,
+    /// Its output's encoding (default UTF-8; see `crate::logs::decode`).
+    pub(crate) encoding: Option<crate::logs::Decoder>,
+    // Its log file (see `LogKeys`).
+    pub(crate) log_dir: Option<PathBuf>,
+    pub(crate) log_max_size: Option<Bytes>,
+    pub(crate) log_max_total: Option<Bytes>,
     // The per-pool settings (kept in step with `SupervisorConfig`'s).
     pub(crate) start_timeout: Option<Span>,
     pub(crate) drain_timeout: Option<OptSpan>,
@@ -219,3 +229,33 @@ macro_rules! settings_of {
 
 settings_of!(SupervisorConfig);
 settings_of!(PoolConfig);
+
+/// The log file keys of `[supervisor]` (every pool's default) and
+/// `[[pool]]`: `nanny run`'s own, not the library's (see `crate::logs`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LogKeys {
+    /// Default `logs` beside the config file.
+    pub(crate) log_dir: Option<PathBuf>,
+    /// Default 10 MiB.
+    pub(crate) log_max_size: Option<Bytes>,
+    /// Default 100 MiB.
+    pub(crate) log_max_total: Option<Bytes>,
+}
+
+macro_rules! log_keys_of {
+    ($t:ty) => {
+        impl $t {
+            /// Its log file keys.
+            pub(crate) fn log_keys(&self) -> LogKeys {
+                LogKeys {
+                    log_dir: self.log_dir.clone(),
+                    log_max_size: self.log_max_size,
+                    log_max_total: self.log_max_total,
+                }
+            }
+        }
+    };
+}
+
+log_keys_of!(SupervisorConfig);
+log_keys_of!(PoolConfig);

@@ -51,6 +51,9 @@ restart_window = "1m"
 unhealthy_timeout = "4s"
 reload_delay = "1s"
 max_rss = "1GiB"
+log_dir = "/var/log/nanny"
+log_max_size = "1MiB"
+log_max_total = "8MiB"
 
 [[pool]]
 name = "web"
@@ -76,6 +79,10 @@ restart_delay = "1s"
 drain_timeout = "5s"
 unhealthy_timeout = "none"
 max_rss = "700MB"
+encoding = "latin1"
+log_dir = "web-logs"
+log_max_size = "2MiB"
+log_max_total = "16MiB"
 
 [[pool]]
 name = "static"
@@ -118,6 +125,12 @@ fn a_file_with_every_key_loads_with_its_values() {
     }
     assert_eq!(loaded.pools.len(), 2);
     assert_eq!(loaded.listeners[0].0, "http");
+    let web = &loaded.logs[0];
+    assert_eq!(format!("{:?}", web.decoder), "windows-1252");
+    let file = web.file.as_ref().expect("silent: a file");
+    assert_eq!(file.dir, Path::new("/srv/app/web-logs"));
+    assert_eq!((file.max_size, file.max_total), (2 << 20, 16 << 20));
+    assert_eq!(loaded.logs[1].file, None, "not silent");
 }
 
 #[test]

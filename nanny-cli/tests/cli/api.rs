@@ -11,7 +11,6 @@ name = "sleepers"
 command = "sh"
 args = ["-c", "echo token=$NANNY_API_TOKEN; exec sleep 1000"]
 plain = true
-silent = true
 workers = 1
 "#;
 

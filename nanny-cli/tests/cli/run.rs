@@ -14,7 +14,6 @@ name = "sleepers"
 command = "sh"
 args = ["-c", "echo up as $NANNY_WORKER_NAME; exec sleep 1000"]
 plain = true
-silent = true
 workers = 2
 
 [[listener]]

@@ -95,10 +95,13 @@ pool = "echo"
         || {
             let (ct, f) = scrape(&api);
             let rss = &f["nanny_worker_rss_bytes"];
-            let ready = rss.samples.len() == 2 && rss.samples.iter().all(|s| s.value > 0.0);
-            ready.then_some((ct, f))
+            let sampled = rss.samples.len() == 2 && rss.samples.iter().all(|s| s.value > 0.0);
+            // Protocol workers: a lag from each one's heartbeat.
+            let lag = &f["nanny_worker_runtime_lag_seconds"];
+            let beating = lag.samples.len() == 2 && lag.samples.iter().all(|s| s.value >= 0.0);
+            (sampled && beating).then_some((ct, f))
         },
-        "an RSS sample > 0 for both workers",
+        "an RSS sample > 0 and a runtime lag for both workers",
     );
     assert_eq!(
         content_type,

@@ -1,8 +1,8 @@
 //! `nanny`: runs the pools of programs a TOML file describes, with the
 //! `nanny` library (README.md, "The `nanny` command").
 //!
-//! This first slice has one verb, `nanny run FILE`; the REST API, the other
-//! verbs, metrics and the dashboard come later (issue 12).
+//! This slice has one verb, `nanny run FILE`, with its REST API and live
+//! dashboard; the other verbs and metrics come later (issue 12).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod api;
 mod config;
+mod dashboard;
 mod logs;
 mod metrics;
 mod run;

@@ -55,8 +55,11 @@ pub(crate) fn router(state: AppState, token: auth::Token) -> Router {
         .route("/v1/status", get(status))
         .merge(crate::metrics::routes())
         .merge(crate::logs::route::routes())
+        .merge(crate::dashboard::live::routes())
         .route_layer(axum::middleware::from_fn_with_state(token, auth::require));
-    let open = Router::new().route("/healthz", get(healthz));
+    let open = Router::new()
+        .route("/healthz", get(healthz))
+        .merge(crate::dashboard::routes());
     open.merge(authed)
         .fallback(|| async { ApiError::not_found("no_route", "no such route") })
         .with_state(state)

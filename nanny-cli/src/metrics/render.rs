@@ -1,7 +1,8 @@
 //! One scrape: the supervisor's snapshot (`inspect()`) and the restart
-//! counts, written as OpenMetrics text by prometheus-client. Nothing is
-//! kept between scrapes: the registry is built for each from the snapshot,
-//! so the figures are the library's own and cannot drift from them.
+//! counts, written as OpenMetrics text by prometheus-client. The registry
+//! is built anew for each scrape (one collector over the snapshot), so no
+//! figure but the restarts is kept here: the rest are the library's own
+//! and cannot drift from what `inspect()` says.
 
 use std::collections::BTreeMap;
 use std::fmt;

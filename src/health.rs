@@ -267,4 +267,8 @@ pub struct Stats {
     pub queued: usize,
     /// Requests in flight now.
     pub in_flight: usize,
+    /// Answered requests by latency, from `enqueue` to the answer (its
+    /// `count` is `answered`).
+    #[serde(default)]
+    pub latency: crate::LatencyHistogram,
 }

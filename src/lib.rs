@@ -53,6 +53,7 @@ mod error;
 pub mod events;
 pub mod exit;
 mod health;
+mod latency;
 pub mod listen;
 pub mod manage;
 pub mod output;
@@ -78,6 +79,7 @@ pub use health::{
     ConnectionCounts, Heartbeat, Inspect, PoolInfo, Stats, WorkerCounters, WorkerHealth, WorkerId,
     WorkerSlot, WorkerState,
 };
+pub use latency::LatencyHistogram;
 pub use listen::{BindError, Distribution, ListenAddr, Listener, ListenerInfo, ListenerStatus};
 pub use nanny_worker::protocol::{
     AttachmentKind, ClusterInfo, Member, MessageKind, MessageMeta, PoolMembers,

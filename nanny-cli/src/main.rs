@@ -15,6 +15,7 @@ mod client;
 mod config;
 mod dashboard;
 mod logs;
+mod metrics;
 mod reload;
 mod run;
 mod signals;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use nanny::{exit, StartError};
 
 use crate::api::{self, auth, discovery};
-use crate::{logs, reload, signals};
+use crate::{logs, metrics, reload, signals};
 
 /// Runs the file's supervisor to its end; returns the process's exit code.
 /// `json`: nanny's log is JSON (workers' lines on stderr are then fields).
@@ -98,14 +98,18 @@ async fn supervise(
                      or its token crosses the network in clear"
                 );
             }
+            let restarts = metrics::Restarts::default();
+            let counter = metrics::spawn_counter(&supervisor, restarts.clone());
             let state = api::AppState {
                 supervisor: supervisor.clone(),
                 config: Arc::clone(&config),
+                restarts,
                 logs: hub,
             };
             let router = api::router(state, token);
             Some((
                 tokio::spawn(api::serve(bound, router, supervisor.clone())),
+                counter,
                 api_file,
             ))
         }
@@ -113,8 +117,10 @@ async fn supervise(
     };
     tracing::info!(file = %loaded.path().display(), "nanny running: every worker is ready");
     supervisor.closed().await;
-    if let Some((task, api_file)) = server {
+    if let Some((task, counter, api_file)) = server {
+        // Both end once the supervisor has closed.
         let _ = task.await;
+        let _ = counter.await;
         if let Some(path) = api_file {
             let _ = std::fs::remove_file(path);
         }

@@ -47,6 +47,7 @@ impl Task {
             pool,
             payload: req.payload,
             created_at: req.created_at,
+            created: req.created,
             timeout: req.timeout,
             deadline: req.deadline.map(|d| d.saturating_sub(req.created.elapsed())),
             retries: req.retries,
@@ -253,7 +254,10 @@ impl Task {
         };
         match (done.delivered, answered) {
             (false, _) => {}
-            (true, true) => self.tally.add(Some(done.pool), Count::Answered),
+            (true, true) => {
+                self.tally.add(Some(done.pool), Count::Answered);
+                self.tally.observe(done.pool, done.created.elapsed());
+            }
             (true, false) => self.tally.add(Some(done.pool), Count::Failed),
         }
         if let Some(worker) = done.worker {

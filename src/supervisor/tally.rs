@@ -6,6 +6,8 @@
 //! (`queued`, `in_flight`) and `cancelled` are the ledger's; the task
 //! merges them in (`Task::stats`, `Task::pool_stats`).
 
+use std::time::Duration;
+
 use super::task::Task;
 use crate::health::Stats;
 
@@ -49,6 +51,13 @@ impl Tally {
         if let Some(p) = pool {
             bump(&mut self.pools[p], what);
         }
+    }
+
+    /// Counts an answered request of `pool` that took `latency`, in the
+    /// pool's histogram and the total's.
+    pub(super) fn observe(&mut self, pool: usize, latency: Duration) {
+        self.total.latency.observe(latency);
+        self.pools[pool].latency.observe(latency);
     }
 
     /// The supervisor's counters.

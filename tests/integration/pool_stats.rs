@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nanny::{EnqueueOptions, Error, Pool, Stats, Supervisor};
+use nanny::{EnqueueOptions, Error, LatencyHistogram, Pool, Stats, Supervisor};
 
 use crate::support::*;
 
@@ -28,7 +28,21 @@ fn sum(a: &Stats, b: &Stats) -> Stats {
     s.protocol_errors += b.protocol_errors;
     s.queued += b.queued;
     s.in_flight += b.in_flight;
+    for (n, m) in s.latency.counts.iter_mut().zip(b.latency.counts) {
+        *n += m;
+    }
+    s.latency.sum += b.latency.sum;
+    s.latency.count += b.latency.count;
     s
+}
+
+/// The histogram counts every answer once: its buckets sum to `count`,
+/// which is `answered`.
+fn latency_counts_answers(s: &Stats) -> bool {
+    let h = &s.latency;
+    h.count == s.answered
+        && h.counts.iter().sum::<u64>() == h.count
+        && (h.count == 0 || h.sum > Duration::ZERO)
 }
 
 #[tokio::test]
@@ -108,6 +122,10 @@ async fn each_pool_counts_only_its_own_requests_and_workers() {
             balanced(&a) && balanced(&b) && balanced(&total),
             "{a:?} {b:?} {total:?}"
         );
+        assert!(
+            latency_counts_answers(&a) && latency_counts_answers(&b) && latency_counts_answers(&total),
+            "{a:?} {b:?} {total:?}"
+        );
         let mut both = sum(&a, &b);
         both.refused += 1; // the unknown pool's
         assert_eq!(both, total);
@@ -120,6 +138,34 @@ async fn each_pool_counts_only_its_own_requests_and_workers() {
             matches!(&err, Error::UnknownPool { pool } if pool == "nope"),
             "{err:?}"
         );
+        within("soft kill", sup.soft_kill()).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_latency_histogram_counts_each_answer_from_enqueue_to_answer() {
+    guard(async {
+        let sup = start(2).await;
+        for _ in 0..5 {
+            sup.enqueue(&Cmd::Whoami).await.expect("an answer");
+        }
+        for _ in 0..3 {
+            sup.enqueue(&Cmd::Sleep(30)).await.expect("a slow answer");
+        }
+        let s = stats(&sup).await;
+        assert!(latency_counts_answers(&s), "{s:?}");
+        assert_eq!(s.latency.count, 8, "{s:?}");
+        // A 30 ms handler cannot land in a bucket of 25 ms or less.
+        let slow: u64 = (LatencyHistogram::BOUNDS.iter().zip(s.latency.counts))
+            .filter(|(bound, _)| **bound > Duration::from_millis(25))
+            .map(|(_, n)| n)
+            .sum::<u64>()
+            + s.latency.counts[LatencyHistogram::BOUNDS.len()];
+        assert!(slow >= 3, "{:?}", s.latency);
+        assert!(s.latency.sum >= Duration::from_millis(90), "{:?}", s.latency);
+        let (last_bound, total) = s.latency.cumulative().last().expect("buckets");
+        assert_eq!((last_bound, total), (None, 8));
         within("soft kill", sup.soft_kill()).await;
     })
     .await;

@@ -50,6 +50,8 @@ pub(crate) struct AppState {
     /// The file `nanny run` was started with.
     #[allow(dead_code)] // for the endpoints to come (reload of the file)
     pub(crate) config: Arc<std::path::Path>,
+    /// Restarts by reason, for `/metrics` (see [`crate::metrics::restarts`]).
+    pub(crate) restarts: crate::metrics::Restarts,
     /// The live log (`GET /v1/logs`).
     pub(crate) logs: crate::logs::Hub,
 }

@@ -70,5 +70,6 @@ pub(crate) fn table() -> Vec<Route> {
     rows.extend(crate::logs::route::routes());
     rows.extend(crate::dashboard::routes());
     rows.extend(crate::dashboard::live::routes());
+    rows.extend(crate::metrics::routes());
     rows
 }

@@ -5,6 +5,7 @@ mod api;
 mod dashboard;
 mod endpoints;
 mod logs;
+mod metrics;
 mod openapi;
 mod reload;
 mod run;

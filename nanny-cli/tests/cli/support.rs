@@ -231,6 +231,20 @@ impl Api {
         )
     }
 
+    /// `GET path` with `token` (none: no Authorization header): the status,
+    /// the content type and the body as text.
+    pub(crate) fn text(&self, path: &str, token: Option<&str>) -> (u16, String, String) {
+        let mut r = self.agent.get(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            r = r.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut response = r.call().unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let content_type = (response.headers().get("content-type"))
+            .map_or(String::new(), |v| v.to_str().unwrap_or_default().to_owned());
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        (response.status().as_u16(), content_type, body)
+    }
+
     /// `GET path` with the right token.
     pub(crate) fn get(&self, path: &str) -> (u16, serde_json::Value) {
         self.call("GET", path, Some(&self.token.clone()), None)

@@ -32,6 +32,8 @@ pub(in crate::supervisor) struct Entry {
     pub(in crate::supervisor) pool: usize,
     pub(in crate::supervisor) payload: Vec<u8>,
     pub(in crate::supervisor) created_at: SystemTime,
+    /// When `enqueue` was called (for the latency histogram).
+    pub(in crate::supervisor) created: Instant,
     /// Per-attempt timeout.
     pub(in crate::supervisor) timeout: Option<Duration>,
     /// Retries still allowed.
@@ -58,6 +60,8 @@ pub(in crate::supervisor) struct Filing {
     pub(in crate::supervisor) pool: usize,
     pub(in crate::supervisor) payload: Vec<u8>,
     pub(in crate::supervisor) created_at: SystemTime,
+    /// When `enqueue` was called.
+    pub(in crate::supervisor) created: Instant,
     pub(in crate::supervisor) timeout: Option<Duration>,
     /// Time left until the overall deadline, if there is one.
     pub(in crate::supervisor) deadline: Option<Duration>,
@@ -123,6 +127,8 @@ pub(in crate::supervisor) struct Resolved {
     pub(in crate::supervisor) worker: Option<WorkerId>,
     /// False when the caller had gone (the answer went nowhere).
     pub(in crate::supervisor) delivered: bool,
+    /// When its `enqueue` was called.
+    pub(in crate::supervisor) created: Instant,
 }
 
 /// A request withdrawn because its caller has gone.

@@ -128,6 +128,7 @@ impl Ledger {
             pool: f.pool,
             payload: f.payload,
             created_at: f.created_at,
+            created: f.created,
             timeout: f.timeout,
             retries: f.retries,
             attempt: 0,
@@ -335,6 +336,7 @@ impl Ledger {
             pool: e.pool,
             worker,
             delivered,
+            created: e.created,
         })
     }
 

@@ -82,6 +82,7 @@ pub(super) fn filing(pool: usize, timeout: Option<Duration>, retries: Retries) -
         pool,
         payload: vec![1, 2, 3],
         created_at: SystemTime::now(),
+        created: Instant::now(),
         timeout,
         deadline: None,
         retries,

@@ -124,9 +124,10 @@ impl Supervisor {
     /// rules: laid over the builder's as at start), restart policy,
     /// recycling rules, readiness probe, concurrency, CPU affinity,
     /// environment factory and what its workers may ask. Every worker
-    /// started from now on gets it, and a [`reload`](Self::reload) moves
-    /// the running ones; the rules read as things happen (the restart
-    /// policy, the restart budget, concurrency) apply at once. The
+    /// started from now on gets it (its concurrency too), and a
+    /// [`reload`](Self::reload) moves the running ones; the rules read as
+    /// things happen (the restart policy and budget, `respawn_count`, what
+    /// workers may ask) apply at once. The
     /// restarts already counted stay in the pool's budget.
     ///
     /// The worker count is not taken: it is the pool's slots', changed

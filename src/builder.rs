@@ -403,5 +403,3 @@ mod plain;
 #[cfg(test)]
 mod tests;
 mod validate;
-
-pub(crate) use validate::check_spec;

@@ -15,6 +15,7 @@
 //! | [`restart_worker(w)`](crate::Supervisor::restart_worker) | a replacement, ready **before** the old worker drains | the replacement is ready and the old worker reaped |
 //! | [`reload(pool)`](crate::Supervisor::reload) / [`restart_all_workers`](crate::Supervisor::restart_all_workers) | `restart_worker` for each worker in turn, `reload_delay` apart | every worker replaced and every old one reaped |
 //! | [`update_pool(pool, spec)`](crate::Supervisor::update_pool) | the spec new workers start from; then a reload moves the pool to it | the reload is done |
+//! | [`update_pool_config(pool)`](crate::Supervisor::update_pool_config) | the whole definition (spec, settings, options) new workers start from; then a reload | the reload is done |
 //! | [`remove_all_workers(pool)`](crate::Supervisor::remove_all_workers) | `remove_worker` for every slot | every worker reaped |
 //!
 //! Preconditions: `start` takes only a stopped slot, `stop` and `restart`
@@ -58,7 +59,7 @@ pub enum Operation {
     Restart,
     /// `reload`, `restart_all_workers`, SIGHUP.
     Reload,
-    /// `update_pool` and the reload it starts.
+    /// `update_pool`, `update_pool_config`.
     Update,
     /// `remove_all_workers`.
     RemoveAll,

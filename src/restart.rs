@@ -40,6 +40,12 @@ impl RestartBudget {
         }
     }
 
+    /// New limits (a pool's new settings), keeping the restarts counted.
+    pub(crate) fn retune(&mut self, max: u32, window: Duration) {
+        self.max = max;
+        self.window = window;
+    }
+
     /// Forgets past restarts (after a pool reset).
     pub(crate) fn reset(&mut self) {
         self.recent.clear();

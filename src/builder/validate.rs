@@ -147,8 +147,8 @@ impl Config {
     }
 }
 
-/// The checks of a pool's worker spec, at start and at `update_pool`.
-pub(crate) fn check_spec(pool: &str, spec: &crate::WorkerSpec) -> Result<(), ConfigError> {
+/// The checks of a pool's worker spec (at start, and so at `update_pool`).
+fn check_spec(pool: &str, spec: &crate::WorkerSpec) -> Result<(), ConfigError> {
     if spec.program.as_os_str().is_empty() {
         return Err(ConfigError::EmptyProgram {
             pool: pool.to_owned(),

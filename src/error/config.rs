@@ -336,6 +336,17 @@ pub enum ConfigError {
         /// The hard limit.
         hard: u64,
     },
+    /// [`Supervisor::update_pool_config`](crate::Supervisor::update_pool_config)
+    /// or [`update_pool`](crate::Supervisor::update_pool) would change what
+    /// a running pool cannot change (`key`: `plain`, `logical_ids`); it
+    /// needs a new supervisor.
+    #[error("pool {pool:?}: {key} cannot change on a running pool")]
+    NotLive {
+        /// The pool.
+        pool: String,
+        /// What would change, by its name in the configuration.
+        key: &'static str,
+    },
     /// [`Builder::on_ask`](crate::Builder::on_ask) was given an empty
     /// event name, or one that already has a handler.
     #[error("on_ask: event {event:?} is empty or has a handler already")]
@@ -372,7 +383,8 @@ impl ConfigError {
             | Self::EmptyForwardPrefix { pool, .. }
             | Self::UnknownUser { pool, .. }
             | Self::UnknownGroup { pool, .. }
-            | Self::RlimitSoftOverHard { pool, .. } => Some(pool),
+            | Self::RlimitSoftOverHard { pool, .. }
+            | Self::NotLive { pool, .. } => Some(pool),
             _ => None,
         }
     }

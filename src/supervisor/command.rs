@@ -101,4 +101,6 @@ pub(crate) enum Manage {
         pool: String,
         spec: Box<crate::WorkerSpec>,
     },
+    /// A whole pool definition, for the running pool of its name.
+    Configure(Box<crate::Pool>),
 }

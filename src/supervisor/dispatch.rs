@@ -235,7 +235,7 @@ impl Task {
         };
         let p = &mut self.pools[w.pool];
         let in_flight = self.ledger.in_flight(worker);
-        if w.state == WorkerState::Ready && in_flight < p.cfg.concurrency && !w.link.frames.is_closed() {
+        if w.state == WorkerState::Ready && in_flight < w.concurrency && !w.link.frames.is_closed() {
             p.router.upsert(worker.get(), in_flight as u32, w.rss);
         } else {
             p.router.remove(worker.get());

@@ -66,6 +66,10 @@ pub(super) struct WorkerEntry {
     /// Response-stream descriptors that arrived before their answers.
     pub(super) stream_fds: FxHashMap<AttemptKey, std::os::fd::OwnedFd>,
     pub(super) served: u64,
+    /// Its pool's concurrency when it was started (its frame queue is
+    /// sized for it; `update_pool_config` changes the pool's for the
+    /// workers started after).
+    pub(super) concurrency: usize,
     pub(super) spawned_at: Instant,
     pub(super) stop_reason: Option<StopReason>,
     /// Its start timeout or forced-stop timer.

@@ -157,6 +157,7 @@ impl Task {
                 caps: Capabilities::default(),
                 stream_fds: rustc_hash::FxHashMap::default(),
                 served: 0,
+                concurrency: p.cfg.concurrency,
                 spawned_at: now,
                 stop_reason: None,
                 timer: Some(timer),

@@ -19,7 +19,6 @@ use crate::error::Error;
 use crate::events::StopReason;
 use crate::health::WorkerId;
 use crate::manage::{Conflict, Operation};
-use crate::pool::WorkerSpec;
 use crate::WorkerRef;
 
 /// What admitting a call produced.
@@ -51,6 +50,7 @@ impl Task {
             Manage::Reload { pool } => self.launch_reload(pool.as_deref()),
             Manage::RemoveAll { pool } => self.launch_remove_all(pool.as_deref()),
             Manage::Update { pool, spec } => self.on_update(&pool, *spec).map(|()| Launch::Done(None)),
+            Manage::Configure(pool) => self.on_configure(*pool).map(|()| Launch::Done(None)),
         };
         match launched {
             Err(e) => {
@@ -305,23 +305,6 @@ impl Task {
             *cluster = pool.is_none();
         }
         Ok(launch)
-    }
-
-    /// `update_pool`: the spec every worker of `pool` starts from from now
-    /// on (a reload moves the running ones).
-    fn on_update(&mut self, pool: &str, spec: WorkerSpec) -> Result<(), Error> {
-        let pool = self.admit_pool_op(pool, Operation::Update)?;
-        let p = &mut self.pools[pool];
-        crate::builder::check_spec(&p.cfg.name, &spec).map_err(Error::Config)?;
-        if spec.plain != p.cfg.spec.plain {
-            return Err(Error::InvalidArgument(format!(
-                "pool {:?}: a spec cannot switch between plain programs and protocol workers",
-                p.cfg.name
-            )));
-        }
-        tracing::info!(pool = %p.cfg.name, program = ?spec.program, "pool spec updated");
-        p.cfg.spec = spec;
-        Ok(())
     }
 
     /// A worker leaves its slot for good (removed, stopped, resized away):

@@ -45,6 +45,7 @@ mod answer;
 mod asks;
 pub(crate) mod command;
 mod commands;
+mod configure;
 mod connections;
 mod dispatch;
 mod entries;

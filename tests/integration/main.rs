@@ -46,4 +46,5 @@ mod signals;
 mod stalls;
 mod start_failures;
 mod sticky;
+mod update_config;
 mod validation;

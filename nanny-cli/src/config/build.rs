@@ -19,23 +19,26 @@ pub(crate) const RUN_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The builder the file describes; `dir` is the file's directory, against
 /// which relative paths are resolved. A problem found here names the byte
 /// range of the table it is in.
-/// Also returns each pool's name and worker spec, in order (what a reload
-/// compares).
-pub(crate) fn builder(file: File, dir: &Path) -> Result<(Builder, Vec<(String, WorkerSpec)>), Problem> {
+/// Also returns each pool's name and worker spec, and each pool, in order
+/// (what a reload compares and applies).
+pub(crate) fn builder(file: File, dir: &Path) -> Result<Built, Problem> {
     file.supervisor
         .settings()
         .check()
         .map_err(|m| Problem::whole(format!("[supervisor]: {m}")))?;
     let mut b = supervisor(Builder::default(), &file.supervisor);
     let mut specs = Vec::with_capacity(file.pool.len());
+    let mut pools = Vec::with_capacity(file.pool.len());
     for pool in file.pool {
         let span = pool.span();
         let p = pool.into_inner();
         let at = |message| Problem::at(span.clone(), message);
         let spec = spec(&p, dir).map_err(at)?;
         let name = p.name.clone().unwrap_or_else(|| nanny::DEFAULT_POOL.to_owned());
-        specs.push((name, spec.clone()));
-        b = b.pool(self::pool(p, spec).map_err(at)?);
+        specs.push((name.clone(), spec.clone()));
+        let pool = self::pool(p, spec).map_err(at)?;
+        pools.push((name, pool.clone()));
+        b = b.pool(pool);
     }
     for listener in file.listener {
         let span = listener.span();
@@ -43,8 +46,12 @@ pub(crate) fn builder(file: File, dir: &Path) -> Result<(Builder, Vec<(String, W
             self::listener(listener.into_inner(), dir).map_err(|message| Problem::at(span, message))?,
         );
     }
-    Ok((b, specs))
+    Ok((b, specs, pools))
 }
+
+/// What [`builder`] makes: the builder, each pool's name and spec, each
+/// pool's name and definition.
+pub(crate) type Built = (Builder, Vec<(String, WorkerSpec)>, Vec<(String, Pool)>);
 
 fn supervisor(mut b: Builder, s: &SupervisorConfig) -> Builder {
     if let Some(v) = s.pulse {

@@ -103,6 +103,8 @@ pub(crate) struct Loaded {
     pub(crate) doc: toml::Table,
     /// Each pool's name and worker spec, in order.
     pub(crate) specs: Vec<(String, nanny::WorkerSpec)>,
+    /// Each pool's name and definition, in order (what a reload applies).
+    pub(crate) defs: Vec<(String, nanny::Pool)>,
     /// Where each pool's output goes.
     pub(crate) logs: Vec<crate::logs::PoolLog>,
     source: Source,
@@ -182,12 +184,13 @@ fn parse(source: Source, dir: &Path) -> Result<Loaded, FileError> {
         .collect();
     let api = ApiSettings::resolve(&file.api, dir);
     let logs = logs::pools(&file, dir).map_err(|p| source.error(p.span, p.message))?;
-    let (builder, specs) = build::builder(file, dir).map_err(|p| source.error(p.span, p.message))?;
+    let (builder, specs, defs) = build::builder(file, dir).map_err(|p| source.error(p.span, p.message))?;
     Ok(Loaded {
         builder,
         api,
         doc,
         specs,
+        defs,
         logs,
         source,
         pools,

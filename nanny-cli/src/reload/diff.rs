@@ -2,18 +2,29 @@
 //! pure comparison of two [`Snapshot`]s (the files as TOML values, and each
 //! pool's built worker spec, so that an `env_file`'s new contents count).
 //!
-//! Live: a pool's spec (`command`, `args`, `cwd`, `env`, `env_file`,
-//! `user`, `group`, `rlimits`: `update_pool`, then a rolling reload) and
-//! its `workers` (`resize`). Everything else, named key by key, needs a
-//! restart of nanny: a pool's other keys, pools added or removed,
-//! `[supervisor]`, `[[listener]]`, `[api]`.
+//! Live: a pool's definition, every key of its table but those below
+//! (`update_pool_config`, then a rolling reload), and its `workers`
+//! (`resize`). What needs a restart of nanny is named key by key: a
+//! pool's `plain` and `logical_ids` (which the library refuses to change
+//! live: `ConfigError::NotLive`), its log keys (`silent`, `encoding`,
+//! `log_dir`, `log_max_size`, `log_max_total`: nanny's log files are
+//! opened at start), pools added or removed, `[supervisor]`,
+//! `[[listener]]`, `[api]`.
 
 use toml::{Table, Value};
 
-/// The keys of a pool's table that make its worker spec.
-const SPEC_KEYS: [&str; 8] = [
-    "command", "args", "cwd", "env", "env_file", "user", "group", "rlimits",
-];
+/// The keys of a pool's table a running pool cannot change: while one of
+/// them changes, so does nothing else of the pool.
+const FROZEN_KEYS: [&str; 2] = ["plain", "logical_ids"];
+
+/// The keys of a pool's table that say where its output goes (opened at
+/// start, see `crate::logs`).
+const LOG_KEYS: [&str; 5] = ["silent", "encoding", "log_dir", "log_max_size", "log_max_total"];
+
+/// Whether `key` of a pool's table changes with `update_pool_config`.
+fn live(key: &str) -> bool {
+    key != "workers" && !FROZEN_KEYS.contains(&key) && !LOG_KEYS.contains(&key)
+}
 
 /// A loaded file, as far as a reload compares it.
 #[derive(Debug, Clone)]
@@ -22,6 +33,8 @@ pub(crate) struct Snapshot {
     pub(crate) doc: Table,
     /// Each pool's name and worker spec, in order.
     pub(crate) specs: Vec<(String, nanny::WorkerSpec)>,
+    /// Each pool's name and definition, in order.
+    pub(crate) defs: Vec<(String, nanny::Pool)>,
 }
 
 /// What to do for one pool whose live keys changed.
@@ -29,8 +42,9 @@ pub(crate) struct Snapshot {
 pub(crate) struct PoolChange {
     /// The pool.
     pub(crate) pool: String,
-    /// Its new spec, if that changed.
-    pub(crate) spec: Option<nanny::WorkerSpec>,
+    /// Whether its definition changed (its spec or a live key): the
+    /// new one is the next snapshot's [`Snapshot::def`].
+    pub(crate) config: bool,
     /// Its new worker count, if that changed.
     pub(crate) workers: Option<usize>,
 }
@@ -70,27 +84,37 @@ impl Snapshot {
         self.specs.iter().find(|(n, _)| n == pool).map(|(_, s)| s)
     }
 
-    /// Takes `pool`'s spec keys and spec (with `spec`) and its `workers`
-    /// (with `workers`) from `next`: what was applied is in force.
-    pub(crate) fn adopt(&mut self, pool: &str, next: &Snapshot, spec: bool, workers: bool) {
-        let mut keys: Vec<&str> = Vec::new();
-        if spec {
-            keys.extend(SPEC_KEYS);
-            if let (Some(mine), Some(theirs)) =
-                (self.specs.iter_mut().find(|(n, _)| n == pool), next.spec(pool))
-            {
-                mine.1 = theirs.clone();
-            }
-        }
-        if workers {
-            keys.push("workers");
-        }
+    /// `pool`'s definition.
+    pub(crate) fn def(&self, pool: &str) -> Option<&nanny::Pool> {
+        self.defs.iter().find(|(n, _)| n == pool).map(|(_, p)| p)
+    }
+
+    /// Takes `pool`'s live keys, spec and definition (with `config`) and
+    /// its `workers` (with `workers`) from `next`: what was applied is in
+    /// force.
+    pub(crate) fn adopt(&mut self, pool: &str, next: &Snapshot, config: bool, workers: bool) {
         let theirs = next
             .pools()
             .into_iter()
             .find(|(n, _)| n == pool)
             .map(|(_, t)| t.clone());
         let Some(theirs) = theirs else { return };
+        let mut keys: Vec<String> = Vec::new();
+        if config {
+            let mine = self.pools().into_iter().find(|(n, _)| n == pool);
+            let mine_keys = mine.map(|(_, t)| t.keys().cloned().collect::<Vec<_>>());
+            keys.extend((theirs.keys().cloned().chain(mine_keys.unwrap_or_default())).filter(|k| live(k)));
+            if let (Some(mine), Some(new)) = (self.specs.iter_mut().find(|(n, _)| n == pool), next.spec(pool))
+            {
+                mine.1 = new.clone();
+            }
+            if let (Some(mine), Some(new)) = (self.defs.iter_mut().find(|(n, _)| n == pool), next.def(pool)) {
+                mine.1 = new.clone();
+            }
+        }
+        if workers {
+            keys.push("workers".to_owned());
+        }
         let Some(Value::Array(pools)) = self.doc.get_mut("pool") else {
             return;
         };
@@ -102,9 +126,9 @@ impl Snapshot {
         });
         if let Some(mine) = mine {
             for key in keys {
-                match theirs.get(key) {
-                    Some(v) => mine.insert(key.to_owned(), v.clone()),
-                    None => mine.remove(key),
+                match theirs.get(&key) {
+                    Some(v) => mine.insert(key, v.clone()),
+                    None => mine.remove(&key),
                 };
             }
         }
@@ -133,25 +157,28 @@ pub(crate) fn plan(old: &Snapshot, new: &Snapshot) -> Plan {
             plan.restart.push(format!("[[pool]] {name:?} removed"));
             continue;
         };
-        let mut keys = changed_keys(Some(before), Some(after));
-        keys.retain(|k| k != "workers" && !SPEC_KEYS.contains(&k.as_str()));
-        let plain_changed = keys.iter().any(|k| k == "plain");
-        plan.restart
-            .extend(keys.iter().map(|k| format!("pool {name:?}: {k} changed")));
-        let spec = (!plain_changed && old.spec(name) != new.spec(name))
-            .then(|| new.spec(name).cloned())
-            .flatten();
+        let keys = changed_keys(Some(before), Some(after));
+        let frozen = keys.iter().any(|k| FROZEN_KEYS.contains(&k.as_str()));
+        // A frozen key holds the whole pool back: its other keys wait too.
+        let held = |k: &String| k != "workers" && (frozen || !live(k));
+        plan.restart.extend(
+            keys.iter()
+                .filter(|k| held(k))
+                .map(|k| format!("pool {name:?}: {k} changed")),
+        );
+        let spec_changed = old.spec(name) != new.spec(name);
+        let config = !frozen && (spec_changed || keys.iter().any(|k| live(k)));
         let count = workers(after);
-        let workers = (workers(before) != count).then_some(count);
-        if spec.is_none() && workers.is_none() {
-            if keys.is_empty() {
+        let workers = (!frozen && workers(before) != count).then_some(count);
+        if !config && workers.is_none() {
+            if keys.is_empty() && !spec_changed {
                 plan.unchanged.push(name.clone());
             }
             continue;
         }
         plan.changes.push(PoolChange {
             pool: name.clone(),
-            spec,
+            config,
             workers,
         });
     }
@@ -193,7 +220,7 @@ mod tests {
 
     fn snapshot(text: &str) -> Snapshot {
         let doc: Table = toml::from_str(text).unwrap();
-        let specs = (doc["pool"].as_array().unwrap().iter())
+        let specs: Vec<(String, nanny::WorkerSpec)> = (doc["pool"].as_array().unwrap().iter())
             .map(|p| {
                 let p = p.as_table().unwrap();
                 let name = p.get("name").and_then(Value::as_str).unwrap_or("default");
@@ -201,7 +228,10 @@ mod tests {
                 (name.to_owned(), nanny::WorkerSpec::new("sh").arg(args))
             })
             .collect();
-        Snapshot { doc, specs }
+        let defs = (specs.iter())
+            .map(|(n, s)| (n.clone(), nanny::Pool::new(n, s.clone())))
+            .collect();
+        Snapshot { doc, specs, defs }
     }
 
     const TWO: &str =
@@ -216,18 +246,20 @@ mod tests {
     }
 
     #[test]
-    fn a_spec_and_a_count_are_live_and_the_rest_is_named() {
-        let new = TWO
-            .replace("[\"a\"]", "[\"b\"]")
-            .replace("workers = 1", "workers = 3\nsilent = true")
-            + "\n[supervisor]\npulse = \"2s\"\n\n[[pool]]\nname = \"new\"\n";
+    fn a_spec_a_setting_and_a_count_are_live_and_the_rest_is_named() {
+        let new = TWO.replace("[\"a\"]", "[\"b\"]").replace(
+            "workers = 1",
+            "workers = 3\nrestart = \"no\"\nmax_requests = 9\nsilent = true",
+        ) + "\n[supervisor]\npulse = \"2s\"\n\n[[pool]]\nname = \"new\"\n";
         let plan = plan(&snapshot(TWO), &snapshot(&new));
-        assert_eq!(plan.changes.len(), 2, "{plan:?}");
-        assert_eq!(plan.changes[0].pool, "web");
-        assert!(plan.changes[0].spec.is_some() && plan.changes[0].workers.is_none());
+        let change = |pool: &str, config, workers| PoolChange {
+            pool: pool.to_owned(),
+            config,
+            workers,
+        };
         assert_eq!(
-            (plan.changes[1].spec.as_ref(), plan.changes[1].workers),
-            (None, Some(3))
+            plan.changes,
+            [change("web", true, None), change("jobs", true, Some(3))]
         );
         assert_eq!(
             plan.restart,
@@ -241,10 +273,25 @@ mod tests {
     }
 
     #[test]
+    fn a_frozen_key_holds_the_whole_pool_back() {
+        let new = TWO.replace("workers = 2", "workers = 3\nplain = true\nrestart = \"no\"");
+        let plan = plan(&snapshot(TWO), &snapshot(&new));
+        assert_eq!(plan.changes, []);
+        assert_eq!(
+            plan.restart,
+            ["pool \"web\": plain changed", "pool \"web\": restart changed"]
+        );
+        assert_eq!(plan.unchanged, ["jobs"]);
+    }
+
+    #[test]
     fn what_was_applied_is_adopted_and_what_was_not_is_still_a_change() {
-        let (mut old, new) = (snapshot(TWO), snapshot(&TWO.replace("[\"a\"]", "[\"b\"]")));
+        let next = TWO
+            .replace("[\"a\"]", "[\"b\"]")
+            .replace("workers = 2", "workers = 2\nmax_restarts = 3");
+        let (mut old, new) = (snapshot(TWO), snapshot(&next));
         old.adopt("web", &new, false, true);
-        assert_eq!(plan(&old, &new).changes.len(), 1, "the spec is not adopted");
+        assert_eq!(plan(&old, &new).changes.len(), 1, "the definition is not adopted");
         old.adopt("web", &new, true, true);
         assert_eq!(plan(&old, &new), plan(&new, &new));
     }

@@ -1,10 +1,12 @@
 //! SIGHUP under `nanny run`: re-read the file, validate it completely (the
 //! file's own checks and the library's, [`nanny::Builder::validate`]), then
-//! change what can change live ([`diff`]): a pool whose spec changed gets
-//! it (`update_pool`) and a rolling reload; a pool whose `workers` changed
-//! is resized; the rest of the running pools are left alone. What cannot
-//! change live is logged as a warning naming its key, and the rest is
-//! still applied. A file that is refused changes nothing.
+//! change what can change live ([`diff`]): a pool whose definition changed
+//! (its spec, its settings, its options) gets the new one
+//! ([`Supervisor::update_pool_config`]) and a rolling reload; a pool whose
+//! `workers` changed is resized; the rest of the running pools are left
+//! alone. What cannot change live (what the plan or the library refuses:
+//! [`nanny::ConfigError::NotLive`]) is logged as a warning naming its key,
+//! and the rest is still applied. A file that is refused changes nothing.
 //!
 //! [`apply`] is the whole reload, for a caller that wraps it (a service
 //! manager's `RELOADING=1` / `READY=1`); [`serve`] runs it on each SIGHUP.
@@ -12,7 +14,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use nanny::Supervisor;
+use nanny::{ConfigError, Error, Supervisor};
 use tokio::sync::mpsc;
 
 use crate::config::{self, FileError, Loaded};
@@ -42,6 +44,7 @@ fn snapshot(loaded: &Loaded) -> Snapshot {
     Snapshot {
         doc: loaded.doc.clone(),
         specs: loaded.specs.clone(),
+        defs: loaded.defs.clone(),
     }
 }
 
@@ -50,7 +53,7 @@ fn snapshot(loaded: &Loaded) -> Snapshot {
 pub(crate) struct Summary {
     /// The file's name, for the log line.
     pub(crate) file: String,
-    /// The pools rolled to a new spec or resized.
+    /// The pools rolled to a new definition or resized.
     pub(crate) changed: Vec<String>,
     /// The pools left as they were.
     pub(crate) unchanged: Vec<String>,
@@ -103,21 +106,25 @@ pub(crate) async fn apply(supervisor: &Supervisor, running: &mut Running) -> Res
         unchanged: plan.unchanged,
         ..Summary::default()
     };
-    for key in &plan.restart {
-        tracing::warn!("{}: {key}: needs a restart of nanny", running.path.display());
-    }
     summary.needs_restart = plan.restart;
     for change in plan.changes {
         let pool = change.pool.as_str();
-        let mut respecced = false;
-        let mut result = Ok(());
-        if let Some(spec) = change.spec {
-            result = supervisor.update_pool(pool, spec).await;
-            respecced = result.is_ok();
-            if respecced {
-                tracing::info!(pool, "new spec: rolling the pool");
-                result = supervisor.reload(Some(pool)).await;
-            }
+        let (mut configured, mut result) = (false, Ok(()));
+        if let (true, Some(def)) = (change.config, next.def(pool)) {
+            result = match supervisor.update_pool_config(def.clone()).await {
+                Err(Error::Config(ConfigError::NotLive { key, .. })) => {
+                    summary
+                        .needs_restart
+                        .push(format!("pool {pool:?}: {key} changed"));
+                    Ok(())
+                }
+                Err(e) => Err(e),
+                Ok(()) => {
+                    configured = true;
+                    tracing::info!(pool, "new definition: rolling the pool");
+                    supervisor.reload(Some(pool)).await
+                }
+            };
         }
         let mut resized = false;
         if let (Ok(()), Some(n)) = (&result, change.workers) {
@@ -125,13 +132,17 @@ pub(crate) async fn apply(supervisor: &Supervisor, running: &mut Running) -> Res
             result = supervisor.resize(pool, n).await;
             resized = result.is_ok();
         }
-        // A spec that was set is in force for every worker started from
-        // now on, even if the reload stopped early.
-        running.now.adopt(pool, &next, respecced, resized);
+        // A definition that was set is in force for every worker started
+        // from now on, even if the reload stopped early.
+        running.now.adopt(pool, &next, configured, resized);
         match result {
-            Ok(()) => summary.changed.push(change.pool),
+            Ok(()) if configured || resized => summary.changed.push(change.pool),
+            Ok(()) => {}
             Err(e) => summary.failed.push((change.pool, e.to_string())),
         }
+    }
+    for key in &summary.needs_restart {
+        tracing::warn!("{}: {key}: needs a restart of nanny", running.path.display());
     }
     Ok(summary)
 }

@@ -173,3 +173,54 @@ fn passwd_ids(user: &str) -> (String, String) {
     let fields: Vec<&str> = line.split(':').collect();
     (fields[2].to_owned(), fields[3].to_owned())
 }
+
+#[test]
+fn sighup_rolls_a_pool_whose_settings_changed_and_names_the_log_keys() {
+    let file = config("reload-settings", &two_pools(1, 2, ""));
+    let nanny = Nanny::start(&["run"], &file);
+    let web = exactly(&nanny, "1001", 2);
+    let jobs = exactly(&nanny, "2000", 2);
+    within(
+        || nanny.stderr().contains("every worker is ready").then_some(()),
+        "nanny to say it runs",
+    );
+    let api = Api::of(&file);
+    let (code, info) = api.get("/v1/pools/jobs");
+    assert_eq!(
+        (code, &info["restart"]),
+        (200, &serde_json::json!("always")),
+        "{info}"
+    );
+
+    // Only jobs' settings change (no spec, no size): it rolls to them.
+    let extra = "restart = \"no\"\nmax_restarts = 2\nstart_timeout = \"20s\"\n";
+    rewrite(&file, &two_pools(1, 2, extra));
+    let log = hup_until(&nanny, 1, "reloaded nanny.toml");
+    assert!(
+        log.contains("reloaded nanny.toml: pools jobs changed; web unchanged"),
+        "{log}"
+    );
+    assert!(!log.contains("needs a restart"), "{log}");
+    let jobs2 = exactly(&nanny, "2000", 2);
+    assert!(jobs2.is_disjoint(&jobs), "new pids: {jobs:?} → {jobs2:?}");
+    assert_eq!(sleepers(&nanny, "1001"), web, "web keeps its workers");
+    let (_, info) = api.get("/v1/pools/jobs");
+    assert_eq!(info["restart"], serde_json::json!("no"), "{info}");
+
+    // A log key needs a restart; the other keys still apply.
+    rewrite(
+        &file,
+        &two_pools(1, 2, "restart = \"on-failure\"\nsilent = true\n"),
+    );
+    let log = hup_until(&nanny, 2, "reloaded nanny.toml");
+    assert!(
+        log.contains(r#"pool "jobs": silent changed: needs a restart of nanny"#),
+        "{log}"
+    );
+    let (_, info) = api.get("/v1/pools/jobs");
+    assert_eq!(info["restart"], serde_json::json!("on-failure"), "{info}");
+
+    nanny.signal("TERM");
+    let (status, stderr) = nanny.wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}

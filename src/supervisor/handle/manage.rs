@@ -4,7 +4,7 @@
 use super::super::command::{Command, Manage};
 use super::Supervisor;
 use crate::error::Error;
-use crate::pool::WorkerSpec;
+use crate::pool::{Pool, WorkerSpec};
 use crate::{WorkerId, WorkerRef};
 
 impl Supervisor {
@@ -100,7 +100,9 @@ impl Supervisor {
     /// now on (replacements, refills, added workers) runs it, and a
     /// [`reload`](Self::reload) moves the running ones to it without
     /// downtime (a deploy). The program is checked as at start
-    /// ([`Error::Config`]); a plain pool stays plain.
+    /// ([`Error::Config`]); a plain pool stays plain
+    /// ([`ConfigError::NotLive`](crate::ConfigError::NotLive)). The spec-only
+    /// case of [`update_pool_config`](Self::update_pool_config).
     ///
     /// ```no_run
     /// # async fn f(sup: nanny::Supervisor) -> Result<(), nanny::Error> {
@@ -115,5 +117,42 @@ impl Supervisor {
             spec: Box::new(spec),
         };
         self.manage(call).await.map(drop)
+    }
+
+    /// Replaces the whole definition of the running pool named as `pool`
+    /// is: its spec, its own settings (timers, restart budget, health
+    /// rules: laid over the builder's as at start), restart policy,
+    /// recycling rules, readiness probe, concurrency, CPU affinity,
+    /// environment factory and what its workers may ask. Every worker
+    /// started from now on gets it (its concurrency too), and a
+    /// [`reload`](Self::reload) moves the running ones; the rules read as
+    /// things happen (the restart policy and budget, `respawn_count`, what
+    /// workers may ask) apply at once. The
+    /// restarts already counted stay in the pool's budget.
+    ///
+    /// The worker count is not taken: it is the pool's slots', changed
+    /// with [`resize`](Self::resize).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownPool`] if no pool has its name;
+    /// [`Error::Config`] with the start's [`ConfigError`](crate::ConfigError)
+    /// (nothing changes) for a setting out of range, or with
+    /// [`ConfigError::NotLive`](crate::ConfigError::NotLive) naming the key
+    /// for what a running pool cannot change (`plain`, `logical_ids`);
+    /// [`Error::Conflict`] while another operation holds the pool.
+    ///
+    /// ```no_run
+    /// # async fn f(sup: nanny::Supervisor) -> Result<(), nanny::Error> {
+    /// use nanny::{Pool, RestartPolicy, WorkerSpec};
+    /// let pool = Pool::new("api", WorkerSpec::new("/srv/api/api"))
+    ///     .restart(RestartPolicy::OnFailure)
+    ///     .max_requests(10_000, 500);
+    /// sup.update_pool_config(pool).await?;
+    /// sup.reload(Some("api")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn update_pool_config(&self, pool: Pool) -> Result<(), Error> {
+        self.manage(Manage::Configure(Box::new(pool))).await.map(drop)
     }
 }

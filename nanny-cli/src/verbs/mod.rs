@@ -25,7 +25,8 @@ pub(crate) enum Verb {
     /// and errors/warnings (captured output plus what the SDK reports).
     /// A stopped slot shows `stopped`; one waiting to restart, `down`.
     Status {
-        /// Print the whole `GET /v1/status` snapshot as JSON instead.
+        /// Print the whole `GET /v1/status` snapshot as JSON instead (each
+        /// worker's `cpu_time` filled in from `GET /v1/workers`).
         #[arg(long)]
         json: bool,
     },
@@ -57,7 +58,11 @@ pub(crate) enum Verb {
         /// A worker name (`web:01`), a worker id, a pool, or `all`.
         sel: Sel,
     },
-    /// Reset workers' statistics (served, errors, warnings, restarts)
+    /// Zero workers' counters (messages, kills, spawns: `reset_stats`)
+    ///
+    /// Running workers only: a stopped worker has no process, so no
+    /// counters (exit 1); over a pool or `all`, stopped slots are skipped.
+    /// The served, error and restart counts are the supervisor's and stay.
     Reset {
         /// A worker name (`web:01`), a worker id, a pool, or `all`.
         sel: Sel,
@@ -108,9 +113,11 @@ pub(crate) fn run(verb: Verb, place: &Where) -> Result<(), CliError> {
     }
 }
 
-/// `nanny status [--json]`.
+/// `nanny status [--json]`: `GET /v1/status`, with each worker's CPU time
+/// from `GET /v1/workers` (the snapshot does not read it).
 fn status(client: &Client, as_json: bool) -> Result<(), CliError> {
-    let value = client.get("/v1/status", &[])?;
+    let mut value = client.get("/v1/status", &[])?;
+    table::add_cpu_times(&mut value, &client.get("/v1/workers", &[])?);
     if as_json {
         let text = serde_json::to_string_pretty(&value).unwrap_or_default();
         return out(&format!("{text}\n"));

@@ -63,10 +63,7 @@ fn summary(inspect: &Inspect) -> String {
         .map(|p| p.name.as_str())
         .collect();
     if !failed.is_empty() {
-        text.push_str(&format!(
-            "; failed (restart budget spent): {}",
-            failed.join(", ")
-        ));
+        text.push_str(&format!("; failed (restart budget spent): {}", failed.join(", ")));
     }
     text.push('\n');
     text

@@ -76,7 +76,10 @@ fn cpu_times_come_from_the_workers_answer_by_id() {
     ]);
     add_cpu_times(&mut status, &health);
     assert_eq!(status["workers"][0]["cpu_time"], cpu);
-    assert!(status["workers"][1]["cpu_time"].is_null(), "not in the answer: unchanged");
+    assert!(
+        status["workers"][1]["cpu_time"].is_null(),
+        "not in the answer: unchanged"
+    );
     let text = render(&serde_json::from_value(status).unwrap());
     let web01 = text.lines().nth(1).unwrap().split_whitespace().nth(9);
     assert_eq!(web01, Some("1.5s"), "{text}");

@@ -30,6 +30,12 @@ pub(crate) struct Where {
     /// The config file nanny runs: its `[api] state_dir` holds `api.json`.
     #[arg(short = 'c', long = "config", value_name = "FILE", global = true)]
     pub(crate) config: Option<PathBuf>,
+    /// Give up on an answer after SECS seconds (exit 75). Default: 60 for
+    /// a read (`status`), no bound for an operation (a reload of many
+    /// draining workers can take minutes); a stream (`logs`) is bounded
+    /// until it begins only.
+    #[arg(long, value_name = "SECS", global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) timeout: Option<u64>,
 }
 
 /// Where the API is and the token to show it. Its `Debug` hides the token.

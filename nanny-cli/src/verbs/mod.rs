@@ -35,7 +35,8 @@ pub(crate) enum Verb {
         /// The pool.
         pool: String,
         /// Its new number of workers (at least 1).
-        workers: usize,
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        workers: u64,
     },
     /// Start stopped workers (SEL: a worker, a pool, or `all`)
     Start {
@@ -128,10 +129,10 @@ fn status(client: &Client, as_json: bool) -> Result<(), CliError> {
 }
 
 /// `nanny scale POOL N`.
-fn scale(client: &Client, pool: &str, workers: usize) -> Result<(), CliError> {
+fn scale(client: &Client, pool: &str, workers: u64) -> Result<(), CliError> {
     let path = format!("/v1/pools/{}/scale", segment(pool));
     let info = client.post(&path, &json!({ "workers": workers }))?;
-    let target = info["target"].as_u64().unwrap_or(workers as u64);
+    let target = info["target"].as_u64().unwrap_or(workers);
     out(&format!(
         "scaled {pool} to {target} worker{}\n",
         if target == 1 { "" } else { "s" }

@@ -360,7 +360,25 @@ fn without_a_running_nanny_the_verbs_say_how_to_start_one() {
     assert!(out.stderr.contains("http://127.0.0.1:1"), "{}", out.stderr);
     let usage = cli(&dir, &["scale", "web"]);
     assert_eq!(usage.code, 2, "{}", usage.stderr);
+    let zero = cli(&dir, &["scale", "web", "0"]);
+    assert_eq!(zero.code, 2, "{}", zero.stderr);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_api_that_does_not_answer_times_out_with_75() {
+    // A socket that accepts (the kernel completes the handshake) and never
+    // answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let env = [("NANNY_API_URL", url.as_str()), ("NANNY_API_TOKEN", "t")];
+    for verb in [&["status"][..], &["stop", "web:01"], &["logs", "--follow"]] {
+        let args = [&["--timeout", "1"][..], verb].concat();
+        let out = cli_env(&std::env::temp_dir(), &args, &env);
+        assert_eq!(out.code, 75, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("did not answer in time"), "{}", out.stderr);
+        assert!(out.stderr.contains(&url), "{}", out.stderr);
+    }
 }
 
 #[test]

@@ -193,13 +193,22 @@ fn segment(s: &str) -> String {
 /// Writes `text` to stdout; a closed pipe (`nanny status | head`) is not an
 /// error worth a message.
 pub(crate) fn out(text: &str) -> Result<(), CliError> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(CliError::Failed(format!("cannot write to stdout: {e}")))
-        }
+    match write_out(text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(stdout_error(&e)),
         _ => Ok(()),
     }
+}
+
+/// Writes `text` to stdout and flushes it.
+fn write_out(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
+}
+
+/// A failed write to stdout.
+fn stdout_error(e: &std::io::Error) -> CliError {
+    CliError::Failed(format!("cannot write to stdout: {e}"))
 }
 
 #[cfg(test)]

@@ -174,7 +174,8 @@ fn reload_shows_each_worker_replaced(dir: &Path) {
     );
 }
 
-/// `nanny logs -f web:01` prints the line of a replacement started after it.
+/// `nanny logs -f web:01` prints the line of a replacement started after it,
+/// and exits (0) once its reader has gone (`nanny logs -f | head -1`).
 fn follow_shows_new_lines(dir: &Path) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nanny"))
         .args(["logs", "--follow", "--lines", "0", "web:01"])
@@ -187,8 +188,9 @@ fn follow_shows_new_lines(dir: &Path) {
         .unwrap();
     let (tx, rx) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();
+    // Reads one line, then closes the pipe.
     let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        if let Some(Ok(line)) = BufReader::new(stdout).lines().next() {
             let _ = tx.send(line);
         }
     });
@@ -201,9 +203,16 @@ fn follow_shows_new_lines(dir: &Path) {
         "a followed line",
     );
     assert_eq!(line, "web:01| hello from web:01");
-    child.kill().unwrap();
-    child.wait().unwrap();
     reader.join().unwrap();
+    // The next line meets the closed pipe.
+    let status = within(
+        || {
+            ok(dir, &["restart", "web:01"]);
+            child.try_wait().unwrap()
+        },
+        "the follower to exit after its reader went",
+    );
+    assert_eq!(status.code(), Some(0));
 }
 
 /// From another directory: `-c FILE`, `--state-dir DIR`, and `--api` with

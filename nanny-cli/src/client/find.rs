@@ -68,7 +68,14 @@ pub(crate) fn target(w: &Where) -> Result<Target, CliError> {
             token: token.clone(),
         });
     }
-    let file = api_file(w)?;
+    let file = api_file(w).map_err(|e| match &url {
+        // A URL without its token: say what is missing, not how to start nanny.
+        Some(url) if w.state_dir.is_none() && w.config.is_none() => CliError::Unreachable(format!(
+            "no token for the API at {url}: pass --token-file PATH or set {TOKEN_ENV} \
+             (there is no .nanny/{API_FILE} here to take it from)"
+        )),
+        _ => e,
+    })?;
     let found = discovery::read(&file)
         .map_err(|e| CliError::Unreachable(format!("cannot read {}: {e}", file.display())))?;
     let token = match token {

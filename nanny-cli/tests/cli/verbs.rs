@@ -367,6 +367,11 @@ fn without_a_running_nanny_the_verbs_say_how_to_start_one() {
     );
     assert_eq!(out.code, 69, "{}", out.stderr);
     assert!(out.stderr.contains("http://127.0.0.1:1"), "{}", out.stderr);
+    // A URL without a token: the message names what is missing.
+    let out = cli_env(&dir, &["status"], &[("NANNY_API_URL", "http://127.0.0.1:1")]);
+    assert_eq!(out.code, 69, "{}", out.stderr);
+    assert!(out.stderr.contains("no token for the API"), "{}", out.stderr);
+    assert!(out.stderr.contains("NANNY_API_TOKEN"), "{}", out.stderr);
     let usage = cli(&dir, &["scale", "web"]);
     assert_eq!(usage.code, 2, "{}", usage.stderr);
     let zero = cli(&dir, &["scale", "web", "0"]);

@@ -163,6 +163,9 @@ impl Client {
         if let ureq::Error::Timeout(_) = e {
             return self.timed_out();
         }
+        if let Some(stale) = self.target.found.as_ref().and_then(find::Found::stale) {
+            return CliError::Unreachable(stale);
+        }
         CliError::Unreachable(format!(
             "no answer from the nanny API at {}: {e} (is `nanny run` running?)",
             self.target.url

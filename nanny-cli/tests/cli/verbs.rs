@@ -1,7 +1,8 @@
 //! The CLI verbs (`nanny status`, `scale`, `stop`, `reload`, `logs`...)
 //! against a running `nanny run` with real `sleep` workers, found as a user
 //! finds it: from the config's directory, through `.nanny/api.json`. One
-//! nanny shared by the checks that leave it in a known state.
+//! nanny shared by the checks that leave it in a known state. The exit
+//! codes without a healthy nanny are in [`exits`].
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -11,6 +12,8 @@ use std::sync::mpsc;
 use serde_json::Value;
 
 use crate::support::*;
+
+mod exits;
 
 const WEB: &str = r#"
 [[pool]]
@@ -350,56 +353,4 @@ fn pool_selectors_take_the_slots_they_apply_to(dir: &Path, jobs: u64) -> u64 {
         "{before:?} {after:?}"
     );
     jobs
-}
-
-#[test]
-fn without_a_running_nanny_the_verbs_say_how_to_start_one() {
-    let dir = std::env::temp_dir().join(format!("nanny-run-{}-verbs-none", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = cli(&dir, &["status"]);
-    assert_eq!(out.code, 69, "{}", out.stderr);
-    assert!(out.stderr.contains("nanny run nanny.toml"), "{}", out.stderr);
-    // An address with nothing behind it: unreachable too.
-    let out = cli_env(
-        &dir,
-        &["status"],
-        &[("NANNY_API_URL", "http://127.0.0.1:1"), ("NANNY_API_TOKEN", "t")],
-    );
-    assert_eq!(out.code, 69, "{}", out.stderr);
-    assert!(out.stderr.contains("http://127.0.0.1:1"), "{}", out.stderr);
-    // A URL without a token: the message names what is missing.
-    let out = cli_env(&dir, &["status"], &[("NANNY_API_URL", "http://127.0.0.1:1")]);
-    assert_eq!(out.code, 69, "{}", out.stderr);
-    assert!(out.stderr.contains("no token for the API"), "{}", out.stderr);
-    assert!(out.stderr.contains("NANNY_API_TOKEN"), "{}", out.stderr);
-    let usage = cli(&dir, &["scale", "web"]);
-    assert_eq!(usage.code, 2, "{}", usage.stderr);
-    let zero = cli(&dir, &["scale", "web", "0"]);
-    assert_eq!(zero.code, 2, "{}", zero.stderr);
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn an_api_that_does_not_answer_times_out_with_75() {
-    // A socket that accepts (the kernel completes the handshake) and never
-    // answers.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", silent.local_addr().unwrap());
-    let env = [("NANNY_API_URL", url.as_str()), ("NANNY_API_TOKEN", "t")];
-    for verb in [&["status"][..], &["stop", "web:01"], &["logs", "--follow"]] {
-        let args = [&["--timeout", "1"][..], verb].concat();
-        let out = cli_env(&std::env::temp_dir(), &args, &env);
-        assert_eq!(out.code, 75, "{args:?}: {}", out.stderr);
-        assert!(out.stderr.contains("did not answer in time"), "{}", out.stderr);
-        assert!(out.stderr.contains(&url), "{}", out.stderr);
-    }
-}
-
-#[test]
-fn completions_print_a_script_for_the_shell() {
-    let bash = ok(&std::env::temp_dir(), &["completions", "bash"]);
-    assert!(bash.contains("complete -F _nanny"), "{bash}");
-    assert!(bash.contains("reload") && bash.contains("stop-all"), "{bash}");
-    let zsh = ok(&std::env::temp_dir(), &["completions", "zsh"]);
-    assert!(zsh.starts_with("#compdef nanny"), "{zsh}");
 }

@@ -39,7 +39,8 @@ default the nearest .nanny/api.json in this directory or its parents).
 
 Exit codes of the verbs: 0 ok, 1 the operation failed or conflicted,
 2 usage error, 3 unknown worker or pool, 69 no nanny API to talk to,
-77 the token was refused.";
+75 no answer in time (--timeout; it may still be under way), 77 the
+token was refused.";
 
 /// Runs pools of programs from a config file, balances their connections
 /// and keeps them alive.

@@ -30,6 +30,12 @@ pub(crate) struct Where {
     /// The config file nanny runs: its `[api] state_dir` holds `api.json`.
     #[arg(short = 'c', long = "config", value_name = "FILE", global = true)]
     pub(crate) config: Option<PathBuf>,
+    /// Give up on an answer after SECS seconds (exit 75). Default: 60 for
+    /// a read (`status`), no bound for an operation (a reload of many
+    /// draining workers can take minutes); a stream (`logs`) is bounded
+    /// until it begins only.
+    #[arg(long, value_name = "SECS", global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) timeout: Option<u64>,
 }
 
 /// Where the API is and the token to show it. Its `Debug` hides the token.
@@ -38,6 +44,37 @@ pub(crate) struct Target {
     pub(crate) url: String,
     /// The bearer token.
     pub(crate) token: String,
+    /// The `api.json` it was found in, if it was.
+    pub(crate) found: Option<Found>,
+}
+
+/// The `api.json` a [`Target`] came from: who wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Found {
+    /// The file.
+    pub(crate) file: PathBuf,
+    /// The `nanny run` that wrote it.
+    pub(crate) pid: u32,
+    /// Its config file.
+    pub(crate) config: PathBuf,
+}
+
+impl Found {
+    /// Why nothing answers when the nanny that wrote the file is gone (it
+    /// was killed, so it could not remove the file); `None` while it runs.
+    pub(crate) fn stale(&self) -> Option<String> {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.pid).ok()?);
+        // EPERM: a process of another user holds the pid: not ours to judge.
+        if nix::sys::signal::kill(pid, None) != Err(nix::errno::Errno::ESRCH) {
+            return None;
+        }
+        Some(format!(
+            "nanny (pid {}), which wrote {}, is not running (killed?); start it again with `nanny run {}`",
+            self.pid,
+            self.file.display(),
+            self.config.display()
+        ))
+    }
 }
 
 impl std::fmt::Debug for Target {
@@ -60,9 +97,17 @@ pub(crate) fn target(w: &Where) -> Result<Target, CliError> {
         return Ok(Target {
             url: url.trim_end_matches('/').to_owned(),
             token: token.clone(),
+            found: None,
         });
     }
-    let file = api_file(w)?;
+    let file = api_file(w).map_err(|e| match &url {
+        // A URL without its token: say what is missing, not how to start nanny.
+        Some(url) if w.state_dir.is_none() && w.config.is_none() => CliError::Unreachable(format!(
+            "no token for the API at {url}: pass --token-file PATH or set {TOKEN_ENV} \
+             (there is no .nanny/{API_FILE} here to take it from)"
+        )),
+        _ => e,
+    })?;
     let found = discovery::read(&file)
         .map_err(|e| CliError::Unreachable(format!("cannot read {}: {e}", file.display())))?;
     let token = match token {
@@ -77,10 +122,16 @@ pub(crate) fn target(w: &Where) -> Result<Target, CliError> {
             }
         },
     };
+    let from = Found {
+        file,
+        pid: found.pid,
+        config: found.config,
+    };
     let url = url.unwrap_or(found.url);
     Ok(Target {
         url: url.trim_end_matches('/').to_owned(),
         token,
+        found: Some(from),
     })
 }
 
@@ -154,10 +205,26 @@ mod tests {
     }
 
     #[test]
+    fn a_file_is_stale_once_its_writer_is_gone() {
+        let mut found = Found {
+            file: "/srv/.nanny/api.json".into(),
+            pid: std::process::id(),
+            config: "/srv/nanny.toml".into(),
+        };
+        assert_eq!(found.stale(), None, "this process runs");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        found.pid = child.id();
+        child.wait().unwrap();
+        let stale = found.stale().expect("a reaped process is gone");
+        assert!(stale.contains("nanny run /srv/nanny.toml"), "{stale}");
+    }
+
+    #[test]
     fn the_target_never_shows_its_token() {
         let t = Target {
             url: "http://127.0.0.1:1".into(),
             token: "s3cret".into(),
+            found: None,
         };
         assert!(!format!("{t:?}").contains("s3cret"));
     }

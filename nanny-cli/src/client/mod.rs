@@ -5,7 +5,8 @@
 //!
 //! Exit codes (README.md, "The `nanny` command"): 0 ok, 1 the operation
 //! failed or conflicted, 2 a usage error (clap's), 3 an unknown worker or
-//! pool, 69 no API to talk to, 77 the token was refused.
+//! pool, 69 no API to talk to, 75 no answer in time (`--timeout`), 77 the
+//! token was refused.
 
 use std::io::Read;
 use std::time::Duration;
@@ -20,6 +21,10 @@ pub(crate) use find::{Target, Where};
 /// How long connecting to the API may take (it is local, normally).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a read (`GET` of JSON) waits for its whole answer without
+/// `--timeout`.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The largest JSON answer read (a status of thousands of workers fits).
 const MAX_BODY: u64 = 16 << 20;
 
@@ -33,6 +38,9 @@ pub(crate) enum CliError {
     NotFound(String),
     /// No API to talk to: no `api.json`, or nothing listening: exit 69.
     Unreachable(String),
+    /// No answer within the timeout; the operation may still be under way:
+    /// exit 75 (`EX_TEMPFAIL`).
+    TimedOut(String),
     /// The token was refused (401): exit 77.
     Refused(String),
 }
@@ -44,6 +52,7 @@ impl CliError {
             Self::Failed(_) => 1,
             Self::NotFound(_) => 3,
             Self::Unreachable(_) => 69,
+            Self::TimedOut(_) => 75,
             Self::Refused(_) => 77,
         }
     }
@@ -52,7 +61,11 @@ impl CliError {
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Failed(m) | Self::NotFound(m) | Self::Unreachable(m) | Self::Refused(m) => f.write_str(m),
+            Self::Failed(m)
+            | Self::NotFound(m)
+            | Self::Unreachable(m)
+            | Self::TimedOut(m)
+            | Self::Refused(m) => f.write_str(m),
         }
     }
 }
@@ -62,6 +75,8 @@ impl std::fmt::Display for CliError {
 pub(crate) struct Client {
     target: Target,
     agent: ureq::Agent,
+    /// `--timeout`.
+    timeout: Option<Duration>,
 }
 
 impl Client {
@@ -73,39 +88,61 @@ impl Client {
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .build()
             .into();
-        Ok(Self { target, agent })
+        let timeout = w.timeout.map(Duration::from_secs);
+        Ok(Self {
+            target,
+            agent,
+            timeout,
+        })
     }
 
-    /// `GET path` (with its query), the JSON answer.
+    /// `GET path` (with its query), the JSON answer, within `--timeout`
+    /// or [`READ_TIMEOUT`].
     pub(crate) fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, CliError> {
-        let response = self.get_stream(path, query)?;
-        json_of(response)
+        let bound = self.timeout.unwrap_or(READ_TIMEOUT);
+        let request = self.get_request(path, query).config().timeout_global(Some(bound));
+        let response = request.build().call().map_err(|e| self.no_answer(&e))?;
+        self.json_of(check(response)?)
     }
 
-    /// `GET path`, the response as it comes (for streams), once it is 2xx.
+    /// `GET path`, the response as it comes (for streams), once it is 2xx;
+    /// `--timeout` bounds the wait for its headers only.
     pub(crate) fn get_stream(
         &self,
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<ureq::http::Response<ureq::Body>, CliError> {
-        let mut request = self
-            .agent
-            .get(self.url(path))
-            .header("Authorization", self.bearer());
-        for (k, v) in query {
-            request = request.query(*k, *v);
-        }
-        let response = request.call().map_err(|e| self.unreachable(&e))?;
+        let request = (self.get_request(path, query).config())
+            .timeout_recv_response(self.timeout)
+            .build();
+        let response = request.call().map_err(|e| self.no_answer(&e))?;
         check(response)
     }
 
-    /// `POST path` with `body` as JSON, the JSON answer.
+    /// `POST path` with `body` as JSON, the JSON answer, within `--timeout`
+    /// if given.
     pub(crate) fn post(&self, path: &str, body: &Value) -> Result<Value, CliError> {
         let response = (self.agent.post(self.url(path)))
             .header("Authorization", self.bearer())
+            .config()
+            .timeout_global(self.timeout)
+            .build()
             .send_json(body)
-            .map_err(|e| self.unreachable(&e))?;
-        json_of(check(response)?)
+            .map_err(|e| self.no_answer(&e))?;
+        self.json_of(check(response)?)
+    }
+
+    /// `GET path?query` with the token.
+    fn get_request(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
+        let mut request = (self.agent.get(self.url(path))).header("Authorization", self.bearer());
+        for (k, v) in query {
+            request = request.query(*k, *v);
+        }
+        request
     }
 
     /// The API's URL (no token in it).
@@ -121,11 +158,36 @@ impl Client {
         format!("Bearer {}", self.target.token)
     }
 
-    fn unreachable(&self, e: &ureq::Error) -> CliError {
+    /// A request that got no answer: timed out, or nothing to talk to.
+    fn no_answer(&self, e: &ureq::Error) -> CliError {
+        if let ureq::Error::Timeout(_) = e {
+            return self.timed_out();
+        }
+        if let Some(stale) = self.target.found.as_ref().and_then(find::Found::stale) {
+            return CliError::Unreachable(stale);
+        }
         CliError::Unreachable(format!(
             "no answer from the nanny API at {}: {e} (is `nanny run` running?)",
             self.target.url
         ))
+    }
+
+    fn timed_out(&self) -> CliError {
+        CliError::TimedOut(format!(
+            "the nanny API at {} did not answer in time (--timeout); what was asked may still be under way",
+            self.target.url
+        ))
+    }
+
+    /// The JSON body of a 2xx response (a read cut by the timeout is
+    /// [`CliError::TimedOut`] too).
+    fn json_of(&self, mut response: ureq::http::Response<ureq::Body>) -> Result<Value, CliError> {
+        (response.body_mut().with_config().limit(MAX_BODY))
+            .read_json()
+            .map_err(|e| match e {
+                ureq::Error::Timeout(_) => self.timed_out(),
+                e => CliError::Failed(format!("the API's answer is not the JSON expected: {e}")),
+            })
     }
 }
 
@@ -164,13 +226,6 @@ pub(crate) fn error_of(status: u16, body: &str) -> CliError {
     }
 }
 
-/// The JSON body of a 2xx response.
-fn json_of(mut response: ureq::http::Response<ureq::Body>) -> Result<Value, CliError> {
-    (response.body_mut().with_config().limit(MAX_BODY))
-        .read_json()
-        .map_err(|e| CliError::Failed(format!("the API's answer is not the JSON expected: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,5 +249,6 @@ mod tests {
         assert!(e.to_string().contains("bad token"), "{e}");
         assert_eq!(error_of(502, "<html>").to_string(), "the API answered 502");
         assert_eq!(CliError::Unreachable("x".into()).code(), 69);
+        assert_eq!(CliError::TimedOut("x".into()).code(), 75);
     }
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use nanny::{Inspect, WorkerHealth};
+use serde_json::Value;
 
 /// The columns, in order; the numeric ones are right-aligned.
 const HEADERS: [&str; 12] = [
@@ -41,16 +42,50 @@ pub(crate) fn render(inspect: &Inspect) -> String {
     for row in &rows {
         line(&mut out, row, &widths);
     }
+    out.push_str(&summary(inspect));
+    out
+}
+
+/// The line under the table: counts, and the failed pools (they restart
+/// nothing more: their empty slots stay `down`).
+fn summary(inspect: &Inspect) -> String {
     let running = inspect.count_running_workers();
-    out.push_str(&format!(
-        "{} pool{}, {} worker{} ({running} running), {} queued\n",
+    let mut text = format!(
+        "{} pool{}, {} worker{} ({running} running), {} queued",
         inspect.pools.len(),
         plural(inspect.pools.len()),
         inspect.count_workers(),
         plural(inspect.count_workers()),
         inspect.pools.iter().map(|p| p.queued).sum::<usize>(),
-    ));
-    out
+    );
+    let failed: Vec<&str> = (inspect.pools.iter())
+        .filter(|p| p.failed)
+        .map(|p| p.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        text.push_str(&format!("; failed (restart budget spent): {}", failed.join(", ")));
+    }
+    text.push('\n');
+    text
+}
+
+/// Fills each worker's `cpu_time` in a `GET /v1/status` answer from a
+/// `GET /v1/workers` one (`[WorkerHealth]`, which reads it; the snapshot
+/// does not). A worker gone between the two calls keeps `null`.
+pub(crate) fn add_cpu_times(status: &mut Value, health: &Value) {
+    let Some(workers) = status["workers"].as_array_mut() else {
+        return;
+    };
+    let cpu_of = |id: &Value| {
+        (health.as_array().into_iter().flatten())
+            .find(|h| &h["id"] == id)
+            .map(|h| h["cpu_time"].clone())
+    };
+    for w in workers {
+        if let Some(cpu) = cpu_of(&w["id"]).filter(|c| !c.is_null()) {
+            w["cpu_time"] = cpu;
+        }
+    }
 }
 
 /// One table line, cells padded to `widths`, two spaces apart.

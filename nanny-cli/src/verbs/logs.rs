@@ -48,8 +48,13 @@ pub(crate) fn run(client: &Client, args: &Args) -> Result<(), CliError> {
         if n == 0 {
             return Ok(());
         }
-        if let Some(text) = render(&buf) {
-            super::out(&text)?;
+        let Some(text) = render(&buf) else { continue };
+        match super::write_out(&text) {
+            Ok(()) => {}
+            // The reader has gone (`nanny logs -f | head`): done, or a
+            // follower would read the stream forever for nobody.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(super::stdout_error(&e)),
         }
     }
 }

@@ -25,7 +25,8 @@ pub(crate) enum Verb {
     /// and errors/warnings (captured output plus what the SDK reports).
     /// A stopped slot shows `stopped`; one waiting to restart, `down`.
     Status {
-        /// Print the whole `GET /v1/status` snapshot as JSON instead.
+        /// Print the whole `GET /v1/status` snapshot as JSON instead (each
+        /// worker's `cpu_time` filled in from `GET /v1/workers`).
         #[arg(long)]
         json: bool,
     },
@@ -34,7 +35,8 @@ pub(crate) enum Verb {
         /// The pool.
         pool: String,
         /// Its new number of workers (at least 1).
-        workers: usize,
+        #[arg(value_parser = clap::value_parser!(u64).range(1..))]
+        workers: u64,
     },
     /// Start stopped workers (SEL: a worker, a pool, or `all`)
     Start {
@@ -57,7 +59,11 @@ pub(crate) enum Verb {
         /// A worker name (`web:01`), a worker id, a pool, or `all`.
         sel: Sel,
     },
-    /// Reset workers' statistics (served, errors, warnings, restarts)
+    /// Zero workers' counters (messages, kills, spawns: `reset_stats`)
+    ///
+    /// Running workers only: a stopped worker has no process, so no
+    /// counters (exit 1); over a pool or `all`, stopped slots are skipped.
+    /// The served, error and restart counts are the supervisor's and stay.
     Reset {
         /// A worker name (`web:01`), a worker id, a pool, or `all`.
         sel: Sel,
@@ -108,9 +114,11 @@ pub(crate) fn run(verb: Verb, place: &Where) -> Result<(), CliError> {
     }
 }
 
-/// `nanny status [--json]`.
+/// `nanny status [--json]`: `GET /v1/status`, with each worker's CPU time
+/// from `GET /v1/workers` (the snapshot does not read it).
 fn status(client: &Client, as_json: bool) -> Result<(), CliError> {
-    let value = client.get("/v1/status", &[])?;
+    let mut value = client.get("/v1/status", &[])?;
+    table::add_cpu_times(&mut value, &client.get("/v1/workers", &[])?);
     if as_json {
         let text = serde_json::to_string_pretty(&value).unwrap_or_default();
         return out(&format!("{text}\n"));
@@ -121,10 +129,10 @@ fn status(client: &Client, as_json: bool) -> Result<(), CliError> {
 }
 
 /// `nanny scale POOL N`.
-fn scale(client: &Client, pool: &str, workers: usize) -> Result<(), CliError> {
+fn scale(client: &Client, pool: &str, workers: u64) -> Result<(), CliError> {
     let path = format!("/v1/pools/{}/scale", segment(pool));
     let info = client.post(&path, &json!({ "workers": workers }))?;
-    let target = info["target"].as_u64().unwrap_or(workers as u64);
+    let target = info["target"].as_u64().unwrap_or(workers);
     out(&format!(
         "scaled {pool} to {target} worker{}\n",
         if target == 1 { "" } else { "s" }
@@ -185,13 +193,22 @@ fn segment(s: &str) -> String {
 /// Writes `text` to stdout; a closed pipe (`nanny status | head`) is not an
 /// error worth a message.
 pub(crate) fn out(text: &str) -> Result<(), CliError> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(CliError::Failed(format!("cannot write to stdout: {e}")))
-        }
+    match write_out(text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(stdout_error(&e)),
         _ => Ok(()),
     }
+}
+
+/// Writes `text` to stdout and flushes it.
+fn write_out(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
+}
+
+/// A failed write to stdout.
+fn stdout_error(e: &std::io::Error) -> CliError {
+    CliError::Failed(format!("cannot write to stdout: {e}"))
 }
 
 #[cfg(test)]

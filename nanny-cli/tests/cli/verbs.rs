@@ -1,7 +1,8 @@
 //! The CLI verbs (`nanny status`, `scale`, `stop`, `reload`, `logs`...)
 //! against a running `nanny run` with real `sleep` workers, found as a user
 //! finds it: from the config's directory, through `.nanny/api.json`. One
-//! nanny shared by the checks that leave it in a known state.
+//! nanny shared by the checks that leave it in a known state. The exit
+//! codes without a healthy nanny are in [`exits`].
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -11,6 +12,8 @@ use std::sync::mpsc;
 use serde_json::Value;
 
 use crate::support::*;
+
+mod exits;
 
 const WEB: &str = r#"
 [[pool]]
@@ -60,12 +63,17 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 
 /// The slots of pool `web` from `nanny status --json`: (name, pid, stopped).
 fn slots(dir: &Path) -> Vec<(String, Option<u64>, bool)> {
+    pool_slots(dir, "web")
+}
+
+/// The slots of `pool` from `nanny status --json`: (name, pid, stopped).
+fn pool_slots(dir: &Path, pool: &str) -> Vec<(String, Option<u64>, bool)> {
     let status: Value = serde_json::from_str(&ok(dir, &["status", "--json"])).unwrap();
-    let web = (status["pools"].as_array().unwrap().iter())
-        .find(|p| p["name"] == "web")
+    let found = (status["pools"].as_array().unwrap().iter())
+        .find(|p| p["name"] == pool)
         .unwrap()
         .clone();
-    (web["slots"].as_array().unwrap().iter())
+    (found["slots"].as_array().unwrap().iter())
         .map(|s| {
             (
                 s["name"].as_str().unwrap().to_owned(),
@@ -169,7 +177,8 @@ fn reload_shows_each_worker_replaced(dir: &Path) {
     );
 }
 
-/// `nanny logs -f web:01` prints the line of a replacement started after it.
+/// `nanny logs -f web:01` prints the line of a replacement started after it,
+/// and exits (0) once its reader has gone (`nanny logs -f | head -1`).
 fn follow_shows_new_lines(dir: &Path) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nanny"))
         .args(["logs", "--follow", "--lines", "0", "web:01"])
@@ -182,8 +191,9 @@ fn follow_shows_new_lines(dir: &Path) {
         .unwrap();
     let (tx, rx) = mpsc::channel();
     let stdout = child.stdout.take().unwrap();
+    // Reads one line, then closes the pipe.
     let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        if let Some(Ok(line)) = BufReader::new(stdout).lines().next() {
             let _ = tx.send(line);
         }
     });
@@ -196,9 +206,16 @@ fn follow_shows_new_lines(dir: &Path) {
         "a followed line",
     );
     assert_eq!(line, "web:01| hello from web:01");
-    child.kill().unwrap();
-    child.wait().unwrap();
     reader.join().unwrap();
+    // The next line meets the closed pipe.
+    let status = within(
+        || {
+            ok(dir, &["restart", "web:01"]);
+            child.try_wait().unwrap()
+        },
+        "the follower to exit after its reader went",
+    );
+    assert_eq!(status.code(), Some(0));
 }
 
 /// From another directory: `-c FILE`, `--state-dir DIR`, and `--api` with
@@ -226,31 +243,114 @@ fn elsewhere_the_flags_find_it(file: &Path) {
     }
 }
 
-#[test]
-fn without_a_running_nanny_the_verbs_say_how_to_start_one() {
-    let dir = std::env::temp_dir().join(format!("nanny-run-{}-verbs-none", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = cli(&dir, &["status"]);
-    assert_eq!(out.code, 69, "{}", out.stderr);
-    assert!(out.stderr.contains("nanny run nanny.toml"), "{}", out.stderr);
-    // An address with nothing behind it: unreachable too.
-    let out = cli_env(
-        &dir,
-        &["status"],
-        &[("NANNY_API_URL", "http://127.0.0.1:1"), ("NANNY_API_TOKEN", "t")],
-    );
-    assert_eq!(out.code, 69, "{}", out.stderr);
-    assert!(out.stderr.contains("http://127.0.0.1:1"), "{}", out.stderr);
-    let usage = cli(&dir, &["scale", "web"]);
-    assert_eq!(usage.code, 2, "{}", usage.stderr);
-    std::fs::remove_dir_all(&dir).unwrap();
-}
+const WEB_AND_JOBS: &str = r#"
+[[pool]]
+name = "web"
+command = "sleep"
+args = ["1000"]
+plain = true
+workers = 2
+reload_delay = "10ms"
+
+[[pool]]
+name = "jobs"
+command = "sleep"
+args = ["1000"]
+plain = true
+workers = 1
+reload_delay = "10ms"
+"#;
 
 #[test]
-fn completions_print_a_script_for_the_shell() {
-    let bash = ok(&std::env::temp_dir(), &["completions", "bash"]);
-    assert!(bash.contains("complete -F _nanny"), "{bash}");
-    assert!(bash.contains("reload") && bash.contains("stop-all"), "{bash}");
-    let zsh = ok(&std::env::temp_dir(), &["completions", "zsh"]);
-    assert!(zsh.starts_with("#compdef nanny"), "{zsh}");
+fn add_remove_reset_pool_selectors_reload_all_and_hard_shutdown() {
+    let file = config("verbs-slots", WEB_AND_JOBS);
+    let dir = file.parent().unwrap();
+    let nanny = Nanny::start(&["run"], &file);
+    discovery(&file);
+    let jobs = within(
+        || pool_slots(dir, "jobs").first().and_then(|s| s.1),
+        "jobs:01 to have a pid",
+    );
+    pid(dir, "web:02");
+
+    // The CPU column is read (`GET /v1/workers`), not left blank.
+    let table = ok(dir, &["status"]);
+    let row: Vec<&str> = (table.lines())
+        .find(|l| l.starts_with("jobs:01"))
+        .unwrap_or_else(|| panic!("{table}"))
+        .split_whitespace()
+        .collect();
+    assert!(row[9].ends_with('s') && row[9].contains('.'), "cpu: {table}");
+    assert!(!table.contains("failed"), "{table}");
+
+    add_then_remove(dir);
+    let jobs = pool_selectors_take_the_slots_they_apply_to(dir, jobs);
+
+    // Reload without a pool: every pool, counted across them.
+    let reload = ok(dir, &["reload"]);
+    assert!(
+        reload.contains(&format!("reloaded jobs:01 (pid {jobs} → ")),
+        "{reload}"
+    );
+    assert!(reload.contains("[3/3]"), "{reload}");
+    assert!(reload.ends_with("reloaded web, jobs (3 workers)\n"), "{reload}");
+
+    let unknown = cli(dir, &["scale", "nope", "2"]);
+    assert_eq!(unknown.code, 3, "{}", unknown.stderr);
+    assert!(unknown.stderr.contains("nope"), "{}", unknown.stderr);
+
+    let workers: Vec<u64> = ["web:01", "web:02"]
+        .map(|n| pid(dir, n))
+        .into_iter()
+        .chain(pool_slots(dir, "jobs")[0].1)
+        .collect();
+    assert_eq!(workers.len(), 3, "{workers:?}");
+    assert!(ok(dir, &["shutdown", "--hard"]).contains("killing its workers"));
+    let (status, stderr) = nanny.wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        workers.iter().all(|w| !alive(*w as u32)),
+        "a worker outlived nanny"
+    );
+}
+
+/// `nanny add web` then `nanny remove` of the new slot: the pool is back to
+/// two, the removed process gone.
+fn add_then_remove(dir: &Path) {
+    assert_eq!(ok(dir, &["add", "web"]), "added web:03\n");
+    let added = pid(dir, "web:03");
+    assert_eq!(ok(dir, &["remove", "web:03"]), "removed web:03\n");
+    assert_eq!(slots(dir).len(), 2);
+    within(
+        || (!alive(added as u32)).then_some(()),
+        "the removed worker to exit",
+    );
+}
+
+/// `stop`, `reset`, `start` and `restart` over a pool or `all` act on the
+/// slots they apply to (running ones, stopped ones for `start`); `reset` of
+/// one stopped worker is a conflict. The new pid of `jobs:01`.
+fn pool_selectors_take_the_slots_they_apply_to(dir: &Path, jobs: u64) -> u64 {
+    assert_eq!(ok(dir, &["stop", "jobs"]), "stopped jobs:01\n");
+    assert_eq!(ok(dir, &["reset", "web:01"]), "reset web:01\n");
+    let stopped = cli(dir, &["reset", "jobs:01"]);
+    assert_eq!(stopped.code, 1, "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("stopped"), "{}", stopped.stderr);
+    assert_eq!(ok(dir, &["reset", "jobs"]), "nothing to reset in jobs\n");
+    assert_eq!(ok(dir, &["start", "all"]), "started jobs:01\n");
+    let jobs = within(
+        || pool_slots(dir, "jobs")[0].1.filter(|p| *p != jobs),
+        "a new jobs:01",
+    );
+    let before = ["web:01", "web:02"].map(|n| pid(dir, n));
+    assert_eq!(
+        ok(dir, &["restart", "web"]),
+        "restarted web:01\nrestarted web:02\n"
+    );
+    let after = ["web:01", "web:02"].map(|n| pid(dir, n));
+    assert!(
+        after[0] != before[0] && after[1] != before[1],
+        "{before:?} {after:?}"
+    );
+    jobs
 }

@@ -64,3 +64,33 @@ fn units_read_well() {
     assert_eq!(bytes(3 << 30), "3.0 GiB");
     assert_eq!(cpu(Duration::from_millis(1250)), "1.2s");
 }
+
+#[test]
+fn cpu_times_come_from_the_workers_answer_by_id() {
+    let mut status: serde_json::Value = serde_json::from_str(include_str!("status.json")).unwrap();
+    let web01 = status["workers"][0]["id"].clone();
+    let cpu = serde_json::json!({"secs": 1, "nanos": 500_000_000});
+    let health = serde_json::json!([
+        {"id": 999, "cpu_time": {"secs": 9, "nanos": 0}},
+        {"id": web01, "cpu_time": cpu},
+    ]);
+    add_cpu_times(&mut status, &health);
+    assert_eq!(status["workers"][0]["cpu_time"], cpu);
+    assert!(
+        status["workers"][1]["cpu_time"].is_null(),
+        "not in the answer: unchanged"
+    );
+    let text = render(&serde_json::from_value(status).unwrap());
+    let web01 = text.lines().nth(1).unwrap().split_whitespace().nth(9);
+    assert_eq!(web01, Some("1.5s"), "{text}");
+}
+
+#[test]
+fn a_failed_pool_is_named_under_the_table() {
+    let text = render(&inspect(|v| v["pools"][1]["failed"] = true.into()));
+    assert_eq!(
+        text.lines().last(),
+        Some("2 pools, 2 workers (2 running), 0 queued; failed (restart budget spent): jobs"),
+        "{text}"
+    );
+}

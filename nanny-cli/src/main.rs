@@ -19,6 +19,8 @@ mod metrics;
 mod reload;
 mod run;
 mod signals;
+mod systemd;
+mod upgrade;
 mod verbs;
 
 /// `nanny --help`'s closing text: examples, how the API is found, exit codes.

@@ -84,7 +84,11 @@ fn take_listen_fds(fds: Option<&str>, pid: Option<&str>, names: Option<&str>) ->
     let mut names = names.unwrap_or_default().split(':');
     let mut out = Vec::new();
     for fd in 3..3 + n.clamp(0, 1024) {
-        let name = names.next().filter(|n| !n.is_empty()).unwrap_or("unknown").to_owned();
+        let name = names
+            .next()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("unknown")
+            .to_owned();
         match crate::upgrade::adopt(fd) {
             Some(owned) => out.push((name, owned)),
             None => tracing::warn!(fd, %name, "LISTEN_FDS names a descriptor that is not open"),

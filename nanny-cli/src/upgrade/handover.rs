@@ -62,10 +62,7 @@ impl Context {
 /// Takes SIGUSR2 until `supervisor` closes; `Ok(true)` once an upgrade
 /// handed over (the supervisor has then been soft-stopped and closed).
 /// An error: SIGUSR2 could not be taken.
-pub(crate) fn serve(
-    ctx: Context,
-    supervisor: Supervisor,
-) -> std::io::Result<tokio::task::JoinHandle<bool>> {
+pub(crate) fn serve(ctx: Context, supervisor: Supervisor) -> std::io::Result<tokio::task::JoinHandle<bool>> {
     let mut usr2 = signal(SignalKind::user_defined2())?;
     Ok(tokio::spawn(async move {
         loop {
@@ -101,7 +98,9 @@ async fn start_new(ctx: &Context, supervisor: &Supervisor) -> Result<u32, String
         .await
         .map_err(|e| format!("cannot copy the listening sockets: {e}"))?;
     if let Some(api) = &ctx.api {
-        let copy = api.try_clone().map_err(|e| format!("cannot copy the API's socket: {e}"))?;
+        let copy = api
+            .try_clone()
+            .map_err(|e| format!("cannot copy the API's socket: {e}"))?;
         sockets.push((API_SOCKET.to_owned(), copy));
     }
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -164,7 +163,9 @@ async fn hand_over(supervisor: &Supervisor, pid: u32) {
             }
         };
         if tokio::time::timeout(HAND_OUT, handed_out).await.is_err() {
-            tracing::warn!("connections still wait for a worker after {HAND_OUT:?}; they close with the stop");
+            tracing::warn!(
+                "connections still wait for a worker after {HAND_OUT:?}; they close with the stop"
+            );
         }
     }
     supervisor.soft_kill().await;

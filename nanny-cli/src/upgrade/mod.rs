@@ -72,6 +72,9 @@ pub(crate) struct Inherited {
     pub(crate) sockets: Vec<(String, OwnedFd)>,
     /// The pipe to write to once ready.
     ready: Option<OwnedFd>,
+    /// The files of the inherited Unix sockets: the old nanny created
+    /// them and left them, so this one removes them at its final stop.
+    unix_paths: Vec<PathBuf>,
 }
 
 impl Inherited {
@@ -84,12 +87,19 @@ impl Inherited {
         std::env::remove_var(INHERITED_ENV);
         std::env::remove_var(READY_ENV);
         let mut out = Inherited::default();
-        for entry in sockets.iter().flat_map(|s| s.split(',')).filter(|e| !e.is_empty()) {
+        for entry in sockets
+            .iter()
+            .flat_map(|s| s.split(','))
+            .filter(|e| !e.is_empty())
+        {
             let parsed = entry
                 .split_once(':')
                 .and_then(|(fd, name)| Some((fd.parse::<RawFd>().ok()?, unescape(name))));
             match parsed.and_then(|(fd, name)| Some((name, adopt(fd)?))) {
-                Some(socket) => out.sockets.push(socket),
+                Some(socket) => {
+                    out.unix_paths.extend(unix_path(&socket.1));
+                    out.sockets.push(socket);
+                }
                 None => tracing::warn!(%entry, "{INHERITED_ENV}: not an open descriptor; ignored"),
             }
         }
@@ -116,7 +126,10 @@ impl Inherited {
 
 /// Binds the API at `addr`, or serves it on the inherited socket named
 /// [`API_SOCKET`] if there is one.
-pub(crate) async fn bind_api(addr: std::net::SocketAddr, inherited: &mut Inherited) -> std::io::Result<crate::api::Bound> {
+pub(crate) async fn bind_api(
+    addr: std::net::SocketAddr,
+    inherited: &mut Inherited,
+) -> std::io::Result<crate::api::Bound> {
     match inherited.take_socket(API_SOCKET) {
         Some(socket) => crate::api::bind_from(socket),
         None => crate::api::bind(addr).await,
@@ -128,13 +141,19 @@ pub(crate) async fn bind_api(addr: std::net::SocketAddr, inherited: &mut Inherit
 pub(crate) struct Beside {
     upgrade: Option<tokio::task::JoinHandle<bool>>,
     watchdog: Option<tokio::task::JoinHandle<()>>,
+    /// [`Inherited::unix_paths`].
+    unix_paths: Vec<PathBuf>,
 }
 
 impl Beside {
     /// Every worker is ready: tells the nanny that started this one (an
     /// upgrade) and systemd, then takes SIGUSR2 (if `ctx` is given) and
     /// feeds the watchdog.
-    pub(crate) fn start(inherited: &mut Inherited, supervisor: &nanny::Supervisor, ctx: Option<Context>) -> Beside {
+    pub(crate) fn start(
+        inherited: &mut Inherited,
+        supervisor: &nanny::Supervisor,
+        ctx: Option<Context>,
+    ) -> Beside {
         inherited.tell_ready();
         crate::systemd::notify("READY=1");
         let upgrade = ctx.and_then(|ctx| match serve(ctx, supervisor.clone()) {
@@ -147,20 +166,36 @@ impl Beside {
         Beside {
             upgrade,
             watchdog: crate::systemd::watchdog(supervisor.clone()),
+            unix_paths: std::mem::take(&mut inherited.unix_paths),
         }
     }
 
     /// Once the supervisor has closed: whether it was handed over to a new
-    /// nanny (which then owns `api.json`).
+    /// nanny (which then owns `api.json` and the Unix socket files). If
+    /// not, the socket files an upgrade passed on are removed, as the
+    /// library removes the ones it created.
     pub(crate) async fn finish(self) -> bool {
         if let Some(w) = self.watchdog {
             let _ = w.await;
         }
-        match self.upgrade {
+        let handed_over = match self.upgrade {
             Some(task) => task.await.unwrap_or(false),
             None => false,
+        };
+        if !handed_over {
+            for path in &self.unix_paths {
+                let _ = std::fs::remove_file(path);
+            }
         }
+        handed_over
     }
+}
+
+/// The file of a Unix socket (`None` for any other socket).
+fn unix_path(fd: &OwnedFd) -> Option<PathBuf> {
+    let socket = std::os::unix::net::UnixListener::from(fd.try_clone().ok()?);
+    let addr = socket.local_addr().ok()?;
+    addr.as_pathname().map(std::path::Path::to_owned)
 }
 
 /// Takes ownership of descriptor `fd`, passed by the process that started

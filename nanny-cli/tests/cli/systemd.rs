@@ -35,14 +35,20 @@ fn systemd_hears_ready_then_the_watchdog_then_stopping() {
     let nanny = Nanny::start_with_env(
         &["run"],
         &file,
-        &[("NOTIFY_SOCKET", path.to_str().unwrap()), ("WATCHDOG_USEC", "100000")],
+        &[
+            ("NOTIFY_SOCKET", path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "100000"),
+        ],
     );
     let mut seen = Vec::new();
     receive_until(&socket, "READY=1", &mut seen);
     assert_eq!(seen, ["READY=1"], "nothing before READY");
     receive_until(&socket, "WATCHDOG=1", &mut seen);
     receive_until(&socket, "WATCHDOG=1", &mut seen);
-    within(|| nanny.stderr().contains("notify=[]").then_some(()), "the worker's line");
+    within(
+        || nanny.stderr().contains("notify=[]").then_some(()),
+        "the worker's line",
+    );
     nanny.signal("TERM");
     receive_until(&socket, "STOPPING=1", &mut seen);
     let (status, stderr) = nanny.wait();
@@ -82,12 +88,19 @@ fn nanny_serves_on_the_sockets_systemd_passes_without_binding() {
     }
     let nanny = Nanny::from_child(command.spawn().unwrap());
     let url = within(|| discovery(&file)["url"].as_str().map(str::to_owned), "api.json");
-    assert_eq!(url, format!("http://{}", api.local_addr().unwrap()), "the API on systemd's socket");
+    assert_eq!(
+        url,
+        format!("http://{}", api.local_addr().unwrap()),
+        "the API on systemd's socket"
+    );
     let mut conn = TcpStream::connect(web.local_addr().unwrap()).unwrap();
     conn.write_all(b"hi\n").unwrap();
     let mut line = String::new();
     BufReader::new(&conn).read_line(&mut line).unwrap();
-    assert!(line.ends_with(" hi\n"), "echoed through systemd's socket: {line:?}");
+    assert!(
+        line.ends_with(" hi\n"),
+        "echoed through systemd's socket: {line:?}"
+    );
     drop(conn); // an open connection would hold the drain
     nanny.signal("TERM");
     let (status, stderr) = nanny.wait();

@@ -24,6 +24,11 @@ env = {{ TEST_MODE = "conn-echo" }}
 name = "web"
 tcp = "127.0.0.1:0"
 pool = "echo"
+
+[[listener]]
+name = "local"
+unix = "echo.sock"
+pool = "echo"
 "#,
         test_worker().display()
     );
@@ -33,16 +38,31 @@ pool = "echo"
 /// The port of the running nanny's first listener.
 fn listener_port(file: &Path) -> u16 {
     let (_, status) = Api::of(file).get("/v1/status");
-    let addr = status["listeners"][0]["addr"]["tcp"].as_str().expect("a TCP listener");
+    let addr = status["listeners"][0]["addr"]["tcp"]
+        .as_str()
+        .expect("a TCP listener");
     addr.parse::<std::net::SocketAddr>().expect("an address").port()
 }
 
 /// One connection, one line echoed back; why not, if it failed.
 fn echo(port: u16, line: &str) -> Result<(), String> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
-    conn.write_all(format!("{line}\n").as_bytes()).map_err(|e| format!("write: {e}"))?;
+    let conn = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    exchange(conn, line)
+}
+
+/// One line echoed back over the Unix listener at `path`.
+fn echo_unix(path: &Path, line: &str) -> Result<(), String> {
+    let conn = std::os::unix::net::UnixStream::connect(path).map_err(|e| format!("connect: {e}"))?;
+    exchange(conn, line)
+}
+
+fn exchange<S: std::io::Read + Write>(mut conn: S, line: &str) -> Result<(), String> {
+    conn.write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
     let mut answer = String::new();
-    BufReader::new(&conn).read_line(&mut answer).map_err(|e| format!("read: {e}"))?;
+    BufReader::new(conn)
+        .read_line(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
     match answer.trim_end().split_once(' ') {
         Some((_, echoed)) if echoed == line => Ok(()),
         _ => Err(format!("not the echo of {line:?}: {answer:?}")),
@@ -89,7 +109,10 @@ impl Load {
     /// Waits until `more` connections past now were served.
     fn wait_for(&self, more: u64, what: &str) {
         let target = self.served.load(Ordering::Relaxed) + more;
-        within(|| (self.served.load(Ordering::Relaxed) >= target).then_some(()), what);
+        within(
+            || (self.served.load(Ordering::Relaxed) >= target).then_some(()),
+            what,
+        );
     }
 
     /// Stops; the failures.
@@ -135,23 +158,41 @@ fn sigusr2_hands_every_socket_to_a_new_nanny_without_a_failed_connection() {
     // The new nanny runs, re-parented (not a zombie child of the old one),
     // with its own two workers, and serves on the same port and API.
     let (state, parent) = state_and_parent(new_pid).expect("the new nanny runs");
-    assert!(state != 'Z' && parent != old_pid, "state {state}, parent {parent}");
-    within(|| (children(new_pid).len() == 2).then_some(()), "the new nanny's workers");
+    assert!(
+        state != 'Z' && parent != old_pid,
+        "state {state}, parent {parent}"
+    );
+    within(
+        || (children(new_pid).len() == 2).then_some(()),
+        "the new nanny's workers",
+    );
     load.wait_for(20, "connections through the new nanny");
     let failures = load.stop();
-    assert!(failures.is_empty(), "failed connections across the upgrade: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "failed connections across the upgrade: {failures:?}"
+    );
     let (code, body) = Api::of(&file).get("/v1/workers");
     assert_eq!(code, 200);
     assert_eq!(body.as_array().map(Vec::len), Some(2), "{body}");
     let stderr = old.stderr();
     assert!(stderr.contains("SIGUSR2: upgrading"), "{stderr}");
+    // The Unix listener's file stayed for the new nanny, which removes it
+    // at its stop.
+    let sock = file.parent().unwrap().join("echo.sock");
+    echo_unix(&sock, "unix").expect("the Unix listener serves after the upgrade");
 
     // Stopped like any nanny; its parent (init) reaps it.
     Nanny::signal_pid(new_pid, "TERM");
     within(
-        || state_and_parent(new_pid).is_none_or(|(s, _)| s == 'Z').then_some(()),
+        || {
+            state_and_parent(new_pid)
+                .is_none_or(|(s, _)| s == 'Z')
+                .then_some(())
+        },
         "the new nanny to stop",
     );
+    assert!(!sock.exists(), "the new nanny removed {}", sock.display());
 }
 
 #[test]
@@ -162,10 +203,16 @@ fn an_upgrade_to_a_bad_file_leaves_the_old_nanny_serving() {
     let good = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, format!("{good}\n[supervisor]\nno_such_key = 1\n")).unwrap();
     old.signal("USR2");
-    within(|| old.stderr().contains("upgrade failed").then_some(()), "the failure to be logged");
+    within(
+        || old.stderr().contains("upgrade failed").then_some(()),
+        "the failure to be logged",
+    );
     let stderr = old.stderr();
     assert!(stderr.contains("exited before it was ready"), "{stderr}");
-    assert!(stderr.contains("no_such_key"), "the new nanny says what is wrong: {stderr}");
+    assert!(
+        stderr.contains("no_such_key"),
+        "the new nanny says what is wrong: {stderr}"
+    );
     echo(port, "still").expect("the old nanny serves");
     assert_eq!(discovery(&file)["pid"].as_u64(), Some(u64::from(old.pid())));
     // A second upgrade is possible after a failed one, and still fails.

@@ -73,7 +73,9 @@ async fn supervise(
         },
         _ => None,
     };
-    let upgrade = upgrade::Context::of(&token, bound.as_ref());
+    let upgrade = upgrade::Context::of(&token, bound.as_ref())
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot take SIGUSR2: no upgrades"))
+        .ok();
     loaded.builder = std::mem::take(&mut loaded.builder).inherit(std::mem::take(&mut inherited.sockets));
     let (supervisor, signals) = match start(&mut loaded, &hub).await {
         Ok(started) => started,

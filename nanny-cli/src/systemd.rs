@@ -121,8 +121,9 @@ fn send(target: &str, state: &str) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Sends `WATCHDOG=1` every half `WATCHDOG_USEC` until `supervisor`
-/// closes; nothing if systemd set no watchdog for us.
+/// Sends `WATCHDOG=1` every half `WATCHDOG_USEC` while `supervisor`'s
+/// loop answers (`inspect` within that period), until it closes; nothing
+/// if systemd set no watchdog for us.
 pub(crate) fn watchdog(supervisor: nanny::Supervisor) -> Option<tokio::task::JoinHandle<()>> {
     let usec = ENV.get().and_then(|e| e.1)?;
     let every = Duration::from_micros(usec / 2).max(Duration::from_millis(1));
@@ -130,7 +131,12 @@ pub(crate) fn watchdog(supervisor: nanny::Supervisor) -> Option<tokio::task::Joi
         let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
-                _ = tick.tick() => notify("WATCHDOG=1"),
+                // Only while the supervisor's loop answers.
+                _ = tick.tick() => {
+                    if let Ok(Ok(_)) = tokio::time::timeout(every, supervisor.inspect()).await {
+                        notify("WATCHDOG=1");
+                    }
+                }
                 () = supervisor.closed() => return,
             }
         }

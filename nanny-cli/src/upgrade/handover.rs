@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use nanny::Supervisor;
 use tokio::io::AsyncReadExt;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::{escape, inheritable, Exe, API_SOCKET, INHERITED_ENV, READY_ENV, UPGRADE_TIMEOUT};
 use crate::api::auth::TOKEN_ENV;
@@ -17,61 +17,68 @@ use crate::systemd;
 /// connections it accepted to reach its workers before it soft-stops them.
 const HAND_OUT: Duration = Duration::from_secs(5);
 
-/// What an upgrade needs besides the supervisor.
+/// What an upgrade needs besides the supervisor, and SIGUSR2 itself.
 #[derive(Debug)]
 pub(crate) struct Context {
-    /// What to start.
-    pub(crate) exe: Exe,
-    /// A copy of the API's listening socket, if it is served.
-    pub(crate) api: Option<OwnedFd>,
+    /// What starting the new nanny needs.
+    spawn: Spawn,
+    /// SIGUSR2, taken from before the start: one received while the
+    /// workers get ready is kept, and upgrades once they are.
+    usr2: Signal,
+}
+
+/// What starting the new nanny needs.
+#[derive(Debug)]
+struct Spawn {
+    /// What to start, or why nothing can be.
+    exe: Result<Exe, String>,
+    /// A copy of the API's listening socket, if it is served (`None` also
+    /// if it could not be copied: the new nanny then fails to bind it, and
+    /// the upgrade fails safely).
+    api: Option<OwnedFd>,
     /// The API's token, when it came from `NANNY_API_TOKEN` (removed from
     /// our environment at start): the new nanny gets it the same way.
-    pub(crate) token_env: Option<String>,
+    token_env: Option<String>,
 }
 
 impl Context {
     /// The context of this process: its binary and arguments, a copy of
-    /// the API's socket, and the token if it came from the environment.
-    /// `None` (no upgrades, logged) if the binary cannot be found.
+    /// the API's socket, the token if it came from the environment; takes
+    /// SIGUSR2 (the error: it cannot be taken).
     pub(crate) fn of(
         token: &Option<(crate::api::auth::Token, crate::api::auth::Origin)>,
         api: Option<&crate::api::Bound>,
-    ) -> Option<Context> {
-        let exe = match Exe::current() {
-            Ok(exe) => exe,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot find nanny's own binary: no upgrades");
-                return None;
-            }
-        };
-        let api = match api.map(crate::api::Bound::socket).transpose() {
-            Ok(api) => api,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot copy the API's socket: no upgrades");
-                return None;
-            }
-        };
+    ) -> std::io::Result<Context> {
+        let usr2 = signal(SignalKind::user_defined2())?;
+        let exe = Exe::current().map_err(|e| format!("cannot find nanny's own binary: {e}"));
+        let api = api.and_then(|b| {
+            b.socket()
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot copy the API's socket"))
+                .ok()
+        });
         let token_env = match token {
             Some((t, crate::api::auth::Origin::Environment)) => Some(t.expose().to_owned()),
             _ => None,
         };
-        Some(Context { exe, api, token_env })
+        Ok(Context {
+            spawn: Spawn { exe, api, token_env },
+            usr2,
+        })
     }
 }
 
-/// Takes SIGUSR2 until `supervisor` closes; `Ok(true)` once an upgrade
-/// handed over (the supervisor has then been soft-stopped and closed).
-/// An error: SIGUSR2 could not be taken.
-pub(crate) fn serve(ctx: Context, supervisor: Supervisor) -> std::io::Result<tokio::task::JoinHandle<bool>> {
-    let mut usr2 = signal(SignalKind::user_defined2())?;
-    Ok(tokio::spawn(async move {
+/// Takes SIGUSR2 until `supervisor` closes; `true` once an upgrade handed
+/// over (the supervisor has then been soft-stopped and closed).
+pub(crate) fn serve(ctx: Context, supervisor: Supervisor) -> tokio::task::JoinHandle<bool> {
+    let Context { spawn, mut usr2 } = ctx;
+    tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = usr2.recv() => {}
                 () = supervisor.closed() => return false,
             }
-            tracing::info!(exe = %ctx.exe.path.display(), "SIGUSR2: upgrading: starting a new nanny");
-            let attempt = start_new(&ctx, &supervisor);
+            tracing::info!("SIGUSR2: upgrading: starting a new nanny");
+            let attempt = start_new(&spawn, &supervisor);
             tokio::pin!(attempt);
             let outcome = loop {
                 tokio::select! {
@@ -87,12 +94,13 @@ pub(crate) fn serve(ctx: Context, supervisor: Supervisor) -> std::io::Result<tok
                 Err(why) => tracing::error!("upgrade failed, this nanny keeps serving: {why}"),
             }
         }
-    }))
+    })
 }
 
 /// Starts the new nanny and waits until it says it is ready: its pid, or
 /// why not.
-async fn start_new(ctx: &Context, supervisor: &Supervisor) -> Result<u32, String> {
+async fn start_new(ctx: &Spawn, supervisor: &Supervisor) -> Result<u32, String> {
+    let exe = ctx.exe.as_ref().map_err(Clone::clone)?;
     let mut sockets = supervisor
         .listener_fds()
         .await
@@ -111,9 +119,9 @@ async fn start_new(ctx: &Context, supervisor: &Supervisor) -> Result<u32, String
         described.push(format!("{n}:{}", escape(name)));
     }
     let ready_fd = inheritable(&write).map_err(|e| format!("the readiness pipe: {e}"))?;
-    let mut command = tokio::process::Command::new(&ctx.exe.path);
+    let mut command = tokio::process::Command::new(&exe.path);
     command
-        .args(&ctx.exe.args)
+        .args(&exe.args)
         .env(INHERITED_ENV, described.join(","))
         .env(READY_ENV, ready_fd.to_string())
         .envs(systemd::child_env());
@@ -124,7 +132,7 @@ async fn start_new(ctx: &Context, supervisor: &Supervisor) -> Result<u32, String
     // Our copies go now: the new one has its own, and the pipe reads EOF
     // if it exits before it writes.
     drop((sockets, write));
-    let mut child = spawned.map_err(|e| format!("cannot start {}: {e}", ctx.exe.path.display()))?;
+    let mut child = spawned.map_err(|e| format!("cannot start {}: {e}", exe.path.display()))?;
     let pid = child.id().unwrap_or_default();
     let mut ready = tokio::net::unix::pipe::Receiver::from_owned_fd(read)
         .map_err(|e| format!("the readiness pipe: {e}"))?;

@@ -18,7 +18,9 @@
 //!
 //! If the new nanny fails (a bad file, it exits, it is not ready within
 //! [`UPGRADE_TIMEOUT`]) the old one keeps serving and logs why. One
-//! upgrade at a time: a SIGUSR2 during one is ignored (logged).
+//! upgrade at a time: a SIGUSR2 during one is ignored (logged). SIGUSR2 is
+//! taken from before the start, so it never kills nanny: one received
+//! while the workers get ready upgrades once they are.
 //!
 //! The new nanny is a child of the old one until the old one exits; then
 //! the kernel re-parents it (to init, or the nearest subreaper such as
@@ -147,8 +149,8 @@ pub(crate) struct Beside {
 
 impl Beside {
     /// Every worker is ready: tells the nanny that started this one (an
-    /// upgrade) and systemd, then takes SIGUSR2 (if `ctx` is given) and
-    /// feeds the watchdog.
+    /// upgrade) and systemd, then serves SIGUSR2 (if `ctx` is given: it
+    /// could be taken) and feeds the watchdog.
     pub(crate) fn start(
         inherited: &mut Inherited,
         supervisor: &nanny::Supervisor,
@@ -156,13 +158,7 @@ impl Beside {
     ) -> Beside {
         inherited.tell_ready();
         crate::systemd::notify("READY=1");
-        let upgrade = ctx.and_then(|ctx| match serve(ctx, supervisor.clone()) {
-            Ok(task) => Some(task),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot take SIGUSR2: no upgrades");
-                None
-            }
-        });
+        let upgrade = ctx.map(|ctx| serve(ctx, supervisor.clone()));
         Beside {
             upgrade,
             watchdog: crate::systemd::watchdog(supervisor.clone()),

@@ -26,7 +26,11 @@ pub(crate) fn run(file: &Path, json: bool) -> i32 {
     // Before any thread exists: `resolve` takes the token out of the
     // environment, so no worker inherits it.
     let token = if loaded.api.enabled {
-        match auth::resolve(loaded.api.token_file.as_deref(), &loaded.api.state_dir) {
+        match auth::resolve(
+            loaded.api.token_file.as_deref(),
+            &loaded.api.state_dir,
+            inherited.is_upgrade(),
+        ) {
             Ok(token) => Some(token),
             Err(e) => {
                 eprintln!("nanny: {}: {e}", loaded.path().display());

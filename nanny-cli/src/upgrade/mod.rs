@@ -109,6 +109,11 @@ impl Inherited {
         out
     }
 
+    /// Whether an upgrade started this nanny.
+    pub(crate) fn is_upgrade(&self) -> bool {
+        self.ready.is_some()
+    }
+
     /// Takes the socket named `name` out, if inherited.
     pub(crate) fn take_socket(&mut self, name: &str) -> Option<OwnedFd> {
         let at = self.sockets.iter().position(|(n, _)| n == name)?;

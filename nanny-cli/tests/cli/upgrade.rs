@@ -139,6 +139,7 @@ fn sigusr2_hands_every_socket_to_a_new_nanny_without_a_failed_connection() {
     let old_pid = old.pid();
     let old_workers = children(old_pid);
     assert_eq!(old_workers.len(), 2, "{old_workers:?}");
+    let token = Api::of(&file).token;
     let load = Load::start(port);
     load.wait_for(20, "connections through the old nanny");
 
@@ -172,7 +173,9 @@ fn sigusr2_hands_every_socket_to_a_new_nanny_without_a_failed_connection() {
         failures.is_empty(),
         "failed connections across the upgrade: {failures:?}"
     );
-    let (code, body) = Api::of(&file).get("/v1/workers");
+    let api = Api::of(&file);
+    assert_eq!(api.token, token, "the generated token is kept");
+    let (code, body) = api.get("/v1/workers");
     assert_eq!(code, 200);
     assert_eq!(body.as_array().map(Vec::len), Some(2), "{body}");
     let stderr = old.stderr();
@@ -215,12 +218,25 @@ fn an_upgrade_to_a_bad_file_leaves_the_old_nanny_serving() {
     );
     echo(port, "still").expect("the old nanny serves");
     assert_eq!(discovery(&file)["pid"].as_u64(), Some(u64::from(old.pid())));
-    // A second upgrade is possible after a failed one, and still fails.
+    // A second upgrade is possible after a failed one: to a file whose new
+    // pool cannot get ready, so the new nanny fails after it took the
+    // token; the old one's token stays the one in the token file.
+    std::fs::write(
+        &file,
+        format!(
+            "{good}\n[[pool]]\nname = \"broken\"\ncommand = \"false\"\nplain = true\nrespawn_count = 0\n"
+        ),
+    )
+    .unwrap();
     old.signal("USR2");
     within(
         || (old.stderr().matches("upgrade failed").count() == 2).then_some(()),
         "the second failure to be logged",
     );
+    assert!(old.stderr().contains("exit status: 69"), "{}", old.stderr());
+    let (code, _) = Api::of(&file).get("/v1/status");
+    assert_eq!(code, 200, "the token file still holds the old nanny's token");
+    echo(port, "again").expect("the old nanny serves");
     old.signal("TERM");
     let (status, stderr) = old.wait();
     assert_eq!(status.code(), Some(0), "{stderr}");

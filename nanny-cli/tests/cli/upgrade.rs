@@ -131,6 +131,16 @@ fn state_and_parent(pid: u32) -> Option<(char, u32)> {
     Some((state, rest.next()?.parse().ok()?))
 }
 
+/// Stops a nanny that is not this test's child, like any nanny; its
+/// parent (init, or a subreaper) reaps it.
+fn stop_reparented(pid: u32) {
+    Nanny::signal_pid(pid, "TERM");
+    within(
+        || state_and_parent(pid).is_none_or(|(s, _)| s == 'Z').then_some(()),
+        "the new nanny to stop",
+    );
+}
+
 #[test]
 fn sigusr2_hands_every_socket_to_a_new_nanny_without_a_failed_connection() {
     let file = echo_config("upgrade");
@@ -185,16 +195,7 @@ fn sigusr2_hands_every_socket_to_a_new_nanny_without_a_failed_connection() {
     let sock = file.parent().unwrap().join("echo.sock");
     echo_unix(&sock, "unix").expect("the Unix listener serves after the upgrade");
 
-    // Stopped like any nanny; its parent (init) reaps it.
-    Nanny::signal_pid(new_pid, "TERM");
-    within(
-        || {
-            state_and_parent(new_pid)
-                .is_none_or(|(s, _)| s == 'Z')
-                .then_some(())
-        },
-        "the new nanny to stop",
-    );
+    stop_reparented(new_pid);
     assert!(!sock.exists(), "the new nanny removed {}", sock.display());
 }
 

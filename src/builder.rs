@@ -62,6 +62,8 @@ pub(crate) struct Config {
     pub(crate) asks: crate::asks::AskConfig,
     /// Where silent pools' lines go (`on_output`); `None`: `tracing` events.
     pub(crate) output: Option<crate::output::Sink>,
+    /// Sockets for the listeners of those names ([`Builder::inherit`]).
+    pub(crate) inherited: Vec<(String, Arc<std::os::fd::OwnedFd>)>,
 }
 
 /// Builds a [`Supervisor`]. Start from [`Supervisor::builder`].
@@ -115,6 +117,7 @@ impl Default for Builder {
                 process_title: None,
                 asks: crate::asks::AskConfig::default(),
                 output: None,
+                inherited: Vec::new(),
             },
         }
     }
@@ -397,6 +400,7 @@ impl Builder {
 }
 
 mod asks;
+mod inherit;
 mod output;
 mod placement;
 mod plain;

@@ -19,6 +19,8 @@ mod metrics;
 mod reload;
 mod run;
 mod signals;
+mod systemd;
+mod upgrade;
 mod verbs;
 
 /// `nanny --help`'s closing text: examples, how the API is found, exit codes.
@@ -71,6 +73,10 @@ enum Command {
     /// and supervises them: SIGTERM, SIGINT or SIGQUIT stops gracefully (a
     /// second one hard-kills), SIGHUP re-reads FILE and rolls the pools it
     /// changes, one worker after the other (a bad file changes nothing).
+    /// SIGUSR2 upgrades nanny itself: the binary is started again over the
+    /// same listening sockets, and this one hands over once the new one is
+    /// ready (a new one that fails changes nothing). Under systemd it takes
+    /// its sockets from LISTEN_FDS and notifies READY, WATCHDOG, STOPPING.
     ///
     /// Exit codes: 0 after a graceful stop, 78 for a refused config file,
     /// 69 when it could not start, 128+N after a hard kill by signal N.

@@ -8,11 +8,14 @@ use std::sync::Arc;
 use nanny::{exit, StartError};
 
 use crate::api::{self, auth, discovery};
-use crate::{logs, metrics, reload, signals};
+use crate::{logs, metrics, reload, signals, systemd, upgrade};
 
 /// Runs the file's supervisor to its end; returns the process's exit code.
 /// `json`: nanny's log is JSON (workers' lines on stderr are then fields).
 pub(crate) fn run(file: &Path, json: bool) -> i32 {
+    // Before any thread exists: the sockets an upgrade or systemd passed.
+    let mut inherited = upgrade::Inherited::take();
+    inherited.sockets.extend(systemd::init());
     let loaded = match crate::config::load(file) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -23,7 +26,11 @@ pub(crate) fn run(file: &Path, json: bool) -> i32 {
     // Before any thread exists: `resolve` takes the token out of the
     // environment, so no worker inherits it.
     let token = if loaded.api.enabled {
-        match auth::resolve(loaded.api.token_file.as_deref(), &loaded.api.state_dir) {
+        match auth::resolve(
+            loaded.api.token_file.as_deref(),
+            &loaded.api.state_dir,
+            inherited.is_upgrade(),
+        ) {
             Ok(token) => Some(token),
             Err(e) => {
                 eprintln!("nanny: {}: {e}", loaded.path().display());
@@ -47,7 +54,7 @@ pub(crate) fn run(file: &Path, json: bool) -> i32 {
             return exit::UNAVAILABLE;
         }
     };
-    let code = runtime.block_on(supervise(loaded, token, hub.clone()));
+    let code = runtime.block_on(supervise(loaded, token, hub.clone(), inherited));
     // The supervisor and its capture tasks have ended: what is queued for
     // the log files is written now.
     hub.finish();
@@ -58,9 +65,10 @@ async fn supervise(
     mut loaded: crate::config::Loaded,
     token: Option<(auth::Token, auth::Origin)>,
     hub: logs::Hub,
+    mut inherited: upgrade::Inherited,
 ) -> i32 {
     let bound = match (&token, loaded.api.enabled) {
-        (Some(_), true) => match api::bind(loaded.api.listen).await {
+        (Some(_), true) => match upgrade::bind_api(loaded.api.listen, &mut inherited).await {
             Ok(bound) => Some(bound),
             Err(e) => {
                 eprintln!("nanny: cannot bind the API on {}: {e}", loaded.api.listen);
@@ -69,6 +77,10 @@ async fn supervise(
         },
         _ => None,
     };
+    let upgrade = upgrade::Context::of(&token, bound.as_ref())
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot take SIGUSR2: no upgrades"))
+        .ok();
+    loaded.builder = std::mem::take(&mut loaded.builder).inherit(std::mem::take(&mut inherited.sockets));
     let (supervisor, signals) = match start(&mut loaded, &hub).await {
         Ok(started) => started,
         Err(code) => return code,
@@ -116,12 +128,15 @@ async fn supervise(
         _ => None,
     };
     tracing::info!(file = %loaded.path().display(), "nanny running: every worker is ready");
+    let beside = upgrade::Beside::start(&mut inherited, &supervisor, upgrade);
     supervisor.closed().await;
+    let handed_over = beside.finish().await;
     if let Some((task, counter, api_file)) = server {
         // Both end once the supervisor has closed.
         let _ = task.await;
         let _ = counter.await;
-        if let Some(path) = api_file {
+        // After an upgrade the file is the new nanny's.
+        if let Some(path) = api_file.filter(|_| !handed_over) {
             let _ = std::fs::remove_file(path);
         }
     }

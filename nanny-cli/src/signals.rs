@@ -84,6 +84,7 @@ pub(crate) async fn handle(mut h: Handlers, supervisor: Supervisor, running: Run
             tokio::spawn(async move { s.hard_kill().await })
         } else {
             tracing::info!(signal = %got, "stop signal received: soft kill (send another to hard-kill)");
+            crate::systemd::notify("STOPPING=1");
             tokio::spawn(async move { s.soft_kill().await })
         });
     }

@@ -62,10 +62,16 @@ pub(crate) struct Bound {
     pub(crate) local: ListenAddr,
 }
 
-/// Binds `listener` and starts listening.
+/// Binds `listener` and starts listening; or, for one over a given socket
+/// ([`Listener::from_fd`]), checks that socket and serves on a copy of it.
 pub(crate) fn bind(listener: &Listener) -> Result<Bound, BindError> {
     let name = listener.display_name();
     let fail = |e: io::Error| classify(&name, &listener.addr, e);
+    if let Some(given) = &listener.socket {
+        let fd = given.0.try_clone().map_err(fail)?;
+        let local = super::inherit::inspect(&fd).map_err(fail)?;
+        return Ok(Bound { fd, local });
+    }
     let (socket, local) = match &listener.addr {
         ListenAddr::Tcp(addr) => {
             let socket = Socket::new(Domain::for_address(*addr), Type::STREAM, None).map_err(fail)?;

@@ -65,9 +65,22 @@
 //! one bound to the same address otherwise. It never retries in a loop,
 //! so `EMFILE` does not spin a core. Connections already handed over are
 //! not affected.
+//!
+//! # Sockets that already exist
+//!
+//! [`Listener::from_fd`] serves on a socket already bound and listening
+//! (from systemd's `LISTEN_FDS`, or handed over by the process this one
+//! replaces), and [`Builder::inherit`](crate::Builder::inherit) gives such
+//! sockets to the listeners of those names. Both round robin and socket
+//! activation work over them. For the other side of an upgrade,
+//! [`Supervisor::listener_fds`](crate::Supervisor::listener_fds) gives
+//! copies of the listening sockets and
+//! [`Supervisor::stop_accepting`](crate::Supervisor::stop_accepting)
+//! leaves them to the new owner.
 
 pub(crate) mod accept;
 mod bind;
+mod inherit;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -75,6 +88,7 @@ use std::path::PathBuf;
 
 pub(crate) use bind::bind;
 pub use bind::BindError;
+pub(crate) use inherit::Inherited;
 
 /// Default for [`Listener::backlog`]: connections accepted and not yet
 /// taken by a worker, per listener.
@@ -175,6 +189,8 @@ pub struct Listener {
     pub(crate) listen_backlog: u32,
     pub(crate) distribution: Distribution,
     pub(crate) sticky_by_peer_ip: bool,
+    /// The socket to serve on instead of binding `addr`.
+    pub(crate) socket: Option<Inherited>,
 }
 
 impl Listener {
@@ -199,6 +215,7 @@ impl Listener {
             listen_backlog: DEFAULT_LISTEN_BACKLOG,
             distribution: Distribution::RoundRobin,
             sticky_by_peer_ip: false,
+            socket: None,
         }
     }
 

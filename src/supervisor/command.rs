@@ -68,6 +68,10 @@ pub(crate) enum Command {
         call: Manage,
         reply: super::ops::OpReply,
     },
+    /// Copies of the listening sockets (see `handle/handover.rs`).
+    ListenerFds(Reply<Vec<(String, std::os::fd::OwnedFd)>>),
+    /// The listeners stop accepting: their sockets are handed over.
+    StopAccepting(Reply<()>),
     SoftKill(Reply<()>),
     HardKill(Reply<()>),
     ResetStats {

@@ -14,6 +14,7 @@ use super::command::{Command, NewRequest};
 use super::ids::RequestId;
 pub use super::response::{EnqueueOptions, Response};
 
+mod handover;
 mod manage;
 mod messaging;
 use crate::builder::Builder;

@@ -41,15 +41,36 @@ pub(super) struct ListenerState {
     pub(super) accepted: u64,
     pub(super) failures: u64,
     pub(super) restarts: u64,
+    /// Whether it removes its Unix socket file at stop: it created it,
+    /// and has not handed it over ([`Task::stop_accepting`]).
+    pub(super) owns_path: bool,
 }
 
 /// Binds every listener, before any worker is spawned; the first that
 /// fails is the error (the ones bound before it are closed, and their
-/// Unix paths removed).
-pub(super) fn bind_listeners(cfg: &Config) -> Result<Vec<ListenerState>, StartError> {
+/// Unix paths removed). A listener named in
+/// [`Builder::inherit`](crate::Builder::inherit) serves on that socket;
+/// the inherited sockets no listener is named after are closed. The given
+/// sockets move into the listeners' state: the configuration keeps none.
+pub(super) fn bind_listeners(cfg: &mut Config) -> Result<Vec<ListenerState>, StartError> {
+    let mut inherited = std::mem::take(&mut cfg.inherited);
+    for l in &mut cfg.listeners {
+        let name = l.display_name();
+        if let Some(at) = inherited.iter().position(|(n, _)| *n == name) {
+            let (_, fd) = inherited.swap_remove(at);
+            l.socket.get_or_insert(crate::listen::Inherited(fd));
+        }
+    }
+    for (name, _) in inherited {
+        tracing::info!(socket = %name, "an inherited socket no listener is named after: closed");
+    }
     let mut out: Vec<ListenerState> = Vec::with_capacity(cfg.listeners.len());
-    for l in &cfg.listeners {
-        let bound = match crate::listen::bind(l) {
+    for l in &mut cfg.listeners {
+        let given = l.socket.take();
+        let mut with_socket = l.clone();
+        with_socket.socket = given;
+        let l = &*l;
+        let bound = match crate::listen::bind(&with_socket) {
             Ok(b) => b,
             Err(e) => {
                 for done in &out {
@@ -73,6 +94,7 @@ pub(super) fn bind_listeners(cfg: &Config) -> Result<Vec<ListenerState>, StartEr
         };
         let frame = p::encode_payload(&frame).expect("a connection frame encodes");
         out.push(ListenerState {
+            owns_path: with_socket.socket.is_none(),
             cfg: l.clone(),
             name,
             pool,
@@ -93,6 +115,9 @@ pub(super) fn bind_listeners(cfg: &Config) -> Result<Vec<ListenerState>, StartEr
 impl ListenerState {
     /// Removes a Unix listener's socket file (it created it).
     pub(super) fn remove_path(&self) {
+        if !self.owns_path {
+            return;
+        }
         if let ListenAddr::Unix(path) = &self.cfg.addr {
             let _ = std::fs::remove_file(path);
         }
@@ -195,6 +220,9 @@ impl Task {
             return;
         }
         let l = &mut self.listeners[index];
+        if l.status == ListenerStatus::Stopped {
+            return; // handed over meanwhile
+        }
         if l.socket.as_deref().is_some_and(|s| !still_listening(s)) {
             l.socket = None; // closed before binding the address again
         }
@@ -242,4 +270,33 @@ impl Task {
 struct ListenerFailedNotice {
     listener: String,
     error: String,
+}
+
+impl Task {
+    /// Copies of the listening sockets, by name
+    /// ([`Supervisor::listener_fds`](crate::Supervisor::listener_fds)).
+    pub(super) fn listener_fds(&self) -> Vec<(String, OwnedFd)> {
+        let mut out = Vec::with_capacity(self.listeners.len());
+        for l in &self.listeners {
+            let Some(socket) = &l.socket else { continue };
+            match socket.try_clone() {
+                Ok(fd) => out.push((l.name.clone(), fd)),
+                Err(error) => tracing::warn!(listener = %l.name, %error, "cannot copy the listening socket"),
+            }
+        }
+        out
+    }
+
+    /// The listeners' sockets are handed over
+    /// ([`Supervisor::stop_accepting`](crate::Supervisor::stop_accepting)):
+    /// accepting stops and our copies close, but what was accepted still
+    /// goes out, and the Unix socket files stay.
+    pub(super) fn stop_accepting(&mut self) {
+        for l in &mut self.listeners {
+            l.stop.cancel();
+            l.socket = None;
+            l.status = ListenerStatus::Stopped;
+            l.owns_path = false;
+        }
+    }
 }

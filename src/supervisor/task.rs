@@ -127,7 +127,7 @@ pub(super) enum Input {
 
 /// Starts the supervisor task; workers are spawned by the task itself (a
 /// long-lived runtime thread: see `worker::spawn` on `PR_SET_PDEATHSIG`).
-pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
+pub(crate) fn spawn(mut cfg: Config) -> Result<Supervisor, StartError> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(crate::error::ConfigError::NotInRuntime.into());
     }
@@ -166,7 +166,7 @@ pub(crate) fn spawn(cfg: Config) -> Result<Supervisor, StartError> {
             Arc::clone(&stop_signal),
         ));
     }
-    let listeners = super::listeners::bind_listeners(&cfg)?;
+    let listeners = super::listeners::bind_listeners(&mut cfg)?;
     let conns = Connections::new(cfg.pools.len());
     let ledger = Ledger::new(cfg.pools.len(), cfg.max_queue);
     let order = StartOrder::new(cfg.pools.len());
@@ -356,6 +356,13 @@ impl Task {
                 let _ = reply.send(result);
             }
             Command::Manage { call, reply } => self.on_manage(call, reply),
+            Command::ListenerFds(reply) => {
+                let _ = reply.send(self.listener_fds());
+            }
+            Command::StopAccepting(reply) => {
+                self.stop_accepting();
+                let _ = reply.send(());
+            }
             Command::SoftKill(reply) => self.begin_drain(reply),
             Command::HardKill(reply) => self.begin_kill(Some(reply)),
             Command::ResetStats { worker, reply } => {

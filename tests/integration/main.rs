@@ -24,6 +24,7 @@ mod exit_codes;
 mod failures;
 mod host_signals;
 mod identity;
+mod inherited;
 mod inspect;
 mod lifecycle;
 mod listeners;

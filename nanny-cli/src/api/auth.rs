@@ -71,9 +71,15 @@ impl Token {
 
 /// Takes the token from the environment (removing it there), from
 /// `token_file`, or generates one and writes it to `<state_dir>/token`.
-/// Call it before any thread or worker is started: it edits the process's
-/// environment.
-pub(crate) fn resolve(token_file: Option<&Path>, state_dir: &Path) -> Result<(Token, Origin), String> {
+/// `upgrade`: this nanny replaces a running one, whose generated token in
+/// `<state_dir>/token` is kept rather than replaced (the old nanny serves
+/// on with it if the upgrade fails). Call it before any thread or worker
+/// is started: it edits the process's environment.
+pub(crate) fn resolve(
+    token_file: Option<&Path>,
+    state_dir: &Path,
+    upgrade: bool,
+) -> Result<(Token, Origin), String> {
     if let Some(value) = std::env::var_os(TOKEN_ENV) {
         std::env::remove_var(TOKEN_ENV);
         let text = value
@@ -89,8 +95,16 @@ pub(crate) fn resolve(token_file: Option<&Path>, state_dir: &Path) -> Result<(To
             Token::from_text(&text).ok_or_else(|| format!("[api] token_file {}: empty", path.display()))?;
         return Ok((token, Origin::File(path.to_owned())));
     }
-    let token = Token::generate().map_err(|e| format!("cannot generate the API token: {e}"))?;
     let path = state_dir.join("token");
+    if upgrade {
+        if let Some(token) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| Token::from_text(&t))
+        {
+            return Ok((token, Origin::File(path)));
+        }
+    }
+    let token = Token::generate().map_err(|e| format!("cannot generate the API token: {e}"))?;
     super::discovery::write_private(&path, token.expose().as_bytes())
         .map_err(|e| format!("cannot write the API token to {}: {e}", path.display()))?;
     Ok((token, Origin::File(path)))

@@ -100,6 +100,24 @@ pub(crate) async fn bind(addr: SocketAddr) -> std::io::Result<Bound> {
     Ok(Bound { listener, addr })
 }
 
+/// The API over a listening TCP socket it inherited (an upgrade, or
+/// systemd's socket named `api`) instead of binding one.
+pub(crate) fn bind_from(socket: std::os::fd::OwnedFd) -> std::io::Result<Bound> {
+    let socket = std::net::TcpListener::from(socket);
+    socket.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(socket)?;
+    let addr = listener.local_addr()?;
+    Ok(Bound { listener, addr })
+}
+
+impl Bound {
+    /// A copy of its socket, to hand to the nanny an upgrade starts.
+    pub(crate) fn socket(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        self.listener.as_fd().try_clone_to_owned()
+    }
+}
+
 /// Serves `router` on `bound` until the supervisor has closed, then gives the
 /// requests in flight [`SHUTDOWN_GRACE`]. Streaming routes end their streams
 /// when the supervisor closes (`Supervisor::closed`), so they do not hold the

@@ -169,6 +169,7 @@ struct Stop {
 /// with the supervisor, which ends the server.
 async fn stop(State(state): State<AppState>, Body(body): Body<Stop>) -> (StatusCode, Json<Value>) {
     tracing::info!(hard = body.hard, "stop asked through the API");
+    crate::systemd::notify("STOPPING=1");
     let supervisor = state.supervisor.clone();
     tokio::spawn(async move {
         if body.hard {

@@ -10,4 +10,6 @@ mod openapi;
 mod reload;
 mod run;
 mod support;
+mod systemd;
+mod upgrade;
 mod verbs;

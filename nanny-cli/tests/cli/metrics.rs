@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 
 use crate::support::*;
 
@@ -22,24 +21,6 @@ const FAMILIES: [&str; 9] = [
     "nanny_connections_balanced",
     "nanny_messages_relayed",
 ];
-
-/// The root package's test worker, built by `cargo test --workspace` into
-/// the same target directory as this test.
-fn test_worker() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/debug/deps/cli-HASH → target/debug/nanny-test-worker
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("nanny-test-worker");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build -p nanny --bin nanny-test-worker` (cargo test --workspace does)",
-        path.display()
-    );
-    path
-}
 
 /// One scrape with the right token: the families, and the content type.
 fn scrape(api: &Api) -> (String, std::collections::BTreeMap<String, exposition::Family>) {

@@ -28,7 +28,7 @@ impl Nanny {
 
     /// [`start`](Self::start) with these environment variables set too.
     pub(crate) fn start_with_env(args: &[&str], file: &Path, env: &[(&str, &str)]) -> Nanny {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nanny"))
+        let child = Command::new(env!("CARGO_BIN_EXE_nanny"))
             .args(args)
             .envs(env.iter().copied())
             .arg(file)
@@ -37,6 +37,11 @@ impl Nanny {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn nanny");
+        Self::from_child(child)
+    }
+
+    /// A `nanny` the test spawned itself, with stderr piped.
+    pub(crate) fn from_child(mut child: Child) -> Nanny {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut pipe = child.stderr.take().unwrap();
         let sink = Arc::clone(&stderr);
@@ -53,6 +58,11 @@ impl Nanny {
         }
     }
 
+    /// Its exit status, once it has exited (reaped then), else `None`.
+    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -62,9 +72,14 @@ impl Nanny {
     }
 
     pub(crate) fn signal(&self, name: &str) {
+        Self::signal_pid(self.pid(), name);
+    }
+
+    /// Sends signal `name` to `pid` (e.g. a nanny an upgrade started).
+    pub(crate) fn signal_pid(pid: u32, name: &str) {
         let ok = Command::new("kill")
             .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
+            .arg(pid.to_string())
             .status()
             .unwrap();
         assert!(ok.success(), "kill -{name}");
@@ -257,4 +272,22 @@ fn agent() -> ureq::Agent {
         .timeout_global(Some(PATIENCE))
         .build()
         .into()
+}
+
+/// The root package's test worker, built by `cargo test --workspace` into
+/// the same target directory as this test.
+pub(crate) fn test_worker() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/cli-HASH → target/debug/nanny-test-worker
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("nanny-test-worker");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p nanny --bin nanny-test-worker` (cargo test --workspace does)",
+        path.display()
+    );
+    path
 }

@@ -89,10 +89,7 @@ fn a_token_from_the_environment_is_used_and_not_passed_to_workers() {
 fn the_api_can_be_switched_off() {
     let file = config("api-off", &format!("{ONE_SLEEPER}\n[api]\nenabled = false\n"));
     let nanny = Nanny::start(&["run"], &file);
-    within(
-        || nanny.stderr().contains("every worker is ready").then_some(()),
-        "nanny ready",
-    );
+    nanny.wait_ready();
     assert!(
         !file.parent().unwrap().join(".nanny").exists(),
         "an API file was written"
@@ -108,10 +105,7 @@ fn an_api_bound_beyond_loopback_warns_at_start() {
         &format!("{ONE_SLEEPER}\n[api]\nlisten = \"0.0.0.0:0\"\n"),
     );
     let nanny = Nanny::start(&["run"], &file);
-    within(
-        || nanny.stderr().contains("every worker is ready").then_some(()),
-        "nanny ready",
-    );
+    nanny.wait_ready();
     assert!(
         nanny.stderr().contains("not loopback: put TLS in front of it"),
         "{}",

@@ -77,10 +77,7 @@ fn sighup_rolls_the_changed_pool_keeps_the_other_and_survives_a_bad_file() {
     let nanny = Nanny::start(&["run"], &file);
     let web = exactly(&nanny, "1001", 2);
     let jobs = exactly(&nanny, "2000", 2);
-    within(
-        || nanny.stderr().contains("every worker is ready").then_some(()),
-        "nanny to say it runs",
-    );
+    nanny.wait_ready();
 
     // web's args change: its workers are replaced, jobs' are not.
     rewrite(&file, &two_pools(2, 2, ""));
@@ -133,10 +130,7 @@ fn a_pools_user_and_rlimits_reach_its_workers() {
     let file = config("run-as", text);
     let nanny = Nanny::start(&["run"], &file);
     let pid = *exactly(&nanny, "4000", 1).first().unwrap();
-    within(
-        || nanny.stderr().contains("every worker is ready").then_some(()),
-        "nanny to say it runs",
-    );
+    nanny.wait_ready();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let ids = |key: &str| {
         let line = status.lines().find(|l| l.starts_with(key)).unwrap();
@@ -180,10 +174,7 @@ fn sighup_rolls_a_pool_whose_settings_changed_and_names_the_log_keys() {
     let nanny = Nanny::start(&["run"], &file);
     let web = exactly(&nanny, "1001", 2);
     let jobs = exactly(&nanny, "2000", 2);
-    within(
-        || nanny.stderr().contains("every worker is ready").then_some(()),
-        "nanny to say it runs",
-    );
+    nanny.wait_ready();
     let api = Api::of(&file);
     let (code, info) = api.get("/v1/pools/jobs");
     assert_eq!(

@@ -120,9 +120,6 @@ fn two_sleepers_running(nanny: &Nanny) -> Vec<u32> {
         },
         "two sleeping workers",
     );
-    within(
-        || nanny.stderr().contains("every worker is ready").then_some(()),
-        "nanny to say it runs",
-    );
+    nanny.wait_ready();
     workers
 }

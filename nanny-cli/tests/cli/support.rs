@@ -67,6 +67,14 @@ impl Nanny {
         self.child.id()
     }
 
+    /// Waits until nanny logs that every worker is ready.
+    pub(crate) fn wait_ready(&self) {
+        within(
+            || self.stderr().contains("every worker is ready").then_some(()),
+            "nanny to say every worker is ready",
+        );
+    }
+
     pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }

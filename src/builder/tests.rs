@@ -118,6 +118,24 @@ async fn zero_workers() {
 }
 
 #[tokio::test]
+async fn too_many_workers() {
+    let m = "too_many_workers";
+    let n = Pool::MAX_WORKERS + 1;
+    let e = refused(m, Supervisor::builder().pool(pool(m).workers(n))).await;
+    assert!(
+        matches!(&e, E::TooManyWorkers { pool, workers, max }
+            if pool == "p" && *workers == n && *max == Pool::MAX_WORKERS),
+        "{e:?}"
+    );
+    let e = refused(
+        m,
+        Supervisor::builder().pool(Pool::new("p", spec(m)).logical_ids(0..n as u64)),
+    )
+    .await;
+    assert!(matches!(&e, E::TooManyWorkers { .. }), "{e:?}");
+}
+
+#[tokio::test]
 async fn zero_concurrency() {
     let m = "zero_concurrency";
     let e = refused(m, Supervisor::builder().pool(pool(m).concurrency(0))).await;

@@ -45,6 +45,13 @@ impl Config {
             if p.workers == 0 {
                 return Err(E::ZeroWorkers { pool: pool() });
             }
+            if p.workers > crate::Pool::MAX_WORKERS {
+                return Err(E::TooManyWorkers {
+                    pool: pool(),
+                    workers: p.workers,
+                    max: crate::Pool::MAX_WORKERS,
+                });
+            }
             if p.concurrency == 0 {
                 return Err(E::ZeroConcurrency { pool: pool() });
             }

@@ -153,6 +153,14 @@ impl fmt::Debug for Pool {
 }
 
 impl Pool {
+    /// The most workers a pool may have ([`workers`](Self::workers),
+    /// [`Supervisor::resize`](crate::Supervisor::resize),
+    /// [`Supervisor::add_worker`](crate::Supervisor::add_worker)): a bound
+    /// that keeps a typo (`scale web 100000`) from exhausting the
+    /// machine's processes and descriptors; each worker holds two or three
+    /// of the supervisor's descriptors.
+    pub const MAX_WORKERS: usize = 4096;
+
     /// A pool called `name` of workers started from `spec`, with one worker
     /// per available core.
     pub fn new(name: impl Into<String>, spec: WorkerSpec) -> Self {
@@ -184,7 +192,7 @@ impl Pool {
 
     /// How many workers to keep (default: number of cores the process may
     /// use, or the number of [`logical_ids`](Self::logical_ids)). Must be at
-    /// least 1; change it at runtime with [`Supervisor::resize`](crate::Supervisor::resize).
+    /// least 1 and at most [`MAX_WORKERS`](Self::MAX_WORKERS); change it at runtime with [`Supervisor::resize`](crate::Supervisor::resize).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
         self.workers_set = true;

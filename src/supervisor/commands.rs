@@ -126,11 +126,9 @@ impl Task {
             let last = p.slots.last().expect("more slots than wanted");
             removed.extend(p.slots.remove(last).and_then(|s| s.worker));
         }
-        while p.slots.len() < workers {
-            p.slots
-                .add(&mut self.slot_keys)
-                .expect("logical ids checked above");
-        }
+        p.slots
+            .grow_to(workers, &mut self.slot_keys)
+            .expect("logical ids checked above");
         p.slots.iter_mut().for_each(|s| {
             s.info.abandoned = false;
             s.info.parked = false;

@@ -348,6 +348,12 @@ impl Supervisor {
         if workers == 0 {
             return Err(Error::InvalidArgument("a pool needs at least one worker".into()));
         }
+        if workers > crate::Pool::MAX_WORKERS {
+            return Err(Error::InvalidArgument(format!(
+                "{workers} workers is over the maximum of {} per pool",
+                crate::Pool::MAX_WORKERS
+            )));
+        }
         self.call(|reply| Command::Resize {
             pool: pool.to_owned(),
             workers,

@@ -187,6 +187,13 @@ impl Task {
     ) -> Result<Launch, Error> {
         let pool = self.pool_index(pool)?;
         let p = &mut self.pools[pool];
+        if p.slots.len() >= crate::Pool::MAX_WORKERS {
+            return Err(Error::InvalidArgument(format!(
+                "pool {:?} has the maximum of {} workers",
+                p.cfg.name,
+                crate::Pool::MAX_WORKERS
+            )));
+        }
         let slot = p.slots.add(&mut self.slot_keys).map_err(|_| {
             Error::InvalidArgument(format!(
                 "pool {:?}: every one of its logical ids is in use",

@@ -18,7 +18,13 @@
 //!   timer or an operation that names a removed slot finds nothing rather
 //!   than its successor.
 //!
-//! Pools hold tens of slots, not thousands: lookups are linear scans.
+//! A pool holds at most [`Pool::MAX_WORKERS`](crate::Pool::MAX_WORKERS)
+//! slots. Lookups by key are linear scans (pools hold tens of slots);
+//! adding many slots at once ([`Slots::grow_to`]) is one pass, so a resize
+//! to the maximum costs milliseconds, not the quadratic search it would be
+//! slot by slot.
+
+use std::collections::HashSet;
 
 use std::fmt;
 
@@ -128,23 +134,42 @@ impl Slots {
             slots: Vec::with_capacity(n),
             logical_ids,
         };
-        for _ in 0..n {
-            slots.add(keys).expect("validated: one logical id per worker");
-        }
+        slots
+            .grow_to(n, keys)
+            .expect("validated: one logical id per worker");
         slots
     }
 
     /// Adds a running, empty slot with the smallest free number and the
     /// next free logical id.
     pub(super) fn add(&mut self, keys: &mut KeySource) -> Result<SlotKey, NoLogicalId> {
-        let logical_id = self.free_logical_id().ok_or(NoLogicalId)?;
-        let number = self.free_number();
-        let key = keys.next();
-        let at = self.slots.partition_point(|s| s.number < number);
-        self.slots.insert(
-            at,
-            Slot {
-                key,
+        let n = self.slots.len() + 1;
+        self.grow_to(n, keys)?;
+        // The newest key is the largest.
+        Ok(self
+            .slots
+            .iter()
+            .map(|s| s.key)
+            .max()
+            .expect("a slot was just added"))
+    }
+
+    /// Adds running, empty slots until there are `n`, each with the
+    /// smallest free number and the next free logical id, in one pass.
+    /// Adds nothing if every wanted slot cannot get a logical id.
+    pub(super) fn grow_to(&mut self, n: usize, keys: &mut KeySource) -> Result<(), NoLogicalId> {
+        let Some(wanted) = n.checked_sub(self.slots.len()).filter(|&k| k > 0) else {
+            return Ok(());
+        };
+        let ids = self.free_logical_ids(wanted);
+        if ids.len() < wanted {
+            return Err(NoLogicalId);
+        }
+        let numbers = self.free_numbers(wanted);
+        self.slots.reserve(wanted);
+        for (number, logical_id) in numbers.into_iter().zip(ids) {
+            self.slots.push(Slot {
+                key: keys.next(),
                 number,
                 logical_id,
                 worker: None,
@@ -153,28 +178,35 @@ impl Slots {
                 restart: None,
                 args: Vec::new(),
                 cpus: None,
-            },
-        );
-        Ok(key)
+            });
+        }
+        self.slots.sort_by_key(|s| s.number);
+        Ok(())
     }
 
-    fn free_number(&self) -> u32 {
-        // Sorted by number: the first gap.
+    /// The `k` smallest numbers (from 1) not in use.
+    fn free_numbers(&self, k: usize) -> Vec<u32> {
+        // Sorted by number: walk the gaps, then past the end.
+        let mut used = self.slots.iter().map(|s| s.number).peekable();
+        let mut free = Vec::with_capacity(k);
         let mut want = 1;
-        for s in &self.slots {
-            if s.number != want {
-                break;
+        while free.len() < k {
+            if used.next_if_eq(&want).is_none() {
+                free.push(want);
             }
             want += 1;
         }
-        want
+        free
     }
 
-    fn free_logical_id(&self) -> Option<u64> {
-        let used = |id: u64| self.slots.iter().any(|s| s.logical_id == id);
+    /// Up to `k` logical ids not in use, in the order they are handed out:
+    /// the configured ones in order, else the integers from 0.
+    fn free_logical_ids(&self, k: usize) -> Vec<u64> {
+        let used: HashSet<u64> = self.slots.iter().map(|s| s.logical_id).collect();
+        let free = |id: &u64| !used.contains(id);
         match &self.logical_ids {
-            Some(ids) => ids.iter().copied().find(|&id| !used(id)),
-            None => (0..).find(|&id| !used(id)),
+            Some(ids) => ids.iter().copied().filter(free).take(k).collect(),
+            None => (0..).filter(free).take(k).collect(),
         }
     }
 
@@ -298,6 +330,34 @@ mod tests {
         assert_eq!((s.len(), s.running()), (2, 1));
         assert!(!s.get(k).unwrap().wanted());
         assert!(s.by_number(2).unwrap().wanted());
+    }
+
+    #[test]
+    fn growing_to_the_maximum_fills_gaps_first_in_one_pass() {
+        let mut keys = KeySource::default();
+        let mut s = Slots::new(4, None, &mut keys);
+        let second = s.by_number(2).expect("slot 2").key;
+        s.remove(second);
+        s.grow_to(crate::Pool::MAX_WORKERS, &mut keys).expect("free ids");
+        assert_eq!(s.len(), crate::Pool::MAX_WORKERS);
+        let numbers: Vec<u32> = s.iter().map(|x| x.number).collect();
+        assert!(numbers.iter().copied().eq(1..=crate::Pool::MAX_WORKERS as u32));
+        let mut ids: Vec<u64> = s.iter().map(|x| x.logical_id).collect();
+        ids.sort_unstable();
+        assert!(ids.iter().copied().eq(0..crate::Pool::MAX_WORKERS as u64));
+        // Slot 2 came back with logical id 1, the one its removal freed.
+        assert_eq!(s.by_number(2).map(|x| x.logical_id), Some(1));
+        // Asking for fewer than there are adds nothing.
+        s.grow_to(3, &mut keys).expect("nothing to add");
+        assert_eq!(s.len(), crate::Pool::MAX_WORKERS);
+    }
+
+    #[test]
+    fn growing_past_the_configured_ids_adds_nothing() {
+        let mut keys = KeySource::default();
+        let mut s = Slots::new(1, Some(vec![7, 5]), &mut keys);
+        assert_eq!(s.grow_to(3, &mut keys), Err(NoLogicalId));
+        assert_eq!(s.len(), 1);
     }
 
     #[test]

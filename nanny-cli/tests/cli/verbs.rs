@@ -114,6 +114,10 @@ fn the_verbs_drive_a_running_nanny() {
     assert_eq!(ok(dir, &["scale", "web", "2"]), "scaled web to 2 workers\n");
     let second = pid(dir, "web:02");
     assert_eq!(slots(dir).len(), 2);
+    let huge = cli(dir, &["scale", "web", "100000"]);
+    assert_eq!(huge.code, 1, "{}", huge.stderr);
+    assert!(huge.stderr.contains("maximum of 4096"), "{}", huge.stderr);
+    assert_eq!(slots(dir).len(), 2);
 
     assert_eq!(ok(dir, &["stop", "web:02"]), "stopped web:02\n");
     assert!(slots(dir).iter().any(|s| s.0 == "web:02" && s.2 && s.1.is_none()));

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod names;
+
 /// Which setting [`Builder::spawn`](crate::Builder::spawn) /
 /// [`Builder::start`](crate::Builder::start) refused, found before any
 /// process is spawned (inside [`StartError::Config`](super::StartError::Config)). Pool settings name
@@ -28,6 +30,16 @@ pub enum ConfigError {
     ZeroWorkers {
         /// The pool.
         pool: String,
+    },
+    /// A pool has more workers than [`Pool::MAX_WORKERS`](crate::Pool::MAX_WORKERS).
+    #[error("pool {pool:?} has {workers} workers, over the maximum of {max}")]
+    TooManyWorkers {
+        /// The pool.
+        pool: String,
+        /// The worker count asked for.
+        workers: usize,
+        /// The most a pool may have.
+        max: usize,
     },
     /// A pool's [`concurrency`](crate::Pool::concurrency) is zero.
     #[error("pool {pool:?} has a concurrency of zero")]
@@ -354,71 +366,4 @@ pub enum ConfigError {
         /// The event.
         event: String,
     },
-}
-
-impl ConfigError {
-    /// The pool the error names, if any (for a listener naming an unknown
-    /// pool, that pool): a host program can point at its configuration.
-    pub fn pool(&self) -> Option<&str> {
-        match self {
-            Self::DuplicatePool { pool, .. }
-            | Self::ZeroWorkers { pool, .. }
-            | Self::ZeroConcurrency { pool, .. }
-            | Self::EmptyProgram { pool, .. }
-            | Self::ProgramNotFound { pool, .. }
-            | Self::LogicalIds { pool, .. }
-            | Self::DuplicateLogicalId { pool, .. }
-            | Self::ZeroMaxRequests { pool, .. }
-            | Self::ZeroMaxRequestDuration { pool, .. }
-            | Self::PoolSetting { pool, .. }
-            | Self::ListenerPool { pool, .. }
-            | Self::PlainRoundRobin { pool, .. }
-            | Self::ReadinessPath { pool, .. }
-            | Self::ReadinessDelay { pool, .. }
-            | Self::CpuAffinity { pool, .. }
-            | Self::EmptyCpuAffinity { pool, .. }
-            | Self::CpuAffinityConflict { pool, .. }
-            | Self::CpuAffinityUnsupported { pool, .. }
-            | Self::SpawnLimitBelowWorkers { pool, .. }
-            | Self::EmptyForwardPrefix { pool, .. }
-            | Self::UnknownUser { pool, .. }
-            | Self::UnknownGroup { pool, .. }
-            | Self::RlimitSoftOverHard { pool, .. }
-            | Self::NotLive { pool, .. } => Some(pool),
-            _ => None,
-        }
-    }
-
-    /// The listener the error names, if any.
-    pub fn listener(&self) -> Option<&str> {
-        match self {
-            Self::ListenerPool { listener, .. }
-            | Self::DuplicateListener { listener, .. }
-            | Self::ZeroBacklog { listener, .. }
-            | Self::ListenerNameColon { listener, .. }
-            | Self::PlainRoundRobin { listener, .. }
-            | Self::StickyListener { listener, .. } => Some(listener),
-            _ => None,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ConfigError;
-
-    #[test]
-    fn an_error_names_its_pool_or_listener() {
-        let e = ConfigError::ZeroWorkers { pool: "api".into() };
-        assert_eq!((e.pool(), e.listener()), (Some("api"), None));
-        let e = ConfigError::ListenerPool {
-            listener: "web".into(),
-            pool: "nope".into(),
-        };
-        assert_eq!((e.pool(), e.listener()), (Some("nope"), Some("web")));
-        assert_eq!(
-            (ConfigError::NoPools.pool(), ConfigError::NoPools.listener()),
-            (None, None)
-        );
-    }
 }

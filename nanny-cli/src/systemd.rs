@@ -109,6 +109,26 @@ pub(crate) fn notify(state: &str) {
     }
 }
 
+/// Sends `RELOADING=1` with the `MONOTONIC_USEC` that systemd's
+/// `Type=notify-reload` requires beside it (the time the reload began, on
+/// `CLOCK_MONOTONIC`, in microseconds). `READY=1` ends the reload.
+pub(crate) fn notify_reloading() {
+    notify(&reloading(monotonic_usec()));
+}
+
+fn reloading(usec: u64) -> String {
+    format!("RELOADING=1\nMONOTONIC_USEC={usec}")
+}
+
+fn monotonic_usec() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        let secs = u64::try_from(t.tv_sec()).unwrap_or(0);
+        let micros = u64::try_from(t.tv_nsec()).unwrap_or(0) / 1_000;
+        secs * 1_000_000 + micros
+    })
+}
+
 fn send(target: &str, state: &str) -> std::io::Result<()> {
     let socket = UnixDatagram::unbound()?;
     if let Some(name) = target.strip_prefix('@') {

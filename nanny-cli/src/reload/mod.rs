@@ -8,8 +8,10 @@
 //! [`nanny::ConfigError::NotLive`]) is logged as a warning naming its key,
 //! and the rest is still applied. A file that is refused changes nothing.
 //!
-//! [`apply`] is the whole reload, for a caller that wraps it (a service
-//! manager's `RELOADING=1` / `READY=1`); [`serve`] runs it on each SIGHUP.
+//! [`apply`] is the whole reload; [`serve`] runs it on each SIGHUP, between
+//! a service manager's `RELOADING=1` and `READY=1` (systemd's
+//! `Type=notify-reload`), the latter sent after a refused file too, since
+//! the running configuration then serves on.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -163,7 +165,11 @@ pub(crate) async fn serve(supervisor: Supervisor, mut running: Running, mut requ
             () = supervisor.closed() => return,
         }
         tracing::info!(file = %running.path.display(), "SIGHUP: reloading the file");
-        match apply(&supervisor, &mut running).await {
+        crate::systemd::notify_reloading();
+        let done = apply(&supervisor, &mut running).await;
+        // Whatever the outcome, a configuration is in force and serving.
+        crate::systemd::notify("READY=1");
+        match done {
             Ok(summary) if summary.failed.is_empty() => tracing::info!("{summary}"),
             Ok(summary) => tracing::error!("{summary}"),
             Err(e) => tracing::error!("reload refused, the running configuration stays: {e}"),

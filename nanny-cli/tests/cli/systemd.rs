@@ -13,20 +13,41 @@ use crate::support::*;
 
 /// Receives notifications until one is `want`; every one received.
 fn receive_until(socket: &UnixDatagram, want: &str, seen: &mut Vec<String>) {
+    receive_matching(socket, |got| got == want, want, seen);
+}
+
+/// Receives notifications until one satisfies `wanted`; every one received.
+fn receive_matching(
+    socket: &UnixDatagram,
+    wanted: impl Fn(&str) -> bool,
+    what: &str,
+    seen: &mut Vec<String>,
+) {
     let mut buf = [0u8; 512];
     within(
         || {
             let n = socket.recv(&mut buf).ok()?;
             let got = String::from_utf8_lossy(&buf[..n]).into_owned();
             seen.push(got.clone());
-            (got == want).then_some(())
+            wanted(&got).then_some(())
         },
-        want,
+        what,
     );
 }
 
+/// `RELOADING=1` with a `MONOTONIC_USEC` of this boot's monotonic clock
+/// (not after "now": the test reads the clock after it arrived).
+fn is_reloading(got: &str) -> bool {
+    let Some(usec) = got.strip_prefix("RELOADING=1\nMONOTONIC_USEC=") else {
+        return false;
+    };
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    let now = now.tv_sec() as u64 * 1_000_000 + now.tv_nsec() as u64 / 1_000;
+    usec.parse::<u64>().is_ok_and(|u| u > 0 && u <= now)
+}
+
 #[test]
-fn systemd_hears_ready_then_the_watchdog_then_stopping() {
+fn systemd_hears_ready_the_watchdog_reloads_then_stopping() {
     let text = "[[pool]]\nname = \"s\"\ncommand = \"sh\"\nargs = [\"-c\", \"echo notify=[$NOTIFY_SOCKET]; exec sleep 1000\"]\nplain = true\nworkers = 1\n";
     let file = config("notify", text);
     let path = file.parent().unwrap().join("notify.sock");
@@ -48,6 +69,22 @@ fn systemd_hears_ready_then_the_watchdog_then_stopping() {
     within(
         || nanny.stderr().contains("notify=[]").then_some(()),
         "the worker's line",
+    );
+    // A reload, then a refused one: each between RELOADING=1 and READY=1.
+    for text in [text, "[[pool]]\nname = 3\n"] {
+        std::fs::write(&file, text).unwrap();
+        nanny.signal("HUP");
+        receive_matching(
+            &socket,
+            is_reloading,
+            "RELOADING=1 with MONOTONIC_USEC",
+            &mut seen,
+        );
+        receive_until(&socket, "READY=1", &mut seen);
+    }
+    within(
+        || nanny.stderr().contains("reload refused").then_some(()),
+        "the refusal logged",
     );
     nanny.signal("TERM");
     receive_until(&socket, "STOPPING=1", &mut seen);

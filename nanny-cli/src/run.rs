@@ -170,7 +170,7 @@ async fn start(
     let signals = tokio::spawn(signals::handle(
         handlers,
         supervisor.clone(),
-        reload::Running::of(loaded),
+        reload::Running::of(loaded, hub.clone()),
     ));
     if let Err(e) = ready(&supervisor).await {
         eprintln!("nanny: {}: cannot start: {e}", loaded.path().display());

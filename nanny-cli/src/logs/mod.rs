@@ -19,7 +19,7 @@
 //! the thread that writes them; [`route`] the API's `GET /v1/logs`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use nanny::output::{OutputLine, OutputStream, Severity};
@@ -97,13 +97,14 @@ impl LogLine {
 }
 
 /// The route of one pool's lines.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Route {
     /// The pool's name, shared by its lines (`None`: the fallback's, for
     /// any pool).
     pool: Option<Arc<str>>,
     decoder: Decoder,
-    /// Its index in the writer's files, if it logs to a file.
+    /// Its place in the writer (the pool's index in the file), if it logs
+    /// to a file now.
     file: Option<usize>,
 }
 
@@ -116,7 +117,12 @@ pub(crate) struct Hub {
 
 #[derive(Debug)]
 struct Inner {
-    routes: HashMap<String, Route>,
+    /// Each pool's route, and its place in the writer; a reload changes
+    /// routes under the write lock ([`Hub::reroute`]), lines are routed
+    /// and queued under the read lock.
+    routes: RwLock<HashMap<String, Route>>,
+    /// Each pool's place in the writer.
+    places: HashMap<String, usize>,
     /// For pools the file did not name (none today): UTF-8, stderr.
     fallback: Route,
     json: bool,
@@ -124,7 +130,17 @@ struct Inner {
     /// too, so that a follower's snapshot and subscription meet exactly.
     recent: Mutex<HashMap<Arc<str>, VecDeque<Arc<LogLine>>>>,
     live: broadcast::Sender<Arc<LogLine>>,
-    writer: Option<writer::Writer>,
+    writer: writer::Writer,
+}
+
+/// Opens `pool`'s log file, with the error naming its place.
+pub(super) fn open_file(pool: &str, limits: &files::Limits) -> Result<files::RotatingFile, String> {
+    files::RotatingFile::open(pool, limits).map_err(|e| {
+        format!(
+            "cannot open the log file of pool {pool:?} in {}: {e}",
+            limits.dir.display()
+        )
+    })
 }
 
 impl Hub {
@@ -132,38 +148,28 @@ impl Hub {
     /// stderr log is JSON (`--log-format json`).
     pub(crate) fn start(pools: &[PoolLog], json: bool) -> Result<Self, String> {
         let mut routes = HashMap::new();
+        let mut places = HashMap::new();
         let mut open = Vec::new();
-        for p in pools {
-            let file = match &p.file {
-                Some(limits) => {
-                    let f = files::RotatingFile::open(&p.pool, limits).map_err(|e| {
-                        format!(
-                            "cannot open the log file of pool {:?} in {}: {e}",
-                            p.pool,
-                            limits.dir.display()
-                        )
-                    })?;
-                    open.push((p.pool.clone(), f));
-                    Some(open.len() - 1)
-                }
-                None => None,
-            };
+        for (i, p) in pools.iter().enumerate() {
+            let file = p
+                .file
+                .as_ref()
+                .map(|limits| open_file(&p.pool, limits))
+                .transpose()?;
             let route = Route {
                 pool: Some(p.pool.as_str().into()),
                 decoder: p.decoder,
-                file,
+                file: file.is_some().then_some(i),
             };
+            open.push((p.pool.clone(), file));
             routes.insert(p.pool.clone(), route);
+            places.insert(p.pool.clone(), i);
         }
-        let writer = match open.is_empty() {
-            true => None,
-            false => {
-                Some(writer::Writer::start(open).map_err(|e| format!("cannot start the log writer: {e}"))?)
-            }
-        };
+        let writer = writer::Writer::start(open).map_err(|e| format!("cannot start the log writer: {e}"))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                routes,
+                routes: RwLock::new(routes),
+                places,
                 fallback: Route {
                     pool: None,
                     decoder: Decoder::default(),
@@ -177,6 +183,42 @@ impl Hub {
         })
     }
 
+    /// Sends `p.pool`'s lines where `p` says from now on (a reload): the
+    /// lines queued for the old file are written there, then the new file
+    /// is opened. Nothing changes if it cannot be. Blocking (see
+    /// [`writer::Writer::swap`]): call it off the runtime.
+    ///
+    /// # Errors
+    ///
+    /// The pool was not in the file at start, or its new file cannot be
+    /// opened.
+    pub(crate) fn reroute(&self, p: &PoolLog) -> Result<(), String> {
+        let inner = &*self.inner;
+        let Some(&place) = inner.places.get(&p.pool) else {
+            return Err(format!("pool {:?} was not in the file at start", p.pool));
+        };
+        let route = Route {
+            pool: Some(p.pool.as_str().into()),
+            decoder: p.decoder,
+            file: p.file.is_some().then_some(place),
+        };
+        if p.file.is_some() {
+            // The file first, then the lines: none finds the place empty.
+            inner.writer.swap(place, p.file.clone())?;
+            self.set_route(&p.pool, route);
+        } else {
+            // The lines first: none is queued after the file closes.
+            self.set_route(&p.pool, route);
+            inner.writer.swap(place, None)?;
+        }
+        Ok(())
+    }
+
+    fn set_route(&self, pool: &str, route: Route) {
+        let mut routes = self.inner.routes.write().unwrap_or_else(|e| e.into_inner());
+        routes.insert(pool.to_owned(), route);
+    }
+
     /// The library's sink (`Builder::on_output`). Never blocks: a short
     /// lock on the recent lines, a broadcast, a `try_send` to the writer.
     pub(crate) fn sink(&self) -> impl Fn(&OutputLine<'_>) + Send + Sync + 'static {
@@ -186,7 +228,8 @@ impl Hub {
 
     fn take(&self, l: &OutputLine<'_>) {
         let inner = &*self.inner;
-        let route = inner.routes.get(l.pool).unwrap_or(&inner.fallback);
+        let routes = inner.routes.read().unwrap_or_else(|e| e.into_inner());
+        let route = routes.get(l.pool).unwrap_or(&inner.fallback);
         let pool = route.pool.clone().unwrap_or_else(|| l.pool.into());
         let line = Arc::new(LogLine {
             time: SystemTime::now(),
@@ -196,10 +239,11 @@ impl Hub {
             stream: l.stream,
             line: route.decoder.decode(l.bytes).into_owned(),
         });
-        match (route.file, &inner.writer) {
-            (Some(i), Some(w)) => w.send(i, Arc::clone(&line)),
-            _ => self.to_stderr(&line, l.severity),
+        match route.file {
+            Some(i) => inner.writer.send(i, Arc::clone(&line)),
+            None => self.to_stderr(&line, l.severity),
         }
+        drop(routes);
         let mut recent = inner.recent.lock().unwrap_or_else(|e| e.into_inner());
         let ring = recent.entry(Arc::clone(&line.pool)).or_default();
         if ring.len() == RECENT {
@@ -244,8 +288,6 @@ impl Hub {
     /// Lets the writer write what is queued and end. Blocking: at the end
     /// of `nanny run`, once the supervisor has closed.
     pub(crate) fn finish(&self) {
-        if let Some(w) = &self.inner.writer {
-            w.finish();
-        }
+        self.inner.writer.finish();
     }
 }

@@ -6,6 +6,12 @@
 //! is full, the line is dropped and counted per pool, and the writer puts
 //! `nanny: N lines dropped` into that pool's file when it catches up (before
 //! the pool's next line, or within [`NOTE_EVERY`] if none comes).
+//!
+//! The writer has one place per pool of the file (a pool's index), each
+//! with its open file or none (a pool that logs to stderr). A reload swaps
+//! a pool's file in the same queue as the lines ([`Writer::swap`]), so
+//! the lines queued before the swap go to the old file and the rest to the
+//! new one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
@@ -13,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::files::RotatingFile;
+use super::files::{Limits, RotatingFile};
 use super::LogLine;
 
 /// Lines waiting for the writer, all pools together.
@@ -25,6 +31,10 @@ const NOTE_EVERY: Duration = Duration::from_millis(500);
 enum Msg {
     /// A line for the file of pool number `.0`.
     Line(usize, Arc<LogLine>),
+    /// Pool number `.0`'s file from now on: opened here, after the lines
+    /// before it, so the old file is done with (its rotations too) before
+    /// the new one opens; the old one stays if the new cannot be opened.
+    Swap(usize, Option<Limits>, SyncSender<Result<(), String>>),
     /// Write the notes and end.
     Stop,
 }
@@ -45,9 +55,9 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    /// Starts the thread writing `files` (a file's index is its pool's
-    /// number in [`Writer::send`]).
-    pub(crate) fn start(files: Vec<(String, RotatingFile)>) -> std::io::Result<Self> {
+    /// Starts the thread writing `files`, one place per pool, by its
+    /// number in [`Writer::send`] (`None`: the pool has no file for now).
+    pub(crate) fn start(files: Vec<(String, Option<RotatingFile>)>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let dropped: Arc<[AtomicU64]> = files.iter().map(|_| AtomicU64::new(0)).collect();
         let counts = Arc::clone(&dropped);
@@ -69,6 +79,24 @@ impl Writer {
         }
     }
 
+    /// Makes the file of `limits` (or none) pool `index`'s, after the
+    /// lines queued before it, and waits until it is open. Blocking (for
+    /// room in the queue, which the writer drains as fast as its disk
+    /// allows, and for the open): call it off the runtime, from a reload.
+    ///
+    /// # Errors
+    ///
+    /// The new file cannot be opened (the old one stays), or the writer
+    /// has ended.
+    pub(crate) fn swap(&self, index: usize, limits: Option<Limits>) -> Result<(), String> {
+        let (reply, done) = mpsc::sync_channel(1);
+        let ended = || "the log writer has ended".to_owned();
+        self.tx
+            .send(Msg::Swap(index, limits, reply))
+            .map_err(|_| ended())?;
+        done.recv().map_err(|_| ended())?
+    }
+
     /// Lets the thread write what is queued, and waits for it to end.
     /// Blocking: call it off the runtime (or at the very end).
     pub(crate) fn finish(&self) {
@@ -80,7 +108,7 @@ impl Writer {
     }
 }
 
-fn run(files: Vec<(String, RotatingFile)>, rx: &mpsc::Receiver<Msg>, dropped: &[AtomicU64]) {
+fn run(files: Vec<(String, Option<RotatingFile>)>, rx: &mpsc::Receiver<Msg>, dropped: &[AtomicU64]) {
     let mut files = Files {
         failed: vec![false; files.len()],
         files,
@@ -94,6 +122,10 @@ fn run(files: Vec<(String, RotatingFile)>, rx: &mpsc::Receiver<Msg>, dropped: &[
                 line.write_to(&mut buf);
                 files.write(i, &buf);
             }
+            Ok(Msg::Swap(i, limits, reply)) => {
+                files.note_drops(dropped, Some(i));
+                let _ = reply.send(files.swap(i, limits.as_ref()));
+            }
             Err(RecvTimeoutError::Timeout) => files.note_drops(dropped, None),
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
         }
@@ -103,13 +135,28 @@ fn run(files: Vec<(String, RotatingFile)>, rx: &mpsc::Receiver<Msg>, dropped: &[
 
 /// The open files, and which have failed (warned about once).
 struct Files {
-    files: Vec<(String, RotatingFile)>,
+    files: Vec<(String, Option<RotatingFile>)>,
     failed: Vec<bool>,
 }
 
 impl Files {
-    fn write(&mut self, i: usize, bytes: &[u8]) {
+    fn swap(&mut self, i: usize, limits: Option<&Limits>) -> Result<(), String> {
         let (pool, file) = &mut self.files[i];
+        let new = match limits {
+            Some(l) => Some(super::open_file(pool, l)?),
+            None => None,
+        };
+        *file = new;
+        self.failed[i] = false;
+        Ok(())
+    }
+
+    fn write(&mut self, i: usize, bytes: &[u8]) {
+        // No file: the hub sends a pool's lines here only while it has one
+        // (it routes under the lock a reload takes to move it), so nothing.
+        let (pool, Some(file)) = &mut self.files[i] else {
+            return;
+        };
         match file.write_line(bytes) {
             Ok(()) => self.failed[i] = false,
             Err(e) => {
@@ -139,7 +186,6 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::logs::files::Limits;
 
     fn line(text: &str) -> Arc<LogLine> {
         Arc::new(LogLine {
@@ -175,7 +221,7 @@ mod tests {
         assert_eq!(writer.dropped[0].load(Ordering::Relaxed), 3);
         let dropped = Arc::clone(&writer.dropped);
         drop(writer); // the thread drains the queue, then ends
-        run(vec![("p".into(), file)], &rx, &dropped);
+        run(vec![("p".into(), Some(file))], &rx, &dropped);
         let text = std::fs::read_to_string(dir.join("p.log")).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(

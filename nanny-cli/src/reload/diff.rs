@@ -6,10 +6,14 @@
 //! (`update_pool_config`, then a rolling reload), and its `workers`
 //! (`resize`). What needs a restart of nanny is named key by key: a
 //! pool's `plain` and `logical_ids` (which the library refuses to change
-//! live: `ConfigError::NotLive`), its log keys (`silent`, `encoding`,
-//! `log_dir`, `log_max_size`, `log_max_total`: nanny's log files are
-//! opened at start), pools added or removed, `[supervisor]`,
+//! live: `ConfigError::NotLive`), pools added or removed, `[supervisor]`,
 //! `[[listener]]`, `[api]`.
+//!
+//! The log keys (a pool's `silent`, `encoding`, `log_dir`, `log_max_size`,
+//! `log_max_total`, and `[supervisor]`'s defaults of the last three) are
+//! not compared here: where a pool's lines go is nanny's own business,
+//! compared resolved ([`crate::logs::PoolLog`]) and changed live by the
+//! reload itself ([`crate::logs::Hub::reroute`]).
 
 use toml::{Table, Value};
 
@@ -17,13 +21,20 @@ use toml::{Table, Value};
 /// them changes, so does nothing else of the pool.
 const FROZEN_KEYS: [&str; 2] = ["plain", "logical_ids"];
 
-/// The keys of a pool's table that say where its output goes (opened at
-/// start, see `crate::logs`).
+/// The keys of a pool's table that say where its output goes (see
+/// `crate::logs`); `[supervisor]` has the last three as defaults.
 const LOG_KEYS: [&str; 5] = ["silent", "encoding", "log_dir", "log_max_size", "log_max_total"];
 
 /// Whether `key` of a pool's table changes with `update_pool_config`.
 fn live(key: &str) -> bool {
     key != "workers" && !FROZEN_KEYS.contains(&key) && !LOG_KEYS.contains(&key)
+}
+
+/// The keys whose values differ between two tables, the log keys left out.
+fn changed_but_logs(a: Option<&Table>, b: Option<&Table>) -> Vec<String> {
+    let mut keys = changed_keys(a, b);
+    keys.retain(|k| !LOG_KEYS.contains(&k.as_str()));
+    keys
 }
 
 /// A loaded file, as far as a reload compares it.
@@ -139,7 +150,7 @@ impl Snapshot {
 pub(crate) fn plan(old: &Snapshot, new: &Snapshot) -> Plan {
     let mut plan = Plan::default();
     for section in ["supervisor", "api"] {
-        let keys = changed_keys(table(&old.doc, section), table(&new.doc, section));
+        let keys = changed_but_logs(table(&old.doc, section), table(&new.doc, section));
         plan.restart
             .extend(keys.into_iter().map(|k| format!("[{section}] {k} changed")));
     }
@@ -157,7 +168,7 @@ pub(crate) fn plan(old: &Snapshot, new: &Snapshot) -> Plan {
             plan.restart.push(format!("[[pool]] {name:?} removed"));
             continue;
         };
-        let keys = changed_keys(Some(before), Some(after));
+        let keys = changed_but_logs(Some(before), Some(after));
         let frozen = keys.iter().any(|k| FROZEN_KEYS.contains(&k.as_str()));
         // A frozen key holds the whole pool back: its other keys wait too.
         let held = |k: &String| k != "workers" && (frozen || !live(k));
@@ -250,7 +261,7 @@ mod tests {
         let new = TWO.replace("[\"a\"]", "[\"b\"]").replace(
             "workers = 1",
             "workers = 3\nrestart = \"no\"\nmax_requests = 9\nsilent = true",
-        ) + "\n[supervisor]\npulse = \"2s\"\n\n[[pool]]\nname = \"new\"\n";
+        ) + "\n[supervisor]\npulse = \"2s\"\nlog_dir = \"x\"\n\n[[pool]]\nname = \"new\"\n";
         let plan = plan(&snapshot(TWO), &snapshot(&new));
         let change = |pool: &str, config, workers| PoolChange {
             pool: pool.to_owned(),
@@ -263,11 +274,8 @@ mod tests {
         );
         assert_eq!(
             plan.restart,
-            [
-                "[supervisor] pulse changed",
-                "[[pool]] \"new\" added",
-                "pool \"jobs\": silent changed"
-            ]
+            // The log keys are the reload's own (`silent`, `log_dir`).
+            ["[supervisor] pulse changed", "[[pool]] \"new\" added"]
         );
         assert_eq!(plan.unchanged, Vec::<String>::new());
     }

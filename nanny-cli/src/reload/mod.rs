@@ -3,8 +3,9 @@
 //! change what can change live ([`diff`]): a pool whose definition changed
 //! (its spec, its settings, its options) gets the new one
 //! ([`Supervisor::update_pool_config`]) and a rolling reload; a pool whose
-//! `workers` changed is resized; the rest of the running pools are left
-//! alone. What cannot change live (what the plan or the library refuses:
+//! `workers` changed is resized; a pool whose log settings changed sends
+//! its lines to the new place from then on ([`crate::logs::Hub::reroute`]);
+//! the rest of the running pools are left alone. What cannot change live (what the plan or the library refuses:
 //! [`nanny::ConfigError::NotLive`]) is logged as a warning naming its key,
 //! and the rest is still applied. A file that is refused changes nothing.
 //!
@@ -20,6 +21,7 @@ use nanny::{ConfigError, Error, Supervisor};
 use tokio::sync::mpsc;
 
 use crate::config::{self, FileError, Loaded};
+use crate::logs::{Hub, PoolLog};
 
 mod diff;
 
@@ -30,14 +32,49 @@ pub(crate) use diff::Snapshot;
 pub(crate) struct Running {
     path: PathBuf,
     now: Snapshot,
+    /// Where each pool's lines go now, and the hub that sends them there.
+    logs: Vec<PoolLog>,
+    hub: Hub,
 }
 
 impl Running {
-    /// What `loaded` started.
-    pub(crate) fn of(loaded: &Loaded) -> Self {
+    /// What `loaded` started, its lines going through `hub`.
+    pub(crate) fn of(loaded: &Loaded, hub: Hub) -> Self {
         Self {
             path: loaded.path().to_owned(),
             now: snapshot(loaded),
+            logs: loaded.logs.clone(),
+            hub,
+        }
+    }
+
+    /// Sends each running pool's lines where `next` says, if that changed
+    /// (`silent`, `encoding`, the log files' place and limits), noting it in
+    /// `summary`; a pool whose new file cannot be opened keeps the old.
+    async fn reroute_logs(&mut self, next: &[PoolLog], summary: &mut Summary) {
+        for new in next {
+            let Some(old) = self.logs.iter_mut().find(|l| l.pool == new.pool) else {
+                continue; // an added pool: needs a restart
+            };
+            if old == new {
+                continue;
+            }
+            let (hub, log) = (self.hub.clone(), new.clone());
+            let done = tokio::task::spawn_blocking(move || hub.reroute(&log))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            let pool = new.pool.clone();
+            match done {
+                Ok(()) => {
+                    tracing::info!(pool, "new log settings");
+                    *old = new.clone();
+                    summary.unchanged.retain(|p| *p != pool);
+                    if !summary.changed.contains(&pool) {
+                        summary.changed.push(pool);
+                    }
+                }
+                Err(e) => summary.failed.push((pool, e)),
+            }
         }
     }
 }
@@ -143,8 +180,12 @@ pub(crate) async fn apply(supervisor: &Supervisor, running: &mut Running) -> Res
             Err(e) => summary.failed.push((change.pool, e.to_string())),
         }
     }
+    running.reroute_logs(&loaded.logs, &mut summary).await;
     for key in &summary.needs_restart {
-        tracing::warn!("{}: {key}: needs a restart of nanny", running.path.display());
+        tracing::warn!(
+            "{}: {key}: needs a restart of nanny (SIGUSR2 upgrades in place, dropping no connection)",
+            running.path.display()
+        );
     }
     Ok(summary)
 }

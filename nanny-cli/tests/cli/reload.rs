@@ -1,6 +1,7 @@
 //! SIGHUP under `nanny run` re-reads the file: changed pools roll to their
 //! new spec or size, the others keep their workers, a bad file changes
-//! nothing; and a pool's user and rlimits reach its workers.
+//! nothing, a pool's lines move to its new log settings; and a pool's user
+//! and rlimits reach its workers.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -169,7 +170,7 @@ fn passwd_ids(user: &str) -> (String, String) {
 }
 
 #[test]
-fn sighup_rolls_a_pool_whose_settings_changed_and_names_the_log_keys() {
+fn sighup_rolls_a_pool_whose_settings_changed() {
     let file = config("reload-settings", &two_pools(1, 2, ""));
     let nanny = Nanny::start(&["run"], &file);
     let web = exactly(&nanny, "1001", 2);
@@ -198,20 +199,90 @@ fn sighup_rolls_a_pool_whose_settings_changed_and_names_the_log_keys() {
     let (_, info) = api.get("/v1/pools/jobs");
     assert_eq!(info["restart"], serde_json::json!("no"), "{info}");
 
-    // A log key needs a restart; the other keys still apply.
+    // A log key and a setting: both apply.
     rewrite(
         &file,
         &two_pools(1, 2, "restart = \"on-failure\"\nsilent = true\n"),
     );
     let log = hup_until(&nanny, 2, "reloaded nanny.toml");
-    assert!(
-        log.contains(r#"pool "jobs": silent changed: needs a restart of nanny"#),
-        "{log}"
-    );
+    assert!(!log.contains("needs a restart"), "{log}");
     let (_, info) = api.get("/v1/pools/jobs");
     assert_eq!(info["restart"], serde_json::json!("on-failure"), "{info}");
 
     nanny.signal("TERM");
     let (status, stderr) = nanny.wait();
     assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+/// A pool of one worker that says `tick` every 20 ms, with `logs`.
+fn ticker(logs: &str) -> String {
+    format!(
+        "[[pool]]\nname = \"talk\"\ncommand = \"sh\"\nargs = [\"-c\", \"while :; do echo tick; sleep 0.02; done\"]\nplain = true\nworkers = 1\n{logs}"
+    )
+}
+
+/// The ticks in `file`, none if it is not there.
+fn ticks(file: &Path) -> usize {
+    std::fs::read_to_string(file).map_or(0, |t| t.matches("talk:01 stdout: tick").count())
+}
+
+#[test]
+fn sighup_moves_a_pools_lines_without_restarting_its_workers() {
+    let file = config("reload-logs", &ticker(""));
+    let dir = file.parent().unwrap().to_owned();
+    let nanny = Nanny::start(&["run"], &file);
+    within(
+        || nanny.stderr().contains("talk:01| tick").then_some(()),
+        "ticks on nanny's stderr",
+    );
+    let worker = exactly_one_shell(&nanny);
+
+    let steps = [
+        ("silent = true\nlog_dir = \"a\"\n", Some("a")),
+        (
+            "silent = true\nlog_dir = \"b\"\nlog_max_size = \"1MiB\"\n",
+            Some("b"),
+        ),
+        ("", None),
+    ];
+    for (n, (logs, place)) in steps.into_iter().enumerate() {
+        rewrite(&file, &ticker(logs));
+        let log = hup_until(&nanny, n + 1, "reloaded nanny.toml");
+        assert!(log.contains("reloaded nanny.toml: pools talk changed"), "{log}");
+        assert!(!log.contains("needs a restart"), "{log}");
+        match place {
+            Some(sub) => {
+                let path = dir.join(sub).join("talk.log");
+                within(
+                    || (ticks(&path) >= 3).then_some(()),
+                    &format!("ticks in {sub}/talk.log"),
+                );
+            }
+            None => {
+                let before = nanny.stderr().matches("talk:01| tick").count();
+                within(
+                    || (nanny.stderr().matches("talk:01| tick").count() >= before + 3).then_some(()),
+                    "ticks on nanny's stderr again",
+                );
+            }
+        }
+    }
+    assert_eq!(
+        exactly_one_shell(&nanny),
+        worker,
+        "the worker was never restarted"
+    );
+    nanny.signal("TERM");
+    let (status, stderr) = nanny.wait();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+/// The pid of the one `sh` worker of `nanny`.
+fn exactly_one_shell(nanny: &Nanny) -> u32 {
+    let shells: Vec<u32> = (children(nanny.pid()).into_iter())
+        .filter(|(_, comm)| comm == "sh")
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(shells.len(), 1, "{shells:?}");
+    shells[0]
 }

@@ -35,6 +35,11 @@ const COMMAND_CAPACITY: usize = 1024;
 /// throttles a flooding worker without blocking the supervisor task.
 const LINK_CAPACITY: usize = 4096;
 
+/// The most inputs handled in one turn of the loop: beyond the first, link
+/// events and commands already waiting (see [`Task::waiting_input`]). A
+/// timer that fell due waits at most this many inputs.
+const TURN_BATCH: usize = 64;
+
 /// A timer of the supervisor task about workers and phases (request
 /// timers belong to the [`Ledger`]).
 #[derive(Debug, Clone, Copy)]
@@ -234,13 +239,35 @@ impl Task {
                 command = self.commands.recv(), if self.commands_open => Input::Command(command),
                 _ = pulse.tick() => Input::Pulse,
             };
-            if let Some(input) = self.catch_up(input) {
-                self.on_input(input);
+            let mut next = Some(input);
+            let mut taken = 0;
+            while let Some(input) = next.take() {
+                if let Some(input) = self.catch_up(input) {
+                    self.on_input(input);
+                }
+                self.after_event();
+                self.released.clear();
+                taken += 1;
+                if taken < TURN_BATCH && !self.finished() {
+                    next = self.waiting_input();
+                }
             }
-            self.after_event();
-            self.released.clear();
         }
         self.finish(stop_signals).await;
+    }
+
+    /// A link event or a command that is already waiting, taken without a
+    /// turn of the select: under load most inputs are these, and each turn
+    /// polls both timer wheels. Link events first, as in the select.
+    fn waiting_input(&mut self) -> Option<Input> {
+        if let Ok(event) = self.links_rx.try_recv() {
+            return Some(Input::Link(event));
+        }
+        if !self.commands_open {
+            return None;
+        }
+        // Closed (every handle gone) is left to the select's `recv`.
+        self.commands.try_recv().ok().map(|c| Input::Command(Some(c)))
     }
 
     fn on_input(&mut self, input: Input) {

@@ -3,11 +3,11 @@
 //! task alone; every change goes through its methods, which keep the
 //! drain's view (`idle`) true after each one.
 
-use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -63,7 +63,7 @@ pub(crate) enum Cancelled {
 /// The in-flight table and the matcher.
 #[derive(Debug)]
 pub(crate) struct InFlight {
-    table: HashMap<AttemptKey, Arc<Attempt>>,
+    table: FxHashMap<AttemptKey, Arc<Attempt>>,
     pending: Pending,
     /// Whether the fd channel exists (a cancel for an unknown attempt is
     /// then remembered: its inline request may still be on its way).
@@ -78,7 +78,7 @@ impl InFlight {
     pub(crate) fn new(fd_channel: bool) -> (Self, watch::Receiver<bool>) {
         let (idle, idle_rx) = watch::channel(true);
         let this = Self {
-            table: HashMap::new(),
+            table: FxHashMap::default(),
             pending: Pending::default(),
             fd_channel,
             served: 0,
@@ -114,7 +114,6 @@ impl InFlight {
         &mut self,
         frame: RequestFrame,
         slots: Slots,
-        closed: &CancellationToken,
         payload_limit: usize,
         attachment: Option<Attachment>,
     ) -> Parts {
@@ -124,7 +123,11 @@ impl InFlight {
         let attempt = Arc::new(Attempt::new(
             key,
             created_at,
-            closed.child_token(),
+            // Not a child of the link's token: linking and unlinking one per
+            // attempt costs two locks of the parent. The session trips
+            // every token in the table itself when the link closes
+            // (`cancel_all`).
+            CancellationToken::new(),
             payload_limit,
             slots,
         ));
@@ -162,7 +165,8 @@ impl InFlight {
         outcome
     }
 
-    /// Trips every in-flight token (hard kill: nothing will be answered).
+    /// Trips every in-flight token (hard kill, or the link closed: nothing
+    /// will be answered).
     pub(crate) fn cancel_all(&self) {
         for attempt in self.table.values() {
             attempt.token.cancel();

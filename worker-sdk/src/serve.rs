@@ -4,6 +4,7 @@ use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::{Context, Waker};
 
 use futures::FutureExt;
 use tokio::sync::{mpsc, watch};
@@ -90,6 +91,13 @@ impl Worker {
         let mut tasks = JoinSet::new();
         let mut draining = false;
         let mut idle = self.inner.idle.clone();
+        // On a current-thread runtime a spawned handler would run on this
+        // same thread anyway, after this loop yields: its first poll runs
+        // here instead (see `start_inline`). On a multi-thread runtime
+        // handlers start on their own tasks, so that synchronous work in
+        // one does not hold up the others.
+        let inline = tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::CurrentThread;
         loop {
             tokio::select! {
                 // Take what has arrived before deciding the drain is over.
@@ -103,7 +111,12 @@ impl Worker {
                         let watch = Watch::new(&req);
                         let handler = Arc::clone(&handler);
                         let run = AssertUnwindSafe(async move { handler(req).await }).catch_unwind();
-                        tasks.spawn(async move { watch.finish(run.await) });
+                        let task = async move { watch.finish(run.await) };
+                        if inline {
+                            start_inline(&mut tasks, task);
+                        } else {
+                            tasks.spawn(task);
+                        }
                     }
                     Some(ToServe::SoftKill) => draining = true,
                     Some(ToServe::HardKill) => return Err(Error::HardKilled),
@@ -120,6 +133,25 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// Polls a request's task once, here; only if it is not finished then
+/// (the handler awaits something) does it become a task of its own.
+///
+/// Most handlers answer without awaiting anything, and a task spawn per
+/// request was a tenth of a worker's instructions at 256 outstanding
+/// (BENCHMARKS.md, "The hot path"). The first poll uses a waker that does
+/// nothing: a future that returns `Pending` is polled again by its task,
+/// with that task's waker, before anything could have woken it.
+fn start_inline<F>(tasks: &mut JoinSet<()>, task: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut task = Box::pin(task);
+    let mut cx = Context::from_waker(Waker::noop());
+    if task.as_mut().poll(&mut cx).is_pending() {
+        tasks.spawn(task);
     }
 }
 

@@ -24,7 +24,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::mpsc::{self, OwnedPermit};
 use tokio::time::MissedTickBehavior;
@@ -43,6 +43,12 @@ use crate::worker::{Control, ToServe};
 use crate::{kind, Error, Worker};
 
 pub(crate) type Reader = FrameReader<OwnedReadHalf, ToWorker>;
+
+/// The most frames handled in one turn of the session's loop beyond the
+/// first: enough to take a full read buffer of small requests at once, few
+/// enough that finished attempts, control questions and heartbeats wait at
+/// most that long.
+const READ_BATCH: usize = 64;
 
 /// Capacity of the queue from the session to `serve` (see the module docs).
 pub(crate) const SERVE_QUEUE: usize = MAX_IN_FLIGHT + 3;
@@ -81,15 +87,17 @@ impl Session {
                 Some(ctl) = self.control.recv() => self.on_control(ctl),
                 () = conns.notified() => self.flush_notices().await,
                 // `FramedRead::next` is cancel safe: no bytes are lost to the select.
-                next = self.reader.next(), if room => match next {
-                    None => break Error::Disconnected,
-                    Some(Err(e)) => break read_error(e),
-                    Some(Ok(frame)) => {
-                        if let Err(reason) = self.on_frame(frame).await {
-                            break reason;
-                        }
+                next = self.reader.next(), if room => {
+                    if let Err(reason) = self.on_read(next).await {
+                        break reason;
                     }
-                },
+                    // Then the frames already in the read buffer, in this
+                    // same turn (one turn of this select per frame was a
+                    // tenth of a worker's instructions under load).
+                    if let Err(reason) = self.read_buffered().await {
+                        break reason;
+                    }
+                }
                 ready = readable(fd.as_deref()), if room && fd_open => {
                     fd_open = match ready {
                         Ok(()) => self.take_fd_messages(false).await,
@@ -112,8 +120,36 @@ impl Session {
             other => tracing::warn!(error = %other, "supervisor link failed"),
         }
         closed.cancel();
+        self.inflight.cancel_all();
         self.stop_listening();
         let _ = self.to_serve.try_send(ToServe::Closed(reason));
+    }
+
+    /// What one read from the socket gave: a frame, its end, or an error.
+    async fn on_read(&mut self, next: Option<std::io::Result<ToWorker>>) -> Result<(), Error> {
+        match next {
+            None => Err(Error::Disconnected),
+            Some(Err(e)) => Err(read_error(e)),
+            Some(Ok(frame)) => self.on_frame(frame).await,
+        }
+    }
+
+    /// Handles up to [`READ_BATCH`] more frames that need no wait to be
+    /// read (whole in the buffer, or in the socket), while there is room.
+    async fn read_buffered(&mut self) -> Result<(), Error> {
+        for _ in 0..READ_BATCH {
+            if !self.inflight.has_room() {
+                break;
+            }
+            // Cancel safe (`FramedRead` keeps a partial frame buffered);
+            // the waker this poll leaves behind is replaced by the select's
+            // next poll of the same reader.
+            match self.reader.next().now_or_never() {
+                Some(next) => self.on_read(next).await?,
+                None => break,
+            }
+        }
+        Ok(())
     }
 
     fn on_control(&mut self, ctl: Control) {
@@ -170,7 +206,11 @@ impl Session {
                 }
             }
         };
-        let answer: OwnedPermit<Outgoing> = take(out).await?;
+        // Room is the rule: take it without a select when there is.
+        let answer: OwnedPermit<Outgoing> = match out.clone().try_reserve_owned() {
+            Ok(permit) => permit,
+            Err(_) => take(out).await?,
+        };
         let accepted = if attached { Some(take(out).await?) } else { None };
         let done = self.done_tx.clone().try_reserve_owned().ok()?;
         Some(Slots {
@@ -196,9 +236,8 @@ impl Session {
             Some(Err(why)) => (None, Some(why)),
             None => (None, None),
         };
-        let closed = &self.worker.inner.closed;
         let limit = self.worker.payload_limit();
-        let parts = self.inflight.register(frame, slots, closed, limit, attachment);
+        let parts = self.inflight.register(frame, slots, limit, attachment);
         match unusable {
             // Accepted goes out with the answer: the worker has the descriptor.
             Some(why) => {

@@ -33,8 +33,15 @@ pub const fn max_payload_len(max_frame_len: usize) -> usize {
 /// Encodes a user value the way the Rust API puts it in payloads:
 /// MessagePack with named fields.
 pub fn encode_payload<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {
-    rmp_serde::to_vec_named(value)
+    // Room for a small payload at once: a `Vec` grown from empty byte by
+    // byte reallocates several times before 100 bytes.
+    let mut out = Vec::with_capacity(PAYLOAD_ROOM);
+    rmp_serde::encode::write_named(&mut out, value)?;
+    Ok(out)
 }
+
+/// The capacity [`encode_payload`] starts with.
+const PAYLOAD_ROOM: usize = 128;
 
 /// Decodes a payload written by [`encode_payload`] (or any MessagePack).
 pub fn decode_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, rmp_serde::decode::Error> {
@@ -43,14 +50,34 @@ pub fn decode_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, rmp_serde:
 
 /// A [`tokio_serde`] codec for protocol frames: MessagePack with named
 /// fields (maps), so that fields can be appended without breaking peers.
+///
+/// Frames are serialized into one buffer the codec keeps: each frame's
+/// bytes are split off as a [`Bytes`] that the length-delimited layer
+/// copies into its write buffer and drops, so the next frame finds the same
+/// allocation free again ([`BytesMut::reserve`] reclaims it). Serializing
+/// into a fresh `Vec` instead grew it by reallocation, field by field, on
+/// every frame: 17 % of the supervisor's instructions at 256 outstanding
+/// (BENCHMARKS.md, "The hot path").
 #[derive(Debug)]
 pub struct MsgPack<T> {
+    buf: BytesMut,
     _marker: PhantomData<fn(T) -> T>,
 }
 
+/// Room reserved before each frame is serialized: every fixed-size frame
+/// fits, and a payload frame grows the buffer at most once or twice.
+const SERIALIZE_ROOM: usize = 256;
+
+/// A frame larger than this does not leave its allocation behind in the
+/// codec.
+const KEEP_LIMIT: usize = 16 * 1024;
+
 impl<T> Default for MsgPack<T> {
     fn default() -> Self {
-        Self { _marker: PhantomData }
+        Self {
+            buf: BytesMut::new(),
+            _marker: PhantomData,
+        }
     }
 }
 
@@ -58,9 +85,24 @@ impl<T: Serialize> tokio_serde::Serializer<T> for MsgPack<T> {
     type Error = std::io::Error;
 
     fn serialize(self: Pin<&mut Self>, item: &T) -> Result<Bytes, Self::Error> {
-        rmp_serde::to_vec_named(item)
-            .map(Bytes::from)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        use bytes::BufMut;
+        let buf = &mut self.get_mut().buf;
+        buf.clear();
+        buf.reserve(SERIALIZE_ROOM);
+        match rmp_serde::encode::write_named(&mut buf.writer(), item) {
+            Ok(()) => {
+                let frame = buf.split().freeze();
+                if frame.len() > KEEP_LIMIT {
+                    // Freed with the frame: an idle link keeps no large buffer.
+                    *buf = BytesMut::new();
+                }
+                Ok(frame)
+            }
+            Err(e) => {
+                buf.clear();
+                Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            }
+        }
     }
 }
 

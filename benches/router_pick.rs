@@ -1,6 +1,6 @@
 //! The router's hot path: one dispatch (`pick` + `upsert` of the picked
 //! worker with one more request in flight) and one answer (`upsert` of a
-//! worker with one fewer), as the supervisor task does per request, at 4,
+//! worker with one fewer), as the supervisor task does per request, at 8,
 //! 64 and 512 ready workers; and the sticky routing's rendezvous pick
 //! (`nanny::sticky::owner`) over as many slot names.
 //!
@@ -19,7 +19,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use nanny::router::Router;
 
-const SIZES: [u64; 3] = [4, 64, 512];
+const SIZES: [u64; 3] = [8, 64, 512];
 
 fn main() {
     let mut c = Criterion::default()

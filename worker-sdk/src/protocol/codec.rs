@@ -8,6 +8,8 @@ use std::pin::Pin;
 use bytes::{Bytes, BytesMut};
 use serde::{de::DeserializeOwned, Serialize};
 
+use super::frames::{FromWorker, ToWorker};
+
 /// The default bound on one frame's body, in bytes (8 MiB).
 pub const DEFAULT_MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
 
@@ -81,7 +83,46 @@ impl<T> Default for MsgPack<T> {
     }
 }
 
-impl<T: Serialize> tokio_serde::Serializer<T> for MsgPack<T> {
+/// A message type of the protocol: [`ToWorker`] or [`FromWorker`], the
+/// types a [`FrameReader`] and a [`FrameWriter`] carry. Sealed: its methods
+/// are the hand-written encoding of the hot frames (`hot.rs`), which writes
+/// the same bytes as serde.
+pub trait Frame: Serialize + DeserializeOwned + sealed::Sealed {
+    /// Writes `self` if it is a hot frame; false, with nothing written,
+    /// for any other.
+    #[doc(hidden)]
+    fn encode_hot(&self, out: &mut BytesMut) -> bool;
+    /// Reads a hot frame in the layout `encode_hot` writes; `None` for any
+    /// other bytes (serde reads those).
+    #[doc(hidden)]
+    fn decode_hot(src: &[u8]) -> Option<Self>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::ToWorker {}
+    impl Sealed for super::FromWorker {}
+}
+
+impl Frame for ToWorker {
+    fn encode_hot(&self, out: &mut BytesMut) -> bool {
+        super::hot::encode_to_worker(self, out)
+    }
+    fn decode_hot(src: &[u8]) -> Option<Self> {
+        super::hot::decode_to_worker(src)
+    }
+}
+
+impl Frame for FromWorker {
+    fn encode_hot(&self, out: &mut BytesMut) -> bool {
+        super::hot::encode_from_worker(self, out)
+    }
+    fn decode_hot(src: &[u8]) -> Option<Self> {
+        super::hot::decode_from_worker(src)
+    }
+}
+
+impl<T: Frame> tokio_serde::Serializer<T> for MsgPack<T> {
     type Error = std::io::Error;
 
     fn serialize(self: Pin<&mut Self>, item: &T) -> Result<Bytes, Self::Error> {
@@ -89,27 +130,28 @@ impl<T: Serialize> tokio_serde::Serializer<T> for MsgPack<T> {
         let buf = &mut self.get_mut().buf;
         buf.clear();
         buf.reserve(SERIALIZE_ROOM);
-        match rmp_serde::encode::write_named(&mut buf.writer(), item) {
-            Ok(()) => {
-                let frame = buf.split().freeze();
-                if frame.len() > KEEP_LIMIT {
-                    // Freed with the frame: an idle link keeps no large buffer.
-                    *buf = BytesMut::new();
-                }
-                Ok(frame)
-            }
-            Err(e) => {
+        if !item.encode_hot(buf) {
+            if let Err(e) = rmp_serde::encode::write_named(&mut buf.writer(), item) {
                 buf.clear();
-                Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
             }
         }
+        let frame = buf.split().freeze();
+        if frame.len() > KEEP_LIMIT {
+            // Freed with the frame: an idle link keeps no large buffer.
+            *buf = BytesMut::new();
+        }
+        Ok(frame)
     }
 }
 
-impl<T: DeserializeOwned> tokio_serde::Deserializer<T> for MsgPack<T> {
+impl<T: Frame> tokio_serde::Deserializer<T> for MsgPack<T> {
     type Error = std::io::Error;
 
     fn deserialize(self: Pin<&mut Self>, src: &BytesMut) -> Result<T, Self::Error> {
+        if let Some(frame) = T::decode_hot(src) {
+            return Ok(frame);
+        }
         rmp_serde::from_slice(src).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 }

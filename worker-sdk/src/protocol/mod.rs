@@ -20,7 +20,9 @@
 //! Everything is public at `nanny_worker::protocol::*`; the files behind it
 //! are split by concern: `hello.rs` (environment, versions, capabilities,
 //! hellos), `frames.rs` (the messages and [`AttemptKey`]), `fd.rs` (the fd
-//! channel's [`FdTag`]), `codec.rs` (limits, framing, payload encoding),
+//! channel's [`FdTag`]), `codec.rs` (limits, framing, payload encoding), `hot.rs` (the
+//! two frames every request crosses, encoded by hand, byte for byte as
+//! serde does),
 //! `messaging.rs` (what the messages between workers and the queries
 //! carry), `ask.rs` (the questions to the supervisor and their answers).
 
@@ -29,12 +31,13 @@ mod codec;
 mod fd;
 mod frames;
 mod hello;
+mod hot;
 mod messaging;
 
 pub use ask::{ask_kind, Question, SpawnedWorker, Target};
 pub use codec::{
-    decode_payload, encode_payload, frame_reader, frame_writer, length_codec, max_payload_len, FrameReader,
-    FrameWriter, MsgPack, DEFAULT_MAX_FRAME_LEN, FRAME_OVERHEAD,
+    decode_payload, encode_payload, frame_reader, frame_writer, length_codec, max_payload_len, Frame,
+    FrameReader, FrameWriter, MsgPack, DEFAULT_MAX_FRAME_LEN, FRAME_OVERHEAD,
 };
 pub use fd::{
     FdTag, FD_KIND_ATTACHMENT, FD_KIND_BROADCAST, FD_KIND_CONNECTION, FD_KIND_RESPONSE_STREAM, FD_MESSAGE_MAX,

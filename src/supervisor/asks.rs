@@ -61,7 +61,7 @@ pub(super) fn encoded<T: serde::Serialize>(value: &T) -> Answer {
 
 /// Where an answer computed off the task goes.
 pub(super) struct Asker {
-    frames: tokio::sync::mpsc::Sender<Outgoing>,
+    frames: crate::worker::outbox::Sender<Outgoing>,
     id: u64,
     max: usize,
     _permit: Option<OwnedSemaphorePermit>,

@@ -182,14 +182,16 @@ impl Task {
                 return;
             }
         };
-        // Field by field: the permit borrows the worker's link while the
-        // ledger starts the attempt.
-        let unavailable = match self.workers[&worker].link.frames.try_reserve() {
-            Ok(permit) => {
-                let e = self.ledger.start_attempt(id, worker, Instant::now());
-                permit.send(attempt_frame(id, e, descriptor));
-                None
-            }
+        // Field by field: the outbox is the worker's link while the ledger
+        // starts the attempt, which happens only if the frame has room.
+        let frames = &self.workers[&worker].link.frames;
+        let ledger = &mut self.ledger;
+        let sent = frames.try_send_with(|| {
+            let e = ledger.start_attempt(id, worker, Instant::now());
+            attempt_frame(id, e, descriptor)
+        });
+        let unavailable = match sent {
+            Ok(()) => None,
             Err(e) => Some(matches!(e, TrySendError::Closed(()))),
         };
         match unavailable {

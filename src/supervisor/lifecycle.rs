@@ -140,7 +140,7 @@ impl Task {
         let probe = self.start_probe(id, pool);
         self.workers.insert(
             id,
-            WorkerEntry {
+            Box::new(WorkerEntry {
                 pool,
                 slot,
                 name,
@@ -179,7 +179,7 @@ impl Task {
                 said_ready: false,
                 counters,
                 asks: Default::default(),
-            },
+            }),
         );
         if replaces.is_none() {
             if let Some(s) = self.pools[pool].slots.get_mut(slot) {

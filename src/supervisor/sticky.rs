@@ -35,7 +35,7 @@ fn owns_keys(w: &WorkerEntry) -> bool {
 /// their (the slots') names, in slot order.
 fn candidates<'a>(
     p: &'a PoolState,
-    workers: &'a FxHashMap<WorkerId, WorkerEntry>,
+    workers: &'a FxHashMap<WorkerId, Box<WorkerEntry>>,
     can: impl Fn(WorkerId, &WorkerEntry) -> bool + Clone + 'a,
 ) -> impl Iterator<Item = (SlotKey, WorkerId, &'a str)> + Clone + 'a {
     p.slots.all().iter().filter_map(move |s| {

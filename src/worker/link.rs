@@ -2,6 +2,7 @@
 //! for a plain program the process task alone (see the module docs of
 //! [`crate::worker`]; the writer is in `writer.rs`).
 
+use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::mailbox::Mailbox;
+use super::outbox;
 use super::spawn::{ProtocolIo, Spawned};
 use super::writer::spawn_writer;
 use crate::attach::Descriptor;
@@ -81,11 +83,11 @@ const SIGNAL_CAPACITY: usize = 16;
 #[derive(Debug)]
 pub(crate) struct Link {
     /// Frames to send. Bounded; the supervisor task only `try_send`s, and a
-    /// full queue means the worker stopped reading.
-    pub(crate) frames: mpsc::Sender<Outgoing>,
+    /// full queue means the worker stopped reading (see [`outbox`]).
+    pub(crate) frames: outbox::Sender<Outgoing>,
     /// Signals for the worker's process group, delivered by the task that
     /// reaps it (so a pid is never reused under us).
-    signals: mpsc::Sender<Signal>,
+    signals: outbox::Sender<Signal>,
     /// Tripped for SIGKILL, which no full queue may lose.
     kill: CancellationToken,
     /// Whether it has a usable fd channel (attachments, connections).
@@ -116,7 +118,7 @@ impl Link {
 /// Starts the tasks of worker `id` on `tracker`: the process task, and
 /// for a protocol worker (`spawned.io`) its reader, writer and fd reader.
 ///
-/// A plain worker has no frame queue to read: its `frames` sender is
+/// A plain worker has no frame queue to read: its `frames` outbox is
 /// closed from the start, so sending it a frame is a no-op (`try_send`
 /// answers `Closed`, which the supervisor task reads as "no frames for
 /// this worker": nothing is sent, and it never enters a router).
@@ -132,7 +134,7 @@ pub(crate) fn start(
     let Spawned {
         mut child, pid, io, ..
     } = spawned;
-    let (signals_tx, mut signals_rx) = mpsc::channel::<Signal>(SIGNAL_CAPACITY);
+    let (signals_tx, signals_rx) = outbox::outbox::<Signal>(SIGNAL_CAPACITY);
     let kill = CancellationToken::new();
     let gone = CancellationToken::new();
     // `silent` pools: the pipes exist only then.
@@ -148,8 +150,7 @@ pub(crate) fn start(
             let queues = (frame_capacity, Arc::clone(&mailbox));
             protocol_tasks(tracker, id, io, max_frame_len, queues, &events, &gone)
         }
-        // Closed at once: the receiver is dropped here.
-        None => (mpsc::channel::<Outgoing>(1).0, Vec::new(), false),
+        None => (outbox::Sender::closed(), Vec::new(), false),
     };
 
     // Process: deliver signals until reaped, then report.
@@ -157,6 +158,7 @@ pub(crate) fn start(
     tracker.spawn(async move {
         let pgid = Pid::from_raw(pid as i32);
         let mut kill_sent = false;
+        let (mut signals, mut signals_open) = (VecDeque::new(), true);
         let status = loop {
             // The child is not reaped yet (only this task reaps it), so its
             // pid and group are still ours.
@@ -166,8 +168,12 @@ pub(crate) fn start(
                     kill_sent = true;
                     let _ = killpg(pgid, Signal::SIGKILL);
                 }
-                Some(sig) = signals_rx.recv() => {
-                    let _ = killpg(pgid, sig);
+                open = signals_rx.take(&mut signals), if signals_open => {
+                    signals_open = open;
+                    for sig in signals.drain(..) {
+                        let _ = killpg(pgid, sig);
+                    }
+                    signals_rx.idle(&mut signals);
                 }
             }
         };
@@ -210,10 +216,10 @@ fn protocol_tasks(
     (frame_capacity, mailbox): (usize, Arc<Mailbox>),
     events: &mpsc::Sender<LinkEvent>,
     gone: &CancellationToken,
-) -> (mpsc::Sender<Outgoing>, Vec<JoinHandle<()>>, bool) {
+) -> (outbox::Sender<Outgoing>, Vec<JoinHandle<()>>, bool) {
     let ProtocolIo { stream, fd_channel } = io;
     let (read, write) = stream.into_split();
-    let (frames_tx, frames_rx) = mpsc::channel::<Outgoing>(frame_capacity);
+    let (frames_tx, frames_rx) = outbox::outbox(frame_capacity);
     let channel = match FdChannel::new(fd_channel) {
         Ok(c) => Some(Arc::new(c)),
         Err(error) => {
@@ -253,10 +259,20 @@ fn spawn_reader(
     tx: mpsc::Sender<LinkEvent>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
-    let mut reader: p::FrameReader<_, FromWorker> = p::frame_reader(read, max_frame_len);
+    let mut reader: p::FrameReader<_, FromWorker> = p::idle_frame_reader(read, max_frame_len);
     tracker.spawn(async move {
         loop {
-            // Biased: frames already received are forwarded before a stop.
+            // An idle link holds no read buffer (see `p::LINK_BUFFER`): wait
+            // for bytes first, and take the room only then. Biased: what the
+            // worker wrote is forwarded before a stop.
+            // A readiness error is the read's error too: the read reports it.
+            tokio::select! {
+                biased;
+                _ = reader.get_ref().get_ref().readable() => {}
+                () = stop.cancelled() => break,
+            }
+            p::take_read_room(&mut reader);
+            // Readiness can be spurious: then this waits, still cancellable.
             let mut item = tokio::select! {
                 biased;
                 item = reader.next() => item,
@@ -282,6 +298,7 @@ fn spawn_reader(
                     None => break None,
                 }
             };
+            p::release_read_room(&mut reader);
             if !frames.is_empty() && tx.send(LinkEvent::Frames(id, frames)).await.is_err() {
                 break;
             }

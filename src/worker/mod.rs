@@ -19,6 +19,7 @@
 
 pub(crate) mod link;
 pub(crate) mod mailbox;
+pub(crate) mod outbox;
 pub(crate) mod output;
 pub(crate) mod placement;
 pub(crate) mod probe;

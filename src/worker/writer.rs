@@ -2,6 +2,7 @@
 //! supervisor task, then the messages waiting in its mailbox, fed and
 //! flushed once per batch; requests with attachments on the fd channel.
 
+use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use super::link::{LinkEvent, Outgoing};
 use super::mailbox::Mailbox;
+use super::outbox;
 use crate::attach::Descriptor;
 use crate::health::WorkerId;
 
@@ -28,52 +30,80 @@ pub(super) fn spawn_writer(
     id: WorkerId,
     write: tokio::net::unix::OwnedWriteHalf,
     max_frame_len: usize,
-    (mut frames_rx, mailbox): (mpsc::Receiver<Outgoing>, Arc<Mailbox>),
+    (frames, mailbox): (outbox::Receiver<Outgoing>, Arc<Mailbox>),
     out_channel: Option<Arc<FdChannel>>,
     hung_up: mpsc::Sender<LinkEvent>,
     stop: CancellationToken,
 ) {
-    let mut writer: p::FrameWriter<_, ToWorker> = p::frame_writer(write, max_frame_len);
+    let mut writer: p::FrameWriter<_, ToWorker> = p::idle_frame_writer(write, max_frame_len);
     tracker.spawn(async move {
+        let mut batch = VecDeque::new();
         let broken = 'writing: loop {
-            let first = tokio::select! {
-                f = frames_rx.recv() => f,
-                // Cancel safe: a message leaves the mailbox only when returned.
-                m = mailbox.next() => Some(Outgoing::Frame(m)),
-                () = stop.cancelled() => None,
-            };
-            let Some(first) = first else { break false };
-            let mut next = Some(first);
-            while let Some(item) = next {
-                let sent = match item {
-                    Outgoing::Frame(frame) => writer.feed(frame).await.is_ok(),
-                    Outgoing::Fd { tag, frame, fd } => match &out_channel {
-                        Some(c) => c.send_with(tag, fd.as_fd(), &frame).await.is_ok(),
-                        None => true, // never queued without a channel
-                    },
-                    Outgoing::Attached(frame, fd) => match &out_channel {
-                        Some(c) => send_attached(c, &mut writer, frame, &fd).await,
-                        // The worker answers with an attachment error.
-                        None => writer.feed(ToWorker::Request(frame)).await.is_ok(),
-                    },
-                };
-                if !sent {
-                    break 'writing true;
+            tokio::select! {
+                // Cancel safe, both: nothing leaves a queue unless returned.
+                taken = frames.take(&mut batch) => {
+                    if !taken {
+                        break false; // every sender has gone
+                    }
                 }
-                next = (frames_rx.try_recv().ok()).or_else(|| mailbox.pop().map(Outgoing::Frame));
+                m = mailbox.next() => batch.push_back(Outgoing::Frame(m)),
+                () = stop.cancelled() => break false,
+            }
+            p::take_write_room(&mut writer);
+            loop {
+                while let Some(item) = batch.pop_front() {
+                    if !write_one(&mut writer, out_channel.as_deref(), item).await {
+                        break 'writing true;
+                    }
+                }
+                // Then whatever came meanwhile: frames, then messages.
+                if frames.try_take(&mut batch) == Some(true) {
+                    continue;
+                }
+                match mailbox.pop() {
+                    Some(m) => batch.push_back(Outgoing::Frame(m)),
+                    None => break,
+                }
             }
             if writer.flush().await.is_err() {
                 break true;
             }
+            // Idle now: no buffer held until the next batch.
+            p::release_write_room(&mut writer);
+            frames.idle(&mut batch);
         };
-        // Closing the queue first: the supervisor task sends nothing more.
-        drop(frames_rx);
+        // Closing the outbox first (what is queued is dropped): the
+        // supervisor task sends nothing more.
+        drop(batch);
+        drop(frames);
         if broken {
             let _ = hung_up.send(LinkEvent::HungUp(id)).await;
         }
         // Dropping the write half shuts the socket down for writing: the
         // worker reads EOF.
     });
+}
+
+/// Writes one queued item; false if the link is broken.
+async fn write_one(
+    writer: &mut p::FrameWriter<tokio::net::unix::OwnedWriteHalf, ToWorker>,
+    out_channel: Option<&FdChannel>,
+    item: Outgoing,
+) -> bool {
+    match item {
+        Outgoing::Frame(frame) => writer.feed(frame).await.is_ok(),
+        // Boxed, the descriptor paths: their futures are large and rare, and
+        // the writer's task would otherwise carry them for every worker.
+        Outgoing::Fd { tag, frame, fd } => match out_channel {
+            Some(c) => Box::pin(c.send_with(tag, fd.as_fd(), &frame)).await.is_ok(),
+            None => true, // never queued without a channel
+        },
+        Outgoing::Attached(frame, fd) => match out_channel {
+            Some(c) => Box::pin(send_attached(c, writer, frame, &fd)).await,
+            // The worker answers with an attachment error.
+            None => writer.feed(ToWorker::Request(frame)).await.is_ok(),
+        },
+    }
 }
 
 /// Sends a request with its attachment: inline in one fd channel message if

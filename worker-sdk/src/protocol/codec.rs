@@ -179,6 +179,41 @@ pub type FrameWriter<W, T> = tokio_serde::SymmetricallyFramed<
     MsgPack<T>,
 >;
 
+/// The buffer room a link reads into and writes from while it is busy
+/// (tokio-util's own initial capacity). Readers and writers start with it
+/// and keep it, grown, for good; a side with many idle links (the
+/// supervisor) frees it between batches instead: [`take_read_room`] /
+/// [`take_write_room`] before a batch, [`release_read_room`] /
+/// [`release_write_room`] after it. That was 16 KiB of the supervisor's
+/// memory per idle worker.
+pub const LINK_BUFFER: usize = 8 * 1024;
+
+/// Gives `reader` room to read a batch into (see [`LINK_BUFFER`]).
+pub fn take_read_room<R, T>(reader: &mut FrameReader<R, T>) {
+    reader.get_mut().read_buffer_mut().reserve(LINK_BUFFER);
+}
+
+/// Frees `reader`'s buffer if no partial frame is in it.
+pub fn release_read_room<R, T>(reader: &mut FrameReader<R, T>) {
+    let buffer = reader.get_mut().read_buffer_mut();
+    if buffer.is_empty() {
+        *buffer = BytesMut::new();
+    }
+}
+
+/// Gives `writer` room to encode a batch into (see [`LINK_BUFFER`]).
+pub fn take_write_room<W, T>(writer: &mut FrameWriter<W, T>) {
+    writer.get_mut().write_buffer_mut().reserve(LINK_BUFFER);
+}
+
+/// Frees `writer`'s buffer if everything in it was written.
+pub fn release_write_room<W, T>(writer: &mut FrameWriter<W, T>) {
+    let buffer = writer.get_mut().write_buffer_mut();
+    if buffer.is_empty() {
+        *buffer = BytesMut::new();
+    }
+}
+
 /// Wraps a reader into a [`FrameReader`].
 pub fn frame_reader<R: tokio::io::AsyncRead, T>(io: R, max_frame_len: usize) -> FrameReader<R, T> {
     tokio_serde::SymmetricallyFramed::new(
@@ -193,6 +228,24 @@ pub fn frame_writer<W: tokio::io::AsyncWrite, T>(io: W, max_frame_len: usize) ->
         tokio_util::codec::FramedWrite::new(io, length_codec(max_frame_len)),
         MsgPack::default(),
     )
+}
+
+/// A [`FrameReader`] that holds no buffer until [`take_read_room`]: for
+/// a side with many idle links (see [`LINK_BUFFER`]).
+pub fn idle_frame_reader<R: tokio::io::AsyncRead, T>(io: R, max_frame_len: usize) -> FrameReader<R, T> {
+    tokio_serde::SymmetricallyFramed::new(
+        tokio_util::codec::FramedRead::with_capacity(io, length_codec(max_frame_len), 0),
+        MsgPack::default(),
+    )
+}
+
+/// A [`FrameWriter`] that holds no buffer until [`take_write_room`] (and
+/// still writes out only once [`LINK_BUFFER`] bytes are fed): for a side
+/// with many idle links.
+pub fn idle_frame_writer<W: tokio::io::AsyncWrite, T>(io: W, max_frame_len: usize) -> FrameWriter<W, T> {
+    let mut framed = tokio_util::codec::FramedWrite::with_capacity(io, length_codec(max_frame_len), 0);
+    framed.set_backpressure_boundary(LINK_BUFFER);
+    tokio_serde::SymmetricallyFramed::new(framed, MsgPack::default())
 }
 
 #[cfg(test)]

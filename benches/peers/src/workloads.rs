@@ -114,7 +114,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// The time each of `n` calls of `f` took, after `warm_up` untimed calls;
+/// The time each call of `f` took, after `warm_up` untimed calls;
 /// calls go on until `run_for` has passed.
 pub fn timed(warm_up: usize, run_for: Duration, mut f: impl FnMut(usize)) -> Vec<Duration> {
     (0..warm_up).for_each(&mut f);

@@ -1,0 +1,102 @@
+//! nanny side by side with its Rust peers, on the same workloads: see
+//! `benches/peers/README.md`.
+//!
+//! ```text
+//! nanny-peers SYSTEM [--round N] [--rows all|rtt|bursts] [--label NAME]
+//! ```
+//!
+//! SYSTEM is `raw`, `raw-batched`, `tokio`, `nanny` or `tonic`. Each result
+//! is printed as one JSON line. Workers are this same binary: nanny's are
+//! recognised by [`nanny_worker::is_worker`], the others are started as
+//! `nanny-peers --serve ROLE` with their socket as standard input.
+
+mod bare_tokio;
+mod children;
+mod frames;
+mod nanny_peer;
+mod raw;
+mod report;
+mod tonic_peer;
+mod workloads;
+
+use std::os::unix::net::UnixStream;
+use std::process::ExitCode;
+
+use workloads::{run, Rows};
+
+fn main() -> ExitCode {
+    if nanny_worker::is_worker() {
+        nanny_peer::serve_worker();
+        return ExitCode::SUCCESS;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--serve") {
+        return match serve(args.get(1).map_or("", String::as_str)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("nanny-peers worker: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match parse(&args) {
+        Ok((system, report, rows)) => {
+            measure(&system, &report, rows);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("nanny-peers: {e}\nusage: nanny-peers raw|raw-batched|tokio|nanny|tonic [--round N] [--rows all|rtt|bursts] [--label NAME]");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A worker of the raw, bare-tokio or tonic peer.
+fn serve(role: &str) -> std::io::Result<()> {
+    let socket = || children::inherited_socket().map(UnixStream::from);
+    match role {
+        "raw" => frames::serve_blocking(socket()?, false),
+        "raw-batched" => frames::serve_blocking(socket()?, true),
+        "tokio" => frames::serve_tokio(socket()?),
+        "tonic" => tonic_peer::serve_worker(),
+        other => Err(std::io::Error::other(format!("no worker role {other:?}"))),
+    }
+}
+
+/// The system, its report and the rows to run, from the command line.
+fn parse(args: &[String]) -> Result<(String, report::Report, Rows), String> {
+    let system = args.first().ok_or("no system named")?.clone();
+    let (mut round, mut rows, mut label) = (0, Rows::All, system.clone());
+    let mut rest = args[1..].iter();
+    while let Some(flag) = rest.next() {
+        let value = rest.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--round" => round = value.parse().map_err(|_| format!("bad round {value:?}"))?,
+            "--label" => label = value.clone(),
+            "--rows" => {
+                rows = match value.as_str() {
+                    "all" => Rows::All,
+                    "rtt" => Rows::RoundTrip,
+                    "bursts" => Rows::Bursts,
+                    _ => return Err(format!("bad rows {value:?}")),
+                }
+            }
+            _ => return Err(format!("unknown flag {flag:?}")),
+        }
+    }
+    Ok((system, report::Report::new(round, label), rows))
+}
+
+fn measure(system: &str, report: &report::Report, rows: Rows) {
+    match system {
+        "raw" => run::<raw::Raw<false>>(report, rows),
+        "raw-batched" => run::<raw::Raw<true>>(report, rows),
+        "tokio" => run::<bare_tokio::BareTokio>(report, rows),
+        "nanny" => run::<nanny_peer::Nanny>(report, rows),
+        "tonic" => run::<tonic_peer::Tonic>(report, rows),
+        other => {
+            eprintln!("nanny-peers: no system {other:?}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! nanny, used as its documentation says: `Supervisor::enqueue` of a
+//! `serde_bytes::ByteBuf` on the default multi-thread runtime, workers of
+//! this binary answering with the worker SDK's ordinary `serve` handler
+//! (the payload back, as `benches/enqueue.rs` does), restart delay 0.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use nanny::{EnqueueOptions, Pool, Supervisor, WorkerId, WorkerSpec};
+use serde_bytes::ByteBuf;
+use tokio::runtime::Runtime;
+
+use crate::bare_tokio::on;
+use crate::report::Burst;
+use crate::workloads::{OUTSTANDING, SMALL, WARM_UP};
+
+/// The nanny peer.
+#[derive(Debug)]
+pub struct Nanny {
+    rt: Runtime,
+    supervisor: Supervisor,
+}
+
+/// The worker side: every payload back, on a current-thread runtime.
+pub fn serve_worker() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let result = rt.block_on(async {
+        let worker = nanny_worker::connect().await?;
+        worker.ready();
+        worker
+            .serve(|req| async move {
+                let payload: ByteBuf = req.data()?;
+                req.respond(&payload)?;
+                Ok(())
+            })
+            .await
+    });
+    if let Err(e) = result {
+        if !matches!(e, nanny_worker::Error::Disconnected) {
+            eprintln!("nanny worker: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// MessagePack size of a `bin` of `len` bytes: what an echo answers.
+fn encoded_len(len: usize) -> usize {
+    match len {
+        0..=0xff => len + 2,
+        0x100..=0xffff => len + 3,
+        _ => len + 5,
+    }
+}
+
+/// Enqueues `concurrent` small requests at a time (no retries) until the
+/// workers that answered include one that is not in `old`, and `want` in all.
+async fn until_answered(supervisor: &Supervisor, old: &HashSet<WorkerId>, want: usize) {
+    let payload = ByteBuf::from(vec![7u8; SMALL]);
+    let mut seen = HashSet::new();
+    while seen.len() < want {
+        let asks =
+            (0..want.max(2)).map(|_| supervisor.enqueue_with(&payload, EnqueueOptions::new().retries(0)));
+        for answer in futures::future::join_all(asks).await.into_iter().flatten() {
+            assert_eq!(answer.raw().len(), encoded_len(SMALL), "the answer is the echo");
+            if !old.contains(&answer.worker()) {
+                seen.insert(answer.worker());
+            }
+        }
+    }
+}
+
+impl crate::workloads::Peer for Nanny {
+    fn start(workers: usize) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let supervisor = on(&rt, async move {
+            let spec = WorkerSpec::current_exe().expect("current exe");
+            let supervisor = Supervisor::builder()
+                .pool(Pool::default_pool(spec).workers(workers))
+                .restart_delay(Duration::ZERO)
+                .max_restarts(u32::MAX)
+                .start()
+                .await
+                .expect("supervisor starts");
+            until_answered(&supervisor, &HashSet::new(), workers).await;
+            supervisor
+        });
+        Self { rt, supervisor }
+    }
+
+    fn round_trips(&mut self, run_for: Duration) -> Vec<Duration> {
+        let supervisor = self.supervisor.clone();
+        on(&self.rt, async move {
+            let payload = ByteBuf::from(vec![7u8; SMALL]);
+            let ask = || async {
+                let answer = supervisor.enqueue(&payload).await.expect("an answer");
+                assert_eq!(answer.raw().len(), encoded_len(SMALL), "the answer is the echo");
+            };
+            for _ in 0..WARM_UP {
+                ask().await;
+            }
+            let (start, mut each) = (Instant::now(), Vec::with_capacity(100_000));
+            while start.elapsed() < run_for {
+                let t = Instant::now();
+                ask().await;
+                each.push(t.elapsed());
+            }
+            each
+        })
+    }
+
+    fn burst(&mut self, size: usize, run_for: Duration) -> Burst {
+        let supervisor = self.supervisor.clone();
+        on(&self.rt, async move {
+            let payload = ByteBuf::from(vec![7u8; size]);
+            let start = Instant::now();
+            let mut per_worker: HashMap<WorkerId, u64> = HashMap::new();
+            futures::stream::iter(0..)
+                .take_while(|_| std::future::ready(start.elapsed() < run_for))
+                .map(|_| supervisor.enqueue(&payload))
+                .buffer_unordered(OUTSTANDING)
+                .for_each(|answer| {
+                    let answer = answer.expect("an answer");
+                    assert_eq!(answer.raw().len(), encoded_len(size), "the answer is the echo");
+                    *per_worker.entry(answer.worker()).or_default() += 1;
+                    std::future::ready(())
+                })
+                .await;
+            Burst {
+                per_worker: per_worker.into_values().collect(),
+                elapsed: start.elapsed(),
+            }
+        })
+    }
+
+    fn kill_one(&mut self) {
+        let supervisor = self.supervisor.clone();
+        on(&self.rt, async move {
+            let health = supervisor.health().await.expect("health");
+            let old: HashSet<WorkerId> = health.iter().map(|w| w.id).collect();
+            let pid = nix::unistd::Pid::from_raw(health[0].pid as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL).expect("SIGKILL a worker");
+            until_answered(&supervisor, &old, 1).await;
+        });
+    }
+
+    fn worker_pids(&mut self) -> Vec<u32> {
+        let supervisor = self.supervisor.clone();
+        on(
+            &self.rt,
+            async move { supervisor.health().await.expect("health") },
+        )
+        .into_iter()
+        .map(|w| w.pid)
+        .collect()
+    }
+
+    fn stop(self) {
+        let supervisor = self.supervisor;
+        on(&self.rt, async move { supervisor.soft_kill().await });
+    }
+}

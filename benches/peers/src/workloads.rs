@@ -1,0 +1,130 @@
+//! The workloads, the same for every system, and the order they run in.
+
+use std::time::{Duration, Instant};
+
+use crate::report::{cpu_seconds, median, Burst, Report};
+
+/// Workers of every workload but the start row.
+pub const WORKERS: usize = 2;
+/// Workers of the start row.
+pub const START_WORKERS: usize = 4;
+/// Requests in flight in the burst rows.
+pub const OUTSTANDING: usize = 256;
+/// The small payload.
+pub const SMALL: usize = 100;
+/// The large payload.
+pub const LARGE: usize = 64 * 1024;
+/// How long each timed row runs.
+pub const RUN_FOR: Duration = Duration::from_millis(1500);
+/// Round trips before the timed ones, not counted.
+pub const WARM_UP: usize = 500;
+/// Kills and starts per round; the median is reported.
+pub const REPEATS: usize = 3;
+
+/// One system under test, with its workers running.
+pub trait Peer: Sized {
+    /// Starts `workers` workers and returns once every one of them has
+    /// answered a request.
+    fn start(workers: usize) -> Self;
+
+    /// One 100 B request at a time for `run_for` (after [`WARM_UP`]
+    /// untimed ones); each round trip's time.
+    fn round_trips(&mut self, run_for: Duration) -> Vec<Duration>;
+
+    /// A steady [`OUTSTANDING`] requests of `size` bytes until `run_for`
+    /// has passed, then until the last is answered.
+    fn burst(&mut self, size: usize, run_for: Duration) -> Burst;
+
+    /// SIGKILLs one worker; returns once its replacement has answered.
+    fn kill_one(&mut self);
+
+    /// The process ids of its workers.
+    fn worker_pids(&mut self) -> Vec<u32>;
+
+    /// Stops the workers (not timed).
+    fn stop(self);
+}
+
+/// Which rows a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// Every row.
+    All,
+    /// The one-outstanding round trip only (the pinned variants).
+    RoundTrip,
+    /// The burst rows only (the batched raw variant).
+    Bursts,
+}
+
+/// Runs `rows` for `P`, printing each result.
+pub fn run<P: Peer>(report: &Report, rows: Rows) {
+    let mut peer = P::start(WORKERS);
+    if rows != Rows::Bursts {
+        let mut each = peer.round_trips(RUN_FOR);
+        report.latencies(&mut each);
+    }
+    if rows != Rows::RoundTrip {
+        bursts(&mut peer, report);
+    }
+    if rows == Rows::All {
+        let mut kills: Vec<Duration> = (0..REPEATS)
+            .map(|_| {
+                let t = Instant::now();
+                peer.kill_one();
+                t.elapsed()
+            })
+            .collect();
+        report.emit("kill", ms(median(&mut kills)), "ms");
+    }
+    peer.stop();
+    if rows == Rows::All {
+        let mut starts: Vec<Duration> = (0..REPEATS)
+            .map(|_| {
+                let t = Instant::now();
+                let peer = P::start(START_WORKERS);
+                let took = t.elapsed();
+                peer.stop();
+                took
+            })
+            .collect();
+        report.emit("start4", ms(median(&mut starts)), "ms");
+    }
+    report.peak_rss();
+}
+
+/// The burst rows: 100 B (req/s, busiest share, CPU per 100 k) and 64 KiB (MiB/s).
+fn bursts<P: Peer>(peer: &mut P, report: &Report) {
+    peer.burst(SMALL, RUN_FOR / 5);
+    let pids = peer.worker_pids();
+    let cpu = cpu_seconds(&pids);
+    let small = peer.burst(SMALL, RUN_FOR);
+    let cpu = cpu_seconds(&pids) - cpu;
+    report.emit("rps_100B", small.rate(), "req/s");
+    report.emit("share_100B", small.busiest_share(), "%");
+    report.emit("cpu_per_100k", cpu * 100_000.0 / small.total() as f64, "s");
+    let large = peer.burst(LARGE, RUN_FOR);
+    report.emit(
+        "mibs_64KiB",
+        large.rate() * LARGE as f64 / (1024.0 * 1024.0),
+        "MiB/s",
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The time each call of `f` took, after `warm_up` untimed calls;
+/// calls go on until `run_for` has passed.
+pub fn timed(warm_up: usize, run_for: Duration, mut f: impl FnMut(usize)) -> Vec<Duration> {
+    (0..warm_up).for_each(&mut f);
+    let (start, mut each) = (Instant::now(), Vec::with_capacity(100_000));
+    let mut i = warm_up;
+    while start.elapsed() < run_for {
+        let t = Instant::now();
+        f(i);
+        each.push(t.elapsed());
+        i += 1;
+    }
+    each
+}

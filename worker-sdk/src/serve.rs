@@ -1,4 +1,4 @@
-//! [`Worker::serve`]: one task per request, drain on soft kill.
+//! [`Worker::serve`]: one task per request that awaits, drain on soft kill.
 
 use std::any::Any;
 use std::future::Future;
@@ -18,7 +18,10 @@ use crate::{kind, Error, HandlerError, Request, Worker};
 
 impl Worker {
     /// Serves requests until the supervisor stops this worker, running
-    /// `handler` on its own task for each request, concurrently.
+    /// `handler` for each request, concurrently: on its own task (on a
+    /// current-thread runtime, only once it awaits something: until then it
+    /// runs in `serve`'s own loop, which costs no task for a handler that
+    /// answers at once).
     ///
     /// Call [`ready`](Self::ready) first (before or after starting `serve`):
     /// the supervisor sends nothing until then. Requests that arrived before

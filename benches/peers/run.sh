@@ -32,12 +32,14 @@ systems=(
   "raw-batched|$bin raw-batched --rows bursts"
   "tokio|$bin tokio"
   "nanny|$bin nanny"
+  "nanny-ct|$bin nanny-ct"
   "tonic|$bin tonic"
   "lpm|node $here/node/peers.js lpm"
   "piscina|node $here/node/peers.js piscina"
   "raw-pinned|taskset -c 0 $bin raw --rows rtt --label raw-pinned"
   "tokio-pinned|taskset -c 0 $bin tokio --rows rtt --label tokio-pinned"
   "nanny-pinned|taskset -c 0 $bin nanny --rows rtt --label nanny-pinned"
+  "nanny-ct-pinned|taskset -c 0 $bin nanny-ct --rows rtt --label nanny-ct-pinned"
 )
 n=${#systems[@]}
 for ((r = 1; r <= rounds; r++)); do

@@ -15,12 +15,13 @@ import math
 import statistics
 from collections import defaultdict
 
-SYSTEMS = ["raw", "raw-batched", "tokio", "nanny", "tonic", "lpm", "piscina"]
+SYSTEMS = ["raw", "raw-batched", "tokio", "nanny", "nanny-ct", "tonic", "lpm", "piscina"]
 NAMES = {
     "raw": "raw socketpair",
     "raw-batched": "raw, batched",
     "tokio": "bare tokio",
     "nanny": "nanny",
+    "nanny-ct": "nanny, current-thread",
     "tonic": "tonic over UDS",
     "lpm": "load-process-manager 1.3.3",
     "piscina": "piscina 5.3.2 (threads)",

@@ -5,7 +5,8 @@
 //! nanny-peers SYSTEM [--round N] [--rows all|rtt|bursts] [--label NAME]
 //! ```
 //!
-//! SYSTEM is `raw`, `raw-batched`, `tokio`, `nanny` or `tonic`. Each result
+//! SYSTEM is `raw`, `raw-batched`, `tokio`, `nanny`, `nanny-ct` (nanny on a
+//! current-thread runtime) or `tonic`. Each result
 //! is printed as one JSON line. Workers are this same binary: nanny's are
 //! recognised by [`nanny_worker::is_worker`], the others are started as
 //! `nanny-peers --serve ROLE` with their socket as standard input.
@@ -45,7 +46,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("nanny-peers: {e}\nusage: nanny-peers raw|raw-batched|tokio|nanny|tonic [--round N] [--rows all|rtt|bursts] [--label NAME]");
+            eprintln!("nanny-peers: {e}\nusage: nanny-peers raw|raw-batched|tokio|nanny|nanny-ct|tonic [--round N] [--rows all|rtt|bursts] [--label NAME]");
             ExitCode::from(2)
         }
     }
@@ -92,7 +93,8 @@ fn measure(system: &str, report: &report::Report, rows: Rows) {
         "raw" => run::<raw::Raw<false>>(report, rows),
         "raw-batched" => run::<raw::Raw<true>>(report, rows),
         "tokio" => run::<bare_tokio::BareTokio>(report, rows),
-        "nanny" => run::<nanny_peer::Nanny>(report, rows),
+        "nanny" => run::<nanny_peer::Nanny<false>>(report, rows),
+        "nanny-ct" => run::<nanny_peer::Nanny<true>>(report, rows),
         "tonic" => run::<tonic_peer::Tonic>(report, rows),
         other => {
             eprintln!("nanny-peers: no system {other:?}");

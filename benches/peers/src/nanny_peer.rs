@@ -1,5 +1,7 @@
 //! nanny, used as its documentation says: `Supervisor::enqueue` of a
-//! `serde_bytes::ByteBuf` on the default multi-thread runtime, workers of
+//! `serde_bytes::ByteBuf` on the default multi-thread runtime (or, as
+//! `nanny-ct`, on a current-thread runtime shared by the caller and the
+//! supervisor: the low-latency configuration), workers of
 //! this binary answering with the worker SDK's ordinary `serve` handler
 //! (the payload back, as `benches/enqueue.rs` does), restart delay 0.
 
@@ -15,9 +17,10 @@ use crate::bare_tokio::on;
 use crate::report::Burst;
 use crate::workloads::{OUTSTANDING, SMALL, WARM_UP};
 
-/// The nanny peer.
+/// The nanny peer; `CURRENT_THREAD` puts the caller and the supervisor on
+/// one current-thread runtime.
 #[derive(Debug)]
-pub struct Nanny {
+pub struct Nanny<const CURRENT_THREAD: bool> {
     rt: Runtime,
     supervisor: Supervisor,
 }
@@ -73,12 +76,16 @@ async fn until_answered(supervisor: &Supervisor, old: &HashSet<WorkerId>, want: 
     }
 }
 
-impl crate::workloads::Peer for Nanny {
+impl<const CURRENT_THREAD: bool> crate::workloads::Peer for Nanny<CURRENT_THREAD> {
     fn start(workers: usize) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = if CURRENT_THREAD {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+        }
+        .enable_all()
+        .build()
+        .expect("runtime");
         let supervisor = on(&rt, async move {
             let spec = WorkerSpec::current_exe().expect("current exe");
             let supervisor = Supervisor::builder()

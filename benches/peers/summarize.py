@@ -40,7 +40,8 @@ ROWS = [
     ("cpu_per_100k", "CPU seconds per 100 k requests (all processes)", "s", True),
     ("rss", "peak RSS of the dispatching process", "MiB", True),
 ]
-COLORS = ["#555555", "#999999", "#2b8cbe", "#e6550d", "#31a354", "#756bb1", "#de2d26"]
+COLORS = ["#555555", "#999999", "#2b8cbe", "#e6550d", "#fdae6b", "#31a354", "#756bb1", "#de2d26"]
+assert len(COLORS) >= len(SYSTEMS), "one colour per system"
 
 
 def load(path):

@@ -1,15 +1,14 @@
-//! The I/O tasks of one worker: reader, writer, fd reader and process, or
-//! for a plain program the process task alone (see the module docs of
-//! [`crate::worker`]; the writer is in `writer.rs`).
+//! The tasks of one worker: the process task here, the reader
+//! (`reader.rs`) and the writer (`writer.rs`), or for a plain program the
+//! process task alone (see the module docs of [`crate::worker`]).
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 
-use futures::{FutureExt, StreamExt};
-use nanny_worker::fdpass::{FdChannel, FdMessage};
-use nanny_worker::protocol::{self as p, FdTag, FromWorker, RequestFrame, ToWorker};
+use nanny_worker::fdpass::FdChannel;
+use nanny_worker::protocol::{FdTag, FromWorker, RequestFrame, ToWorker};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
@@ -19,6 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use super::mailbox::Mailbox;
 use super::outbox;
+use super::reader::spawn_reader;
 use super::spawn::{ProtocolIo, Spawned};
 use super::writer::spawn_writer;
 use crate::attach::Descriptor;
@@ -116,7 +116,7 @@ impl Link {
 }
 
 /// Starts the tasks of worker `id` on `tracker`: the process task, and
-/// for a protocol worker (`spawned.io`) its reader, writer and fd reader.
+/// for a protocol worker (`spawned.io`) its reader and writer.
 ///
 /// A plain worker has no frame queue to read: its `frames` outbox is
 /// closed from the start, so sending it a frame is a no-op (`try_send`
@@ -145,12 +145,14 @@ pub(crate) fn start(
         super::output::capture(tracker, err, OutputStream::Stderr, capture, gone.clone());
     }
     let mailbox = Arc::new(Mailbox::default());
-    let (frames_tx, readers, fd_channel) = match io {
+    let (frames_tx, reader, fd_channel) = match io {
         Some(io) => {
             let queues = (frame_capacity, Arc::clone(&mailbox));
-            protocol_tasks(tracker, id, io, max_frame_len, queues, &events, &gone)
+            let (frames, reader, usable) =
+                protocol_tasks(tracker, id, io, max_frame_len, queues, &events, &gone);
+            (frames, Some(reader), usable)
         }
-        None => (outbox::Sender::closed(), Vec::new(), false),
+        None => (outbox::Sender::closed(), None, false),
     };
 
     // Process: deliver signals until reaped, then report.
@@ -180,7 +182,7 @@ pub(crate) fn start(
         // The reader forwards what the worker wrote before dying, then ends;
         // only then is the exit reported, so no answer arrives after it.
         gone.cancel();
-        for reader in readers {
+        if let Some(reader) = reader {
             let _ = reader.await;
         }
         let info = match status {
@@ -205,9 +207,9 @@ pub(crate) fn start(
     }
 }
 
-/// The reader, writer and fd reader of a protocol worker; returns the
-/// frame queue, the tasks that read (the process task awaits them before
-/// it reports the exit), and whether the fd channel is usable.
+/// The reader and the writer of a protocol worker; returns the frame
+/// queue, the reader (the process task awaits it before it reports the
+/// exit), and whether the fd channel is usable.
 fn protocol_tasks(
     tracker: &TaskTracker,
     id: WorkerId,
@@ -216,7 +218,7 @@ fn protocol_tasks(
     (frame_capacity, mailbox): (usize, Arc<Mailbox>),
     events: &mpsc::Sender<LinkEvent>,
     gone: &CancellationToken,
-) -> (outbox::Sender<Outgoing>, Vec<JoinHandle<()>>, bool) {
+) -> (outbox::Sender<Outgoing>, JoinHandle<()>, bool) {
     let ProtocolIo { stream, fd_channel } = io;
     let (read, write) = stream.into_split();
     let (frames_tx, frames_rx) = outbox::outbox(frame_capacity);
@@ -228,10 +230,16 @@ fn protocol_tasks(
         }
     };
 
-    let reader = spawn_reader(tracker, id, read, max_frame_len, events.clone(), gone.clone());
-    let fd_reader = channel
-        .clone()
-        .map(|c| spawn_fd_reader(tracker, id, c, events.clone(), gone.clone()));
+    let usable = channel.is_some();
+    let reader = spawn_reader(
+        tracker,
+        id,
+        read,
+        channel.clone(),
+        max_frame_len,
+        events.clone(),
+        gone.clone(),
+    );
     spawn_writer(
         tracker,
         id,
@@ -242,106 +250,5 @@ fn protocol_tasks(
         events.clone(),
         gone.clone(),
     );
-    let usable = fd_reader.is_some();
-    (
-        frames_tx,
-        std::iter::once(reader).chain(fd_reader).collect(),
-        usable,
-    )
-}
-
-/// The reader: frames from the worker's socket, one event per read.
-fn spawn_reader(
-    tracker: &TaskTracker,
-    id: WorkerId,
-    read: tokio::net::unix::OwnedReadHalf,
-    max_frame_len: usize,
-    tx: mpsc::Sender<LinkEvent>,
-    stop: CancellationToken,
-) -> JoinHandle<()> {
-    let mut reader: p::FrameReader<_, FromWorker> = p::idle_frame_reader(read, max_frame_len);
-    tracker.spawn(async move {
-        loop {
-            // An idle link holds no read buffer (see `p::LINK_BUFFER`): wait
-            // for bytes first, and take the room only then. Biased: what the
-            // worker wrote is forwarded before a stop.
-            // A readiness error is the read's error too: the read reports it.
-            tokio::select! {
-                biased;
-                _ = reader.get_ref().get_ref().readable() => {}
-                () = stop.cancelled() => break,
-            }
-            p::take_read_room(&mut reader);
-            // Readiness can be spurious: then this waits, still cancellable.
-            let mut item = tokio::select! {
-                biased;
-                item = reader.next() => item,
-                () = stop.cancelled() => break,
-            };
-            // Then every frame already in the buffer: one event for the lot.
-            let mut frames = Vec::new();
-            let end = loop {
-                match item {
-                    Some(Ok(frame)) => frames.push(frame),
-                    // A reset is how a worker that died with frames unread
-                    // hangs up (a crash, or our own SIGKILL): its exit
-                    // follows, and it broke no protocol.
-                    Some(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
-                        break Some(LinkEvent::HungUp(id))
-                    }
-                    Some(Err(e)) => break Some(LinkEvent::Broken(id, e.to_string())),
-                    None => break Some(LinkEvent::HungUp(id)),
-                }
-                // Cancel safe: `FramedRead` keeps partial frames buffered.
-                match reader.next().now_or_never() {
-                    Some(next) => item = next,
-                    None => break None,
-                }
-            };
-            p::release_read_room(&mut reader);
-            if !frames.is_empty() && tx.send(LinkEvent::Frames(id, frames)).await.is_err() {
-                break;
-            }
-            if let Some(end) = end {
-                let _ = tx.send(end).await;
-                break;
-            }
-        }
-    })
-}
-
-/// The fd reader: descriptors the worker sends on its fd channel.
-fn spawn_fd_reader(
-    tracker: &TaskTracker,
-    id: WorkerId,
-    channel: Arc<FdChannel>,
-    tx: mpsc::Sender<LinkEvent>,
-    stop: CancellationToken,
-) -> JoinHandle<()> {
-    tracker.spawn(async move {
-        loop {
-            let item = tokio::select! {
-                biased;
-                item = channel.recv() => item,
-                () = stop.cancelled() => break,
-            };
-            let event = match item {
-                Ok(Some(FdMessage { tag, fd, frame })) if frame.is_empty() => LinkEvent::Fd(id, tag, fd),
-                Ok(Some(m)) => LinkEvent::Broken(
-                    id,
-                    format!("fd channel: a message with {} bytes after its tag", m.frame.len()),
-                ),
-                Ok(None) => break,
-                // A worker that exits with descriptors unread on its
-                // channel (one it never accepted) resets it: no protocol
-                // error, as on the main socket.
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
-                Err(e) => LinkEvent::Broken(id, format!("fd channel: {e}")),
-            };
-            let broken = matches!(event, LinkEvent::Broken(..));
-            if tx.send(event).await.is_err() || broken {
-                break;
-            }
-        }
-    })
+    (frames_tx, reader, usable)
 }

@@ -43,22 +43,13 @@ const LARGE: usize = 64 * 1024;
 
 fn main() {
     if nanny_worker::is_worker() {
-        echo_worker();
+        support::serve_echo();
         return;
     }
     let mut c = Criterion::default().configure_from_args();
     round_trip(&mut c);
     throughput(&mut c);
     c.final_summary();
-}
-
-/// The worker side: answer every request with its own payload.
-fn echo_worker() {
-    support::serve("echo worker", |req| async move {
-        let payload: ByteBuf = req.data()?;
-        req.respond(&payload)?;
-        Ok(())
-    });
 }
 
 /// Starts a supervisor with [`WORKERS`] echo workers on `rt`.

@@ -34,11 +34,7 @@ const PAYLOAD: usize = 100;
 
 fn main() {
     if nanny_worker::is_worker() {
-        support::serve("echo worker", |req| async move {
-            let payload: ByteBuf = req.data()?;
-            req.respond(&payload)?;
-            Ok(())
-        });
+        support::serve_echo();
         return;
     }
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));

@@ -45,11 +45,7 @@ const PULSE: Duration = Duration::from_millis(500);
 
 fn main() {
     if nanny_worker::is_worker() {
-        support::serve("echo worker", |req| async move {
-            let payload: ByteBuf = req.data()?;
-            req.respond(&payload)?;
-            Ok(())
-        });
+        support::serve_echo();
         return;
     }
     let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();

@@ -31,3 +31,14 @@ where
         }
     }
 }
+
+/// [`serve`] with the echo handler the throughput benches share: every
+/// request answered with its own payload (a `serde_bytes::ByteBuf`).
+#[allow(dead_code)] // not every bench binary that includes this module echoes
+pub(crate) fn serve_echo() {
+    serve("echo worker", |req| async move {
+        let payload: serde_bytes::ByteBuf = req.data()?;
+        req.respond(&payload)?;
+        Ok(())
+    });
+}

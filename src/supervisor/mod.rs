@@ -67,6 +67,7 @@ mod queue;
 mod response;
 mod signals;
 mod slots;
+mod start;
 mod state;
 mod sticky;
 mod stopping;
@@ -76,4 +77,4 @@ mod watch;
 
 pub use handle::{EnqueueOptions, Response, Supervisor};
 pub(crate) use slots::parse_name;
-pub(crate) use task::spawn;
+pub(crate) use start::spawn;

@@ -13,27 +13,18 @@ use tokio_util::time::{delay_queue, DelayQueue};
 use super::command::{Command, Reply};
 use super::connections::Connections;
 pub(super) use super::entries::{PoolState, WorkerEntry};
-use super::handle::{Defaults, Supervisor};
 use super::ledger::{self, Ledger};
 use super::listeners::ListenerState;
 use super::ops::{OpId, Ops};
 use super::order::StartOrder;
 use super::queue::QueueNews;
-use super::slots::{KeySource, SlotKey, Slots};
+use super::slots::{KeySource, SlotKey};
 use super::tally::Tally;
 use crate::builder::Config;
-use crate::error::{Error, StartError};
+use crate::error::Error;
 use crate::events::Event;
 use crate::health::WorkerId;
-use crate::restart::RestartBudget;
-use crate::router::Router;
 use crate::worker::link::LinkEvent;
-
-/// Commands waiting for the task; senders wait when it is full.
-const COMMAND_CAPACITY: usize = 1024;
-/// Events from all link tasks; a link task waits when it is full, which
-/// throttles a flooding worker without blocking the supervisor task.
-const LINK_CAPACITY: usize = 4096;
 
 /// The most inputs handled in one turn of the loop: beyond the first, link
 /// events and commands already waiting (see [`Task::waiting_input`]). A
@@ -132,94 +123,8 @@ pub(super) enum Input {
     Pulse,
 }
 
-/// Starts the supervisor task; workers are spawned by the task itself (a
-/// long-lived runtime thread: see `worker::spawn` on `PR_SET_PDEATHSIG`).
-pub(crate) fn spawn(mut cfg: Config) -> Result<Supervisor, StartError> {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(crate::error::ConfigError::NotInRuntime.into());
-    }
-    let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
-    let (events, _) = broadcast::channel(cfg.event_capacity);
-    let (links_tx, links_rx) = mpsc::channel(LINK_CAPACITY);
-    let defaults = Defaults {
-        timeout: cfg.request_timeout,
-        retries: cfg.retries,
-        max_frame_len: cfg.max_frame_len,
-    };
-    let gone = Arc::new(AtomicBool::new(false));
-    let mut slot_keys = KeySource::default();
-    let pools = cfg
-        .pools
-        .iter()
-        .map(|p| {
-            let settings = cfg.defaults.with(&p.settings);
-            PoolState {
-                budget: RestartBudget::new(settings.max_restarts, settings.restart_window),
-                settings,
-                cfg: p.clone(),
-                slots: Slots::new(p.workers, p.logical_ids.clone(), &mut slot_keys),
-                router: Router::new(),
-                failed: false,
-            }
-        })
-        .collect();
-    let tracker = TaskTracker::new();
-    let stop_signals = CancellationToken::new();
-    let stop_signal = crate::exit::SignalRecord::shared();
-    if cfg.handle_signals {
-        tracker.spawn(super::signals::handle_signals(
-            tx.downgrade(),
-            stop_signals.clone(),
-            Arc::clone(&stop_signal),
-        ));
-    }
-    let listeners = super::listeners::bind_listeners(&mut cfg)?;
-    let conns = Connections::new(cfg.pools.len());
-    let ledger = Ledger::new(cfg.pools.len(), cfg.max_queue);
-    let order = StartOrder::new(cfg.pools.len());
-    let tally = Tally::new(cfg.pools.len());
-    let task = Task {
-        cfg,
-        commands,
-        commands_open: true,
-        links_rx,
-        links_tx,
-        timers: DelayQueue::new(),
-        pools,
-        workers: FxHashMap::default(),
-        ledger,
-        gone: gone.clone(),
-        last_turn: super::pause::coarse_now(),
-        soft_kill_timer: None,
-        next_worker: 1,
-        events: events.clone(),
-        phase: Phase::Running,
-        ready_waiters: Vec::new(),
-        resize_waiters: Vec::new(),
-        all_online: false,
-        tally,
-        tracker,
-        kill: CancellationToken::new(),
-        released: Vec::new(),
-        page_size: crate::worker::spawn::page_size(),
-        listeners,
-        conns,
-        ops: Ops::default(),
-        slot_keys,
-        order,
-    };
-    tokio::spawn(task.run(stop_signals));
-    Ok(Supervisor {
-        tx,
-        events,
-        defaults,
-        gone,
-        stop_signal,
-    })
-}
-
 impl Task {
-    async fn run(mut self, stop_signals: CancellationToken) {
+    pub(super) async fn run(mut self, stop_signals: CancellationToken) {
         self.start_listeners();
         self.advance_start();
         let mut pulse = tokio::time::interval(self.cfg.pulse);

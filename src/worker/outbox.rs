@@ -88,20 +88,12 @@ impl<T> Sender<T> {
 
     /// Queues `item` if there is room.
     pub(crate) fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
-        let mut s = self.0.lock();
-        if s.closed {
-            return Err(TrySendError::Closed(item));
-        }
-        if s.items.len() >= s.capacity {
-            return Err(TrySendError::Full(item));
-        }
-        s.items.push_back(item);
-        let first = s.items.len() == 1;
-        drop(s);
-        if first {
-            self.0.arrived.notify_one();
-        }
-        Ok(())
+        let mut item = Some(item);
+        let back = |item: &mut Option<T>| item.take().expect("kept when refused");
+        self.try_send_with(|| back(&mut item)).map_err(|e| match e {
+            TrySendError::Full(()) => TrySendError::Full(back(&mut item)),
+            TrySendError::Closed(()) => TrySendError::Closed(back(&mut item)),
+        })
     }
 
     /// Queues what `make` builds, calling it only if there is room (so

@@ -23,6 +23,7 @@ mod drains;
 mod exit_codes;
 mod failures;
 mod host_signals;
+mod hostile;
 mod identity;
 mod inherited;
 mod inspect;

@@ -8,7 +8,7 @@ use crate::support::*;
 
 /// Runs one worker whose first incarnation (worker id 1) is in `mode`;
 /// checks the protocol error, the stop, and that a new process serves.
-async fn broken_first_worker_is_replaced(mode: &str) -> String {
+pub(crate) async fn broken_first_worker_is_replaced(mode: &str) -> String {
     let spec = worker_spec(mode).env("TEST_MODE_MAX_ID", "1");
     let sup = builder_with(spec, 1).spawn().expect("spawn");
     let events = Events::collect(&sup);

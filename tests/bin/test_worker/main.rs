@@ -22,6 +22,7 @@
 //! | `deaf`                 | never reads its fd channel (no attachment is ever accepted); ready only on `set-ready` |
 //! | `conn-echo`            | `normal`, and takes balanced connections (`incoming()`): answers each line of each with `w<NANNY_WORKER_ID> <line>\n` until end of file |
 //! | `conn-close-after`     | `conn-echo`, but drops its `Incoming` (`Listening { on: false }`) after `TEST_CONN_LIMIT` connections (default 1); serves those to their end |
+//! | hostile modes          | `half-frame`, `max-length`, `exit-in-hello`, `answer-twice`, `flood-stdout`, `stop-self`: see `hostile` |
 //! | `conn-bounce`          | raw: hello with `fd-channel` + `connections`, `Ready`, `Listening { on: true }`, then bounces every connection offer (closing its fd); heartbeats, ignores requests, exits 0 on a kill or end of file |
 //!
 //! `TEST_MODE_MAX_ID=N` applies the mode to workers whose `NANNY_WORKER_ID`
@@ -64,6 +65,7 @@ mod asks;
 mod cmd;
 mod conn;
 mod handle;
+mod hostile;
 #[path = "../../support/mail.rs"]
 mod mail;
 mod messages;
@@ -139,9 +141,12 @@ async fn worker_main() -> ExitCode {
         "late-hello" => raw(RawMode::LateHello).await,
         "mute" => raw(RawMode::Mute).await,
         "conn-bounce" => raw(RawMode::ConnBounce).await,
-        other => {
-            eprintln!("nanny-test-worker: unknown TEST_MODE {other:?}");
-            ExitCode::from(2)
-        }
+        other => match hostile::hostile(other).await {
+            Some(code) => code,
+            None => {
+                eprintln!("nanny-test-worker: unknown TEST_MODE {other:?}");
+                ExitCode::from(2)
+            }
+        },
     }
 }

@@ -1,7 +1,7 @@
 //! The raw modes: the protocol spoken by hand, without the SDK, to break
 //! it on purpose (`bad-hello`, `garbage-after-ready`, `oversize-after-ready`,
-//! `hangup-after-ready`, `raw-no-caps`, `deaf-then-exit`; `conn-bounce`
-//! continues in `raw_conn`).
+//! `hangup-after-ready`, `raw-no-caps`, `deaf-then-exit`, and the raw ones
+//! of `hostile`; `conn-bounce` continues in `raw_conn`).
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::process::ExitCode;
@@ -33,6 +33,14 @@ pub(crate) enum RawMode {
     /// Declares `fd-channel` and `connections`, says `Ready` and
     /// `Listening`, then bounces every connection offer (`raw_conn`).
     ConnBounce,
+    /// Ready, then half a frame and silence (`hostile`).
+    HalfFrame,
+    /// Ready, then the length prefix `0xFFFFFFFF` (`hostile`).
+    MaxLength,
+    /// Half a hello, then exit 0 (`hostile`).
+    ExitInHello,
+    /// Ready, then every `Echo` answered twice (`hostile`).
+    AnswerTwice,
 }
 
 /// Speaks the protocol by hand, to break it on purpose.
@@ -76,6 +84,14 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
             _ => Vec::new(), // not even the fd channel
         },
     };
+    if mode == RawMode::ExitInHello {
+        let body = p::encode_payload(&FromWorker::Hello(hello)).expect("a hello encodes");
+        let whole = [&(body.len() as u32).to_be_bytes()[..], &body].concat();
+        let io = writer.get_mut().get_mut();
+        let _ = io.write_all(&whole[..whole.len() / 2]).await;
+        let _ = io.flush().await;
+        std::process::exit(0);
+    }
     if writer.send(FromWorker::Hello(hello)).await.is_err() {
         return ExitCode::from(1);
     }
@@ -100,8 +116,8 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
             tokio::time::sleep(Duration::from_secs(600)).await;
             return ExitCode::SUCCESS;
         }
-        if mode == RawMode::NoCaps {
-            return raw_echo(reader, writer).await;
+        if matches!(mode, RawMode::NoCaps | RawMode::AnswerTwice) {
+            return raw_echo(reader, writer, mode == RawMode::AnswerTwice).await;
         }
         if mode == RawMode::Mute {
             while let Some(Ok(_)) = reader.next().await {}
@@ -117,6 +133,9 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
         let bytes: Vec<u8> = match mode {
             // A 3-byte frame of bytes that are never valid MessagePack.
             RawMode::Garbage => vec![0, 0, 0, 3, 0xc1, 0xc1, 0xc1],
+            // 20 of the 200 bytes announced; the rest never comes.
+            RawMode::HalfFrame => [&200u32.to_be_bytes()[..], &[0x92; 20]].concat(),
+            RawMode::MaxLength => [&u32::MAX.to_be_bytes()[..], &[0; 64]].concat(),
             // A length prefix above the bound, then a little of a body.
             _ => {
                 let mut b = ((max + 1) as u32).to_be_bytes().to_vec();
@@ -136,10 +155,12 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
 
 /// Answers `Echo` requests by hand until a kill or end of file; a request
 /// with an attachment (which a worker without the fd-channel capability
-/// must never get) is answered with a `got-attachment` error.
+/// must never get) is answered with a `got-attachment` error. With
+/// `twice`, every answer is sent a second time.
 async fn raw_echo<R, W>(
     mut reader: p::FrameReader<R, ToWorker>,
     mut writer: p::FrameWriter<W, FromWorker>,
+    twice: bool,
 ) -> ExitCode
 where
     R: AsyncRead + Unpin,
@@ -163,13 +184,16 @@ where
                 "raw-no-caps answers Echo only",
             )),
         };
-        let response = FromWorker::Response {
+        let response = |outcome| FromWorker::Response {
             id: req.id,
             attempt: req.attempt,
             outcome,
             stream: false,
         };
-        if writer.send(response).await.is_err() {
+        if twice && writer.feed(response(outcome.clone())).await.is_err() {
+            return ExitCode::from(1);
+        }
+        if writer.send(response(outcome)).await.is_err() {
             return ExitCode::from(1);
         }
     }

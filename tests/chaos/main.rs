@@ -20,6 +20,12 @@
 //! A test binary of its own with a single test: it checks this process's
 //! fds and children, which no other test may touch meanwhile.
 //!
+//! The soak (issue 14) is the same test, scaled up by the environment:
+//! `CHAOS_REQUESTS=N` runs the chaos until N enqueues have begun (instead
+//! of for [`CHAOS`]), `CHAOS_SECS=S` for S seconds; the report ([`soak`])
+//! adds retries by attempt, latency quantiles, the longest answer and this
+//! process's peak and final RSS. RELIABILITY.md has a run's figures.
+//!
 //! The test is here; its parts are in modules: [`rng`] (the chaos's
 //! choices), [`tally`] (what became of every enqueue), [`tasks`] (the
 //! callers and the chaos task), [`checks`] (the end of the run).
@@ -29,6 +35,7 @@ mod support;
 
 mod checks;
 mod rng;
+mod soak;
 mod tally;
 mod tasks;
 
@@ -99,7 +106,7 @@ async fn chaos_loses_nothing_and_leaves_nothing_behind() {
             .collect();
         let chaos_task = tokio::spawn(chaos(sup.clone(), tally.clone(), stop.clone(), seed));
         // The chaos's pacing; nothing is asserted about time.
-        tokio::time::sleep(CHAOS).await;
+        soak::pace(&tally, CHAOS).await;
         stop.store(true, Ordering::SeqCst);
         let mut done = within("the chaos task", chaos_task)
             .await
@@ -121,6 +128,7 @@ async fn chaos_loses_nothing_and_leaves_nothing_behind() {
         settle(&sup, &events, kept, &mut found).await;
         let s = stats(&sup).await;
         eprintln!("chaos: supervisor stats {s:?}");
+        eprintln!("{}", soak::report(&tally, &s));
         check_counts(&sup, &events, &tally, &s, &done, &mut found).await;
         if !found.is_empty() {
             within("hard_kill", sup.hard_kill()).await;

@@ -29,6 +29,10 @@ pub(crate) struct Tally {
     pub(crate) duplicate_ids: AtomicU64,
     /// Answers that are not the answer to their own request.
     pub(crate) wrong: AtomicU64,
+    /// Answers by the attempt that gave them (1 = no retry).
+    pub(crate) attempts: Mutex<BTreeMap<u32, u64>>,
+    /// The longest time an answered enqueue took, in microseconds.
+    pub(crate) max_us: AtomicU64,
 }
 
 impl Tally {
@@ -76,11 +80,15 @@ pub(crate) async fn tallied(sup: &Supervisor, tally: &Tally, cmd: Cmd) {
         tally,
         resolved: false,
     };
+    let begun = std::time::Instant::now();
     let result = sup.enqueue_with(&cmd, EnqueueOptions::new().retries(3)).await;
     outcome.resolved = true;
     match result {
         Ok(resp) => {
             tally.ok.fetch_add(1, Ordering::SeqCst);
+            let took = u64::try_from(begun.elapsed().as_micros()).unwrap_or(u64::MAX);
+            tally.max_us.fetch_max(took, Ordering::Relaxed);
+            *tally.attempts.lock().unwrap().entry(resp.attempt()).or_insert(0) += 1;
             if !tally.ids.lock().unwrap().insert(resp.id()) {
                 tally.duplicate_ids.fetch_add(1, Ordering::SeqCst);
             }

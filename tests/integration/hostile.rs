@@ -25,7 +25,7 @@ fn one_hostile_of_two(mode: &str) -> nanny::Builder {
 }
 
 /// Sends `n` echoes at once and checks that each is answered with its own
-/// text, exactly once.
+/// text.
 async fn echoes_all_answered(sup: &Supervisor, n: usize) {
     let tasks: Vec<_> = (0..n)
         .map(|i| spawn_enqueue(sup, Cmd::Echo(format!("e{i}"))))
@@ -50,15 +50,23 @@ async fn first_worker_stopped(events: &Events) -> StopReason {
     }
 }
 
+/// [`one_hostile_of_two`] in `mode`: echoes sent at once are all answered
+/// (those that went to the offender, retried elsewhere), the offender is
+/// stopped as `Stalled`, and the pool becomes whole again and serves.
+/// Returns the running supervisor.
+async fn stalled_offender_is_replaced(mode: &str) -> Supervisor {
+    let sup = one_hostile_of_two(mode).start().await.expect("start");
+    let events = Events::collect(&sup);
+    echoes_all_answered(&sup, 40).await;
+    assert_eq!(first_worker_stopped(&events).await, StopReason::Stalled);
+    sup.ready().await.expect("the pool is whole again");
+    sup
+}
+
 #[tokio::test]
 async fn half_a_frame_then_silence_is_stopped_as_stalled_while_the_other_serves() {
     guard(async {
-        let sup = one_hostile_of_two("half-frame").start().await.expect("start");
-        let events = Events::collect(&sup);
-        // Sent at once: some go to the slowloris and are retried elsewhere.
-        echoes_all_answered(&sup, 40).await;
-        assert_eq!(first_worker_stopped(&events).await, StopReason::Stalled);
-        sup.ready().await.expect("the pool is whole again");
+        let sup = stalled_offender_is_replaced("half-frame").await;
         echoes_all_answered(&sup, 10).await;
         sup.soft_kill().await;
     })
@@ -126,7 +134,7 @@ async fn a_worker_flooding_stdout_in_silent_mode_is_captured_in_bounded_lines_an
                     c.fetch_add(1, Ordering::Relaxed);
                 }
                 l.fetch_max(line.bytes.len(), Ordering::Relaxed);
-                if line.bytes == b"flood done" {
+                if line.bytes == FLOOD_DONE.as_bytes() {
                     d.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -156,11 +164,7 @@ async fn a_worker_flooding_stdout_in_silent_mode_is_captured_in_bounded_lines_an
 #[tokio::test]
 async fn a_worker_that_sigstops_itself_is_stopped_as_stalled_and_replaced() {
     guard(async {
-        let sup = one_hostile_of_two("stop-self").start().await.expect("start");
-        let events = Events::collect(&sup);
-        echoes_all_answered(&sup, 40).await;
-        assert_eq!(first_worker_stopped(&events).await, StopReason::Stalled);
-        sup.ready().await.expect("the pool is whole again");
+        let sup = stalled_offender_is_replaced("stop-self").await;
         let pids: Vec<u32> = health(&sup).await.iter().map(|h| h.pid).collect();
         assert_eq!(pids.len(), 2);
         echoes_all_answered(&sup, 10).await;

@@ -356,6 +356,9 @@ pub(crate) struct Whoami {
 
 /// The broadcast that opens gates; its payload is the key (a `String`).
 pub(crate) const RELEASE: &str = "release";
+
+/// The line a `flood-stdout` worker writes after its flood.
+pub(crate) const FLOOD_DONE: &str = "flood done";
 /// On this broadcast every worker calls `worker.ready()`.
 pub(crate) const SET_READY: &str = "set-ready";
 /// On this broadcast (payload: a `String`) every worker emits [`PONG`] with

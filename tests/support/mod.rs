@@ -25,7 +25,7 @@ use nix::unistd::Pid;
 use tokio::task::JoinHandle;
 
 #[allow(unused_imports)] // not every binary uses every name
-pub(crate) use cmd::{Cmd, Whoami, GOT_SIGUSR1, PING, PONG, RELEASE, SERVE_LISTENER, SET_READY};
+pub(crate) use cmd::{Cmd, Whoami, FLOOD_DONE, GOT_SIGUSR1, PING, PONG, RELEASE, SERVE_LISTENER, SET_READY};
 #[allow(unused_imports)]
 pub(crate) use procfs::children_marked;
 #[allow(unused_imports)]

@@ -14,11 +14,9 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::cmd::FLOOD_DONE;
 use crate::raw::{raw, RawMode};
 use crate::serve::serve;
-
-/// What [`flood`] writes last, on a line of its own.
-pub(crate) const FLOOD_DONE: &str = "flood done";
 
 /// Runs a hostile mode; `None` if `mode` is not one.
 pub(crate) async fn hostile(mode: &str) -> Option<ExitCode> {

@@ -221,11 +221,14 @@ fn an_upgrade_to_a_bad_file_leaves_the_old_nanny_serving() {
     assert_eq!(discovery(&file)["pid"].as_u64(), Some(u64::from(old.pid())));
     // A second upgrade is possible after a failed one: to a file whose new
     // pool cannot get ready, so the new nanny fails after it took the
-    // token; the old one's token stays the one in the token file.
+    // token; the old one's token stays the one in the token file. The pool
+    // speaks the protocol (`false` exits before its hello): a plain one is
+    // ready once it runs, so its exit could come after the new nanny said
+    // ready, and that nanny would run on with the slot parked.
     std::fs::write(
         &file,
         format!(
-            "{good}\n[[pool]]\nname = \"broken\"\ncommand = \"false\"\nplain = true\nrespawn_count = 0\n"
+            "{good}\n[[pool]]\nname = \"broken\"\ncommand = \"false\"\nrespawn_count = 0\n"
         ),
     )
     .unwrap();

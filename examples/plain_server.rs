@@ -1,7 +1,8 @@
 //! A tiny HTTP server that knows nothing of nanny: it understands only
 //! socket activation (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`, as
 //! systemd passes them) and answers every connection with one fixed
-//! response whose body names its pid and what it was passed. It exits on
+//! response whose body names its pid (as the host sees it, and as it sees
+//! it: they differ in a PID namespace) and what it was passed. It exits on
 //! SIGTERM (the default action). The integration tests run it as a plain
 //! worker; by hand:
 //!
@@ -24,6 +25,15 @@ use std::time::Duration;
 /// The first socket-activated fd (`SD_LISTEN_FDS_START`).
 const LISTEN_FDS_START: i32 = 3;
 
+/// This process's pid in the host's `/proc` (nanny's `nanny_worker::pid`
+/// does the same; this program knows nothing of nanny).
+fn host_pid() -> u32 {
+    std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|l| l.to_str()?.parse().ok())
+        .unwrap_or_else(std::process::id)
+}
+
 fn main() {
     let gate = std::env::var_os("PLAIN_GATE");
     let open = || gate.as_ref().is_none_or(|g| Path::new(g).exists());
@@ -43,7 +53,8 @@ fn main() {
         },
     };
     let body = format!(
-        "pid={} listen_pid={} listen_fds={} listen_fdnames={}\n",
+        "pid={} own_pid={} listen_pid={} listen_fds={} listen_fdnames={}\n",
+        host_pid(),
         std::process::id(),
         var("LISTEN_PID"),
         var("LISTEN_FDS"),

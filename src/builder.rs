@@ -64,6 +64,11 @@ pub(crate) struct Config {
     pub(crate) output: Option<crate::output::Sink>,
     /// Sockets for the listeners of those names ([`Builder::inherit`]).
     pub(crate) inherited: Vec<(String, Arc<std::os::fd::OwnedFd>)>,
+    /// Whether and with which program to contain descendants.
+    pub(crate) descendants: crate::descendants::Choice,
+    /// What start chose from it ([`crate::descendants::choose`]).
+    pub(crate) init: Option<Arc<crate::descendants::Init>>,
+    pub(crate) containment: Option<crate::Containment>,
 }
 
 /// Builds a [`Supervisor`]. Start from [`Supervisor::builder`].
@@ -118,6 +123,9 @@ impl Default for Builder {
                 asks: crate::asks::AskConfig::default(),
                 output: None,
                 inherited: Vec::new(),
+                descendants: crate::descendants::Choice::default(),
+                init: None,
+                containment: None,
             },
         }
     }
@@ -400,6 +408,7 @@ impl Builder {
 }
 
 mod asks;
+mod descendants;
 mod inherit;
 mod output;
 mod placement;

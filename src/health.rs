@@ -188,6 +188,10 @@ pub struct Inspect {
     pub listeners: Vec<crate::ListenerInfo>,
     /// Counters since start.
     pub stats: Stats,
+    /// How the workers' descendants are kept from outliving them (see
+    /// [`crate::descendants`]); `None` only from a supervisor that predates it.
+    #[serde(default)]
+    pub containment: Option<crate::Containment>,
 }
 
 impl Inspect {

@@ -49,6 +49,7 @@ pub mod asks;
 pub mod attach;
 mod balance;
 mod builder;
+pub mod descendants;
 mod error;
 pub mod events;
 pub mod exit;
@@ -73,6 +74,7 @@ pub use builder::{
     DEFAULT_MAX_QUEUE, DEFAULT_MAX_RESTARTS, DEFAULT_PULSE, DEFAULT_RELOAD_DELAY, DEFAULT_RESTART_DELAY,
     DEFAULT_RESTART_WINDOW, DEFAULT_SERVER_RESTART_DELAY, DEFAULT_START_TIMEOUT, DEFAULT_UNHEALTHY_TIMEOUT,
 };
+pub use descendants::Containment;
 pub use error::{ConfigError, Error, RemoteError, StartError};
 pub use events::{Event, ExitInfo};
 pub use health::{

@@ -87,7 +87,8 @@ impl Task {
             max_frame_len: self.cfg.max_frame_len,
             args: &s.args,
         };
-        let mut spawned = match spawn::spawn(&p.cfg, &identity, &self.activated(pool)) {
+        let init = self.cfg.init.as_deref();
+        let mut spawned = match spawn::spawn(&p.cfg, &identity, &self.activated(pool), init) {
             Ok(s) => s,
             Err(error) => {
                 tracing::error!(pool = %p.cfg.name, %error, "cannot spawn worker");
@@ -106,6 +107,9 @@ impl Task {
             }
         };
         let statm = spawned.statm.take();
+        if let Some(keeper) = spawned.keeper.as_mut() {
+            keeper.set_grace(p.settings.force_stop_delay);
+        }
         let pid = spawned.pid;
         let logs = Arc::new(output::LogCounts::default());
         let frame_capacity = p.cfg.concurrency.saturating_mul(2).saturating_add(64);

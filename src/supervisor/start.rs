@@ -36,6 +36,8 @@ pub(crate) fn spawn(mut cfg: Config) -> Result<Supervisor, StartError> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(crate::error::ConfigError::NotInRuntime.into());
     }
+    let (init, containment) = crate::descendants::choose(&cfg.descendants);
+    (cfg.init, cfg.containment) = (init, Some(containment));
     let (tx, commands) = mpsc::channel(COMMAND_CAPACITY);
     let (events, _) = broadcast::channel(cfg.event_capacity);
     let (links_tx, links_rx) = mpsc::channel(LINK_CAPACITY);

@@ -216,6 +216,7 @@ impl Task {
             workers: self.health(),
             listeners: self.listener_infos(),
             stats: self.stats(),
+            containment: self.cfg.containment.clone(),
         }
     }
 

@@ -132,7 +132,11 @@ pub(crate) fn start(
     events: mpsc::Sender<LinkEvent>,
 ) -> Link {
     let Spawned {
-        mut child, pid, io, ..
+        mut child,
+        pid,
+        io,
+        mut keeper,
+        ..
     } = spawned;
     let (signals_tx, signals_rx) = outbox::outbox::<Signal>(SIGNAL_CAPACITY);
     let kill = CancellationToken::new();
@@ -169,6 +173,9 @@ pub(crate) fn start(
                 () = killed.cancelled(), if !kill_sent => {
                     kill_sent = true;
                     let _ = killpg(pgid, Signal::SIGKILL);
+                    if let Some(keeper) = keeper.as_mut() {
+                        keeper.kill();
+                    }
                 }
                 open = signals_rx.take(&mut signals), if signals_open => {
                     signals_open = open;
@@ -184,6 +191,11 @@ pub(crate) fn start(
         gone.cancel();
         if let Some(reader) = reader {
             let _ = reader.await;
+        }
+        // Its descendants go before its exit is told: a replacement never
+        // meets what the old worker started (a port, a lock).
+        if let Some(keeper) = keeper {
+            keeper.end().await;
         }
         let info = match status {
             Ok(s) => ExitInfo {

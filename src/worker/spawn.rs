@@ -12,6 +12,9 @@
 //!   [user](crate::Pool::user), [group](crate::Pool::group) or
 //!   [rlimits](crate::Pool::rlimit) (names resolved before the fork;
 //!   see `pool::credentials`);
+//! * with [`Containment::Namespace`](crate::Containment::Namespace), a PID
+//!   namespace of its own, `nanny-init` its pid 1 and the worker pid 2
+//!   there ([`namespace`]; the supervisor and its users see host pids);
 //! * its own process group (so a stop signal reaches its children too, and a
 //!   terminal's Ctrl-C goes to the supervisor, which coordinates);
 //! * `PR_SET_PDEATHSIG = SIGKILL`, checked against `getppid()` so a parent
@@ -27,6 +30,7 @@
 //!   (`NANNY_FD` = 3 + n, `NANNY_FD_CHANNEL` = 4 + n).
 
 mod activation;
+mod namespace;
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -44,8 +48,11 @@ use tokio::process::{Child, Command};
 
 pub(crate) use activation::find_program;
 use activation::{Exec, LISTEN_FDS_START};
+pub(crate) use namespace::Keeper;
+use namespace::Scope;
 
 use super::placement;
+use crate::descendants::Init;
 use crate::pool::Pool;
 
 /// What the child is told about itself.
@@ -84,6 +91,8 @@ pub(crate) struct Spawned {
     /// `/proc/PID/statm`, kept open: reading it costs two syscalls, and an
     /// open handle can never read a recycled pid (a reaped process reads ESRCH).
     pub(crate) statm: Option<File>,
+    /// The init of its descendants' namespace, if they have one.
+    pub(crate) keeper: Option<Keeper>,
 }
 
 /// Our ends of a protocol worker's socketpair and fd channel.
@@ -102,7 +111,12 @@ struct Theirs {
     channel: OwnedFd,
 }
 
-pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>]) -> std::io::Result<Spawned> {
+pub(crate) fn spawn(
+    pool: &Pool,
+    id: &Identity<'_>,
+    activated: &[Activated<'_>],
+    init: Option<&Init>,
+) -> std::io::Result<Spawned> {
     let spec = &pool.spec;
     let theirs = if spec.plain {
         None
@@ -120,6 +134,10 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>])
     };
     let parent = Pid::this();
     let mut cmd = command(pool, id, parent);
+    // In a namespace, the parent is outside it: `getppid()` reads 0 (and
+    // a supervisor that died before `PR_SET_PDEATHSIG` took its init with
+    // it, and so the namespace).
+    let expected_parent = if init.is_some() { Pid::from_raw(0) } else { parent };
     // Built before the fork: the child only makes the syscall.
     let cpus = id.cpus.map(placement::cpu_set).transpose()?;
     let run_as = if spec.run_as.is_empty() {
@@ -177,7 +195,7 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>])
         cmd.pre_exec(move || {
             setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
             prctl::set_pdeathsig(Signal::SIGKILL)?;
-            if getppid() != parent {
+            if getppid() != expected_parent {
                 return Err(std::io::Error::other("supervisor exited during spawn"));
             }
             if let Some(set) = &cpus {
@@ -197,7 +215,12 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>])
             Ok(())
         });
     }
+    // No `.await` from here to `leave`: this thread's forks go into the
+    // namespace meanwhile. A failed spawn drops the scope (back home) and
+    // its init (killed).
+    let scope = init.map(|init| Scope::enter(init, parent)).transpose()?;
     let child = cmd.spawn()?;
+    let keeper = scope.and_then(Scope::leave);
     let pid = child.id().expect("a just-spawned child has a pid");
     // std opens files with O_CLOEXEC.
     let statm = File::open(format!("/proc/{pid}/statm")).ok();
@@ -217,6 +240,7 @@ pub(crate) fn spawn(pool: &Pool, id: &Identity<'_>, activated: &[Activated<'_>])
         pid,
         io,
         statm,
+        keeper,
     })
 }
 

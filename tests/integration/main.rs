@@ -18,6 +18,7 @@ mod attach_streams;
 mod conn_apps;
 mod connections;
 mod degraded;
+mod descendants;
 mod dispatch;
 mod drains;
 mod exit_codes;

@@ -46,9 +46,11 @@ async fn a_plain_pool_serves_through_socket_activation_and_stops_on_sigterm() {
             assert_eq!(status, 200, "{body}");
             let pid: u32 = field(&body, "pid").parse().unwrap();
             assert!(workers.contains(&pid), "{pid} is not a worker of the pool");
+            // LISTEN_PID is the pid the program sees for itself, which
+            // `sd_listen_fds` compares with `getpid()`.
             assert_eq!(
                 field(&body, "listen_pid"),
-                pid.to_string(),
+                field(&body, "own_pid"),
                 "LISTEN_PID is its own pid"
             );
             assert_eq!(field(&body, "listen_fds"), "2");
@@ -108,7 +110,7 @@ async fn a_protocol_worker_gets_the_socket_at_fd_3_and_its_own_above_it() {
             }
         };
         let (me, listen_pid) = env("LISTEN_PID").await;
-        assert_eq!(listen_pid, me.pid.to_string());
+        assert_eq!(listen_pid, me.own_pid.to_string(), "LISTEN_PID is getpid()");
         assert_eq!(env("LISTEN_FDS").await.1, "1");
         assert_eq!(env("LISTEN_FDNAMES").await.1, "api");
         assert_eq!(env(nanny_worker::protocol::ENV_FD).await.1, "4");

@@ -344,8 +344,11 @@ pub(crate) fn pattern_checksum(len: u64) -> Checksum {
 pub(crate) struct Whoami {
     /// `NANNY_WORKER_ID`.
     pub(crate) worker_id: u64,
-    /// The worker's process id.
+    /// The worker's process id, as the host sees it (`nanny_worker::pid`).
     pub(crate) pid: u32,
+    /// Its pid as it sees it (`std::process::id`: 2 in its own PID
+    /// namespace, see `nanny::descendants`).
+    pub(crate) own_pid: u32,
     /// `PROCESS_LOGICAL_ID`.
     pub(crate) logical_id: u64,
     /// `NANNY_POOL`.

@@ -31,8 +31,15 @@ impl Supervise {
     /// Starts `supervise n ARGS…` (`signals`, `pulse-ms=…`, `unhealthy-ms=…`,
     /// `max-restarts=…`, `title=…`) with workers in `mode`; returns once it said READY.
     pub(crate) async fn with(n: usize, mode: &str, args: &[&str]) -> Self {
+        Self::with_env(n, mode, args, &[]).await
+    }
+
+    /// [`with`](Self::with), with more environment for the supervisor
+    /// (and so its workers).
+    pub(crate) async fn with_env(n: usize, mode: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = tokio::process::Command::new(WORKER);
         cmd.args(["supervise", &n.to_string()]).args(args);
+        cmd.envs(env.iter().copied());
         let signals = args.contains(&"signals");
         let mut child = cmd
             .env("TEST_MODE", mode)

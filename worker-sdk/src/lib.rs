@@ -301,6 +301,21 @@ pub fn is_worker() -> bool {
     std::env::var_os(protocol::ENV_FD).is_some()
 }
 
+/// This process's pid as the host and the supervisor see it (the pid in
+/// its health, events and `signal`).
+///
+/// It differs from [`std::process::id`] when nanny runs each worker in a
+/// PID namespace of its own (`nanny::descendants`): there the worker is
+/// pid 2. Read from `/proc/self`, which names the pid in the namespace of
+/// the `/proc` mounted (the host's, unless the worker mounted its own);
+/// [`std::process::id`] if that cannot be read.
+pub fn pid() -> u32 {
+    std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|link| link.to_str()?.parse().ok())
+        .unwrap_or_else(std::process::id)
+}
+
 /// Connects to the supervisor that started this process.
 ///
 /// Reads the environment (see [`protocol`]'s `ENV_*` constants), takes

@@ -63,7 +63,7 @@ pub(crate) async fn connect_stream(
 
     let hello = WorkerHello {
         version: PROTOCOL_VERSION,
-        pid: std::process::id(),
+        pid: crate::pid(),
         agent: concat!("nanny-worker/", env!("CARGO_PKG_VERSION")).to_owned(),
         capabilities: Capabilities {
             fd_channel: fd_channel.is_some(),

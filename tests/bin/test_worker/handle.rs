@@ -131,7 +131,7 @@ pub(crate) async fn handle(st: &State, req: Request) -> Result<(), HandlerError>
                 declared,
                 got: got.into(),
                 bytes,
-                pid: std::process::id(),
+                pid: nanny_worker::pid(),
             })?;
         }
         Cmd::ChecksumStream => {

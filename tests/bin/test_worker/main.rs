@@ -23,6 +23,7 @@
 //! | `conn-echo`            | `normal`, and takes balanced connections (`incoming()`): answers each line of each with `w<NANNY_WORKER_ID> <line>\n` until end of file |
 //! | `conn-close-after`     | `conn-echo`, but drops its `Incoming` (`Listening { on: false }`) after `TEST_CONN_LIMIT` connections (default 1); serves those to their end |
 //! | hostile modes          | `half-frame`, `max-length`, `exit-in-hello`, `answer-twice`, `flood-stdout`, `stop-self`: see `hostile` |
+//! | `descendants`          | `normal`, after starting three `sleep`s that outlive a worker without containment (in its group, `setsid`, orphaned): see `tree` |
 //! | `conn-bounce`          | raw: hello with `fd-channel` + `connections`, `Ready`, `Listening { on: true }`, then bounces every connection offer (closing its fd); heartbeats, ignores requests, exits 0 on a kill or end of file |
 //!
 //! `TEST_MODE_MAX_ID=N` applies the mode to workers whose `NANNY_WORKER_ID`
@@ -73,6 +74,7 @@ mod raw;
 mod raw_conn;
 mod serve;
 mod supervise;
+mod tree;
 
 use std::process::ExitCode;
 
@@ -141,6 +143,7 @@ async fn worker_main() -> ExitCode {
         "late-hello" => raw(RawMode::LateHello).await,
         "mute" => raw(RawMode::Mute).await,
         "conn-bounce" => raw(RawMode::ConnBounce).await,
+        "descendants" => tree::descendants().await,
         other => match hostile::hostile(other).await {
             Some(code) => code,
             None => {

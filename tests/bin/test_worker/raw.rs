@@ -77,7 +77,7 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
     };
     let hello = WorkerHello {
         version,
-        pid: std::process::id(),
+        pid: nanny_worker::pid(),
         agent: "nanny-test-worker/raw".into(),
         capabilities: match mode {
             RawMode::ConnBounce => vec![p::CAP_FD_CHANNEL.into(), p::CAP_CONNECTIONS.into()],

@@ -55,7 +55,8 @@ impl State {
     pub(crate) fn whoami(&self, req: &Request) -> Whoami {
         Whoami {
             worker_id: self.worker.id(),
-            pid: std::process::id(),
+            pid: nanny_worker::pid(),
+            own_pid: std::process::id(),
             logical_id: self.worker.logical_id(),
             pool: self.worker.pool().to_owned(),
             attempt: req.attempt(),
@@ -156,7 +157,7 @@ pub(crate) async fn serve() -> ExitCode {
     // Kill tests: the soft-kill hook leaves a mark, a file named after
     // this process's pid in that directory.
     if let Some(dir) = std::env::var_os("TEST_SOFT_KILL_MARK") {
-        let mark = std::path::PathBuf::from(dir).join(std::process::id().to_string());
+        let mark = std::path::PathBuf::from(dir).join(nanny_worker::pid().to_string());
         worker.on_soft_kill(move || async move {
             if let Err(e) = std::fs::write(&mark, b"soft-killed") {
                 eprintln!("nanny-test-worker: cannot write {}: {e}", mark.display());
@@ -172,7 +173,7 @@ pub(crate) async fn serve() -> ExitCode {
     let w = worker.clone();
     tokio::spawn(async move {
         while usr1.recv().await.is_some() {
-            let _ = w.emit(GOT_SIGUSR1, &std::process::id());
+            let _ = w.emit(GOT_SIGUSR1, &nanny_worker::pid());
         }
     });
 

@@ -1,0 +1,127 @@
+//! The worker's PID namespace (see [`crate::descendants`]): entered around
+//! the worker's spawn ([`Scope`]), kept and ended by the process task
+//! ([`Keeper`]).
+//!
+//! `unshare(CLONE_NEWPID)` on the supervisor's thread changes where that
+//! thread's *next* forks go, and only that thread's: the first fork after
+//! it is pid 1 of a new namespace, later ones join it. So, on the
+//! supervisor task, with no `.await` between (nothing else runs on the
+//! thread meanwhile): unshare; spawn `nanny-init` (pid 1, its own session,
+//! `PR_SET_PDEATHSIG = SIGKILL`); spawn the worker (pid 2, as before in
+//! every other way); `setns` back to our own namespace. Both are the
+//! supervisor's children: it reaps them, and their death signals follow
+//! it. Every orphan of the worker's tree is re-parented to `nanny-init`,
+//! which reaps it; nothing of the tree ever reaches the host's init.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::descendants::Init;
+
+/// The supervisor's thread between `unshare` and `setns`: its forks go
+/// into the new namespace. Dropping it goes back (also on an early return).
+#[derive(Debug)]
+pub(super) struct Scope<'a> {
+    /// Our own namespace, to go back to.
+    home: &'a OwnedFd,
+    keeper: Option<Keeper>,
+}
+
+impl<'a> Scope<'a> {
+    /// A new namespace with `init` started as its pid 1, for a worker of
+    /// the supervisor `parent`.
+    pub(super) fn enter(init: &'a Init, parent: Pid) -> io::Result<Self> {
+        unshare(CloneFlags::CLONE_NEWPID)?;
+        let mut scope = Self {
+            home: &init.home,
+            keeper: None,
+        };
+        let mut cmd = tokio::process::Command::new(&init.path);
+        cmd.arg(parent.to_string())
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        #[allow(unsafe_code)]
+        // SAFETY: setsid and prctl are async-signal-safe; nothing else runs
+        // in the fork.
+        unsafe {
+            cmd.as_std_mut().pre_exec(|| {
+                nix::unistd::setsid()?;
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
+        scope.keeper = Some(Keeper { child, grace: None });
+        Ok(scope)
+    }
+
+    /// After the worker's spawn: back to our namespace, with its keeper.
+    pub(super) fn leave(mut self) -> Option<Keeper> {
+        self.keeper.take()
+    }
+}
+
+impl Drop for Scope<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = setns(self.home, CloneFlags::CLONE_NEWPID) {
+            // Cannot happen to our own namespace; if it did, this thread's
+            // later forks would join the worker's.
+            tracing::error!(error = %e, "cannot return to the supervisor's PID namespace");
+        }
+    }
+}
+
+/// The supervisor's hold on a worker's namespace: its init, a child of the
+/// supervisor until [`Keeper::end`] reaps it.
+#[derive(Debug)]
+pub(crate) struct Keeper {
+    child: tokio::process::Child,
+    /// From SIGTERM to SIGKILL at the end (the pool's `force_stop_delay`).
+    grace: Option<Duration>,
+}
+
+impl Keeper {
+    /// Sets the time from SIGTERM to SIGKILL at the end (`None`: none).
+    pub(crate) fn set_grace(&mut self, grace: Option<Duration>) {
+        self.grace = grace;
+    }
+
+    /// SIGKILL: the namespace ends at once (a hard kill).
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.start_kill();
+    }
+
+    /// The worker is gone: SIGTERM to everything left in the namespace,
+    /// SIGKILL after the grace; reaps the init.
+    pub(crate) async fn end(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+        let status = match self.grace {
+            Some(grace) => tokio::time::timeout(grace, self.child.wait()).await.ok(),
+            None => Some(self.child.wait().await),
+        };
+        let status = match status {
+            Some(status) => status,
+            None => {
+                tracing::warn!("a worker's descendants outlived force_stop_delay: killed");
+                self.kill();
+                self.child.wait().await
+            }
+        };
+        match status {
+            Ok(s) if s.success() => {}
+            other => tracing::debug!(status = ?other, "a worker's namespace init ended"),
+        }
+    }
+}

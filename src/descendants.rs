@@ -34,7 +34,6 @@
 //! the worker, whose parent is outside); the host sees host pids.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -84,12 +83,10 @@ impl Default for Choice {
     }
 }
 
-/// A `nanny-init` that was tried and works, and the supervisor's own PID
-/// namespace to come back to after each worker's spawn.
+/// A `nanny-init` that was tried and works.
 #[derive(Debug)]
 pub(crate) struct Init {
     pub(crate) path: PathBuf,
-    pub(crate) home: OwnedFd,
 }
 
 /// Decides, once at start: the init to put in each worker's fork, and what
@@ -98,12 +95,7 @@ pub(crate) fn choose(choice: &Choice) -> (Option<std::sync::Arc<Init>>, Containm
     let outcome = if choice.enabled {
         locate(choice.program.as_deref()).and_then(|path| {
             probe(&path)?;
-            let home =
-                std::fs::File::open("/proc/self/ns/pid").map_err(|e| format!("/proc/self/ns/pid: {e}"))?;
-            Ok(Init {
-                path,
-                home: home.into(),
-            })
+            Ok(Init { path })
         })
     } else {
         Err("switched off (contain_descendants(false))".to_owned())

@@ -28,21 +28,20 @@ use crate::descendants::Init;
 /// The supervisor's thread between `unshare` and `setns`: its forks go
 /// into the new namespace. Dropping it goes back (also on an early return).
 #[derive(Debug)]
-pub(super) struct Scope<'a> {
-    /// Our own namespace, to go back to.
-    home: &'a OwnedFd,
+pub(super) struct Scope {
+    /// Our own namespace, to go back to (opened per spawn: a descriptor
+    /// held for the supervisor's life would be one more to account for).
+    home: OwnedFd,
     keeper: Option<Keeper>,
 }
 
-impl<'a> Scope<'a> {
+impl Scope {
     /// A new namespace with `init` started as its pid 1, for a worker of
     /// the supervisor `parent`.
-    pub(super) fn enter(init: &'a Init, parent: Pid) -> io::Result<Self> {
+    pub(super) fn enter(init: &Init, parent: Pid) -> io::Result<Self> {
+        let home = std::fs::File::open("/proc/thread-self/ns/pid")?.into();
         unshare(CloneFlags::CLONE_NEWPID)?;
-        let mut scope = Self {
-            home: &init.home,
-            keeper: None,
-        };
+        let mut scope = Self { home, keeper: None };
         let mut cmd = tokio::process::Command::new(&init.path);
         cmd.arg(parent.to_string())
             .env_clear()
@@ -71,9 +70,9 @@ impl<'a> Scope<'a> {
     }
 }
 
-impl Drop for Scope<'_> {
+impl Drop for Scope {
     fn drop(&mut self) {
-        if let Err(e) = setns(self.home, CloneFlags::CLONE_NEWPID) {
+        if let Err(e) = setns(&self.home, CloneFlags::CLONE_NEWPID) {
             // Cannot happen to our own namespace; if it did, this thread's
             // later forks would join the worker's.
             tracing::error!(error = %e, "cannot return to the supervisor's PID namespace");

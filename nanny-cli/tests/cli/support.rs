@@ -122,7 +122,9 @@ pub(crate) fn within<T>(mut f: impl FnMut() -> Option<T>, what: &str) -> T {
     }
 }
 
-/// The processes whose parent is `pid`, with their `comm`.
+/// The worker processes whose parent is `pid`, with their `comm`: every
+/// child but the `nanny-init` of each worker's PID namespace (see
+/// `nanny::descendants`).
 pub(crate) fn children(pid: u32) -> Vec<(u32, String)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -138,7 +140,7 @@ pub(crate) fn children(pid: u32) -> Vec<(u32, String)> {
         };
         let comm = head.split_once('(').map_or("", |(_, c)| c).to_owned();
         let ppid = tail.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(pid) {
+        if ppid == Some(pid) && comm != "nanny-init" {
             found.push((child, comm));
         }
     }

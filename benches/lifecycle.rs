@@ -63,7 +63,7 @@ fn main() {
 /// The worker side: answer every request with this process's pid.
 fn pid_worker() {
     support::serve("pid worker", |req| async move {
-        req.respond(&std::process::id())?;
+        req.respond(&nanny_worker::pid())?;
         Ok(())
     });
 }

@@ -62,7 +62,7 @@ async fn worker() -> Result<(), BoxError> {
             let lines = echo_upper(stream).await?;
             req.respond(&Served {
                 lines,
-                pid: std::process::id(),
+                pid: nanny_worker::pid(),
             })?;
             Ok(())
         })
@@ -76,7 +76,7 @@ async fn echo_upper(stream: TcpStream) -> std::io::Result<u64> {
     let mut lines = BufReader::new(read).lines();
     let mut count = 0;
     while let Some(line) = lines.next_line().await? {
-        let reply = format!("[{}] {}\n", std::process::id(), line.to_uppercase());
+        let reply = format!("[{}] {}\n", nanny_worker::pid(), line.to_uppercase());
         write.write_all(reply.as_bytes()).await?;
         count += 1;
     }

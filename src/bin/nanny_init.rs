@@ -18,10 +18,11 @@
 //! * every orphan in the namespace is re-parented here, and reaped: none
 //!   reaches the host's init (which may be nanny itself, in a container).
 //!
-//! It has its own session, so the signals nanny sends the worker's process
-//! group are the worker's alone, and it needs no argument but the
-//! supervisor's pid: a parent that is not the supervisor (it died between
-//! the fork and `PR_SET_PDEATHSIG`) makes it exit at once. While ending,
+//! It takes its own session, so the signals nanny sends the worker's
+//! process group are the worker's alone, and `PR_SET_PDEATHSIG` first thing
+//! (nanny spawns it with `posix_spawn`, which cannot); it needs no argument
+//! but the supervisor's pid: a parent that is not the supervisor (it died
+//! before `PR_SET_PDEATHSIG`) makes it exit at once. While ending,
 //! "none left alive" is read from the host's `/proc` every 10 ms (the
 //! processes whose `ns/pid` is this one's, zombies aside: a zombie whose
 //! parent is alive still takes a signal, so `kill(-1, 0)` cannot tell).
@@ -88,6 +89,12 @@ fn keep(supervisor: Pid) -> ExitCode {
         eprintln!("nanny-init: not pid 1 of a PID namespace");
         return ExitCode::from(2);
     }
+    // Dies with the supervisor; the parent check below catches a
+    // supervisor that died before this.
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
+        return ExitCode::FAILURE;
+    }
+    let _ = nix::unistd::setsid();
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGTERM);
     signals.add(Signal::SIGCHLD);
@@ -108,8 +115,11 @@ fn keep(supervisor: Pid) -> ExitCode {
             Err(_) => return ExitCode::FAILURE,
         }
     }
-    // Every process of the namespace but this one.
-    let _ = kill(Pid::from_raw(-1), Signal::SIGTERM);
+    // Every process of the namespace but this one; none at all (not even
+    // a zombie) is the common end, at once.
+    if kill(Pid::from_raw(-1), Signal::SIGTERM) == Err(nix::errno::Errno::ESRCH) {
+        return ExitCode::SUCCESS;
+    }
     let Some(me) = Namespace::of_self() else {
         return ExitCode::FAILURE;
     };

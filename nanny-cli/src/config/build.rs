@@ -27,6 +27,9 @@ pub(crate) fn builder(file: File, dir: &Path) -> Result<Built, Problem> {
         .check()
         .map_err(|m| Problem::whole(format!("[supervisor]: {m}")))?;
     let mut b = supervisor(Builder::default(), &file.supervisor);
+    if let Some(path) = &file.supervisor.init_program {
+        b = b.init_program(dir.join(path));
+    }
     let mut specs = Vec::with_capacity(file.pool.len());
     let mut pools = Vec::with_capacity(file.pool.len());
     for pool in file.pool {
@@ -86,6 +89,9 @@ fn supervisor(mut b: Builder, s: &SupervisorConfig) -> Builder {
     }
     if let Some(v) = s.allow_worker_shutdown {
         b = b.allow_worker_shutdown(v);
+    }
+    if let Some(v) = s.contain_descendants {
+        b = b.contain_descendants(v);
     }
     let mut settings = s.settings();
     settings

@@ -61,6 +61,9 @@ pub(crate) struct SupervisorConfig {
     pub(crate) server_restart_delay: Option<Span>,
     pub(crate) process_title: Option<String>,
     pub(crate) allow_worker_shutdown: Option<bool>,
+    pub(crate) contain_descendants: Option<bool>,
+    /// `nanny-init`, relative to the file's directory.
+    pub(crate) init_program: Option<PathBuf>,
     // `silent` pools' log files (every pool's default; see `LogKeys`).
     pub(crate) log_dir: Option<PathBuf>,
     pub(crate) log_max_size: Option<Bytes>,

@@ -114,3 +114,23 @@ fn an_api_bound_beyond_loopback_warns_at_start() {
     nanny.signal("TERM");
     assert_eq!(nanny.wait().0.code(), Some(0));
 }
+
+#[test]
+fn status_says_how_descendants_are_contained_and_the_file_can_switch_it_off() {
+    let file = config("api-containment", ONE_SLEEPER);
+    let nanny = Nanny::start(&["run"], &file);
+    let (code, body) = Api::of(&file).get("/v1/status");
+    assert_eq!(code, 200, "{body}");
+    // The suite runs as root, with `nanny-init` built beside `nanny`.
+    assert_eq!(body["containment"]["kind"], "namespace", "{body}");
+    let init = body["containment"]["init"].as_str().unwrap_or_default();
+    assert!(init.ends_with("/nanny-init"), "{body}");
+    drop(nanny);
+
+    let off = format!("[supervisor]\ncontain_descendants = false\n{ONE_SLEEPER}");
+    let file = config("api-containment-off", &off);
+    let nanny = Nanny::start(&["run"], &file);
+    let (_, body) = Api::of(&file).get("/v1/status");
+    assert_eq!(body["containment"]["kind"], "process_group", "{body}");
+    assert!(nanny.stderr().contains("no PID namespace per worker"), "said at start");
+}

@@ -6,8 +6,8 @@
 //! thread's *next* forks go, and only that thread's: the first fork after
 //! it is pid 1 of a new namespace, later ones join it. So, on the
 //! supervisor task, with no `.await` between (nothing else runs on the
-//! thread meanwhile): unshare; spawn `nanny-init` (pid 1, its own session,
-//! `PR_SET_PDEATHSIG = SIGKILL`); spawn the worker (pid 2, as before in
+//! thread meanwhile): unshare; spawn `nanny-init` (pid 1; it takes its
+//! own session and `PR_SET_PDEATHSIG = SIGKILL`); spawn the worker (pid 2, as before in
 //! every other way); `setns` back to our own namespace. Both are the
 //! supervisor's children: it reaps them, and their death signals follow
 //! it. Every orphan of the worker's tree is re-parented to `nanny-init`,
@@ -15,7 +15,6 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -49,16 +48,9 @@ impl Scope {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true);
-        #[allow(unsafe_code)]
-        // SAFETY: setsid and prctl are async-signal-safe; nothing else runs
-        // in the fork.
-        unsafe {
-            cmd.as_std_mut().pre_exec(|| {
-                nix::unistd::setsid()?;
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-                Ok(())
-            });
-        }
+        // No `pre_exec`: std spawns it with `posix_spawn` (a vfork, no copy
+        // of our page tables), and the program takes its death signal and
+        // its session itself, first thing.
         let child = cmd.spawn()?;
         scope.keeper = Some(Keeper { child, grace: None });
         Ok(scope)

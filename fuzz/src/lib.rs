@@ -63,6 +63,8 @@ fn round_trip<T: Frame + Clone + PartialEq + std::fmt::Debug>(frame: &T) {
         return;
     }
     let mut reader = p::frame_reader::<_, T>(&bytes[..], MAX);
-    let again = block_on(reader.next()).expect("one frame").expect("it reads back");
+    let again = block_on(reader.next())
+        .expect("one frame")
+        .expect("it reads back");
     assert_eq!(&again, frame, "a frame read back differs");
 }

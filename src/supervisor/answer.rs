@@ -76,6 +76,14 @@ impl Task {
             }
             return;
         }
+        // A descriptor the worker sent for this attempt leaves the table
+        // with its answer, whether the answer takes it or not (then it
+        // closes here): one left behind stayed open until the worker
+        // exited, one more per request of a worker that sends them unasked.
+        let fd = self
+            .workers
+            .get_mut(&worker)
+            .and_then(|w| w.stream_fds.remove(&key));
         let data = match outcome {
             Outcome::Ok(data) => data.into_vec(),
             Outcome::Err(e) => {
@@ -90,10 +98,6 @@ impl Task {
             self.finish_answer(worker, key.id, Ok((data, None)));
             return;
         }
-        let fd = self
-            .workers
-            .get_mut(&worker)
-            .and_then(|w| w.stream_fds.remove(&key));
         match fd {
             Some(fd) => self.finish_answer(worker, key.id, Ok((data, Some(fd)))),
             // The stream's descriptor is on its way on the other channel.

@@ -25,6 +25,7 @@ mod exit_codes;
 mod failures;
 mod host_signals;
 mod hostile;
+mod hostile_fds;
 mod identity;
 mod inherited;
 mod inspect;

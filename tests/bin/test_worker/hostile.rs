@@ -9,6 +9,7 @@
 //! | `answer-twice`  | raw: hello, `Ready`, then answers every `Echo` twice                       |
 //! | `flood-stdout`  | `normal`, plus a thread that writes `TEST_FLOOD_MIB` MiB (default 64) to stdout in one endless line, then one `flood done` line |
 //! | `stop-self`     | `normal`, but SIGSTOPs itself 200 ms after start                           |
+//! | `stray-fds`, `wrong-kind-fds`, `fd-bundle` | raw: descriptors on the fd channel nobody asked for, at each `Echo`: see `raw_fds` |
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use crate::cmd::FLOOD_DONE;
 use crate::raw::{raw, RawMode};
+use crate::raw_fds::FdAbuse;
 use crate::serve::serve;
 
 /// Runs a hostile mode; `None` if `mode` is not one.
@@ -25,6 +27,9 @@ pub(crate) async fn hostile(mode: &str) -> Option<ExitCode> {
         "max-length" => raw(RawMode::MaxLength).await,
         "exit-in-hello" => raw(RawMode::ExitInHello).await,
         "answer-twice" => raw(RawMode::AnswerTwice).await,
+        "stray-fds" => raw(RawMode::Fds(FdAbuse::Stray)).await,
+        "wrong-kind-fds" => raw(RawMode::Fds(FdAbuse::WrongKind)).await,
+        "fd-bundle" => raw(RawMode::Fds(FdAbuse::Bundle)).await,
         "flood-stdout" => {
             let mib = crate::env_u64("TEST_FLOOD_MIB").unwrap_or(64);
             std::thread::spawn(move || flood(mib));

@@ -22,7 +22,7 @@
 //! | `deaf`                 | never reads its fd channel (no attachment is ever accepted); ready only on `set-ready` |
 //! | `conn-echo`            | `normal`, and takes balanced connections (`incoming()`): answers each line of each with `w<NANNY_WORKER_ID> <line>\n` until end of file |
 //! | `conn-close-after`     | `conn-echo`, but drops its `Incoming` (`Listening { on: false }`) after `TEST_CONN_LIMIT` connections (default 1); serves those to their end |
-//! | hostile modes          | `half-frame`, `max-length`, `exit-in-hello`, `answer-twice`, `flood-stdout`, `stop-self`: see `hostile` |
+//! | hostile modes          | `half-frame`, `max-length`, `exit-in-hello`, `answer-twice`, `flood-stdout`, `stop-self`, `stray-fds`, `wrong-kind-fds`, `fd-bundle`: see `hostile` |
 //! | `descendants`          | `normal`, after starting three `sleep`s that outlive a worker without containment (in its group, `setsid`, orphaned): see `tree` |
 //! | `conn-bounce`          | raw: hello with `fd-channel` + `connections`, `Ready`, `Listening { on: true }`, then bounces every connection offer (closing its fd); heartbeats, ignores requests, exits 0 on a kill or end of file |
 //!
@@ -53,7 +53,8 @@
 //! `handle` (its [`Cmd`] handler, with `asks` for the questions to the
 //! supervisor), `messages` (its messaging: what it received, reported on a
 //! `report` broadcast) and `conn` (its connection modes), `raw`
-//! (the protocol-breaking modes) and `raw_conn` (`conn-bounce`),
+//! (the protocol-breaking modes), `raw_conn` (`conn-bounce`) and `raw_fds`
+//! (the fd-channel hostile modes),
 //! and `supervise` (the `supervise` mode).
 //!
 //! [`Cmd`]: cmd::Cmd
@@ -72,6 +73,7 @@ mod mail;
 mod messages;
 mod raw;
 mod raw_conn;
+mod raw_fds;
 mod serve;
 mod supervise;
 mod tree;

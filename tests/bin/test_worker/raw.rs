@@ -1,7 +1,8 @@
 //! The raw modes: the protocol spoken by hand, without the SDK, to break
 //! it on purpose (`bad-hello`, `garbage-after-ready`, `oversize-after-ready`,
 //! `hangup-after-ready`, `raw-no-caps`, `deaf-then-exit`, and the raw ones
-//! of `hostile`; `conn-bounce` continues in `raw_conn`).
+//! of `hostile`; `conn-bounce` continues in `raw_conn`, the fd-channel
+//! modes of `hostile` in `raw_fds`).
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ pub(crate) enum RawMode {
     ExitInHello,
     /// Ready, then every `Echo` answered twice (`hostile`).
     AnswerTwice,
+    /// Declares `fd-channel`, says `Ready`, then answers `Echo` after
+    /// abusing the fd channel (`hostile`, `raw_fds`).
+    Fds(crate::raw_fds::FdAbuse),
 }
 
 /// Speaks the protocol by hand, to break it on purpose.
@@ -81,6 +85,7 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
         agent: "nanny-test-worker/raw".into(),
         capabilities: match mode {
             RawMode::ConnBounce => vec![p::CAP_FD_CHANNEL.into(), p::CAP_CONNECTIONS.into()],
+            RawMode::Fds(_) => vec![p::CAP_FD_CHANNEL.into()],
             _ => Vec::new(), // not even the fd channel
         },
     };
@@ -110,6 +115,9 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
         }
         if mode == RawMode::ConnBounce {
             return crate::raw_conn::bounce(reader, writer, pulse).await;
+        }
+        if let RawMode::Fds(abuse) = mode {
+            return crate::raw_fds::serve_abusing(reader, writer, abuse).await;
         }
         if mode == RawMode::HangUp {
             drop((reader, writer));

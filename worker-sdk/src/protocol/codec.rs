@@ -45,9 +45,36 @@ pub fn encode_payload<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, rmp_s
 /// The capacity [`encode_payload`] starts with.
 const PAYLOAD_ROOM: usize = 128;
 
-/// Decodes a payload written by [`encode_payload`] (or any MessagePack).
+/// Decodes a payload written by [`encode_payload`] (or any MessagePack)
+/// whose arrays, maps and extensions nest less than [`MAX_PAYLOAD_DEPTH`]
+/// deep.
 pub fn decode_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, rmp_serde::decode::Error> {
-    rmp_serde::from_slice(bytes)
+    decode_bounded(bytes, MAX_PAYLOAD_DEPTH)
+}
+
+/// The nesting of arrays, maps and extensions at which [`decode_payload`]
+/// fails with `DepthLimitExceeded`.
+///
+/// MessagePack's own default is 1024, and serde walks a nested value by
+/// recursion, even one it skips (an unknown field of a struct): in a debug
+/// build that took about 3 KiB of stack per level, so 800 levels (a frame
+/// of 800 bytes; 600 still passed) overflowed the 2 MiB stack of a tokio
+/// worker thread and aborted the whole process. 256 levels take about
+/// 800 KiB there.
+pub const MAX_PAYLOAD_DEPTH: usize = 256;
+
+/// The nesting at which a frame's MessagePack is refused (as
+/// [`MAX_PAYLOAD_DEPTH`] for payloads). The deepest frame of the protocol
+/// nests 8 levels (a `QueryAnswer` with a cluster's members); the rest is
+/// room for fields added later. See [`MAX_PAYLOAD_DEPTH`] for why
+/// there is a bound.
+pub const MAX_FRAME_DEPTH: usize = 32;
+
+/// `rmp_serde::from_slice` with a nesting bound of `depth`.
+fn decode_bounded<T: DeserializeOwned>(bytes: &[u8], depth: usize) -> Result<T, rmp_serde::decode::Error> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+    de.set_max_depth(depth);
+    T::deserialize(&mut de)
 }
 
 /// A [`tokio_serde`] codec for protocol frames: MessagePack with named
@@ -152,7 +179,8 @@ impl<T: Frame> tokio_serde::Deserializer<T> for MsgPack<T> {
         if let Some(frame) = T::decode_hot(src) {
             return Ok(frame);
         }
-        rmp_serde::from_slice(src).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        decode_bounded(src, MAX_FRAME_DEPTH)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 }
 

@@ -11,6 +11,8 @@ mod conn_notices;
 mod connections;
 mod env;
 mod fdpass;
+mod hostile_frames;
+mod hostile_samples;
 mod link;
 mod messaging;
 mod serve;

@@ -6,7 +6,8 @@
 //! outstanding at once, and single ones under 0-3 ms timeouts). A share of
 //! the requests has handlers that run until cancelled, so a lost cancel
 //! would keep a handler running for nobody, and enough of them would jam
-//! the pool.
+//! the pool. Meanwhile [`conns::CLIENTS`] clients keep connecting through
+//! the balancer's listener: none may be refused.
 //!
 //! What it asserts is deterministic (counts and states, no durations):
 //! every enqueue resolved or was dropped on purpose, exactly once; no
@@ -34,6 +35,7 @@
 mod support;
 
 mod checks;
+mod conns;
 mod rng;
 mod soak;
 mod tally;
@@ -43,7 +45,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nanny::{Pool, Supervisor};
+use nanny::{Listener, Pool, Supervisor};
 use nix::sys::signal::Signal;
 
 use checks::{assert_reaped, check_counts, finish, settle};
@@ -76,11 +78,12 @@ async fn chaos_loses_nothing_and_leaves_nothing_behind() {
 
         let sup = timers(
             Supervisor::builder().pool(
-                Pool::default_pool(worker_spec("normal"))
+                Pool::default_pool(worker_spec("conn-echo"))
                     .workers(WORKERS)
                     .concurrency(128),
             ),
         )
+        .listen(Listener::tcp(([127, 0, 0, 1], 0)))
         .retries(3)
         // A budget the kills cannot exhaust.
         .max_restarts(1_000_000)
@@ -105,6 +108,11 @@ async fn chaos_loses_nothing_and_leaves_nothing_behind() {
             })
             .collect();
         let chaos_task = tokio::spawn(chaos(sup.clone(), tally.clone(), stop.clone(), seed));
+        let addr = support::conns::listener_addr(&sup).await;
+        let conns = Arc::new(conns::Conns::default());
+        let clients: Vec<_> = (0..conns::CLIENTS)
+            .map(|n| tokio::spawn(conns::client(addr, n, conns.clone(), stop.clone())))
+            .collect();
         // The chaos's pacing; nothing is asserted about time.
         soak::pace(&tally, CHAOS).await;
         stop.store(true, Ordering::SeqCst);
@@ -122,6 +130,10 @@ async fn chaos_loses_nothing_and_leaves_nothing_behind() {
         // Every caller comes back: every request it did not drop resolved.
         finish("callers", callers, &tally).await;
         eprintln!("chaos: {}", tally.line());
+        for client in clients {
+            within("a connecting client", client).await.expect("a client");
+        }
+        eprintln!("chaos: {}", conns.line());
         // From here on, what went wrong is collected, then reported at once.
         let mut found: Vec<String> = Vec::new();
         let kept = std::mem::take(&mut done.kept);
@@ -130,6 +142,10 @@ async fn chaos_loses_nothing_and_leaves_nothing_behind() {
         eprintln!("chaos: supervisor stats {s:?}");
         eprintln!("{}", soak::report(&tally, &s));
         check_counts(&sup, &events, &tally, &s, &done, &mut found).await;
+        if conns.refused.load(Ordering::SeqCst) > 0 || conns.echoed.load(Ordering::SeqCst) == 0 {
+            let first = conns.first_refusal.lock().unwrap().clone();
+            found.push(format!("{} (first refusal: {first:?})", conns.line()));
+        }
         if !found.is_empty() {
             within("hard_kill", sup.hard_kill()).await;
             panic!("chaos found:\n - {}\n{}", found.join("\n - "), tally.line());

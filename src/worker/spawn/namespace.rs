@@ -24,6 +24,9 @@ use nix::unistd::Pid;
 
 use crate::descendants::Init;
 
+/// How often [`Keeper::end`] repeats its SIGTERM.
+const RESEND: Duration = Duration::from_millis(10);
+
 /// The supervisor's thread between `unshare` and `setns`: its forks go
 /// into the new namespace. Dropping it goes back (also on an early return).
 #[derive(Debug)]
@@ -94,20 +97,25 @@ impl Keeper {
 
     /// The worker is gone: SIGTERM to everything left in the namespace,
     /// SIGKILL after the grace; reaps the init.
+    ///
+    /// The SIGTERM is sent again every [`RESEND`] until the init exits:
+    /// one that arrives before the init has blocked it (a worker that died
+    /// within a millisecond of its start) is dropped, as a namespace's pid
+    /// 1 drops every signal it neither handles nor blocks. The init acts
+    /// on the first one it takes and ignores the rest.
     pub(crate) async fn end(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-        }
-        let status = match self.grace {
-            Some(grace) => tokio::time::timeout(grace, self.child.wait()).await.ok(),
-            None => Some(self.child.wait().await),
-        };
-        let status = match status {
-            Some(status) => status,
-            None => {
+        let deadline = self.grace.map(|g| tokio::time::Instant::now() + g);
+        let status = loop {
+            if let Some(pid) = self.child.id() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+            if let Ok(status) = tokio::time::timeout(RESEND, self.child.wait()).await {
+                break status;
+            }
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
                 tracing::warn!("a worker's descendants outlived force_stop_delay: killed");
                 self.kill();
-                self.child.wait().await
+                break self.child.wait().await;
             }
         };
         match status {

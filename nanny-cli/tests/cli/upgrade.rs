@@ -227,9 +227,7 @@ fn an_upgrade_to_a_bad_file_leaves_the_old_nanny_serving() {
     // ready, and that nanny would run on with the slot parked.
     std::fs::write(
         &file,
-        format!(
-            "{good}\n[[pool]]\nname = \"broken\"\ncommand = \"false\"\nrespawn_count = 0\n"
-        ),
+        format!("{good}\n[[pool]]\nname = \"broken\"\ncommand = \"false\"\nrespawn_count = 0\n"),
     )
     .unwrap();
     old.signal("USR2");

@@ -3,7 +3,8 @@
 //! handle dropped) no child process is left unreaped and no file
 //! descriptor is left open, also after 10 000 attachments, with
 //! attachments pending at the end, and after health supervision stopped,
-//! recycled and replaced workers (a stall, retirements, a fatal signal).
+//! recycled and replaced workers (a stall, retirements, a fatal signal),
+//! and after 256 workers started, served, shrunk and stopped.
 //!
 //! This is the only test that calls `waitpid(-1)`, and it runs its cases
 //! one after another inside a single `#[test]`: any other test spawning
@@ -14,11 +15,13 @@ mod support;
 
 mod attachments;
 mod connections;
+mod many;
 
 use attachments::{
     a_hosts_stray_descriptor_is_not_inherited, attachments, waiting_descriptors_are_not_inherited,
 };
 use connections::connections;
+use many::many_workers;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -262,6 +265,9 @@ async fn no_zombies_and_no_fd_leaks() {
             let pids = connections(end).await;
             assert_no_leaks(&format!("10 000 connections, then {end:?}"), &pids, &before);
         }
+
+        let pids = many_workers().await;
+        assert_no_leaks("256 workers", &pids, &before);
     })
     .await;
 }

@@ -55,6 +55,15 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    /// 413: a body over the API's limit of `limit` bytes.
+    pub(crate) fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is over the API's limit of {limit} bytes"),
+        )
+    }
+
     /// 409: the operation conflicts with the target's state; `reason` is a
     /// stable word (`running`, `stopped`, `leaving`, `busy`, `no-workers`,
     /// `pool-failed`, `slot-parked`).

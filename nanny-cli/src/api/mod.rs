@@ -58,7 +58,8 @@ pub(crate) struct AppState {
 
 /// The whole router, from [`routes::table`]: open rows as they are, the
 /// rest behind the token; anything else is 404 `no_route`, another method
-/// on a route 405 `method_not_allowed`.
+/// on a route 405 `method_not_allowed`; a body over [`body::MAX_BODY`]
+/// 413 `payload_too_large`.
 pub(crate) fn router(state: AppState, token: auth::Token) -> Router {
     let (mut open, mut authed) = (Router::new(), Router::new());
     for route in routes::table() {
@@ -75,6 +76,7 @@ pub(crate) fn router(state: AppState, token: auth::Token) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(token, auth::require));
     open.merge(authed)
         .fallback(|| async { ApiError::not_found("no_route", "no such route") })
+        .layer(axum::extract::DefaultBodyLimit::max(body::MAX_BODY))
         .with_state(state)
 }
 

@@ -7,6 +7,9 @@
 //! turn, skipping those it does not apply to (`start` takes stopped slots,
 //! `stop`, `restart` and `reset` running ones); over one worker it is the
 //! library's call, preconditions and all (409 with the reason).
+//!
+//! Every route reads its body ([`Body`]): those without fields take none
+//! or `{}` ([`NoFields`]), so a stray body is refused, not ignored.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,7 +18,7 @@ use nanny::{PoolInfo, WorkerRef};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::body::{Body, Segments};
+use super::body::{Body, NoFields, Segments};
 use super::routes::Route;
 use super::select::Selection;
 use super::{ApiError, AppState};
@@ -36,7 +39,8 @@ pub(crate) fn routes() -> Vec<Route> {
         ("/v1/workers/{sel}/remove", Verb::Remove),
         ("/v1/workers/{sel}/reset", Verb::Reset),
     ] {
-        rows.push(Route::post(path, move |state, sel| act(state, sel, verb)));
+        let handler = move |state, sel, _: Body<NoFields>| act(state, sel, verb);
+        rows.push(Route::post(path, handler));
     }
     rows
 }
@@ -64,6 +68,7 @@ async fn scale(
 async fn add(
     State(state): State<AppState>,
     Segments(pool): Segments<String>,
+    _: Body<NoFields>,
 ) -> Result<Json<Value>, ApiError> {
     let id = state.supervisor.add_worker(&pool).await?;
     let inspect = state.supervisor.inspect().await?;
@@ -126,6 +131,7 @@ async fn act(state: State<AppState>, sel: Segments<String>, verb: Verb) -> Resul
 async fn restart_pool(
     State(state): State<AppState>,
     Segments(pool): Segments<String>,
+    _: Body<NoFields>,
 ) -> Result<Json<Value>, ApiError> {
     let info = super::read::pool_info(&state.supervisor, &pool).await?;
     state.supervisor.restart_all_workers(Some(&pool)).await?;

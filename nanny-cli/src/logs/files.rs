@@ -63,6 +63,23 @@ impl RotatingFile {
         Ok(this)
     }
 
+    /// `<pool>.log`'s path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens `<pool>.log` again by its path (after failed writes: the file
+    /// may have been replaced meanwhile), and takes its size anew.
+    pub(crate) fn reopen(&mut self) -> io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.size = file.metadata()?.len();
+        self.file = file;
+        Ok(())
+    }
+
     /// Appends `line` (with its newline), rotating first if it would not fit.
     pub(crate) fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
         if self.size > 0 && self.size + line.len() as u64 > self.max_size {

@@ -7,6 +7,13 @@
 //! `nanny: N lines dropped` into that pool's file when it catches up (before
 //! the pool's next line, or within [`NOTE_EVERY`] if none comes).
 //!
+//! A file that cannot be written (a full disk) does not stop the writer:
+//! the failure is logged once, the pool's lines are counted as lost, each
+//! later line tries the file again (its path reopened at most every
+//! [`REOPEN_EVERY`], for a file replaced meanwhile), and the first that
+//! goes through is preceded by `nanny: N lines lost: ...` in the file and
+//! a warning that it can be written again.
+//!
 //! The writer has one place per pool of the file (a pool's index), each
 //! with its open file or none (a pool that logs to stderr). A reload swaps
 //! a pool's file in the same queue as the lines ([`Writer::swap`]), so
@@ -17,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::files::{Limits, RotatingFile};
 use super::LogLine;
@@ -27,6 +34,9 @@ pub(crate) const QUEUE: usize = 4096;
 
 /// How often an idle writer writes the notes of lines dropped.
 const NOTE_EVERY: Duration = Duration::from_millis(500);
+
+/// How often a file that cannot be written is opened again by its path.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
 enum Msg {
     /// A line for the file of pool number `.0`.
@@ -110,7 +120,7 @@ impl Writer {
 
 fn run(files: Vec<(String, Option<RotatingFile>)>, rx: &mpsc::Receiver<Msg>, dropped: &[AtomicU64]) {
     let mut files = Files {
-        failed: vec![false; files.len()],
+        failing: files.iter().map(|_| None).collect(),
         files,
     };
     let mut buf = Vec::new();
@@ -120,7 +130,7 @@ fn run(files: Vec<(String, Option<RotatingFile>)>, rx: &mpsc::Receiver<Msg>, dro
                 files.note_drops(dropped, Some(i));
                 buf.clear();
                 line.write_to(&mut buf);
-                files.write(i, &buf);
+                files.write(i, &buf, 1);
             }
             Ok(Msg::Swap(i, limits, reply)) => {
                 files.note_drops(dropped, Some(i));
@@ -133,10 +143,23 @@ fn run(files: Vec<(String, Option<RotatingFile>)>, rx: &mpsc::Receiver<Msg>, dro
     files.note_drops(dropped, None);
 }
 
-/// The open files, and which have failed (warned about once).
+/// A pool's file that cannot be written (a full disk, say): its lines are
+/// counted as lost, and the writer tries the file again with each line,
+/// reopening its path at most every [`REOPEN_EVERY`].
+struct Failing {
+    /// Lines lost since the first failure.
+    lost: u64,
+    /// The first failure's error.
+    error: String,
+    /// When the path may be reopened next.
+    reopen_at: Instant,
+}
+
+/// The open files, and which are failing (warned about once a failure,
+/// and once again when the file can be written).
 struct Files {
     files: Vec<(String, Option<RotatingFile>)>,
-    failed: Vec<bool>,
+    failing: Vec<Option<Failing>>,
 }
 
 impl Files {
@@ -147,23 +170,45 @@ impl Files {
             None => None,
         };
         *file = new;
-        self.failed[i] = false;
+        if let Some(f) = self.failing[i].take() {
+            tracing::warn!(pool = %pool, lost = f.lost, "{} lines were lost before the pool's log file was replaced", f.lost);
+        }
         Ok(())
     }
 
-    fn write(&mut self, i: usize, bytes: &[u8]) {
+    /// Writes `bytes`, `lines` lines, to pool `i`'s file.
+    fn write(&mut self, i: usize, bytes: &[u8], lines: u64) {
         // No file: the hub sends a pool's lines here only while it has one
         // (it routes under the lock a reload takes to move it), so nothing.
         let (pool, Some(file)) = &mut self.files[i] else {
             return;
         };
-        match file.write_line(bytes) {
-            Ok(()) => self.failed[i] = false,
-            Err(e) => {
-                if !std::mem::replace(&mut self.failed[i], true) {
-                    tracing::warn!(pool = %pool, "cannot write the pool's log file: {e}");
-                }
+        let failing = &mut self.failing[i];
+        let written = match failing.as_mut() {
+            None => file.write_line(bytes).map(|()| None),
+            Some(f) => retry(file, f).and_then(|noted| file.write_line(bytes).map(|()| Some(noted))),
+        };
+        match written {
+            Ok(None) => {}
+            Ok(Some(lost)) => {
+                *failing = None;
+                tracing::warn!(pool = %pool, lost, "the pool's log file can be written again; {lost} lines were lost");
             }
+            Err(e) => match failing {
+                Some(f) => f.lost += lines,
+                None => {
+                    tracing::warn!(
+                        pool = %pool,
+                        "cannot write the pool's log file {}: {e}; its lines are counted as lost until it can be written",
+                        file.path().display()
+                    );
+                    *failing = Some(Failing {
+                        lost: lines,
+                        error: e.to_string(),
+                        reopen_at: Instant::now() + REOPEN_EVERY,
+                    });
+                }
+            },
         }
     }
 
@@ -175,10 +220,27 @@ impl Files {
             }
             let n = count.swap(0, Ordering::Relaxed);
             if n > 0 {
-                self.write(i, format!("nanny: {n} lines dropped\n").as_bytes());
+                self.write(i, format!("nanny: {n} lines dropped\n").as_bytes(), n);
             }
         }
     }
+}
+
+/// Tries a failing file again before a line: reopens its path when it is
+/// time, then writes the note of the lines lost; `Ok` with their count
+/// (the note is written: the count starts again).
+fn retry(file: &mut RotatingFile, f: &mut Failing) -> std::io::Result<u64> {
+    let now = Instant::now();
+    if now >= f.reopen_at {
+        f.reopen_at = now + REOPEN_EVERY;
+        file.reopen()?;
+    }
+    let note = format!(
+        "nanny: {} lines lost: the file could not be written ({})\n",
+        f.lost, f.error
+    );
+    file.write_line(note.as_bytes())?;
+    Ok(std::mem::take(&mut f.lost))
 }
 
 #[cfg(test)]
@@ -231,6 +293,46 @@ mod tests {
                 "1970-01-01T00:00:00.000Z p:01 stdout: a",
                 "1970-01-01T00:00:00.000Z p:01 stdout: b",
             ]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_disk_loses_lines_counted_and_the_file_says_how_many_once_writable() {
+        let dir = std::env::temp_dir().join(format!("nanny-writer-full-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Writes to /dev/full fail with ENOSPC, as on a full disk.
+        std::os::unix::fs::symlink("/dev/full", dir.join("p.log")).unwrap();
+        let limits = Limits {
+            dir: dir.clone(),
+            max_size: 1 << 20,
+            max_total: 1 << 21,
+        };
+        let file = RotatingFile::open("p", &limits).unwrap();
+        let mut files = Files {
+            files: vec![("p".into(), Some(file))],
+            failing: vec![None],
+        };
+        let lost = |files: &Files| files.failing[0].as_ref().map(|f| f.lost);
+        for text in ["a\n", "b\n", "nanny: 5 lines dropped\n"] {
+            let lines = if text.starts_with("nanny") { 5 } else { 1 };
+            files.write(0, text.as_bytes(), lines);
+        }
+        assert_eq!(lost(&files), Some(7));
+        // The disk has room again, but the file is still /dev/full until
+        // it is reopened.
+        std::fs::remove_file(dir.join("p.log")).unwrap();
+        files.write(0, b"c\n", 1);
+        assert_eq!(lost(&files), Some(8));
+        files.failing[0].as_mut().unwrap().reopen_at = Instant::now();
+        files.write(0, b"d\n", 1);
+        assert_eq!(lost(&files), None);
+        files.write(0, b"e\n", 1);
+        let text = std::fs::read_to_string(dir.join("p.log")).unwrap();
+        assert_eq!(
+            text,
+            "nanny: 8 lines lost: the file could not be written (No space left on device (os error 28))\nd\ne\n"
         );
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -312,3 +312,68 @@ fn a_bad_encoding_label_is_a_config_error_at_its_place() {
     );
     assert!(stderr.starts_with(&want), "{stderr}");
 }
+
+#[test]
+fn a_full_disk_for_a_log_file_is_warned_once_and_nanny_serves_and_recovers() {
+    let file = config(
+        "logs-full",
+        r#"
+[[pool]]
+name = "full"
+command = "sh"
+args = ["-c", "i=0; while :; do i=$((i+1)); echo line $i; sleep 0.005; done"]
+plain = true
+silent = true
+workers = 1
+"#,
+    );
+    let dir = file.parent().unwrap().join("logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Every write to /dev/full fails with ENOSPC, as on a full disk.
+    let current = dir.join("full.log");
+    std::os::unix::fs::symlink("/dev/full", &current).unwrap();
+    let nanny = Nanny::start(&["run"], &file);
+    let api = Api::of(&file);
+    let warning = "cannot write the pool's log file";
+    within(|| nanny.stderr().contains(warning).then_some(()), "the warning");
+    // Hundreds of lines later: still one warning, and nanny serves, its
+    // live log too.
+    let last_line = || {
+        let (status, _, body) = api.text("/v1/logs?target=full&lines=1", Some(&api.token));
+        assert_eq!(status, 200, "{body}");
+        let line: serde_json::Value = serde_json::from_str(body.lines().next()?).ok()?;
+        line["line"].as_str()?.strip_prefix("line ")?.parse::<u64>().ok()
+    };
+    within(|| last_line().filter(|&n| n > 300), "300 lines captured");
+    assert_eq!(api.get("/v1/status").0, 200);
+    let stderr = nanny.stderr();
+    assert_eq!(stderr.matches(warning).count(), 1, "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    // Room again (the path a writable file): the next lines go there, after
+    // the count of those lost.
+    std::fs::remove_file(&current).unwrap();
+    let text = within(
+        || {
+            let text = std::fs::read_to_string(&current).ok()?;
+            text.lines().nth(1).is_some().then_some(text)
+        },
+        "lines in the file again",
+    );
+    let first = text.lines().next().unwrap();
+    let lost: u64 = (first.strip_prefix("nanny: "))
+        .and_then(|rest| rest.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("not a note of the lines lost: {first}"));
+    assert!(lost > 300, "{first}");
+    assert!(
+        first.contains("lines lost: the file could not be written"),
+        "{first}"
+    );
+    assert!(
+        text.lines().nth(1).unwrap().contains("full:01 stdout: line "),
+        "{text}"
+    );
+    let stderr = nanny.stderr();
+    assert!(stderr.contains("can be written again"), "{stderr}");
+    assert_eq!(stderr.matches(warning).count(), 1, "{stderr}");
+    stop(nanny);
+}

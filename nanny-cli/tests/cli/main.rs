@@ -2,6 +2,7 @@
 //! signals and sockets. One test binary (one link) with a module per area.
 
 mod api;
+mod bodies;
 mod dashboard;
 mod endpoints;
 mod logs;

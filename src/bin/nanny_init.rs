@@ -167,8 +167,23 @@ impl Namespace {
 
 /// A process's state letter from the host's `/proc`.
 fn state(pid: &std::ffi::OsStr) -> Option<char> {
-    let stat = std::fs::read_to_string(PathBuf::from("/proc").join(pid).join("stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+    stat_fields(&PathBuf::from("/proc").join(pid).join("stat"))?
+        .next()?
+        .chars()
+        .next()
+}
+
+/// The fields of a `/proc/PID/stat` file after `pid (comm)`, from `state`
+/// on (comm may hold spaces and parentheses: the split is at the last `)`).
+fn stat_fields(path: &std::path::Path) -> Option<std::vec::IntoIter<String>> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(
+        rest.split_ascii_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+            .into_iter(),
+    )
 }
 
 /// Sleeps until a child exits (SIGCHLD, taken) or `timeout` passes.
@@ -198,9 +213,9 @@ fn reap() {
 /// This process's parent in the host's namespace (`getppid` says 0 here:
 /// the parent is outside the namespace), from the host's `/proc`.
 fn parent_of_self() -> Option<Pid> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let ppid = rest.split_ascii_whitespace().nth(1)?.parse().ok()?;
+    let ppid = stat_fields(std::path::Path::new("/proc/self/stat"))?
+        .nth(1)?
+        .parse()
+        .ok()?;
     Some(Pid::from_raw(ppid))
 }

@@ -50,5 +50,6 @@ mod signals;
 mod stalls;
 mod start_failures;
 mod sticky;
+mod strangers;
 mod update_config;
 mod validation;

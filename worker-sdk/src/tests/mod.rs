@@ -17,6 +17,8 @@ mod link;
 mod messaging;
 mod serve;
 mod stream;
+mod vectors;
+mod vectors_json;
 mod wire;
 
 use std::time::Duration;

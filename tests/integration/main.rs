@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod appendix;
 mod asks;
 mod asks_members;
 mod asks_spawn_cpus;

@@ -13,10 +13,13 @@ use futures::{SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
 use uuid::Uuid;
 
-use super::vectors_json::render;
+use super::vectors_json::{render, render_markdown};
 use crate::protocol::*;
 
 const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/vectors/frames.json");
+const PROTOCOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/PROTOCOL.md");
+const BEGIN: &str = "<!-- vectors:begin -->\n";
+const END: &str = "<!-- vectors:end -->";
 const ID: Uuid = Uuid::from_bytes([0x11; 16]);
 const ID2: Uuid = Uuid::from_bytes([
     0x6f, 0x1c, 0x3b, 0x2a, 0x90, 0x4d, 0x4e, 0x21, 0x8f, 0x03, 0x5a, 0x7b, 0xc4, 0xd2, 0x19, 0xe8,
@@ -455,12 +458,22 @@ async fn the_vectors_file_is_what_this_encoder_writes_and_every_vector_decodes_a
         }
     }
     let text = render(&vectors);
+    let doc = std::fs::read_to_string(PROTOCOL).expect("PROTOCOL.md");
+    let (start, end) = (
+        doc.find(BEGIN).expect("the begin marker") + BEGIN.len(),
+        doc.find(END).expect("the end marker"),
+    );
+    let with_vectors = format!("{}{}{}", &doc[..start], render_markdown(&vectors), &doc[end..]);
     if std::env::var_os("NANNY_UPDATE_VECTORS").is_some() {
         std::fs::write(FILE, &text).expect("vectors written");
+        std::fs::write(PROTOCOL, &with_vectors).expect("PROTOCOL.md written");
+        return;
     }
     let file = std::fs::read_to_string(FILE).unwrap_or_default();
+    let update = "NANNY_UPDATE_VECTORS=1 cargo test -p nanny-worker vectors";
+    assert!(file == text, "{FILE} is not what this encoder writes: {update}");
     assert!(
-        file == text,
-        "{FILE} is not what this encoder writes: NANNY_UPDATE_VECTORS=1 cargo test -p nanny-worker vectors"
+        doc == with_vectors,
+        "PROTOCOL.md's Appendix B is not the vectors: {update}"
     );
 }

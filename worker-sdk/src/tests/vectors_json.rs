@@ -109,3 +109,47 @@ pub(super) fn render(vectors: &[Vector]) -> String {
     out.push_str("  ]\n}\n");
     out
 }
+
+/// The vectors as PROTOCOL.md's Appendix B: each frame's length and
+/// body in hex, 16 bytes a line, with its value.
+pub(super) fn render_markdown(vectors: &[Vector]) -> String {
+    let mut out = String::new();
+    for v in vectors {
+        let direction = if v.to_worker {
+            "to the worker"
+        } else {
+            "from the worker"
+        };
+        let what = match &v.kind {
+            Kind::Canonical(_) => String::new(),
+            Kind::SameAs(name) => format!("; decode-only, reads as \"{name}\""),
+            Kind::Invalid(why) => format!("; **invalid**: {why}"),
+        };
+        let (len, body) = v.frame.split_at(4);
+        let declared = u32::from_be_bytes(len.try_into().expect("4 bytes"));
+        let _ = write!(
+            out,
+            "\n**{}** ({direction}{what})\n\n```\nlength {}  ({declared})\n",
+            v.name,
+            spaced(len)
+        );
+        for (i, line) in body.chunks(16).enumerate() {
+            let _ = writeln!(
+                out,
+                "{} {}",
+                if i == 0 { "body  " } else { "      " },
+                spaced(line)
+            );
+        }
+        if let Some(value) = body_value(&v.frame) {
+            let _ = writeln!(out, "value  {value}");
+        }
+        out.push_str("```\n");
+    }
+    out
+}
+
+fn spaced(bytes: &[u8]) -> String {
+    let hexes: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    hexes.join(" ")
+}

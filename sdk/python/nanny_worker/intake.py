@@ -132,7 +132,9 @@ class _Intake:
             req.cancelled.set()
             task = self._tasks.get(key)
             if task is not None:
-                task.cancel()
+                # Soon, not now: a handler that has not started yet still
+                # runs up to its first await and sees `cancelled` set.
+                asyncio.get_running_loop().call_soon(task.cancel)
             return
         if self._waiting_frames.pop(key, None) is None:
             self._remember(self._forgotten, key, None)  # it may come later, inline

@@ -41,6 +41,7 @@ async def main() -> int:
             finally:
                 if req.cancelled.is_set():
                     worker.emit("cancelled", job.get("tag"))
+            return None  # cancelled: nothing is answered
         if op == "fail":
             raise nanny_worker.RemoteError(job["kind"], job["message"])
         if op == "busy_for":

@@ -2,7 +2,8 @@
 conformance worker and a pool of the example server behind a TCP listener.
 
 Needs the `nanny` binary (`cargo build -p nanny-cli`): `NANNY_BIN`, else
-`$CARGO_TARGET_DIR/debug/nanny`, else `target/debug/nanny`; skipped without it."""
+`$CARGO_TARGET_DIR/debug/nanny`, else `target/debug/nanny`; fails without it
+(scripts/test runs it after `cargo test`, which builds it)."""
 
 import json
 import os
@@ -61,7 +62,6 @@ pool = "web"
 """
 
 
-@unittest.skipIf(nanny_binary() is None, "no nanny binary: cargo build -p nanny-cli")
 class NannyRunTests(unittest.TestCase):
     def setUp(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="nanny-py-")
@@ -71,7 +71,9 @@ class NannyRunTests(unittest.TestCase):
             f.write(CONFIG.format(api=api, python=PYTHON, tests=support.TESTS, sdk=support.SDK,
                                   dir=self.dir, port=self.port))
         self.log = open(os.path.join(self.dir, "nanny.log"), "w+")
-        self.nanny = subprocess.Popen([str(nanny_binary()), "run", config], stdout=self.log,
+        binary = nanny_binary()
+        self.assertIsNotNone(binary, "no nanny binary: cargo build -p nanny-cli")
+        self.nanny = subprocess.Popen([str(binary), "run", config], stdout=self.log,
                                       stderr=subprocess.STDOUT, cwd=self.dir)
         self.addCleanup(self.stop)
 

@@ -106,5 +106,37 @@ class FeatureTests(unittest.TestCase):
             self.assertEqual(ok(self.peer.answer_to(asking)), expected)
 
 
+class ConnectionTests(unittest.TestCase):
+    def test_offers_taken_served_closed_bounced_then_drain(self) -> None:
+        peer = Peer(script="../examples/echo_server.py")
+        self.addCleanup(peer.close)
+        peer.start()
+        self.assertEqual(peer.expect("Listening").fields, {"on": True})
+        conn_id = request(None)["id"]
+        offer = {"id": conn_id, "attempt": 1}
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            client = socket.create_connection(server.getsockname())
+            accepted, _ = server.accept()
+            tag = fdchannel.encode_tag(conn_id, 1, fdchannel.KIND_CONNECTION)
+            socket.send_fds(peer.channel, [tag + protocol.pack({"listener": "web", "kind": "Tcp"})],
+                            [accepted.fileno()])
+            accepted.close()
+            self.assertEqual(peer.expect("ConnectionTaken").fields, offer)
+            client.sendall(b"hi\n")
+            self.assertEqual(client.makefile("rb").readline(), b"test:01 HI\n")
+            client.close()
+            self.assertEqual(peer.expect("ConnectionClosed").fields, {"id": conn_id})
+            read, write = socket.socketpair()
+            socket.send_fds(peer.channel, [tag + protocol.pack({"listener": "web", "kind": "Tcp"})],
+                            [read.fileno()])  # a Unix socket that says Tcp
+            read.close()
+            write.close()
+            self.assertEqual(peer.expect("ConnectionBounced").fields, offer)
+            self.assertEqual(peer.expect("Listening").fields, {"on": True})
+        peer.send("Drain")
+        peer.send("SoftKill")
+        self.assertEqual(peer.wait(), 0)
+
+
 if __name__ == "__main__":
     unittest.main()

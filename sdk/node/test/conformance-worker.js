@@ -8,6 +8,11 @@ const path = require('node:path');
 const nanny = require('..');
 
 const LANG = 'node';
+if (!nanny.isWorker()) {
+  // `node --test sdk/node/test/` runs every file here: outside nanny, nothing to do.
+  console.log('conformance-worker.js: not started by nanny (no NANNY_FD); exiting');
+  process.exit(0);
+}
 const worker = nanny.connect();
 const dir = process.env.CONFORMANCE_DIR;
 const mark = (suffix, text) => dir && fs.writeFileSync(path.join(dir, `${process.env.NANNY_WORKER_ID}.${suffix}`), text);

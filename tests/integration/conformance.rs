@@ -41,9 +41,7 @@ impl Lang {
             Lang::Python => WorkerSpec::new(python())
                 .arg(repo().join("sdk/python/tests/conformance_worker.py"))
                 .env("PYTHONPATH", repo().join("sdk/python")),
-            Lang::Node => {
-                WorkerSpec::new(node()).arg(repo().join("sdk/node/test/conformance-worker.js"))
-            }
+            Lang::Node => WorkerSpec::new(node()).arg(repo().join("sdk/node/test/conformance-worker.js")),
         }
     }
 

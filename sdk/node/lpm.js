@@ -19,9 +19,13 @@ function registration(register) {
 
 /** LPM's worker object, on one nanny Worker. */
 class LpmWorker {
-  constructor(worker) {
-    this.nanny = worker;
+  constructor() {
     this.softKillListeners = [];
+  }
+
+  /** The nanny Worker, connected on first use (requiring this module connects nothing). */
+  get nanny() {
+    return connect();
   }
 
   /**
@@ -120,9 +124,9 @@ function lpmRequest(req) {
 let lpmWorker = null;
 
 module.exports = {
-  /** The worker (connects to nanny on first use). */
+  /** The worker; it connects to nanny when first used. */
   get worker() {
-    if (lpmWorker === null) lpmWorker = new LpmWorker(connect());
+    if (lpmWorker === null) lpmWorker = new LpmWorker();
     return lpmWorker;
   },
 };

@@ -16,8 +16,17 @@ use nix::unistd::Pid;
 use crate::support::runtimes::python;
 use crate::support::*;
 
+/// A file removed when dropped, passed or panicked.
+struct Script(PathBuf);
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Appendix A's code block, written to a file of its own.
-fn appendix_worker() -> PathBuf {
+fn appendix_worker() -> Script {
     let doc = include_str!("../../worker-sdk/PROTOCOL.md");
     let start = doc.find("## Appendix A").expect("Appendix A");
     let code = &doc[start..];
@@ -25,7 +34,7 @@ fn appendix_worker() -> PathBuf {
     let code = &code[..code.find("```").expect("the block's end")];
     let path = std::env::temp_dir().join(format!("nanny-appendix-{}.py", std::process::id()));
     std::fs::write(&path, code).expect("the worker is written");
-    path
+    Script(path)
 }
 
 #[tokio::test]
@@ -33,7 +42,7 @@ async fn the_minimal_worker_of_the_appendix_serves_and_stops_as_the_document_say
     guard(async {
         let script = appendix_worker();
         const FRAME: usize = 64 * 1024;
-        let sup = builder_with(WorkerSpec::new(python()).arg(&script), 2)
+        let sup = builder_with(WorkerSpec::new(python()).arg(&script.0), 2)
             .max_frame_len(FRAME)
             .start()
             .await
@@ -71,7 +80,6 @@ async fn the_minimal_worker_of_the_appendix_serves_and_stops_as_the_document_say
             matches!(e, Event::WorkerExited { status, forced: false, expected: true, .. } if status.code == Some(0))
         });
         assert_eq!(clean, 2, "both soft-killed workers exit 0 by themselves");
-        let _ = std::fs::remove_file(script);
     })
     .await;
 }

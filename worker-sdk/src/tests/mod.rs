@@ -18,6 +18,7 @@ mod messaging;
 mod serve;
 mod stream;
 mod vectors;
+mod vectors_cases;
 mod vectors_json;
 mod wire;
 

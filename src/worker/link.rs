@@ -7,7 +7,6 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 
-use nanny_worker::fdpass::FdChannel;
 use nanny_worker::protocol::{FdTag, FromWorker, RequestFrame, ToWorker};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -16,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::channel::Channel;
 use super::mailbox::Mailbox;
 use super::outbox;
 use super::reader::spawn_reader;
@@ -231,10 +231,14 @@ fn protocol_tasks(
     events: &mpsc::Sender<LinkEvent>,
     gone: &CancellationToken,
 ) -> (outbox::Sender<Outgoing>, JoinHandle<()>, bool) {
-    let ProtocolIo { stream, fd_channel } = io;
+    let ProtocolIo {
+        stream,
+        fd_channel,
+        flavor,
+    } = io;
     let (read, write) = stream.into_split();
     let (frames_tx, frames_rx) = outbox::outbox(frame_capacity);
-    let channel = match FdChannel::new(fd_channel) {
+    let channel = match Channel::new(flavor, fd_channel, id) {
         Ok(c) => Some(Arc::new(c)),
         Err(error) => {
             tracing::warn!(worker = %id, %error, "fd channel unusable: no attachments for this worker");

@@ -89,7 +89,8 @@ pub use nanny_worker::protocol::{
 pub use nix::sys::signal::Signal;
 pub use output::OutputLine;
 pub use pool::{
-    Backoff, FdChannelFlavor, NameOrId, Pool, RestartPolicy, Rlimit, WorkerSpec, DEFAULT_POOL, RLIMIT_UNLIMITED,
+    Backoff, FdChannelFlavor, NameOrId, Pool, RestartPolicy, Rlimit, WorkerSpec, DEFAULT_POOL,
+    RLIMIT_UNLIMITED,
 };
 pub use readiness::Readiness;
 pub use retries::Retries;

@@ -109,12 +109,7 @@ fn batch<R: tokio::io::AsyncRead + Unpin>(
 /// a `recvmsg` whatever the runtime has seen). `Some(true)` while the
 /// channel is open, `Some(false)` once it has ended or broken, `None` if
 /// the supervisor task has gone.
-async fn take_fds(
-    id: WorkerId,
-    channel: &Channel,
-    tx: &mpsc::Sender<LinkEvent>,
-    now: bool,
-) -> Option<bool> {
+async fn take_fds(id: WorkerId, channel: &Channel, tx: &mpsc::Sender<LinkEvent>, now: bool) -> Option<bool> {
     loop {
         let item = if now {
             channel.recv_now()

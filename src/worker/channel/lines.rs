@@ -132,8 +132,8 @@ impl Inbox {
 
     /// One line: a message for a `NODE_HANDLE`, `None` for anything else.
     fn take(&mut self, line: &[u8]) -> io::Result<Option<FdMessage>> {
-        let value: serde_json::Value = serde_json::from_slice(line)
-            .map_err(|e| invalid(format!("a line that is not JSON ({e})")))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(line).map_err(|e| invalid(format!("a line that is not JSON ({e})")))?;
         match value.get("cmd").and_then(|c| c.as_str()) {
             Some("NODE_HANDLE") => {}
             Some("NODE_HANDLE_ACK") => {

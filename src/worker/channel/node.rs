@@ -89,7 +89,10 @@ impl NodeChannel {
             ));
         }
         check_passable(fd).map_err(|found| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("{found}: not for a Node.js worker"))
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{found}: not for a Node.js worker"),
+            )
         })?;
         let line = handle_line(tag, data);
         let _turn = self.writing.lock().await;
@@ -113,7 +116,10 @@ impl NodeChannel {
     /// As [`FdChannel::try_recv`](nanny_worker::fdpass::FdChannel::try_recv):
     /// reads only once the runtime has seen the socket readable.
     pub(crate) fn try_recv(&self) -> io::Result<Option<FdMessage>> {
-        self.recv(|buf| self.io.try_io(Interest::READABLE, |s| recv_with_fds(s.as_fd(), buf)))
+        self.recv(|buf| {
+            self.io
+                .try_io(Interest::READABLE, |s| recv_with_fds(s.as_fd(), buf))
+        })
     }
 
     /// As [`FdChannel::recv_now`](nanny_worker::fdpass::FdChannel::recv_now).

@@ -41,7 +41,9 @@ fn a_handle_line_split_over_reads_gets_the_descriptor_it_came_with() {
     let mut inbox = Inbox::default();
     let line = from_node(&tag().to_bytes());
     let (head, tail) = line.split_at(10);
-    inbox.push(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n", Vec::new()).unwrap();
+    inbox
+        .push(b"{\"cmd\":\"NODE_HANDLE_ACK\"}\n", Vec::new())
+        .unwrap();
     inbox.push(head, vec![fd()]).unwrap();
     assert!(inbox.next_message().unwrap().is_none(), "not whole yet");
     inbox.push(tail, Vec::new()).unwrap();

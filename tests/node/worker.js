@@ -146,10 +146,13 @@ function onRequest(req, handle) {
 }
 
 // A connected pair of Unix stream sockets, made through a listener (plain
-// Node has no socketpair).
+// Node has no socketpair). The accepted end must never have been read
+// from (`pauseOnConnect`): bytes libuv read before the handle left would
+// be lost to the supervisor.
+let streams = 0;
 function respondStream(id, attempt) {
-  const where = path.join(os.tmpdir(), `nanny-node-${process.pid}-${attempt}-${Date.now()}.sock`);
-  const server = net.createServer((theirs) => {
+  const where = path.join(os.tmpdir(), `nanny-node-${process.pid}-${++streams}.sock`);
+  const server = net.createServer({ pauseOnConnect: true }, (theirs) => {
     server.close();
     fs.rmSync(where, { force: true });
     ch.sendStream({ id, attempt }, theirs).then(() => ok(id, attempt, 'streamed', true));

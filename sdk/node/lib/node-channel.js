@@ -107,7 +107,10 @@ class NodeChannel extends EventEmitter {
 
   /**
    * Sends `socket` (a net.Socket; its handle leaves this process) as the
-   * response stream of attempt `{ id, attempt }` (kind 2). Resolves once
+   * response stream of attempt `{ id, attempt }` (kind 2). The socket must
+   * never have been read from: bytes libuv read before the handle left are
+   * lost to the supervisor (accept it from a `net.createServer({
+   * pauseOnConnect: true })`). Resolves once
    * Node has written it (Node sends a handle only after the supervisor
    * acknowledged the one before, so the one before was ACKed by then).
    */

@@ -32,7 +32,7 @@ if (process.argv[1] === 'serve') {
     sock.end(\`\${Buffer.from(id).toString('hex')} \${attempt} \${kind} \${Buffer.from(data)}\\n\`);
     if (Buffer.from(data).toString() !== 'stream') return;
     const where = path.join(process.argv[2], 'stream.sock');
-    const server = net.createServer((theirs) => {
+    const server = net.createServer({ pauseOnConnect: true }, (theirs) => {
       ch.sendStream({ id, attempt }, theirs).then(() => server.close());
     });
     server.listen(where, () => {

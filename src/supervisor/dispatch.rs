@@ -175,7 +175,7 @@ impl Task {
             self.resolve(id, Err(err));
             return;
         }
-        let flavor = self.pools[self.workers[&worker].pool].cfg.spec.fd_channel;
+        let flavor = self.workers[&worker].link.flavor;
         let descriptor = match e.attachment.as_mut().map(|a| a.descriptor_for_attempt()) {
             None => None,
             Some(Ok(fd)) => match passable(flavor, &fd) {

@@ -25,6 +25,7 @@ use crate::attach::Descriptor;
 use crate::events::ExitInfo;
 use crate::health::WorkerId;
 use crate::output::OutputStream;
+use crate::FdChannelFlavor;
 
 /// What the link tasks tell the supervisor task.
 #[derive(Debug)]
@@ -92,6 +93,9 @@ pub(crate) struct Link {
     kill: CancellationToken,
     /// Whether it has a usable fd channel (attachments, connections).
     pub(crate) fd_channel: bool,
+    /// What its fd channel is (a pool's workers may differ while an
+    /// updated pool rolls).
+    pub(crate) flavor: FdChannelFlavor,
     /// Messages from other workers, for the writer (bounded, drop-oldest:
     /// see [`Mailbox`]). Never read for a plain program, which is sent none.
     pub(crate) mailbox: Arc<Mailbox>,
@@ -149,6 +153,7 @@ pub(crate) fn start(
         super::output::capture(tracker, err, OutputStream::Stderr, capture, gone.clone());
     }
     let mailbox = Arc::new(Mailbox::default());
+    let flavor = io.as_ref().map_or(FdChannelFlavor::SeqPacket, |io| io.flavor);
     let (frames_tx, reader, fd_channel) = match io {
         Some(io) => {
             let queues = (frame_capacity, Arc::clone(&mailbox));
@@ -215,6 +220,7 @@ pub(crate) fn start(
         signals: signals_tx,
         kill,
         fd_channel,
+        flavor,
         mailbox,
     }
 }

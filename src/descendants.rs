@@ -8,11 +8,11 @@
 //! never even sees the stop signal. Such orphans hold ports and files that
 //! the worker's replacement then cannot take.
 //!
-//! With [`Containment::Namespace`] each worker's descendants live in a PID
-//! namespace of their own, whose pid 1 is the small `nanny-init` program
-//! (see `src/bin/nanny_init.rs`): the worker stays in the host's namespace
-//! (its pid, signals, `LISTEN_PID` and health are as before), and everything
-//! it starts enters the namespace. Then:
+//! With [`Containment::Namespace`] each worker runs as pid 2 of a PID
+//! namespace of its own, whose pid 1 is the small `nanny-init` program
+//! (see `src/bin/nanny_init.rs`), and everything it starts is in that
+//! namespace too. nanny knows, signals and samples the worker by its host
+//! pid; `LISTEN_PID` is 2, as the worker sees itself. Then:
 //!
 //! | what happens | what becomes of the worker's descendants |
 //! |---|---|
@@ -26,8 +26,9 @@
 //! tries both once at start, and without them falls back to
 //! [`Containment::ProcessGroup`], saying why in a warning and in
 //! [`Inspect::containment`](crate::Inspect::containment): the worker's
-//! process group is still signalled, but a descendant that left it, or
-//! any descendant once the supervisor is SIGKILLed, can live on.
+//! process group is still signalled (SIGTERM once the worker has exited,
+//! SIGKILL with a hard kill), but a descendant that left it, or any
+//! descendant once the supervisor is SIGKILLed, can live on.
 //!
 //! Inside the namespace, processes see namespace pids (the worker's
 //! children get pid 2, 3, …, and `getppid()` is 0 for a direct child of

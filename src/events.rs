@@ -265,6 +265,19 @@ pub enum Event {
         /// What was wrong.
         reason: String,
     },
+    /// A worker's hello named another process than the one nanny started
+    /// (a wrapper that forks the real worker instead of `exec`ing it, or a
+    /// worker that sent the pid it sees in its own PID namespace). Signals,
+    /// health and reaping all aim at `started`: the worker keeps serving,
+    /// but start it with `exec` (PROTOCOL.md, section 1).
+    PidMismatch {
+        /// The worker.
+        worker: WorkerId,
+        /// The host pid of the process nanny started.
+        started: u32,
+        /// The pid its hello names.
+        hello: u32,
+    },
     /// A worker emitted a custom event.
     Custom(CustomEvent),
     /// This subscriber fell behind and missed this many events.

@@ -114,6 +114,17 @@ pub struct WorkerHealth {
     pub counters: WorkerCounters,
 }
 
+impl WorkerHealth {
+    /// The worker runtime's own memory figures from its last heartbeat, by
+    /// name (a Node worker's `heap_total`, `heap_used`, …; a Python
+    /// worker's allocator counts); empty for a runtime that reports none
+    /// (the Rust SDK) or before the first heartbeat.
+    pub fn runtime_memory(&self) -> &std::collections::BTreeMap<String, u64> {
+        static NONE: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        self.heartbeat.as_ref().map_or(&NONE, |h| &h.runtime_memory)
+    }
+}
+
 /// One worker's balanced connections, in [`WorkerHealth::connections`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

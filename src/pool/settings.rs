@@ -52,6 +52,11 @@ pub(crate) struct Overrides {
 pub(crate) const MAX_RELOAD_DELAY: Duration = Duration::from_secs(3600);
 
 impl Settings {
+    /// The stall limit as a worker is told it (hello and environment).
+    pub(crate) fn unhealthy_timeout_ms(&self) -> Option<u64> {
+        (self.unhealthy_timeout).map(|t| t.as_millis().try_into().unwrap_or(u64::MAX))
+    }
+
     /// `self` (the builder's) with the pool's `overrides` laid over it.
     pub(crate) fn with(&self, o: &Overrides) -> Settings {
         Settings {

@@ -11,7 +11,7 @@
 //!     │                   │               Draining ── nothing in flight ──┐
 //!     ▼                   ▼                                               ▼
 //!  Stopping ◄──────────────────────────── (stalled, hung up, hard kill) Stopping
-//!     │  SoftKill frame + SIGTERM; SIGKILL after force_stop_delay
+//!     │  SoftKill frame (SIGTERM to a plain one); SIGKILL after force_stop_delay
 //!     ▼
 //!  exited: reaped, removed; in-flight attempts retried or failed;
 //!  an unplanned exit refills the slot per the pool's restart policy,
@@ -84,6 +84,7 @@ impl Task {
             cpus: cpus.as_deref(),
             logical_id,
             pulse_ms: self.cfg.pulse.as_millis() as u64,
+            unhealthy_timeout_ms: p.settings.unhealthy_timeout_ms(),
             max_frame_len: self.cfg.max_frame_len,
             args: &s.args,
         };
@@ -198,6 +199,7 @@ impl Task {
                 worker_id: id.get(),
                 pulse_ms: self.cfg.pulse.as_millis() as u64,
                 max_frame_len: self.cfg.max_frame_len as u32,
+                unhealthy_timeout_ms: self.pools[pool].settings.unhealthy_timeout_ms(),
             }),
         );
         tracing::debug!(worker = %id, pid, pool = %self.pools[pool].cfg.name, logical_id, "worker spawned");
@@ -262,7 +264,17 @@ impl Task {
                     w.greeted = true;
                     w.caps = Capabilities::from_names(&h.capabilities);
                     w.last_heartbeat = Instant::now();
+                    let started = w.pid;
                     self.set_state(id, Input::Hello);
+                    if h.pid != started {
+                        tracing::warn!(worker = %id, started, hello = h.pid,
+                            "the worker's hello names another process than the one started: start it with exec");
+                        self.emit(Event::PidMismatch {
+                            worker: id,
+                            started,
+                            hello: h.pid,
+                        });
+                    }
                 }
                 FromWorker::Hello(h) => self.protocol_error(
                     id,
@@ -343,6 +355,8 @@ impl Task {
     pub(super) fn on_online(&mut self, id: WorkerId) {
         let w = self.workers.get_mut(&id).expect("caller checked");
         w.online = true;
+        // The stall clock starts now: before, the start timeout bounds it.
+        w.last_heartbeat = Instant::now();
         // The sample taken at spawn saw a process still loading.
         if let Some(rss) = w.statm.as_ref().and_then(|f| spawn::read_rss(f, self.page_size)) {
             w.rss = rss;

@@ -68,8 +68,12 @@ impl Task {
         self.drain_progress(id);
     }
 
-    /// Asks `id` to exit: gracefully (a `SoftKill` frame and SIGTERM, then
-    /// SIGKILL after `force_stop_delay`) or at once (SIGKILL).
+    /// Asks `id` to exit: gracefully (a `SoftKill` frame, then SIGKILL
+    /// after `force_stop_delay`) or at once (SIGKILL). SIGTERM goes only
+    /// where a frame cannot be read: to a plain program, and to a worker
+    /// that stalled or hung up. A protocol worker gets the frame alone, so
+    /// that one following PROTOCOL.md without a signal handler runs its
+    /// shutdown code instead of dying by signal 15.
     pub(super) fn stop_worker(&mut self, id: WorkerId, reason: StopReason, graceful: bool) {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
@@ -91,7 +95,9 @@ impl Task {
             .filter(|_| !w.debugging);
         if graceful && first {
             let timer = w.timer.take();
-            w.link.signal(Signal::SIGTERM);
+            if unresponsive || self.pools[w.pool].cfg.spec.plain {
+                w.link.signal(Signal::SIGTERM);
+            }
             self.cancel_timer(timer);
             self.send_frame(id, ToWorker::SoftKill);
             if let Some(delay) = force_after {

@@ -5,8 +5,9 @@
 //! Every pulse the supervisor task:
 //! * reads each worker's RSS from its kept-open `/proc/PID/statm` (two
 //!   syscalls a worker; no `sysinfo` on this path);
-//! * stops (and so replaces) a worker with no heartbeat for
-//!   `unhealthy_timeout`: its runtime is stalled;
+//! * stops (and so replaces) a worker that said `Ready` and then sent no
+//!   heartbeat for `unhealthy_timeout` (its hello tells it the limit): its
+//!   runtime is stalled;
 //! * retires a worker whose oldest request has run past
 //!   `max_request_duration`.
 //!
@@ -59,7 +60,7 @@ impl Task {
                 continue;
             }
             let unhealthy_timeout = self.pools[w.pool].settings.unhealthy_timeout;
-            if let Some(limit) = unhealthy_timeout.filter(|_| !w.debugging) {
+            if let Some(limit) = unhealthy_timeout.filter(|_| w.online && !w.debugging) {
                 let silent_for = now.duration_since(w.last_heartbeat);
                 if silent_for > limit {
                     tracing::warn!(worker = %id, ?silent_for, "no heartbeat: runtime stalled");

@@ -199,8 +199,15 @@ pub(crate) fn start(
         }
         // Its descendants go before its exit is told: a replacement never
         // meets what the old worker started (a port, a lock).
-        if let Some(keeper) = keeper {
-            keeper.end().await;
+        // Without a namespace, its group gets the SIGTERM the namespace's
+        // init would send. The group outlives its leader only while it has
+        // members, and a pid is not handed out again while its group is in
+        // use, so this reaches the worker's own group or nobody.
+        match keeper {
+            Some(keeper) => keeper.end().await,
+            None => {
+                let _ = killpg(pgid, Signal::SIGTERM);
+            }
         }
         let info = match status {
             Ok(s) => ExitInfo {

@@ -76,6 +76,8 @@ pub(crate) struct Identity<'a> {
     pub(crate) cpus: Option<&'a [usize]>,
     pub(crate) logical_id: u64,
     pub(crate) pulse_ms: u64,
+    /// The stall limit it is told (`None`: it has none).
+    pub(crate) unhealthy_timeout_ms: Option<u64>,
     pub(crate) max_frame_len: usize,
     /// Its slot's own arguments, after the pool's.
     pub(crate) args: &'a [std::ffi::OsString],
@@ -175,6 +177,9 @@ pub(crate) fn spawn(
         cmd.env(p::ENV_FD, fd.to_string())
             .env(p::ENV_PULSE_MS, id.pulse_ms.to_string())
             .env(p::ENV_MAX_FRAME_LEN, id.max_frame_len.to_string());
+        if let Some(ms) = id.unhealthy_timeout_ms {
+            cmd.env(p::ENV_UNHEALTHY_TIMEOUT_MS, ms.to_string());
+        }
     }
     if !activated.is_empty() {
         let names: Vec<&str> = activated.iter().map(|a| a.name).collect();

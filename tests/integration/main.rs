@@ -9,12 +9,14 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod appendix;
 mod asks;
 mod asks_members;
 mod asks_spawn_cpus;
 mod attach_retries;
 mod attach_sockets;
 mod attach_streams;
+mod conformance;
 mod conn_apps;
 mod connections;
 mod degraded;
@@ -51,5 +53,6 @@ mod signals;
 mod stalls;
 mod start_failures;
 mod sticky;
+mod strangers;
 mod update_config;
 mod validation;

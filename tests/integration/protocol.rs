@@ -103,19 +103,22 @@ async fn a_worker_that_hangs_up_without_exiting_is_stopped_and_replaced() {
 
 /// A worker whose hello declares no `fd-channel` capability is never sent
 /// a request with an attachment: such a request fails with a typed error,
-/// and the worker keeps serving plain requests.
+/// and the worker keeps serving plain requests. It may close the channel
+/// (PROTOCOL.md, section 11.1): a broadcast carrying a descriptor skips it.
 #[tokio::test]
 async fn a_worker_without_the_fd_channel_capability_gets_no_attachment() {
     guard(async {
-        let sup = builder_with(worker_spec("raw-no-caps"), 1)
-            .start()
-            .await
-            .expect("supervisor starts");
+        let spec = worker_spec("raw-no-caps").env("TEST_CLOSE_FD_CHANNEL", "1");
+        let sup = builder_with(spec, 1).start().await.expect("supervisor starts");
         let (_ours, attachment) = unix_attachment();
         match sup.enqueue_with(&Cmd::EchoSocket, attach(attachment)).await {
             Err(nanny::Error::AttachmentNotSupported { .. }) => {}
             other => panic!("expected AttachmentNotSupported, got {other:?}"),
         }
+        let (_ours, shared) = std::os::unix::net::UnixStream::pair().expect("a socketpair");
+        sup.broadcast_socket("shared", &(), &shared)
+            .await
+            .expect("a broadcast with a descriptor");
         let echoed: String = sup
             .enqueue(&Cmd::Echo("still serving".into()))
             .await

@@ -355,6 +355,9 @@ pub(crate) struct Whoami {
     pub(crate) pool: String,
     /// The attempt being answered.
     pub(crate) attempt: u32,
+    /// The stall limit its hello gave (`Worker::unhealthy_timeout`), and
+    /// the one in its environment, in milliseconds.
+    pub(crate) unhealthy_timeout_ms: (Option<u64>, Option<u64>),
 }
 
 /// The broadcast that opens gates; its payload is the key (a `String`).

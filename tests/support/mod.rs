@@ -10,6 +10,7 @@ pub(crate) mod load;
 pub(crate) mod mail;
 pub(crate) mod plain;
 pub(crate) mod procfs;
+pub(crate) mod runtimes;
 pub(crate) mod setups;
 pub(crate) mod supervise;
 

@@ -32,6 +32,8 @@ pub(crate) struct Settings {
     /// The newest protocol version the supervisor speaks (its hello's;
     /// 0 until the hello came).
     pub(crate) supervisor_version: u32,
+    /// The stall limit the hello gave (`None`: none, or no hello yet).
+    pub(crate) unhealthy_timeout: Option<Duration>,
 }
 
 impl Settings {
@@ -63,6 +65,7 @@ impl Settings {
             pulse: Duration::from_millis(pulse_ms),
             max_frame_len: vars.optional(ENV_MAX_FRAME_LEN)?.unwrap_or(DEFAULT_MAX_FRAME_LEN),
             supervisor_version: 0,
+            unhealthy_timeout: None,
         };
         Ok((fd, settings))
     }

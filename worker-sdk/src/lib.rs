@@ -328,8 +328,9 @@ pub fn pid() -> u32 {
 /// response streams. Call it from within a tokio runtime.
 ///
 /// From then on, SIGTERM is taken as a soft kill (as if the supervisor had
-/// sent one: [`Worker::serve`] finishes in-flight work and returns `Ok`),
-/// since it is the second step of the supervisor's stop sequence.
+/// sent one: [`Worker::serve`] finishes in-flight work and returns `Ok`):
+/// the supervisor stops a worker with the `SoftKill` frame alone, but a
+/// SIGTERM from anyone else (a shell, an orchestrator) means the same.
 ///
 /// # Errors
 ///

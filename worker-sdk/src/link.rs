@@ -92,6 +92,7 @@ pub(crate) async fn connect_stream(
     settings.pulse = Duration::from_millis(theirs.pulse_ms);
     settings.max_frame_len = max;
     settings.supervisor_version = theirs.version;
+    settings.unhealthy_timeout = theirs.unhealthy_timeout_ms.map(Duration::from_millis);
     reader.get_mut().decoder_mut().set_max_frame_length(max);
     writer.get_mut().encoder_mut().set_max_frame_length(max);
     let term = if stop_on_sigterm {

@@ -391,6 +391,7 @@ impl Session {
             lag_us: micros(lag),
             uptime_ms: self.started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
             served: self.inflight.served(),
+            runtime_memory: Default::default(),
         };
         if self
             .worker

@@ -187,6 +187,15 @@ impl Worker {
         self.inner.settings.supervisor_pid
     }
 
+    /// How long the supervisor waits for a heartbeat before it stops this
+    /// worker as stalled (`None`: it never does). The SDK sends them every
+    /// pulse from the runtime that serves requests, so a handler that
+    /// blocks that runtime for longer gets the worker replaced: block in
+    /// `tokio::task::spawn_blocking`, not in the handler.
+    pub fn unhealthy_timeout(&self) -> Option<std::time::Duration> {
+        self.inner.settings.unhealthy_timeout
+    }
+
     /// Tells the supervisor this worker accepts requests.
     ///
     /// This is mandatory: no request arrives before the first `ready()`.

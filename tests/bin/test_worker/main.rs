@@ -65,6 +65,7 @@
 mod asks;
 #[path = "../../support/cmd.rs"]
 mod cmd;
+mod conformance;
 mod conn;
 mod handle;
 mod hostile;
@@ -146,6 +147,7 @@ async fn worker_main() -> ExitCode {
         "mute" => raw(RawMode::Mute).await,
         "conn-bounce" => raw(RawMode::ConnBounce).await,
         "descendants" => tree::descendants().await,
+        "conformance" => conformance::conformance().await,
         other => match hostile::hostile(other).await {
             Some(code) => code,
             None => {

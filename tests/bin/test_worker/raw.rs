@@ -50,6 +50,11 @@ pub(crate) enum RawMode {
 /// Speaks the protocol by hand, to break it on purpose.
 pub(crate) async fn raw(mode: RawMode) -> ExitCode {
     let fd: RawFd = env_u64(p::ENV_FD).expect("NANNY_FD is set") as RawFd;
+    if std::env::var_os("TEST_CLOSE_FD_CHANNEL").is_some() {
+        // A worker that does not declare `fd-channel` may close it.
+        let channel = env_u64(p::ENV_FD_CHANNEL).expect("NANNY_FD_CHANNEL is set") as RawFd;
+        nix::unistd::close(channel).expect("the fd channel closes");
+    }
     let max = env_u64(p::ENV_MAX_FRAME_LEN).unwrap_or(p::DEFAULT_MAX_FRAME_LEN as u64) as usize;
     #[allow(unsafe_code)]
     // SAFETY: the supervisor hands this process the fd in NANNY_FD, and
@@ -110,6 +115,9 @@ pub(crate) async fn raw(mode: RawMode) -> ExitCode {
             Some(Ok(ToWorker::Hello(h))) => Duration::from_millis(h.pulse_ms.max(1)),
             _ => Duration::from_secs(1),
         };
+        if let Some(ms) = env_u64("TEST_READY_DELAY_MS") {
+            tokio::time::sleep(Duration::from_millis(ms)).await; // silent: no heartbeat
+        }
         if writer.send(FromWorker::Ready).await.is_err() {
             return ExitCode::from(1);
         }

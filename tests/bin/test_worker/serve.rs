@@ -60,6 +60,10 @@ impl State {
             logical_id: self.worker.logical_id(),
             pool: self.worker.pool().to_owned(),
             attempt: req.attempt(),
+            unhealthy_timeout_ms: (
+                self.worker.unhealthy_timeout().map(|t| t.as_millis() as u64),
+                crate::env_u64(nanny_worker::protocol::ENV_UNHEALTHY_TIMEOUT_MS),
+            ),
         }
     }
 

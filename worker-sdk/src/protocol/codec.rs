@@ -298,6 +298,7 @@ mod tests {
                 worker_id: 7,
                 pulse_ms: 1000,
                 max_frame_len: 1024,
+                unhealthy_timeout_ms: None,
             }),
             ToWorker::Request(RequestFrame {
                 id: Uuid::new_v4(),

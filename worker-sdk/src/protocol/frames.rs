@@ -1,6 +1,7 @@
 //! The messages: [`ToWorker`] and [`FromWorker`], what they carry, and
 //! [`AttemptKey`], the name of one attempt that most of them are about.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -132,6 +133,11 @@ pub struct Heartbeat {
     pub uptime_ms: u64,
     /// Requests answered since start.
     pub served: u64,
+    /// The worker runtime's own memory figures, by name, in bytes or
+    /// counts (a Node worker: `heap_total`, `heap_used`, `external`,
+    /// `array_buffers`); empty (absent on the wire) when it has none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub runtime_memory: BTreeMap<String, u64>,
 }
 
 /// Frames from the supervisor to a worker.

@@ -110,6 +110,9 @@ pub const ENV_PROCESS_TITLE: &str = "NANNY_PROCESS_TITLE";
 pub const ENV_LOGICAL_ID: &str = "PROCESS_LOGICAL_ID";
 /// Environment variable: the heartbeat interval in milliseconds.
 pub const ENV_PULSE_MS: &str = "NANNY_PULSE_MS";
+/// Environment variable: [`SupervisorHello::unhealthy_timeout_ms`], set
+/// only when the pool has one.
+pub const ENV_UNHEALTHY_TIMEOUT_MS: &str = "NANNY_UNHEALTHY_TIMEOUT_MS";
 /// Environment variable: the maximum frame body length in bytes.
 pub const ENV_MAX_FRAME_LEN: &str = "NANNY_MAX_FRAME_LEN";
 /// Environment variable: the fd channel's file descriptor number (a
@@ -132,6 +135,11 @@ pub struct SupervisorHello {
     pub pulse_ms: u64,
     /// Largest frame body either side may send.
     pub max_frame_len: u32,
+    /// How long the supervisor waits for a heartbeat, once the worker said
+    /// `Ready`, before it stops the worker as stalled; absent: it never
+    /// does. Heartbeats are mandatory when it is present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_timeout_ms: Option<u64>,
 }
 
 /// The worker's hello, the first frame it sends.
@@ -139,7 +147,10 @@ pub struct SupervisorHello {
 pub struct WorkerHello {
     /// [`PROTOCOL_VERSION`] of the worker.
     pub version: u32,
-    /// The worker's own process id.
+    /// The worker's process id as the host sees it (the name of
+    /// `/proc/self`: inside its own PID namespace `getpid()` is 2). The
+    /// supervisor warns when it is not the process it started (a wrapper
+    /// that forks the real worker instead of `exec`ing it).
     pub pid: u32,
     /// Free-form name and version of the worker library, for diagnostics.
     pub agent: String,

@@ -309,6 +309,7 @@ fn hello_bytes(version: u32, min_version: Option<u32>, worker_id: u64, pulse_ms:
         worker_id,
         pulse_ms,
         max_frame_len: max,
+        unhealthy_timeout_ms: None,
     });
     framed(&rmp_serde::to_vec_named(&hello).unwrap())
 }

@@ -17,6 +17,8 @@ mod link;
 mod messaging;
 mod serve;
 mod stream;
+mod vectors;
+mod vectors_json;
 mod wire;
 
 use std::time::Duration;
@@ -72,6 +74,7 @@ fn settings() -> Settings {
         pulse: Duration::from_secs(1),
         max_frame_len: DEFAULT_MAX_FRAME_LEN,
         supervisor_version: 0,
+        unhealthy_timeout: None,
     }
 }
 
@@ -106,6 +109,7 @@ async fn try_start(opts: Opts) -> (Result<Worker, Error>, Fake) {
             worker_id: WORKER_ID,
             pulse_ms: opts.pulse_ms,
             max_frame_len: opts.max_frame_len,
+            unhealthy_timeout_ms: None,
         };
         fake.send(ToWorker::Hello(hello)).await;
         match fake.next_any().await {

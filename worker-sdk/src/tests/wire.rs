@@ -65,6 +65,7 @@ fn decoders_are_lenient_where_protocol_md_says() {
         worker_id: 7,
         pulse_ms: 10,
         max_frame_len: 4096,
+        unhealthy_timeout_ms: None,
     };
     assert_eq!(got, ToWorker::Hello(want));
     // A missing field is an error; a uuid as a string is an error.

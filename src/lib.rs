@@ -88,7 +88,10 @@ pub use nanny_worker::protocol::{
 };
 pub use nix::sys::signal::Signal;
 pub use output::OutputLine;
-pub use pool::{Backoff, NameOrId, Pool, RestartPolicy, Rlimit, WorkerSpec, DEFAULT_POOL, RLIMIT_UNLIMITED};
+pub use pool::{
+    Backoff, FdChannelFlavor, NameOrId, Pool, RestartPolicy, Rlimit, WorkerSpec, DEFAULT_POOL,
+    RLIMIT_UNLIMITED,
+};
 pub use readiness::Readiness;
 pub use retries::Retries;
 pub use supervisor::{EnqueueOptions, Response, Supervisor};

@@ -31,6 +31,9 @@ impl Config {
             }
         }
         for p in &self.pools {
+            if p.spec.plain && p.spec.fd_channel != crate::FdChannelFlavor::SeqPacket {
+                return Err(E::PlainFdChannel { pool: p.name.clone() });
+            }
             let Some(probe) = &p.readiness else { continue };
             if let Err(path) = probe.valid_path() {
                 return Err(E::ReadinessPath {
@@ -57,7 +60,7 @@ impl Config {
 mod tests {
     use std::time::Duration;
 
-    use crate::{ConfigError as E, Listener, Pool, Readiness, Supervisor, WorkerSpec};
+    use crate::{ConfigError as E, FdChannelFlavor, Listener, Pool, Readiness, Supervisor, WorkerSpec};
 
     fn plain_pool() -> Pool {
         Pool::new("p", WorkerSpec::new("/bin/sh").plain()).workers(1)
@@ -76,6 +79,18 @@ mod tests {
             Err(E::PlainRoundRobin { pool, .. }) if pool == "p"
         ));
         assert!(check(b.listen(l.socket_activation())).is_ok());
+    }
+
+    #[test]
+    fn plain_pools_have_no_node_channel() {
+        let node = |p: Pool| Supervisor::builder().pool(p.fd_channel(FdChannelFlavor::Node));
+        assert!(matches!(
+            check(node(plain_pool())),
+            Err(E::PlainFdChannel { pool }) if pool == "p"
+        ));
+        assert_eq!(E::PlainFdChannel { pool: "p".into() }.pool(), Some("p"));
+        let protocol = Pool::new("n", WorkerSpec::new("/bin/sh")).workers(1);
+        assert!(check(node(protocol)).is_ok());
     }
 
     #[test]

@@ -59,6 +59,17 @@ pub enum Error {
         /// The worker that was picked.
         worker: WorkerId,
     },
+    /// The pool's workers take descriptors on Node.js's IPC channel
+    /// ([`FdChannelFlavor::Node`](crate::FdChannelFlavor::Node)), which
+    /// passes only stream sockets (TCP or Unix, connected or listening),
+    /// and the request's attachment is another kind of descriptor: it was
+    /// never sent. Not retried (every worker of the pool would refuse it).
+    #[error("attachment is {found}; a Node.js fd channel passes only TCP and Unix stream sockets")]
+    AttachmentNotPassable {
+        /// What the descriptor is, in words (`"a pipe"`, `"a regular file"`,
+        /// `"a datagram socket"`…).
+        found: String,
+    },
     /// The attachment could not be prepared or received (an OS error).
     #[error("attachment: {0}")]
     Attachment(String),

@@ -20,6 +20,7 @@
 //! | [`Pool::readiness`] | | Kubernetes `readinessProbe` |
 //! | [`Pool::cpu_affinity`], [`Pool::cpu_per_worker`] | clustr-node `cpu` | `taskset`, systemd `CPUAffinity=` |
 //! | [`Pool::user`], [`Pool::group`], [`Pool::rlimit`] | | pm2 `uid` / `gid`, systemd `User=`, `Group=`, `LimitNOFILE=` |
+//! | [`Pool::fd_channel`] ([`FdChannelFlavor::Node`]) | | Node.js `child_process.fork`'s IPC channel |
 //!
 //! A pool may also set its own timers, restart budget and health rules
 //! ([`Pool::start_timeout`], [`Pool::drain_timeout`],
@@ -384,6 +385,13 @@ impl Pool {
         self
     }
 
+    /// How its workers take descriptors ([`WorkerSpec::fd_channel`], on
+    /// the pool's spec): [`FdChannelFlavor::Node`] for `node` workers.
+    pub fn fd_channel(mut self, flavor: FdChannelFlavor) -> Self {
+        self.spec = self.spec.fd_channel(flavor);
+        self
+    }
+
     /// The probe a new worker runs: the configured one, or for a plain
     /// program, "ready once it runs".
     pub(crate) fn probe(&self) -> Option<crate::Readiness> {
@@ -399,6 +407,7 @@ fn default_workers() -> usize {
 
 mod affinity;
 mod credentials;
+mod fd_channel;
 mod settings;
 mod spec;
 #[cfg(test)]
@@ -406,5 +415,6 @@ mod tests;
 
 pub(crate) use affinity::Cpus;
 pub use credentials::{NameOrId, Rlimit, RLIMIT_UNLIMITED};
+pub use fd_channel::FdChannelFlavor;
 pub(crate) use settings::{Overrides, Settings};
 pub use spec::WorkerSpec;

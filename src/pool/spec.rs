@@ -6,10 +6,11 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use super::credentials::{NameOrId, Rlimit, RunAs};
+use super::FdChannelFlavor;
 
 /// How to start one worker process. Two specs are equal when they would
 /// start the same process (same program, arguments, environment, directory,
-/// user, group and limits).
+/// user, group, limits and fd channel flavour).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerSpec {
     pub(crate) program: PathBuf,
@@ -18,6 +19,7 @@ pub struct WorkerSpec {
     pub(crate) cwd: Option<PathBuf>,
     pub(crate) plain: bool,
     pub(crate) run_as: RunAs,
+    pub(crate) fd_channel: FdChannelFlavor,
 }
 
 impl WorkerSpec {
@@ -31,6 +33,7 @@ impl WorkerSpec {
             cwd: None,
             plain: false,
             run_as: RunAs::default(),
+            fd_channel: FdChannelFlavor::SeqPacket,
         }
     }
 
@@ -134,6 +137,17 @@ impl WorkerSpec {
     /// worker fails to start (systemd `LimitNOFILE=` and friends).
     pub fn rlimit(mut self, resource: Rlimit, soft: u64, hard: u64) -> Self {
         self.run_as.set_rlimit(resource, soft, hard);
+        self
+    }
+
+    /// How the worker takes descriptors (default
+    /// [`FdChannelFlavor::SeqPacket`]): [`FdChannelFlavor::Node`] for a
+    /// plain `node` worker, which reads them on Node.js's own IPC channel.
+    /// On the spec, like [`plain`](Self::plain), because it is a fact about
+    /// the program; a [plain](Self::plain) spec has no fd channel, and with
+    /// `Node` is [`ConfigError::PlainFdChannel`](crate::ConfigError::PlainFdChannel).
+    pub fn fd_channel(mut self, flavor: FdChannelFlavor) -> Self {
+        self.fd_channel = flavor;
         self
     }
 }

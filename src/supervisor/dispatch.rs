@@ -8,6 +8,7 @@
 //! worker than the one that failed it. [`Task::resolve`] is the only way a
 //! request ends here.
 
+use std::os::fd::AsFd;
 use std::time::{Instant, UNIX_EPOCH};
 
 use nanny_worker::protocol::{RequestFrame, ToWorker};
@@ -174,9 +175,16 @@ impl Task {
             self.resolve(id, Err(err));
             return;
         }
+        let flavor = self.workers[&worker].link.flavor;
         let descriptor = match e.attachment.as_mut().map(|a| a.descriptor_for_attempt()) {
             None => None,
-            Some(Ok(fd)) => Some(fd),
+            Some(Ok(fd)) => match passable(flavor, &fd) {
+                Ok(()) => Some(fd),
+                Err(err) => {
+                    self.resolve(id, Err(err));
+                    return;
+                }
+            },
             Some(Err(err)) => {
                 self.resolve(id, Err(Error::Attachment(err.to_string())));
                 return;
@@ -421,5 +429,19 @@ fn attempt_frame(id: RequestId, e: &mut ledger::Entry, descriptor: Option<Descri
     match descriptor {
         Some(fd) => Outgoing::Attached(frame, fd),
         None => Outgoing::Frame(ToWorker::Request(frame)),
+    }
+}
+
+/// Whether a worker whose fd channel is `flavor` can take `fd`: a Node.js
+/// channel passes only stream sockets (see
+/// [`FdChannelFlavor::Node`](crate::FdChannelFlavor::Node)); our own end of
+/// a stream attachment's socketpair always is one.
+fn passable(flavor: crate::FdChannelFlavor, fd: &Descriptor) -> Result<(), Error> {
+    match (flavor, fd) {
+        (crate::FdChannelFlavor::Node, Descriptor::Shared(fd)) => {
+            crate::worker::channel::node::check_passable(fd.as_fd())
+                .map_err(|found| Error::AttachmentNotPassable { found })
+        }
+        _ => Ok(()),
     }
 }

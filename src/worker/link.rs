@@ -7,7 +7,6 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 
-use nanny_worker::fdpass::FdChannel;
 use nanny_worker::protocol::{FdTag, FromWorker, RequestFrame, ToWorker};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -16,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::channel::Channel;
 use super::mailbox::Mailbox;
 use super::outbox;
 use super::reader::spawn_reader;
@@ -25,6 +25,7 @@ use crate::attach::Descriptor;
 use crate::events::ExitInfo;
 use crate::health::WorkerId;
 use crate::output::OutputStream;
+use crate::FdChannelFlavor;
 
 /// What the link tasks tell the supervisor task.
 #[derive(Debug)]
@@ -92,6 +93,9 @@ pub(crate) struct Link {
     kill: CancellationToken,
     /// Whether it has a usable fd channel (attachments, connections).
     pub(crate) fd_channel: bool,
+    /// What its fd channel is (a pool's workers may differ while an
+    /// updated pool rolls).
+    pub(crate) flavor: FdChannelFlavor,
     /// Messages from other workers, for the writer (bounded, drop-oldest:
     /// see [`Mailbox`]). Never read for a plain program, which is sent none.
     pub(crate) mailbox: Arc<Mailbox>,
@@ -149,6 +153,7 @@ pub(crate) fn start(
         super::output::capture(tracker, err, OutputStream::Stderr, capture, gone.clone());
     }
     let mailbox = Arc::new(Mailbox::default());
+    let flavor = io.as_ref().map_or(FdChannelFlavor::SeqPacket, |io| io.flavor);
     let (frames_tx, reader, fd_channel) = match io {
         Some(io) => {
             let queues = (frame_capacity, Arc::clone(&mailbox));
@@ -222,6 +227,7 @@ pub(crate) fn start(
         signals: signals_tx,
         kill,
         fd_channel,
+        flavor,
         mailbox,
     }
 }
@@ -238,10 +244,14 @@ fn protocol_tasks(
     events: &mpsc::Sender<LinkEvent>,
     gone: &CancellationToken,
 ) -> (outbox::Sender<Outgoing>, JoinHandle<()>, bool) {
-    let ProtocolIo { stream, fd_channel } = io;
+    let ProtocolIo {
+        stream,
+        fd_channel,
+        flavor,
+    } = io;
     let (read, write) = stream.into_split();
     let (frames_tx, frames_rx) = outbox::outbox(frame_capacity);
-    let channel = match FdChannel::new(fd_channel) {
+    let channel = match Channel::new(flavor, fd_channel, id) {
         Ok(c) => Some(Arc::new(c)),
         Err(error) => {
             tracing::warn!(worker = %id, %error, "fd channel unusable: no attachments for this worker");

@@ -19,6 +19,7 @@
 //!   process group, and reaps it. Because signals are sent only by the task
 //!   that reaps, a signal can never reach a recycled pid.
 
+pub(crate) mod channel;
 pub(crate) mod link;
 pub(crate) mod mailbox;
 pub(crate) mod outbox;

@@ -6,13 +6,14 @@ use std::io::ErrorKind;
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
-use nanny_worker::fdpass::{FdChannel, FdMessage};
+use nanny_worker::fdpass::FdMessage;
 use nanny_worker::protocol::{self as p, FromWorker};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::channel::Channel;
 use super::link::LinkEvent;
 use crate::health::WorkerId;
 
@@ -23,7 +24,7 @@ pub(super) fn spawn_reader(
     tracker: &TaskTracker,
     id: WorkerId,
     read: tokio::net::unix::OwnedReadHalf,
-    channel: Option<Arc<FdChannel>>,
+    channel: Option<Arc<Channel>>,
     max_frame_len: usize,
     tx: mpsc::Sender<LinkEvent>,
     stop: CancellationToken,
@@ -108,12 +109,7 @@ fn batch<R: tokio::io::AsyncRead + Unpin>(
 /// a `recvmsg` whatever the runtime has seen). `Some(true)` while the
 /// channel is open, `Some(false)` once it has ended or broken, `None` if
 /// the supervisor task has gone.
-async fn take_fds(
-    id: WorkerId,
-    channel: &FdChannel,
-    tx: &mpsc::Sender<LinkEvent>,
-    now: bool,
-) -> Option<bool> {
+async fn take_fds(id: WorkerId, channel: &Channel, tx: &mpsc::Sender<LinkEvent>, now: bool) -> Option<bool> {
     loop {
         let item = if now {
             channel.recv_now()
@@ -127,7 +123,12 @@ async fn take_fds(
                 format!("fd channel: a message with {} bytes after its tag", m.frame.len()),
             ),
             Ok(None) => return Some(false),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Some(true),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                // Node's acknowledgements; a failed write is the worker
+                // going away, which the main socket reports.
+                let _ = channel.settle().await;
+                return Some(true);
+            }
             // A worker that exits with descriptors unread on its channel
             // (one it never accepted) resets it: no protocol error, as on
             // the main socket.

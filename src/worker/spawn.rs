@@ -28,6 +28,12 @@
 //!   detection would never fire. With socket activation the listening
 //!   sockets go to 3, 4, … and the protocol's two fds right after them
 //!   (`NANNY_FD` = 3 + n, `NANNY_FD_CHANNEL` = 4 + n).
+//!
+//! A pool of [`FdChannelFlavor::Node`](crate::FdChannelFlavor::Node) gets
+//! a `SOCK_STREAM` fd channel, Node.js's own IPC channel, named by
+//! `NODE_CHANNEL_FD` (with `NODE_CHANNEL_SERIALIZATION_MODE=json` and
+//! `NANNY_NODE_CHANNEL=1`) instead of `NANNY_FD_CHANNEL`: `node` opens it
+//! at start (see [`super::channel`]).
 
 mod activation;
 mod namespace;
@@ -51,9 +57,11 @@ use activation::{Exec, LISTEN_FDS_START};
 pub(crate) use namespace::Keeper;
 use namespace::Scope;
 
+use super::channel::{node, Channel};
 use super::placement;
 use crate::descendants::Init;
 use crate::pool::Pool;
+use crate::FdChannelFlavor;
 
 /// What the child is told about itself.
 #[derive(Debug, Clone)]
@@ -103,6 +111,8 @@ pub(crate) struct ProtocolIo {
     pub(crate) stream: UnixStream,
     /// Our end of the fd channel.
     pub(crate) fd_channel: OwnedFd,
+    /// What the fd channel is.
+    pub(crate) flavor: FdChannelFlavor,
 }
 
 /// The child's ends of the protocol's channels (close-on-exec here).
@@ -124,9 +134,9 @@ pub(crate) fn spawn(
         None
     } else {
         // std creates both ends with SOCK_CLOEXEC; the fd channel is
-        // SOCK_SEQPACKET, close-on-exec on both ends.
+        // close-on-exec on both ends too.
         let (ours, stream) = StdUnixStream::pair()?;
-        let (channel_ours, channel) = nanny_worker::fdpass::FdChannel::pair()?;
+        let (channel_ours, channel) = Channel::pair(spec.fd_channel)?;
         Some(Theirs {
             ours,
             channel_ours,
@@ -157,8 +167,14 @@ pub(crate) fn spawn(
             (next, next + 1)
         };
         sources.extend([t.stream.as_raw_fd(), t.channel.as_raw_fd()]);
+        match spec.fd_channel {
+            FdChannelFlavor::SeqPacket => cmd.env(p::ENV_FD_CHANNEL, channel.to_string()),
+            FdChannelFlavor::Node => cmd
+                .env(node::ENV_NODE_CHANNEL_FD, channel.to_string())
+                .env(node::ENV_NODE_SERIALIZATION, "json")
+                .env(node::ENV_NANNY_NODE_CHANNEL, "1"),
+        };
         cmd.env(p::ENV_FD, fd.to_string())
-            .env(p::ENV_FD_CHANNEL, channel.to_string())
             .env(p::ENV_PULSE_MS, id.pulse_ms.to_string())
             .env(p::ENV_MAX_FRAME_LEN, id.max_frame_len.to_string());
         if let Some(ms) = id.unhealthy_timeout_ms {
@@ -237,6 +253,7 @@ pub(crate) fn spawn(
             Some(ProtocolIo {
                 stream: UnixStream::from_std(t.ours)?,
                 fd_channel: t.channel_ours,
+                flavor: spec.fd_channel,
             })
         }
     };

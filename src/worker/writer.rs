@@ -7,12 +7,12 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use futures::SinkExt;
-use nanny_worker::fdpass::FdChannel;
 use nanny_worker::protocol::{self as p, FdTag, RequestFrame, ToWorker, FD_KIND_ATTACHMENT};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::channel::Channel;
 use super::link::{LinkEvent, Outgoing};
 use super::mailbox::Mailbox;
 use super::outbox;
@@ -31,7 +31,7 @@ pub(super) fn spawn_writer(
     write: tokio::net::unix::OwnedWriteHalf,
     max_frame_len: usize,
     (frames, mailbox): (outbox::Receiver<Outgoing>, Arc<Mailbox>),
-    out_channel: Option<Arc<FdChannel>>,
+    out_channel: Option<Arc<Channel>>,
     hung_up: mpsc::Sender<LinkEvent>,
     stop: CancellationToken,
 ) {
@@ -87,7 +87,7 @@ pub(super) fn spawn_writer(
 /// Writes one queued item; false if the link is broken.
 async fn write_one(
     writer: &mut p::FrameWriter<tokio::net::unix::OwnedWriteHalf, ToWorker>,
-    out_channel: Option<&FdChannel>,
+    out_channel: Option<&Channel>,
     item: Outgoing,
 ) -> bool {
     match item {
@@ -95,7 +95,7 @@ async fn write_one(
         // Boxed, the descriptor paths: their futures are large and rare, and
         // the writer's task would otherwise carry them for every worker.
         Outgoing::Fd { tag, frame, fd } => match out_channel {
-            Some(c) => Box::pin(c.send_with(tag, fd.as_fd(), &frame)).await.is_ok(),
+            Some(c) => sent(Box::pin(c.send_with(tag, fd.as_fd(), &frame)).await),
             None => true, // never queued without a channel
         },
         Outgoing::Attached(frame, fd) => match out_channel {
@@ -110,7 +110,7 @@ async fn write_one(
 /// the frame fits, else the descriptor alone, then the frame on the socket.
 /// False if the link is broken.
 async fn send_attached(
-    channel: &FdChannel,
+    channel: &Channel,
     writer: &mut p::FrameWriter<tokio::net::unix::OwnedWriteHalf, ToWorker>,
     frame: RequestFrame,
     fd: &Descriptor,
@@ -122,10 +122,27 @@ async fn send_attached(
     };
     match p::encode_payload(&frame) {
         Ok(inline) if FdTag::LEN + inline.len() <= p::FD_MESSAGE_MAX => {
-            channel.send_with(tag, fd.as_fd(), &inline).await.is_ok()
+            sent(channel.send_with(tag, fd.as_fd(), &inline).await)
         }
         _ => {
-            channel.send(tag, fd.as_fd()).await.is_ok() && writer.feed(ToWorker::Request(frame)).await.is_ok()
+            sent(channel.send_with(tag, fd.as_fd(), &[]).await)
+                && writer.feed(ToWorker::Request(frame)).await.is_ok()
         }
+    }
+}
+
+/// Whether the link still works after a send: an
+/// [`InvalidInput`](std::io::ErrorKind::InvalidInput) error wrote nothing
+/// (a descriptor a Node.js channel cannot pass, which the supervisor
+/// task refuses before it queues a request; a broadcast's socket gets
+/// here), so it does.
+fn sent(result: std::io::Result<()>) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            tracing::warn!(error = %e, "fd channel: not sent");
+            true
+        }
+        Err(_) => false,
     }
 }

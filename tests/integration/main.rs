@@ -36,6 +36,7 @@ mod listeners;
 mod manage;
 mod messaging;
 mod messaging_cluster;
+mod node_channel;
 mod order;
 mod placement;
 mod plain;

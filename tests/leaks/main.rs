@@ -4,7 +4,8 @@
 //! descriptor is left open, also after 10 000 attachments, with
 //! attachments pending at the end, and after health supervision stopped,
 //! recycled and replaced workers (a stall, retirements, a fatal signal),
-//! and after 256 workers started, served, shrunk and stopped.
+//! and after 256 workers started, served, shrunk and stopped, and with
+//! Node.js workers on the fd channel's Node flavour.
 //!
 //! This is the only test that calls `waitpid(-1)`, and it runs its cases
 //! one after another inside a single `#[test]`: any other test spawning
@@ -16,12 +17,14 @@ mod support;
 mod attachments;
 mod connections;
 mod many;
+mod node;
 
 use attachments::{
     a_hosts_stray_descriptor_is_not_inherited, attachments, waiting_descriptors_are_not_inherited,
 };
 use connections::connections;
 use many::many_workers;
+use node::node_channel;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -264,6 +267,11 @@ async fn no_zombies_and_no_fd_leaks() {
         for end in [End::Soft, End::Hard, End::Drop] {
             let pids = connections(end).await;
             assert_no_leaks(&format!("10 000 connections, then {end:?}"), &pids, &before);
+        }
+
+        for end in [End::Soft, End::Hard, End::Drop] {
+            let pids = node_channel(end).await;
+            assert_no_leaks(&format!("node channel, then {end:?}"), &pids, &before);
         }
 
         let pids = many_workers().await;

@@ -216,15 +216,11 @@ fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
-/// What one `recvmsg` brought.
+/// What one `recvmsg` into a fixed-size message buffer brought.
 struct Received {
     data: [u8; FD_MESSAGE_MAX],
-    /// Bytes of `data` received.
-    len: usize,
-    /// Why the message was truncated, if it was.
-    truncated: Option<&'static str>,
-    /// The descriptors it carried, owned at once so that every path closes them.
-    fds: Vec<OwnedFd>,
+    /// Bytes of `data` received, its descriptors and truncation.
+    got: Recvd,
 }
 
 impl Received {
@@ -232,9 +228,7 @@ impl Received {
     fn into_message(self) -> io::Result<Option<FdMessage>> {
         let Received {
             data,
-            len,
-            truncated,
-            fds,
+            got: Recvd { len, truncated, fds },
         } = self;
         if let Some(reason) = truncated {
             return Err(invalid(format!("{reason}; closed {} descriptor(s)", fds.len())));
@@ -267,14 +261,37 @@ impl Received {
     }
 }
 
-/// One `recvmsg`; every descriptor received is owned before it returns.
+/// One seqpacket `recvmsg`; every descriptor received is owned before it returns.
 fn recv_raw(sock: BorrowedFd<'_>) -> io::Result<Received> {
     let mut data = [0u8; FD_MESSAGE_MAX];
-    // Room for two descriptors: one is expected, two shows as "not exactly
-    // one", more sets MSG_CTRUNC (the kernel closes those that do not fit).
+    let got = recv_with_fds(sock, &mut data)?;
+    Ok(Received { data, got })
+}
+
+/// What [`recv_with_fds`] received.
+#[derive(Debug)]
+pub struct Recvd {
+    /// Bytes written to the buffer.
+    pub len: usize,
+    /// Why the data or the control message was truncated (`MSG_TRUNC`,
+    /// `MSG_CTRUNC`), if it was.
+    pub truncated: Option<&'static str>,
+    /// The descriptors that came (close-on-exec), owned at once so that
+    /// every path closes them.
+    pub fds: Vec<OwnedFd>,
+}
+
+/// One `recvmsg` on `sock` (blocking or not, as the socket is) into `data`, with
+/// `MSG_CMSG_CLOEXEC` and room for two descriptors (one is expected; two
+/// shows as "not exactly one"; more sets `MSG_CTRUNC`, and the kernel
+/// closes those that do not fit, while those that fit are still returned
+/// here, owned). For another framing over the same rules, such as the
+/// supervisor's Node.js channel (a stream socket); [`FdChannel`] uses it
+/// for its messages. `EINTR` is retried.
+pub fn recv_with_fds(sock: BorrowedFd<'_>, data: &mut [u8]) -> io::Result<Recvd> {
     let mut cmsg_buf = nix::cmsg_space!([RawFd; 2]);
     let (bytes, flags, fds) = loop {
-        let mut iov = [IoSliceMut::new(&mut data)];
+        let mut iov = [IoSliceMut::new(data)];
         let msg = match recvmsg::<()>(
             sock.as_raw_fd(),
             &mut iov,
@@ -317,8 +334,7 @@ fn recv_raw(sock: BorrowedFd<'_>) -> io::Result<Received> {
     } else {
         None
     };
-    Ok(Received {
-        data,
+    Ok(Recvd {
         len: bytes,
         truncated,
         fds,

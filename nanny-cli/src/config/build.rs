@@ -189,6 +189,9 @@ fn spec(p: &PoolConfig, dir: &Path) -> Result<WorkerSpec, String> {
     for (resource, soft, hard) in p.rlimits.entries() {
         spec = spec.rlimit(resource, soft, hard);
     }
+    if let Some(flavor) = p.fd_channel {
+        spec = spec.fd_channel(flavor);
+    }
     Ok(if p.plain { spec.plain() } else { spec })
 }
 

@@ -118,6 +118,9 @@ pub(crate) struct PoolConfig {
     pub(crate) env_file: Option<PathBuf>,
     #[serde(default)]
     pub(crate) plain: bool,
+    /// How its workers take descriptors: `"seqpacket"` (default) or
+    /// `"node"` (`nanny::FdChannelFlavor`).
+    pub(crate) fd_channel: Option<nanny::FdChannelFlavor>,
     /// Run as this user (a name or a uid).
     pub(crate) user: Option<Account>,
     /// With this group (a name or a gid).

@@ -77,6 +77,7 @@ readiness = { http = { addr = "127.0.0.1:8080", path = "/ready" } }
 allow_kill = true
 allow_spawn = 4
 allow_spawn_args = ["--mode="]
+fd_channel = "node"
 restart_delay = "1s"
 drain_timeout = "5s"
 unhealthy_timeout = "none"
@@ -122,6 +123,7 @@ fn a_file_with_every_key_loads_with_its_values() {
         "OnFailure",
         "is_healthy(..)",
         "/ready",
+        "fd_channel: Node",
     ] {
         assert!(debug.contains(want), "{want} missing from {debug}");
     }
@@ -191,6 +193,9 @@ fn a_bad_enum_value_names_the_variants() {
     assert!(e.message.contains("`on-failure`"), "{e}");
     let e = err("[[pool]]\ncommand = \"sleep\"\nreadiness = { ping = \"x\" }\n");
     assert!(e.message.contains("unknown variant `ping`"), "{e}");
+    let e = err("[[pool]]\ncommand = \"sleep\"\nfd_channel = \"pipe\"\n");
+    assert_eq!(e.at, Some((3, 14)), "{e}");
+    assert!(e.message.contains("expected `seqpacket` or `node`"), "{e}");
     let e = err("[supervisor]\nretries = \"many\"\n");
     assert!(e.message.contains("\"unlimited\""), "{e}");
 }
@@ -209,6 +214,9 @@ fn a_library_config_error_names_the_pool_and_points_at_its_table() {
     let e = semantic("[[pool]]\ncommand = \"sleep\"\nplain = true\n[[listener]]\ntcp = \"127.0.0.1:0\"\n");
     assert!(e.message.contains("runs plain programs"), "{e}");
     assert_eq!(e.at, Some((4, 1)), "the listener's table: {e}");
+    let e = semantic("[[pool]]\ncommand = \"sleep\"\nplain = true\nfd_channel = \"node\"\n");
+    assert!(e.message.contains("get no fd channel"), "{e}");
+    assert_eq!(e.at, Some((1, 1)), "the pool's table: {e}");
     let e = semantic("[[pool]]\nname = \"x\"\ncommand = \"./no-such-program\"\n");
     assert!(e.message.contains("/srv/app/./no-such-program not found"), "{e}");
     let e = semantic("");

@@ -218,6 +218,14 @@ pub enum ConfigError {
         /// The pool.
         pool: String,
     },
+    /// A pool of plain programs ([`WorkerSpec::plain`](crate::WorkerSpec::plain))
+    /// asks for the [Node.js fd channel](crate::FdChannelFlavor::Node):
+    /// plain programs get no fd channel at all.
+    #[error("pool {pool:?} runs plain programs, which get no fd channel (fd_channel = \"node\")")]
+    PlainFdChannel {
+        /// The pool.
+        pool: String,
+    },
     /// A pool's [`Readiness::http`](crate::Readiness::http) path does not
     /// start with `/` or holds whitespace or control characters.
     #[error("pool {pool:?}: readiness path {path:?} must start with '/' and hold no whitespace")]

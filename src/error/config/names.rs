@@ -21,6 +21,7 @@ impl ConfigError {
             | Self::PoolSetting { pool, .. }
             | Self::ListenerPool { pool, .. }
             | Self::PlainRoundRobin { pool, .. }
+            | Self::PlainFdChannel { pool }
             | Self::ReadinessPath { pool, .. }
             | Self::ReadinessDelay { pool, .. }
             | Self::CpuAffinity { pool, .. }

@@ -13,19 +13,8 @@ use nanny::{Event, WorkerSpec};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::support::sdks::python;
 use crate::support::*;
-
-/// The Python interpreter the SDK tests use.
-pub(crate) fn python() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/sdk-venv/bin/python");
-    let python = std::env::var_os("NANNY_PYTHON").map_or(venv, PathBuf::from);
-    assert!(
-        python.exists(),
-        "no Python for the SDK tests at {}: run scripts/test, or set NANNY_PYTHON to a python with msgpack",
-        python.display()
-    );
-    python
-}
 
 /// Appendix A's code block, written to a file of its own.
 fn appendix_worker() -> PathBuf {

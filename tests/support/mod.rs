@@ -5,11 +5,13 @@
 
 pub(crate) mod attachments;
 pub(crate) mod cmd;
+pub(crate) mod conformance;
 pub(crate) mod conns;
 pub(crate) mod load;
 pub(crate) mod mail;
 pub(crate) mod plain;
 pub(crate) mod procfs;
+pub(crate) mod sdks;
 pub(crate) mod setups;
 pub(crate) mod supervise;
 

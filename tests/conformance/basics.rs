@@ -50,6 +50,8 @@ async fn request_response(lang: Lang) {
     assert_eq!(echoed, data, "echo");
     let slept: String = pool.ask(&Op::Sleep { ms: 20 }).await.data().expect("a string");
     assert_eq!(slept, "slept");
+    let unblocked: String = pool.ask(&Op::Block { ms: 20 }).await.data().expect("a string");
+    assert_eq!(unblocked, "unblocked");
     let fail = Op::Fail {
         kind: "teapot".into(),
         message: "short and stout".into(),

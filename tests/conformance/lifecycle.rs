@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use nanny::events::StopReason;
 use nanny::{EnqueueOptions, Event};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 use crate::langs::{Lang, Pool};
 use crate::support::conformance::Op;
@@ -12,6 +14,7 @@ use crate::support::*;
 
 crate::conformance! {
     soft_kill_finishes_work_runs_the_hook_and_exits_zero: [rust, node, python];
+    sigterm_is_a_soft_kill_and_a_second_is_ignored: [rust, node, python];
     sigkill_is_replaced: [rust, node, python];
     stalled_loop_is_stopped_and_replaced: [rust, node, python];
 }
@@ -54,6 +57,43 @@ async fn soft_kill_finishes_work_runs_the_hook_and_exits_zero(lang: Lang) {
     }
 }
 
+/// SIGTERM from anyone (not the supervisor, which sends the `SoftKill`
+/// frame) is a soft kill: the request in flight is answered, the hook
+/// runs, the worker exits 0; a second SIGTERM changes nothing.
+async fn sigterm_is_a_soft_kill_and_a_second_is_ignored(lang: Lang) {
+    let pool = Pool::start(lang, 1, |b| b).await;
+    let events = Events::collect(&pool.sup);
+    let (resp, me) = pool.whoami().await;
+    let sup = pool.sup.clone();
+    let sleeping = tokio::spawn(async move { sup.enqueue(&Op::Sleep { ms: 500 }).await });
+    wait_until("the sleep is in flight", || async {
+        health(&pool.sup).await[0]
+            .heartbeat
+            .as_ref()
+            .is_some_and(|b| b.in_flight == 1)
+    })
+    .await;
+    for _ in 0..2 {
+        kill(Pid::from_raw(me.pid as i32), Signal::SIGTERM).expect("SIGTERM");
+    }
+    let slept = within("the sleep", sleeping).await.expect("its task");
+    assert_eq!(
+        slept
+            .expect("answered before the exit")
+            .data::<String>()
+            .expect("a string"),
+        "slept"
+    );
+    let exit = exit_of(&events, resp.worker()).await;
+    assert_eq!((exit.status.code, exit.status.signal), (Some(0), None), "exits 0");
+    assert_eq!(
+        pool.marks.read(resp.worker(), "soft").as_deref(),
+        Some("soft"),
+        "the hook ran"
+    );
+    pool.sup.soft_kill().await;
+}
+
 /// SIGKILL to the host pid the worker reports: a crash; the slot gets a
 /// new process, which serves.
 async fn sigkill_is_replaced(lang: Lang) {
@@ -70,6 +110,8 @@ async fn sigkill_is_replaced(lang: Lang) {
     assert_ne!(fresh.pid, me.pid, "a new process");
     assert_eq!(fresh.lang, lang.name());
     assert!(is_dead(me.pid));
+    let mismatches = events.count(|e| matches!(e, Event::PidMismatch { .. }));
+    assert_eq!(mismatches, 0, "the replacement's hello names the process started");
     pool.sup.soft_kill().await;
 }
 

@@ -13,7 +13,7 @@ use nanny::{Event, WorkerSpec};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::support::sdks::python;
+use crate::support::runtimes::python;
 use crate::support::*;
 
 /// Appendix A's code block, written to a file of its own.

@@ -16,6 +16,7 @@ mod asks_spawn_cpus;
 mod attach_retries;
 mod attach_sockets;
 mod attach_streams;
+mod conformance;
 mod conn_apps;
 mod connections;
 mod degraded;

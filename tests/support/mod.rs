@@ -11,7 +11,7 @@ pub(crate) mod load;
 pub(crate) mod mail;
 pub(crate) mod plain;
 pub(crate) mod procfs;
-pub(crate) mod sdks;
+pub(crate) mod runtimes;
 pub(crate) mod setups;
 pub(crate) mod supervise;
 

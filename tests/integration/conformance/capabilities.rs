@@ -4,11 +4,11 @@
 use nanny::Attachment;
 use tokio::io::AsyncReadExt;
 
-use crate::langs::{Lang, Pool};
+use super::langs::{Lang, Pool};
 use crate::support::conformance::{attachment_line, Op};
 use crate::support::*;
 
-crate::conformance! {
+super::conformance! {
     connections_attached_are_written_to: [rust, python];
     heartbeats_count_the_served: [rust, node, python];
     runtime_memory_is_reported: [node, python];

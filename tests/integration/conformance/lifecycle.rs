@@ -8,11 +8,11 @@ use nanny::{EnqueueOptions, Event};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::langs::{Lang, Pool};
+use super::langs::{Lang, Pool};
 use crate::support::conformance::Op;
 use crate::support::*;
 
-crate::conformance! {
+super::conformance! {
     soft_kill_finishes_work_runs_the_hook_and_exits_zero: [rust, node, python];
     sigterm_is_a_soft_kill_and_a_second_is_ignored: [rust, node, python];
     sigkill_is_replaced: [rust, node, python];

@@ -6,17 +6,15 @@
 //! load-process-manager layer's `sdk/node/test/lpm-worker.js`.
 //!
 //! [`conformance!`] makes one test per behaviour per language, named
-//! `<module>::<behaviour>::<lang>`, so `cargo test --test conformance node`
-//! runs one language. A missing `node`, `sdk/node/node_modules` or Python
+//! `conformance::<module>::<behaviour>::<lang>`, so
+//! `cargo test --test integration conformance::` runs the suite and a
+//! name's end (`::node`) one language. A missing `node`, `sdk/node/node_modules` or Python
 //! venv fails the tests that need it, saying what to run (`scripts/test`
 //! installs them); nothing is skipped.
 //!
 //! The rules of the integration suite hold: real processes, sockets and
 //! signals; no timing assertions (states, counts and bytes only); every
-//! body under [`support::guard`].
-
-#[path = "../support/mod.rs"]
-mod support;
+//! body under [`crate::support::guard`].
 
 mod basics;
 mod capabilities;
@@ -33,7 +31,7 @@ macro_rules! conformance {
                 $(
                     #[tokio::test]
                     async fn $lang() {
-                        let lang = crate::langs::Lang::named(stringify!($lang));
+                        let lang = crate::conformance::langs::Lang::named(stringify!($lang));
                         crate::support::guard(super::$behaviour(lang)).await;
                     }
                 )+
@@ -41,4 +39,4 @@ macro_rules! conformance {
         )+
     };
 }
-pub(crate) use conformance;
+use conformance;

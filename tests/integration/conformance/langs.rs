@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use nanny::{Builder, Error, Response, Supervisor, WorkerSpec};
 
 use crate::support::conformance::{mark_name, Identity, Op, DIR_ENV};
-use crate::support::sdks::{node, python, repo, repo_file};
+use crate::support::runtimes::{node, python, repo, repo_file};
 use crate::support::{builder_with, worker_spec};
 
 /// One SDK's conformance worker.

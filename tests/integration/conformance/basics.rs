@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use nanny::{EnqueueOptions, Error, Event, WorkerState};
 
-use crate::langs::{Lang, Pool};
+use super::langs::{Lang, Pool};
 use crate::support::conformance::{Op, Value, CANCELLED, ECHO_PREFIX, UNKNOWN_OP};
 use crate::support::*;
 
-crate::conformance! {
+super::conformance! {
     request_response: [rust, node, python];
     in_flight_counts_the_asking_request: [rust, node, python];
     cancel_on_timeout_reaches_the_handler: [rust, node, python];

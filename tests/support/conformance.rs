@@ -2,7 +2,7 @@
 //! every SDK implements: the Rust test worker's `conformance` mode,
 //! `sdk/node/test/conformance-worker.js` and
 //! `sdk/python/tests/conformance_worker.py`. Shared, by `#[path]`, by the
-//! Rust worker and the suite (`tests/conformance/`).
+//! Rust worker and the suite (`tests/integration/conformance/`).
 //!
 //! A request is a MessagePack map `{"op": str, ...}`; [`Value`] is any
 //! MessagePack value, kept as it came (a map's entries in wire order).

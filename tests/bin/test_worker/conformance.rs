@@ -1,7 +1,7 @@
 //! The `conformance` mode: the Rust SDK's conformance worker (contract C
 //! of issue 15; its requests are in `tests/support/conformance.rs`). It
 //! uses only the SDK's public API, as the Node and Python ones use theirs,
-//! and the suite in `tests/conformance/` runs the same checks on all three.
+//! and the suite in `tests/integration/conformance/` runs the same checks on all three.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -10,6 +10,7 @@ use crate::support::*;
 
 super::conformance! {
     connections_attached_are_written_to: [rust, python];
+    no_fd_channel_capability_refuses_attachments: [node];
     heartbeats_count_the_served: [rust, node, python];
     runtime_memory_is_reported: [node, python];
 }
@@ -32,6 +33,21 @@ async fn connections_attached_are_written_to(lang: Lang) {
     let (mut ours, unix) = unix_attachment();
     assert_eq!(written(&pool, unix).await, "written");
     assert_eq!(read_to_end(&mut ours).await, line, "over a Unix socket");
+    pool.sup.soft_kill().await;
+}
+
+/// A worker whose SDK cannot take descriptors on the seqpacket channel
+/// (plain Node) does not declare `fd-channel`: an attachment for it fails
+/// at once, typed, and the worker serves on.
+async fn no_fd_channel_capability_refuses_attachments(lang: Lang) {
+    let pool = Pool::start(lang, 1, |b| b).await;
+    let (_ours, unix) = unix_attachment();
+    let refused = pool.sup.enqueue_with(&Op::Attachment, attach(unix)).await;
+    assert!(
+        matches!(refused, Err(nanny::Error::AttachmentNotSupported { .. })),
+        "{refused:?}"
+    );
+    pool.whoami().await;
     pool.sup.soft_kill().await;
 }
 

@@ -91,10 +91,10 @@ async def _pieces(source: Source) -> AsyncIterator[bytes]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         yield bytes(source)
     elif hasattr(source, "__aiter__"):
-        async for piece in source:  # type: ignore[union-attr]
+        async for piece in source:
             yield piece
     else:
-        for piece in source:  # type: ignore[union-attr]
+        for piece in source:
             yield piece
 
 

@@ -8,7 +8,8 @@ import os
 import socket
 import sys
 import uuid
-from typing import TYPE_CHECKING, Any, AsyncIterator, Optional, Tuple
+from socket import socket as Socket
+from typing import TYPE_CHECKING, Any, AsyncIterator, Optional, Tuple, cast
 
 from . import fdchannel, protocol
 from .errors import NannyError
@@ -64,7 +65,7 @@ class Connection:
         reader, self._writer = await asyncio.open_connection(sock=sock)
         return reader, self._writer
 
-    def detach(self) -> socket.socket:
+    def detach(self) -> Socket:
         """Takes the socket out of the SDK's hands (reported closed to the supervisor)."""
         sock = self.socket
         self._sock = None
@@ -139,20 +140,26 @@ class Incoming:
 class _Offers:
     """The connection half of ``Worker``."""
 
-    def _init_offers(self: "Worker") -> None:
+    if TYPE_CHECKING:  # pragma: no cover  (the rest of Worker)
+        _fd_channel: Optional[socket.socket]
+        _closed: bool
+
+        def _send(self, message: Any) -> None: ...
+
+    def _init_offers(self) -> None:
         self._incoming: Optional[Incoming] = None
         self._stopped_offers = False
         #: Set on ``Drain`` (or a stop): no new connections or requests come.
         self.draining = asyncio.Event()
 
-    def incoming(self: "Worker") -> Incoming:
+    def incoming(self) -> Incoming:
         """Starts taking balanced connections (``Listening{on: true}``).
         Needs the fd channel; one ``Incoming`` at a time (``AlreadyListening``)."""
         if self._fd_channel is None:
             raise NannyError("no fd channel: this worker cannot take connections")
         if self._incoming is not None:
             raise AlreadyListening("an Incoming is open already")
-        incoming = Incoming(self)
+        incoming = Incoming(cast("Worker", self))
         if self._stopped_offers:
             incoming._end()
             return incoming
@@ -160,18 +167,18 @@ class _Offers:
         self._send(protocol.variant("Listening", on=True))
         return incoming
 
-    def _send_quietly(self: "Worker", message: Any) -> None:
+    def _send_quietly(self, message: Any) -> None:
         if not self._closed:
             self._send(message)
 
-    def _end_offers(self: "Worker") -> None:
+    def _end_offers(self) -> None:
         self._stopped_offers = True
         self.draining.set()
         if self._incoming is not None:
             self._incoming._end()
             self._incoming = None
 
-    def _on_offer(self: "Worker", message: fdchannel.FdMessage) -> None:
+    def _on_offer(self, message: fdchannel.FdMessage) -> None:
         key = dict(id=message.id, attempt=message.attempt)
         incoming = self._incoming
         try:
@@ -192,13 +199,13 @@ class _Offers:
                 incoming._relisten = True
             return
         self._send(protocol.variant("ConnectionTaken", **key))  # before anyone reads it
-        conn = Connection(self, message.id, message.attempt, listener, kind, sock)
+        conn = Connection(cast("Worker", self), message.id, message.attempt, listener, kind, sock)
         if not _connected(sock):
             conn.close()  # its client is gone already
             return
         incoming._queue.put_nowait(conn)
 
-    def _bounce(self: "Worker", fd: int, key: "dict[str, Any]", relisten: bool) -> None:
+    def _bounce(self, fd: int, key: "dict[str, Any]", relisten: bool) -> None:
         os.close(fd)
         self._send(protocol.variant("ConnectionBounced", **key))
         if relisten:

@@ -94,11 +94,16 @@ async def send(sock: socket.socket, tag: bytes, fd: int) -> None:
             return
         except (BlockingIOError, InterruptedError):
             writable = loop.create_future()
-            loop.add_writer(sock.fileno(), lambda: writable.done() or writable.set_result(None))
+            loop.add_writer(sock.fileno(), _wake, writable)
             try:
                 await writable
             finally:
                 loop.remove_writer(sock.fileno())
+
+
+def _wake(future: "asyncio.Future[None]") -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _close(fd: int) -> None:

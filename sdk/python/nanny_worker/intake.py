@@ -8,7 +8,7 @@ import socket
 import sys
 import traceback
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Awaitable, cast, Callable, Dict, List, Optional, Set, Tuple, Union
 
 from . import chunks, fdchannel, protocol
 from .errors import Disconnected, PayloadTooLarge, RemoteError
@@ -57,7 +57,14 @@ def attachment_problem(kind: str, fd: int) -> Optional[str]:
 class _Intake:
     """The request half of ``Worker``."""
 
-    def _init_intake(self: "Worker") -> None:
+    if TYPE_CHECKING:  # pragma: no cover  (the rest of Worker)
+        _fd_channel: Optional[socket.socket]
+        _closed: bool
+        max_payload_len: int
+
+        def _send(self, message: Any) -> None: ...
+
+    def _init_intake(self) -> None:
         self._handler: Optional[Handler] = None
         self._requests: Dict[Key, Request] = {}
         self._tasks: Dict[Key, "asyncio.Task[None]"] = {}
@@ -68,7 +75,7 @@ class _Intake:
         self._served = 0
         self._changed = asyncio.Event()  # set when an attempt starts or ends
 
-    def on_request(self: "Worker", handler: Handler) -> Handler:
+    def on_request(self, handler: Handler) -> Handler:
         """Sets the request handler: ``async def handler(req) -> answer``
         (a plain function works too). Usable as a decorator.
 
@@ -80,16 +87,16 @@ class _Intake:
         self._handler = handler
         return handler
 
-    def requests(self: "Worker") -> List[RequestInfo]:
+    def requests(self) -> List[RequestInfo]:
         """The attempts in flight: received, not answered, not finished."""
         return [req.info() for req in self._requests.values()]
 
-    def _in_flight(self: "Worker") -> int:
+    def _in_flight(self) -> int:
         return len(self._requests)
 
     # --- frames and descriptors ---------------------------------------------
 
-    def _on_request(self: "Worker", fields: Dict[str, Any], fd: Optional[int] = None) -> None:
+    def _on_request(self, fields: Dict[str, Any], fd: Optional[int] = None) -> None:
         key = (fields["id"], fields["attempt"])
         if key in self._forgotten or key in self._requests:
             if fd is not None:
@@ -106,7 +113,7 @@ class _Intake:
         else:
             self._remember(self._waiting_frames, key, fields)
 
-    def _on_attachment(self: "Worker", message: fdchannel.FdMessage) -> None:
+    def _on_attachment(self, message: fdchannel.FdMessage) -> None:
         key = (message.id, message.attempt)
         if not message.data:
             if key in self._forgotten or key in self._requests or key in self._waiting_fds:
@@ -126,7 +133,7 @@ class _Intake:
             return
         self._on_request(frame, message.fd)
 
-    def _on_cancel(self: "Worker", key: Key) -> None:
+    def _on_cancel(self, key: Key) -> None:
         req = self._requests.get(key)
         if req is not None:
             req.cancelled.set()
@@ -141,7 +148,7 @@ class _Intake:
         else:
             self._changed.set()
 
-    def _remember(self: "Worker", table: "OrderedDict[Key, Any]", key: Key, value: Any) -> None:
+    def _remember(self, table: "OrderedDict[Key, Any]", key: Key, value: Any) -> None:
         table[key] = value
         while len(table) > TABLE_LIMIT:
             old_key, old = table.popitem(last=False)
@@ -151,17 +158,17 @@ class _Intake:
             elif isinstance(old, dict):
                 self._refuse(old, "its attachment never came")
 
-    def _refuse(self: "Worker", fields: Dict[str, Any], message: str) -> None:
+    def _refuse(self, fields: Dict[str, Any], message: str) -> None:
         self._refuse_key((fields["id"], fields["attempt"]), message)
 
-    def _refuse_key(self: "Worker", key: Key, message: str) -> None:
+    def _refuse_key(self, key: Key, message: str) -> None:
         outcome = {"Err": {"kind": KIND_ATTACHMENT, "message": message}}
         self._send(protocol.variant("Response", id=key[0], attempt=key[1], outcome=outcome))
 
     # --- handler tasks ----------------------------------------------------------
 
-    def _start(self: "Worker", fields: Dict[str, Any], fd: Optional[int]) -> None:
-        req = Request(self, fields, fd)
+    def _start(self, fields: Dict[str, Any], fd: Optional[int]) -> None:
+        req = Request(cast("Worker", self), fields, fd)
         if fd is not None:
             problem = attachment_problem(req.attachment_kind or "", fd)
             if problem is not None:
@@ -173,7 +180,7 @@ class _Intake:
         self._changed.set()
         self._tasks[req.key] = asyncio.ensure_future(self._run(req))
 
-    async def _run(self: "Worker", req: Request) -> None:
+    async def _run(self, req: Request) -> None:
         try:
             if self._handler is None:
                 raise RemoteError(KIND_HANDLER, "this worker has no request handler")
@@ -199,27 +206,27 @@ class _Intake:
             self._tasks.pop(req.key, None)
             self._finished(req)
 
-    def _answer_error(self: "Worker", req: Request, kind: str, message: str) -> None:
+    def _answer_error(self, req: Request, kind: str, message: str) -> None:
         if not req.answered and not req.cancelled.is_set() and not self._closed:
             req.fail(kind, message)
 
-    def _finished(self: "Worker", req: Request, served: bool = False) -> None:
+    def _finished(self, req: Request, served: bool = False) -> None:
         if served:
             self._served += 1
         if self._requests.get(req.key) is req:
             del self._requests[req.key]
         self._changed.set()
 
-    def _start_response_stream(self: "Worker", req: Request, body: bytes, source: chunks.Source) -> None:
+    def _start_response_stream(self, req: Request, body: bytes, source: chunks.Source) -> None:
         task = asyncio.ensure_future(self._write_response_stream(req, body, source))
         self._streams.add(task)
         task.add_done_callback(self._stream_done)
 
-    def _stream_done(self: "Worker", task: "asyncio.Task[None]") -> None:
+    def _stream_done(self, task: "asyncio.Task[None]") -> None:
         self._streams.discard(task)
         self._changed.set()
 
-    async def _write_response_stream(self: "Worker", req: Request, body: bytes, source: chunks.Source) -> None:
+    async def _write_response_stream(self, req: Request, body: bytes, source: chunks.Source) -> None:
         assert self._fd_channel is not None
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -228,28 +235,34 @@ class _Intake:
                 await fdchannel.send(self._fd_channel, tag, theirs.fileno())
             finally:
                 theirs.close()
-            req._send_response({"Ok": body}, stream=True)
-            mine.setblocking(False)
-            _, writer = await asyncio.open_unix_connection(sock=mine)
-            try:
-                await chunks.write_stream(writer, source)
-            finally:
-                writer.close()
         except OSError as e:
-            print(f"nanny_worker: a response stream failed: {e}", file=sys.stderr)
-            if not self._closed and not req._sent:
-                req._send_response({"Err": {"kind": KIND_ATTACHMENT, "message": str(e)}}, False)
-        finally:
             mine.close()
+            print(f"nanny_worker: a response stream could not be sent: {e}", file=sys.stderr)
+            if not self._closed:
+                req._send_response({"Err": {"kind": KIND_ATTACHMENT, "message": str(e)}}, False)
+            return
+        req._send_response({"Ok": body}, stream=True)
+        mine.setblocking(False)
+        _, writer = await asyncio.open_unix_connection(sock=mine)  # the transport owns `mine`
+        try:
+            await chunks.write_stream(writer, source)
+        except Exception as e:  # the caller reads a truncated stream: an error, as it should
+            print(f"nanny_worker: a response stream stopped: {e!r}", file=sys.stderr)
+        finally:
+            writer.close()  # after what is buffered is written
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
 
-    async def _wait_in_flight(self: "Worker") -> None:
+    async def _wait_in_flight(self) -> None:
         """Until no attempt, response stream or frame waiting for its
         descriptor is left (section 7)."""
         while self._requests or self._tasks or self._streams or self._waiting_frames:
             self._changed.clear()
             await self._changed.wait()
 
-    def _cancel_all(self: "Worker") -> None:
+    def _cancel_all(self) -> None:
         for key in list(self._requests):
             self._on_cancel(key)
         for task in list(self._streams):

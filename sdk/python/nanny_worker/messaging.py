@@ -35,7 +35,15 @@ class _Listener:
 class _Messaging:
     """The messaging half of ``Worker``."""
 
-    def _init_messaging(self: "Worker") -> None:
+    if TYPE_CHECKING:  # pragma: no cover  (the rest of Worker)
+        _writer: asyncio.StreamWriter
+        max_payload_len: int
+
+        def _send(self, message: Any) -> None: ...
+
+        def _spawn(self, coro: Awaitable[Any]) -> "asyncio.Task[Any]": ...
+
+    def _init_messaging(self) -> None:
         self._on_message: Dict[str, List[MessageHandler]] = {"public": [], "group": [], "private": []}
         self._listeners: List[_Listener] = []
         self._next_id = 0
@@ -44,25 +52,25 @@ class _Messaging:
 
     # --- publishing -----------------------------------------------------------
 
-    def publish_public(self: "Worker", data: Any) -> None:
+    def publish_public(self, data: Any) -> None:
         """A message (MessagePack) for every other worker that takes messages."""
         self._publish("Public", data, "")
 
-    def publish_group(self: "Worker", group: str, data: Any) -> None:
+    def publish_group(self, group: str, data: Any) -> None:
         """A message for every other worker of the pool ``group``."""
         self._publish({"Group": group}, data, group)
 
-    def publish_private(self: "Worker", to: Target, data: Any) -> None:
+    def publish_private(self, to: Target, data: Any) -> None:
         """A message for one worker: ``Target.id(n)`` or ``Target.name("pool:NN")``."""
         if to.variant not in ("Id", "Name"):
             raise ValueError("a private message goes to a Target.id or a Target.name")
         self._publish({"Private": to.wire()}, data, str(to.value))
 
-    def emit_confirmation(self: "Worker", identifier: str) -> None:
+    def emit_confirmation(self, identifier: str) -> None:
         """A confirmation of ``identifier`` for every worker listening for it."""
         self._publish("Confirmation", identifier, "")
 
-    def _publish(self: "Worker", to: Any, data: Any, name: str) -> None:
+    def _publish(self, to: Any, data: Any, name: str) -> None:
         body = protocol.pack(data)
         limit = self.max_payload_len - PUBLISH_ENVELOPE - len(name.encode())
         if len(body) > limit:
@@ -71,28 +79,28 @@ class _Messaging:
 
     # --- receiving --------------------------------------------------------------
 
-    def on_public(self: "Worker", handler: MessageHandler) -> MessageHandler:
+    def on_public(self, handler: MessageHandler) -> MessageHandler:
         """Calls ``handler(Message)`` for each public message."""
         self._on_message["public"].append(handler)
         return handler
 
-    def on_group(self: "Worker", handler: MessageHandler) -> MessageHandler:
+    def on_group(self, handler: MessageHandler) -> MessageHandler:
         """Calls ``handler(Message)`` for each message to this worker's group."""
         self._on_message["group"].append(handler)
         return handler
 
-    def on_private(self: "Worker", handler: MessageHandler) -> MessageHandler:
+    def on_private(self, handler: MessageHandler) -> MessageHandler:
         """Calls ``handler(Message)`` for each private message to this worker."""
         self._on_message["private"].append(handler)
         return handler
 
-    def on_confirmation(self: "Worker", n: int, identifier: str, handler: ConfirmationHandler) -> None:
+    def on_confirmation(self, n: int, identifier: str, handler: ConfirmationHandler) -> None:
         """Counts the confirmations of ``identifier``; at ``n`` calls
         ``handler(metas)``, tells the supervisor (``Confirmed``) and counts
         from zero again."""
         self._listeners.append(_Listener(n, identifier, handler))
 
-    def _on_messaging_frame(self: "Worker", frame: Frame) -> None:
+    def _on_messaging_frame(self, frame: Frame) -> None:
         name, fields = frame
         if name == "Message":
             meta = MessageMeta(**fields["meta"])
@@ -102,7 +110,7 @@ class _Messaging:
         elif name == "Answer":
             _resolve(self._asks, fields["id"], fields["outcome"])
 
-    def _on_message_frame(self: "Worker", message: Message) -> None:
+    def _on_message_frame(self, message: Message) -> None:
         if message.kind != "confirmation":
             for handler in self._on_message.get(message.kind, []):
                 self._call(handler, message)
@@ -119,7 +127,7 @@ class _Messaging:
                     self._call(listener.handler, metas)
                     self._send(protocol.variant("Confirmed", identifier=identifier))
 
-    def _call(self: "Worker", handler: Callable[[Any], Any], value: Any) -> None:
+    def _call(self, handler: Callable[[Any], Any], value: Any) -> None:
         try:
             result = handler(value)
             if result is not None:
@@ -129,11 +137,11 @@ class _Messaging:
 
     # --- queries and questions ------------------------------------------------------
 
-    def _new_id(self: "Worker") -> int:
+    def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id - 1
 
-    async def _roundtrip(self: "Worker", table: Dict[int, "asyncio.Future[Any]"], frame: Any, id: int,
+    async def _roundtrip(self, table: Dict[int, "asyncio.Future[Any]"], frame: Any, id: int,
                          timeout: Optional[float]) -> Any:
         future: "asyncio.Future[Any]" = asyncio.get_running_loop().create_future()
         table[id] = future
@@ -143,22 +151,22 @@ class _Messaging:
         finally:
             table.pop(id, None)
 
-    async def _query(self: "Worker", query: str) -> Any:
+    async def _query(self, query: str) -> Any:
         id = self._new_id()
         answer = await self._roundtrip(self._queries, protocol.variant("Query", id=id, query=query), id, None)
         if not isinstance(answer, dict) or query not in answer:
             raise Failed(f"a {query} query answered with {answer!r}")
         return answer[query]
 
-    async def cluster_info(self: "Worker") -> ClusterInfo:
+    async def cluster_info(self) -> ClusterInfo:
         """The pools and their live workers, as the supervisor sees them now."""
         return ClusterInfo.from_wire(await self._query("ClusterInfo"))
 
-    async def stats(self: "Worker") -> Dict[str, int]:
+    async def stats(self) -> Dict[str, int]:
         """This worker's counters as the supervisor keeps them (14.5)."""
         return dict(await self._query("Stats"))
 
-    async def _ask(self: "Worker", question: Any, timeout: float) -> Any:
+    async def _ask(self, question: Any, timeout: float) -> Any:
         id = self._new_id()
         frame = protocol.variant("Ask", id=id, question=question)
         try:
@@ -169,7 +177,7 @@ class _Messaging:
             raise ask_error(outcome["Err"]["kind"], outcome["Err"]["message"])
         return protocol.unpack(outcome["Ok"])
 
-    async def ask(self: "Worker", event: str, payload: Any = None, timeout: float = DEFAULT_ASK_TIMEOUT) -> Any:
+    async def ask(self, event: str, payload: Any = None, timeout: float = DEFAULT_ASK_TIMEOUT) -> Any:
         """Asks the supervisor's handler for ``event``; returns its answer.
         Raises an ``AskError`` (``NoHandler``, ``HandlerFailed``, ``AskTimeout``...)."""
         body = protocol.pack(payload)
@@ -177,12 +185,12 @@ class _Messaging:
             raise PayloadTooLarge(f"a question of {len(body)} bytes")
         return await self._ask({"Event": {"event": event, "payload": body}}, timeout)
 
-    async def kill(self: "Worker", target: Target, code: int = 0, timeout: float = DEFAULT_ASK_TIMEOUT) -> None:
+    async def kill(self, target: Target, code: int = 0, timeout: float = DEFAULT_ASK_TIMEOUT) -> None:
         """Ends another member (it gets ``Exit{code}``); ``Refused``,
         ``NotAMember`` or ``Unsupported`` when it cannot."""
         await self._ask({"Kill": {"target": target.wire(), "code": code}}, timeout)
 
-    async def spawn_workers(self: "Worker", pool: str, count: int = 1, respawn: bool = False,
+    async def spawn_workers(self, pool: str, count: int = 1, respawn: bool = False,
                             args: Optional[Sequence[str]] = None, cpus: Optional[Sequence[int]] = None,
                             timeout: float = DEFAULT_SPAWN_TIMEOUT) -> List[SpawnedWorker]:
         """Starts ``count`` workers of ``pool``; returns them once all are ready."""
@@ -192,11 +200,11 @@ class _Messaging:
         answer = await self._ask(spawn, timeout)
         return [SpawnedWorker(w["id"], w["name"]) for w in answer]
 
-    async def restart_me(self: "Worker", timeout: float = DEFAULT_ASK_TIMEOUT) -> None:
+    async def restart_me(self, timeout: float = DEFAULT_ASK_TIMEOUT) -> None:
         """Asks for a make-before-break restart of this worker."""
         await self._ask("RestartMe", timeout)
 
-    async def close(self: "Worker", code: int) -> NoReturn:
+    async def close(self, code: int) -> NoReturn:
         """Ends this worker at once with ``code`` (``Closing``): unanswered
         attempts are retried elsewhere. Never returns."""
         try:
@@ -208,7 +216,7 @@ class _Messaging:
         sys.stderr.flush()
         os._exit(code)
 
-    def _fail_pending(self: "Worker") -> None:
+    def _fail_pending(self) -> None:
         for table in (self._queries, self._asks):
             for future in table.values():
                 if not future.done():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 #: The protocol version this SDK speaks.
 PROTOCOL_VERSION = 4
@@ -45,7 +45,8 @@ def max_payload_len(max_frame_len: int) -> int:
 def pack(value: Any) -> bytes:
     """Encodes a value as MessagePack the way the protocol does: str as str,
     bytes as bin, the smallest integer encodings, maps in insertion order."""
-    return msgpack.packb(value, use_bin_type=True)
+    body: bytes = msgpack.packb(value, use_bin_type=True)
+    return body
 
 
 def unpack(body: bytes) -> Any:
@@ -289,7 +290,7 @@ def decode_from_worker(body: bytes) -> Frame:
 def read_length(prefix: bytes, max_frame_len: int) -> int:
     """The body length of a frame from its 4-byte prefix; a length above
     ``max_frame_len`` is a protocol error, raised before the body is read."""
-    (length,) = LENGTH.unpack(prefix)
+    length: int = LENGTH.unpack(prefix)[0]
     if length > max_frame_len:
         raise ProtocolError(f"a frame of {length} bytes, above max_frame_len {max_frame_len}")
     return length

@@ -171,7 +171,8 @@ class Worker(_Intake, _Messaging, _Offers):
         if self._stop in done and not self._lost.done():
             code = self._stop.result()
             drained = asyncio.ensure_future(self._drain())
-            await asyncio.wait({drained, self._lost}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: List["asyncio.Future[Any]"] = [drained, self._lost]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if not self._lost.done():
                 await self.flush()
                 self._shutdown()

@@ -20,6 +20,7 @@ mod basics;
 mod capabilities;
 mod langs;
 mod lifecycle;
+mod lpm;
 
 /// One test per language for each behaviour: `conformance!(behaviour:
 /// [rust, node, python])` makes `mod behaviour { fn rust() … }`, each

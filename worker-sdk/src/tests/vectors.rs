@@ -133,7 +133,25 @@ fn canonical_to_worker() -> Vec<(&'static str, ToWorker)> {
                 outcome: Outcome::Err(RemoteError::new("no-handler", "no handler for \"quota\"")),
             },
         ),
+        (
+            "query answer: cluster info",
+            ToWorker::QueryAnswer {
+                id: 1,
+                answer: Answer::ClusterInfo(ClusterInfo {
+                    supervisor_pid: 4000,
+                    pools: vec![PoolMembers {
+                        name: "api".into(),
+                        workers: vec![Member {
+                            id: 3,
+                            name: "api:01".into(),
+                            pid: 4242,
+                        }],
+                    }],
+                }),
+            },
+        ),
         ("exit", ToWorker::Exit { code: -1 }),
+        ("exit with a positive code", ToWorker::Exit { code: 3 }),
     ]
 }
 
@@ -292,6 +310,26 @@ fn canonical_from_worker() -> Vec<(&'static str, FromWorker)> {
             FromWorker::Ask {
                 id: 3,
                 question: Question::RestartMe,
+            },
+        ),
+        (
+            "ask: spawn",
+            FromWorker::Ask {
+                id: 4,
+                question: Question::Spawn {
+                    pool: "jobs".into(),
+                    count: 2,
+                    respawn: true,
+                    args: vec!["--queue=high".into()],
+                    cpus: Some(vec![0, 1]),
+                },
+            },
+        ),
+        (
+            "query: stats",
+            FromWorker::Query {
+                id: 1,
+                query: Query::Stats,
             },
         ),
         ("closing", FromWorker::Closing { code: 3 }),

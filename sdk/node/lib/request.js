@@ -1,0 +1,116 @@
+'use strict';
+// One attempt of a request, as a handler sees it.
+
+const { unpackPayload } = require('./codec');
+const { uuidString } = require('./uuid');
+
+/** A second answer to one attempt. */
+class AlreadyAnsweredError extends Error {
+  constructor(req) {
+    super(`request ${req.id}#${req.attempt} is already answered`);
+    this.name = 'AlreadyAnsweredError';
+  }
+}
+
+/**
+ * One attempt. Answer it exactly once: `respond`, `respondRaw`, `fail` or
+ * `respondStream`. `cancelled` aborts when the supervisor gives up on it.
+ */
+class Request {
+  /** @param core the worker's internal answering side (see worker.js). */
+  constructor(core, frame, attachment) {
+    this.core = core;
+    this.idBytes = frame.id;
+    /** The request id, a UUID string (the same for every attempt). */
+    this.id = uuidString(frame.id);
+    /** The attempt number, from 1. */
+    this.attempt = frame.attempt;
+    /** When the request was first enqueued, ms since the Unix epoch (supervisor clock). */
+    this.createdAt = frame.createdAtMs;
+    /** The raw payload bytes. */
+    this.payload = frame.payload;
+    /** `"Tcp"`, `"Unix"`, `"Fd"`, `"Stream"` or undefined. */
+    this.attachmentKind = frame.attachment;
+    this.attachment = attachment ?? null;
+    this.controller = new AbortController();
+    this.answered = false;
+    this.acked = false;
+    this.accepted = false;
+    this.decoded = undefined;
+    this.taken = null;
+  }
+
+  /** The payload decoded from MessagePack (throws on a payload that is not). */
+  get data() {
+    if (this.decoded === undefined) this.decoded = { value: unpackPayload(this.payload) };
+    return this.decoded.value;
+  }
+
+  /** Aborted (reason: an Error) when the attempt is cancelled or the link ends. */
+  get cancelled() {
+    return this.controller.signal;
+  }
+
+  /** A Tcp or Unix connection is attached. */
+  get hasSocket() {
+    return this.attachmentKind === 'Tcp' || this.attachmentKind === 'Unix';
+  }
+
+  /** A chunked byte stream is attached. */
+  get hasStream() {
+    return this.attachmentKind === 'Stream';
+  }
+
+  /** The attached connection as a `net.Socket` (takes it: sends `Accepted`); null if none or cancelled. */
+  get socket() {
+    return this.hasSocket ? this.take() : null;
+  }
+
+  /** The attached stream as a Readable of its bytes (takes it); null if none or cancelled. */
+  get stream() {
+    return this.hasStream ? this.take() : null;
+  }
+
+  take() {
+    if (this.taken !== null) return this.taken;
+    if (this.attachment === null || this.controller.signal.aborted) return null;
+    this.taken = this.core.takeAttachment(this);
+    return this.taken;
+  }
+
+  /** Answers with `value` encoded as MessagePack. False if the answer was not sent (cancelled, link gone, oversize). */
+  respond(value) {
+    return this.core.answerValue(this, value);
+  }
+
+  /** Answers with raw payload bytes. */
+  respondRaw(bytes) {
+    return this.core.answerBytes(this, bytes);
+  }
+
+  /** Answers with a remote error: `fail(kind, message)` or `fail(error)` (kind `error.kind` or `handler`). */
+  fail(kind, message) {
+    if (kind instanceof Error) return this.core.answerError(this, kind.kind ?? 'handler', kind.message);
+    return this.core.answerError(this, String(kind), String(message ?? ''));
+  }
+
+  /**
+   * Answers with `value` and a response stream: with `source` (a Readable, an
+   * async iterable of chunks, a Buffer or string) resolves once it is written;
+   * without, resolves to a Writable to write and `end()`.
+   */
+  respondStream(value, source) {
+    return this.core.answerStream(this, value, source);
+  }
+
+  /** Tells the supervisor the request was taken (at most once; informational). */
+  ack() {
+    this.core.ackRequest(this);
+  }
+
+  toJSON() {
+    return { id: this.id, attempt: this.attempt, createdAt: this.createdAt, attachment: this.attachmentKind };
+  }
+}
+
+module.exports = { AlreadyAnsweredError, Request };

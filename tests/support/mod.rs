@@ -5,6 +5,7 @@
 
 pub(crate) mod attachments;
 pub(crate) mod cmd;
+pub(crate) mod conformance;
 pub(crate) mod conns;
 pub(crate) mod load;
 pub(crate) mod mail;

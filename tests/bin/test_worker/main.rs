@@ -24,6 +24,7 @@
 //! | `conn-close-after`     | `conn-echo`, but drops its `Incoming` (`Listening { on: false }`) after `TEST_CONN_LIMIT` connections (default 1); serves those to their end |
 //! | hostile modes          | `half-frame`, `max-length`, `exit-in-hello`, `answer-twice`, `flood-stdout`, `stop-self`, `stray-fds`, `wrong-kind-fds`, `fd-bundle`: see `hostile` |
 //! | `descendants`          | `normal`, after starting three `sleep`s that outlive a worker without containment (in its group, `setsid`, orphaned): see `tree` |
+//! | `conformance`          | the Rust SDK's conformance worker (issue 15's contract C, ops in `tests/support/conformance.rs`): see `conformance` |
 //! | `conn-bounce`          | raw: hello with `fd-channel` + `connections`, `Ready`, `Listening { on: true }`, then bounces every connection offer (closing its fd); heartbeats, ignores requests, exits 0 on a kill or end of file |
 //!
 //! `TEST_MODE_MAX_ID=N` applies the mode to workers whose `NANNY_WORKER_ID`
@@ -54,7 +55,7 @@
 //! supervisor), `messages` (its messaging: what it received, reported on a
 //! `report` broadcast) and `conn` (its connection modes), `raw`
 //! (the protocol-breaking modes), `raw_conn` (`conn-bounce`) and `raw_fds`
-//! (the fd-channel hostile modes),
+//! (the fd-channel hostile modes), `conformance` (the conformance worker),
 //! and `supervise` (the `supervise` mode).
 //!
 //! [`Cmd`]: cmd::Cmd
@@ -66,6 +67,8 @@ mod asks;
 #[path = "../../support/cmd.rs"]
 mod cmd;
 mod conformance;
+#[path = "../../support/conformance.rs"]
+mod conformance_ops;
 mod conn;
 mod handle;
 mod hostile;

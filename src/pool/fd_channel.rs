@@ -3,7 +3,7 @@
 
 /// How the fd channel reaches a worker: the socket it is and the framing of
 /// its messages. The messages themselves (a 21-byte tag, its data, one
-/// descriptor) are the same in both; see `worker-sdk/NODE-CHANNEL.md` for
+/// descriptor) are the same in both; see `worker-sdk/PROTOCOL.md`, section 11.6 for
 /// the Node.js flavour's wire format.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum FdChannelFlavor {

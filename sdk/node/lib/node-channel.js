@@ -2,7 +2,7 @@
 /**
  * nanny's fd channel, Node.js flavour: descriptors between the supervisor
  * and this worker on Node's own IPC channel (`process.channel`), for a
- * pool configured with `fd_channel = "node"` (worker-sdk/NODE-CHANNEL.md).
+ * pool configured with `fd_channel = "node"` (worker-sdk/PROTOCOL.md section 11.6).
  *
  * The supervisor starts `node` with `NODE_CHANNEL_FD` (a SOCK_STREAM Unix
  * socketpair), `NODE_CHANNEL_SERIALIZATION_MODE=json` and

@@ -94,7 +94,7 @@ function readAll(sock) {
 test('tags encode and decode', () => {
   const id = new Uint8Array(16).fill(7);
   const tag = lib.encodeTag({ id, attempt: 3 }, lib.KIND.RESPONSE_STREAM);
-  // The same bytes as the Rust side's test and NODE-CHANNEL.md.
+  // The same bytes as the Rust side's test and PROTOCOL.md section 11.6.
   assert.strictEqual(tag.toString('base64'), 'BwcHBwcHBwcHBwcHBwcHBwAAAAMC');
   const m = lib.decodeMessage(Buffer.concat([tag, Buffer.from('x')]));
   assert.deepStrictEqual([m.attempt, m.kind, Buffer.from(m.data).toString()], [3, 2, 'x']);

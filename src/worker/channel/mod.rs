@@ -16,7 +16,7 @@
 //!   `sendmsg`. Node acknowledges every descriptor with a line of its own
 //!   and waits for our acknowledgement of each one it sends; lines are
 //!   reassembled from the byte stream and each received descriptor is
-//!   paired with the line it came with. See `worker-sdk/NODE-CHANNEL.md`.
+//!   paired with the line it came with. See `worker-sdk/PROTOCOL.md`, section 11.6.
 //!
 //! What the Node transport adds, and the callers see:
 //!

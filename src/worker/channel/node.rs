@@ -1,6 +1,6 @@
 //! [`NodeChannel`]: the fd channel of a Node.js worker, spoken on Node's
 //! own IPC channel (see the module docs of [`super`] and
-//! `worker-sdk/NODE-CHANNEL.md`).
+//! `worker-sdk/PROTOCOL.md`, section 11.6).
 //!
 //! One socket, two writers: the writer task's `NODE_HANDLE` lines and the
 //! reader task's acknowledgements. An async lock gives each line whole to

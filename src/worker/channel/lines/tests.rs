@@ -28,7 +28,7 @@ fn from_node(message: &[u8]) -> Vec<u8> {
 
 #[test]
 fn our_line_is_the_documented_bytes() {
-    // The example of worker-sdk/NODE-CHANNEL.md.
+    // The example of worker-sdk/PROTOCOL.md section 11.6.
     let line = handle_line(tag(), b"");
     assert_eq!(
         String::from_utf8(line).unwrap(),

@@ -23,13 +23,16 @@ const PRELOAD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/node/listen.js")
 const PLAIN_HTTP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/plain-http.js");
 
 /// A started supervisor: `n` workers `node -r listen.js plain-http.js` on
-/// the Node fd channel, behind a TCP listener on a free port.
+/// the Node fd channel, behind a TCP listener on a free port. Without PID
+/// namespaces, so that the pid the script answers with (`process.pid`) is
+/// the host's pid of its worker (in a namespace every worker is pid 2).
 async fn start_plain_http(n: usize) -> Supervisor {
     let spec = WorkerSpec::new("node").args(["-r", PRELOAD, PLAIN_HTTP]);
     let pool = Pool::default_pool(spec)
         .workers(n)
         .fd_channel(FdChannelFlavor::Node);
     let sup = timers(Supervisor::builder().pool(pool))
+        .contain_descendants(false)
         .listen(Listener::tcp(([127, 0, 0, 1], 0)))
         .start()
         .await
@@ -84,6 +87,9 @@ async fn an_unmodified_node_server_serves_balanced_connections_from_both_workers
                 && h.iter().all(|w| w.connections.open == 0)
         })
         .await;
+        // Round robin over two equal workers: the shares are exact.
+        let shares: Vec<u64> = health(&sup).await.iter().map(|w| w.connections.total).collect();
+        assert_eq!(shares, [10, 10]);
         sup.soft_kill().await;
     })
     .await;

@@ -279,4 +279,5 @@ function main() {
   return servers;
 }
 
-module.exports = { main, nameTarget, parseListenArgs, servers: main() };
+/** The preload's Servers in this process (null outside nanny); the rest is exported for tests. */
+module.exports = { Servers, install, main, nameTarget, parseListenArgs, servers: main() };

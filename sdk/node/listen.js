@@ -43,6 +43,8 @@ const net = require('node:net');
 
 /** The per-server state of a server this preload serves, under this key. */
 const STATE = Symbol('nanny.listen');
+/** An HTTP(S) server's responses not yet finished, under this key. */
+const RESPONSES = Symbol('nanny.listen.responses');
 
 /** What `listen(...)` asked for: `{ port, host, path, backlog, signal, callback }` or `{ passthrough }`. */
 function parseListenArgs(args) {
@@ -95,7 +97,8 @@ class Servers {
       e.code = 'ERR_SERVER_ALREADY_LISTEN';
       throw e;
     }
-    server[STATE] = { listening: true, spec, sockets: new Set() };
+    server[STATE] = { listening: true, spec };
+    trackResponses(server);
     if (spec.callback) server.once('listening', spec.callback);
     if (spec.signal) this.abortOn(server, spec.signal);
     this.open.push(server);
@@ -137,14 +140,11 @@ class Servers {
       this.open[0];
     if (server === undefined) return socket.destroy();
     if (server.maxConnections > 0 && server._connections >= server.maxConnections) return socket.destroy();
-    const state = server[STATE];
     socket.allowHalfOpen = Boolean(server.allowHalfOpen);
     if (server.pauseOnConnect) socket.pause();
     socket.server = server;
     socket._server = server;
     server._connections += 1;
-    state.sockets.add(socket);
-    socket.once('close', () => state.sockets.delete(socket));
     server.emit('connection', socket);
   }
 
@@ -160,7 +160,7 @@ class Servers {
         this.closing.delete(server);
         this.checkClosed();
       });
-      settleHttp(server, state);
+      settleHttp(server);
       if (this.open.length === 0 && this.incoming !== null) {
         this.incoming.endedByUs = true;
         this.incoming.end();
@@ -190,21 +190,34 @@ class Servers {
   }
 }
 
+/** Keeps an HTTP(S) server's unfinished responses (once per server; a no-op for other servers). */
+function trackResponses(server) {
+  if (server[RESPONSES] !== undefined || typeof server.closeIdleConnections !== 'function') return;
+  const responses = new Set();
+  server[RESPONSES] = responses;
+  server.on('request', (req, res) => {
+    if (server[STATE]?.listening === false) return closeAfter(res);
+    responses.add(res);
+    const done = () => responses.delete(res);
+    res.once('finish', done);
+    res.once('close', done);
+  });
+}
+
+/** The connection of `res` closes once `res` has finished. */
+function closeAfter(res) {
+  const socket = res.socket; // http detaches it when the response finishes
+  if (!res.headersSent) res.shouldKeepAlive = false;
+  res.once('finish', () => socket?.end());
+}
+
 /**
- * A closing HTTP server: its responses in flight finish, then their
- * connections close (`http.Server#close` itself closes the idle ones).
+ * A closing HTTP(S) server: its responses in flight finish, then their
+ * connections close, as do those of requests still to come on them
+ * (`http.Server#close` itself closes the idle ones).
  */
-function settleHttp(server, state) {
-  if (typeof server.closeIdleConnections !== 'function') return;
-  const finishThenClose = (socket, res) => {
-    if (!res.headersSent) res.shouldKeepAlive = false;
-    res.once('finish', () => socket.end());
-  };
-  for (const socket of state.sockets) {
-    const res = socket._httpMessage;
-    if (res && !res.writableFinished) finishThenClose(socket, res);
-  }
-  server.on('request', (req, res) => finishThenClose(res.socket, res));
+function settleHttp(server) {
+  for (const res of server[RESPONSES] ?? []) closeAfter(res);
 }
 
 /** Patches `net.Server.prototype` so that `servers` serves what listens. */

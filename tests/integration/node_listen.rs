@@ -2,8 +2,9 @@
 //! an unmodified Node HTTP server (`tests/node/plain-http.js`, nothing
 //! nanny-specific in it) takes the connections nanny's balancer gives its
 //! worker instead of binding its port, a soft kill lets its response in
-//! flight finish before the worker exits 0, and outside nanny the preload
-//! does nothing (the script binds and answers as usual).
+//! flight finish before the worker exits 0, outside nanny the preload
+//! does nothing (the script binds and answers as usual), and in a pool
+//! without the Node fd channel it lets the script bind and says ready.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -116,15 +117,21 @@ async fn a_soft_kill_lets_the_response_in_flight_finish_and_the_workers_exit_0()
         let addr = listener_addr(&sup).await;
         let events = Events::collect(&sup);
         let mut tcp = TcpStream::connect(addr).await.expect("connect");
-        tcp.write_all(b"POST /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .await
-            .expect("write the head");
+        tcp.write_all(
+            b"POST /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        .await
+        .expect("write the head");
         let head = read_until(&mut tcp, "started\n").await;
         let stopper = sup.clone();
         let stopping = tokio::spawn(async move { stopper.soft_kill().await });
         // The idle worker is drained and gone while ours holds its response open.
         let first = events.wait_for_exit("the idle worker's exit", |_| true).await;
-        assert_eq!(events.exits().len(), 1, "the serving worker waits for its response");
+        assert_eq!(
+            events.exits().len(),
+            1,
+            "the serving worker waits for its response"
+        );
         tcp.write_all(b"4\r\nbody\r\n0\r\n\r\n")
             .await
             .expect("end the body");
@@ -165,13 +172,39 @@ async fn a_soft_kill_lets_the_response_in_flight_finish_and_the_workers_exit_0()
     .await;
 }
 
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[tokio::test]
+async fn without_the_node_channel_the_server_binds_its_port_and_the_worker_says_ready() {
+    guard(async {
+        let port = free_port();
+        let spec = WorkerSpec::new("node")
+            .args(["-r", PRELOAD, PLAIN_HTTP])
+            .env("PORT", port.to_string());
+        let sup = timers(Supervisor::builder().pool(Pool::default_pool(spec).workers(1)))
+            .contain_descendants(false)
+            .start()
+            .await
+            .expect("the worker says ready once its server listens");
+        let pid = health(&sup).await[0].pid;
+        let (status, body) = get(SocketAddr::from(([127, 0, 0, 1], port))).await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(pid_of(&body), pid);
+        sup.soft_kill().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn outside_nanny_the_preload_is_inert_and_the_server_binds_its_port() {
     guard(async {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let mut child = tokio::process::Command::new("node")
             .args(["-r", PRELOAD, PLAIN_HTTP])
             .env("PORT", port.to_string())
@@ -182,7 +215,10 @@ async fn outside_nanny_the_preload_is_inert_and_the_server_binds_its_port() {
             .spawn()
             .expect("node runs");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        wait_until("the script listens", || async { TcpStream::connect(addr).await.is_ok() }).await;
+        wait_until("the script listens", || async {
+            TcpStream::connect(addr).await.is_ok()
+        })
+        .await;
         let (status, body) = get(addr).await;
         assert_eq!(status, "HTTP/1.1 200 OK");
         assert_eq!(pid_of(&body), child.id().expect("running"));

@@ -160,6 +160,10 @@ test("close() emits 'close' once the server's open connections have closed", { t
   const client = await offer('web');
   client.write('GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
   await readUntil(client, 'started\n');
+  assert.strictEqual(await new Promise((resolve) => server.getConnections((e, n) => resolve(n))), 1);
+  server.maxConnections = 1;
+  const refused = await offer('web');
+  assert.strictEqual(await readUntil(refused, null), '', 'past maxConnections a connection is closed');
   let closed = false;
   const closing = new Promise((resolve, reject) =>
     server.close((err) => {

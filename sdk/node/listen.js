@@ -46,7 +46,7 @@ const STATE = Symbol('nanny.listen');
 /** An HTTP(S) server's responses not yet finished, under this key. */
 const RESPONSES = Symbol('nanny.listen.responses');
 
-/** What `listen(...)` asked for: `{ port, host, path, backlog, signal, callback }` or `{ passthrough }`. */
+/** What `listen(...)` asked for: `{ port, host, path, signal, callback }` (a backlog is ignored), or `{ passthrough }` for a handle or fd. */
 function parseListenArgs(args) {
   const list = [...args];
   const callback = typeof list[list.length - 1] === 'function' ? list.pop() : undefined;

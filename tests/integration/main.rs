@@ -37,6 +37,7 @@ mod manage;
 mod messaging;
 mod messaging_cluster;
 mod node_channel;
+mod node_sdk;
 mod order;
 mod placement;
 mod plain;

@@ -83,3 +83,10 @@ async fn read_all(mut reader: impl AsyncRead + Unpin) -> Vec<u8> {
         .expect("read to the end");
     out
 }
+
+/// The worker's open descriptors.
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the worker's fds")
+        .count()
+}

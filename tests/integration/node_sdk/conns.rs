@@ -1,13 +1,13 @@
 //! Connections: `worker.incoming()` serving balanced TCP and Unix
-//! connections on two workers, and a broadcast that hands every worker a
-//! listening socket it accepts on.
+//! connections on two workers, a broadcast that hands every worker a
+//! listening socket it accepts on, and one nobody listens for.
 
 use std::collections::BTreeSet;
 
 use nanny::{Event, ListenAddr, Listener};
 use tokio::io::AsyncRead;
 
-use super::{node_builder, read_all, sdk_spec, start_node, Op, FD_WORKER};
+use super::{fd_count, node_builder, read_all, sdk_spec, start_node, Op, FD_WORKER};
 use crate::support::conns::{all_listening, tally};
 use crate::support::*;
 
@@ -104,6 +104,52 @@ async fn a_broadcast_hands_node_workers_a_listening_socket() {
             .map(|r| r.expect("answered").data().expect("a pid"))
             .collect();
         assert_eq!(answered, pids);
+        sup.soft_kill().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_broadcast_descriptor_nobody_listens_for_is_closed() {
+    guard(async {
+        let sup = start_node(1).await;
+        let events = Events::collect(&sup);
+        let pid = health(&sup).await[0].pid;
+        let serving = |n| {
+            let events = events.clone();
+            async move {
+                wait_until("the serve broadcast", || async {
+                    events.count(|e| matches!(e, Event::Custom(c) if c.name() == "serving")) == n
+                })
+                .await
+            }
+        };
+        let unheard = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let heard = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        // Once first, so that whatever Node opens lazily is open when we count.
+        sup.broadcast_socket("unheard", &(), &unheard)
+            .await
+            .expect("broadcast");
+        sup.broadcast_socket("serve", &(), &heard)
+            .await
+            .expect("broadcast");
+        serving(1).await;
+        let before = fd_count(pid);
+        for _ in 0..5 {
+            sup.broadcast_socket("unheard", &(), &unheard)
+                .await
+                .expect("broadcast");
+        }
+        // Descriptors arrive in order: once the next `serve` is heard, the
+        // unheard ones were handled. It keeps its own listening socket.
+        sup.broadcast_socket("serve", &(), &heard)
+            .await
+            .expect("broadcast");
+        serving(2).await;
+        wait_until("only the served socket is new", || async {
+            fd_count(pid) == before + 1
+        })
+        .await;
         sup.soft_kill().await;
     })
     .await;

@@ -6,7 +6,7 @@
 use nanny::{Attachment, Error};
 use serde::Deserialize;
 
-use super::{generated, read_all, sdk_spec, start_node, Op, FD_WORKER};
+use super::{fd_count, generated, read_all, sdk_spec, start_node, Op, FD_WORKER};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::support::attachments::closed;
@@ -120,13 +120,6 @@ async fn a_write_larger_than_the_socket_buffers_is_answered_before_it_drains() {
         sup.soft_kill().await;
     })
     .await;
-}
-
-/// The worker's open descriptors.
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("the worker's fds")
-        .count()
 }
 
 #[tokio::test]

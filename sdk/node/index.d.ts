@@ -42,6 +42,44 @@ export interface SupervisorHello {
   unhealthyTimeoutMs?: number;
 }
 
+/**
+ * A descriptor the supervisor sent, as Node received it: a raw libuv handle
+ * (`TCP` or `Pipe`), already made non-blocking. Wrap a connection with
+ * `new net.Socket({ handle })`; a TCP listening socket with
+ * `net.createServer(onConnection).listen(handle)`; `close()` one you do not use.
+ */
+export interface NativeHandle {
+  /** Its file descriptor. */
+  readonly fd: number;
+  /** Closes it (at the next turn of the event loop). */
+  close(callback?: () => void): void;
+}
+
+/** A balanced connection (section 12): a `net.Socket` that says where it came from. */
+export interface IncomingSocket extends Socket {
+  /** The listener's name (`Listener::name`, `[[listener]] name`). */
+  readonly nannyListener: string;
+  /** Its kind. */
+  readonly nannyKind: 'Tcp' | 'Unix';
+}
+
+/**
+ * `worker.incoming()`: the connections nanny's balancer gives this worker,
+ * as an async iterable and as `'connection'` events; `'end'` once it stops
+ * taking them (`end()`, a Drain or a soft kill).
+ */
+export interface Incoming extends EventEmitter, AsyncIterable<IncomingSocket> {
+  /** Connections taken and not yet closed. */
+  readonly connections: number;
+  /** True once it takes no new connections. */
+  readonly ended: boolean;
+  /** Takes no new connections (`Listening{on: false}`); those taken are still handed out. */
+  end(): void;
+  on(event: 'connection', listener: (socket: IncomingSocket) => void): this;
+  on(event: 'end', listener: () => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+}
+
 /** Who to publish to: everyone, a pool, or one worker by id or name. */
 export type Recipients = 'public' | { group: string } | { id: number } | { name: string };
 /** A member to kill: a pid, or by pid, id or name. */
@@ -77,6 +115,12 @@ export class Worker extends EventEmitter {
   readonly maxPayloadLen: number;
   /** Resolves to the supervisor's hello. */
   readonly hello: Promise<SupervisorHello>;
+  /**
+   * The capabilities its hello declared: `messaging`, `exit`, then
+   * `fd-channel` and `connections` on a pool with `fd_channel = "node"`,
+   * then `WorkerOptions.capabilities`.
+   */
+  readonly capabilities: readonly string[];
 
   /** Accepts requests (at start, and to end `busy()`). */
   ready(): this;
@@ -114,16 +158,21 @@ export class Worker extends EventEmitter {
   spawn(pool: string, count: number, options?: { respawn?: boolean; args?: string[]; cpus?: number[] }): Promise<{ id: number; name: string }[]>;
   /** Asks for a make-before-break restart of this worker. */
   restartMe(): Promise<unknown>;
-  /** Balanced connections; needs the Node channel (`fd_channel = "node"`), else throws. */
-  incoming(options?: { queue?: number }): AsyncIterable<Socket> & EventEmitter;
+  /**
+   * Balanced connections; needs the Node channel (`fd_channel = "node"`),
+   * else throws (and throws while another is not ended). `queue`: taken
+   * connections kept for a slow consumer before new ones are bounced (128).
+   */
+  incoming(options?: { queue?: number }): Incoming;
 
   on(event: 'request', listener: (req: Request) => unknown): this;
-  on(event: 'broadcast', listener: (event: string, data: unknown, payload: Uint8Array) => void): this;
+  /** Every broadcast; `handle` if it carried a descriptor (closed if no listener hears it). */
+  on(event: 'broadcast', listener: (event: string, data: unknown, payload: Uint8Array, handle?: NativeHandle) => void): this;
   on(event: 'message', listener: (message: Message) => void): this;
   on(event: 'disconnect' | 'drain', listener: () => void): this;
   on(event: 'protocolError', listener: (error: ProtocolError) => void): this;
-  /** A broadcast by its name. */
-  on(event: string, listener: (data: unknown, payload: Uint8Array) => void): this;
+  /** A broadcast by its name; `handle` if it carried a descriptor. */
+  on(event: string, listener: (data: unknown, payload: Uint8Array, handle?: NativeHandle) => void): this;
 }
 
 /** One attempt of a request. Answer it exactly once. */
@@ -144,11 +193,20 @@ export class Request {
   readonly data: any;
   /** Aborted when the attempt is cancelled or the link ends. */
   readonly cancelled: AbortSignal;
+  /** A connection is attached (`Tcp`, `Unix`, or `Fd`: a stream socket given as a descriptor). */
   readonly hasSocket: boolean;
+  /** A byte stream is attached. */
   readonly hasStream: boolean;
-  /** The attached connection (needs the Node channel); null if none. */
+  /**
+   * The attached connection (needs the Node channel): the first read takes
+   * it (sends `Accepted`), later reads give the same socket; null if none or
+   * cancelled. Untaken, it is closed once the attempt is answered.
+   */
   readonly socket: Socket | null;
-  /** The attached byte stream (needs the Node channel); null if none. */
+  /**
+   * The attached byte stream (needs the Node channel), taken like `socket`;
+   * it errors with code `ERR_STREAM_TRUNCATED` if the sender ends early.
+   */
   readonly stream: Readable | null;
   /** Answers with `value` as MessagePack; false if not sent. */
   respond(value: unknown): boolean;
@@ -156,7 +214,12 @@ export class Request {
   respondRaw(bytes: Uint8Array): boolean;
   /** Answers with a remote error. */
   fail(kind: string | Error, message?: string): boolean;
-  /** Answers with `value` and a response stream (needs the Node channel). */
+  /**
+   * Answers with `value` and a response stream (needs the Node channel):
+   * with `source`, resolves once it is written; without, resolves to a
+   * Writable to write and `end()`. Elsewhere answers `Err{kind:
+   * "attachment"}` and rejects.
+   */
   respondStream(value: unknown, source: Readable | AsyncIterable<Uint8Array | string> | Uint8Array | string): Promise<void>;
   respondStream(value: unknown): Promise<Writable>;
   /** Tells the supervisor the request was taken (informational). */

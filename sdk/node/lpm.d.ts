@@ -2,6 +2,7 @@
 
 import { Readable } from 'node:stream';
 import { Socket } from 'node:net';
+import { NativeHandle } from './index';
 
 /** A request as LPM's worker API shows it. */
 export interface LpmRequest {
@@ -17,9 +18,13 @@ export interface LpmRequest {
   readonly id: string;
   /** When the request was enqueued: ms since the Unix epoch (LPM gave an hrtime). */
   readonly createdAt: number;
+  /** A byte stream is attached. */
   readonly hasStream: boolean;
+  /** A connection is attached (Tcp, Unix or Fd). */
   readonly hasSocket: boolean;
+  /** The attached stream, taken on first read (needs the pool's `fd_channel = "node"`); null if none. */
   readonly stream: Readable | null;
+  /** The attached connection, taken on first read (needs the pool's `fd_channel = "node"`); null if none. */
   readonly socket: Socket | null;
 }
 
@@ -36,9 +41,9 @@ export interface LpmWorker {
   on(event: 'softKill'): Registration<[() => void]>;
   on(event: 'hardKill', callback: () => unknown): LpmWorker;
   on(event: 'hardKill'): Registration<[]>;
-  /** A broadcast of that name, with its decoded payload. */
-  on(event: string, callback: (payload: any) => unknown): LpmWorker;
-  on(event: string): Registration<[any]>;
+  /** A broadcast of that name, with its decoded payload (and the handle of the descriptor it carried, if any). */
+  on(event: string, callback: (payload: any, handle?: NativeHandle) => unknown): LpmWorker;
+  on(event: string): Registration<[any, NativeHandle?]>;
   /** Accepts requests (mandatory once at start). */
   ready(): LpmWorker;
   /** Accepts no new requests until the next `ready()`. */

@@ -32,7 +32,7 @@ class LpmWorker {
    * Listens to `name`: `'request'` (an LPM-style Request), `'softKill'`
    * (`done` to call when finished; the worker then exits once its requests
    * are answered), `'hardKill'`, or a broadcast of that name (its decoded
-   * payload). Without `callback`, returns a thenable whose `then` registers it.
+   * payload, and the raw handle of the descriptor it carried, if any). Without `callback`, returns a thenable whose `then` registers it.
    */
   on(name, callback) {
     const register = (cb) => {
@@ -47,7 +47,7 @@ class LpmWorker {
     if (name === 'request') this.nanny.on('request', (req) => cb(lpmRequest(req)));
     else if (name === 'softKill') this.addSoftKill(cb);
     else if (name === 'hardKill') this.nanny.onHardKill(() => cb());
-    else this.nanny.on(name, (data) => cb(data));
+    else this.nanny.on(name, (data, _payload, handle) => (handle === undefined ? cb(data) : cb(data, handle)));
   }
 
   addSoftKill(cb) {

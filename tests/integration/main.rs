@@ -38,6 +38,7 @@ mod messaging;
 mod messaging_cluster;
 mod node_channel;
 mod node_listen;
+mod node_sdk;
 mod order;
 mod placement;
 mod plain;

@@ -5,7 +5,8 @@
 //! attachments pending at the end, and after health supervision stopped,
 //! recycled and replaced workers (a stall, retirements, a fatal signal),
 //! and after 256 workers started, served, shrunk and stopped, and with
-//! Node.js workers on the fd channel's Node flavour.
+//! Node.js workers on the fd channel's Node flavour (plain `node`, and the
+//! Node SDK).
 //!
 //! This is the only test that calls `waitpid(-1)`, and it runs its cases
 //! one after another inside a single `#[test]`: any other test spawning
@@ -18,6 +19,7 @@ mod attachments;
 mod connections;
 mod many;
 mod node;
+mod node_sdk;
 
 use attachments::{
     a_hosts_stray_descriptor_is_not_inherited, attachments, waiting_descriptors_are_not_inherited,
@@ -25,6 +27,7 @@ use attachments::{
 use connections::connections;
 use many::many_workers;
 use node::node_channel;
+use node_sdk::node_sdk;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -272,6 +275,11 @@ async fn no_zombies_and_no_fd_leaks() {
         for end in [End::Soft, End::Hard, End::Drop] {
             let pids = node_channel(end).await;
             assert_no_leaks(&format!("node channel, then {end:?}"), &pids, &before);
+        }
+
+        for end in [End::Soft, End::Hard, End::Drop] {
+            let pids = node_sdk(end).await;
+            assert_no_leaks(&format!("node sdk, then {end:?}"), &pids, &before);
         }
 
         let pids = many_workers().await;

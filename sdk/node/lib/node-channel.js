@@ -21,8 +21,9 @@
  *   await ch.sendStream({ id, attempt }, socket);
  *   ch.close();
  *
- * `handle` is a raw libuv handle (TCP or Pipe): wrap a connection with
- * `new net.Socket({ handle, readable: true, writable: true })`, a listening
+ * `handle` is a raw libuv handle (TCP or Pipe), made non-blocking (they
+ * may arrive blocking; libuv needs them non-blocking): wrap a connection
+ * with `new net.Socket({ handle, readable: true, writable: true })`, a listening
  * socket with `new net.Server().listen(handle)`. A descriptor nobody
  * listens for is closed. The channel never keeps the event loop alive by
  * itself (`ref()` to make it).
@@ -71,6 +72,21 @@ function closeHandle(handle) {
   }
 }
 
+/**
+ * Makes a received descriptor non-blocking; null once it is, else why not.
+ * The supervisor's descriptors may arrive blocking (a plain-fd attachment,
+ * a request stream's socketpair, a std listener), and libuv expects
+ * EAGAIN: a write larger than a blocking socket's buffer stops the event
+ * loop until the other side reads.
+ * The flag belongs to the open file, so it also holds for the supervisor's
+ * copy (and, for a broadcast socket, the caller's).
+ */
+function nonBlocking(handle) {
+  if (typeof handle.setBlocking !== 'function') return 'not a stream handle';
+  const rc = handle.setBlocking(false);
+  return rc === 0 || rc === undefined ? null : `error ${rc}`;
+}
+
 /** The fd channel on `process.channel`. Made by `openNodeChannel()`. */
 class NodeChannel extends EventEmitter {
   constructor() {
@@ -98,6 +114,12 @@ class NodeChannel extends EventEmitter {
       closeHandle(handle);
       return;
     }
+    const err = nonBlocking(handle);
+    if (err !== null) {
+      closeHandle(handle);
+      this._fail(new Error(`node channel: a descriptor that cannot be made non-blocking: ${err}`));
+      return;
+    }
     this.emit('descriptor', { ...message, handle });
   }
 
@@ -109,8 +131,9 @@ class NodeChannel extends EventEmitter {
    * Sends `socket` (a net.Socket; its handle leaves this process) as the
    * response stream of attempt `{ id, attempt }` (kind 2). The socket must
    * never have been read from: bytes libuv read before the handle left are
-   * lost to the supervisor (accept it from a `net.createServer({
-   * pauseOnConnect: true })`). Resolves once
+   * lost to the supervisor (the `far` end of lib/pair.js's `socketPair()`,
+   * or one accepted by a `net.createServer({ pauseOnConnect: true })`).
+   * Resolves once
    * Node has written it (Node sends a handle only after the supervisor
    * acknowledged the one before, so the one before was ACKed by then).
    */

@@ -51,9 +51,9 @@ class Request {
     return this.controller.signal;
   }
 
-  /** A Tcp or Unix connection is attached. */
+  /** A connection is attached: `Tcp`, `Unix`, or `Fd` (a stream socket given as a plain descriptor). */
   get hasSocket() {
-    return this.attachmentKind === 'Tcp' || this.attachmentKind === 'Unix';
+    return this.attachmentKind === 'Tcp' || this.attachmentKind === 'Unix' || this.attachmentKind === 'Fd';
   }
 
   /** A chunked byte stream is attached. */

@@ -242,6 +242,7 @@ class Worker extends EventEmitter {
     process.emitWarning(`request handler failed after answering: ${e?.stack ?? e}`);
   }
 
+  /** A broadcast; `handle` its descriptor (a raw libuv handle), closed if nobody listens. */
   onBroadcast(event, payload, handle) {
     let data;
     try {
@@ -249,8 +250,9 @@ class Worker extends EventEmitter {
     } catch {
       data = undefined;
     }
-    this.fire('broadcast', event, data, payload, handle);
-    if (!RESERVED.has(event)) this.fire(event, data, payload, handle);
+    const heard = this.fire('broadcast', event, data, payload, handle);
+    const named = !RESERVED.has(event) && this.fire(event, data, payload, handle);
+    if (handle && !heard && !named) handle.close?.();
   }
 
   /** Called when in-flight work may have finished. */

@@ -1,6 +1,6 @@
 // An LPM worker.js as its user wrote it (load-process-manager's example,
-// extended with respond, ack, emit, softKill, hardKill and req.socket); its
-// only change for nanny is the require line.
+// extended with respond, ack, emit, softKill, hardKill, req.socket and
+// req.stream); its only change for nanny is the require line.
 var worker = require('nanny-worker/lpm').worker;
 
 if (!process.env.NANNY_FD) {
@@ -16,6 +16,16 @@ worker.on('request', function (req) {
         if (!socket) return req.respond({ socket: 'gone' });
         socket.end('hello from an lpm worker\n', function () {
             req.respond({ socket: 'written' });
+        });
+        return;
+    }
+    if (req.hasStream) {
+        var chunks = [];
+        req.stream.on('data', function (chunk) {
+            chunks.push(chunk);
+        });
+        req.stream.on('end', function () {
+            req.respond({ stream: Buffer.concat(chunks) });
         });
         return;
     }

@@ -1,7 +1,8 @@
-//! The optional parts: attachments on the fd channel, and the runtime's
-//! memory figures in the heartbeat.
+//! The optional parts: attachments on the fd channel (each language's
+//! flavour of it, [`Lang::fd_channel`]), and the runtime's memory figures in
+//! the heartbeat.
 
-use nanny::Attachment;
+use nanny::{Attachment, FdChannelFlavor};
 use tokio::io::AsyncReadExt;
 
 use super::langs::{Lang, Pool};
@@ -9,8 +10,8 @@ use crate::support::conformance::{attachment_line, Op};
 use crate::support::*;
 
 super::conformance! {
-    connections_attached_are_written_to: [rust, python];
-    no_fd_channel_capability_refuses_attachments: [node];
+    connections_attached_are_written_to: [rust, node, python];
+    a_seqpacket_pool_refuses_attachments: [node];
     heartbeats_count_the_served: [rust, node, python];
     runtime_memory_is_reported: [node, python];
 }
@@ -36,19 +37,31 @@ async fn connections_attached_are_written_to(lang: Lang) {
     pool.sup.soft_kill().await;
 }
 
-/// A worker whose SDK cannot take descriptors on the seqpacket channel
-/// (plain Node) does not declare `fd-channel`: an attachment for it fails
-/// at once, typed, and the worker serves on.
-async fn no_fd_channel_capability_refuses_attachments(lang: Lang) {
-    let pool = Pool::start(lang, 1, |b| b).await;
+/// A pool on the seqpacket channel, which Node cannot read (the default,
+/// without `fd_channel = "node"`): its Node workers do not declare
+/// `fd-channel`, so an attachment for them fails at once, typed, and they
+/// serve on.
+async fn a_seqpacket_pool_refuses_attachments(lang: Lang) {
+    assert_ne!(
+        lang.fd_channel(),
+        FdChannelFlavor::SeqPacket,
+        "{lang:?} reads the seqpacket channel"
+    );
+    let sup = builder_with(lang.spec(), 1).start().await.expect("start");
     let (_ours, unix) = unix_attachment();
-    let refused = pool.sup.enqueue_with(&Op::Attachment, attach(unix)).await;
+    let refused = sup.enqueue_with(&Op::Attachment, attach(unix)).await;
     assert!(
         matches!(refused, Err(nanny::Error::AttachmentNotSupported { .. })),
         "{refused:?}"
     );
-    pool.whoami().await;
-    pool.sup.soft_kill().await;
+    let me: crate::support::conformance::Identity = sup
+        .enqueue(&Op::Whoami)
+        .await
+        .expect("served")
+        .data()
+        .expect("an identity");
+    assert_eq!(me.lang, lang.name());
+    sup.soft_kill().await;
 }
 
 async fn written(pool: &Pool, attachment: Attachment) -> String {

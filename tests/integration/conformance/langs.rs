@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use nanny::{Builder, Error, Response, Supervisor, WorkerSpec};
+use nanny::{Builder, Error, FdChannelFlavor, Response, Supervisor, WorkerSpec};
 
 use crate::support::conformance::{mark_name, Identity, Op, DIR_ENV};
 use crate::support::runtimes::{node, python, repo, repo_file};
@@ -41,6 +41,15 @@ impl Lang {
         }
     }
 
+    /// How its SDK takes descriptors: Node reads them on Node's own IPC
+    /// channel (`fd_channel = "node"`), the others on the seqpacket one.
+    pub(crate) fn fd_channel(self) -> FdChannelFlavor {
+        match self {
+            Lang::Node => FdChannelFlavor::Node,
+            Lang::Rust | Lang::Python => FdChannelFlavor::SeqPacket,
+        }
+    }
+
     /// How its worker is started.
     pub(crate) fn spec(self) -> WorkerSpec {
         match self {
@@ -66,12 +75,14 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// A started supervisor of `n` workers of `lang`, with the suite's
-    /// short timers, after `tune` (extra settings).
+    /// short timers and `lang`'s [`Lang::fd_channel`], after `tune` (extra
+    /// settings).
     pub(crate) async fn start(lang: Lang, n: usize, tune: impl FnOnce(Builder) -> Builder) -> Self {
         Self::start_spec(lang.spec(), lang, n, tune).await
     }
 
-    /// [`start`](Self::start) for another program than the conformance worker.
+    /// [`start`](Self::start) for another program than the conformance
+    /// worker, in `lang`'s SDK: its pool has `lang`'s [`Lang::fd_channel`].
     pub(crate) async fn start_spec(
         spec: WorkerSpec,
         lang: Lang,
@@ -79,7 +90,7 @@ impl Pool {
         tune: impl FnOnce(Builder) -> Builder,
     ) -> Self {
         let marks = Marks::new(lang);
-        let spec = spec.env(DIR_ENV, marks.dir());
+        let spec = spec.env(DIR_ENV, marks.dir()).fd_channel(lang.fd_channel());
         let sup = tune(builder_with(spec, n))
             .start()
             .await

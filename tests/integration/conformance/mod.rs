@@ -3,7 +3,9 @@
 //! are in `tests/support/conformance.rs`): the Rust test worker's
 //! `conformance` mode, `node sdk/node/test/conformance-worker.js` and
 //! `python sdk/python/tests/conformance_worker.py`, and the
-//! load-process-manager layer's `sdk/node/test/lpm-worker.js`.
+//! load-process-manager layer's `sdk/node/test/lpm-worker.js`. Each
+//! language's pools get its flavour of the fd channel
+//! ([`langs::Lang::fd_channel`]): Node's is `FdChannelFlavor::Node`.
 //!
 //! [`conformance!`] makes one test per behaviour per language, named
 //! `conformance::<module>::<behaviour>::<lang>`, so

@@ -27,6 +27,7 @@ use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 
 use nanny_peer::Nanny;
+use worker_kinds::CurrentThread;
 use workloads::{run, Rows};
 
 fn main() -> ExitCode {
@@ -98,7 +99,7 @@ fn measure(system: &str, report: &report::Report, rows: Rows) {
         "raw-batched" => run::<raw::Raw<true>>(report, rows),
         "tokio" => run::<bare_tokio::BareTokio>(report, rows),
         "nanny" => run::<Nanny<worker_kinds::Rust>>(report, rows),
-        "nanny-ct" => run::<Nanny<worker_kinds::RustCurrentThread>>(report, rows),
+        "nanny-ct" => run::<Nanny<CurrentThread<worker_kinds::Rust>>>(report, rows),
         "nanny-node" => run::<Nanny<worker_kinds::Node>>(report, rows),
         "nanny-lpm" => run::<Nanny<worker_kinds::Lpm>>(report, rows),
         "nanny-python" => run::<Nanny<worker_kinds::Python>>(report, rows),

@@ -3,9 +3,11 @@
 //! `nanny-ct`, on a current-thread runtime shared with the caller), Node
 //! processes on `sdk/node` (`nanny-node`), an LPM `worker.js` on
 //! `sdk/node/lpm` (`nanny-lpm`) and Python processes on `sdk/python`
-//! (`nanny-python`). Each says how a worker is started and what a correct
+//! (`nanny-python`); [`CurrentThread`] puts any of them on one
+//! current-thread runtime (`nanny-ct`). Each says how a worker is started and what a correct
 //! answer to a payload of `size` bytes looks like.
 
+use std::marker::PhantomData;
 use std::path::PathBuf;
 
 use nanny::{Response, WorkerSpec};
@@ -29,10 +31,10 @@ pub trait WorkerKind {
 #[derive(Debug)]
 pub struct Rust;
 
-/// This binary on the Rust worker SDK; caller and supervisor on one
+/// Workers of kind `K`, with the caller and the supervisor on one
 /// current-thread runtime (the low-latency configuration).
 #[derive(Debug)]
-pub struct RustCurrentThread;
+pub struct CurrentThread<K>(PhantomData<K>);
 
 /// `node node/nanny-sdk-worker.js`: the Node SDK's own API.
 #[derive(Debug)]
@@ -53,11 +55,15 @@ impl WorkerKind for Rust {
     }
 }
 
-impl WorkerKind for RustCurrentThread {
+impl<K: WorkerKind> WorkerKind for CurrentThread<K> {
     const CURRENT_THREAD: bool = true;
 
     fn spec() -> WorkerSpec {
-        Rust::spec()
+        K::spec()
+    }
+
+    fn check(answer: &Response, size: usize) {
+        K::check(answer, size);
     }
 }
 

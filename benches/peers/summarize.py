@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Medians and min–max of benches/peers' JSON lines: a markdown table and an SVG chart.
 
-    summarize.py RESULTS.jsonl [--table table.md] [--chart chart.svg]
+    summarize.py RESULTS.jsonl [--table table.md] [--chart chart.svg] [--systems a,b,...]
 
 Standard library only. A cell is the median over rounds, with the range of
 the rounds beside it; a row a system does not have (null values) is "–".
@@ -15,7 +15,8 @@ import math
 import statistics
 from collections import defaultdict
 
-SYSTEMS = ["raw", "raw-batched", "tokio", "nanny", "nanny-ct", "tonic", "lpm", "piscina"]
+SYSTEMS = ["raw", "raw-batched", "tokio", "nanny", "nanny-ct", "tonic",
+           "nanny-node", "nanny-lpm", "nanny-python", "lpm", "piscina"]
 NAMES = {
     "raw": "raw socketpair",
     "raw-batched": "raw, batched",
@@ -25,6 +26,9 @@ NAMES = {
     "tonic": "tonic over UDS",
     "lpm": "load-process-manager 1.3.3",
     "piscina": "piscina 5.3.2 (threads)",
+    "nanny-node": "nanny, Node workers",
+    "nanny-lpm": "nanny, LPM worker.js",
+    "nanny-python": "nanny, Python workers",
 }
 # (key, label, unit shown, lower is better); "pinned:" rows read the -pinned systems.
 ROWS = [
@@ -40,7 +44,8 @@ ROWS = [
     ("cpu_per_100k", "CPU seconds per 100 k requests (all processes)", "s", True),
     ("rss", "peak RSS of the dispatching process", "MiB", True),
 ]
-COLORS = ["#555555", "#999999", "#2b8cbe", "#e6550d", "#fdae6b", "#31a354", "#756bb1", "#de2d26"]
+COLORS = ["#555555", "#999999", "#2b8cbe", "#e6550d", "#fdae6b", "#31a354",
+          "#a63603", "#fd8d3c", "#8c6d31", "#756bb1", "#de2d26"]
 assert len(COLORS) >= len(SYSTEMS), "one colour per system"
 
 
@@ -76,12 +81,13 @@ def fmt(v):
     return f"{v:.2f}" if v >= 0.1 else f"{v:.3f}"
 
 
-def table(cells, rounds):
-    head = "| workload (2 workers) | " + " | ".join(NAMES[s] for s in SYSTEMS) + " |"
-    lines = [head, "|---|" + "---:|" * len(SYSTEMS)]
+def table(cells, rounds, systems=SYSTEMS):
+    """The markdown table of `systems`; a row none of them has is left out."""
+    head = "| workload (2 workers) | " + " | ".join(NAMES[s] for s in systems) + " |"
+    lines = [head, "|---|" + "---:|" * len(systems)]
     for key, label, unit, _ in ROWS:
         row = []
-        for s in SYSTEMS:
+        for s in systems:
             v = values(cells, s, key)
             if not v:
                 row.append("–")
@@ -89,9 +95,33 @@ def table(cells, rounds):
                 row.append(fmt(v[0]))
             else:
                 row.append(f"{fmt(statistics.median(v))} ({fmt(min(v))}–{fmt(max(v))})")
-        lines.append(f"| {label} ({unit}) | " + " | ".join(row) + " |")
+        if any(c != "–" for c in row):
+            lines.append(f"| {label} ({unit}) | " + " | ".join(row) + " |")
     note = f"\nMedian of {rounds} rounds (min–max of the rounds in brackets); – : not measured for that system.\n"
     return "\n".join(lines) + "\n" + note
+
+
+def versus_lpm(path):
+    """Issue 15's ratio: req/s (256 outstanding, 100 B) of nanny with Node
+    workers over load-process-manager's own (target at least 3×), taken in
+    each round (the systems of a round share the machine's state), then the
+    median and range of those."""
+    by_round = defaultdict(dict)
+    with open(path) as f:
+        for line in f:
+            if line.startswith("{"):
+                r = json.loads(line)
+                if r["workload"] == "rps_100B" and r["value"]:
+                    by_round[r["round"]][r["system"]] = float(r["value"])
+    out = []
+    for s in ("nanny-node", "nanny-lpm"):
+        each = [got[s] / got["lpm"] for got in by_round.values() if s in got and "lpm" in got]
+        if not each:
+            continue
+        spread = f" ({min(each):.1f}–{max(each):.1f}×)" if len(each) > 1 else ""
+        out.append(f"{NAMES[s]} / {NAMES['lpm']}, req/s at 256 outstanding, 100 B, per round: "
+                   f"{statistics.median(each):.1f}×{spread} over {len(each)} rounds (issue 15's target: ≥ 3×)")
+    return "".join(f"\n{line}\n" for line in out)
 
 
 def ratios(cells):
@@ -162,10 +192,15 @@ def main():
     p.add_argument("results")
     p.add_argument("--table")
     p.add_argument("--chart")
+    p.add_argument("--systems", help="comma-separated columns of the table (default: all; the chart has all)")
     a = p.parse_args()
     cells = load(a.results)
     rounds = max((len(v) for v in cells.values()), default=0)
-    md = table(cells, rounds)
+    systems = a.systems.split(",") if a.systems else SYSTEMS
+    unknown = [s for s in systems if s not in NAMES]
+    if unknown:
+        p.error(f"no system {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
+    md = table(cells, rounds, systems) + versus_lpm(a.results)
     print(md)
     if a.table:
         with open(a.table, "w") as f:

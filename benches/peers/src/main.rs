@@ -6,7 +6,9 @@
 //! ```
 //!
 //! SYSTEM is `raw`, `raw-batched`, `tokio`, `nanny`, `nanny-ct` (nanny on a
-//! current-thread runtime) or `tonic`. Each result
+//! current-thread runtime), `nanny-node`, `nanny-lpm`, `nanny-python` (nanny
+//! with Node, LPM-style Node or Python workers: [`worker_kinds`]) or
+//! `tonic`. Each result
 //! is printed as one JSON line. Workers are this same binary: nanny's are
 //! recognised by [`nanny_worker::is_worker`], the others are started as
 //! `nanny-peers --serve ROLE` with their socket as standard input.
@@ -18,11 +20,14 @@ mod nanny_peer;
 mod raw;
 mod report;
 mod tonic_peer;
+mod worker_kinds;
 mod workloads;
 
 use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 
+use nanny_peer::Nanny;
+use worker_kinds::CurrentThread;
 use workloads::{run, Rows};
 
 fn main() -> ExitCode {
@@ -46,7 +51,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("nanny-peers: {e}\nusage: nanny-peers raw|raw-batched|tokio|nanny|nanny-ct|tonic [--round N] [--rows all|rtt|bursts] [--label NAME]");
+            eprintln!("nanny-peers: {e}\nusage: nanny-peers raw|raw-batched|tokio|nanny|nanny-ct|nanny-node|nanny-lpm|nanny-python|tonic [--round N] [--rows all|rtt|bursts] [--label NAME]");
             ExitCode::from(2)
         }
     }
@@ -93,8 +98,11 @@ fn measure(system: &str, report: &report::Report, rows: Rows) {
         "raw" => run::<raw::Raw<false>>(report, rows),
         "raw-batched" => run::<raw::Raw<true>>(report, rows),
         "tokio" => run::<bare_tokio::BareTokio>(report, rows),
-        "nanny" => run::<nanny_peer::Nanny<false>>(report, rows),
-        "nanny-ct" => run::<nanny_peer::Nanny<true>>(report, rows),
+        "nanny" => run::<Nanny<worker_kinds::Rust>>(report, rows),
+        "nanny-ct" => run::<Nanny<CurrentThread<worker_kinds::Rust>>>(report, rows),
+        "nanny-node" => run::<Nanny<worker_kinds::Node>>(report, rows),
+        "nanny-lpm" => run::<Nanny<worker_kinds::Lpm>>(report, rows),
+        "nanny-python" => run::<Nanny<worker_kinds::Python>>(report, rows),
         "tonic" => run::<tonic_peer::Tonic>(report, rows),
         other => {
             eprintln!("nanny-peers: no system {other:?}");

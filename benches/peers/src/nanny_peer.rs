@@ -1,28 +1,31 @@
 //! nanny, used as its documentation says: `Supervisor::enqueue` of a
 //! `serde_bytes::ByteBuf` on the default multi-thread runtime (or, as
 //! `nanny-ct`, on a current-thread runtime shared by the caller and the
-//! supervisor: the low-latency configuration), workers of
-//! this binary answering with the worker SDK's ordinary `serve` handler
-//! (the payload back, as `benches/enqueue.rs` does), restart delay 0.
+//! supervisor: the low-latency configuration), restart delay 0. The
+//! workers are of a [`WorkerKind`]: this binary answering with the worker
+//! SDK's ordinary `serve` handler (the payload back, as `benches/enqueue.rs`
+//! does), or Node or Python processes on the repository's SDKs.
 
 use std::collections::{HashMap, HashSet};
+use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use nanny::{EnqueueOptions, Pool, Supervisor, WorkerId, WorkerSpec};
+use nanny::{EnqueueOptions, Pool, Supervisor, WorkerId};
 use serde_bytes::ByteBuf;
 use tokio::runtime::Runtime;
 
 use crate::bare_tokio::on;
 use crate::report::Burst;
+use crate::worker_kinds::WorkerKind;
 use crate::workloads::{OUTSTANDING, SMALL, WARM_UP};
 
-/// The nanny peer; `CURRENT_THREAD` puts the caller and the supervisor on
-/// one current-thread runtime.
+/// The nanny peer with workers of kind `K`.
 #[derive(Debug)]
-pub struct Nanny<const CURRENT_THREAD: bool> {
+pub struct Nanny<K> {
     rt: Runtime,
     supervisor: Supervisor,
+    kind: PhantomData<K>,
 }
 
 /// The worker side: every payload back, on a current-thread runtime.
@@ -50,25 +53,16 @@ pub fn serve_worker() {
     }
 }
 
-/// MessagePack size of a `bin` of `len` bytes: what an echo answers.
-fn encoded_len(len: usize) -> usize {
-    match len {
-        0..=0xff => len + 2,
-        0x100..=0xffff => len + 3,
-        _ => len + 5,
-    }
-}
-
 /// Enqueues `concurrent` small requests at a time (no retries) until the
 /// workers that answered include one that is not in `old`, and `want` in all.
-async fn until_answered(supervisor: &Supervisor, old: &HashSet<WorkerId>, want: usize) {
+async fn until_answered<K: WorkerKind>(supervisor: &Supervisor, old: &HashSet<WorkerId>, want: usize) {
     let payload = ByteBuf::from(vec![7u8; SMALL]);
     let mut seen = HashSet::new();
     while seen.len() < want {
         let asks =
             (0..want.max(2)).map(|_| supervisor.enqueue_with(&payload, EnqueueOptions::new().retries(0)));
         for answer in futures::future::join_all(asks).await.into_iter().flatten() {
-            assert_eq!(answer.raw().len(), encoded_len(SMALL), "the answer is the echo");
+            K::check(&answer, SMALL);
             if !old.contains(&answer.worker()) {
                 seen.insert(answer.worker());
             }
@@ -76,9 +70,9 @@ async fn until_answered(supervisor: &Supervisor, old: &HashSet<WorkerId>, want: 
     }
 }
 
-impl<const CURRENT_THREAD: bool> crate::workloads::Peer for Nanny<CURRENT_THREAD> {
+impl<K: WorkerKind> crate::workloads::Peer for Nanny<K> {
     fn start(workers: usize) -> Self {
-        let rt = if CURRENT_THREAD {
+        let rt = if K::CURRENT_THREAD {
             tokio::runtime::Builder::new_current_thread()
         } else {
             tokio::runtime::Builder::new_multi_thread()
@@ -87,18 +81,21 @@ impl<const CURRENT_THREAD: bool> crate::workloads::Peer for Nanny<CURRENT_THREAD
         .build()
         .expect("runtime");
         let supervisor = on(&rt, async move {
-            let spec = WorkerSpec::current_exe().expect("current exe");
             let supervisor = Supervisor::builder()
-                .pool(Pool::default_pool(spec).workers(workers))
+                .pool(Pool::default_pool(K::spec()).workers(workers))
                 .restart_delay(Duration::ZERO)
                 .max_restarts(u32::MAX)
                 .start()
                 .await
                 .expect("supervisor starts");
-            until_answered(&supervisor, &HashSet::new(), workers).await;
+            until_answered::<K>(&supervisor, &HashSet::new(), workers).await;
             supervisor
         });
-        Self { rt, supervisor }
+        Self {
+            rt,
+            supervisor,
+            kind: PhantomData,
+        }
     }
 
     fn round_trips(&mut self, run_for: Duration) -> Vec<Duration> {
@@ -107,7 +104,7 @@ impl<const CURRENT_THREAD: bool> crate::workloads::Peer for Nanny<CURRENT_THREAD
             let payload = ByteBuf::from(vec![7u8; SMALL]);
             let ask = || async {
                 let answer = supervisor.enqueue(&payload).await.expect("an answer");
-                assert_eq!(answer.raw().len(), encoded_len(SMALL), "the answer is the echo");
+                K::check(&answer, SMALL);
             };
             for _ in 0..WARM_UP {
                 ask().await;
@@ -134,7 +131,7 @@ impl<const CURRENT_THREAD: bool> crate::workloads::Peer for Nanny<CURRENT_THREAD
                 .buffer_unordered(OUTSTANDING)
                 .for_each(|answer| {
                     let answer = answer.expect("an answer");
-                    assert_eq!(answer.raw().len(), encoded_len(size), "the answer is the echo");
+                    K::check(&answer, size);
                     *per_worker.entry(answer.worker()).or_default() += 1;
                     std::future::ready(())
                 })
@@ -153,7 +150,7 @@ impl<const CURRENT_THREAD: bool> crate::workloads::Peer for Nanny<CURRENT_THREAD
             let old: HashSet<WorkerId> = health.iter().map(|w| w.id).collect();
             let pid = nix::unistd::Pid::from_raw(health[0].pid as i32);
             nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL).expect("SIGKILL a worker");
-            until_answered(&supervisor, &old, 1).await;
+            until_answered::<K>(&supervisor, &old, 1).await;
         });
     }
 

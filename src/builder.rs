@@ -69,6 +69,8 @@ pub(crate) struct Config {
     /// What start chose from it ([`crate::descendants::choose`]).
     pub(crate) init: Option<Arc<crate::descendants::Init>>,
     pub(crate) containment: Option<crate::Containment>,
+    /// The queue shared with other hosts ([`Builder::queue`]).
+    pub(crate) queue: Option<crate::RedisQueue>,
 }
 
 /// Builds a [`Supervisor`]. Start from [`Supervisor::builder`].
@@ -126,6 +128,7 @@ impl Default for Builder {
                 descendants: crate::descendants::Choice::default(),
                 init: None,
                 containment: None,
+                queue: None,
             },
         }
     }
@@ -135,6 +138,17 @@ impl Builder {
     /// Adds a pool. The first pool added is the one [`Supervisor::enqueue`] uses.
     pub fn pool(mut self, pool: Pool) -> Self {
         self.cfg.pools.push(pool);
+        self
+    }
+
+    /// Shares each pool's request queue with other hosts' supervisors on
+    /// Redis Streams (see [`crate::RedisQueue`] and the module
+    /// [`crate::scaleout`]): `enqueue` then goes through Redis, and any
+    /// host with workers for the pool may run the request. Requests with
+    /// an attachment or a sticky key stay local. With a queue, a pool may
+    /// have 0 workers (this host only calls it).
+    pub fn queue(mut self, queue: crate::RedisQueue) -> Self {
+        self.cfg.queue = Some(queue);
         self
     }
 

@@ -17,6 +17,7 @@ pub use super::response::{EnqueueOptions, Response};
 mod handover;
 mod manage;
 mod messaging;
+mod queue;
 use crate::builder::Builder;
 use crate::error::Error;
 use crate::events::Event;
@@ -38,6 +39,8 @@ pub struct Supervisor {
     pub(crate) gone: Arc<AtomicBool>,
     /// The stop signals taken (see [`crate::exit`]).
     pub(crate) stop_signal: Arc<crate::exit::SignalRecord>,
+    /// The caller's side of a shared queue ([`crate::RedisQueue`]).
+    pub(crate) queue: Option<Arc<crate::scaleout::caller::Caller>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -85,7 +88,10 @@ impl Supervisor {
 
     /// Sends `payload` to the least pressured ready worker of the first pool
     /// and waits for its answer. Resolves exactly once: with the answer or a
-    /// typed [`Error`].
+    /// typed [`Error`]. With a shared queue ([`Builder::queue`]) the
+    /// request goes through Redis to any host with workers for the pool
+    /// (see [`crate::scaleout`]); Redis down fails it at once with
+    /// [`Error::Queue`].
     ///
     /// # Cancel safety
     ///
@@ -104,6 +110,9 @@ impl Supervisor {
         let payload =
             nanny_worker::protocol::encode_payload(payload).map_err(|e| Error::Encode(e.to_string()))?;
         self.check_size(payload.len())?;
+        if let Some(caller) = self.shared_queue(&options) {
+            return caller.enqueue(self.outgoing(options, payload)).await;
+        }
         let id = RequestId::new();
         let (reply, rx) = oneshot::channel();
         let request = NewRequest {
@@ -190,7 +199,9 @@ impl Supervisor {
     /// [`Inspect::count_running_load_balancers`] and
     /// [`Inspect::count_active_load_balancers`].
     pub async fn inspect(&self) -> Result<Inspect, Error> {
-        self.call(Command::Inspect).await
+        let mut inspect = self.call(Command::Inspect).await?;
+        inspect.queue = self.queue_stats();
+        Ok(inspect)
     }
 
     /// Workers the configuration asks for, over all pools.
@@ -376,12 +387,14 @@ impl Supervisor {
     /// and in-flight ones finish, workers exit cleanly; returns once every
     /// worker is reaped. Idempotent.
     pub async fn soft_kill(&self) {
+        self.close_queue();
         let _ = self.call(Command::SoftKill).await;
     }
 
     /// Immediate stop: SIGKILL to every worker; every pending request
     /// resolves with [`Error::Killed`]; returns once every worker is reaped.
     pub async fn hard_kill(&self) {
+        self.close_queue();
         let _ = self.call(Command::HardKill).await;
     }
 

@@ -1,0 +1,421 @@
+//! The executing side: per pool, read only as many entries as the pool has
+//! free capacity, run each through the local supervisor ([`super::run`]),
+//! renew what runs, reclaim what others left idle, and hand back at stop.
+//!
+//! * **No prefetch.** Before each `XREADGROUP` the supervisor is asked for
+//!   the pool's free capacity (ready workers' free concurrency, minus what
+//!   waits in its local queue); a stopping supervisor, a failed pool or
+//!   one without ready workers has none, and reads nothing. What one loop
+//!   has asked for and not yet handed over is *reserved*, so the reader and
+//!   the janitor never both fill the same free slots.
+//! * **Heartbeat** (every [`RedisQueue::heartbeat`](super::RedisQueue::heartbeat)):
+//!   one renew script per pool for what runs; a delivery that is no longer
+//!   this host's, or that could not be renewed for longer than `min_idle`
+//!   less a heartbeat, is *lost*: its attempt is cancelled on the local
+//!   worker and its result dropped. The same tick reads the cancel flags
+//!   of what runs.
+//! * **Janitor** (every [`RedisQueue::janitor`](super::RedisQueue::janitor)):
+//!   claims a bounded batch (at most the free capacity) of deliveries idle
+//!   past `min_idle`.
+//! * **Stop**: the loops end, what runs finishes (the supervisor drained
+//!   it) and completes, or hands back what the supervisor stopped; then a
+//!   last sweep hands back any delivery of this consumer that nothing runs.
+//! * A missing group (`NOGROUP`, e.g. after Redis lost its data) is made
+//!   again (`XGROUP CREATE … MKSTREAM`).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::keys::GROUP;
+use super::run::{Ending, Job};
+use super::scripts::{self, Delivery, Entry};
+use super::shared::Shared;
+use super::stats::Count;
+use crate::supervisor::LocalPort;
+
+/// How often a pool without free capacity asks again (sooner when one of
+/// its requests ends).
+const IDLE_POLL: Duration = Duration::from_millis(50);
+/// How long a stopping executor waits for its running requests.
+const STOP_BOUND: Duration = Duration::from_secs(10);
+/// Deliveries looked at by the last sweep, per pool.
+const SWEEP_COUNT: usize = 1000;
+
+/// A delivery running on the local supervisor.
+#[derive(Debug)]
+pub(crate) struct Running {
+    pub(crate) pool: usize,
+    pub(crate) rid: String,
+    pub(crate) delivery: Delivery,
+    /// Its last successful renewal (or its start).
+    pub(crate) renewed: Instant,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) ending: Ending,
+}
+
+/// The executor of one supervisor.
+#[derive(Debug)]
+pub(crate) struct Executor {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) port: LocalPort,
+    running: Mutex<FxHashMap<String, Running>>,
+    pub(crate) tasks: TaskTracker,
+    /// Signalled when a running request ends: capacity may be free.
+    pub(crate) freed: Notify,
+    reserved: Vec<AtomicUsize>,
+}
+
+impl Executor {
+    /// The executor of `shared`'s pools, running them on `port`.
+    pub(crate) fn new(shared: Arc<Shared>, port: LocalPort) -> Arc<Executor> {
+        let reserved = shared.pools.iter().map(|_| AtomicUsize::new(0)).collect();
+        Arc::new(Executor {
+            shared,
+            port,
+            running: Mutex::new(FxHashMap::default()),
+            tasks: TaskTracker::new(),
+            freed: Notify::new(),
+            reserved,
+        })
+    }
+
+    pub(crate) fn running(&self) -> MutexGuard<'_, FxHashMap<String, Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every loop until `stop`, then the stop sequence.
+    pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let readers = (0..self.shared.pools.len()).map(|p| self.read_loop(p, &stop));
+        tokio::join!(
+            futures::future::join_all(readers),
+            self.janitor_loop(&stop),
+            self.heartbeat_loop(&stop)
+        );
+        self.tasks.close();
+        let _ = tokio::time::timeout(STOP_BOUND, self.tasks.wait()).await;
+        let _ = tokio::time::timeout(STOP_BOUND, self.sweep()).await;
+    }
+
+    /// Free capacity of `pool` not yet reserved by a loop, reserved now.
+    async fn reserve(&self, pool: usize) -> usize {
+        let free = self.port.capacity(pool).await.unwrap_or(0);
+        let taken = self.reserved[pool].load(Ordering::Acquire);
+        let n = free.saturating_sub(taken);
+        self.reserved[pool].fetch_add(n, Ordering::AcqRel);
+        n
+    }
+
+    fn unreserve(&self, pool: usize, n: usize) {
+        self.reserved[pool].fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Waits until a request ends, [`IDLE_POLL`] passes or `stop`.
+    async fn idle(&self, stop: &CancellationToken) {
+        tokio::select! {
+            () = self.freed.notified() => {}
+            () = tokio::time::sleep(IDLE_POLL) => {}
+            () = stop.cancelled() => {}
+        }
+    }
+
+    /// Reads new entries of `pool`, never more than its free capacity.
+    async fn read_loop(self: &Arc<Self>, pool: usize, stop: &CancellationToken) {
+        let shared = &self.shared;
+        let stream = shared.keys.requests(&shared.pools[pool]);
+        let mut conn = None;
+        let mut pause = Backoff::default();
+        let mut group = false;
+        while !stop.is_cancelled() {
+            if !group {
+                group = self.make_group(&stream).await;
+                if !group {
+                    pause.wait(stop).await;
+                    continue;
+                }
+            }
+            let n = self.reserve(pool).await;
+            if n == 0 {
+                self.idle(stop).await;
+                continue;
+            }
+            if conn.is_none() {
+                conn = shared.blocking().await.map_err(|e| shared.queue_error(&e)).ok();
+            }
+            let Some(c) = conn.as_mut() else {
+                self.unreserve(pool, n);
+                pause.wait(stop).await;
+                continue;
+            };
+            // Never abandoned midway: what the server delivers is ours.
+            let read: redis::RedisResult<redis::Value> = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(&shared.consumer)
+                .arg("COUNT")
+                .arg(n)
+                .arg("BLOCK")
+                .arg(Shared::ms(shared.cfg.block))
+                .arg("STREAMS")
+                .arg(&stream)
+                .arg(">")
+                .query_async(c)
+                .await;
+            match read {
+                Ok(v) => {
+                    shared.counters.outcome(true);
+                    pause.reset();
+                    for entry in Entry::from_read(&v) {
+                        shared.counters.add(Count::Reads);
+                        self.start(pool, entry, 1).await;
+                    }
+                }
+                Err(e) => {
+                    group = !is_nogroup(&e);
+                    shared.queue_error(&e);
+                    conn = None;
+                    pause.wait(stop).await;
+                }
+            }
+            self.unreserve(pool, n);
+        }
+    }
+
+    /// Creates the group of `stream` (and the stream) unless it exists.
+    async fn make_group(&self, stream: &str) -> bool {
+        let mut conn = self.shared.conn();
+        let made: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match made {
+            Ok(()) => true,
+            Err(e) if e.code() == Some("BUSYGROUP") => true,
+            Err(e) => {
+                self.shared.queue_error(&e);
+                false
+            }
+        }
+    }
+
+    /// Hands one delivery to the local supervisor (or settles it at once).
+    pub(crate) async fn start(self: &Arc<Self>, pool: usize, entry: Entry, deliveries: u32) {
+        let delivery = Delivery {
+            stream: self.shared.keys.requests(&self.shared.pools[pool]),
+            id: entry.id.clone(),
+            deliveries,
+        };
+        let Some(job) = Job::new(self, pool, &entry, delivery).await else {
+            return;
+        };
+        let this = Arc::clone(self);
+        self.tasks.spawn(async move { job.finish(&this).await });
+    }
+
+    /// Registers a running delivery.
+    pub(crate) fn track(&self, running: Running) {
+        self.running().insert(running.delivery.id.clone(), running);
+    }
+
+    /// Forgets a running delivery; capacity may be free.
+    pub(crate) fn untrack(&self, id: &str) {
+        self.running().remove(id);
+        self.freed.notify_waiters();
+    }
+
+    /// Claims idle deliveries of every pool, within free capacity.
+    async fn janitor_loop(self: &Arc<Self>, stop: &CancellationToken) {
+        let mut tick = tokio::time::interval(self.shared.cfg.janitor);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            for pool in 0..self.shared.pools.len() {
+                let n = self.reserve(pool).await;
+                if n > 0 {
+                    self.claim(pool, n).await;
+                }
+                self.unreserve(pool, n);
+            }
+        }
+    }
+
+    async fn claim(self: &Arc<Self>, pool: usize, n: usize) {
+        let shared = &self.shared;
+        let stream = shared.keys.requests(&shared.pools[pool]);
+        let min_idle = Shared::ms(shared.cfg.min_idle);
+        let mut conn = shared.conn();
+        match scripts::claim(&mut conn, &stream, &shared.consumer, min_idle, n).await {
+            Ok((claimed, deleted)) => {
+                shared.counters.outcome(true);
+                if !deleted.is_empty() {
+                    tracing::error!(stream, count = deleted.len(), "pending requests were deleted from a request stream: something trims it");
+                }
+                for c in claimed {
+                    shared.counters.add(Count::Claims);
+                    self.start(pool, c.entry, c.deliveries).await;
+                }
+            }
+            Err(e) if is_nogroup(&e) => {}
+            Err(e) => {
+                shared.queue_error(&e);
+            }
+        }
+    }
+
+    /// Renews the leases of what runs and reads its cancel flags, every
+    /// heartbeat.
+    async fn heartbeat_loop(&self, stop: &CancellationToken) {
+        let mut tick = tokio::time::interval(self.shared.cfg.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            for pool in 0..self.shared.pools.len() {
+                self.renew(pool).await;
+            }
+            self.poll_cancels().await;
+        }
+    }
+
+    async fn renew(&self, pool: usize) {
+        let held: Vec<(String, u32)> = self
+            .running()
+            .values()
+            .filter(|r| r.pool == pool)
+            .map(|r| (r.delivery.id.clone(), r.delivery.deliveries))
+            .collect();
+        if held.is_empty() {
+            return;
+        }
+        let shared = &self.shared;
+        let stream = shared.keys.requests(&shared.pools[pool]);
+        let mut conn = shared.conn();
+        let renewed = scripts::renew(&mut conn, &stream, &shared.consumer, &held).await;
+        let now = Instant::now();
+        let mut running = self.running();
+        match renewed {
+            Ok(lost) => {
+                shared.counters.outcome(true);
+                for (id, _) in &held {
+                    if let Some(r) = running.get_mut(id) {
+                        r.renewed = now;
+                    }
+                }
+                for id in lost {
+                    if let Some(r) = running.get(&id) {
+                        r.ending.lose(&r.cancel);
+                    }
+                }
+            }
+            Err(e) => {
+                drop(shared.queue_error(&e));
+                // Others may reclaim it after min_idle: give it up a heartbeat before.
+                let bound = shared.cfg.min_idle.saturating_sub(shared.cfg.heartbeat);
+                for r in running.values().filter(|r| r.pool == pool) {
+                    if now.duration_since(r.renewed) >= bound {
+                        r.ending.lose(&r.cancel);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn poll_cancels(&self) {
+        let rids: Vec<(String, String)> = self
+            .running()
+            .iter()
+            .map(|(id, r)| (id.clone(), self.shared.keys.cancel(&r.rid)))
+            .collect();
+        if rids.is_empty() {
+            return;
+        }
+        let keys: Vec<&str> = rids.iter().map(|(_, k)| k.as_str()).collect();
+        let mut conn = self.shared.conn();
+        let flags: redis::RedisResult<Vec<Option<String>>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await;
+        let Ok(flags) = flags.map_err(|e| self.shared.queue_error(&e)) else {
+            return;
+        };
+        let running = self.running();
+        for ((id, _), flag) in rids.iter().zip(flags) {
+            if let (Some(_), Some(r)) = (flag, running.get(id)) {
+                r.ending.cancelled_by_caller(&r.cancel);
+            }
+        }
+    }
+
+    /// Hands back every delivery of this consumer that nothing runs.
+    async fn sweep(&self) {
+        let shared = &self.shared;
+        for pool in &shared.pools {
+            let stream = shared.keys.requests(pool);
+            let mut conn = shared.conn();
+            let pending: redis::RedisResult<Vec<(String, String, u64, u32)>> = redis::cmd("XPENDING")
+                .arg(&stream)
+                .arg(GROUP)
+                .arg("-")
+                .arg("+")
+                .arg(SWEEP_COUNT)
+                .arg(&shared.consumer)
+                .query_async(&mut conn)
+                .await;
+            let Ok(pending) = pending else { continue };
+            for (id, _, _, deliveries) in pending {
+                if self.running().contains_key(&id) {
+                    continue;
+                }
+                let d = Delivery {
+                    stream: stream.clone(),
+                    id,
+                    deliveries,
+                };
+                super::run::hand_back(shared, &d).await;
+            }
+        }
+    }
+}
+
+/// Whether `e` says the consumer group does not exist.
+fn is_nogroup(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOGROUP")
+}
+
+/// A retry delay that doubles from 50 ms to 1 s, reset by a success.
+#[derive(Debug)]
+pub(crate) struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Duration::from_millis(50))
+    }
+}
+
+impl Backoff {
+    /// Sleeps the delay (or until `stop`), then doubles it.
+    pub(crate) async fn wait(&mut self, stop: &CancellationToken) {
+        tokio::select! {
+            () = tokio::time::sleep(self.0) => {}
+            () = stop.cancelled() => {}
+        }
+        self.0 = (self.0 * 2).min(Duration::from_secs(1));
+    }
+
+    /// Back to the shortest delay.
+    pub(crate) fn reset(&mut self) {
+        self.0 = Duration::from_millis(50);
+    }
+}

@@ -1,0 +1,240 @@
+//! One delivery through the local supervisor: submitted with the
+//! per-attempt timeout and `max_attempts − deliveries` retries (a reclaim
+//! counts as an attempt), then completed with the fenced script (a few
+//! tries on connection errors), handed back if this host stopped, or
+//! dropped if its lease was lost.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::caller::REPLY_CAP;
+use super::executor::{Executor, Running};
+use super::scripts::{self, Completion, Delivery, Entry, ReplyTo};
+use super::shared::Shared;
+use super::stats::Count;
+use super::wire::{Outcome, Reply, Request, WireError};
+use crate::error::Error;
+use crate::supervisor::{Response, Submitted};
+
+/// Tries of a completion or handback that meets connection errors.
+const TRIES: u32 = 3;
+
+/// Why a running delivery was stopped early, shared by the heartbeat
+/// (which decides) and the delivery's task (which acts).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ending(Arc<AtomicU8>);
+
+const RUNNING: u8 = 0;
+const LOST: u8 = 1;
+const CANCELLED: u8 = 2;
+
+impl Ending {
+    /// The lease is gone: cancel the attempt, write nothing.
+    pub(crate) fn lose(&self, cancel: &CancellationToken) {
+        self.set(LOST, cancel);
+    }
+
+    /// The caller cancelled: cancel the attempt, complete it as cancelled.
+    pub(crate) fn cancelled_by_caller(&self, cancel: &CancellationToken) {
+        self.set(CANCELLED, cancel);
+    }
+
+    fn set(&self, why: u8, cancel: &CancellationToken) {
+        if self.0.compare_exchange(RUNNING, why, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            cancel.cancel();
+        }
+    }
+}
+
+/// A delivery submitted to the local supervisor.
+#[derive(Debug)]
+pub(crate) struct Job {
+    request: Request,
+    delivery: Delivery,
+    submitted: Submitted,
+    cancel: CancellationToken,
+    ending: Ending,
+}
+
+impl Job {
+    /// Submits `entry` to the local `pool`, or settles it at once (a
+    /// malformed entry, one out of attempts, a supervisor that is gone).
+    pub(crate) async fn new(ex: &Executor, pool: usize, entry: &Entry, delivery: Delivery) -> Option<Job> {
+        let shared = &ex.shared;
+        let Some(request) = Request::parse(entry.pairs()) else {
+            shared.counters.add(Count::Malformed);
+            drop_malformed(shared, &delivery).await;
+            return None;
+        };
+        let earlier = delivery.deliveries - 1;
+        if request.max_attempts.is_some_and(|max| delivery.deliveries > max) {
+            let lost = Err(Error::HostLost { attempts: earlier });
+            complete(shared, &delivery, &request, reply_of(shared, lost, 0)).await;
+            return None;
+        }
+        let retries = request.retries_left(delivery.deliveries);
+        let submitted = ex
+            .port
+            .submit(pool, request.payload.clone(), request.timeout, retries)
+            .await;
+        let Ok(submitted) = submitted else {
+            hand_back(shared, &delivery).await;
+            return None;
+        };
+        let (cancel, ending) = (CancellationToken::new(), Ending::default());
+        ex.track(Running {
+            pool,
+            rid: request.rid.clone(),
+            delivery: delivery.clone(),
+            renewed: Instant::now(),
+            cancel: cancel.clone(),
+            ending: ending.clone(),
+        });
+        Some(Job {
+            request,
+            delivery,
+            submitted,
+            cancel,
+            ending,
+        })
+    }
+
+    /// Waits for the local answer (or an early end) and settles the delivery.
+    pub(crate) async fn finish(mut self, ex: &Executor) {
+        let answer = tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => None,
+            answer = self.submitted.answer() => Some(answer),
+        };
+        // Dropping the submission cancels the local attempt if it runs.
+        drop(self.submitted);
+        ex.untrack(&self.delivery.id);
+        let shared = &ex.shared;
+        let earlier = self.delivery.deliveries - 1;
+        match answer {
+            None if self.ending.0.load(Ordering::Acquire) == LOST => shared.counters.add(Count::Lost),
+            None => {
+                shared.counters.add(Count::RemoteCancel);
+                let reply = Reply {
+                    host: shared.host.clone(),
+                    worker: 0,
+                    attempt: self.delivery.deliveries,
+                    outcome: Outcome::Failed(WireError::Cancelled),
+                };
+                complete(shared, &self.delivery, &self.request, reply).await;
+            }
+            Some(Err(Error::ShuttingDown | Error::Killed)) => hand_back(shared, &self.delivery).await,
+            Some(answer) => {
+                let reply = reply_of(shared, answer, earlier);
+                complete(shared, &self.delivery, &self.request, reply).await;
+            }
+        }
+    }
+}
+
+/// The reply for a local answer, attempts counted from `earlier`
+/// deliveries on.
+fn reply_of(shared: &Shared, answer: Result<Response, Error>, earlier: u32) -> Reply {
+    match answer {
+        Ok(r) => Reply {
+            host: shared.host.clone(),
+            worker: r.worker.get(),
+            attempt: r.attempt + earlier,
+            outcome: Outcome::Answer(r.data),
+        },
+        Err(e) => Reply {
+            host: shared.host.clone(),
+            worker: 0,
+            attempt: e.attempts().unwrap_or(1) + earlier,
+            outcome: Outcome::Failed(WireError::from_error(&e, earlier)),
+        },
+    }
+}
+
+/// Completes `d` with `reply`: fenced, a few tries on connection errors.
+pub(crate) async fn complete(shared: &Shared, d: &Delivery, request: &Request, reply: Reply) {
+    let body = reply.encode();
+    let done_key = shared.keys.done(&request.rid);
+    let to = ReplyTo {
+        done_key: &done_key,
+        stream: &request.reply_to,
+        rid: &request.rid,
+        body: &body,
+        ttl_ms: Shared::ms(shared.cfg.reply_ttl),
+        cap: REPLY_CAP,
+    };
+    for attempt in 1..=TRIES {
+        let mut conn = shared.conn();
+        match scripts::complete(&mut conn, &shared.consumer, d, to).await {
+            Ok(done) => {
+                shared.counters.outcome(true);
+                shared.counters.add(match done {
+                    Completion::Won => Count::Completed,
+                    Completion::Duplicate => Count::Duplicate,
+                    Completion::Fenced => Count::Fenced,
+                });
+                return;
+            }
+            Err(e) => {
+                let retry = transient(&e);
+                shared.queue_error(&e);
+                if !retry || attempt == TRIES {
+                    return; // the delivery stays pending: another host reclaims it
+                }
+                tokio::time::sleep(Duration::from_millis(100) * attempt).await;
+            }
+        }
+    }
+}
+
+/// Releases `d` for another host at once (counted), a few tries.
+pub(crate) async fn hand_back(shared: &Shared, d: &Delivery) {
+    for attempt in 1..=TRIES {
+        let mut conn = shared.conn();
+        match scripts::handback(&mut conn, &shared.consumer, d).await {
+            Ok(released) => {
+                shared.counters.outcome(true);
+                if released {
+                    shared.counters.add(Count::HandedBack);
+                }
+                return;
+            }
+            Err(e) => {
+                let retry = transient(&e);
+                shared.queue_error(&e);
+                if !retry || attempt == TRIES {
+                    return; // reclaimed after min_idle instead
+                }
+                tokio::time::sleep(Duration::from_millis(100) * attempt).await;
+            }
+        }
+    }
+}
+
+/// Acknowledges and deletes an entry that cannot be read: nobody can answer
+/// it, and left pending it would be claimed again and again.
+async fn drop_malformed(shared: &Shared, d: &Delivery) {
+    tracing::warn!(stream = d.stream, id = d.id, "dropping a request entry that does not decode");
+    let mut conn = shared.conn();
+    let dropped: redis::RedisResult<()> = redis::pipe()
+        .cmd("XACK")
+        .arg(&d.stream)
+        .arg(super::keys::GROUP)
+        .arg(&d.id)
+        .ignore()
+        .cmd("XDEL")
+        .arg(&d.stream)
+        .arg(&d.id)
+        .ignore()
+        .query_async(&mut conn)
+        .await;
+    shared.counters.outcome(dropped.is_ok());
+}
+
+/// Whether another try may succeed: a connection error or a timeout.
+fn transient(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+}

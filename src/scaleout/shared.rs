@@ -1,0 +1,160 @@
+//! What the caller and the executor of one supervisor share: the settings,
+//! the keys, this incarnation's consumer name, the connections and the
+//! counters.
+//!
+//! * Ordinary commands and scripts go through one lazy
+//!   [`ConnectionManager`]: it connects on first use, reconnects by itself
+//!   after Redis restarts, and bounds every command with a response
+//!   timeout, so a Redis that is down fails a call fast
+//!   ([`Error::Queue`](crate::Error::Queue)).
+//! * Blocking reads (`XREAD`/`XREADGROUP … BLOCK`) stall every command
+//!   queued behind them on a multiplexed connection: each reading loop has
+//!   a connection of its own ([`Shared::blocking`]), whose response
+//!   timeout is above the block time.
+//! * Errors are turned into [`Error::Queue`](crate::Error::Queue) with the
+//!   URL's password taken out ([`Shared::queue_error`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, RedisError};
+
+use super::keys::Keys;
+use super::stats::Counters;
+use super::RedisQueue;
+use crate::error::Error;
+
+/// Each ordinary command's response timeout.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Each connection attempt's timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The scale-out state of one supervisor, behind an `Arc`.
+pub(crate) struct Shared {
+    pub(crate) cfg: RedisQueue,
+    pub(crate) keys: Keys,
+    /// This host's name ([`RedisQueue::host`] or the hostname).
+    pub(crate) host: String,
+    /// `<host>-<pid>-<start ms>`: unique per incarnation.
+    pub(crate) consumer: String,
+    /// This incarnation's reply stream.
+    pub(crate) reply_key: String,
+    /// The pools this host declares, in order.
+    pub(crate) pools: Vec<String>,
+    pub(crate) counters: Counters,
+    client: Client,
+    manager: ConnectionManager,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("queue", &self.cfg)
+            .field("consumer", &self.consumer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// The shared state for a checked `cfg`; connects nothing yet.
+    pub(crate) fn new(cfg: RedisQueue, pools: Vec<String>) -> Result<Self, crate::error::ConfigError> {
+        let refuse = |_| crate::error::ConfigError::SharedQueue("the URL does not parse as a Redis URL".into());
+        let client = Client::open(cfg.url.as_str()).map_err(refuse)?;
+        let manager_cfg = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_cfg).map_err(refuse)?;
+        let host = cfg.host.clone().unwrap_or_else(hostname);
+        let consumer = format!("{host}-{}-{}", std::process::id(), start_ms());
+        let keys = Keys::new(&cfg.namespace);
+        Ok(Self {
+            reply_key: keys.replies(&consumer),
+            keys,
+            host,
+            consumer,
+            pools,
+            counters: Counters::default(),
+            cfg,
+            client,
+            manager,
+        })
+    }
+
+    /// The shared connection for ordinary commands (a cheap clone).
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.manager.clone()
+    }
+
+    /// A connection of its own for a blocking read loop.
+    pub(crate) async fn blocking(&self) -> Result<MultiplexedConnection, RedisError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(self.cfg.block + RESPONSE_TIMEOUT));
+        self.client.get_multiplexed_async_connection_with_config(&config).await
+    }
+
+    /// `e` as [`Error::Queue`], counted, without the URL's password.
+    pub(crate) fn queue_error(&self, e: &RedisError) -> Error {
+        self.counters.outcome(false);
+        Error::Queue(scrub(&e.to_string(), &self.cfg.url))
+    }
+
+    /// Milliseconds for a `PX` argument.
+    pub(crate) fn ms(d: Duration) -> u64 {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+/// `text` with the password of `url` (if it has one) replaced by `***`.
+pub(crate) fn scrub(text: &str, url: &str) -> String {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|p| !p.is_empty());
+    match password {
+        Some(p) => text.replace(p, "***"),
+        None => text.to_owned(),
+    }
+}
+
+/// The machine's hostname, or `"host"` if it cannot be read.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned())
+}
+
+/// Wall-clock milliseconds at start, strictly increasing within the
+/// process: two supervisors of one process get two consumer names.
+fn start_ms() -> u64 {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let prev = LAST.fetch_max(now, Ordering::Relaxed);
+    if prev >= now {
+        LAST.fetch_add(1, Ordering::Relaxed) + 1
+    } else {
+        now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub;
+
+    #[test]
+    fn the_password_never_survives() {
+        let url = "redis://app:s3cret@10.0.0.1:6379/0";
+        assert_eq!(scrub("auth s3cret failed", url), "auth *** failed");
+        assert_eq!(scrub("no secret here", "redis://10.0.0.1"), "no secret here");
+        assert_eq!(scrub("x", "redis://:@h"), "x");
+    }
+}

@@ -1,0 +1,1 @@
+//! Two supervisors in one process, one Redis: two hosts.

@@ -1,0 +1,20 @@
+//! nanny's scale-out tests (issue 16): supervisors sharing one request
+//! queue per pool on a real `redis-server` ([`redis_server`]), with real
+//! worker processes (the `nanny-test-worker` fixture).
+//!
+//! * `local`: two supervisors in this one process, sharing one Redis,
+//!   act as two hosts.
+//! * `scripts`: the Lua fence against a real Redis, and a proptest of the
+//!   backend's state machine (claims, fences, replies in any order).
+//!
+//! Same rules as the integration tests: no timing assertions, conditions
+//! polled with deadlines, every body under [`support::guard`]. A missing
+//! `redis-server` fails these tests; it never skips them.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod redis_server;
+
+mod local;
+mod scripts;

@@ -1,0 +1,1 @@
+//! The Lua fence against a real Redis.

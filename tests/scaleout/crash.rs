@@ -43,10 +43,15 @@ async fn a_killed_hosts_work_runs_again_elsewhere_and_every_request_resolves_onc
         assert_eq!(queue_depth(&redis, &cluster.ns), (0, 0));
 
         let (lo, mid, hi) = spread(reruns.iter().map(|r| r.again_ms - killed_at).collect());
+        let first = reruns[0];
         println!(
-            "crash: {} jobs of the killed host ran again elsewhere; reclaim (kill to restart) \
-             min {lo} ms, median {mid} ms, max {hi} ms (heartbeat 250 ms, min_idle 1 s, janitor 250 ms)",
-            reruns.len()
+            "crash: {} jobs of the killed host ran again elsewhere (e.g. token {}: on c {} ms before \
+             the kill, again {} ms after it); reclaim (kill to restart) min {lo} ms, median {mid} ms, \
+             max {hi} ms (heartbeat 250 ms, min_idle 1 s, janitor 250 ms)",
+            reruns.len(),
+            first.token,
+            killed_at - first.first_ms,
+            first.again_ms - killed_at,
         );
         for host in &mut cluster.hosts {
             let stats = host.stats().await;

@@ -7,6 +7,12 @@
 //! * `scripts`: the Lua fence against a real Redis, and a proptest of the
 //!   backend's state machine (claims, fences, replies in any order).
 //!
+//! * `crash`, `fence`, `callers`, `restart`: three host processes (the
+//!   fixture's `host` mode, driven by [`hosts`], checked by [`checks`]),
+//!   two of them also callers, and a real signal: a host SIGKILLed
+//!   mid-load, a host SIGSTOPped past `min_idle` then SIGCONTed, a
+//!   caller-only host SIGKILLed, Redis restarted with AOF on.
+//!
 //! Same rules as the integration tests: no timing assertions, conditions
 //! polled with deadlines, every body under [`support::guard`]. A missing
 //! `redis-server` fails these tests; it never skips them.
@@ -18,3 +24,11 @@ mod redis_server;
 
 mod local;
 mod scripts;
+
+mod checks;
+mod hosts;
+
+mod callers;
+mod crash;
+mod fence;
+mod restart;

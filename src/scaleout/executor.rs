@@ -260,7 +260,11 @@ impl Executor {
             Ok((claimed, deleted)) => {
                 shared.counters.outcome(true);
                 if !deleted.is_empty() {
-                    tracing::error!(stream, count = deleted.len(), "pending requests were deleted from a request stream: something trims it");
+                    tracing::error!(
+                        stream,
+                        count = deleted.len(),
+                        "pending requests were deleted from a request stream: something trims it"
+                    );
                 }
                 for c in claimed {
                     shared.counters.add(Count::Claims);
@@ -358,7 +362,8 @@ impl Executor {
         }
     }
 
-    /// Hands back every delivery of this consumer that nothing runs.
+    /// Hands back every delivery of this consumer that nothing runs and
+    /// that others could not claim yet.
     async fn sweep(&self) {
         let shared = &self.shared;
         for pool in &shared.pools {
@@ -374,8 +379,10 @@ impl Executor {
                 .query_async(&mut conn)
                 .await;
             let Ok(pending) = pending else { continue };
-            for (id, _, _, deliveries) in pending {
-                if self.running().contains_key(&id) {
+            let claimable = Shared::ms(shared.cfg.min_idle);
+            for (id, _, idle, deliveries) in pending {
+                // Idle past min_idle: handed back already, or claimable anyway.
+                if idle >= claimable || self.running().contains_key(&id) {
                     continue;
                 }
                 let d = Delivery {

@@ -58,6 +58,9 @@ fn add(conn: &mut Connection, rid: &str) -> String {
         .expect("XADD")
 }
 
+/// One stream of an `XREADGROUP` reply: its key and its entries.
+type ReadStream = (String, Vec<(String, Vec<String>)>);
+
 /// `XREADGROUP … COUNT 1 … >` for `consumer`: the next new entry's id.
 fn read(conn: &mut Connection, consumer: &str) -> Option<String> {
     let v: redis::Value = redis::cmd("XREADGROUP")
@@ -71,8 +74,7 @@ fn read(conn: &mut Connection, consumer: &str) -> Option<String> {
         .arg(">")
         .query(conn)
         .expect("XREADGROUP");
-    let streams: Option<Vec<(String, Vec<(String, Vec<String>)>)>> =
-        redis::from_redis_value(v).expect("a read reply");
+    let streams: Option<Vec<ReadStream>> = redis::from_redis_value(v).expect("a read reply");
     streams?
         .into_iter()
         .next()?
@@ -178,7 +180,10 @@ fn the_fence_holds_on_owner_and_delivery_count() {
     add(&mut conn, "r2");
     let id = read(&mut conn, "a").expect("an entry");
     assert_eq!(claim(&mut conn, "b", 0), Some((id.clone(), 2)));
-    assert_eq!(renew(&mut conn, "a", &[(id.clone(), 1)]), [id.clone()]);
+    assert_eq!(
+        renew(&mut conn, "a", &[(id.clone(), 1)]),
+        std::slice::from_ref(&id)
+    );
     assert_eq!(renew(&mut conn, "b", &[(id.clone(), 2)]), Vec::<String>::new());
     assert_eq!(complete(&mut conn, "a", &id, 1, "r2"), "FENCED");
     assert_eq!(complete(&mut conn, "b", &id, 2, "r2"), "OK");

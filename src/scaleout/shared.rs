@@ -17,6 +17,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio_util::sync::CancellationToken;
+
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, RedisError};
 
@@ -59,7 +61,8 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// The shared state for a checked `cfg`; connects nothing yet.
     pub(crate) fn new(cfg: RedisQueue, pools: Vec<String>) -> Result<Self, crate::error::ConfigError> {
-        let refuse = |_| crate::error::ConfigError::SharedQueue("the URL does not parse as a Redis URL".into());
+        let refuse =
+            |_| crate::error::ConfigError::SharedQueue("the URL does not parse as a Redis URL".into());
         let client = Client::open(cfg.url.as_str()).map_err(refuse)?;
         let manager_cfg = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -93,7 +96,9 @@ impl Shared {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(self.cfg.block + RESPONSE_TIMEOUT));
-        self.client.get_multiplexed_async_connection_with_config(&config).await
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
     }
 
     /// `e` as [`Error::Queue`], counted, without the URL's password.
@@ -143,6 +148,32 @@ fn start_ms() -> u64 {
         LAST.fetch_add(1, Ordering::Relaxed) + 1
     } else {
         now
+    }
+}
+
+/// A retry delay that doubles from 50 ms to 1 s, reset by a success.
+#[derive(Debug)]
+pub(crate) struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Duration::from_millis(50))
+    }
+}
+
+impl Backoff {
+    /// Sleeps the delay (or until `stop`), then doubles it.
+    pub(crate) async fn wait(&mut self, stop: &CancellationToken) {
+        tokio::select! {
+            () = tokio::time::sleep(self.0) => {}
+            () = stop.cancelled() => {}
+        }
+        self.0 = (self.0 * 2).min(Duration::from_secs(1));
+    }
+
+    /// Back to the shortest delay.
+    pub(crate) fn reset(&mut self) {
+        self.0 = Duration::from_millis(50);
     }
 }
 

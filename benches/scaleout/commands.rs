@@ -15,9 +15,9 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-/// `INFO commandstats` as command → calls.
+/// `INFO commandstats` as command → (calls, µs spent in them).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Tally(pub(crate) BTreeMap<String, u64>);
+pub(crate) struct Tally(pub(crate) BTreeMap<String, (u64, u64)>);
 
 impl Tally {
     /// The server's counts now.
@@ -30,8 +30,10 @@ impl Tally {
             info.lines()
                 .filter_map(|l| {
                     let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-                    let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
-                    Some((name.to_owned(), calls))
+                    let mut fields = rest.split(',');
+                    let calls = fields.next()?.strip_prefix("calls=")?.parse().ok()?;
+                    let usec = fields.next()?.strip_prefix("usec=")?.parse().ok()?;
+                    Some((name.to_owned(), (calls, usec)))
                 })
                 .collect(),
         )
@@ -43,23 +45,29 @@ impl Tally {
             .0
             .iter()
             .filter(|(name, _)| name.as_str() != "info")
-            .map(|(name, &n)| (name.clone(), n - before.0.get(name).copied().unwrap_or(0)))
-            .filter(|&(_, n)| n > 0)
+            .map(|(name, &(n, us))| {
+                let (n0, us0) = before.0.get(name).copied().unwrap_or_default();
+                (name.clone(), (n - n0, us - us0))
+            })
+            .filter(|&(_, (n, _))| n > 0)
             .collect();
         Tally(diff)
     }
 
     /// Every command counted.
     pub(crate) fn total(&self) -> u64 {
-        self.0.values().sum()
+        self.0.values().map(|&(n, _)| n).sum()
     }
 
-    /// `name=calls/request …`, the largest first.
+    /// `name=calls/request (µs/request in it) …`, the most called first.
+    /// A script's time includes the commands it runs, which are also
+    /// counted on their own.
     pub(crate) fn per_request(&self, requests: usize) -> String {
-        let mut by: Vec<(&String, &u64)> = self.0.iter().collect();
+        let mut by: Vec<(&String, &(u64, u64))> = self.0.iter().collect();
         by.sort_by(|a, b| b.1.cmp(a.1));
+        let per = |x: u64| x as f64 / requests as f64;
         by.iter()
-            .map(|(name, &n)| format!("{name}={:.2}", n as f64 / requests as f64))
+            .map(|(name, &(n, us))| format!("{name}={:.2} ({:.2} µs)", per(n), per(us)))
             .collect::<Vec<_>>()
             .join(" ")
     }

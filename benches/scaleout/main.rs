@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench scaleout                 # 3 rounds, 30 000 requests a rate
 //! cargo bench --bench scaleout -- 5 50000      # ROUNDS REQUESTS
+//! cargo bench --bench scaleout -- 1 200000 3   # ROUNDS REQUESTS HOSTS: one host count, for a profile
 //! ```
 //!
 //! The bench starts its own `redis-server` on a Unix socket in a temporary
@@ -91,6 +92,10 @@ fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with('-'));
     let rounds: usize = args.next().map_or(ROUNDS, |a| a.parse().expect("ROUNDS"));
     let requests: usize = args.next().map_or(REQUESTS, |a| a.parse().expect("REQUESTS"));
+    // For a profile: one host count only, and neither the monitored load
+    // nor the reclaim runs.
+    let only: Option<usize> = args.next().map(|a| a.parse().expect("HOSTS"));
+    let counts: Vec<usize> = HOSTS.into_iter().filter(|&n| only.is_none_or(|o| o == n)).collect();
     let server = RedisServer::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -99,7 +104,7 @@ fn main() {
     let mut runs: BTreeMap<(usize, Kind), Vec<Run>> = BTreeMap::new();
     let mut costs = BTreeMap::new();
     for round in 0..rounds {
-        for n in HOSTS {
+        for &n in &counts {
             let memory = in_memory(&rt, n, requests);
             eprintln!("round {round}, {n} host(s): memory {memory:?}");
             runs.entry((n, Kind::Memory)).or_default().push(memory);
@@ -109,9 +114,12 @@ fn main() {
             costs.insert(n, cost);
         }
     }
-    let accounted: BTreeMap<usize, (f64, f64)> =
-        HOSTS.iter().map(|&n| (n, account(&rt, &server, n))).collect();
+    let accounted: BTreeMap<usize, (f64, f64)> = match only {
+        Some(_) => BTreeMap::new(),
+        None => HOSTS.iter().map(|&n| (n, account(&rt, &server, n))).collect(),
+    };
     let reclaims: Vec<_> = (0..rounds)
+        .filter(|_| only.is_none())
         .map(|round| reclaim::run(&rt, &server.url(), &format!("k{round}"), SHAPE, TIMERS))
         .collect();
     report::print(&report::Report {

@@ -79,6 +79,9 @@ pub(crate) fn print(r: &Report) {
     for (n, cost) in &r.costs {
         println!("{n} host(s), Redis commands per request by command (last round): {cost}");
     }
+    if r.reclaims.is_empty() {
+        return;
+    }
     println!();
     let times: Vec<f64> = r.reclaims.iter().map(|x| ms(x.time)).collect();
     let firsts: Vec<f64> = r.reclaims.iter().map(|x| ms(x.first)).collect();

@@ -229,4 +229,5 @@ pub(crate) async fn run(
     let executor = executor::Executor::new(Arc::clone(&shared), port).run(stop.clone());
     tokio::join!(replies, cancels, executor);
     caller.abandon();
+    shared.disconnect();
 }

@@ -249,7 +249,8 @@ fn bad_settings_are_refused_typed() {
     let bad = [
         RedisQueue::new("redis://127.0.0.1:6379", ""),
         RedisQueue::new("http://127.0.0.1", "ns"),
-        RedisQueue::new("rediss://127.0.0.1", "ns"),
+        RedisQueue::new("redis://127.0.0.1", "ns").tls_root_certificate(&b"not for plain redis"[..]),
+        RedisQueue::new("rediss://127.0.0.1", "ns").tls_root_certificate(&b"not a pem"[..]),
         RedisQueue::new("redis://127.0.0.1", "a{b}"),
         ok().heartbeat(Duration::from_secs(1))
             .min_idle(Duration::from_secs(2)),
@@ -291,7 +292,7 @@ async fn the_urls_password_never_shows() {
             .expect_err("does not parse");
         assert!(!e.to_string().contains("hunter2") && !format!("{e:?}").contains("hunter2"));
         let started = support::builder(0)
-            .queue(RedisQueue::new("rediss://app:hunter2@h", NS))
+            .queue(RedisQueue::new("http://app:hunter2@h", NS))
             .start()
             .await;
         assert!(matches!(

@@ -18,3 +18,4 @@ mod redis_server;
 
 mod local;
 mod scripts;
+mod tls;

@@ -55,6 +55,8 @@ async fn stop_and_check(redis: &RedisServer, hosts: &[&Supervisor]) {
 async fn a_caller_only_host_gets_answers_from_the_other_hosts_workers() {
     guard(async {
         let redis = RedisServer::start();
+        let tasks = tokio::runtime::Handle::current().metrics();
+        let before = tasks.num_alive_tasks();
         let b = host(&redis, "b", 2).await;
         let a = host(&redis, "a", 0).await;
         let b_workers: Vec<u64> = support::health(&b).await.iter().map(|w| w.id.get()).collect();
@@ -91,6 +93,12 @@ async fn a_caller_only_host_gets_answers_from_the_other_hosts_workers() {
         let inspect = a.inspect().await.expect("inspect");
         assert_eq!(inspect.queue, Some(a.queue_stats().expect("stats")));
         stop_and_check(&redis, &[&a, &b]).await;
+        // No task outlives the hosts: readers, executors, connections.
+        drop((a, b));
+        wait_until("every task of both hosts has ended", || async {
+            tasks.num_alive_tasks() <= before
+        })
+        .await;
     })
     .await;
 }

@@ -17,5 +17,6 @@ mod support;
 mod redis_server;
 
 mod local;
+mod recovery;
 mod scripts;
 mod tls;

@@ -33,7 +33,11 @@ async fn a_dead_callers_replies_expire_unread_and_the_other_callers_are_answered
             reply_ttl_ms: Some(REPLY_TTL_MS),
             ..HostSpec::default()
         };
-        let specs = vec![host("a", 0, 200, 0), host("b", 2, 200, 1_000_000), host("c", 2, 0, 0)];
+        let specs = vec![
+            host("a", 0, 200, 0),
+            host("b", 2, 200, 1_000_000),
+            host("c", 2, 0, 0),
+        ];
         let mut cluster = Cluster::start(&redis, "callers", specs).await;
         cluster.go().await;
         cluster.host("a").wait_outcomes(32).await;
@@ -55,9 +59,18 @@ async fn a_dead_callers_replies_expire_unread_and_the_other_callers_are_answered
             "callers: a resolved {resolved_before} of 200 before its SIGKILL; {unread} replies \
              came after, unread; its reply stream's PTTL {ttl} ms (reply_ttl {REPLY_TTL_MS} ms)"
         );
-        assert!(unread > 0, "replies to a's outstanding requests reached its stream after its death");
-        assert!(ttl > 0 && ttl <= REPLY_TTL_MS as i64, "a's reply stream expires: PTTL {ttl}");
-        wait_until("a's reply stream expired", || async { pttl(&redis, stream) == -2 }).await;
+        assert!(
+            unread > 0,
+            "replies to a's outstanding requests reached its stream after its death"
+        );
+        assert!(
+            ttl > 0 && ttl <= REPLY_TTL_MS as i64,
+            "a's reply stream expires: PTTL {ttl}"
+        );
+        wait_until("a's reply stream expired", || async {
+            pttl(&redis, stream) == -2
+        })
+        .await;
         cluster.stop().await;
     })
     .await;

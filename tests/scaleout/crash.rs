@@ -20,9 +20,22 @@ async fn a_killed_hosts_work_runs_again_elsewhere_and_every_request_resolves_onc
     guard(async {
         let redis = RedisServer::start();
         let specs = vec![
-            HostSpec { name: "a", calls: 300, base: 0, ..HostSpec::default() },
-            HostSpec { name: "b", calls: 300, base: 1_000_000, ..HostSpec::default() },
-            HostSpec { name: "c", ..HostSpec::default() },
+            HostSpec {
+                name: "a",
+                calls: 300,
+                base: 0,
+                ..HostSpec::default()
+            },
+            HostSpec {
+                name: "b",
+                calls: 300,
+                base: 1_000_000,
+                ..HostSpec::default()
+            },
+            HostSpec {
+                name: "c",
+                ..HostSpec::default()
+            },
         ];
         let mut cluster = Cluster::start(&redis, "crash", specs).await;
         cluster.go().await;
@@ -33,12 +46,15 @@ async fn a_killed_hosts_work_runs_again_elsewhere_and_every_request_resolves_onc
         let mut c = cluster.take("c");
         let killed_at = c.kill().await;
 
-        for host in &cluster.hosts {
+        for host in cluster.callers() {
             let outcomes = one_outcome_each(host, &host.wait_done().await);
             all_answered(host, &outcomes);
         }
         let reruns = reruns(&cluster.marks(), "c", killed_at);
-        assert!(!reruns.is_empty(), "a job that c held when it died began again on another host");
+        assert!(
+            !reruns.is_empty(),
+            "a job that c held when it died began again on another host"
+        );
         wait_drained(&redis, &cluster.ns).await;
         assert_eq!(queue_depth(&redis, &cluster.ns), (0, 0));
 

@@ -232,7 +232,7 @@ impl Caller {
 pub(crate) async fn read_replies(caller: &Caller, stop: &CancellationToken) {
     let shared = &caller.shared;
     let mut last = "0-0".to_owned();
-    let mut pause = super::executor::Backoff::default();
+    let mut pause = super::shared::Backoff::default();
     while !stop.is_cancelled() {
         let mut conn = match tokio::select! {
             c = shared.blocking() => c,
@@ -275,8 +275,11 @@ pub(crate) async fn read_replies(caller: &Caller, stop: &CancellationToken) {
             if !entries.is_empty() {
                 let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
                 let mut c = shared.conn();
-                let del: redis::RedisResult<i64> =
-                    redis::cmd("XDEL").arg(&shared.reply_key).arg(&ids).query_async(&mut c).await;
+                let del: redis::RedisResult<i64> = redis::cmd("XDEL")
+                    .arg(&shared.reply_key)
+                    .arg(&ids)
+                    .query_async(&mut c)
+                    .await;
                 shared.counters.outcome(del.is_ok());
             }
         }
@@ -300,7 +303,12 @@ pub(crate) async fn send_cancels(shared: &Shared, queue: CancelQueue, stop: &Can
         }
         let mut pipe = redis::pipe();
         for rid in &batch {
-            pipe.cmd("SET").arg(shared.keys.cancel(rid)).arg(1).arg("PX").arg(ttl).ignore();
+            pipe.cmd("SET")
+                .arg(shared.keys.cancel(rid))
+                .arg(1)
+                .arg("PX")
+                .arg(ttl)
+                .ignore();
         }
         let mut conn = shared.conn();
         let sent: redis::RedisResult<()> = pipe.query_async(&mut conn).await;

@@ -43,7 +43,11 @@ impl Ending {
     }
 
     fn set(&self, why: u8, cancel: &CancellationToken) {
-        if self.0.compare_exchange(RUNNING, why, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        if self
+            .0
+            .compare_exchange(RUNNING, why, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
             cancel.cancel();
         }
     }
@@ -61,10 +65,12 @@ pub(crate) struct Job {
 
 impl Job {
     /// Submits `entry` to the local `pool`, or settles it at once (a
-    /// malformed entry, one out of attempts, a supervisor that is gone).
+    /// malformed entry, or one whose reply-to is not a reply stream of the
+    /// namespace; one out of attempts; a supervisor that is gone).
     pub(crate) async fn new(ex: &Executor, pool: usize, entry: &Entry, delivery: Delivery) -> Option<Job> {
         let shared = &ex.shared;
-        let Some(request) = Request::parse(entry.pairs()) else {
+        let parsed = Request::parse(entry.pairs()).filter(|r| shared.keys.is_replies(&r.reply_to));
+        let Some(request) = parsed else {
             shared.counters.add(Count::Malformed);
             drop_malformed(shared, &delivery).await;
             return None;
@@ -217,7 +223,11 @@ pub(crate) async fn hand_back(shared: &Shared, d: &Delivery) {
 /// Acknowledges and deletes an entry that cannot be read: nobody can answer
 /// it, and left pending it would be claimed again and again.
 async fn drop_malformed(shared: &Shared, d: &Delivery) {
-    tracing::warn!(stream = d.stream, id = d.id, "dropping a request entry that does not decode");
+    tracing::warn!(
+        stream = d.stream,
+        id = d.id,
+        "dropping a request entry that does not decode"
+    );
     let mut conn = shared.conn();
     let dropped: redis::RedisResult<()> = redis::pipe()
         .cmd("XACK")

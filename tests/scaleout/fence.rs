@@ -107,7 +107,7 @@ async fn pause_b(cluster: &mut Cluster, redis: &RedisServer, after: Option<u64>)
         None => {
             wait_until("host b began a long job within the last 3 s", || async {
                 let recent = unix_ms().saturating_sub(3_000);
-                let long = |m: &&Mark| began(m) && m.token % LONG_EVERY == 0 && m.at_ms >= recent;
+                let long = |m: &&Mark| began(m) && m.token.is_multiple_of(LONG_EVERY) && m.at_ms >= recent;
                 cluster.marks().iter().any(|m| long(&m))
             })
             .await

@@ -192,7 +192,7 @@ async fn call(sup: nanny::Supervisor, s: Settings) {
         let sup = sup.clone();
         async move {
             let ms = match long {
-                Some((every, long_ms)) if token % every == 0 => long_ms,
+                Some((every, long_ms)) if token.is_multiple_of(every) => long_ms,
                 _ => job_ms(token, ms, spread),
             };
             let cmd = Cmd::Job { token, ms };

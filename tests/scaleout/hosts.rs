@@ -207,10 +207,15 @@ impl Host {
         parse_counts(self.stats_lines().last().expect("a STATS line"))
     }
 
-    /// Waits until its `QueueStats` say `connected` (after Redis restarted).
-    pub(crate) async fn wait_connected(&mut self) {
+    /// Waits until its `QueueStats` say `connected` (after Redis
+    /// restarted); returns them.
+    pub(crate) async fn wait_connected(&mut self) -> BTreeMap<String, u64> {
         let deadline = tokio::time::Instant::now() + PATIENCE;
-        while self.stats().await.get("connected") != Some(&1) {
+        loop {
+            let stats = self.stats().await;
+            if stats.get("connected") == Some(&1) {
+                return stats;
+            }
             let name = self.spec.name;
             assert!(
                 tokio::time::Instant::now() < deadline,

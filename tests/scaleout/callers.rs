@@ -6,11 +6,14 @@
 //!
 //! Asserted: `b`'s requests all resolve once, answered, with their own
 //! answers; `a`'s outstanding requests still run to their end (nothing
-//! pending, the request stream empty); their replies land in `a`'s reply
+//! pending, the request stream empty, every other key of the namespace
+//! set to expire); their replies land in `a`'s reply
 //! stream after its death (unread, since no one reads it), with a TTL set,
 //! and the stream then expires.
 
-use crate::checks::{all_answered, entries_since, one_outcome_each, pttl, reply_streams, wait_drained};
+use crate::checks::{
+    all_answered, entries_since, keys_without_ttl, one_outcome_each, pttl, reply_streams, wait_drained,
+};
 use crate::hosts::{Cluster, HostSpec};
 use crate::redis_server::RedisServer;
 use crate::support::{guard, wait_until};
@@ -49,6 +52,11 @@ async fn a_dead_callers_replies_expire_unread_and_the_other_callers_are_answered
         let outcomes = one_outcome_each(b, &b.wait_done().await);
         all_answered(b, &outcomes);
         wait_drained(&redis, &cluster.ns).await;
+        let forever = keys_without_ttl(&redis, &cluster.ns);
+        assert!(
+            forever.is_empty(),
+            "every key but the request stream expires: {forever:?}"
+        );
 
         let streams = reply_streams(&redis, &cluster.ns, "a", a.pid);
         assert_eq!(streams.len(), 1, "a's one reply stream: {streams:?}");

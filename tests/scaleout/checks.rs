@@ -199,3 +199,16 @@ pub(crate) fn pttl(redis: &RedisServer, key: &str) -> i64 {
         .query(&mut redis.connection())
         .expect("PTTL")
 }
+
+/// The keys of namespace `ns` that never expire (`PTTL` -1), but the
+/// request streams (which stay, empty, with their group).
+pub(crate) fn keys_without_ttl(redis: &RedisServer, ns: &str) -> Vec<String> {
+    let mut conn = redis.connection();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{nanny:{ns}}}:*"))
+        .query(&mut conn)
+        .expect("KEYS");
+    let requests = format!("{{nanny:{ns}}}:req:");
+    let forever = |key: &String| !key.starts_with(&requests) && pttl(redis, key) == -1;
+    keys.into_iter().filter(forever).collect()
+}

@@ -67,13 +67,14 @@ impl Shared {
     pub(crate) fn new(cfg: RedisQueue, pools: Vec<String>) -> Result<Self, crate::error::ConfigError> {
         let refuse =
             |_| crate::error::ConfigError::SharedQueue("the URL does not parse as a Redis URL".into());
-        let client = Client::open(cfg.url.as_str()).map_err(refuse)?;
+        let client = cfg.client().map_err(refuse)?;
         let manager_cfg = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_cfg.clone()).map_err(refuse)?;
+        let manager =
+            ConnectionManager::new_lazy_with_config(client.clone(), manager_cfg.clone()).map_err(refuse)?;
         let host = cfg.host.clone().unwrap_or_else(hostname);
         let consumer = format!("{host}-{}-{}", std::process::id(), start_ms());
         let keys = Keys::new(&cfg.namespace);

@@ -55,6 +55,8 @@ async fn stop_and_check(redis: &RedisServer, hosts: &[&Supervisor]) {
 async fn a_caller_only_host_gets_answers_from_the_other_hosts_workers() {
     guard(async {
         let redis = RedisServer::start();
+        let tasks = tokio::runtime::Handle::current().metrics();
+        let before = tasks.num_alive_tasks();
         let b = host(&redis, "b", 2).await;
         let a = host(&redis, "a", 0).await;
         let b_workers: Vec<u64> = support::health(&b).await.iter().map(|w| w.id.get()).collect();
@@ -91,6 +93,12 @@ async fn a_caller_only_host_gets_answers_from_the_other_hosts_workers() {
         let inspect = a.inspect().await.expect("inspect");
         assert_eq!(inspect.queue, Some(a.queue_stats().expect("stats")));
         stop_and_check(&redis, &[&a, &b]).await;
+        // No task outlives the hosts: readers, executors, connections.
+        drop((a, b));
+        wait_until("every task of both hosts has ended", || async {
+            tasks.num_alive_tasks() <= before
+        })
+        .await;
     })
     .await;
 }
@@ -249,7 +257,8 @@ fn bad_settings_are_refused_typed() {
     let bad = [
         RedisQueue::new("redis://127.0.0.1:6379", ""),
         RedisQueue::new("http://127.0.0.1", "ns"),
-        RedisQueue::new("rediss://127.0.0.1", "ns"),
+        RedisQueue::new("redis://127.0.0.1", "ns").tls_root_certificate(&b"not for plain redis"[..]),
+        RedisQueue::new("rediss://127.0.0.1", "ns").tls_root_certificate(&b"not a pem"[..]),
         RedisQueue::new("redis://127.0.0.1", "a{b}"),
         ok().heartbeat(Duration::from_secs(1))
             .min_idle(Duration::from_secs(2)),
@@ -291,7 +300,7 @@ async fn the_urls_password_never_shows() {
             .expect_err("does not parse");
         assert!(!e.to_string().contains("hunter2") && !format!("{e:?}").contains("hunter2"));
         let started = support::builder(0)
-            .queue(RedisQueue::new("rediss://app:hunter2@h", NS))
+            .queue(RedisQueue::new("http://app:hunter2@h", NS))
             .start()
             .await;
         assert!(matches!(

@@ -6,7 +6,6 @@
 //!   act as two hosts.
 //! * `scripts`: the Lua fence against a real Redis, and a proptest of the
 //!   backend's state machine (claims, fences, replies in any order).
-//!
 //! * `crash`, `fence`, `callers`, `restart`: three host processes (the
 //!   fixture's `host` mode, driven by [`hosts`], checked by [`checks`]),
 //!   two of them also callers, and a real signal: a host SIGKILLed
@@ -24,6 +23,7 @@ mod redis_server;
 
 mod local;
 mod scripts;
+mod tls;
 
 mod checks;
 mod hosts;

@@ -6,11 +6,14 @@
 //!
 //! Asserted: `b`'s requests all resolve once, answered, with their own
 //! answers; `a`'s outstanding requests still run to their end (nothing
-//! pending, the request stream empty); their replies land in `a`'s reply
+//! pending, the request stream empty, every other key of the namespace
+//! set to expire); their replies land in `a`'s reply
 //! stream after its death (unread, since no one reads it), with a TTL set,
 //! and the stream then expires.
 
-use crate::checks::{all_answered, entries_since, one_outcome_each, pttl, reply_streams, wait_drained};
+use crate::checks::{
+    all_answered, entries_since, keys_without_ttl, one_outcome_each, pttl, reply_streams, wait_drained,
+};
 use crate::hosts::{Cluster, HostSpec};
 use crate::redis_server::RedisServer;
 use crate::support::{guard, wait_until};
@@ -33,7 +36,11 @@ async fn a_dead_callers_replies_expire_unread_and_the_other_callers_are_answered
             reply_ttl_ms: Some(REPLY_TTL_MS),
             ..HostSpec::default()
         };
-        let specs = vec![host("a", 0, 200, 0), host("b", 2, 200, 1_000_000), host("c", 2, 0, 0)];
+        let specs = vec![
+            host("a", 0, 200, 0),
+            host("b", 2, 200, 1_000_000),
+            host("c", 2, 0, 0),
+        ];
         let mut cluster = Cluster::start(&redis, "callers", specs).await;
         cluster.go().await;
         cluster.host("a").wait_outcomes(32).await;
@@ -45,6 +52,11 @@ async fn a_dead_callers_replies_expire_unread_and_the_other_callers_are_answered
         let outcomes = one_outcome_each(b, &b.wait_done().await);
         all_answered(b, &outcomes);
         wait_drained(&redis, &cluster.ns).await;
+        let forever = keys_without_ttl(&redis, &cluster.ns);
+        assert!(
+            forever.is_empty(),
+            "every key but the request stream expires: {forever:?}"
+        );
 
         let streams = reply_streams(&redis, &cluster.ns, "a", a.pid);
         assert_eq!(streams.len(), 1, "a's one reply stream: {streams:?}");
@@ -55,9 +67,18 @@ async fn a_dead_callers_replies_expire_unread_and_the_other_callers_are_answered
             "callers: a resolved {resolved_before} of 200 before its SIGKILL; {unread} replies \
              came after, unread; its reply stream's PTTL {ttl} ms (reply_ttl {REPLY_TTL_MS} ms)"
         );
-        assert!(unread > 0, "replies to a's outstanding requests reached its stream after its death");
-        assert!(ttl > 0 && ttl <= REPLY_TTL_MS as i64, "a's reply stream expires: PTTL {ttl}");
-        wait_until("a's reply stream expired", || async { pttl(&redis, stream) == -2 }).await;
+        assert!(
+            unread > 0,
+            "replies to a's outstanding requests reached its stream after its death"
+        );
+        assert!(
+            ttl > 0 && ttl <= REPLY_TTL_MS as i64,
+            "a's reply stream expires: PTTL {ttl}"
+        );
+        wait_until("a's reply stream expired", || async {
+            pttl(&redis, stream) == -2
+        })
+        .await;
         cluster.stop().await;
     })
     .await;

@@ -17,20 +17,41 @@ pub(crate) fn one_outcome_each(host: &Host, outcomes: &[Outcome]) -> BTreeMap<u6
     let name = host.spec.name;
     let mut by_token = BTreeMap::new();
     for o in outcomes {
-        assert!(host.spec.tokens().contains(&o.token), "{name}: token {} is not its own", o.token);
-        assert!(by_token.insert(o.token, o.clone()).is_none(), "{name}: token {} resolved twice", o.token);
+        assert!(
+            host.spec.tokens().contains(&o.token),
+            "{name}: token {} is not its own",
+            o.token
+        );
+        assert!(
+            by_token.insert(o.token, o.clone()).is_none(),
+            "{name}: token {} resolved twice",
+            o.token
+        );
         if let Ok((answer, _)) = &o.result {
-            assert_eq!(*answer, job_answer(o.token), "{name}: token {} got another's answer", o.token);
+            assert_eq!(
+                *answer,
+                job_answer(o.token),
+                "{name}: token {} got another's answer",
+                o.token
+            );
         }
     }
-    assert_eq!(by_token.len() as u64, host.spec.calls, "{name}: one outcome per request");
+    assert_eq!(
+        by_token.len() as u64,
+        host.spec.calls,
+        "{name}: one outcome per request"
+    );
     by_token
 }
 
 /// Asserts that every outcome is an answer.
 pub(crate) fn all_answered(host: &Host, outcomes: &BTreeMap<u64, Outcome>) {
     let errors: Vec<&Outcome> = outcomes.values().filter(|o| o.result.is_err()).collect();
-    assert!(errors.is_empty(), "{}: every request answered, but: {errors:?}", host.spec.name);
+    assert!(
+        errors.is_empty(),
+        "{}: every request answered, but: {errors:?}",
+        host.spec.name
+    );
 }
 
 /// Error outcomes by kind (`Deadline`, `HostLost`, `Queue`…).
@@ -66,7 +87,11 @@ pub(crate) fn reruns(marks: &[Mark], host: &str, at_ms: u64) -> Vec<Rerun> {
         let t = again.entry(m.token).or_insert(m.at_ms);
         *t = (*t).min(m.at_ms);
     }
-    let rerun = |(&token, &again_ms): (&u64, &u64)| Rerun { token, first_ms: first[&token], again_ms };
+    let rerun = |(&token, &again_ms): (&u64, &u64)| Rerun {
+        token,
+        first_ms: first[&token],
+        again_ms,
+    };
     again.iter().map(rerun).collect()
 }
 
@@ -105,7 +130,10 @@ pub(crate) fn queue_depth(redis: &RedisServer, ns: &str) -> (u64, u64) {
     let mut conn = redis.connection();
     let key = request_stream(ns);
     let len: u64 = redis::cmd("XLEN").arg(&key).query(&mut conn).expect("XLEN");
-    let pending = redis::cmd("XPENDING").arg(&key).arg("workers").query::<redis::Value>(&mut conn);
+    let pending = redis::cmd("XPENDING")
+        .arg(&key)
+        .arg("workers")
+        .query::<redis::Value>(&mut conn);
     let pending = match pending {
         Ok(redis::Value::Array(fields)) => match fields.first() {
             Some(redis::Value::Int(n)) => *n as u64,
@@ -116,6 +144,26 @@ pub(crate) fn queue_depth(redis: &RedisServer, ns: &str) -> (u64, u64) {
         Err(e) => panic!("XPENDING: {e}"),
     };
     (len, pending)
+}
+
+/// Deliveries pending for the consumer of `host` whose pid is `pid`
+/// (consumer names `<host>-<pid>-<start ms>`): the work Redis says it holds.
+pub(crate) fn pending_of(redis: &RedisServer, ns: &str, host: &str, pid: u32) -> usize {
+    let mut conn = redis.connection();
+    let key = request_stream(ns);
+    let entries: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(&key)
+        .arg("workers")
+        .arg("-")
+        .arg("+")
+        .arg(10_000)
+        .query(&mut conn)
+        .expect("XPENDING");
+    let mine = format!("{host}-{pid}-");
+    entries
+        .iter()
+        .filter(|(_, consumer, _, _)| consumer.starts_with(&mine))
+        .count()
 }
 
 /// Waits until the request stream is empty and nothing is pending.
@@ -135,11 +183,32 @@ pub(crate) fn reply_streams(redis: &RedisServer, ns: &str, host: &str, pid: u32)
 /// Entries of stream `key` added at or after `at_ms` (by their ids).
 pub(crate) fn entries_since(redis: &RedisServer, key: &str, at_ms: u64) -> u64 {
     let mut conn = redis.connection();
-    let entries: Vec<redis::Value> = redis::cmd("XRANGE").arg(key).arg(at_ms).arg("+").query(&mut conn).expect("XRANGE");
+    let entries: Vec<redis::Value> = redis::cmd("XRANGE")
+        .arg(key)
+        .arg(at_ms)
+        .arg("+")
+        .query(&mut conn)
+        .expect("XRANGE");
     entries.len() as u64
 }
 
 /// `PTTL` of `key` (-1: no expiry, -2: no such key).
 pub(crate) fn pttl(redis: &RedisServer, key: &str) -> i64 {
-    redis::cmd("PTTL").arg(key).query(&mut redis.connection()).expect("PTTL")
+    redis::cmd("PTTL")
+        .arg(key)
+        .query(&mut redis.connection())
+        .expect("PTTL")
+}
+
+/// The keys of namespace `ns` that never expire (`PTTL` -1), but the
+/// request streams (which stay, empty, with their group).
+pub(crate) fn keys_without_ttl(redis: &RedisServer, ns: &str) -> Vec<String> {
+    let mut conn = redis.connection();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{nanny:{ns}}}:*"))
+        .query(&mut conn)
+        .expect("KEYS");
+    let requests = format!("{{nanny:{ns}}}:req:");
+    let forever = |key: &String| !key.starts_with(&requests) && pttl(redis, key) == -1;
+    keys.into_iter().filter(forever).collect()
 }

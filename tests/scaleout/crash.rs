@@ -6,11 +6,13 @@
 //! Asserted: every request resolves exactly once, with an answer that is
 //! its own token's; at least one job provably began on `c` before the
 //! kill and again on another host after it (the queue reclaimed work the
-//! dead host held); at the end nothing is pending and the request stream
-//! is empty. The reclaim time (kill to the job's start elsewhere) is
+//! dead host held); at the end nothing is pending, the request stream is
+//! empty and every other key of the namespace expires. The reclaim time (kill to the job's start elsewhere) is
 //! printed, never asserted.
 
-use crate::checks::{all_answered, one_outcome_each, queue_depth, reruns, spread, wait_drained};
+use crate::checks::{
+    all_answered, keys_without_ttl, one_outcome_each, queue_depth, reruns, spread, wait_drained,
+};
 use crate::hosts::{Cluster, HostSpec};
 use crate::redis_server::RedisServer;
 use crate::support::{guard, wait_until};
@@ -20,9 +22,22 @@ async fn a_killed_hosts_work_runs_again_elsewhere_and_every_request_resolves_onc
     guard(async {
         let redis = RedisServer::start();
         let specs = vec![
-            HostSpec { name: "a", calls: 300, base: 0, ..HostSpec::default() },
-            HostSpec { name: "b", calls: 300, base: 1_000_000, ..HostSpec::default() },
-            HostSpec { name: "c", ..HostSpec::default() },
+            HostSpec {
+                name: "a",
+                calls: 300,
+                base: 0,
+                ..HostSpec::default()
+            },
+            HostSpec {
+                name: "b",
+                calls: 300,
+                base: 1_000_000,
+                ..HostSpec::default()
+            },
+            HostSpec {
+                name: "c",
+                ..HostSpec::default()
+            },
         ];
         let mut cluster = Cluster::start(&redis, "crash", specs).await;
         cluster.go().await;
@@ -33,14 +48,22 @@ async fn a_killed_hosts_work_runs_again_elsewhere_and_every_request_resolves_onc
         let mut c = cluster.take("c");
         let killed_at = c.kill().await;
 
-        for host in &cluster.hosts {
+        for host in cluster.callers() {
             let outcomes = one_outcome_each(host, &host.wait_done().await);
             all_answered(host, &outcomes);
         }
         let reruns = reruns(&cluster.marks(), "c", killed_at);
-        assert!(!reruns.is_empty(), "a job that c held when it died began again on another host");
+        assert!(
+            !reruns.is_empty(),
+            "a job that c held when it died began again on another host"
+        );
         wait_drained(&redis, &cluster.ns).await;
         assert_eq!(queue_depth(&redis, &cluster.ns), (0, 0));
+        let forever = keys_without_ttl(&redis, &cluster.ns);
+        assert!(
+            forever.is_empty(),
+            "every key but the request stream expires: {forever:?}"
+        );
 
         let (lo, mid, hi) = spread(reruns.iter().map(|r| r.again_ms - killed_at).collect());
         let first = reruns[0];

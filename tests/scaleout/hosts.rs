@@ -42,6 +42,8 @@ pub(crate) struct HostSpec {
     /// Each job sleeps `ms` plus up to `spread_ms` (see `job_ms`).
     pub(crate) ms: u64,
     pub(crate) spread_ms: u64,
+    /// `(n, ms)`: every `n`-th token's job sleeps `ms` instead.
+    pub(crate) long: Option<(u64, u64)>,
     pub(crate) retries: u64,
     pub(crate) deadline_ms: u64,
     pub(crate) reply_ttl_ms: Option<u64>,
@@ -58,6 +60,7 @@ impl Default for HostSpec {
             inflight: 32,
             ms: 100,
             spread_ms: 100,
+            long: None,
             retries: 3,
             deadline_ms: 30_000,
             reply_ttl_ms: None,
@@ -80,6 +83,9 @@ impl HostSpec {
             format!("deadline-ms={}", self.deadline_ms),
         ];
         args.extend(self.reply_ttl_ms.map(|ms| format!("reply-ttl-ms={ms}")));
+        if let Some((every, ms)) = self.long {
+            args.extend([format!("long-every={every}"), format!("long-ms={ms}")]);
+        }
         args.extend(TIMERS.iter().map(|t| t.to_string()));
         args
     }
@@ -129,11 +135,27 @@ impl Host {
                 seen.lock().unwrap().push(line);
             }
         });
-        let mut host = Host { spec, pid, workers: Vec::new(), child, stdin, lines };
+        let mut host = Host {
+            spec,
+            pid,
+            workers: Vec::new(),
+            child,
+            stdin,
+            lines,
+        };
         let what = format!("host {} says READY", host.spec.name);
         wait_until(&what, || async { host.has_line(|l| l == "READY") }).await;
-        host.workers = host.lines().iter().filter_map(|l| l.strip_prefix("PID ")?.parse().ok()).collect();
-        assert_eq!(host.workers.len() as u64, host.spec.workers, "{}: a PID line per worker", host.spec.name);
+        host.workers = host
+            .lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix("PID ")?.parse().ok())
+            .collect();
+        assert_eq!(
+            host.workers.len() as u64,
+            host.spec.workers,
+            "{}: a PID line per worker",
+            host.spec.name
+        );
         host
     }
 
@@ -185,18 +207,29 @@ impl Host {
         parse_counts(self.stats_lines().last().expect("a STATS line"))
     }
 
-    /// Waits until its `QueueStats` say `connected` (after Redis restarted).
-    pub(crate) async fn wait_connected(&mut self) {
+    /// Waits until its `QueueStats` say `connected` (after Redis
+    /// restarted); returns them.
+    pub(crate) async fn wait_connected(&mut self) -> BTreeMap<String, u64> {
         let deadline = tokio::time::Instant::now() + PATIENCE;
-        while self.stats().await.get("connected") != Some(&1) {
+        loop {
+            let stats = self.stats().await;
+            if stats.get("connected") == Some(&1) {
+                return stats;
+            }
             let name = self.spec.name;
-            assert!(tokio::time::Instant::now() < deadline, "host {name} reconnects to Redis");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "host {name} reconnects to Redis"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 
     fn stats_lines(&self) -> Vec<String> {
-        self.lines().iter().filter_map(|l| Some(l.strip_prefix("STATS ")?.to_owned())).collect()
+        self.lines()
+            .iter()
+            .filter_map(|l| Some(l.strip_prefix("STATS ")?.to_owned()))
+            .collect()
     }
 
     /// Sends `signal` to the supervisor's group and to each worker's: the
@@ -205,8 +238,15 @@ impl Host {
         killpg(Pid::from_raw(self.pid as i32), signal).expect("signal a host's group");
         for &w in &self.workers {
             // A worker that is gone already (reaped) is not an error.
-            let _ = killpg(Pid::from_raw(w as i32), signal).or_else(|_| kill(Pid::from_raw(w as i32), signal));
+            let _ =
+                killpg(Pid::from_raw(w as i32), signal).or_else(|_| kill(Pid::from_raw(w as i32), signal));
         }
+    }
+
+    /// Sends `signal` to the supervisor's process group only: its workers,
+    /// each in a group of its own, run on.
+    pub(crate) fn signal_supervisor(&self, signal: Signal) {
+        killpg(Pid::from_raw(self.pid as i32), signal).expect("signal a host's group");
     }
 
     /// SIGKILLs the whole host, reaps the supervisor and waits for every
@@ -214,7 +254,9 @@ impl Host {
     pub(crate) async fn kill(&mut self) -> u64 {
         let at = unix_ms();
         self.signal(Signal::SIGKILL);
-        let status = within("a killed host's exit", self.child.wait()).await.expect("wait a host");
+        let status = within("a killed host's exit", self.child.wait())
+            .await
+            .expect("wait a host");
         assert!(!status.success(), "{}: a SIGKILLed host fails", self.spec.name);
         self.assert_workers_dead().await;
         at
@@ -224,9 +266,19 @@ impl Host {
     /// and every worker's death.
     pub(crate) async fn stop(mut self) {
         kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM).expect("SIGTERM a host");
-        let status = within("a host's soft kill", self.child.wait()).await.expect("wait a host");
-        assert!(status.success(), "{}: a soft-killed host exits 0, not {status}", self.spec.name);
-        assert!(self.has_line(|l| l == "STOPPED"), "{}: STOPPED before its exit", self.spec.name);
+        let status = within("a host's soft kill", self.child.wait())
+            .await
+            .expect("wait a host");
+        assert!(
+            status.success(),
+            "{}: a soft-killed host exits 0, not {status}",
+            self.spec.name
+        );
+        assert!(
+            self.has_line(|l| l == "STOPPED"),
+            "{}: STOPPED before its exit",
+            self.spec.name
+        );
         self.assert_workers_dead().await;
     }
 
@@ -254,7 +306,11 @@ impl Cluster {
         for spec in specs {
             hosts.push(Host::start(&redis.url(), ns, &log, spec).await);
         }
-        Cluster { ns: ns.to_owned(), log, hosts }
+        Cluster {
+            ns: ns.to_owned(),
+            log,
+            hosts,
+        }
     }
 
     /// Starts every host's caller.
@@ -264,14 +320,26 @@ impl Cluster {
         }
     }
 
+    /// The hosts that call.
+    pub(crate) fn callers(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.iter().filter(|h| h.spec.calls > 0)
+    }
+
     /// The host called `name`.
     pub(crate) fn host(&mut self, name: &str) -> &mut Host {
-        self.hosts.iter_mut().find(|h| h.spec.name == name).expect("a host of that name")
+        self.hosts
+            .iter_mut()
+            .find(|h| h.spec.name == name)
+            .expect("a host of that name")
     }
 
     /// Removes the host called `name` (to kill it and keep its record).
     pub(crate) fn take(&mut self, name: &str) -> Host {
-        let at = self.hosts.iter().position(|h| h.spec.name == name).expect("a host of that name");
+        let at = self
+            .hosts
+            .iter()
+            .position(|h| h.spec.name == name)
+            .expect("a host of that name");
         self.hosts.remove(at)
     }
 

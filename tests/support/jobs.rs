@@ -121,7 +121,11 @@ impl fmt::Display for Mark {
             MarkKind::Exec => "EXEC",
             MarkKind::Cancel => "CANCEL",
         };
-        write!(f, "{kind} {} {} {} {}", self.token, self.host, self.pid, self.at_ms)
+        write!(
+            f,
+            "{kind} {} {} {} {}",
+            self.token, self.host, self.pid, self.at_ms
+        )
     }
 }
 

@@ -11,6 +11,7 @@
 //! | `workers`, `concurrency` | the pool (0 workers: a caller-only host)           | 2, 4    |
 //! | `calls`, `inflight`, `base` | the caller: `calls` requests, tokens `base..base + calls`, `inflight` at a time | 0, 16, 0 |
 //! | `ms`, `spread-ms` | each job sleeps `ms` plus up to `spread-ms` (`job_ms`)    | 100, 0  |
+//! | `long-every`, `long-ms` | but every `long-every`-th token (`token % N == 0`) sleeps `long-ms` | none |
 //! | `retries`, `deadline-ms` | each request's `retries` and overall deadline      | 3, 30000 |
 //! | `heartbeat-ms`, `min-idle-ms`, `janitor-ms`, `reply-ttl-ms` | the queue's timers | the queue's |
 //! | `exec-log`      | the file its workers append [`Mark`] lines to               | none    |
@@ -59,7 +60,15 @@ fn mark(kind: MarkKind, token: u64) {
         return;
     };
     let pid = nanny_worker::pid();
-    let line = Mark { kind, token, host, pid, at_ms: unix_ms() }.to_string() + "\n";
+    let line = Mark {
+        kind,
+        token,
+        host,
+        pid,
+        at_ms: unix_ms(),
+    }
+    .to_string()
+        + "\n";
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -82,7 +91,9 @@ impl Settings {
     }
 
     fn text(&self, key: &str) -> &str {
-        self.0.get(key).unwrap_or_else(|| panic!("host: {key}= is required"))
+        self.0
+            .get(key)
+            .unwrap_or_else(|| panic!("host: {key}= is required"))
     }
 
     fn opt(&self, key: &str) -> Option<u64> {
@@ -123,7 +134,10 @@ fn builder(s: &Settings) -> nanny::Builder {
     if let Some(ttl) = s.ms("reply-ttl-ms") {
         queue = queue.reply_ttl(ttl);
     }
-    nanny::Supervisor::builder().pool(pool).queue(queue).handle_signals(true)
+    nanny::Supervisor::builder()
+        .pool(pool)
+        .queue(queue)
+        .handle_signals(true)
 }
 
 /// `host KEY=VALUE…`: see the module's documentation.
@@ -171,12 +185,17 @@ pub(crate) async fn host() -> ExitCode {
 async fn call(sup: nanny::Supervisor, s: Settings) {
     let (base, calls) = (s.num("base", 0), s.num("calls", 0));
     let (ms, spread) = (s.num("ms", 100), s.num("spread-ms", 0));
+    let long = s.opt("long-every").map(|every| (every, s.num("long-ms", 0)));
     let retries = s.num("retries", 3) as u32;
     let deadline = Duration::from_millis(s.num("deadline-ms", 30_000));
     let requests = (base..base + calls).map(|token| {
         let sup = sup.clone();
         async move {
-            let cmd = Cmd::Job { token, ms: job_ms(token, ms, spread) };
+            let ms = match long {
+                Some((every, long_ms)) if token.is_multiple_of(every) => long_ms,
+                _ => job_ms(token, ms, spread),
+            };
+            let cmd = Cmd::Job { token, ms };
             let options = nanny::EnqueueOptions::new().retries(retries).deadline(deadline);
             (token, sup.enqueue_with(&cmd, options).await)
         }

@@ -95,7 +95,10 @@ fn main() {
     // For a profile: one host count only, and neither the monitored load
     // nor the reclaim runs.
     let only: Option<usize> = args.next().map(|a| a.parse().expect("HOSTS"));
-    let counts: Vec<usize> = HOSTS.into_iter().filter(|&n| only.is_none_or(|o| o == n)).collect();
+    let counts: Vec<usize> = HOSTS
+        .into_iter()
+        .filter(|&n| only.is_none_or(|o| o == n))
+        .collect();
     let server = RedisServer::start();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

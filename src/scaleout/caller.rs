@@ -16,11 +16,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use redis::RedisResult;
 use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::batch::{batcher, Batcher, Batches};
 use super::scripts::Entry;
 use super::shared::Shared;
 use super::stats::Count;
@@ -32,6 +34,8 @@ use crate::supervisor::Response;
 /// Cancellations on their way to Redis; beyond this many, one is dropped
 /// (cancellation is best effort).
 const CANCEL_CAPACITY: usize = 4096;
+/// The most requests one `XADD` pipeline sends.
+const ADD_BATCH: usize = 256;
 /// Replies read per `XREAD`.
 const REPLY_BATCH: usize = 512;
 /// A caller's reply stream's approximate cap.
@@ -48,6 +52,7 @@ pub(crate) struct Caller {
     /// Closed by a hard kill: waiting requests end with [`Error::Killed`].
     killed: AtomicBool,
     cancels: mpsc::Sender<String>,
+    adds: Batcher<Add, RedisResult<()>>,
     max_queue: usize,
 }
 
@@ -57,9 +62,20 @@ struct Waiter {
     created_at: SystemTime,
 }
 
-/// The receiving end of the cancellations, for [`send_cancels`].
+/// The receiving ends of what the caller sends to Redis (new requests and
+/// cancellations), for [`send_outbox`].
 #[derive(Debug)]
-pub(crate) struct CancelQueue(mpsc::Receiver<String>);
+pub(crate) struct Outbox {
+    cancels: mpsc::Receiver<String>,
+    adds: Batches<Add, RedisResult<()>>,
+}
+
+/// One request entry to `XADD`.
+#[derive(Debug)]
+struct Add {
+    stream: String,
+    fields: [(&'static str, Vec<u8>); 5],
+}
 
 /// One request as `enqueue` hands it over.
 #[derive(Debug)]
@@ -89,17 +105,23 @@ impl Drop for Withdraw<'_> {
 
 impl Caller {
     /// The caller of `shared`, with at most `max_queue` requests waiting.
-    pub(crate) fn new(shared: Arc<Shared>, max_queue: usize) -> (Arc<Caller>, CancelQueue) {
+    pub(crate) fn new(shared: Arc<Shared>, max_queue: usize) -> (Arc<Caller>, Outbox) {
         let (cancels, rx) = mpsc::channel(CANCEL_CAPACITY);
+        let (adds, add_queue) = batcher(ADD_BATCH);
         let caller = Caller {
             shared,
             waiting: Mutex::new(FxHashMap::default()),
             closed: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             cancels,
+            adds,
             max_queue,
         };
-        (Arc::new(caller), CancelQueue(rx))
+        let outbox = Outbox {
+            cancels: rx,
+            adds: add_queue,
+        };
+        (Arc::new(caller), outbox)
     }
 
     fn ledger(&self) -> MutexGuard<'_, FxHashMap<String, Waiter>> {
@@ -164,38 +186,36 @@ impl Caller {
 
     /// `XADD`s `request` to `pool`'s stream. Never trimmed.
     async fn send(&self, pool: &str, request: &Request) -> Result<(), Error> {
-        let mut conn = self.shared.conn();
-        let stream = self.shared.keys.requests(pool);
-        let sent: redis::RedisResult<String> = redis::cmd("XADD")
-            .arg(&stream)
-            .arg("*")
-            .arg(&request.fields()[..])
-            .query_async(&mut conn)
-            .await;
-        match sent {
-            Ok(_) => {
+        let add = Add {
+            stream: self.shared.keys.requests(pool),
+            fields: request.fields(),
+        };
+        match self.adds.call(add).await {
+            Some(Ok(())) => {
                 self.shared.counters.outcome(true);
                 self.shared.counters.add(Count::Sent);
                 Ok(())
             }
-            Err(e) => Err(self.shared.queue_error(&e)),
+            Some(Err(e)) => Err(self.shared.queue_error(&e)),
+            None => Err(Error::ShuttingDown),
         }
     }
 
-    /// Resolves the waiting request of a reply entry, or counts it late.
+    /// Resolves the waiting request of each reply of a reply entry (a
+    /// field per reply, the rid as its name: one completion script writes
+    /// the replies of a batch to one caller as one entry), or counts it
+    /// late.
     fn deliver(&self, entry: &Entry) {
-        let (mut rid, mut body) = (None, None);
-        for (k, v) in entry.pairs() {
-            match k {
-                b"rid" => rid = std::str::from_utf8(v).ok(),
-                b"body" => body = Reply::decode(v),
-                _ => {}
+        for (rid, body) in entry.pairs() {
+            match (std::str::from_utf8(rid), Reply::decode(body)) {
+                (Ok(rid), Some(reply)) => self.resolve(rid, reply),
+                _ => self.shared.counters.add(Count::Malformed),
             }
         }
-        let (Some(rid), Some(reply)) = (rid, body) else {
-            self.shared.counters.add(Count::Malformed);
-            return;
-        };
+    }
+
+    /// Resolves the waiting request `rid` with `reply`, or counts it late.
+    fn resolve(&self, rid: &str, reply: Reply) {
         let Some(waiter) = self.ledger().remove(rid) else {
             self.shared.counters.add(Count::LateReply);
             return;
@@ -273,7 +293,7 @@ pub(crate) async fn read_replies(caller: &Caller, stop: &CancellationToken) {
                 () = stop.cancelled() => return,
             };
             let entries = match value {
-                Ok(v) => Entry::from_read(&v),
+                Ok(v) => Entry::from_read(v),
                 Err(e) => {
                     shared.queue_error(&e);
                     break;
@@ -301,9 +321,37 @@ pub(crate) async fn read_replies(caller: &Caller, stop: &CancellationToken) {
     }
 }
 
+/// Sends the caller's new requests and cancellations until `stop`.
+pub(crate) async fn send_outbox(shared: &Shared, outbox: Outbox, stop: &CancellationToken) {
+    tokio::join!(
+        send_adds(shared, outbox.adds, stop),
+        send_cancels(shared, outbox.cancels, stop)
+    );
+}
+
+/// `XADD`s new requests until `stop` (then those still queued): one
+/// pipeline a batch. A pipeline that fails fails each of its requests'
+/// `enqueue` with [`Error::Queue`], though some may have been added: those
+/// run, and their replies come late (dropped, counted).
+async fn send_adds(shared: &Shared, adds: Batches<Add, RedisResult<()>>, stop: &CancellationToken) {
+    adds.run(stop, |batch| async move {
+        let mut pipe = redis::pipe();
+        for add in &batch {
+            pipe.cmd("XADD")
+                .arg(&add.stream)
+                .arg("*")
+                .arg(&add.fields[..])
+                .ignore();
+        }
+        let mut conn = shared.conn();
+        let sent: RedisResult<()> = pipe.query_async(&mut conn).await;
+        vec![sent; batch.len()]
+    })
+    .await;
+}
+
 /// Raises the cancel flags of withdrawn requests until `stop`.
-pub(crate) async fn send_cancels(shared: &Shared, queue: CancelQueue, stop: &CancellationToken) {
-    let mut rx = queue.0;
+async fn send_cancels(shared: &Shared, mut rx: mpsc::Receiver<String>, stop: &CancellationToken) {
     let ttl = Shared::ms(shared.cfg.reply_ttl);
     loop {
         let rid = tokio::select! {

@@ -34,9 +34,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::batch::{batcher, Batcher};
 use super::keys::GROUP;
-use super::run::{Ending, Job};
-use super::scripts::{self, Delivery, Entry};
+use super::run::{completer, Completions, Ending, Job, COMPLETE_BATCH};
+use super::scripts::{self, Completing, Completion, Delivery, Entry};
 use super::shared::{Backoff, Shared};
 use super::stats::Count;
 use crate::supervisor::LocalPort;
@@ -70,12 +71,19 @@ pub(crate) struct Executor {
     pub(crate) tasks: TaskTracker,
     /// Signalled when a running request ends: capacity may be free.
     pub(crate) freed: Notify,
+    /// Per pool, where its deliveries are completed, in batches.
+    pub(crate) completions: Vec<Batcher<Completing, redis::RedisResult<Completion>>>,
+    /// Their queues, until [`Executor::run`] takes them.
+    queues: Mutex<Vec<Completions>>,
 }
 
 impl Executor {
     /// The executor of `shared`'s pools, running them on `port`.
     pub(crate) fn new(shared: Arc<Shared>, port: LocalPort) -> Arc<Executor> {
+        let (completions, queues) = shared.pools.iter().map(|_| batcher(COMPLETE_BATCH)).unzip();
         Arc::new(Executor {
+            completions,
+            queues: Mutex::new(queues),
             shared,
             port,
             running: Mutex::new(FxHashMap::default()),
@@ -88,13 +96,24 @@ impl Executor {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Every loop until `stop`, then the stop sequence.
+    /// Every loop until `stop`, then the stop sequence; the completers
+    /// run until the last completion of the stop sequence.
     pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let readers = (0..self.shared.pools.len()).map(|p| self.read_loop(p, &stop));
-        tokio::join!(futures::future::join_all(readers), self.heartbeat_loop(&stop));
-        self.tasks.close();
-        let _ = tokio::time::timeout(STOP_BOUND, self.tasks.wait()).await;
-        let _ = tokio::time::timeout(STOP_BOUND, self.sweep()).await;
+        let finished = CancellationToken::new();
+        let queues = std::mem::take(&mut *self.queues.lock().unwrap_or_else(|e| e.into_inner()));
+        let completers = queues
+            .into_iter()
+            .enumerate()
+            .map(|(pool, queue)| completer(&self, pool, queue, &finished));
+        let work = async {
+            let readers = (0..self.shared.pools.len()).map(|p| self.read_loop(p, &stop));
+            tokio::join!(futures::future::join_all(readers), self.heartbeat_loop(&stop));
+            self.tasks.close();
+            let _ = tokio::time::timeout(STOP_BOUND, self.tasks.wait()).await;
+            let _ = tokio::time::timeout(STOP_BOUND, self.sweep()).await;
+            finished.cancel();
+        };
+        tokio::join!(work, futures::future::join_all(completers));
     }
 
     /// Waits until a request ends, [`IDLE_POLL`] passes or `stop`.
@@ -183,7 +202,7 @@ impl Executor {
             .query_async(conn)
             .await?;
         shared.counters.outcome(true);
-        for entry in Entry::from_read(&v) {
+        for entry in Entry::from_read(v) {
             shared.counters.add(Count::Reads);
             self.start(pool, entry, 1).await;
         }

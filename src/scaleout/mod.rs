@@ -38,6 +38,7 @@
 //! in `wire`, shared connections and counters in `shared` and
 //! `stats`.
 
+pub(crate) mod batch;
 pub(crate) mod caller;
 pub(crate) mod executor;
 pub(crate) mod keys;
@@ -253,14 +254,14 @@ impl fmt::Debug for RedisQueue {
 pub(crate) async fn run(
     shared: Arc<shared::Shared>,
     caller: Arc<caller::Caller>,
-    cancels: caller::CancelQueue,
+    outbox: caller::Outbox,
     port: LocalPort,
     stop: CancellationToken,
 ) {
     let replies = caller::read_replies(&caller, &stop);
-    let cancels = caller::send_cancels(&shared, cancels, &stop);
+    let outbox = caller::send_outbox(&shared, outbox, &stop);
     let executor = executor::Executor::new(Arc::clone(&shared), port).run(stop.clone());
-    tokio::join!(replies, cancels, executor);
+    tokio::join!(replies, outbox, executor);
     caller.abandon();
     shared.disconnect();
 }

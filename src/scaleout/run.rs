@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::batch::Batches;
 use super::caller::REPLY_CAP;
 use super::executor::{Executor, Running};
-use super::scripts::{self, Completion, Delivery, Entry, ReplyTo};
+use super::scripts::{self, Completing, Completion, Delivery, Entry, ReplyRules};
 use super::shared::Shared;
 use super::stats::Count;
 use super::wire::{Outcome, Reply, Request, WireError};
@@ -21,6 +22,8 @@ use crate::supervisor::{Response, Submitted};
 
 /// Tries of a completion or handback that meets connection errors.
 const TRIES: u32 = 3;
+/// The most completions one script call makes.
+pub(crate) const COMPLETE_BATCH: usize = 128;
 
 /// Why a running delivery was stopped early, shared by the heartbeat
 /// (which decides) and the delivery's task (which acts).
@@ -56,6 +59,7 @@ impl Ending {
 /// A delivery submitted to the local supervisor.
 #[derive(Debug)]
 pub(crate) struct Job {
+    pool: usize,
     request: Request,
     delivery: Delivery,
     submitted: Submitted,
@@ -78,7 +82,7 @@ impl Job {
         let earlier = delivery.deliveries - 1;
         if request.max_attempts.is_some_and(|max| delivery.deliveries > max) {
             let lost = Err(Error::HostLost { attempts: earlier });
-            complete(shared, &delivery, &request, reply_of(shared, lost, 0)).await;
+            complete(ex, pool, &delivery, &request, reply_of(shared, lost, 0)).await;
             return None;
         }
         let retries = request.retries_left(delivery.deliveries);
@@ -100,6 +104,7 @@ impl Job {
             ending: ending.clone(),
         });
         Some(Job {
+            pool,
             request,
             delivery,
             submitted,
@@ -130,12 +135,12 @@ impl Job {
                     attempt: self.delivery.deliveries,
                     outcome: Outcome::Failed(WireError::Cancelled),
                 };
-                complete(shared, &self.delivery, &self.request, reply).await;
+                complete(ex, self.pool, &self.delivery, &self.request, reply).await;
             }
             Some(Err(Error::ShuttingDown | Error::Killed)) => hand_back(shared, &self.delivery).await,
             Some(answer) => {
                 let reply = reply_of(shared, answer, earlier);
-                complete(shared, &self.delivery, &self.request, reply).await;
+                complete(ex, self.pool, &self.delivery, &self.request, reply).await;
             }
         }
     }
@@ -160,22 +165,21 @@ fn reply_of(shared: &Shared, answer: Result<Response, Error>, earlier: u32) -> R
     }
 }
 
-/// Completes `d` with `reply`: fenced, a few tries on connection errors.
-pub(crate) async fn complete(shared: &Shared, d: &Delivery, request: &Request, reply: Reply) {
+/// Completes `d` with `reply` through `pool`'s completer (one fenced
+/// script for a batch of completions): a few tries on connection errors.
+pub(crate) async fn complete(ex: &Executor, pool: usize, d: &Delivery, request: &Request, reply: Reply) {
+    let shared = &ex.shared;
     let body = reply.encode();
-    let done_key = shared.keys.done(&request.rid);
-    let to = ReplyTo {
-        done_key: &done_key,
-        stream: &request.reply_to,
-        rid: &request.rid,
-        body: &body,
-        ttl_ms: Shared::ms(shared.cfg.reply_ttl),
-        cap: REPLY_CAP,
+    let item = || Completing {
+        delivery: d.clone(),
+        done_key: shared.keys.done(&request.rid),
+        reply_to: request.reply_to.clone(),
+        rid: request.rid.clone(),
+        body: body.clone(),
     };
     for attempt in 1..=TRIES {
-        let mut conn = shared.conn();
-        match scripts::complete(&mut conn, &shared.consumer, d, to).await {
-            Ok(done) => {
+        match ex.completions[pool].call(item()).await {
+            Some(Ok(done)) => {
                 shared.counters.outcome(true);
                 shared.counters.add(match done {
                     Completion::Won => Count::Completed,
@@ -184,7 +188,7 @@ pub(crate) async fn complete(shared: &Shared, d: &Delivery, request: &Request, r
                 });
                 return;
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 let retry = transient(&e);
                 shared.queue_error(&e);
                 if !retry || attempt == TRIES {
@@ -192,8 +196,36 @@ pub(crate) async fn complete(shared: &Shared, d: &Delivery, request: &Request, r
                 }
                 tokio::time::sleep(Duration::from_millis(100) * attempt).await;
             }
+            // The completer ended (the executor stopped): left pending, reclaimed.
+            None => return,
         }
     }
+}
+
+/// The completions of one pool, as [`Executor::completions`] queues them.
+pub(crate) type Completions = Batches<Completing, redis::RedisResult<Completion>>;
+
+/// Runs `pool`'s completions until `end`, at most [`COMPLETE_BATCH`] a
+/// script call; then those still queued.
+pub(crate) async fn completer(ex: &Executor, pool: usize, queue: Completions, end: &CancellationToken) {
+    let shared = &ex.shared;
+    let stream = shared.keys.requests(&shared.pools[pool]);
+    let rules = ReplyRules {
+        ttl_ms: Shared::ms(shared.cfg.reply_ttl),
+        cap: REPLY_CAP,
+    };
+    queue
+        .run(end, |batch| {
+            let stream = &stream;
+            async move {
+                let mut conn = shared.conn();
+                match scripts::complete(&mut conn, stream, &shared.consumer, rules, &batch).await {
+                    Ok(done) => done.into_iter().map(Ok).collect(),
+                    Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+                }
+            }
+        })
+        .await;
 }
 
 /// Releases `d` for another host at once (counted), a few tries.

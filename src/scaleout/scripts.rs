@@ -3,7 +3,8 @@
 //! reading of stream entries out of Redis replies.
 //!
 //! * [`complete`]: ack, delete, reply and mark done in one step, only for
-//!   the delivery's current owner: `OK`, `DUP` or `FENCED`.
+//!   each delivery's current owner: `OK`, `DUP` or `FENCED`; a batch of
+//!   deliveries a call (one round trip, one reply entry per caller).
 //! * [`renew`]: resets the idle time of deliveries still held; gives the
 //!   lost ones.
 //! * [`claim`]: takes over deliveries idle past `min_idle` (a bounded
@@ -48,45 +49,71 @@ pub(crate) enum Completion {
     Fenced,
 }
 
-/// A reply to write with a completion.
+/// One delivery to complete, with its reply.
+#[derive(Debug, Clone)]
+pub(crate) struct Completing {
+    pub(crate) delivery: Delivery,
+    /// The request's done marker.
+    pub(crate) done_key: String,
+    /// Its caller's reply stream.
+    pub(crate) reply_to: String,
+    pub(crate) rid: String,
+    /// The encoded reply.
+    pub(crate) body: Vec<u8>,
+}
+
+/// What the completions of one batch share.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ReplyTo<'a> {
-    pub(crate) done_key: &'a str,
-    pub(crate) stream: &'a str,
-    pub(crate) rid: &'a str,
-    pub(crate) body: &'a [u8],
-    /// Lifetime of the done marker and of the reply stream, ms.
+pub(crate) struct ReplyRules {
+    /// Lifetime of the done markers and of the reply streams, ms.
     pub(crate) ttl_ms: u64,
-    /// The reply stream's approximate cap.
+    /// A reply stream's approximate cap, in entries.
     pub(crate) cap: u64,
 }
 
-/// Completes `d` with `reply`, fenced on `consumer` and `d.deliveries`.
+/// Completes every delivery of `batch` (all of `stream`) in one script
+/// call, each fenced on `consumer` and its delivery count; gives a
+/// [`Completion`] per delivery, in order. The replies to one caller go in
+/// one entry of its reply stream (see [`wire`](super::wire)).
 pub(crate) async fn complete<C: ConnectionLike>(
     conn: &mut C,
+    stream: &str,
     consumer: &str,
-    d: &Delivery,
-    reply: ReplyTo<'_>,
-) -> RedisResult<Completion> {
-    let status: String = COMPLETE
-        .key(&d.stream)
-        .key(reply.done_key)
-        .key(reply.stream)
-        .arg(GROUP)
-        .arg(&d.id)
-        .arg(consumer)
-        .arg(d.deliveries)
-        .arg(reply.rid)
-        .arg(reply.body)
-        .arg(reply.ttl_ms)
-        .arg(reply.cap)
-        .invoke_async(conn)
-        .await?;
-    Ok(match status.as_str() {
-        "OK" => Completion::Won,
-        "DUP" => Completion::Duplicate,
-        _ => Completion::Fenced,
-    })
+    rules: ReplyRules,
+    batch: &[Completing],
+) -> RedisResult<Vec<Completion>> {
+    let ids = batch.iter().map(|c| c.delivery.id.as_str());
+    let (lo, hi) = (
+        ids.clone().min_by_key(|id| order(id)),
+        ids.max_by_key(|id| order(id)),
+    );
+    let mut call = COMPLETE.key(stream);
+    call.arg(GROUP).arg(consumer).arg(rules.ttl_ms).arg(rules.cap);
+    call.arg(lo.unwrap_or("0-0")).arg(hi.unwrap_or("0-0"));
+    for c in batch {
+        debug_assert_eq!(c.delivery.stream, stream, "one stream a batch");
+        call.key(&c.done_key).key(&c.reply_to);
+        call.arg(&c.delivery.id)
+            .arg(c.delivery.deliveries)
+            .arg(&c.rid)
+            .arg(&c.body);
+    }
+    // One letter a delivery: one value to parse for the whole batch.
+    let status: Vec<u8> = call.invoke_async(conn).await?;
+    Ok(status
+        .iter()
+        .map(|s| match s {
+            b'O' => Completion::Won,
+            b'D' => Completion::Duplicate,
+            _ => Completion::Fenced,
+        })
+        .collect())
+}
+
+/// A stream id `<ms>-<seq>` as a number pair, for its order.
+fn order(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 /// Renews every delivery of `held` (all of one stream); returns the ids
@@ -130,24 +157,18 @@ pub(crate) async fn claim<C: ConnectionLike>(
         .arg(count)
         .invoke_async(conn)
         .await?;
-    let parts = array(&v);
-    let claimed = parts
-        .first()
-        .map(array)
-        .unwrap_or_default()
-        .iter()
+    let mut parts = into_array(v).into_iter();
+    let claimed = into_array(parts.next().unwrap_or(Value::Nil))
+        .into_iter()
         .filter_map(|c| {
-            let c = array(c);
-            let entry = Entry::from_parts(c.first()?, c.get(1)?)?;
-            let deliveries = u32::try_from(int(c.get(2)?)?).ok()?;
+            let mut c = into_array(c).into_iter();
+            let entry = Entry::from_parts(c.next()?, c.next()?)?;
+            let deliveries = u32::try_from(int(&c.next()?)?).ok()?;
             Some(Claimed { entry, deliveries })
         })
         .collect();
-    let deleted = parts
-        .get(1)
-        .map(array)
-        .unwrap_or_default()
-        .iter()
+    let deleted = into_array(parts.next().unwrap_or(Value::Nil))
+        .into_iter()
         .filter_map(text)
         .collect();
     Ok((claimed, deleted))
@@ -178,14 +199,16 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    /// An entry from its id and its flat field list.
-    fn from_parts(id: &Value, fields: &Value) -> Option<Entry> {
+    /// An entry from its id and its flat field list, taken without a copy.
+    fn from_parts(id: Value, fields: Value) -> Option<Entry> {
         let id = text(id)?;
-        let flat = array(fields);
-        let fields = flat
-            .chunks_exact(2)
-            .filter_map(|kv| Some((bytes(&kv[0])?.to_vec(), bytes(&kv[1])?.to_vec())))
-            .collect();
+        let mut flat = into_array(fields).into_iter();
+        let mut fields = Vec::with_capacity(flat.len() / 2);
+        while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+            if let (Some(k), Some(v)) = (into_bytes(k), into_bytes(v)) {
+                fields.push((k, v));
+            }
+        }
         Some(Entry { id, fields })
     }
 
@@ -195,50 +218,50 @@ impl Entry {
     }
 
     /// Entries of the first stream of an `XREAD`/`XREADGROUP` reply (nil:
-    /// none). Entries without fields (deleted) are left out.
-    pub(crate) fn from_read(v: &Value) -> Vec<Entry> {
-        let streams = match v {
-            Value::Map(pairs) => pairs.iter().map(|(_, e)| e.clone()).collect(),
-            other => array(other)
-                .iter()
-                .filter_map(|s| array(s).get(1).cloned())
-                .collect::<Vec<_>>(),
+    /// none), taken out of it without a copy. Entries without fields
+    /// (deleted) are left out.
+    pub(crate) fn from_read(v: Value) -> Vec<Entry> {
+        let first = match v {
+            Value::Map(pairs) => pairs.into_iter().next().map(|(_, e)| e),
+            other => into_array(other)
+                .into_iter()
+                .next()
+                .and_then(|s| into_array(s).into_iter().nth(1)),
         };
-        streams
-            .first()
-            .map(array)
-            .unwrap_or_default()
-            .iter()
+        into_array(first.unwrap_or(Value::Nil))
+            .into_iter()
             .filter_map(|e| {
-                let e = array(e);
-                Entry::from_parts(e.first()?, e.get(1)?)
+                let mut e = into_array(e).into_iter();
+                Entry::from_parts(e.next()?, e.next()?)
             })
             .collect()
     }
 }
 
-fn array(v: &Value) -> Vec<Value> {
+fn into_array(v: Value) -> Vec<Value> {
     match v {
-        Value::Array(items) | Value::Set(items) => items.clone(),
+        Value::Array(items) | Value::Set(items) => items,
         _ => Vec::new(),
     }
 }
 
-fn bytes(v: &Value) -> Option<&[u8]> {
+fn into_bytes(v: Value) -> Option<Vec<u8>> {
     match v {
         Value::BulkString(b) => Some(b),
-        Value::SimpleString(s) => Some(s.as_bytes()),
+        Value::SimpleString(s) => Some(s.into_bytes()),
         _ => None,
     }
 }
 
-fn text(v: &Value) -> Option<String> {
-    std::str::from_utf8(bytes(v)?).ok().map(str::to_owned)
+fn text(v: Value) -> Option<String> {
+    String::from_utf8(into_bytes(v)?).ok()
 }
 
 fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Int(n) => Some(*n),
-        other => std::str::from_utf8(bytes(other)?).ok()?.parse().ok(),
+        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        Value::SimpleString(s) => s.parse().ok(),
+        _ => None,
     }
 }

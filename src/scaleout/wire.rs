@@ -5,8 +5,9 @@
 //! A request entry's fields: `rid` (UUID v4), `reply` (the caller's reply
 //! stream), `payload` (the request's MessagePack bytes), `timeout` (the
 //! per-attempt timeout in ms, `0` for none) and `attempts` (the most
-//! attempts, `0` for unlimited). A reply entry's fields: `rid` and `body`,
-//! a [`Reply`].
+//! attempts, `0` for unlimited). A reply entry holds the replies one
+//! completion script wrote to one caller: a field per reply, named by the
+//! request's `rid`, whose value is the [`Reply`].
 
 use std::time::Duration;
 

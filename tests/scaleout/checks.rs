@@ -180,16 +180,17 @@ pub(crate) fn reply_streams(redis: &RedisServer, ns: &str, host: &str, pid: u32)
     redis::cmd("KEYS").arg(&pattern).query(&mut conn).expect("KEYS")
 }
 
-/// Entries of stream `key` added at or after `at_ms` (by their ids).
+/// Replies in reply stream `key` added at or after `at_ms` (by their
+/// entries' ids; an entry holds one or more replies, a field each).
 pub(crate) fn entries_since(redis: &RedisServer, key: &str, at_ms: u64) -> u64 {
     let mut conn = redis.connection();
-    let entries: Vec<redis::Value> = redis::cmd("XRANGE")
+    let entries: Vec<(String, Vec<redis::Value>)> = redis::cmd("XRANGE")
         .arg(key)
         .arg(at_ms)
         .arg("+")
         .query(&mut conn)
         .expect("XRANGE");
-    entries.len() as u64
+    entries.iter().map(|(_, fields)| fields.len() as u64 / 2).sum()
 }
 
 /// `PTTL` of `key` (-1: no expiry, -2: no such key).

@@ -57,6 +57,8 @@ fn ghost_reads(conn: &mut redis::Connection) {
         .expect("XREADGROUP");
 }
 
+/// Every reply body written (an entry holds one or more replies, a field
+/// each: the rid as its name, the body as its value).
 fn replies(conn: &mut redis::Connection) -> Vec<Vec<u8>> {
     let entries: Vec<(String, std::collections::BTreeMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
         .arg(REPLIES)
@@ -64,10 +66,7 @@ fn replies(conn: &mut redis::Connection) -> Vec<Vec<u8>> {
         .arg("+")
         .query(conn)
         .expect("XRANGE");
-    entries
-        .into_iter()
-        .map(|(_, mut f)| f.remove("body").expect("a body"))
-        .collect()
+    entries.into_iter().flat_map(|(_, f)| f.into_values()).collect()
 }
 
 fn len(conn: &mut redis::Connection) -> u64 {

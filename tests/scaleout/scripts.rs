@@ -85,21 +85,35 @@ fn read(conn: &mut Connection, consumer: &str) -> Option<String> {
 }
 
 fn complete(conn: &mut Connection, consumer: &str, id: &str, deliveries: u32, rid: &str) -> String {
-    scripts()
-        .complete
-        .key(STREAM)
-        .key(format!("{{nanny:p}}:done:{rid}"))
-        .key(REPLIES)
-        .arg(GROUP)
-        .arg(id)
-        .arg(consumer)
-        .arg(deliveries)
-        .arg(rid)
-        .arg(b"body".as_slice())
-        .arg(TTL_MS)
-        .arg(1000)
-        .invoke(conn)
-        .expect("complete")
+    let mut status = complete_many(conn, consumer, &[(id, deliveries, rid)]);
+    assert_eq!(status.len(), 1, "one status per delivery");
+    status.remove(0)
+}
+
+/// One call of the complete script for a batch of `(entry id, deliveries,
+/// rid)`, each answered `body-<rid>`, all to [`REPLIES`].
+fn complete_many(conn: &mut Connection, consumer: &str, batch: &[(&str, u32, &str)]) -> Vec<String> {
+    let order = |id: &&str| {
+        let (ms, seq) = id.split_once('-').expect("a stream id");
+        (ms.parse::<u64>().expect("ms"), seq.parse::<u64>().expect("seq"))
+    };
+    let ids = batch.iter().map(|(id, _, _)| *id);
+    let (lo, hi) = (ids.clone().min_by_key(order), ids.max_by_key(order));
+    let mut call = scripts().complete.key(STREAM);
+    call.arg(GROUP).arg(consumer).arg(TTL_MS).arg(1000);
+    call.arg(lo.expect("a delivery")).arg(hi.expect("a delivery"));
+    for (id, deliveries, rid) in batch {
+        call.key(format!("{{nanny:p}}:done:{rid}")).key(REPLIES);
+        call.arg(id).arg(*deliveries).arg(rid).arg(format!("body-{rid}"));
+    }
+    let letters: String = call.invoke(conn).expect("complete");
+    let status = |c| match c {
+        'O' => "OK",
+        'D' => "DUP",
+        'F' => "FENCED",
+        other => panic!("a status letter: {other:?}"),
+    };
+    letters.chars().map(|c| status(c).to_owned()).collect()
 }
 
 fn renew(conn: &mut Connection, consumer: &str, held: &[(String, u32)]) -> Vec<String> {
@@ -141,17 +155,31 @@ fn handback(conn: &mut Connection, consumer: &str, id: &str, deliveries: u32) ->
 }
 
 /// The rids of every reply written.
+/// The rids of every reply written, in order (an entry holds one or more
+/// replies, a field each: the rid as its name, the body as its value);
+/// each body checked against its rid.
 fn replies(conn: &mut Connection) -> Vec<String> {
-    let entries: Vec<(String, BTreeMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
+    let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
         .arg(REPLIES)
         .arg("-")
         .arg("+")
         .query(conn)
         .expect("XRANGE");
-    entries
-        .into_iter()
-        .map(|(_, f)| String::from_utf8(f["rid"].clone()).expect("a rid"))
-        .collect()
+    let mut rids = Vec::new();
+    for (_, fields) in entries {
+        let text: Vec<String> = fields
+            .into_iter()
+            .map(|f| String::from_utf8(f).expect("text"))
+            .collect();
+        for pair in text.chunks(2) {
+            let [rid, body] = pair else {
+                panic!("rid and body pairs: {text:?}")
+            };
+            assert_eq!(body, &format!("body-{rid}"), "each reply under its rid");
+            rids.push(rid.clone());
+        }
+    }
+    rids
 }
 
 fn pending(conn: &mut Connection) -> u64 {
@@ -200,6 +228,33 @@ fn the_fence_holds_on_owner_and_delivery_count() {
     assert_eq!(complete(&mut conn, "b", &id, 2, "r3"), "OK");
     assert_eq!(replies(&mut conn), ["r1", "r2", "r3"]);
     assert_eq!(pending(&mut conn), 0);
+}
+
+#[test]
+fn a_batch_completes_each_delivery_on_its_own_fence() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    fresh(&mut conn);
+    for rid in ["r1", "r2", "r3"] {
+        add(&mut conn, rid);
+    }
+    let ids: Vec<String> = (0..3).map(|_| read(&mut conn, "a").expect("an entry")).collect();
+    // b reclaims the first: a's batch is fenced on it, completes the other two.
+    assert_eq!(claim(&mut conn, "b", 0), Some((ids[0].clone(), 2)));
+    let batch = [(&*ids[0], 1, "r1"), (&*ids[1], 1, "r2"), (&*ids[2], 1, "r3")];
+    assert_eq!(complete_many(&mut conn, "a", &batch), ["FENCED", "OK", "OK"]);
+    // Both replies in one entry of the caller's stream, in order.
+    let len: u64 = redis::cmd("XLEN").arg(REPLIES).query(&mut conn).expect("XLEN");
+    assert_eq!(
+        (len, replies(&mut conn)),
+        (1, vec!["r2".to_owned(), "r3".to_owned()])
+    );
+    // Twice in one batch, and again: one reply, the rest DUP.
+    let again = [(&*ids[0], 2, "r1"), (&*ids[0], 2, "r1"), (&*ids[1], 1, "r2")];
+    assert_eq!(complete_many(&mut conn, "b", &again), ["OK", "DUP", "DUP"]);
+    assert_eq!(replies(&mut conn), ["r2", "r3", "r1"]);
+    let len: u64 = redis::cmd("XLEN").arg(STREAM).query(&mut conn).expect("XLEN");
+    assert_eq!((len, pending(&mut conn)), (0, 0));
 }
 
 /// One step of the backend, as the proptest draws it.

@@ -138,6 +138,9 @@ async fn a_dead_consumers_delivery_is_reclaimed_within_its_attempts() {
         );
         let stats = b.queue_stats().expect("stats");
         assert_eq!((stats.claims, stats.reads), (2, 0));
+        // Redis claims only what was idle past min_idle (300 ms).
+        assert!(stats.claim_idle_max_ms >= 300, "{stats:?}");
+        assert!(stats.claim_idle_total_ms >= 600, "{stats:?}");
         assert_eq!(len(&mut conn), 0);
         support::within("b's stop", b.soft_kill()).await;
     })

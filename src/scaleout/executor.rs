@@ -130,7 +130,11 @@ impl Executor {
                     continue;
                 }
             }
-            let mut n = self.port.capacity(pool).await.unwrap_or(0);
+            let Some(mut n) = self.port.capacity(pool).await else {
+                // The supervisor task is gone (or finishing): so is this.
+                stop.cancel();
+                break;
+            };
             if n > 0 && Instant::now() >= janitor {
                 janitor = Instant::now() + shared.cfg.janitor;
                 n = n.saturating_sub(self.claim(pool, n).await);

@@ -5,7 +5,8 @@
 //! * **No prefetch.** Before each `XREADGROUP` the supervisor is asked for
 //!   the pool's free capacity (ready workers' free concurrency, minus what
 //!   waits in its local queue); a stopping supervisor, a failed pool or
-//!   one without ready workers has none, and reads nothing. One loop per
+//!   one without ready workers has none, and reads nothing; neither does a
+//!   host under memory pressure ([`super::pressure`]). One loop per
 //!   pool does all its intake (claims, then new entries), so two never
 //!   fill the same free slots.
 //! * **Heartbeat** (every [`RedisQueue::heartbeat`](super::RedisQueue::heartbeat)):
@@ -24,6 +25,7 @@
 //! * A missing group (`NOGROUP`, e.g. after Redis lost its data) is made
 //!   again (`XGROUP CREATE … MKSTREAM`).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -56,6 +58,10 @@ pub(crate) struct Running {
     pub(crate) pool: usize,
     pub(crate) rid: String,
     pub(crate) delivery: Delivery,
+    /// Its delivery count now: raised when this host claims its own running
+    /// delivery again (its renewal came too late), and the attempt goes on
+    /// under the new count.
+    pub(crate) count: Arc<AtomicU32>,
     /// Its last successful renewal (or its start).
     pub(crate) renewed: Instant,
     pub(crate) cancel: CancellationToken,
@@ -144,7 +150,16 @@ impl Executor {
                     continue;
                 }
             }
-            let mut n = self.port.capacity(pool).await.unwrap_or(0);
+            let Some(mut n) = self.port.capacity(pool).await else {
+                // The supervisor task is gone (or finishing): so is this.
+                stop.cancel();
+                break;
+            };
+            let pressed = shared.pressure.under();
+            shared.counters.pressure(pressed);
+            if pressed {
+                n = 0; // other hosts take the work meanwhile
+            }
             if n > 0 && Instant::now() >= janitor {
                 janitor = Instant::now() + shared.cfg.janitor;
                 n = n.saturating_sub(self.claim(pool, n).await);
@@ -232,6 +247,12 @@ impl Executor {
 
     /// Hands one delivery to the local supervisor (or settles it at once).
     pub(crate) async fn start(self: &Arc<Self>, pool: usize, entry: Entry, deliveries: u32) {
+        if let Some(r) = self.running().get_mut(&entry.id) {
+            // Its own running delivery, claimed back: not a second run.
+            r.count.store(deliveries, Ordering::Release);
+            r.renewed = Instant::now();
+            return;
+        }
         let delivery = Delivery {
             stream: self.shared.keys.requests(&self.shared.pools[pool]),
             id: entry.id.clone(),
@@ -275,6 +296,10 @@ impl Executor {
                 let taken = claimed.len();
                 for c in claimed {
                     shared.counters.add(Count::Claims);
+                    // A handback's idle time is made up (a day): not a reclaim latency.
+                    if let Some(idle) = c.idle_ms.filter(|&i| i < scripts::HANDBACK_IDLE_MS) {
+                        shared.counters.claimed_idle(idle);
+                    }
                     self.start(pool, c.entry, c.deliveries).await;
                 }
                 taken

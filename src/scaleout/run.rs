@@ -1,10 +1,11 @@
 //! One delivery through the local supervisor: submitted with the
 //! per-attempt timeout and `max_attempts − deliveries` retries (a reclaim
 //! counts as an attempt), then completed with the fenced script (a few
-//! tries on connection errors), handed back if this host stopped, or
-//! dropped if its lease was lost.
+//! tries on connection errors), handed back if this host stopped or
+//! drained under it (shut down, killed, drain timeout), or dropped if its
+//! lease was lost.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,8 @@ pub(crate) struct Job {
     pool: usize,
     request: Request,
     delivery: Delivery,
+    /// The delivery count now (see [`Running::count`]).
+    count: Arc<AtomicU32>,
     submitted: Submitted,
     cancel: CancellationToken,
     ending: Ending,
@@ -95,10 +98,12 @@ impl Job {
             return None;
         };
         let (cancel, ending) = (CancellationToken::new(), Ending::default());
+        let count = Arc::new(AtomicU32::new(delivery.deliveries));
         ex.track(Running {
             pool,
             rid: request.rid.clone(),
             delivery: delivery.clone(),
+            count: Arc::clone(&count),
             renewed: Instant::now(),
             cancel: cancel.clone(),
             ending: ending.clone(),
@@ -107,6 +112,7 @@ impl Job {
             pool,
             request,
             delivery,
+            count,
             submitted,
             cancel,
             ending,
@@ -125,6 +131,8 @@ impl Job {
         ex.untrack(&self.delivery.id);
         let shared = &ex.shared;
         let earlier = self.delivery.deliveries - 1;
+        // Settled under its current count (this host may have claimed it back).
+        self.delivery.deliveries = self.count.load(Ordering::Acquire);
         match answer {
             None if self.ending.0.load(Ordering::Acquire) == LOST => shared.counters.add(Count::Lost),
             None => {
@@ -137,7 +145,10 @@ impl Job {
                 };
                 complete(ex, self.pool, &self.delivery, &self.request, reply).await;
             }
-            Some(Err(Error::ShuttingDown | Error::Killed)) => hand_back(shared, &self.delivery).await,
+            // This host stopped (or drained) under it: another host runs it.
+            Some(Err(Error::ShuttingDown | Error::Killed | Error::DrainTimeout { .. })) => {
+                hand_back(shared, &self.delivery).await;
+            }
             Some(answer) => {
                 let reply = reply_of(shared, answer, earlier);
                 complete(ex, self.pool, &self.delivery, &self.request, reply).await;

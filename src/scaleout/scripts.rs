@@ -26,6 +26,10 @@ static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
 static HANDBACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/handback.lua")));
 
+/// The idle time [`handback`] gives a released delivery (a day), so that
+/// any host claims it at once.
+pub(crate) const HANDBACK_IDLE_MS: u64 = 86_400_000;
+
 /// One delivery of a request entry: the fencing token is `(owner,
 /// deliveries)`, the owner being this incarnation's consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +142,9 @@ pub(crate) struct Claimed {
     pub(crate) entry: Entry,
     /// Its delivery count, this claim included.
     pub(crate) deliveries: u32,
+    /// How long it had been idle (since its last delivery or renewal) when
+    /// it was claimed, if known.
+    pub(crate) idle_ms: Option<u64>,
 }
 
 /// Takes up to `count` deliveries of `stream` idle for `min_idle_ms`;
@@ -164,7 +171,12 @@ pub(crate) async fn claim<C: ConnectionLike>(
             let mut c = into_array(c).into_iter();
             let entry = Entry::from_parts(c.next()?, c.next()?)?;
             let deliveries = u32::try_from(int(&c.next()?)?).ok()?;
-            Some(Claimed { entry, deliveries })
+            let idle_ms = c.next().and_then(|i| int(&i)).and_then(|i| u64::try_from(i).ok());
+            Some(Claimed {
+                entry,
+                deliveries,
+                idle_ms,
+            })
         })
         .collect();
     let deleted = into_array(parts.next().unwrap_or(Value::Nil))
@@ -186,6 +198,7 @@ pub(crate) async fn handback<C: ConnectionLike>(
         .arg(consumer)
         .arg(&d.id)
         .arg(d.deliveries)
+        .arg(HANDBACK_IDLE_MS)
         .invoke_async(conn)
         .await?;
     Ok(released == 1)

@@ -256,6 +256,10 @@ impl Executor {
                 let taken = claimed.len();
                 for c in claimed {
                     shared.counters.add(Count::Claims);
+                    // A handback's idle time is made up (a day): not a reclaim latency.
+                    if let Some(idle) = c.idle_ms.filter(|&i| i < scripts::HANDBACK_IDLE_MS) {
+                        shared.counters.claimed_idle(idle);
+                    }
                     self.start(pool, c.entry, c.deliveries).await;
                 }
                 taken

@@ -1,8 +1,9 @@
 //! One delivery through the local supervisor: submitted with the
 //! per-attempt timeout and `max_attempts − deliveries` retries (a reclaim
 //! counts as an attempt), then completed with the fenced script (a few
-//! tries on connection errors), handed back if this host stopped, or
-//! dropped if its lease was lost.
+//! tries on connection errors), handed back if this host stopped or
+//! drained under it (shut down, killed, drain timeout), or dropped if its
+//! lease was lost.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -132,7 +133,10 @@ impl Job {
                 };
                 complete(shared, &self.delivery, &self.request, reply).await;
             }
-            Some(Err(Error::ShuttingDown | Error::Killed)) => hand_back(shared, &self.delivery).await,
+            // This host stopped (or drained) under it: another host runs it.
+            Some(Err(Error::ShuttingDown | Error::Killed | Error::DrainTimeout { .. })) => {
+                hand_back(shared, &self.delivery).await;
+            }
             Some(answer) => {
                 let reply = reply_of(shared, answer, earlier);
                 complete(shared, &self.delivery, &self.request, reply).await;

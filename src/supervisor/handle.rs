@@ -96,7 +96,9 @@ impl Supervisor {
     /// # Cancel safety
     ///
     /// Dropping the future withdraws the request: it leaves the queue, or
-    /// its worker is told to cancel the attempt.
+    /// its worker is told to cancel the attempt. Through a shared queue
+    /// the executing host is told too, best effort (it reads the cancel
+    /// flags every heartbeat).
     pub async fn enqueue<T: Serialize + ?Sized>(&self, payload: &T) -> Result<Response, Error> {
         self.enqueue_with(payload, EnqueueOptions::default()).await
     }
@@ -385,16 +387,20 @@ impl Supervisor {
 
     /// Graceful stop: new requests fail with [`Error::ShuttingDown`], queued
     /// and in-flight ones finish, workers exit cleanly; returns once every
-    /// worker is reaped. Idempotent.
+    /// worker is reaped. Idempotent. With a shared queue, this host reads
+    /// no more work, and what it has taken finishes and completes (a hard
+    /// kill hands it back to the other hosts instead); this host's callers
+    /// still waiting for other hosts' answers at the end get
+    /// [`Error::ShuttingDown`].
     pub async fn soft_kill(&self) {
-        self.close_queue();
+        self.close_queue(false);
         let _ = self.call(Command::SoftKill).await;
     }
 
     /// Immediate stop: SIGKILL to every worker; every pending request
     /// resolves with [`Error::Killed`]; returns once every worker is reaped.
     pub async fn hard_kill(&self) {
-        self.close_queue();
+        self.close_queue(true);
         let _ = self.call(Command::HardKill).await;
     }
 

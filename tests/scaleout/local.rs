@@ -207,7 +207,9 @@ async fn a_stopping_host_hands_back_what_it_runs() {
             .expect("an answer from b2");
         assert_eq!(resp.host(), Some("b2"));
         assert_eq!(b1.queue_stats().expect("stats").handed_back, 1);
-        assert_eq!(b2.queue_stats().expect("stats").claims, 1);
+        let claimed = b2.queue_stats().expect("stats");
+        assert_eq!(claimed.claims, 1);
+        assert_eq!(claimed.claim_idle_max_ms, 0, "a handback is no reclaim latency");
         stop_and_check(&redis, &[&a, &b2]).await;
     })
     .await;

@@ -78,7 +78,13 @@ async fn a_killed_hosts_work_runs_again_elsewhere_and_every_request_resolves_onc
         );
         for host in &mut cluster.hosts {
             let stats = host.stats().await;
-            println!("crash: host {} stats {stats:?}", host.spec.name);
+            let idle = |key: &str| stats.get(key).copied().unwrap_or(0);
+            println!(
+                "crash: host {} claimed {}, the longest idle at its claim {} ms (QueueStats); {stats:?}",
+                host.spec.name,
+                idle("claims"),
+                idle("claim_idle_max_ms"),
+            );
         }
         cluster.stop().await;
     })

@@ -34,8 +34,10 @@ use crate::supervisor::Response;
 const CANCEL_CAPACITY: usize = 4096;
 /// Replies read per `XREAD`.
 const REPLY_BATCH: usize = 512;
-/// A caller's reply stream's approximate cap.
-pub(crate) const REPLY_CAP: u64 = 10_000;
+/// A caller's reply stream's approximate cap: what its reader has not yet
+/// read (it deletes what it reads). Above the default `max_queue`, so a
+/// burst of replies to one caller is never trimmed unread.
+pub(crate) const REPLY_CAP: u64 = 100_000;
 
 type Answer = Result<Response, Error>;
 

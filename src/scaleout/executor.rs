@@ -24,6 +24,7 @@
 //! * A missing group (`NOGROUP`, e.g. after Redis lost its data) is made
 //!   again (`XGROUP CREATE … MKSTREAM`).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,10 @@ pub(crate) struct Running {
     pub(crate) pool: usize,
     pub(crate) rid: String,
     pub(crate) delivery: Delivery,
+    /// Its delivery count now: raised when this host claims its own running
+    /// delivery again (its renewal came too late), and the attempt goes on
+    /// under the new count.
+    pub(crate) count: Arc<AtomicU32>,
     /// Its last successful renewal (or its start).
     pub(crate) renewed: Instant,
     pub(crate) cancel: CancellationToken,
@@ -125,7 +130,11 @@ impl Executor {
                     continue;
                 }
             }
-            let mut n = self.port.capacity(pool).await.unwrap_or(0);
+            let Some(mut n) = self.port.capacity(pool).await else {
+                // The supervisor task is gone (or finishing): so is this.
+                stop.cancel();
+                break;
+            };
             if n > 0 && Instant::now() >= janitor {
                 janitor = Instant::now() + shared.cfg.janitor;
                 n = n.saturating_sub(self.claim(pool, n).await);
@@ -213,6 +222,12 @@ impl Executor {
 
     /// Hands one delivery to the local supervisor (or settles it at once).
     pub(crate) async fn start(self: &Arc<Self>, pool: usize, entry: Entry, deliveries: u32) {
+        if let Some(r) = self.running().get_mut(&entry.id) {
+            // Its own running delivery, claimed back: not a second run.
+            r.count.store(deliveries, Ordering::Release);
+            r.renewed = Instant::now();
+            return;
+        }
         let delivery = Delivery {
             stream: self.shared.keys.requests(&self.shared.pools[pool]),
             id: entry.id.clone(),

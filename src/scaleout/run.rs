@@ -5,7 +5,7 @@
 //! drained under it (shut down, killed, drain timeout), or dropped if its
 //! lease was lost.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,8 @@ impl Ending {
 pub(crate) struct Job {
     request: Request,
     delivery: Delivery,
+    /// The delivery count now (see [`Running::count`]).
+    count: Arc<AtomicU32>,
     submitted: Submitted,
     cancel: CancellationToken,
     ending: Ending,
@@ -92,10 +94,12 @@ impl Job {
             return None;
         };
         let (cancel, ending) = (CancellationToken::new(), Ending::default());
+        let count = Arc::new(AtomicU32::new(delivery.deliveries));
         ex.track(Running {
             pool,
             rid: request.rid.clone(),
             delivery: delivery.clone(),
+            count: Arc::clone(&count),
             renewed: Instant::now(),
             cancel: cancel.clone(),
             ending: ending.clone(),
@@ -103,6 +107,7 @@ impl Job {
         Some(Job {
             request,
             delivery,
+            count,
             submitted,
             cancel,
             ending,
@@ -121,6 +126,8 @@ impl Job {
         ex.untrack(&self.delivery.id);
         let shared = &ex.shared;
         let earlier = self.delivery.deliveries - 1;
+        // Settled under its current count (this host may have claimed it back).
+        self.delivery.deliveries = self.count.load(Ordering::Acquire);
         match answer {
             None if self.ending.0.load(Ordering::Acquire) == LOST => shared.counters.add(Count::Lost),
             None => {

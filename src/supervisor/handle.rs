@@ -15,13 +15,14 @@ use super::ids::RequestId;
 pub use super::response::{EnqueueOptions, Response};
 
 mod handover;
+mod health;
 mod manage;
 mod messaging;
 mod queue;
 use crate::builder::Builder;
 use crate::error::Error;
 use crate::events::Event;
-use crate::health::{Inspect, Stats, WorkerHealth};
+use crate::health::{Inspect, Stats};
 use crate::retries::Retries;
 use nix::sys::signal::Signal;
 
@@ -159,36 +160,6 @@ impl Supervisor {
     /// [`Error::PoolFailed`] if a pool spends its restart budget first.
     pub async fn ready(&self) -> Result<(), Error> {
         self.call(Command::Ready).await?
-    }
-
-    /// Per-worker health: pid, logical id, RSS, the worker's own heartbeat,
-    /// in-flight count, state, and CPU time (read with `sysinfo`).
-    pub async fn health(&self) -> Result<Vec<WorkerHealth>, Error> {
-        let mut health = self.call(Command::Health).await?;
-        let pids: Vec<sysinfo::Pid> = health.iter().map(|h| sysinfo::Pid::from_u32(h.pid)).collect();
-        // sysinfo costs ~45 µs per process: off the runtime, and only here.
-        let cpu = tokio::task::spawn_blocking(move || {
-            let Ok(mut sys) = sysinfo::System::new() else {
-                return Vec::new();
-            };
-            sys.refresh_processes_specifics(
-                sysinfo::ProcessesToUpdate::Some(&pids),
-                true,
-                sysinfo::ProcessRefreshKind::nothing().with_cpu(),
-            );
-            pids.iter()
-                .map(|pid| {
-                    sys.process(*pid)
-                        .map(|p| Duration::from_millis(p.accumulated_cpu_time()))
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        for (h, cpu) in health.iter_mut().zip(cpu) {
-            h.cpu_time = cpu;
-        }
-        Ok(health)
     }
 
     /// A serializable snapshot of everything: pools (target, policy,

@@ -175,3 +175,65 @@ async fn an_entry_that_does_not_decode_is_dropped() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_claims_its_own_running_delivery_keeps_running_it() {
+    guard(async {
+        let redis = RedisServer::start();
+        let b = host(&redis, "b", 1).await;
+        let a = host(&redis, "a", 0).await;
+        let call = tokio::spawn({
+            let a = a.clone();
+            async move { a.enqueue(&Cmd::Gate("g".into())).await }
+        });
+        wait_until("b runs the request", || async {
+            support::stats(&b).await.in_flight == 1
+        })
+        .await;
+        let mut conn = redis.connection();
+        // As if b's renewals had stopped: its delivery looks idle, and b's
+        // own janitor claims it (a new delivery count).
+        wait_until("b claims its own delivery back", || {
+            let pending: Vec<(String, String, u64, u32)> = redis::cmd("XPENDING")
+                .arg(STREAM)
+                .arg("workers")
+                .arg("-")
+                .arg("+")
+                .arg(10)
+                .query(&mut conn)
+                .expect("XPENDING");
+            for (id, owner, _, _) in &pending {
+                let _: redis::Value = redis::cmd("XCLAIM")
+                    .arg(STREAM)
+                    .arg("workers")
+                    .arg(owner)
+                    .arg(0)
+                    .arg(id)
+                    .arg("IDLE")
+                    .arg(100_000)
+                    .arg("JUSTID")
+                    .query(&mut conn)
+                    .expect("XCLAIM");
+            }
+            let claims = b.queue_stats().expect("stats").claims;
+            async move { claims >= 1 }
+        })
+        .await;
+        support::release(&b, "g").await;
+        let resp = support::within("the answer", call)
+            .await
+            .expect("task")
+            .expect("answered");
+        assert_eq!(resp.host(), Some("b"));
+        let stats = b.queue_stats().expect("stats");
+        assert_eq!(
+            (stats.lost, stats.fenced, stats.completed),
+            (0, 0, 1),
+            "{stats:?}"
+        );
+        assert_eq!(support::stats(&b).await.enqueued, 1, "run once, not again");
+        support::within("a's stop", a.soft_kill()).await;
+        support::within("b's stop", b.soft_kill()).await;
+    })
+    .await;
+}

@@ -1,9 +1,9 @@
 //! Issue 16, test 2: a host pauses past `min_idle` and comes back. Three
 //! hosts share a queue; `a` and `b` call (120 requests each, 16 in flight,
-//! jobs of 0.1 to 2 s but every twentieth of 8 s, so that when `b` pauses
+//! jobs of 0.1 to 2 s but every tenth of 6 s, so that when `b` pauses
 //! some of its jobs end during the pause and some outlast it), `c` only
 //! executes. The 32 requests in flight are fewer than the 48 slots, so the
-//! live hosts have room to reclaim at once. Once `b` has begun an 8 s job
+//! live hosts have room to reclaim at once. Once `b` has begun a 6 s job
 //! less than 3 s ago, `b`'s process group (its supervisor: nanny
 //! gives every worker a group of its own) is SIGSTOPped: its workers run
 //! on, and their answers wait in the socket. Once Redis says `b`'s
@@ -40,7 +40,7 @@ use crate::support::{guard, wait_until};
 /// Pauses of `b` at most.
 const PAUSES: usize = 6;
 /// Every this-many-th token is a long job.
-const LONG_EVERY: u64 = 20;
+const LONG_EVERY: u64 = 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_hosts_late_completions_are_fenced_and_its_lost_work_cancelled() {
@@ -54,7 +54,7 @@ async fn a_paused_hosts_late_completions_are_fenced_and_its_lost_work_cancelled(
             inflight: 16,
             ms: 100,
             spread_ms: 1_900,
-            long: Some((LONG_EVERY, 8_000)),
+            long: Some((LONG_EVERY, 6_000)),
             ..HostSpec::default()
         };
         let specs = vec![host("a", 120, 0), host("b", 120, 1_000_000), host("c", 0, 0)];

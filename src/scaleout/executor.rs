@@ -5,7 +5,8 @@
 //! * **No prefetch.** Before each `XREADGROUP` the supervisor is asked for
 //!   the pool's free capacity (ready workers' free concurrency, minus what
 //!   waits in its local queue); a stopping supervisor, a failed pool or
-//!   one without ready workers has none, and reads nothing. One loop per
+//!   one without ready workers has none, and reads nothing; neither does a
+//!   host under memory pressure ([`super::pressure`]). One loop per
 //!   pool does all its intake (claims, then new entries), so two never
 //!   fill the same free slots.
 //! * **Heartbeat** (every [`RedisQueue::heartbeat`](super::RedisQueue::heartbeat)):
@@ -135,6 +136,11 @@ impl Executor {
                 stop.cancel();
                 break;
             };
+            let pressed = shared.pressure.under();
+            shared.counters.pressure(pressed);
+            if pressed {
+                n = 0; // other hosts take the work meanwhile
+            }
             if n > 0 && Instant::now() >= janitor {
                 janitor = Instant::now() + shared.cfg.janitor;
                 n = n.saturating_sub(self.claim(pool, n).await);

@@ -42,6 +42,7 @@ pub(crate) mod caller;
 pub(crate) mod executor;
 pub(crate) mod keys;
 pub(crate) mod lease;
+pub(crate) mod pressure;
 pub(crate) mod run;
 pub(crate) mod scripts;
 pub(crate) mod shared;
@@ -67,6 +68,9 @@ pub const DEFAULT_MIN_IDLE: Duration = Duration::from_secs(5);
 pub const DEFAULT_JANITOR: Duration = Duration::from_millis(500);
 /// Default for [`RedisQueue::block`].
 pub const DEFAULT_BLOCK: Duration = Duration::from_secs(1);
+/// Default for [`RedisQueue::min_available_memory`]: a host whose
+/// available memory is below this share of the machine's reads no work.
+pub const DEFAULT_MIN_AVAILABLE_PERCENT: u64 = 5;
 /// Default for [`RedisQueue::reply_ttl`].
 pub const DEFAULT_REPLY_TTL: Duration = Duration::from_secs(600);
 
@@ -92,6 +96,9 @@ pub struct RedisQueue {
     pub(crate) reply_ttl: Duration,
     /// PEM roots for `rediss://` instead of the system's.
     pub(crate) tls_root: Option<Vec<u8>>,
+    /// Below this many available bytes the host takes no work; `None`:
+    /// [`DEFAULT_MIN_AVAILABLE_PERCENT`] of the machine's memory.
+    pub(crate) min_available_memory: Option<u64>,
 }
 
 impl RedisQueue {
@@ -108,6 +115,7 @@ impl RedisQueue {
             block: DEFAULT_BLOCK,
             reply_ttl: DEFAULT_REPLY_TTL,
             tls_root: None,
+            min_available_memory: None,
         }
     }
 
@@ -162,6 +170,17 @@ impl RedisQueue {
     /// of a caller host that died expire unread after this.
     pub fn reply_ttl(mut self, ttl: Duration) -> Self {
         self.reply_ttl = ttl;
+        self
+    }
+
+    /// Memory pressure: while the host's available memory (`MemAvailable`
+    /// of `/proc/meminfo`) is below `bytes`, it reads no new request and
+    /// claims none (what runs goes on), and
+    /// [`QueueStats::under_pressure`] says so. Default
+    /// [`DEFAULT_MIN_AVAILABLE_PERCENT`] % of the machine's memory; 0 turns
+    /// the gate off.
+    pub fn min_available_memory(mut self, bytes: u64) -> Self {
+        self.min_available_memory = Some(bytes);
         self
     }
 
@@ -240,6 +259,7 @@ impl fmt::Debug for RedisQueue {
             .field("janitor", &self.janitor)
             .field("block", &self.block)
             .field("reply_ttl", &self.reply_ttl)
+            .field("min_available_memory", &self.min_available_memory)
             .field("tls_root", &self.tls_root.is_some())
             .finish_non_exhaustive()
     }

@@ -24,6 +24,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{AsyncConnectionConfig, Client, RedisError};
 
 use super::keys::Keys;
+use super::pressure::Pressure;
 use super::stats::Counters;
 use super::RedisQueue;
 use crate::error::Error;
@@ -46,6 +47,8 @@ pub(crate) struct Shared {
     /// The pools this host declares, in order.
     pub(crate) pools: Vec<String>,
     pub(crate) counters: Counters,
+    /// This host's memory pressure gate.
+    pub(crate) pressure: Pressure,
     client: Client,
     manager_cfg: ConnectionManagerConfig,
     /// Taken out at stop ([`Shared::disconnect`]): a stopped supervisor's
@@ -85,6 +88,7 @@ impl Shared {
             consumer,
             pools,
             counters: Counters::default(),
+            pressure: Pressure::new(cfg.min_available_memory, super::DEFAULT_MIN_AVAILABLE_PERCENT),
             cfg,
             client,
             manager_cfg,

@@ -12,6 +12,11 @@ use serde::{Deserialize, Serialize};
 pub struct QueueStats {
     /// Whether the last command to Redis succeeded.
     pub connected: bool,
+    /// Whether this host is under memory pressure now
+    /// ([`RedisQueue::min_available_memory`](crate::RedisQueue::min_available_memory)):
+    /// it takes no work meanwhile.
+    #[serde(default)]
+    pub under_pressure: bool,
     /// Requests this host's callers added to a request stream.
     pub sent: u64,
     /// Entries this host read from request streams as new work.
@@ -71,6 +76,7 @@ pub(crate) enum Count {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     connected: AtomicBool,
+    under_pressure: AtomicBool,
     counts: [AtomicU64; 13],
     claim_idle_max: AtomicU64,
 }
@@ -96,11 +102,17 @@ impl Counters {
         }
     }
 
+    /// Records whether the host is under memory pressure.
+    pub(crate) fn pressure(&self, under: bool) {
+        self.under_pressure.store(under, Ordering::Relaxed);
+    }
+
     /// A snapshot.
     pub(crate) fn snapshot(&self) -> QueueStats {
         let c = |count: Count| self.counts[count as usize].load(Ordering::Relaxed);
         QueueStats {
             connected: self.connected.load(Ordering::Relaxed),
+            under_pressure: self.under_pressure.load(Ordering::Relaxed),
             sent: c(Count::Sent),
             reads: c(Count::Reads),
             claims: c(Count::Claims),

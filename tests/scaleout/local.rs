@@ -312,3 +312,35 @@ async fn the_urls_password_never_shows() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_under_memory_pressure_takes_no_work() {
+    guard(async {
+        let redis = RedisServer::start();
+        // No machine has u64::MAX bytes available: b is always under pressure.
+        let b = support::builder(2)
+            .queue(queue(&redis, "b").min_available_memory(u64::MAX))
+            .start()
+            .await
+            .expect("b starts");
+        let c = host(&redis, "c", 2).await;
+        let a = host(&redis, "a", 0).await;
+        let calls = (0..20u64).map(|i| {
+            let a = a.clone();
+            tokio::spawn(async move { (i, a.enqueue(&Cmd::Double(i)).await) })
+        });
+        for call in futures::future::join_all(calls).await {
+            let (i, answer) = call.expect("task");
+            let resp = answer.unwrap_or_else(|e| panic!("request {i}: {e}"));
+            assert_eq!(resp.data::<u64>().expect("a number"), i * 2);
+            assert_eq!(resp.host(), Some("c"), "b is under pressure");
+        }
+        let pressed = b.queue_stats().expect("b has a queue");
+        assert!(pressed.under_pressure, "{pressed:?}");
+        assert_eq!((pressed.reads, pressed.claims), (0, 0), "{pressed:?}");
+        let free = c.queue_stats().expect("c has a queue");
+        assert!(!free.under_pressure && free.reads >= 20, "{free:?}");
+        stop_and_check(&redis, &[&a, &b, &c]).await;
+    })
+    .await;
+}

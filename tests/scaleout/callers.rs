@@ -16,7 +16,7 @@ use crate::checks::{
 };
 use crate::hosts::{Cluster, HostSpec};
 use crate::redis_server::RedisServer;
-use crate::support::{guard, wait_until};
+use crate::support::{eventually, guard, wait_until};
 
 /// Every host's `reply_ttl`.
 const REPLY_TTL_MS: u64 = 3_000;
@@ -48,6 +48,22 @@ async fn a_dead_callers_replies_expire_unread_and_the_other_callers_are_answered
         let resolved_before = a.outcomes().len();
         let killed_at = a.kill().await;
 
+        // Before anything else: a's reply stream may expire once its last reply is older than the TTL.
+        let stream = eventually("a's one reply stream", || async {
+            let streams = reply_streams(&redis, &cluster.ns, "a", a.pid);
+            (streams.len() == 1).then(|| streams[0].clone())
+        })
+        .await;
+        wait_until("a reply reached a's stream after its death", || async {
+            entries_since(&redis, &stream, killed_at) > 0
+        })
+        .await;
+        let ttl = pttl(&redis, &stream);
+        assert!(
+            ttl > 0 && ttl <= REPLY_TTL_MS as i64,
+            "a's reply stream expires: PTTL {ttl}"
+        );
+
         let b = cluster.host("b");
         let outcomes = one_outcome_each(b, &b.wait_done().await);
         all_answered(b, &outcomes);
@@ -57,26 +73,14 @@ async fn a_dead_callers_replies_expire_unread_and_the_other_callers_are_answered
             forever.is_empty(),
             "every key but the request stream expires: {forever:?}"
         );
-
-        let streams = reply_streams(&redis, &cluster.ns, "a", a.pid);
-        assert_eq!(streams.len(), 1, "a's one reply stream: {streams:?}");
-        let stream = &streams[0];
-        let unread = entries_since(&redis, stream, killed_at);
-        let ttl = pttl(&redis, stream);
+        let unread = entries_since(&redis, &stream, killed_at);
         println!(
-            "callers: a resolved {resolved_before} of 200 before its SIGKILL; {unread} replies \
-             came after, unread; its reply stream's PTTL {ttl} ms (reply_ttl {REPLY_TTL_MS} ms)"
-        );
-        assert!(
-            unread > 0,
-            "replies to a's outstanding requests reached its stream after its death"
-        );
-        assert!(
-            ttl > 0 && ttl <= REPLY_TTL_MS as i64,
-            "a's reply stream expires: PTTL {ttl}"
+            "callers: a resolved {resolved_before} of 200 before its SIGKILL; its reply stream's PTTL \
+             {ttl} ms (reply_ttl {REPLY_TTL_MS} ms) at the first reply after; once every request \
+             ran, {unread} replies after its death, unread (0: expired already)"
         );
         wait_until("a's reply stream expired", || async {
-            pttl(&redis, stream) == -2
+            pttl(&redis, &stream) == -2
         })
         .await;
         cluster.stop().await;

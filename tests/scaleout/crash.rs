@@ -6,9 +6,12 @@
 //! Asserted: every request resolves exactly once, with an answer that is
 //! its own token's; at least one job provably began on `c` before the
 //! kill and again on another host after it (the queue reclaimed work the
-//! dead host held); at the end nothing is pending, the request stream is
-//! empty and every other key of the namespace expires. The reclaim time (kill to the job's start elsewhere) is
-//! printed, never asserted.
+//! dead host held), and each such job was answered by a live host; at the
+//! end nothing is pending, the request stream is empty and every other key
+//! of the namespace expires. The reclaim time (kill to the job's start
+//! elsewhere) is printed, never asserted.
+
+use std::collections::BTreeMap;
 
 use crate::checks::{
     all_answered, keys_without_ttl, one_outcome_each, queue_depth, reruns, spread, wait_drained,
@@ -48,15 +51,25 @@ async fn a_killed_hosts_work_runs_again_elsewhere_and_every_request_resolves_onc
         let mut c = cluster.take("c");
         let killed_at = c.kill().await;
 
+        let mut answers = BTreeMap::new();
         for host in cluster.callers() {
             let outcomes = one_outcome_each(host, &host.wait_done().await);
             all_answered(host, &outcomes);
+            answers.extend(outcomes);
         }
         let reruns = reruns(&cluster.marks(), "c", killed_at);
         assert!(
             !reruns.is_empty(),
             "a job that c held when it died began again on another host"
         );
+        for r in &reruns {
+            let answer = &answers[&r.token].result;
+            assert!(
+                matches!(answer, Ok((_, host)) if host != "c"),
+                "token {} held by c when it died was answered by a live host: {answer:?}",
+                r.token
+            );
+        }
         wait_drained(&redis, &cluster.ns).await;
         assert_eq!(queue_depth(&redis, &cluster.ns), (0, 0));
         let forever = keys_without_ttl(&redis, &cluster.ns);
@@ -78,7 +91,13 @@ async fn a_killed_hosts_work_runs_again_elsewhere_and_every_request_resolves_onc
         );
         for host in &mut cluster.hosts {
             let stats = host.stats().await;
-            println!("crash: host {} stats {stats:?}", host.spec.name);
+            let idle = |key: &str| stats.get(key).copied().unwrap_or(0);
+            println!(
+                "crash: host {} claimed {}, the longest idle at its claim {} ms (QueueStats); {stats:?}",
+                host.spec.name,
+                idle("claims"),
+                idle("claim_idle_max_ms"),
+            );
         }
         cluster.stop().await;
     })

@@ -191,10 +191,15 @@ impl Host {
         wait_until(&what, || async { self.outcomes().len() >= n }).await;
     }
 
+    /// Whether its caller is done (printed `DONE`).
+    pub(crate) fn is_done(&self) -> bool {
+        self.has_line(|l| l == "DONE")
+    }
+
     /// Waits until its caller is done; returns its outcomes.
     pub(crate) async fn wait_done(&self) -> Vec<Outcome> {
         let what = format!("host {}'s caller is done", self.spec.name);
-        wait_until(&what, || async { self.has_line(|l| l == "DONE") }).await;
+        wait_until(&what, || async { self.is_done() }).await;
         self.outcomes()
     }
 

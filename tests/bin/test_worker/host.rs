@@ -223,7 +223,7 @@ fn stats_line(sup: &nanny::Supervisor) -> String {
     format!(
         "STATS connected={} sent={} reads={} claims={} completed={} fenced={} \
          duplicate_completions={} lost={} remote_cancels={} handed_back={} late_replies={} \
-         malformed={} errors={}",
+         malformed={} errors={} claim_idle_max_ms={} claim_idle_total_ms={}",
         u8::from(q.connected),
         q.sent,
         q.reads,
@@ -237,5 +237,7 @@ fn stats_line(sup: &nanny::Supervisor) -> String {
         q.late_replies,
         q.malformed,
         q.errors,
+        q.claim_idle_max_ms,
+        q.claim_idle_total_ms,
     )
 }

@@ -35,7 +35,7 @@ use crate::supervisor::Response;
 /// (cancellation is best effort).
 const CANCEL_CAPACITY: usize = 4096;
 /// The most requests one `XADD` pipeline sends.
-const ADD_BATCH: usize = 256;
+const ADD_BATCH: usize = 64;
 /// Replies read per `XREAD`.
 const REPLY_BATCH: usize = 512;
 /// A caller's reply stream's approximate cap: what its reader has not yet
@@ -332,12 +332,17 @@ pub(crate) async fn send_outbox(shared: &Shared, outbox: Outbox, stop: &Cancella
 }
 
 /// `XADD`s new requests until `stop` (then those still queued): one
-/// pipeline a batch. A pipeline that fails fails each of its requests'
-/// `enqueue` with [`Error::Queue`], though some may have been added: those
-/// run, and their replies come late (dropped, counted).
+/// `MULTI`/`EXEC` pipeline a batch. In a transaction the hosts blocked on
+/// the stream are woken once, after the whole batch, so the first takes as
+/// much of it as it has room for; without one, Redis wakes a host after
+/// each `XADD` and every host reads a single entry. A batch that fails
+/// fails each of its requests' `enqueue` with [`Error::Queue`], though it
+/// may have been added (a reply lost on the way): those run, and their
+/// replies come late (dropped, counted).
 async fn send_adds(shared: &Shared, adds: Batches<Add, RedisResult<()>>, stop: &CancellationToken) {
     adds.run(stop, |batch| async move {
         let mut pipe = redis::pipe();
+        pipe.atomic();
         for add in &batch {
             pipe.cmd("XADD")
                 .arg(&add.stream)

@@ -275,8 +275,11 @@ pub(crate) async fn read_replies(caller: &Caller, stop: &CancellationToken) {
             if !entries.is_empty() {
                 let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
                 let mut c = shared.conn();
-                let del: redis::RedisResult<i64> =
-                    redis::cmd("XDEL").arg(&shared.reply_key).arg(&ids).query_async(&mut c).await;
+                let del: redis::RedisResult<i64> = redis::cmd("XDEL")
+                    .arg(&shared.reply_key)
+                    .arg(&ids)
+                    .query_async(&mut c)
+                    .await;
                 shared.counters.outcome(del.is_ok());
             }
         }
@@ -300,7 +303,12 @@ pub(crate) async fn send_cancels(shared: &Shared, queue: CancelQueue, stop: &Can
         }
         let mut pipe = redis::pipe();
         for rid in &batch {
-            pipe.cmd("SET").arg(shared.keys.cancel(rid)).arg(1).arg("PX").arg(ttl).ignore();
+            pipe.cmd("SET")
+                .arg(shared.keys.cancel(rid))
+                .arg(1)
+                .arg("PX")
+                .arg(ttl)
+                .ignore();
         }
         let mut conn = shared.conn();
         let sent: redis::RedisResult<()> = pipe.query_async(&mut conn).await;

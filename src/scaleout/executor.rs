@@ -260,7 +260,11 @@ impl Executor {
             Ok((claimed, deleted)) => {
                 shared.counters.outcome(true);
                 if !deleted.is_empty() {
-                    tracing::error!(stream, count = deleted.len(), "pending requests were deleted from a request stream: something trims it");
+                    tracing::error!(
+                        stream,
+                        count = deleted.len(),
+                        "pending requests were deleted from a request stream: something trims it"
+                    );
                 }
                 for c in claimed {
                     shared.counters.add(Count::Claims);

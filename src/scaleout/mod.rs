@@ -162,7 +162,11 @@ impl RedisQueue {
         if self.namespace.contains(['{', '}']) || self.namespace.chars().any(char::is_whitespace) {
             return bad("the namespace may not hold braces or whitespace");
         }
-        if self.host.as_deref().is_some_and(|h| h.is_empty() || h.chars().any(char::is_whitespace)) {
+        if self
+            .host
+            .as_deref()
+            .is_some_and(|h| h.is_empty() || h.chars().any(char::is_whitespace))
+        {
             return bad("the host name is empty or holds whitespace");
         }
         match self.scheme() {

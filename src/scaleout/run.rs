@@ -43,7 +43,11 @@ impl Ending {
     }
 
     fn set(&self, why: u8, cancel: &CancellationToken) {
-        if self.0.compare_exchange(RUNNING, why, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+        if self
+            .0
+            .compare_exchange(RUNNING, why, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
             cancel.cancel();
         }
     }
@@ -217,7 +221,11 @@ pub(crate) async fn hand_back(shared: &Shared, d: &Delivery) {
 /// Acknowledges and deletes an entry that cannot be read: nobody can answer
 /// it, and left pending it would be claimed again and again.
 async fn drop_malformed(shared: &Shared, d: &Delivery) {
-    tracing::warn!(stream = d.stream, id = d.id, "dropping a request entry that does not decode");
+    tracing::warn!(
+        stream = d.stream,
+        id = d.id,
+        "dropping a request entry that does not decode"
+    );
     let mut conn = shared.conn();
     let dropped: redis::RedisResult<()> = redis::pipe()
         .cmd("XACK")

@@ -143,12 +143,22 @@ pub(crate) async fn claim<C: ConnectionLike>(
             Some(Claimed { entry, deliveries })
         })
         .collect();
-    let deleted = parts.get(1).map(array).unwrap_or_default().iter().filter_map(text).collect();
+    let deleted = parts
+        .get(1)
+        .map(array)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(text)
+        .collect();
     Ok((claimed, deleted))
 }
 
 /// Releases `d` for another host; false if it was not this consumer's.
-pub(crate) async fn handback<C: ConnectionLike>(conn: &mut C, consumer: &str, d: &Delivery) -> RedisResult<bool> {
+pub(crate) async fn handback<C: ConnectionLike>(
+    conn: &mut C,
+    consumer: &str,
+    d: &Delivery,
+) -> RedisResult<bool> {
     let released: i64 = HANDBACK
         .key(&d.stream)
         .arg(GROUP)
@@ -189,7 +199,10 @@ impl Entry {
     pub(crate) fn from_read(v: &Value) -> Vec<Entry> {
         let streams = match v {
             Value::Map(pairs) => pairs.iter().map(|(_, e)| e.clone()).collect(),
-            other => array(other).iter().filter_map(|s| array(s).get(1).cloned()).collect::<Vec<_>>(),
+            other => array(other)
+                .iter()
+                .filter_map(|s| array(s).get(1).cloned())
+                .collect::<Vec<_>>(),
         };
         streams
             .first()

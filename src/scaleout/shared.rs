@@ -59,7 +59,8 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// The shared state for a checked `cfg`; connects nothing yet.
     pub(crate) fn new(cfg: RedisQueue, pools: Vec<String>) -> Result<Self, crate::error::ConfigError> {
-        let refuse = |_| crate::error::ConfigError::SharedQueue("the URL does not parse as a Redis URL".into());
+        let refuse =
+            |_| crate::error::ConfigError::SharedQueue("the URL does not parse as a Redis URL".into());
         let client = Client::open(cfg.url.as_str()).map_err(refuse)?;
         let manager_cfg = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -93,7 +94,9 @@ impl Shared {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(self.cfg.block + RESPONSE_TIMEOUT));
-        self.client.get_multiplexed_async_connection_with_config(&config).await
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
     }
 
     /// `e` as [`Error::Queue`], counted, without the URL's password.

@@ -46,7 +46,10 @@ impl Request {
             ("reply", self.reply_to.as_bytes().to_vec()),
             ("payload", self.payload.clone()),
             ("timeout", ms.to_string().into_bytes()),
-            ("attempts", self.max_attempts.unwrap_or(0).to_string().into_bytes()),
+            (
+                "attempts",
+                self.max_attempts.unwrap_or(0).to_string().into_bytes(),
+            ),
         ]
     }
 
@@ -110,16 +113,37 @@ pub(crate) enum Outcome {
 /// The errors that cross hosts, as data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum WireError {
-    Handler { kind: String, message: String },
-    Timeout { attempts: u32 },
-    WorkerExited { attempts: u32, worker: u64 },
-    HostLost { attempts: u32 },
-    DrainTimeout { attempts: u32 },
+    Handler {
+        kind: String,
+        message: String,
+    },
+    Timeout {
+        attempts: u32,
+    },
+    WorkerExited {
+        attempts: u32,
+        worker: u64,
+    },
+    HostLost {
+        attempts: u32,
+    },
+    DrainTimeout {
+        attempts: u32,
+    },
     Deadline,
-    PoolFailed { pool: String },
-    NoWorkers { pool: String },
-    NoProtocol { pool: String },
-    PayloadTooLarge { size: u64, max: u64 },
+    PoolFailed {
+        pool: String,
+    },
+    NoWorkers {
+        pool: String,
+    },
+    NoProtocol {
+        pool: String,
+    },
+    PayloadTooLarge {
+        size: u64,
+        max: u64,
+    },
     /// The caller cancelled (nobody waits for this one).
     Cancelled,
     /// Any other error, in words.
@@ -136,13 +160,17 @@ impl WireError {
                 kind: r.kind.clone(),
                 message: r.message.clone(),
             },
-            Error::Timeout { attempts } => WireError::Timeout { attempts: a(*attempts) },
+            Error::Timeout { attempts } => WireError::Timeout {
+                attempts: a(*attempts),
+            },
             Error::WorkerExited { attempts, worker } => WireError::WorkerExited {
                 attempts: a(*attempts),
                 worker: worker.get(),
             },
             Error::HostLost { attempts } => WireError::HostLost { attempts: *attempts },
-            Error::DrainTimeout { attempts } => WireError::DrainTimeout { attempts: a(*attempts) },
+            Error::DrainTimeout { attempts } => WireError::DrainTimeout {
+                attempts: a(*attempts),
+            },
             Error::Deadline => WireError::Deadline,
             Error::PoolFailed { pool } => WireError::PoolFailed { pool: pool.clone() },
             Error::NoWorkers { pool } => WireError::NoWorkers { pool: pool.clone() },
@@ -236,7 +264,12 @@ mod tests {
                 assert_eq!(Request::parse(some), None, "without field {skip}");
             }
         }
-        let bad = [(b"rid".as_slice(), b"x".as_slice()), (b"reply", b"y"), (b"payload", b""), (b"timeout", b"soon")];
+        let bad = [
+            (b"rid".as_slice(), b"x".as_slice()),
+            (b"reply", b"y"),
+            (b"payload", b""),
+            (b"timeout", b"soon"),
+        ];
         assert_eq!(Request::parse(bad), None);
     }
 
@@ -267,7 +300,9 @@ mod tests {
             };
             let back = Reply::decode(&reply.encode()).expect("decodes");
             assert_eq!(back, reply);
-            let Outcome::Failed(w) = back.outcome else { unreachable!() };
+            let Outcome::Failed(w) = back.outcome else {
+                unreachable!()
+            };
             assert_eq!(w.into_error().to_string(), e.to_string());
         }
         let ok = Reply {

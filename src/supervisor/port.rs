@@ -76,7 +76,9 @@ impl LocalPort {
             reply,
         };
         let tx = self.tx.upgrade().ok_or(Error::ShuttingDown)?;
-        tx.send(Command::Enqueue(request)).await.map_err(|_| Error::ShuttingDown)?;
+        tx.send(Command::Enqueue(request))
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
         Ok(Submitted {
             id,
             rx,

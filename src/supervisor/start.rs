@@ -134,7 +134,10 @@ fn start_queue(
         return Ok(None);
     };
     let pools: Vec<String> = cfg.pools.iter().map(|p| p.name.clone()).collect();
-    let shared = Arc::new(crate::scaleout::shared::Shared::new(queue.clone(), pools.clone())?);
+    let shared = Arc::new(crate::scaleout::shared::Shared::new(
+        queue.clone(),
+        pools.clone(),
+    )?);
     let (caller, cancels) = crate::scaleout::caller::Caller::new(Arc::clone(&shared), cfg.max_queue);
     let port = super::port::LocalPort::new(tx.downgrade(), pools);
     tracker.spawn(crate::scaleout::run(

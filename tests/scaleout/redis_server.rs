@@ -82,7 +82,9 @@ impl RedisServer {
         } else {
             cmd.args(["--appendonly", "no"]);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit());
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         let child = match cmd.spawn() {
             Ok(child) => child,
             Err(e) => panic!(

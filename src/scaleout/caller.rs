@@ -232,7 +232,7 @@ impl Caller {
 pub(crate) async fn read_replies(caller: &Caller, stop: &CancellationToken) {
     let shared = &caller.shared;
     let mut last = "0-0".to_owned();
-    let mut pause = super::executor::Backoff::default();
+    let mut pause = super::shared::Backoff::default();
     while !stop.is_cancelled() {
         let mut conn = match tokio::select! {
             c = shared.blocking() => c,

@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 use super::keys::GROUP;
 use super::run::{Ending, Job};
 use super::scripts::{self, Delivery, Entry};
-use super::shared::Shared;
+use super::shared::{Backoff, Shared};
 use super::stats::Count;
 use crate::supervisor::LocalPort;
 
@@ -278,91 +278,8 @@ impl Executor {
         }
     }
 
-    /// Renews the leases of what runs and reads its cancel flags, every
-    /// heartbeat.
-    async fn heartbeat_loop(&self, stop: &CancellationToken) {
-        let mut tick = tokio::time::interval(self.shared.cfg.heartbeat);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stop.cancelled() => return,
-            }
-            for pool in 0..self.shared.pools.len() {
-                self.renew(pool).await;
-            }
-            self.poll_cancels().await;
-        }
-    }
-
-    async fn renew(&self, pool: usize) {
-        let held: Vec<(String, u32)> = self
-            .running()
-            .values()
-            .filter(|r| r.pool == pool)
-            .map(|r| (r.delivery.id.clone(), r.delivery.deliveries))
-            .collect();
-        if held.is_empty() {
-            return;
-        }
-        let shared = &self.shared;
-        let stream = shared.keys.requests(&shared.pools[pool]);
-        let mut conn = shared.conn();
-        let renewed = scripts::renew(&mut conn, &stream, &shared.consumer, &held).await;
-        let now = Instant::now();
-        let mut running = self.running();
-        match renewed {
-            Ok(lost) => {
-                shared.counters.outcome(true);
-                for (id, _) in &held {
-                    if let Some(r) = running.get_mut(id) {
-                        r.renewed = now;
-                    }
-                }
-                for id in lost {
-                    if let Some(r) = running.get(&id) {
-                        r.ending.lose(&r.cancel);
-                    }
-                }
-            }
-            Err(e) => {
-                drop(shared.queue_error(&e));
-                // Others may reclaim it after min_idle: give it up a heartbeat before.
-                let bound = shared.cfg.min_idle.saturating_sub(shared.cfg.heartbeat);
-                for r in running.values().filter(|r| r.pool == pool) {
-                    if now.duration_since(r.renewed) >= bound {
-                        r.ending.lose(&r.cancel);
-                    }
-                }
-            }
-        }
-    }
-
-    async fn poll_cancels(&self) {
-        let rids: Vec<(String, String)> = self
-            .running()
-            .iter()
-            .map(|(id, r)| (id.clone(), self.shared.keys.cancel(&r.rid)))
-            .collect();
-        if rids.is_empty() {
-            return;
-        }
-        let keys: Vec<&str> = rids.iter().map(|(_, k)| k.as_str()).collect();
-        let mut conn = self.shared.conn();
-        let flags: redis::RedisResult<Vec<Option<String>>> =
-            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await;
-        let Ok(flags) = flags.map_err(|e| self.shared.queue_error(&e)) else {
-            return;
-        };
-        let running = self.running();
-        for ((id, _), flag) in rids.iter().zip(flags) {
-            if let (Some(_), Some(r)) = (flag, running.get(id)) {
-                r.ending.cancelled_by_caller(&r.cancel);
-            }
-        }
-    }
-
-    /// Hands back every delivery of this consumer that nothing runs.
+    /// Hands back every delivery of this consumer that nothing runs and
+    /// that others could not claim yet.
     async fn sweep(&self) {
         let shared = &self.shared;
         for pool in &shared.pools {
@@ -378,8 +295,10 @@ impl Executor {
                 .query_async(&mut conn)
                 .await;
             let Ok(pending) = pending else { continue };
-            for (id, _, _, deliveries) in pending {
-                if self.running().contains_key(&id) {
+            let claimable = Shared::ms(shared.cfg.min_idle);
+            for (id, _, idle, deliveries) in pending {
+                // Idle past min_idle: handed back already, or claimable anyway.
+                if idle >= claimable || self.running().contains_key(&id) {
                     continue;
                 }
                 let d = Delivery {
@@ -394,32 +313,6 @@ impl Executor {
 }
 
 /// Whether `e` says the consumer group does not exist.
-fn is_nogroup(e: &redis::RedisError) -> bool {
+pub(crate) fn is_nogroup(e: &redis::RedisError) -> bool {
     e.code() == Some("NOGROUP")
-}
-
-/// A retry delay that doubles from 50 ms to 1 s, reset by a success.
-#[derive(Debug)]
-pub(crate) struct Backoff(Duration);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff(Duration::from_millis(50))
-    }
-}
-
-impl Backoff {
-    /// Sleeps the delay (or until `stop`), then doubles it.
-    pub(crate) async fn wait(&mut self, stop: &CancellationToken) {
-        tokio::select! {
-            () = tokio::time::sleep(self.0) => {}
-            () = stop.cancelled() => {}
-        }
-        self.0 = (self.0 * 2).min(Duration::from_secs(1));
-    }
-
-    /// Back to the shortest delay.
-    pub(crate) fn reset(&mut self) {
-        self.0 = Duration::from_millis(50);
-    }
 }

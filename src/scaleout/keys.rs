@@ -37,6 +37,14 @@ impl Keys {
         format!("{}:reply:{consumer}", self.prefix)
     }
 
+    /// Whether `key` is a reply stream of this namespace: an entry's
+    /// reply-to is taken as a key only then.
+    pub(crate) fn is_replies(&self, key: &str) -> bool {
+        key.strip_prefix(&self.prefix)
+            .and_then(|rest| rest.strip_prefix(":reply:"))
+            .is_some_and(|consumer| !consumer.is_empty())
+    }
+
     /// The first-completion marker of request `rid`.
     pub(crate) fn done(&self, rid: &str) -> String {
         format!("{}:done:{rid}", self.prefix)
@@ -59,5 +67,8 @@ mod tests {
         assert_eq!(k.replies("a-1-2"), "{nanny:ns}:reply:a-1-2");
         assert_eq!(k.done("r"), "{nanny:ns}:done:r");
         assert_eq!(k.cancel("r"), "{nanny:ns}:cancel:r");
+        assert!(k.is_replies("{nanny:ns}:reply:a-1-2"));
+        assert!(!k.is_replies("{nanny:other}:reply:a") && !k.is_replies("{nanny:ns}:reply:"));
+        assert!(!k.is_replies("{nanny:ns}:req:default"));
     }
 }

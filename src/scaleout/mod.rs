@@ -9,11 +9,11 @@
 //! # Who owns what
 //!
 //! * **The caller's ledger owns the answer and the overall deadline**
-//!   ([`caller`]): a request id waits there with its oneshot; the first
+//!   (`caller`): a request id waits there with its oneshot; the first
 //!   reply, the deadline or the caller's drop removes it, and whatever
 //!   comes later is dropped and counted ([`QueueStats::late_replies`]).
 //!   Redis may lose or repeat work; it never makes a second answer.
-//! * **The executing host owns the attempt** ([`executor`], [`run`]): it
+//! * **The executing host owns the attempt** (`executor`, `run`): it
 //!   reads only as many entries as its pool has free capacity, runs each
 //!   through its own supervisor with the per-attempt timeout, renews the
 //!   lease of what runs every heartbeat, and cancels its worker when the
@@ -22,25 +22,26 @@
 //!   `max_attempts − n` retries left, so `retries` keeps its meaning, and
 //!   one whose every delivery was lost fails with
 //!   [`Error::HostLost`](crate::Error::HostLost).
-//! * **Redis owns the fence** ([`scripts`]): completion, acknowledgement,
+//! * **Redis owns the fence** (`scripts`): completion, acknowledgement,
 //!   deletion of the entry and the reply are one Lua script, checked
 //!   against the entry's owner *and* delivery count (`XACK` and `XCLAIM`
 //!   alone check neither). A host that was paused and comes back finds its
 //!   completions fenced.
-//! * [`run()`] is the scale-out task of one supervisor: it joins the
+//! * `run()` is the scale-out task of one supervisor: it joins the
 //!   caller's reply reader and cancel sender with the executor, and ends
 //!   when the supervisor task finishes (it runs on the supervisor's task
 //!   tracker, so it never outlives it).
 //!
 //! Request streams are never trimmed (`MAXLEN` deletes pending entries):
 //! an entry is deleted by the script that completes it. Reply streams are
-//! capped and expire. Keys are in [`keys`], the entry and reply encodings
-//! in [`wire`], shared connections and counters in [`shared`] and
-//! [`stats`].
+//! capped and expire. Keys are in `keys`, the entry and reply encodings
+//! in `wire`, shared connections and counters in `shared` and
+//! `stats`.
 
 pub(crate) mod caller;
 pub(crate) mod executor;
 pub(crate) mod keys;
+pub(crate) mod lease;
 pub(crate) mod run;
 pub(crate) mod scripts;
 pub(crate) mod shared;
@@ -228,4 +229,5 @@ pub(crate) async fn run(
     let executor = executor::Executor::new(Arc::clone(&shared), port).run(stop.clone());
     tokio::join!(replies, cancels, executor);
     caller.abandon();
+    shared.disconnect();
 }

@@ -65,10 +65,12 @@ pub(crate) struct Job {
 
 impl Job {
     /// Submits `entry` to the local `pool`, or settles it at once (a
-    /// malformed entry, one out of attempts, a supervisor that is gone).
+    /// malformed entry, or one whose reply-to is not a reply stream of the
+    /// namespace; one out of attempts; a supervisor that is gone).
     pub(crate) async fn new(ex: &Executor, pool: usize, entry: &Entry, delivery: Delivery) -> Option<Job> {
         let shared = &ex.shared;
-        let Some(request) = Request::parse(entry.pairs()) else {
+        let parsed = Request::parse(entry.pairs()).filter(|r| shared.keys.is_replies(&r.reply_to));
+        let Some(request) = parsed else {
             shared.counters.add(Count::Malformed);
             drop_malformed(shared, &delivery).await;
             return None;

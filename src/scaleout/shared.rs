@@ -15,7 +15,10 @@
 //!   URL's password taken out ([`Shared::queue_error`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, RedisError};
@@ -44,7 +47,10 @@ pub(crate) struct Shared {
     pub(crate) pools: Vec<String>,
     pub(crate) counters: Counters,
     client: Client,
-    manager: ConnectionManager,
+    manager_cfg: ConnectionManagerConfig,
+    /// Taken out at stop ([`Shared::disconnect`]): a stopped supervisor's
+    /// handle keeps no connection open.
+    manager: Mutex<Option<ConnectionManager>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -67,7 +73,7 @@ impl Shared {
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_cfg).map_err(refuse)?;
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_cfg.clone()).map_err(refuse)?;
         let host = cfg.host.clone().unwrap_or_else(hostname);
         let consumer = format!("{host}-{}-{}", std::process::id(), start_ms());
         let keys = Keys::new(&cfg.namespace);
@@ -80,13 +86,25 @@ impl Shared {
             counters: Counters::default(),
             cfg,
             client,
-            manager,
+            manager_cfg,
+            manager: Mutex::new(Some(manager)),
         })
     }
 
-    /// The shared connection for ordinary commands (a cheap clone).
+    /// The shared connection for ordinary commands (a cheap clone). After
+    /// [`disconnect`](Self::disconnect), a lazy one of its own, closed
+    /// with its last clone.
     pub(crate) fn conn(&self) -> ConnectionManager {
-        self.manager.clone()
+        let kept = self.manager.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        kept.unwrap_or_else(|| {
+            ConnectionManager::new_lazy_with_config(self.client.clone(), self.manager_cfg.clone())
+                .expect("the configuration was accepted at start")
+        })
+    }
+
+    /// Lets go of the shared connection, once the scale-out task has ended.
+    pub(crate) fn disconnect(&self) {
+        self.manager.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     /// A connection of its own for a blocking read loop.
@@ -146,6 +164,32 @@ fn start_ms() -> u64 {
         LAST.fetch_add(1, Ordering::Relaxed) + 1
     } else {
         now
+    }
+}
+
+/// A retry delay that doubles from 50 ms to 1 s, reset by a success.
+#[derive(Debug)]
+pub(crate) struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(Duration::from_millis(50))
+    }
+}
+
+impl Backoff {
+    /// Sleeps the delay (or until `stop`), then doubles it.
+    pub(crate) async fn wait(&mut self, stop: &CancellationToken) {
+        tokio::select! {
+            () = tokio::time::sleep(self.0) => {}
+            () = stop.cancelled() => {}
+        }
+        self.0 = (self.0 * 2).min(Duration::from_secs(1));
+    }
+
+    /// Back to the shortest delay.
+    pub(crate) fn reset(&mut self) {
+        self.0 = Duration::from_millis(50);
     }
 }
 

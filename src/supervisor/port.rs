@@ -5,11 +5,14 @@
 //! It holds only a *weak* sender: the executor never keeps the supervisor
 //! task alive (dropping every [`Supervisor`](super::Supervisor) handle
 //! still hard-kills, and a soft kill still ends), and a strong one only
-//! for the moment of a send.
+//! for the moment of a send. Every call also ends at `stop` (the task is
+//! finishing and reads no more commands, while it waits for the
+//! executor to end).
 
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::command::{Command, NewRequest};
 use super::ids::RequestId;
@@ -22,6 +25,7 @@ use crate::retries::Retries;
 pub(crate) struct LocalPort {
     tx: mpsc::WeakSender<Command>,
     pools: Vec<String>,
+    stop: CancellationToken,
 }
 
 /// A request the local supervisor has taken. Dropped before its answer, it
@@ -36,8 +40,8 @@ pub(crate) struct Submitted {
 
 impl LocalPort {
     /// A port on the task behind `tx`, whose pools are `pools`.
-    pub(crate) fn new(tx: mpsc::WeakSender<Command>, pools: Vec<String>) -> Self {
-        Self { tx, pools }
+    pub(crate) fn new(tx: mpsc::WeakSender<Command>, pools: Vec<String>, stop: CancellationToken) -> Self {
+        Self { tx, pools, stop }
     }
 
     /// Free capacity of pool `pool` (0 while the supervisor stops, the
@@ -46,9 +50,14 @@ impl LocalPort {
     pub(crate) async fn capacity(&self, pool: usize) -> Option<usize> {
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.upgrade()?;
-        tx.send(Command::Capacity { pool, reply }).await.ok()?;
-        drop(tx);
-        rx.await.ok()
+        let asked = async move {
+            tx.send(Command::Capacity { pool, reply }).await.ok()?;
+            rx.await.ok()
+        };
+        tokio::select! {
+            free = asked => free,
+            () = self.stop.cancelled() => None,
+        }
     }
 
     /// Queues `payload` on `pool` locally, with this per-attempt timeout
@@ -76,9 +85,10 @@ impl LocalPort {
             reply,
         };
         let tx = self.tx.upgrade().ok_or(Error::ShuttingDown)?;
-        tx.send(Command::Enqueue(request))
-            .await
-            .map_err(|_| Error::ShuttingDown)?;
+        tokio::select! {
+            sent = tx.send(Command::Enqueue(request)) => sent.map_err(|_| Error::ShuttingDown)?,
+            () = self.stop.cancelled() => return Err(Error::ShuttingDown),
+        }
         Ok(Submitted {
             id,
             rx,

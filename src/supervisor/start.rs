@@ -139,13 +139,14 @@ fn start_queue(
         pools.clone(),
     )?);
     let (caller, cancels) = crate::scaleout::caller::Caller::new(Arc::clone(&shared), cfg.max_queue);
-    let port = super::port::LocalPort::new(tx.downgrade(), pools);
+    let stop = stop_signals.child_token();
+    let port = super::port::LocalPort::new(tx.downgrade(), pools, stop.clone());
     tracker.spawn(crate::scaleout::run(
         shared,
         Arc::clone(&caller),
         cancels,
         port,
-        stop_signals.child_token(),
+        stop,
     ));
     Ok(Some(caller))
 }

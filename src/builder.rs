@@ -141,17 +141,6 @@ impl Builder {
         self
     }
 
-    /// Shares each pool's request queue with other hosts' supervisors on
-    /// Redis Streams (see [`crate::RedisQueue`] and the module
-    /// [`crate::scaleout`]): `enqueue` then goes through Redis, and any
-    /// host with workers for the pool may run the request. Requests with
-    /// an attachment or a sticky key stay local. With a queue, a pool may
-    /// have 0 workers (this host only calls it).
-    pub fn queue(mut self, queue: crate::RedisQueue) -> Self {
-        self.cfg.queue = Some(queue);
-        self
-    }
-
     /// Adds a listener: a socket the supervisor owns whose connections go
     /// to the workers of the listener's pool (see [`crate::listen`]). It is
     /// bound by [`spawn`](Self::spawn), before any worker starts.
@@ -427,6 +416,7 @@ mod inherit;
 mod output;
 mod placement;
 mod plain;
+mod queue;
 #[cfg(test)]
 mod tests;
 mod validate;

@@ -34,8 +34,10 @@ use crate::supervisor::Response;
 const CANCEL_CAPACITY: usize = 4096;
 /// Replies read per `XREAD`.
 const REPLY_BATCH: usize = 512;
-/// A caller's reply stream's approximate cap.
-pub(crate) const REPLY_CAP: u64 = 10_000;
+/// A caller's reply stream's approximate cap: what its reader has not yet
+/// read (it deletes what it reads). Above the default `max_queue`, so a
+/// burst of replies to one caller is never trimmed unread.
+pub(crate) const REPLY_CAP: u64 = 100_000;
 
 type Answer = Result<Response, Error>;
 
@@ -45,6 +47,8 @@ pub(crate) struct Caller {
     shared: Arc<Shared>,
     waiting: Mutex<FxHashMap<String, Waiter>>,
     closed: AtomicBool,
+    /// Closed by a hard kill: waiting requests end with [`Error::Killed`].
+    killed: AtomicBool,
     cancels: mpsc::Sender<String>,
     max_queue: usize,
 }
@@ -93,6 +97,7 @@ impl Caller {
             shared,
             waiting: Mutex::new(FxHashMap::default()),
             closed: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
             cancels,
             max_queue,
         };
@@ -212,17 +217,28 @@ impl Caller {
         let _ = waiter.reply.send(answer);
     }
 
-    /// Takes no new request: `enqueue` fails with [`Error::ShuttingDown`].
-    pub(crate) fn close(&self) {
+    /// Takes no new request: `enqueue` fails with [`Error::ShuttingDown`];
+    /// after a hard kill (`killed`), [`abandon`](Self::abandon) ends the
+    /// waiting ones with [`Error::Killed`].
+    pub(crate) fn close(&self, killed: bool) {
+        if killed {
+            self.killed.store(true, Ordering::Release);
+        }
         self.closed.store(true, Ordering::Release);
     }
 
-    /// Closes, and ends every waiting request with [`Error::ShuttingDown`].
+    /// Closes, and ends every waiting request with [`Error::ShuttingDown`]
+    /// (or [`Error::Killed`] after a hard kill).
     pub(crate) fn abandon(&self) {
-        self.close();
+        self.close(false);
+        let error = if self.killed.load(Ordering::Acquire) {
+            Error::Killed
+        } else {
+            Error::ShuttingDown
+        };
         let waiting: Vec<Waiter> = self.ledger().drain().map(|(_, w)| w).collect();
         for w in waiting {
-            let _ = w.reply.send(Err(Error::ShuttingDown));
+            let _ = w.reply.send(Err(error.clone()));
         }
     }
 }

@@ -5,27 +5,31 @@
 //! * **No prefetch.** Before each `XREADGROUP` the supervisor is asked for
 //!   the pool's free capacity (ready workers' free concurrency, minus what
 //!   waits in its local queue); a stopping supervisor, a failed pool or
-//!   one without ready workers has none, and reads nothing. What one loop
-//!   has asked for and not yet handed over is *reserved*, so the reader and
-//!   the janitor never both fill the same free slots.
+//!   one without ready workers has none, and reads nothing; neither does a
+//!   host under memory pressure ([`super::pressure`]). One loop per
+//!   pool does all its intake (claims, then new entries), so two never
+//!   fill the same free slots.
 //! * **Heartbeat** (every [`RedisQueue::heartbeat`](super::RedisQueue::heartbeat)):
 //!   one renew script per pool for what runs; a delivery that is no longer
 //!   this host's, or that could not be renewed for longer than `min_idle`
 //!   less a heartbeat, is *lost*: its attempt is cancelled on the local
 //!   worker and its result dropped. The same tick reads the cancel flags
 //!   of what runs.
-//! * **Janitor** (every [`RedisQueue::janitor`](super::RedisQueue::janitor)):
-//!   claims a bounded batch (at most the free capacity) of deliveries idle
-//!   past `min_idle`.
+//! * **Janitor** (every [`RedisQueue::janitor`](super::RedisQueue::janitor),
+//!   in the same loop: a blocking read never waits past the janitor's next
+//!   turn): claims a bounded batch (at most the free capacity) of
+//!   deliveries idle past `min_idle`.
 //! * **Stop**: the loops end, what runs finishes (the supervisor drained
 //!   it) and completes, or hands back what the supervisor stopped; then a
 //!   last sweep hands back any delivery of this consumer that nothing runs.
 //! * A missing group (`NOGROUP`, e.g. after Redis lost its data) is made
 //!   again (`XGROUP CREATE … MKSTREAM`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
 
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
@@ -53,6 +57,10 @@ pub(crate) struct Running {
     pub(crate) pool: usize,
     pub(crate) rid: String,
     pub(crate) delivery: Delivery,
+    /// Its delivery count now: raised when this host claims its own running
+    /// delivery again (its renewal came too late), and the attempt goes on
+    /// under the new count.
+    pub(crate) count: Arc<AtomicU32>,
     /// Its last successful renewal (or its start).
     pub(crate) renewed: Instant,
     pub(crate) cancel: CancellationToken,
@@ -68,20 +76,17 @@ pub(crate) struct Executor {
     pub(crate) tasks: TaskTracker,
     /// Signalled when a running request ends: capacity may be free.
     pub(crate) freed: Notify,
-    reserved: Vec<AtomicUsize>,
 }
 
 impl Executor {
     /// The executor of `shared`'s pools, running them on `port`.
     pub(crate) fn new(shared: Arc<Shared>, port: LocalPort) -> Arc<Executor> {
-        let reserved = shared.pools.iter().map(|_| AtomicUsize::new(0)).collect();
         Arc::new(Executor {
             shared,
             port,
             running: Mutex::new(FxHashMap::default()),
             tasks: TaskTracker::new(),
             freed: Notify::new(),
-            reserved,
         })
     }
 
@@ -92,27 +97,10 @@ impl Executor {
     /// Every loop until `stop`, then the stop sequence.
     pub(crate) async fn run(self: Arc<Self>, stop: CancellationToken) {
         let readers = (0..self.shared.pools.len()).map(|p| self.read_loop(p, &stop));
-        tokio::join!(
-            futures::future::join_all(readers),
-            self.janitor_loop(&stop),
-            self.heartbeat_loop(&stop)
-        );
+        tokio::join!(futures::future::join_all(readers), self.heartbeat_loop(&stop));
         self.tasks.close();
         let _ = tokio::time::timeout(STOP_BOUND, self.tasks.wait()).await;
         let _ = tokio::time::timeout(STOP_BOUND, self.sweep()).await;
-    }
-
-    /// Free capacity of `pool` not yet reserved by a loop, reserved now.
-    async fn reserve(&self, pool: usize) -> usize {
-        let free = self.port.capacity(pool).await.unwrap_or(0);
-        let taken = self.reserved[pool].load(Ordering::Acquire);
-        let n = free.saturating_sub(taken);
-        self.reserved[pool].fetch_add(n, Ordering::AcqRel);
-        n
-    }
-
-    fn unreserve(&self, pool: usize, n: usize) {
-        self.reserved[pool].fetch_sub(n, Ordering::AcqRel);
     }
 
     /// Waits until a request ends, [`IDLE_POLL`] passes or `stop`.
@@ -124,13 +112,17 @@ impl Executor {
         }
     }
 
-    /// Reads new entries of `pool`, never more than its free capacity.
+    /// The one intake of `pool`: each turn asks for its free capacity,
+    /// claims idle deliveries first when the janitor is due, then reads
+    /// new entries with what is left, never more. One loop per pool, so
+    /// nothing else fills the same free slots.
     async fn read_loop(self: &Arc<Self>, pool: usize, stop: &CancellationToken) {
         let shared = &self.shared;
         let stream = shared.keys.requests(&shared.pools[pool]);
         let mut conn = None;
         let mut pause = Backoff::default();
         let mut group = false;
+        let mut janitor = Instant::now();
         while !stop.is_cancelled() {
             if !group {
                 group = self.make_group(&stream).await;
@@ -139,7 +131,20 @@ impl Executor {
                     continue;
                 }
             }
-            let n = self.reserve(pool).await;
+            let Some(mut n) = self.port.capacity(pool).await else {
+                // The supervisor task is gone (or finishing): so is this.
+                stop.cancel();
+                break;
+            };
+            let pressed = shared.pressure.under();
+            shared.counters.pressure(pressed);
+            if pressed {
+                n = 0; // other hosts take the work meanwhile
+            }
+            if n > 0 && Instant::now() >= janitor {
+                janitor = Instant::now() + shared.cfg.janitor;
+                n = n.saturating_sub(self.claim(pool, n).await);
+            }
             if n == 0 {
                 self.idle(stop).await;
                 continue;
@@ -148,33 +153,15 @@ impl Executor {
                 conn = shared.blocking().await.map_err(|e| shared.queue_error(&e)).ok();
             }
             let Some(c) = conn.as_mut() else {
-                self.unreserve(pool, n);
                 pause.wait(stop).await;
                 continue;
             };
-            // Never abandoned midway: what the server delivers is ours.
-            let read: redis::RedisResult<redis::Value> = redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(&shared.consumer)
-                .arg("COUNT")
-                .arg(n)
-                .arg("BLOCK")
-                .arg(Shared::ms(shared.cfg.block))
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(">")
-                .query_async(c)
-                .await;
-            match read {
-                Ok(v) => {
-                    shared.counters.outcome(true);
-                    pause.reset();
-                    for entry in Entry::from_read(&v) {
-                        shared.counters.add(Count::Reads);
-                        self.start(pool, entry, 1).await;
-                    }
-                }
+            // Until the janitor is due, at most `block`.
+            let wait = janitor
+                .saturating_duration_since(Instant::now())
+                .min(shared.cfg.block);
+            match self.read_new(c, pool, &stream, n, wait).await {
+                Ok(()) => pause.reset(),
                 Err(e) => {
                     group = !is_nogroup(&e);
                     shared.queue_error(&e);
@@ -182,8 +169,40 @@ impl Executor {
                     pause.wait(stop).await;
                 }
             }
-            self.unreserve(pool, n);
         }
+    }
+
+    /// One `XREADGROUP` of at most `n` new entries, blocking up to `wait`;
+    /// each entry goes to the local supervisor.
+    async fn read_new(
+        self: &Arc<Self>,
+        conn: &mut MultiplexedConnection,
+        pool: usize,
+        stream: &str,
+        n: usize,
+        wait: Duration,
+    ) -> redis::RedisResult<()> {
+        let shared = &self.shared;
+        // Never abandoned midway: what the server delivers is ours.
+        let v: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(&shared.consumer)
+            .arg("COUNT")
+            .arg(n)
+            .arg("BLOCK")
+            .arg(Shared::ms(wait))
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(">")
+            .query_async(conn)
+            .await?;
+        shared.counters.outcome(true);
+        for entry in Entry::from_read(&v) {
+            shared.counters.add(Count::Reads);
+            self.start(pool, entry, 1).await;
+        }
+        Ok(())
     }
 
     /// Creates the group of `stream` (and the stream) unless it exists.
@@ -209,6 +228,12 @@ impl Executor {
 
     /// Hands one delivery to the local supervisor (or settles it at once).
     pub(crate) async fn start(self: &Arc<Self>, pool: usize, entry: Entry, deliveries: u32) {
+        if let Some(r) = self.running().get_mut(&entry.id) {
+            // Its own running delivery, claimed back: not a second run.
+            r.count.store(deliveries, Ordering::Release);
+            r.renewed = Instant::now();
+            return;
+        }
         let delivery = Delivery {
             stream: self.shared.keys.requests(&self.shared.pools[pool]),
             id: entry.id.clone(),
@@ -232,26 +257,9 @@ impl Executor {
         self.freed.notify_waiters();
     }
 
-    /// Claims idle deliveries of every pool, within free capacity.
-    async fn janitor_loop(self: &Arc<Self>, stop: &CancellationToken) {
-        let mut tick = tokio::time::interval(self.shared.cfg.janitor);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stop.cancelled() => return,
-            }
-            for pool in 0..self.shared.pools.len() {
-                let n = self.reserve(pool).await;
-                if n > 0 {
-                    self.claim(pool, n).await;
-                }
-                self.unreserve(pool, n);
-            }
-        }
-    }
-
-    async fn claim(self: &Arc<Self>, pool: usize, n: usize) {
+    /// Claims up to `n` deliveries of `pool` idle past `min_idle`; how
+    /// many it took.
+    async fn claim(self: &Arc<Self>, pool: usize, n: usize) -> usize {
         let shared = &self.shared;
         let stream = shared.keys.requests(&shared.pools[pool]);
         let min_idle = Shared::ms(shared.cfg.min_idle);
@@ -266,14 +274,21 @@ impl Executor {
                         "pending requests were deleted from a request stream: something trims it"
                     );
                 }
+                let taken = claimed.len();
                 for c in claimed {
                     shared.counters.add(Count::Claims);
+                    // A handback's idle time is made up (a day): not a reclaim latency.
+                    if let Some(idle) = c.idle_ms.filter(|&i| i < scripts::HANDBACK_IDLE_MS) {
+                        shared.counters.claimed_idle(idle);
+                    }
                     self.start(pool, c.entry, c.deliveries).await;
                 }
+                taken
             }
-            Err(e) if is_nogroup(&e) => {}
+            Err(e) if is_nogroup(&e) => 0,
             Err(e) => {
                 shared.queue_error(&e);
+                0
             }
         }
     }

@@ -8,6 +8,7 @@
 //! caller's deadline or drop) cancels the attempt too, which then
 //! completes as cancelled.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,7 +40,7 @@ impl Executor {
             .running()
             .values()
             .filter(|r| r.pool == pool)
-            .map(|r| (r.delivery.id.clone(), r.delivery.deliveries))
+            .map(|r| (r.delivery.id.clone(), r.count.load(Ordering::Acquire)))
             .collect();
         if held.is_empty() {
             return;
@@ -58,8 +59,15 @@ impl Executor {
                         r.renewed = now;
                     }
                 }
+                let held: std::collections::HashMap<&str, u32> =
+                    held.iter().map(|(id, d)| (id.as_str(), *d)).collect();
                 for id in lost {
-                    if let Some(r) = running.get(&id) {
+                    // Unless this host claimed it again meanwhile (a new count).
+                    let asked = held.get(id.as_str()).copied();
+                    if let Some(r) = running
+                        .get(&id)
+                        .filter(|r| Some(r.count.load(Ordering::Acquire)) == asked)
+                    {
                         r.ending.lose(&r.cancel);
                     }
                 }

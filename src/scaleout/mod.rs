@@ -42,6 +42,7 @@ pub(crate) mod caller;
 pub(crate) mod executor;
 pub(crate) mod keys;
 pub(crate) mod lease;
+pub(crate) mod pressure;
 pub(crate) mod run;
 pub(crate) mod scripts;
 pub(crate) mod shared;
@@ -67,6 +68,9 @@ pub const DEFAULT_MIN_IDLE: Duration = Duration::from_secs(5);
 pub const DEFAULT_JANITOR: Duration = Duration::from_millis(500);
 /// Default for [`RedisQueue::block`].
 pub const DEFAULT_BLOCK: Duration = Duration::from_secs(1);
+/// Default for [`RedisQueue::min_available_memory`]: a host whose
+/// available memory is below this share of the machine's reads no work.
+pub const DEFAULT_MIN_AVAILABLE_PERCENT: u64 = 5;
 /// Default for [`RedisQueue::reply_ttl`].
 pub const DEFAULT_REPLY_TTL: Duration = Duration::from_secs(600);
 
@@ -74,11 +78,12 @@ pub const DEFAULT_REPLY_TTL: Duration = Duration::from_secs(600);
 /// names the same Redis and namespace. Give it to
 /// [`Builder::queue`](crate::Builder::queue).
 ///
-/// The URL is `redis://[user:password@]host[:port][/db]` or
-/// `redis+unix:///path/to/redis.sock` (also `unix://`); the user and
+/// The URL is `redis://[user:password@]host[:port][/db]`,
+/// `rediss://…` (TLS, with rustls: the server's certificate is checked
+/// against the system's roots, or [`tls_root_certificate`](Self::tls_root_certificate))
+/// or `redis+unix:///path/to/redis.sock` (also `unix://`); the user and
 /// password are Redis ACL credentials. [`Debug`](fmt::Debug) never prints
-/// the URL, and no error or log line carries the password. `rediss://`
-/// (TLS) is refused for now: see the README.
+/// the URL, and no error or log line carries the password.
 #[derive(Clone)]
 pub struct RedisQueue {
     pub(crate) url: String,
@@ -89,6 +94,11 @@ pub struct RedisQueue {
     pub(crate) janitor: Duration,
     pub(crate) block: Duration,
     pub(crate) reply_ttl: Duration,
+    /// PEM roots for `rediss://` instead of the system's.
+    pub(crate) tls_root: Option<Vec<u8>>,
+    /// Below this many available bytes the host takes no work; `None`:
+    /// [`DEFAULT_MIN_AVAILABLE_PERCENT`] of the machine's memory.
+    pub(crate) min_available_memory: Option<u64>,
 }
 
 impl RedisQueue {
@@ -104,7 +114,16 @@ impl RedisQueue {
             janitor: DEFAULT_JANITOR,
             block: DEFAULT_BLOCK,
             reply_ttl: DEFAULT_REPLY_TTL,
+            tls_root: None,
+            min_available_memory: None,
         }
+    }
+
+    /// For `rediss://`: trust the certificate authorities of this PEM
+    /// bundle instead of the system's roots (a private CA).
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root = Some(pem.into());
+        self
     }
 
     /// This host's name (default: the machine's hostname): what
@@ -154,6 +173,17 @@ impl RedisQueue {
         self
     }
 
+    /// Memory pressure: while the host's available memory (`MemAvailable`
+    /// of `/proc/meminfo`) is below `bytes`, it reads no new request and
+    /// claims none (what runs goes on), and
+    /// [`QueueStats::under_pressure`] says so. Default
+    /// [`DEFAULT_MIN_AVAILABLE_PERCENT`] % of the machine's memory; 0 turns
+    /// the gate off.
+    pub fn min_available_memory(mut self, bytes: u64) -> Self {
+        self.min_available_memory = Some(bytes);
+        self
+    }
+
     /// The first setting out of range, if any.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let bad = |why: &str| Err(ConfigError::SharedQueue(why.to_owned()));
@@ -171,13 +201,20 @@ impl RedisQueue {
             return bad("the host name is empty or holds whitespace");
         }
         match self.scheme() {
-            Some("redis" | "redis+unix" | "unix") => {}
-            Some("rediss") => return bad("rediss:// (TLS) is not supported by this build"),
-            _ => return bad("the URL must start with redis://, redis+unix:// or unix://"),
+            Some("redis" | "rediss" | "redis+unix" | "unix") => {}
+            _ => return bad("the URL must start with redis://, rediss://, redis+unix:// or unix://"),
         }
-        if redis::Client::open(self.url.as_str()).is_err() {
+        if let Some(pem) = &self.tls_root {
+            if self.scheme() != Some("rediss") {
+                return bad("a TLS root certificate needs a rediss:// URL");
+            }
+            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                return bad("the TLS root certificate holds no PEM certificate");
+            }
+        }
+        if self.client().is_err() {
             // The parser's message may quote the URL: not repeated here.
-            return bad("the URL does not parse as a Redis URL");
+            return bad("the URL (or the TLS root certificate) does not parse");
         }
         if self.heartbeat.is_zero() || self.janitor.is_zero() || self.block < Duration::from_millis(1) {
             return bad("heartbeat, janitor and block must be greater than zero");
@@ -189,6 +226,20 @@ impl RedisQueue {
             return bad("reply_ttl must be at least one second");
         }
         Ok(())
+    }
+
+    /// A client for the URL (and the TLS roots, if any); connects nothing.
+    pub(crate) fn client(&self) -> redis::RedisResult<redis::Client> {
+        match &self.tls_root {
+            None => redis::Client::open(self.url.as_str()),
+            Some(pem) => redis::Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+        }
     }
 
     /// The URL's scheme, the part before `://`.
@@ -208,6 +259,8 @@ impl fmt::Debug for RedisQueue {
             .field("janitor", &self.janitor)
             .field("block", &self.block)
             .field("reply_ttl", &self.reply_ttl)
+            .field("min_available_memory", &self.min_available_memory)
+            .field("tls_root", &self.tls_root.is_some())
             .finish_non_exhaustive()
     }
 }

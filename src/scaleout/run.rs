@@ -1,10 +1,11 @@
 //! One delivery through the local supervisor: submitted with the
 //! per-attempt timeout and `max_attempts − deliveries` retries (a reclaim
 //! counts as an attempt), then completed with the fenced script (a few
-//! tries on connection errors), handed back if this host stopped, or
-//! dropped if its lease was lost.
+//! tries on connection errors), handed back if this host stopped or
+//! drained under it (shut down, killed, drain timeout), or dropped if its
+//! lease was lost.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,8 @@ impl Ending {
 pub(crate) struct Job {
     request: Request,
     delivery: Delivery,
+    /// The delivery count now (see [`Running::count`]).
+    count: Arc<AtomicU32>,
     submitted: Submitted,
     cancel: CancellationToken,
     ending: Ending,
@@ -91,10 +94,12 @@ impl Job {
             return None;
         };
         let (cancel, ending) = (CancellationToken::new(), Ending::default());
+        let count = Arc::new(AtomicU32::new(delivery.deliveries));
         ex.track(Running {
             pool,
             rid: request.rid.clone(),
             delivery: delivery.clone(),
+            count: Arc::clone(&count),
             renewed: Instant::now(),
             cancel: cancel.clone(),
             ending: ending.clone(),
@@ -102,6 +107,7 @@ impl Job {
         Some(Job {
             request,
             delivery,
+            count,
             submitted,
             cancel,
             ending,
@@ -120,6 +126,8 @@ impl Job {
         ex.untrack(&self.delivery.id);
         let shared = &ex.shared;
         let earlier = self.delivery.deliveries - 1;
+        // Settled under its current count (this host may have claimed it back).
+        self.delivery.deliveries = self.count.load(Ordering::Acquire);
         match answer {
             None if self.ending.0.load(Ordering::Acquire) == LOST => shared.counters.add(Count::Lost),
             None => {
@@ -132,7 +140,10 @@ impl Job {
                 };
                 complete(shared, &self.delivery, &self.request, reply).await;
             }
-            Some(Err(Error::ShuttingDown | Error::Killed)) => hand_back(shared, &self.delivery).await,
+            // This host stopped (or drained) under it: another host runs it.
+            Some(Err(Error::ShuttingDown | Error::Killed | Error::DrainTimeout { .. })) => {
+                hand_back(shared, &self.delivery).await;
+            }
             Some(answer) => {
                 let reply = reply_of(shared, answer, earlier);
                 complete(shared, &self.delivery, &self.request, reply).await;

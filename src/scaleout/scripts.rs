@@ -25,6 +25,10 @@ static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/claim.lua")));
 static HANDBACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/handback.lua")));
 
+/// The idle time [`handback`] gives a released delivery (a day), so that
+/// any host claims it at once.
+pub(crate) const HANDBACK_IDLE_MS: u64 = 86_400_000;
+
 /// One delivery of a request entry: the fencing token is `(owner,
 /// deliveries)`, the owner being this incarnation's consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +115,9 @@ pub(crate) struct Claimed {
     pub(crate) entry: Entry,
     /// Its delivery count, this claim included.
     pub(crate) deliveries: u32,
+    /// How long it had been idle (since its last delivery or renewal) when
+    /// it was claimed, if known.
+    pub(crate) idle_ms: Option<u64>,
 }
 
 /// Takes up to `count` deliveries of `stream` idle for `min_idle_ms`;
@@ -140,7 +147,12 @@ pub(crate) async fn claim<C: ConnectionLike>(
             let c = array(c);
             let entry = Entry::from_parts(c.first()?, c.get(1)?)?;
             let deliveries = u32::try_from(int(c.get(2)?)?).ok()?;
-            Some(Claimed { entry, deliveries })
+            let idle_ms = c.get(3).and_then(int).and_then(|i| u64::try_from(i).ok());
+            Some(Claimed {
+                entry,
+                deliveries,
+                idle_ms,
+            })
         })
         .collect();
     let deleted = parts
@@ -165,6 +177,7 @@ pub(crate) async fn handback<C: ConnectionLike>(
         .arg(consumer)
         .arg(&d.id)
         .arg(d.deliveries)
+        .arg(HANDBACK_IDLE_MS)
         .invoke_async(conn)
         .await?;
     Ok(released == 1)

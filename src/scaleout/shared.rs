@@ -24,6 +24,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{AsyncConnectionConfig, Client, RedisError};
 
 use super::keys::Keys;
+use super::pressure::Pressure;
 use super::stats::Counters;
 use super::RedisQueue;
 use crate::error::Error;
@@ -46,6 +47,8 @@ pub(crate) struct Shared {
     /// The pools this host declares, in order.
     pub(crate) pools: Vec<String>,
     pub(crate) counters: Counters,
+    /// This host's memory pressure gate.
+    pub(crate) pressure: Pressure,
     client: Client,
     manager_cfg: ConnectionManagerConfig,
     /// Taken out at stop ([`Shared::disconnect`]): a stopped supervisor's
@@ -67,13 +70,14 @@ impl Shared {
     pub(crate) fn new(cfg: RedisQueue, pools: Vec<String>) -> Result<Self, crate::error::ConfigError> {
         let refuse =
             |_| crate::error::ConfigError::SharedQueue("the URL does not parse as a Redis URL".into());
-        let client = Client::open(cfg.url.as_str()).map_err(refuse)?;
+        let client = cfg.client().map_err(refuse)?;
         let manager_cfg = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_cfg.clone()).map_err(refuse)?;
+        let manager =
+            ConnectionManager::new_lazy_with_config(client.clone(), manager_cfg.clone()).map_err(refuse)?;
         let host = cfg.host.clone().unwrap_or_else(hostname);
         let consumer = format!("{host}-{}-{}", std::process::id(), start_ms());
         let keys = Keys::new(&cfg.namespace);
@@ -84,6 +88,7 @@ impl Shared {
             consumer,
             pools,
             counters: Counters::default(),
+            pressure: Pressure::new(cfg.min_available_memory, super::DEFAULT_MIN_AVAILABLE_PERCENT),
             cfg,
             client,
             manager_cfg,

@@ -12,6 +12,11 @@ use serde::{Deserialize, Serialize};
 pub struct QueueStats {
     /// Whether the last command to Redis succeeded.
     pub connected: bool,
+    /// Whether this host is under memory pressure now
+    /// ([`RedisQueue::min_available_memory`](crate::RedisQueue::min_available_memory)):
+    /// it takes no work meanwhile.
+    #[serde(default)]
+    pub under_pressure: bool,
     /// Requests this host's callers added to a request stream.
     pub sent: u64,
     /// Entries this host read from request streams as new work.
@@ -36,6 +41,16 @@ pub struct QueueStats {
     pub malformed: u64,
     /// Redis commands that failed.
     pub errors: u64,
+    /// The longest idle time of a delivery this host reclaimed, at its
+    /// claim (ms): how long after its owner's last renewal (or its
+    /// delivery) it was taken over, the reclaim latency. Handbacks, which
+    /// are claimed at once, are left out.
+    #[serde(default)]
+    pub claim_idle_max_ms: u64,
+    /// The sum of those idle times (ms): over [`claims`](Self::claims)
+    /// less the handbacks taken, their mean.
+    #[serde(default)]
+    pub claim_idle_total_ms: u64,
 }
 
 /// One counter of [`QueueStats`].
@@ -53,19 +68,29 @@ pub(crate) enum Count {
     LateReply,
     Malformed,
     Error,
+    /// Not a count: the sum of the claimed idle times.
+    ClaimIdleTotal,
 }
 
 /// The live counters behind [`QueueStats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     connected: AtomicBool,
-    counts: [AtomicU64; 12],
+    under_pressure: AtomicBool,
+    counts: [AtomicU64; 13],
+    claim_idle_max: AtomicU64,
 }
 
 impl Counters {
     /// Adds one to `count`.
     pub(crate) fn add(&self, count: Count) {
         self.counts[count as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the idle time of a reclaimed delivery.
+    pub(crate) fn claimed_idle(&self, ms: u64) {
+        self.counts[Count::ClaimIdleTotal as usize].fetch_add(ms, Ordering::Relaxed);
+        self.claim_idle_max.fetch_max(ms, Ordering::Relaxed);
     }
 
     /// Adds one to [`Count::Error`] if `ok` is false, and records whether
@@ -77,11 +102,17 @@ impl Counters {
         }
     }
 
+    /// Records whether the host is under memory pressure.
+    pub(crate) fn pressure(&self, under: bool) {
+        self.under_pressure.store(under, Ordering::Relaxed);
+    }
+
     /// A snapshot.
     pub(crate) fn snapshot(&self) -> QueueStats {
         let c = |count: Count| self.counts[count as usize].load(Ordering::Relaxed);
         QueueStats {
             connected: self.connected.load(Ordering::Relaxed),
+            under_pressure: self.under_pressure.load(Ordering::Relaxed),
             sent: c(Count::Sent),
             reads: c(Count::Reads),
             claims: c(Count::Claims),
@@ -94,6 +125,8 @@ impl Counters {
             late_replies: c(Count::LateReply),
             malformed: c(Count::Malformed),
             errors: c(Count::Error),
+            claim_idle_max_ms: self.claim_idle_max.load(Ordering::Relaxed),
+            claim_idle_total_ms: c(Count::ClaimIdleTotal),
         }
     }
 }

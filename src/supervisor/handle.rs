@@ -15,13 +15,14 @@ use super::ids::RequestId;
 pub use super::response::{EnqueueOptions, Response};
 
 mod handover;
+mod health;
 mod manage;
 mod messaging;
 mod queue;
 use crate::builder::Builder;
 use crate::error::Error;
 use crate::events::Event;
-use crate::health::{Inspect, Stats, WorkerHealth};
+use crate::health::{Inspect, Stats};
 use crate::retries::Retries;
 use nix::sys::signal::Signal;
 
@@ -96,7 +97,9 @@ impl Supervisor {
     /// # Cancel safety
     ///
     /// Dropping the future withdraws the request: it leaves the queue, or
-    /// its worker is told to cancel the attempt.
+    /// its worker is told to cancel the attempt. Through a shared queue
+    /// the executing host is told too, best effort (it reads the cancel
+    /// flags every heartbeat).
     pub async fn enqueue<T: Serialize + ?Sized>(&self, payload: &T) -> Result<Response, Error> {
         self.enqueue_with(payload, EnqueueOptions::default()).await
     }
@@ -157,36 +160,6 @@ impl Supervisor {
     /// [`Error::PoolFailed`] if a pool spends its restart budget first.
     pub async fn ready(&self) -> Result<(), Error> {
         self.call(Command::Ready).await?
-    }
-
-    /// Per-worker health: pid, logical id, RSS, the worker's own heartbeat,
-    /// in-flight count, state, and CPU time (read with `sysinfo`).
-    pub async fn health(&self) -> Result<Vec<WorkerHealth>, Error> {
-        let mut health = self.call(Command::Health).await?;
-        let pids: Vec<sysinfo::Pid> = health.iter().map(|h| sysinfo::Pid::from_u32(h.pid)).collect();
-        // sysinfo costs ~45 µs per process: off the runtime, and only here.
-        let cpu = tokio::task::spawn_blocking(move || {
-            let Ok(mut sys) = sysinfo::System::new() else {
-                return Vec::new();
-            };
-            sys.refresh_processes_specifics(
-                sysinfo::ProcessesToUpdate::Some(&pids),
-                true,
-                sysinfo::ProcessRefreshKind::nothing().with_cpu(),
-            );
-            pids.iter()
-                .map(|pid| {
-                    sys.process(*pid)
-                        .map(|p| Duration::from_millis(p.accumulated_cpu_time()))
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        for (h, cpu) in health.iter_mut().zip(cpu) {
-            h.cpu_time = cpu;
-        }
-        Ok(health)
     }
 
     /// A serializable snapshot of everything: pools (target, policy,
@@ -385,16 +358,20 @@ impl Supervisor {
 
     /// Graceful stop: new requests fail with [`Error::ShuttingDown`], queued
     /// and in-flight ones finish, workers exit cleanly; returns once every
-    /// worker is reaped. Idempotent.
+    /// worker is reaped. Idempotent. With a shared queue, this host reads
+    /// no more work, and what it has taken finishes and completes (a hard
+    /// kill hands it back to the other hosts instead); this host's callers
+    /// still waiting for other hosts' answers at the end get
+    /// [`Error::ShuttingDown`].
     pub async fn soft_kill(&self) {
-        self.close_queue();
+        self.close_queue(false);
         let _ = self.call(Command::SoftKill).await;
     }
 
     /// Immediate stop: SIGKILL to every worker; every pending request
     /// resolves with [`Error::Killed`]; returns once every worker is reaped.
     pub async fn hard_kill(&self) {
-        self.close_queue();
+        self.close_queue(true);
         let _ = self.call(Command::HardKill).await;
     }
 

@@ -74,8 +74,9 @@ pub(crate) fn spawn(mut cfg: Config) -> Result<Supervisor, StartError> {
             Arc::clone(&stop_signal),
         ));
     }
-    let queue = start_queue(&cfg, &tx, &tracker, &stop_signals)?;
     let listeners = super::listeners::bind_listeners(&mut cfg)?;
+    // Last of what can fail: nothing of it is left running when spawn fails.
+    let queue = start_queue(&cfg, &tx, &tracker, &stop_signals)?;
     let conns = Connections::new(cfg.pools.len());
     let ledger = Ledger::new(cfg.pools.len(), cfg.max_queue);
     let order = StartOrder::new(cfg.pools.len());

@@ -55,6 +55,8 @@ async fn stop_and_check(redis: &RedisServer, hosts: &[&Supervisor]) {
 async fn a_caller_only_host_gets_answers_from_the_other_hosts_workers() {
     guard(async {
         let redis = RedisServer::start();
+        let tasks = tokio::runtime::Handle::current().metrics();
+        let before = tasks.num_alive_tasks();
         let b = host(&redis, "b", 2).await;
         let a = host(&redis, "a", 0).await;
         let b_workers: Vec<u64> = support::health(&b).await.iter().map(|w| w.id.get()).collect();
@@ -91,6 +93,12 @@ async fn a_caller_only_host_gets_answers_from_the_other_hosts_workers() {
         let inspect = a.inspect().await.expect("inspect");
         assert_eq!(inspect.queue, Some(a.queue_stats().expect("stats")));
         stop_and_check(&redis, &[&a, &b]).await;
+        // No task outlives the hosts: readers, executors, connections.
+        drop((a, b));
+        wait_until("every task of both hosts has ended", || async {
+            tasks.num_alive_tasks() <= before
+        })
+        .await;
     })
     .await;
 }
@@ -199,7 +207,9 @@ async fn a_stopping_host_hands_back_what_it_runs() {
             .expect("an answer from b2");
         assert_eq!(resp.host(), Some("b2"));
         assert_eq!(b1.queue_stats().expect("stats").handed_back, 1);
-        assert_eq!(b2.queue_stats().expect("stats").claims, 1);
+        let claimed = b2.queue_stats().expect("stats");
+        assert_eq!(claimed.claims, 1);
+        assert_eq!(claimed.claim_idle_max_ms, 0, "a handback is no reclaim latency");
         stop_and_check(&redis, &[&a, &b2]).await;
     })
     .await;
@@ -249,7 +259,8 @@ fn bad_settings_are_refused_typed() {
     let bad = [
         RedisQueue::new("redis://127.0.0.1:6379", ""),
         RedisQueue::new("http://127.0.0.1", "ns"),
-        RedisQueue::new("rediss://127.0.0.1", "ns"),
+        RedisQueue::new("redis://127.0.0.1", "ns").tls_root_certificate(&b"not for plain redis"[..]),
+        RedisQueue::new("rediss://127.0.0.1", "ns").tls_root_certificate(&b"not a pem"[..]),
         RedisQueue::new("redis://127.0.0.1", "a{b}"),
         ok().heartbeat(Duration::from_secs(1))
             .min_idle(Duration::from_secs(2)),
@@ -291,13 +302,45 @@ async fn the_urls_password_never_shows() {
             .expect_err("does not parse");
         assert!(!e.to_string().contains("hunter2") && !format!("{e:?}").contains("hunter2"));
         let started = support::builder(0)
-            .queue(RedisQueue::new("rediss://app:hunter2@h", NS))
+            .queue(RedisQueue::new("http://app:hunter2@h", NS))
             .start()
             .await;
         assert!(matches!(
             &started,
             Err(StartError::Config(ConfigError::SharedQueue(_)))
         ));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_under_memory_pressure_takes_no_work() {
+    guard(async {
+        let redis = RedisServer::start();
+        // No machine has u64::MAX bytes available: b is always under pressure.
+        let b = support::builder(2)
+            .queue(queue(&redis, "b").min_available_memory(u64::MAX))
+            .start()
+            .await
+            .expect("b starts");
+        let c = host(&redis, "c", 2).await;
+        let a = host(&redis, "a", 0).await;
+        let calls = (0..20u64).map(|i| {
+            let a = a.clone();
+            tokio::spawn(async move { (i, a.enqueue(&Cmd::Double(i)).await) })
+        });
+        for call in futures::future::join_all(calls).await {
+            let (i, answer) = call.expect("task");
+            let resp = answer.unwrap_or_else(|e| panic!("request {i}: {e}"));
+            assert_eq!(resp.data::<u64>().expect("a number"), i * 2);
+            assert_eq!(resp.host(), Some("c"), "b is under pressure");
+        }
+        let pressed = b.queue_stats().expect("b has a queue");
+        assert!(pressed.under_pressure, "{pressed:?}");
+        assert_eq!((pressed.reads, pressed.claims), (0, 0), "{pressed:?}");
+        let free = c.queue_stats().expect("c has a queue");
+        assert!(!free.under_pressure && free.reads >= 20, "{free:?}");
+        stop_and_check(&redis, &[&a, &b, &c]).await;
     })
     .await;
 }

@@ -4,8 +4,13 @@
 //!
 //! * `local`: two supervisors in this one process, sharing one Redis,
 //!   act as two hosts.
+//! * `recovery`: a lost group made again, a dead consumer's deliveries
+//!   reclaimed (or failed with `HostLost` once their attempts are spent),
+//!   an entry that does not decode dropped.
 //! * `scripts`: the Lua fence against a real Redis, and a proptest of the
 //!   backend's state machine (claims, fences, replies in any order).
+//! * `tls`: two hosts over `rediss://` to a TLS `redis-server` with a
+//!   private CA (made by `openssl`).
 //!
 //! Same rules as the integration tests: no timing assertions, conditions
 //! polled with deadlines, every body under [`support::guard`]. A missing
@@ -17,4 +22,6 @@ mod support;
 mod redis_server;
 
 mod local;
+mod recovery;
 mod scripts;
+mod tls;

@@ -111,6 +111,10 @@ fn renew(conn: &mut Connection, consumer: &str, held: &[(String, u32)]) -> Vec<S
     call.invoke(conn).expect("renew")
 }
 
+/// One claimed delivery as `claim.lua` gives it: id, fields, delivery
+/// count, idle time before the claim.
+type ClaimedRow = (String, redis::Value, u32, i64);
+
 /// Claims at most one delivery idle for `min_idle` ms: its id and count.
 fn claim(conn: &mut Connection, consumer: &str, min_idle: u64) -> Option<(String, u32)> {
     let v: redis::Value = scripts()
@@ -122,9 +126,9 @@ fn claim(conn: &mut Connection, consumer: &str, min_idle: u64) -> Option<(String
         .arg(1)
         .invoke(conn)
         .expect("claim");
-    let (claimed, _deleted): (Vec<(String, redis::Value, u32)>, Vec<String>) =
+    let (claimed, _deleted): (Vec<ClaimedRow>, Vec<String>) =
         redis::from_redis_value(v).expect("a claim reply");
-    claimed.into_iter().next().map(|(id, _, d)| (id, d))
+    claimed.into_iter().next().map(|(id, _, d, _idle)| (id, d))
 }
 
 fn handback(conn: &mut Connection, consumer: &str, id: &str, deliveries: u32) -> bool {
@@ -135,6 +139,7 @@ fn handback(conn: &mut Connection, consumer: &str, id: &str, deliveries: u32) ->
         .arg(consumer)
         .arg(id)
         .arg(deliveries)
+        .arg(86_400_000)
         .invoke(conn)
         .expect("handback");
     released == 1

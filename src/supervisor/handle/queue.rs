@@ -37,10 +37,12 @@ impl Supervisor {
     }
 
     /// New requests through the shared queue fail with
-    /// [`Error::ShuttingDown`](crate::Error::ShuttingDown) from now on.
-    pub(super) fn close_queue(&self) {
+    /// [`Error::ShuttingDown`](crate::Error::ShuttingDown) from now on;
+    /// after a hard kill, those still waiting at the end with
+    /// [`Error::Killed`](crate::Error::Killed).
+    pub(super) fn close_queue(&self, killed: bool) {
         if let Some(q) = &self.queue {
-            q.close();
+            q.close(killed);
         }
     }
 }

@@ -34,7 +34,7 @@ pub(crate) fn builder(file: File, dir: &Path) -> Result<Built, Problem> {
     }
     if let Some(q) = &file.queue {
         let place = |m| Problem::at(q.span(), format!("[queue]: {m}"));
-        b = b.queue(queue(q.get_ref(), |name| std::env::var(name).ok()).map_err(place)?);
+        b = b.queue(queue(q.get_ref(), dir, |name| std::env::var(name).ok()).map_err(place)?);
     }
     let mut specs = Vec::with_capacity(file.pool.len());
     let mut pools = Vec::with_capacity(file.pool.len());
@@ -62,10 +62,14 @@ pub(crate) fn builder(file: File, dir: &Path) -> Result<Built, Problem> {
 /// pool's name and definition.
 pub(crate) type Built = (Builder, Vec<(String, WorkerSpec)>, Vec<(String, Pool)>);
 
-/// The shared queue `[queue]` describes; `env` looks up `url_env`. The
-/// library checks the values themselves when the supervisor starts
-/// (`ConfigError::SharedQueue`).
-pub(crate) fn queue(q: &QueueConfig, env: impl Fn(&str) -> Option<String>) -> Result<RedisQueue, String> {
+/// The shared queue `[queue]` describes; `env` looks up `url_env`,
+/// `tls_ca_file` is read from `dir`. The library checks the values
+/// themselves when the supervisor starts (`ConfigError::SharedQueue`).
+pub(crate) fn queue(
+    q: &QueueConfig,
+    dir: &Path,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<RedisQueue, String> {
     let url = match (&q.url, &q.url_env) {
         (Some(url), None) => url.clone(),
         (None, Some(name)) => env(name).ok_or_else(|| format!("url_env names {name}, which is not set"))?,
@@ -85,6 +89,14 @@ pub(crate) fn queue(q: &QueueConfig, env: impl Fn(&str) -> Option<String>) -> Re
     r = set(r, q.janitor, RedisQueue::janitor);
     r = set(r, q.block, RedisQueue::block);
     r = set(r, q.reply_ttl, RedisQueue::reply_ttl);
+    if let Some(bytes) = q.min_available_memory {
+        r = r.min_available_memory(bytes.0);
+    }
+    if let Some(file) = &q.tls_ca_file {
+        let path = dir.join(file);
+        let pem = std::fs::read(&path).map_err(|e| format!("tls_ca_file {}: {e}", path.display()))?;
+        r = r.tls_root_certificate(pem);
+    }
     Ok(r)
 }
 

@@ -54,6 +54,11 @@ pub(crate) struct QueueConfig {
     pub(crate) janitor: Option<Span>,
     pub(crate) block: Option<Span>,
     pub(crate) reply_ttl: Option<Span>,
+    /// A PEM file of the certificate authorities to trust for `rediss://`
+    /// (relative to the file's directory); default: the system's roots.
+    pub(crate) tls_ca_file: Option<PathBuf>,
+    /// Below this much available memory the host takes no work.
+    pub(crate) min_available_memory: Option<Bytes>,
 }
 
 impl std::fmt::Debug for QueueConfig {

@@ -1,6 +1,8 @@
 //! `[queue]`: the shared request queue's table, its two ways to give the
 //! URL, and its errors placed at the table.
 
+use std::path::Path;
+
 use super::build::queue;
 use super::schema::QueueConfig;
 use super::tests::{err, load_str, semantic};
@@ -15,7 +17,8 @@ fn config(text: &str) -> QueueConfig {
 fn a_queue_with_every_key_reaches_the_builder_without_its_password() {
     let file = format!(
         "{POOL}\n[queue]\nurl = \"redis://app:s3cret@10.0.0.5:6379/2\"\nnamespace = \"shop\"\nhost = \"web-1\"\n\
-         heartbeat = \"2s\"\nmin_idle = \"10s\"\njanitor = \"1s\"\nblock = \"500ms\"\nreply_ttl = \"5m\"\n"
+         heartbeat = \"2s\"\nmin_idle = \"10s\"\njanitor = \"1s\"\nblock = \"500ms\"\nreply_ttl = \"5m\"\n\
+         min_available_memory = \"256MiB\"\n"
     );
     let loaded = load_str(&file).expect("loads");
     let debug = format!("{:?}", loaded.builder);
@@ -27,6 +30,7 @@ fn a_queue_with_every_key_reaches_the_builder_without_its_password() {
         "janitor: 1s",
         "block: 500ms",
         "reply_ttl: 300s",
+        "min_available_memory: Some(268435456)",
     ] {
         assert!(debug.contains(want), "{want} missing from {debug}");
     }
@@ -40,9 +44,9 @@ fn a_queue_with_every_key_reaches_the_builder_without_its_password() {
 fn url_env_names_the_variable_that_holds_the_url() {
     let q = config("url_env = \"SHOP_REDIS\"\nnamespace = \"shop\"\n");
     let env = |name: &str| (name == "SHOP_REDIS").then(|| "redis://127.0.0.1/".to_owned());
-    let built = queue(&q, env).expect("the variable is set");
+    let built = queue(&q, Path::new("/srv"), env).expect("the variable is set");
     assert!(format!("{built:?}").contains("scheme: \"redis\""), "{built:?}");
-    let missing = queue(&q, |_| None).expect_err("the variable is not set");
+    let missing = queue(&q, Path::new("/srv"), |_| None).expect_err("the variable is not set");
     assert_eq!(missing, "url_env names SHOP_REDIS, which is not set");
 }
 
@@ -77,4 +81,20 @@ fn the_librarys_own_checks_point_at_the_table() {
         "{POOL}\n[queue]\nurl = \"http://x/\"\nnamespace = \"n\"\n"
     ));
     assert!(scheme.message.contains("redis://"), "{scheme}");
+}
+
+#[test]
+fn tls_ca_file_is_read_from_the_files_directory() {
+    let dir = std::env::temp_dir().join(format!("nanny-cli-queue-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a folder");
+    let q = config("url = \"rediss://redis.internal:6380/\"\nnamespace = \"n\"\ntls_ca_file = \"ca.pem\"\n");
+    let missing = queue(&q, &dir, |_| None).expect_err("no ca.pem yet");
+    assert!(
+        missing.starts_with(&format!("tls_ca_file {}", dir.join("ca.pem").display())),
+        "{missing}"
+    );
+    std::fs::write(dir.join("ca.pem"), "-----BEGIN CERTIFICATE-----\n").expect("write");
+    let built = queue(&q, &dir, |_| None).expect("read");
+    assert!(format!("{built:?}").contains("rediss"), "{built:?}");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -102,6 +102,18 @@ const SHARED_QUEUE_CONNECTED: Family = Family(
     None,
     MetricType::Gauge,
 );
+const SHARED_QUEUE_PRESSURE: Family = Family(
+    "shared_queue_under_memory_pressure",
+    "1 while this host's available memory is below its [queue] min_available_memory: it takes no work meanwhile.",
+    None,
+    MetricType::Gauge,
+);
+const SHARED_QUEUE_RECLAIM: Family = Family(
+    "shared_queue_reclaim_idle",
+    "Of the requests this host reclaimed from others: the longest idle time since their owner's last renewal (max) and the sum (total), as Redis measured them.",
+    Some(Unit::Seconds),
+    MetricType::Gauge,
+);
 const SHARED_QUEUE: Family = Family(
     "shared_queue_operations",
     "What this host did on the shared queue, by operation: sent, read, claimed (reclaimed from another host), completed, fenced (a completion refused: the work had been reclaimed), duplicate (completed twice), lost (a lease lost while running), remote_cancel, handed_back, late_reply (a reply for a request no longer waiting), malformed, error.",
@@ -111,7 +123,7 @@ const SHARED_QUEUE: Family = Family(
 
 /// Every family a scrape has, in order.
 #[cfg(test)]
-pub(crate) const FAMILIES: [&str; 11] = [
+pub(crate) const FAMILIES: [&str; 13] = [
     QUEUE_DEPTH.0,
     IN_FLIGHT.0,
     REQUESTS.0,
@@ -122,6 +134,8 @@ pub(crate) const FAMILIES: [&str; 11] = [
     CONNECTIONS.0,
     MESSAGES.0,
     SHARED_QUEUE_CONNECTED.0,
+    SHARED_QUEUE_PRESSURE.0,
+    SHARED_QUEUE_RECLAIM.0,
     SHARED_QUEUE.0,
 ];
 
@@ -216,8 +230,16 @@ fn shared_queue(
     encoder: &mut DescriptorEncoder<'_>,
     q: Option<&nanny::QueueStats>,
 ) -> Result<(), fmt::Error> {
-    let connected = q.map(|q| (Vec::new(), Value::Gauge(if q.connected { 1.0 } else { 0.0 })));
+    let flag = |on: bool| Value::Gauge(if on { 1.0 } else { 0.0 });
+    let connected = q.map(|q| (Vec::new(), flag(q.connected)));
     family(encoder, &SHARED_QUEUE_CONNECTED, connected.into_iter())?;
+    let pressed = q.map(|q| (Vec::new(), flag(q.under_pressure)));
+    family(encoder, &SHARED_QUEUE_PRESSURE, pressed.into_iter())?;
+    let reclaim = q.into_iter().flat_map(|q| {
+        [("max", q.claim_idle_max_ms), ("total", q.claim_idle_total_ms)]
+            .map(|(of, ms)| (vec![("of", of.to_owned())], Value::Gauge(ms as f64 / 1e3)))
+    });
+    family(encoder, &SHARED_QUEUE_RECLAIM, reclaim)?;
     let operations = q.into_iter().flat_map(|q| {
         [
             ("sent", q.sent),
@@ -430,7 +452,8 @@ mod tests {
             serde_json::from_value(serde_json::json!({
                 "connected": true, "sent": 5, "reads": 4, "claims": 1, "completed": 4, "fenced": 2,
                 "duplicate_completions": 0, "lost": 3, "remote_cancels": 0, "handed_back": 0,
-                "late_replies": 6, "malformed": 0, "errors": 7
+                "late_replies": 6, "malformed": 0, "errors": 7,
+                "claim_idle_max_ms": 1500, "claim_idle_total_ms": 2500, "under_pressure": false
             }))
             .expect("the stats parse"),
         );
@@ -438,6 +461,17 @@ mod tests {
         assert_eq!(
             lines_of(&text, "nanny_shared_queue_connected"),
             ["nanny_shared_queue_connected 1.0"]
+        );
+        assert_eq!(
+            lines_of(&text, "nanny_shared_queue_under_memory_pressure"),
+            ["nanny_shared_queue_under_memory_pressure 0.0"]
+        );
+        assert_eq!(
+            lines_of(&text, "nanny_shared_queue_reclaim_idle_seconds"),
+            [
+                "nanny_shared_queue_reclaim_idle_seconds{of=\"max\"} 1.5",
+                "nanny_shared_queue_reclaim_idle_seconds{of=\"total\"} 2.5"
+            ]
         );
         let ops = lines_of(&text, "nanny_shared_queue_operations_total");
         assert_eq!(ops.len(), 12, "{ops:?}");

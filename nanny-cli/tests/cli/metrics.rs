@@ -10,7 +10,7 @@ use crate::support::*;
 pub(crate) mod exposition;
 
 /// Every family `/metrics` has (README.md, "The `nanny` command").
-const FAMILIES: [&str; 11] = [
+const FAMILIES: [&str; 13] = [
     "nanny_queue_depth",
     "nanny_in_flight",
     "nanny_requests",
@@ -21,6 +21,8 @@ const FAMILIES: [&str; 11] = [
     "nanny_connections_balanced",
     "nanny_messages_relayed",
     "nanny_shared_queue_connected",
+    "nanny_shared_queue_under_memory_pressure",
+    "nanny_shared_queue_reclaim_idle_seconds",
     "nanny_shared_queue_operations",
 ];
 
@@ -107,6 +109,8 @@ pool = "echo"
             "gauge",
             "counter",
             "counter",
+            "gauge",
+            "gauge",
             "gauge",
             "counter"
         ]

@@ -86,39 +86,66 @@ class LpmWorker {
   }
 }
 
-const wrapped = new WeakMap();
+/** Where a nanny Request keeps its LPM view (made once per attempt). */
+const VIEW = Symbol('nanny-worker/lpm view');
 
 /**
  * The LPM view of a nanny Request: `data`, `respond`, `id`, `createdAt` (ms
  * since the Unix epoch, not an hrtime), `hasStream`, `hasSocket`, `stream`,
  * `socket`, `ack`; and `fail(kind, message)` besides.
  */
+class LpmRequest {
+  constructor(req) {
+    this.req = req;
+  }
+
+  get data() {
+    return this.req.data;
+  }
+
+  get id() {
+    return this.req.id;
+  }
+
+  get createdAt() {
+    return this.req.createdAt;
+  }
+
+  get hasStream() {
+    return this.req.hasStream;
+  }
+
+  get hasSocket() {
+    return this.req.hasSocket;
+  }
+
+  get stream() {
+    return this.req.stream;
+  }
+
+  get socket() {
+    return this.req.socket;
+  }
+
+  respond(answer) {
+    return this.req.respond(answer);
+  }
+
+  fail(kind, message) {
+    return this.req.fail(kind, message);
+  }
+
+  ack() {
+    return this.req.ack();
+  }
+
+  toJSON() {
+    return this.req.toJSON();
+  }
+}
+
 function lpmRequest(req) {
-  if (wrapped.has(req)) return wrapped.get(req);
-  const view = {
-    get data() {
-      return req.data;
-    },
-    respond: (answer) => req.respond(answer),
-    fail: (kind, message) => req.fail(kind, message),
-    ack: () => req.ack(),
-    id: req.id,
-    createdAt: req.createdAt,
-    get hasStream() {
-      return req.hasStream;
-    },
-    get hasSocket() {
-      return req.hasSocket;
-    },
-    get stream() {
-      return req.stream;
-    },
-    get socket() {
-      return req.socket;
-    },
-  };
-  wrapped.set(req, view);
-  return view;
+  return req[VIEW] ?? (req[VIEW] = new LpmRequest(req));
 }
 
 let lpmWorker = null;

@@ -2,7 +2,8 @@
 // Answering attempts exactly once: responses, errors, acks, oversize and
 // encode failures, and the in-flight table they leave.
 
-const { ENVELOPE, pack } = require('./codec');
+const { ENVELOPE, pack, packShared } = require('./codec');
+const { binHeadLen } = require('./hot');
 const { build } = require('./messages');
 const { AlreadyAnsweredError } = require('./request');
 const { attemptKey } = require('./uuid');
@@ -26,7 +27,7 @@ class Answers {
   }
 
   add(req) {
-    this.inflight.set(attemptKey(req.idBytes, req.attempt), req);
+    this.inflight.set(req.key, req);
   }
 
   /** The in-flight attempt `(id, attempt)`, if any. */
@@ -36,17 +37,21 @@ class Answers {
 
   /** Drops a cancelled attempt: aborts its signal, closes an untaken attachment. */
   cancel(req, reason) {
-    if (!this.inflight.delete(attemptKey(req.idBytes, req.attempt))) return;
-    req.controller.abort(reason);
+    if (!this.inflight.delete(req.key)) return;
+    req.abort(reason);
     this.dropAttachment(req);
     this.worker.checkIdle();
   }
 
   answerValue(req, value) {
     this.claim(req);
+    if (value instanceof Uint8Array) return this.sendOk(req, value, true);
     let bytes;
     try {
-      bytes = pack(value === undefined ? null : value);
+      // The shared view is safe while nothing else encodes before it is
+      // copied: only an attachment's `Accepted` could, so that case copies.
+      const v = value === undefined ? null : value;
+      bytes = req.attachment === null ? packShared(v) : pack(v);
     } catch (e) {
       return this.finish(req, build.err('encode', `the answer does not encode as MessagePack: ${e.message}`));
     }
@@ -69,25 +74,44 @@ class Answers {
     req.answered = true;
   }
 
-  sendOk(req, bytes, stream) {
-    if (bytes.length > this.maxPayloadLen) {
-      const msg = `the answer is ${bytes.length} bytes, more than max_payload_len ${this.maxPayloadLen}`;
+  /**
+   * Answers `Ok` with payload `bytes` (MessagePack; with `asBin`, `bytes`
+   * encoded as a bin), or `oversize` if it is larger than max_payload_len.
+   */
+  sendOk(req, bytes, asBin, stream = false) {
+    const len = asBin ? binHeadLen(bytes.length) + bytes.length : bytes.length;
+    if (len > this.maxPayloadLen) {
+      const msg = `the answer is ${len} bytes, more than max_payload_len ${this.maxPayloadLen}`;
       this.finish(req, build.err('oversize', msg));
       return false;
     }
-    return this.finish(req, build.ok(bytes), stream);
+    if (stream) return this.finish(req, build.ok(asBin ? pack(bytes) : bytes), true);
+    if (!this.settle(req)) return false;
+    const sent = this.worker.link.sendOk(req.idBytes, req.attempt, bytes, asBin);
+    this.settled(req);
+    return sent;
   }
 
   /** Sends the one Response (after `Accepted` if the attempt has an attachment). */
   finish(req, outcome, stream = false) {
-    const key = attemptKey(req.idBytes, req.attempt);
-    if (!this.inflight.delete(key)) return false;
+    if (!this.settle(req)) return false;
+    const sent = this.worker.link.send(build.response(req.idBytes, req.attempt, outcome, stream));
+    this.settled(req);
+    return sent;
+  }
+
+  /** Takes `req` out of the table for its answer; false if it is no longer there. */
+  settle(req) {
+    if (!this.inflight.delete(req.key)) return false;
     this.accept(req);
     this.served += 1;
-    const sent = this.worker.link.send(build.response(req.idBytes, req.attempt, outcome, stream));
+    return true;
+  }
+
+  /** What follows an answer: the untaken attachment closed, the idle check. */
+  settled(req) {
     this.dropAttachment(req);
     this.worker.checkIdle();
-    return sent;
   }
 
   /** Sends `Accepted` once, if the attempt came with its descriptor. */
@@ -98,7 +122,7 @@ class Answers {
   }
 
   ackRequest(req) {
-    if (req.acked || req.answered || !this.inflight.has(attemptKey(req.idBytes, req.attempt))) return;
+    if (req.acked || req.answered || !this.inflight.has(req.key)) return;
     this.accept(req);
     req.acked = true;
     this.worker.link.send(build.ack(req.idBytes, req.attempt));
@@ -136,7 +160,7 @@ class Answers {
     try {
       const writer = await channel.openResponseStream(req);
       writer.once('close', done);
-      if (!this.sendOk(req, bytes, true)) {
+      if (!this.sendOk(req, bytes, false, true)) {
         writer.destroy();
         return null;
       }
@@ -144,7 +168,7 @@ class Answers {
       await writer.pipeFrom(source);
       return null;
     } catch (e) {
-      if (this.inflight.has(attemptKey(req.idBytes, req.attempt))) {
+      if (this.inflight.has(req.key)) {
         this.finish(req, build.err('attachment', `the response stream could not be sent: ${e.message}`));
       }
       done();
@@ -164,7 +188,7 @@ class Answers {
 
   /** Aborts every attempt (the link is gone). */
   abortAll(reason) {
-    for (const req of this.inflight.values()) req.controller.abort(reason);
+    for (const req of this.inflight.values()) req.abort(reason);
     this.inflight.clear();
   }
 }

@@ -20,6 +20,14 @@ function pack(value) {
   return encoder.encode(value);
 }
 
+/**
+ * Encodes `value` into the encoder's own buffer: a view valid until the next
+ * encode, for a caller that copies it at once.
+ */
+function packShared(value) {
+  return encoder.encodeSharedRef(value);
+}
+
 /** Decodes one MessagePack value; throws on trailing bytes or bad data. */
 function unpack(bytes) {
   return decoder.decode(bytes);
@@ -64,55 +72,91 @@ class ProtocolError extends Error {
 }
 
 /**
- * Cuts a byte stream into frame bodies. `push(chunk)` returns the decoded
- * messages that chunk completed; it throws a ProtocolError for a frame longer
- * than `maxFrameLen` (before reading its body) or a body that is not one
+ * Cuts a byte stream into frame bodies. `each(chunk, fn)` calls
+ * `fn(buf, start, end)` for every frame body that chunk completed, in order
+ * (`buf[start..end]`, valid during the call; views of it stay valid), and
+ * returns a ProtocolError for a frame longer than `maxFrameLen` (before its
+ * body is read), else null. `push(chunk)` returns the decoded messages
+ * instead, and throws that error, or one for a body that is not one
  * MessagePack value nested less than 32 deep.
  */
 class FrameReader {
   constructor(maxFrameLen = DEFAULT_MAX_FRAME_LEN) {
     this.maxFrameLen = maxFrameLen;
+    /** Bytes of an incomplete frame, in arrival order. */
     this.chunks = [];
     this.buffered = 0;
+    /** Whole length (prefix included) of the frame in `chunks`, once its prefix is in; else 0. */
+    this.need = 0;
+  }
+
+  /** Feeds bytes; calls `fn` for each frame body now complete; a ProtocolError or null. */
+  each(chunk, fn) {
+    let buf = chunk;
+    if (this.buffered > 0) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+      if (this.need === 0 && this.buffered >= 4) {
+        this.chunks = [Buffer.concat(this.chunks)];
+        const error = this.measure(this.chunks[0], 0);
+        if (error !== null) return error;
+      }
+      if (this.need === 0 || this.buffered < this.need) return null;
+      buf = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
+      this.chunks = [];
+      this.buffered = 0;
+      this.need = 0;
+    }
+    let at = 0;
+    try {
+      while (buf.length - at >= 4) {
+        const error = this.measure(buf, at);
+        if (error !== null) return error;
+        const end = at + this.need;
+        if (end > buf.length) break;
+        this.need = 0;
+        const start = at + 4;
+        at = end;
+        fn(buf, start, end);
+      }
+    } finally {
+      this.keep(buf, at);
+    }
+    return null;
+  }
+
+  /** Reads the length prefix at `at` into `need`; a ProtocolError if the frame is too long. */
+  measure(buf, at) {
+    const len = buf.readUInt32BE(at);
+    if (len > this.maxFrameLen) {
+      return new ProtocolError(`frame of ${len} bytes is longer than max_frame_len ${this.maxFrameLen}`);
+    }
+    this.need = 4 + len;
+    return null;
+  }
+
+  /** Keeps `buf[at..]`, the start of the next frame. */
+  keep(buf, at) {
+    if (at >= buf.length) {
+      this.need = 0;
+      return;
+    }
+    this.chunks = [buf.subarray(at)];
+    this.buffered = buf.length - at;
+    if (this.buffered < 4) this.need = 0;
   }
 
   /** Feeds bytes; returns the messages now complete, in order. */
   push(chunk) {
-    if (chunk.length > 0) {
-      this.chunks.push(chunk);
-      this.buffered += chunk.length;
-    }
     const out = [];
-    for (;;) {
-      if (this.buffered < 4) return out;
-      const head = this.peek(4);
-      const len = head.readUInt32BE(0);
-      if (len > this.maxFrameLen) {
-        throw new ProtocolError(`frame of ${len} bytes is longer than max_frame_len ${this.maxFrameLen}`);
-      }
-      if (this.buffered < 4 + len) return out;
-      const whole = this.take(4 + len);
-      out.push(decodeBody(whole.subarray(4)));
-    }
+    const error = this.each(chunk, (buf, start, end) => out.push(decodeBody(buf.subarray(start, end))));
+    if (error !== null) throw error;
+    return out;
   }
 
   /** Bytes buffered that make no complete frame yet. */
   pending() {
     return this.buffered;
-  }
-
-  peek(n) {
-    if (this.chunks[0].length < n) this.chunks = [Buffer.concat(this.chunks)];
-    return this.chunks[0];
-  }
-
-  take(n) {
-    const first = this.peek(n);
-    const out = first.subarray(0, n);
-    if (first.length === n) this.chunks.shift();
-    else this.chunks[0] = first.subarray(n);
-    this.buffered -= n;
-    return out;
   }
 }
 
@@ -136,6 +180,7 @@ module.exports = {
   decodeBody,
   frame,
   pack,
+  packShared,
   unpack,
   unpackPayload,
 };

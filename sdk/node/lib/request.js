@@ -2,7 +2,11 @@
 // One attempt of a request, as a handler sees it.
 
 const { unpackPayload } = require('./codec');
-const { uuidString } = require('./uuid');
+const { binContent } = require('./hot');
+
+/** `decoded` before the payload is first decoded. */
+const NOT_DECODED = Symbol('not decoded');
+const { attemptKey, uuidString } = require('./uuid');
 
 /** A second answer to one attempt. */
 class AlreadyAnsweredError extends Error {
@@ -21,8 +25,8 @@ class Request {
   constructor(core, frame, attachment) {
     this.core = core;
     this.idBytes = frame.id;
-    /** The request id, a UUID string (the same for every attempt). */
-    this.id = uuidString(frame.id);
+    /** This attempt's key in the worker's tables. */
+    this.key = attemptKey(frame.id, frame.attempt);
     /** The attempt number, from 1. */
     this.attempt = frame.attempt;
     /** When the request was first enqueued, ms since the Unix epoch (supervisor clock). */
@@ -32,23 +36,48 @@ class Request {
     /** `"Tcp"`, `"Unix"`, `"Fd"`, `"Stream"` or undefined. */
     this.attachmentKind = frame.attachment;
     this.attachment = attachment ?? null;
-    this.controller = new AbortController();
     this.answered = false;
     this.acked = false;
     this.accepted = false;
-    this.decoded = undefined;
+    this.decoded = NOT_DECODED;
     this.taken = null;
+    // Made on first use: most handlers never look at their id or signal.
+    this.idString = undefined;
+    this.signalSource = null;
+    this.abortReason = undefined;
+  }
+
+  /** The request id, a UUID string (the same for every attempt). */
+  get id() {
+    if (this.idString === undefined) this.idString = uuidString(this.idBytes);
+    return this.idString;
+  }
+
+  /** True once the attempt is cancelled or the link ended. */
+  get aborted() {
+    return this.abortReason !== undefined;
+  }
+
+  /** Aborts `cancelled` with `reason` (an Error); at most once. */
+  abort(reason) {
+    if (this.aborted) return;
+    this.abortReason = reason;
+    this.signalSource?.abort(reason);
   }
 
   /** The payload decoded from MessagePack (throws on a payload that is not). */
   get data() {
-    if (this.decoded === undefined) this.decoded = { value: unpackPayload(this.payload) };
-    return this.decoded.value;
+    if (this.decoded === NOT_DECODED) this.decoded = binContent(this.payload) ?? unpackPayload(this.payload);
+    return this.decoded;
   }
 
   /** Aborted (reason: an Error) when the attempt is cancelled or the link ends. */
   get cancelled() {
-    return this.controller.signal;
+    if (this.signalSource === null) {
+      this.signalSource = new AbortController();
+      if (this.aborted) this.signalSource.abort(this.abortReason);
+    }
+    return this.signalSource.signal;
   }
 
   /** A connection is attached: `Tcp`, `Unix`, or `Fd` (a stream socket given as a plain descriptor). */
@@ -73,7 +102,7 @@ class Request {
 
   take() {
     if (this.taken !== null) return this.taken;
-    if (this.attachment === null || this.controller.signal.aborted) return null;
+    if (this.attachment === null || this.aborted) return null;
     this.taken = this.core.takeAttachment(this);
     return this.taken;
   }

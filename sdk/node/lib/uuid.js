@@ -14,9 +14,14 @@ function uuidBytes(text) {
   return new Uint8Array(Buffer.from(hex, 'hex'));
 }
 
-/** `id#attempt`: the key of one attempt in the SDK's tables. */
+/**
+ * The key of one attempt in the SDK's tables: the 16 id bytes as latin1
+ * characters, then the attempt number (the id's length is fixed, so no two
+ * attempts share a key).
+ */
 function attemptKey(idBytes, attempt) {
-  return `${uuidString(idBytes)}#${attempt}`;
+  const b = idBytes instanceof Buffer ? idBytes : Buffer.from(idBytes.buffer, idBytes.byteOffset, idBytes.byteLength);
+  return b.latin1Slice(0, 16) + attempt;
 }
 
 module.exports = { attemptKey, uuidBytes, uuidString };

@@ -85,6 +85,11 @@ class Worker extends EventEmitter {
     this.capabilities = ['messaging', 'exit', ...(this.channel ? ['fd-channel', 'connections'] : []), ...(options.capabilities ?? [])];
     this.hello = new Promise((resolve) => (this.resolveHello = resolve));
     this.link.send(build.hello(PROTOCOL_VERSION, this.pid, this.agent, this.capabilities));
+    /** The `request` listeners, cached until one is added or removed. */
+    this.requestHandlers = null;
+    const forget = (name) => name === 'request' && (this.requestHandlers = null);
+    this.on('newListener', forget);
+    this.on('removeListener', forget);
     this.link.on('message', (m) => this.onMessage(m));
     this.link.on('protocolError', (e) => this.protocolError(e));
     this.link.on('end', () => this.disconnected());
@@ -223,16 +228,24 @@ class Worker extends EventEmitter {
   }
 
   runHandlers(req) {
-    const handlers = this.listeners('request');
+    const handlers = this.requestHandlers ?? (this.requestHandlers = this.listeners('request'));
     if (handlers.length === 0) return req.fail('dropped', 'no request handler');
     for (const handler of handlers) {
+      let value;
       try {
-        Promise.resolve(handler(req)).then(
-          (value) => value !== undefined && !req.answered && req.respond(value),
-          (e) => this.handlerFailed(req, e),
-        );
+        value = handler(req);
       } catch (e) {
         this.handlerFailed(req, e);
+        continue;
+      }
+      if (value === undefined) continue;
+      if (typeof value?.then === 'function') {
+        Promise.resolve(value).then(
+          (v) => v !== undefined && !req.answered && req.respond(v),
+          (e) => this.handlerFailed(req, e),
+        );
+      } else if (!req.answered) {
+        req.respond(value);
       }
     }
   }

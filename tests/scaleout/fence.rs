@@ -1,5 +1,5 @@
 //! Issue 16, test 2: a host pauses past `min_idle` and comes back. Three
-//! hosts share a queue; `a` and `b` call (120 requests each, 16 in flight,
+//! hosts share a queue; `a` and `b` call (150 requests each, 16 in flight,
 //! jobs of 0.1 to 2 s but every tenth of 6 s, so that when `b` pauses
 //! some of its jobs end during the pause and some outlast it), `c` only
 //! executes. The 32 requests in flight are fewer than the 48 slots, so the
@@ -38,7 +38,7 @@ use crate::support::jobs::{unix_ms, Mark, MarkKind};
 use crate::support::{guard, wait_until};
 
 /// Pauses of `b` at most.
-const PAUSES: usize = 6;
+const PAUSES: usize = 8;
 /// Every this-many-th token is a long job.
 const LONG_EVERY: u64 = 10;
 
@@ -57,7 +57,7 @@ async fn a_paused_hosts_late_completions_are_fenced_and_its_lost_work_cancelled(
             long: Some((LONG_EVERY, 6_000)),
             ..HostSpec::default()
         };
-        let specs = vec![host("a", 120, 0), host("b", 120, 1_000_000), host("c", 0, 0)];
+        let specs = vec![host("a", 150, 0), host("b", 150, 1_000_000), host("c", 0, 0)];
         let mut cluster = Cluster::start(&redis, "fence", specs).await;
         cluster.go().await;
         let (mut pauses, mut first) = (Vec::new(), None);

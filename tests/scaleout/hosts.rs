@@ -143,8 +143,15 @@ impl Host {
             stdin,
             lines,
         };
-        let what = format!("host {} says READY", host.spec.name);
-        wait_until(&what, || async { host.has_line(|l| l == "READY") }).await;
+        let what = format!("host {} says READY (or exits)", host.spec.name);
+        let ready = || host.has_line(|l| l == "READY");
+        wait_until(&what, || async { ready() || is_dead(pid) }).await;
+        assert!(
+            ready(),
+            "host {} exited before READY: {:?}",
+            host.spec.name,
+            host.lines()
+        );
         host.workers = host
             .lines()
             .iter()

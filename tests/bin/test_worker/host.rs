@@ -215,16 +215,18 @@ fn outcome(token: u64, result: Result<nanny::Response, nanny::Error>) -> Outcome
     Outcome { token, result }
 }
 
-/// `STATS key=value…`: the supervisor's `QueueStats` (`connected` as 0 or 1).
+/// `STATS key=value…`: the supervisor's `QueueStats` (`connected` and
+/// `under_pressure` as 0 or 1).
 fn stats_line(sup: &nanny::Supervisor) -> String {
     let Some(q) = sup.queue_stats() else {
         return "STATS none".to_owned();
     };
     format!(
-        "STATS connected={} sent={} reads={} claims={} completed={} fenced={} \
+        "STATS connected={} under_pressure={} sent={} reads={} claims={} completed={} fenced={} \
          duplicate_completions={} lost={} remote_cancels={} handed_back={} late_replies={} \
          malformed={} errors={} claim_idle_max_ms={} claim_idle_total_ms={}",
         u8::from(q.connected),
+        u8::from(q.under_pressure),
         q.sent,
         q.reads,
         q.claims,

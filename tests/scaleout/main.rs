@@ -11,6 +11,11 @@
 //!   backend's state machine (claims, fences, replies in any order).
 //! * `tls`: two hosts over `rediss://` to a TLS `redis-server` with a
 //!   private CA (made by `openssl`).
+//! * `crash`, `fence`, `callers`, `restart`: three host processes (the
+//!   fixture's `host` mode, driven by [`hosts`], checked by [`checks`]),
+//!   two of them also callers, and a real signal: a host SIGKILLed
+//!   mid-load, a host SIGSTOPped past `min_idle` then SIGCONTed, a
+//!   caller-only host SIGKILLed, Redis restarted with AOF on.
 //!
 //! Same rules as the integration tests: no timing assertions, conditions
 //! polled with deadlines, every body under [`support::guard`]. A missing
@@ -25,3 +30,11 @@ mod local;
 mod recovery;
 mod scripts;
 mod tls;
+
+mod checks;
+mod hosts;
+
+mod callers;
+mod crash;
+mod fence;
+mod restart;

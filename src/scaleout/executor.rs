@@ -81,6 +81,12 @@ pub(crate) struct Executor {
     pub(crate) completions: Vec<Batcher<Completing, redis::RedisResult<Completion>>>,
     /// Their queues, until [`Executor::run`] takes them.
     queues: Mutex<Vec<Completions>>,
+    /// Held by a renew from reading the delivery counts it sends until
+    /// its verdicts are applied, and by a claim from its script until the
+    /// counts of its own running deliveries it claimed back are updated:
+    /// so a renew never judges a delivery by a count a concurrent claim
+    /// has just raised (it would call it lost).
+    pub(crate) leases: tokio::sync::Mutex<()>,
 }
 
 impl Executor {
@@ -95,6 +101,7 @@ impl Executor {
             running: Mutex::new(FxHashMap::default()),
             tasks: TaskTracker::new(),
             freed: Notify::new(),
+            leases: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -247,10 +254,7 @@ impl Executor {
 
     /// Hands one delivery to the local supervisor (or settles it at once).
     pub(crate) async fn start(self: &Arc<Self>, pool: usize, entry: Entry, deliveries: u32) {
-        if let Some(r) = self.running().get_mut(&entry.id) {
-            // Its own running delivery, claimed back: not a second run.
-            r.count.store(deliveries, Ordering::Release);
-            r.renewed = Instant::now();
+        if self.reclaimed_own(&entry.id, deliveries) {
             return;
         }
         let delivery = Delivery {
@@ -263,6 +267,19 @@ impl Executor {
         };
         let this = Arc::clone(self);
         self.tasks.spawn(async move { job.finish(&this).await });
+    }
+
+    /// If `id` runs here (this host claimed its own running delivery
+    /// back: its renewal came late), it goes on under the new count, and
+    /// true: not a second run.
+    fn reclaimed_own(&self, id: &str, deliveries: u32) -> bool {
+        let mut running = self.running();
+        let Some(r) = running.get_mut(id) else {
+            return false;
+        };
+        r.count.store(deliveries, Ordering::Release);
+        r.renewed = Instant::now();
+        true
     }
 
     /// Registers a running delivery.
@@ -283,6 +300,7 @@ impl Executor {
         let stream = shared.keys.requests(&shared.pools[pool]);
         let min_idle = Shared::ms(shared.cfg.min_idle);
         let mut conn = shared.conn();
+        let turn = self.leases.lock().await;
         match scripts::claim(&mut conn, &stream, &shared.consumer, min_idle, n).await {
             Ok((claimed, deleted)) => {
                 shared.counters.outcome(true);
@@ -294,12 +312,19 @@ impl Executor {
                     );
                 }
                 let taken = claimed.len();
+                let mut fresh = Vec::with_capacity(taken);
                 for c in claimed {
                     shared.counters.add(Count::Claims);
                     // A handback's idle time is made up (a day): not a reclaim latency.
                     if let Some(idle) = c.idle_ms.filter(|&i| i < scripts::HANDBACK_IDLE_MS) {
                         shared.counters.claimed_idle(idle);
                     }
+                    if !self.reclaimed_own(&c.entry.id, c.deliveries) {
+                        fresh.push(c);
+                    }
+                }
+                drop(turn);
+                for c in fresh {
                     self.start(pool, c.entry, c.deliveries).await;
                 }
                 taken

@@ -36,6 +36,7 @@ impl Executor {
     }
 
     async fn renew(&self, pool: usize) {
+        let _turn = self.leases.lock().await;
         let held: Vec<(String, u32)> = self
             .running()
             .values()

@@ -121,10 +121,13 @@ impl Job {
 
     /// Waits for the local answer (or an early end) and settles the delivery.
     pub(crate) async fn finish(mut self, ex: &Executor) {
+        // An answer already here goes first, even if the lease was lost
+        // meanwhile (a paused host that wakes up): then the server's fence
+        // decides (FENCED or DUP, counted), not a local guess.
         let answer = tokio::select! {
             biased;
-            () = self.cancel.cancelled() => None,
             answer = self.submitted.answer() => Some(answer),
+            () = self.cancel.cancelled() => None,
         };
         // Dropping the submission cancels the local attempt if it runs.
         drop(self.submitted);

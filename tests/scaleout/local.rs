@@ -41,12 +41,17 @@ async fn stop_and_check(redis: &RedisServer, hosts: &[&Supervisor]) {
     }
     let mut conn = redis.connection();
     let stream = format!("{{nanny:{NS}}}:req:default");
-    let pending: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+    let pending: redis::RedisResult<(u64, redis::Value, redis::Value, redis::Value)> = redis::cmd("XPENDING")
         .arg(&stream)
         .arg("workers")
-        .query(&mut conn)
-        .expect("XPENDING");
-    assert_eq!(pending.0, 0, "nothing pending after the stop");
+        .query(&mut conn);
+    let pending = match pending {
+        Ok(p) => p.0,
+        // A host that stopped before its executor's first turn made no group.
+        Err(e) if e.code() == Some("NOGROUP") => 0,
+        Err(e) => panic!("XPENDING: {e}"),
+    };
+    assert_eq!(pending, 0, "nothing pending after the stop");
     let len: u64 = redis::cmd("XLEN").arg(&stream).query(&mut conn).expect("XLEN");
     assert_eq!(len, 0, "no request entry left");
 }

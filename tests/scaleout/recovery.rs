@@ -224,6 +224,13 @@ async fn a_host_that_claims_its_own_running_delivery_keeps_running_it() {
             .expect("task")
             .expect("answered");
         assert_eq!(resp.host(), Some("b"));
+        // The reply can reach the caller before b has read the script's
+        // verdict and counted its completion.
+        wait_until("b counts its completion", || {
+            let done = b.queue_stats().expect("stats").completed;
+            async move { done >= 1 }
+        })
+        .await;
         let stats = b.queue_stats().expect("stats");
         assert_eq!(
             (stats.lost, stats.fenced, stats.completed),

@@ -262,6 +262,57 @@ fn a_batch_completes_each_delivery_on_its_own_fence() {
     assert_eq!((len, pending(&mut conn)), (0, 0));
 }
 
+#[test]
+fn a_claim_gives_each_idle_time_and_the_entries_that_were_trimmed() {
+    let redis = RedisServer::start();
+    let mut conn = redis.connection();
+    fresh(&mut conn);
+    let (kept, gone) = (add(&mut conn, "kept"), add(&mut conn, "gone"));
+    assert_eq!(read(&mut conn, "ghost").as_deref(), Some(kept.as_str()));
+    assert_eq!(read(&mut conn, "ghost").as_deref(), Some(gone.as_str()));
+    // Both idle for 5 s; then, as if someone trimmed the stream, one
+    // entry is gone while its delivery is still pending.
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(STREAM)
+        .arg(GROUP)
+        .arg("ghost")
+        .arg(0)
+        .arg(&kept)
+        .arg(&gone)
+        .arg("IDLE")
+        .arg(5_000)
+        .arg("JUSTID")
+        .query(&mut conn)
+        .expect("XCLAIM IDLE");
+    let deleted_n: u64 = redis::cmd("XDEL")
+        .arg(STREAM)
+        .arg(&gone)
+        .query(&mut conn)
+        .expect("XDEL");
+    assert_eq!((deleted_n, pending(&mut conn)), (1, 2));
+    let v: redis::Value = scripts()
+        .claim
+        .key(STREAM)
+        .arg(GROUP)
+        .arg("b")
+        .arg(1_000)
+        .arg(10)
+        .invoke(&mut conn)
+        .expect("claim");
+    let (claimed, deleted): (Vec<ClaimedRow>, Vec<String>) =
+        redis::from_redis_value(v).expect("a claim reply");
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    let (id, _, deliveries, idle) = &claimed[0];
+    assert_eq!((id, *deliveries), (&kept, 2));
+    assert!(*idle >= 5_000, "the idle time before the claim: {idle}");
+    assert_eq!(deleted, [gone]);
+    assert_eq!(
+        pending(&mut conn),
+        1,
+        "the trimmed delivery left the pending list"
+    );
+}
+
 /// One step of the backend, as the proptest draws it.
 #[derive(Debug, Clone)]
 enum Step {

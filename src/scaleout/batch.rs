@@ -8,6 +8,11 @@
 //! Used for the caller's `XADD`s (one pipeline a batch) and the executor's
 //! completions (one fenced script a batch). A runner that has ended
 //! answers nothing: [`Batcher::call`] then gives `None`.
+//!
+//! The channel has no bound of its own because each user has one: every
+//! item's sender waits for its result, and there are at most `max_queue`
+//! waiting XADDs (the caller's ledger refuses more with `QueueFull`) and at
+//! most as many completions as deliveries run here (the pools' capacity).
 
 use std::future::Future;
 

@@ -69,6 +69,8 @@ pub(crate) struct Config {
     /// What start chose from it ([`crate::descendants::choose`]).
     pub(crate) init: Option<Arc<crate::descendants::Init>>,
     pub(crate) containment: Option<crate::Containment>,
+    /// The queue shared with other hosts ([`Builder::queue`]).
+    pub(crate) queue: Option<crate::RedisQueue>,
 }
 
 /// Builds a [`Supervisor`]. Start from [`Supervisor::builder`].
@@ -126,6 +128,7 @@ impl Default for Builder {
                 descendants: crate::descendants::Choice::default(),
                 init: None,
                 containment: None,
+                queue: None,
             },
         }
     }
@@ -413,6 +416,7 @@ mod inherit;
 mod output;
 mod placement;
 mod plain;
+mod queue;
 #[cfg(test)]
 mod tests;
 mod validate;

@@ -203,6 +203,9 @@ pub struct Inspect {
     /// [`crate::descendants`]); `None` only from a supervisor that predates it.
     #[serde(default)]
     pub containment: Option<crate::Containment>,
+    /// The shared queue's counters ([`crate::RedisQueue`]); `None` without one.
+    #[serde(default)]
+    pub queue: Option<crate::QueueStats>,
 }
 
 impl Inspect {

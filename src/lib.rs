@@ -63,6 +63,7 @@ pub mod readiness;
 mod restart;
 mod retries;
 pub mod router;
+pub mod scaleout;
 pub mod sticky;
 mod supervisor;
 mod worker;
@@ -94,6 +95,7 @@ pub use pool::{
 };
 pub use readiness::Readiness;
 pub use retries::Retries;
+pub use scaleout::{QueueStats, RedisQueue};
 pub use supervisor::{EnqueueOptions, Response, Supervisor};
 pub use worker_ref::{ParseWorkerRefError, WorkerRef};
 

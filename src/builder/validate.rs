@@ -34,6 +34,9 @@ impl Config {
         if self.pools.is_empty() {
             return Err(E::NoPools);
         }
+        if let Some(queue) = &self.queue {
+            queue.validate()?;
+        }
         for (i, p) in self.pools.iter().enumerate() {
             let pool = || p.name.clone();
             if p.name.is_empty() {
@@ -42,7 +45,7 @@ impl Config {
             if self.pools[..i].iter().any(|q| q.name == p.name) {
                 return Err(E::DuplicatePool { pool: pool() });
             }
-            if p.workers == 0 {
+            if p.workers == 0 && self.queue.is_none() {
                 return Err(E::ZeroWorkers { pool: pool() });
             }
             if p.workers > crate::Pool::MAX_WORKERS {

@@ -180,15 +180,29 @@ pub enum Error {
     /// An argument was out of range (e.g. a pool size of zero).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// With a shared queue ([`crate::RedisQueue`]): every attempt's host
+    /// died or lost its lease (each reclaim counts as an attempt), and the
+    /// retries are spent.
+    #[error("every host running the request was lost (after {attempts} attempt(s))")]
+    HostLost {
+        /// Attempts made, the last one included.
+        attempts: u32,
+    },
+    /// The shared queue (Redis) is unreachable or refused a command: the
+    /// request failed at once, nothing waits. The text never holds the
+    /// URL's password.
+    #[error("shared queue: {0}")]
+    Queue(String),
 }
 
 impl Error {
     /// Attempts made before a transport failure ([`Timeout`](Error::Timeout),
-    /// [`WorkerExited`](Error::WorkerExited),
+    /// [`WorkerExited`](Error::WorkerExited), [`HostLost`](Error::HostLost),
     /// [`AttachmentConsumed`](Error::AttachmentConsumed)); `None` for other errors.
     pub fn attempts(&self) -> Option<u32> {
         match self {
             Error::Timeout { attempts }
+            | Error::HostLost { attempts }
             | Error::WorkerExited { attempts, .. }
             | Error::AttachmentConsumed { attempts, .. } => Some(*attempts),
             _ => None,

@@ -156,6 +156,7 @@ impl Task {
                     attempt: e.attempt,
                     data,
                     stream,
+                    host: None,
                 }),
                 Err(err) => {
                     self.resolve(id, Err(Error::Attachment(err.to_string())));

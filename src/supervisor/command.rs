@@ -35,6 +35,11 @@ pub(crate) enum Command {
     /// The caller dropped its `enqueue` future.
     Cancel(RequestId),
     Ready(Reply<Result<(), Error>>),
+    /// A pool's free capacity, for the scale-out executor (see `port`).
+    Capacity {
+        pool: usize,
+        reply: Reply<usize>,
+    },
     Health(Reply<Vec<WorkerHealth>>),
     Inspect(Reply<crate::health::Inspect>),
     Signal {

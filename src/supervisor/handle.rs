@@ -15,12 +15,14 @@ use super::ids::RequestId;
 pub use super::response::{EnqueueOptions, Response};
 
 mod handover;
+mod health;
 mod manage;
 mod messaging;
+mod queue;
 use crate::builder::Builder;
 use crate::error::Error;
 use crate::events::Event;
-use crate::health::{Inspect, Stats, WorkerHealth};
+use crate::health::{Inspect, Stats};
 use crate::retries::Retries;
 use nix::sys::signal::Signal;
 
@@ -38,6 +40,8 @@ pub struct Supervisor {
     pub(crate) gone: Arc<AtomicBool>,
     /// The stop signals taken (see [`crate::exit`]).
     pub(crate) stop_signal: Arc<crate::exit::SignalRecord>,
+    /// The caller's side of a shared queue ([`crate::RedisQueue`]).
+    pub(crate) queue: Option<Arc<crate::scaleout::caller::Caller>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -85,12 +89,17 @@ impl Supervisor {
 
     /// Sends `payload` to the least pressured ready worker of the first pool
     /// and waits for its answer. Resolves exactly once: with the answer or a
-    /// typed [`Error`].
+    /// typed [`Error`]. With a shared queue ([`Builder::queue`]) the
+    /// request goes through Redis to any host with workers for the pool
+    /// (see [`crate::scaleout`]); Redis down fails it at once with
+    /// [`Error::Queue`].
     ///
     /// # Cancel safety
     ///
     /// Dropping the future withdraws the request: it leaves the queue, or
-    /// its worker is told to cancel the attempt.
+    /// its worker is told to cancel the attempt. Through a shared queue
+    /// the executing host is told too, best effort (it reads the cancel
+    /// flags every heartbeat).
     pub async fn enqueue<T: Serialize + ?Sized>(&self, payload: &T) -> Result<Response, Error> {
         self.enqueue_with(payload, EnqueueOptions::default()).await
     }
@@ -104,6 +113,9 @@ impl Supervisor {
         let payload =
             nanny_worker::protocol::encode_payload(payload).map_err(|e| Error::Encode(e.to_string()))?;
         self.check_size(payload.len())?;
+        if let Some(caller) = self.shared_queue(&options) {
+            return caller.enqueue(self.outgoing(options, payload)).await;
+        }
         let id = RequestId::new();
         let (reply, rx) = oneshot::channel();
         let request = NewRequest {
@@ -150,36 +162,6 @@ impl Supervisor {
         self.call(Command::Ready).await?
     }
 
-    /// Per-worker health: pid, logical id, RSS, the worker's own heartbeat,
-    /// in-flight count, state, and CPU time (read with `sysinfo`).
-    pub async fn health(&self) -> Result<Vec<WorkerHealth>, Error> {
-        let mut health = self.call(Command::Health).await?;
-        let pids: Vec<sysinfo::Pid> = health.iter().map(|h| sysinfo::Pid::from_u32(h.pid)).collect();
-        // sysinfo costs ~45 µs per process: off the runtime, and only here.
-        let cpu = tokio::task::spawn_blocking(move || {
-            let Ok(mut sys) = sysinfo::System::new() else {
-                return Vec::new();
-            };
-            sys.refresh_processes_specifics(
-                sysinfo::ProcessesToUpdate::Some(&pids),
-                true,
-                sysinfo::ProcessRefreshKind::nothing().with_cpu(),
-            );
-            pids.iter()
-                .map(|pid| {
-                    sys.process(*pid)
-                        .map(|p| Duration::from_millis(p.accumulated_cpu_time()))
-                })
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
-        for (h, cpu) in health.iter_mut().zip(cpu) {
-            h.cpu_time = cpu;
-        }
-        Ok(health)
-    }
-
     /// A serializable snapshot of everything: pools (target, policy,
     /// failed, queue), workers (state, pid, logical id, uptime, restarts,
     /// last heartbeat, error and warning counts, connections…), listeners
@@ -190,7 +172,9 @@ impl Supervisor {
     /// [`Inspect::count_running_load_balancers`] and
     /// [`Inspect::count_active_load_balancers`].
     pub async fn inspect(&self) -> Result<Inspect, Error> {
-        self.call(Command::Inspect).await
+        let mut inspect = self.call(Command::Inspect).await?;
+        inspect.queue = self.queue_stats();
+        Ok(inspect)
     }
 
     /// Workers the configuration asks for, over all pools.
@@ -374,14 +358,20 @@ impl Supervisor {
 
     /// Graceful stop: new requests fail with [`Error::ShuttingDown`], queued
     /// and in-flight ones finish, workers exit cleanly; returns once every
-    /// worker is reaped. Idempotent.
+    /// worker is reaped. Idempotent. With a shared queue, this host reads
+    /// no more work, and what it has taken finishes and completes (a hard
+    /// kill hands it back to the other hosts instead); this host's callers
+    /// still waiting for other hosts' answers at the end get
+    /// [`Error::ShuttingDown`].
     pub async fn soft_kill(&self) {
+        self.close_queue(false);
         let _ = self.call(Command::SoftKill).await;
     }
 
     /// Immediate stop: SIGKILL to every worker; every pending request
     /// resolves with [`Error::Killed`]; returns once every worker is reaped.
     pub async fn hard_kill(&self) {
+        self.close_queue(true);
         let _ = self.call(Command::HardKill).await;
     }
 

@@ -61,6 +61,7 @@ mod messaging;
 mod ops;
 mod order;
 mod pause;
+mod port;
 mod probing;
 mod progress;
 mod queue;
@@ -76,5 +77,6 @@ mod task;
 mod watch;
 
 pub use handle::{EnqueueOptions, Response, Supervisor};
+pub(crate) use port::{LocalPort, Submitted};
 pub(crate) use slots::parse_name;
 pub(crate) use start::spawn;

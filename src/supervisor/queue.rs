@@ -2,9 +2,11 @@
 //!
 //! The [`Ledger`](super::ledger::Ledger) keeps every request's waiter, its
 //! attachment and its payload; the queue only orders request ids, per pool.
-//! [`MemoryQueue`] is the embedded default. A backend that shares the queue
-//! with other hosts (Redis Streams, a later issue) implements the same
-//! trait:
+//! [`MemoryQueue`] is the embedded default. The queue shared by several
+//! hosts on Redis Streams is not a backend of this trait (its waiters live
+//! on the caller's host and its completions are fenced after the worker
+//! answered; see `crate::scaleout` and ARCHITECTURE.md, "Several hosts").
+//! Another backend of this host's queue implements the trait:
 //!
 //! * **The supervisor task never awaits the backend on a state change.**
 //!   Every method but [`PendingQueue::news`] is synchronous and works on what

@@ -92,6 +92,8 @@ pub struct Response {
     pub(crate) attempt: u32,
     pub(crate) data: Vec<u8>,
     pub(crate) stream: Option<ResponseStream>,
+    /// The host that answered through a shared queue.
+    pub(crate) host: Option<String>,
 }
 
 impl Response {
@@ -110,7 +112,15 @@ impl Response {
         self.worker
     }
 
-    /// Which attempt was answered (1 = the first).
+    /// The host whose worker answered, when the request went through a
+    /// shared queue ([`crate::RedisQueue`]); `None` for a local answer.
+    /// [`worker`](Self::worker) is then that host's worker.
+    pub fn host(&self) -> Option<&str> {
+        self.host.as_deref()
+    }
+
+    /// Which attempt was answered (1 = the first; with a shared queue,
+    /// reclaims by other hosts count).
     pub fn attempt(&self) -> u32 {
         self.attempt
     }
@@ -138,6 +148,7 @@ impl fmt::Debug for Response {
         f.debug_struct("Response")
             .field("id", &self.id)
             .field("worker", &self.worker)
+            .field("host", &self.host)
             .field("attempt", &self.attempt)
             .field("len", &self.data.len())
             .field("stream", &self.stream.is_some())

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::time::DelayQueue;
 
+use super::command::Command;
 use super::connections::Connections;
 use super::handle::{Defaults, Supervisor};
 use super::ledger::Ledger;
@@ -74,6 +75,8 @@ pub(crate) fn spawn(mut cfg: Config) -> Result<Supervisor, StartError> {
         ));
     }
     let listeners = super::listeners::bind_listeners(&mut cfg)?;
+    // Last of what can fail: nothing of it is left running when spawn fails.
+    let queue = start_queue(&cfg, &tx, &tracker, &stop_signals)?;
     let conns = Connections::new(cfg.pools.len());
     let ledger = Ledger::new(cfg.pools.len(), cfg.max_queue);
     let order = StartOrder::new(cfg.pools.len());
@@ -115,5 +118,36 @@ pub(crate) fn spawn(mut cfg: Config) -> Result<Supervisor, StartError> {
         defaults,
         gone,
         stop_signal,
+        queue,
     })
+}
+
+/// With a shared queue: its caller, and the scale-out task on the
+/// supervisor's tracker (it ends when the task finishes: `stop_signals`
+/// is cancelled then, before the tracker is waited for).
+fn start_queue(
+    cfg: &Config,
+    tx: &mpsc::Sender<Command>,
+    tracker: &TaskTracker,
+    stop_signals: &CancellationToken,
+) -> Result<Option<Arc<crate::scaleout::caller::Caller>>, StartError> {
+    let Some(queue) = &cfg.queue else {
+        return Ok(None);
+    };
+    let pools: Vec<String> = cfg.pools.iter().map(|p| p.name.clone()).collect();
+    let shared = Arc::new(crate::scaleout::shared::Shared::new(
+        queue.clone(),
+        pools.clone(),
+    )?);
+    let (caller, cancels) = crate::scaleout::caller::Caller::new(Arc::clone(&shared), cfg.max_queue);
+    let stop = stop_signals.child_token();
+    let port = super::port::LocalPort::new(tx.downgrade(), pools, stop.clone());
+    tracker.spawn(crate::scaleout::run(
+        shared,
+        Arc::clone(&caller),
+        cancels,
+        port,
+        stop,
+    ));
+    Ok(Some(caller))
 }

@@ -260,6 +260,9 @@ impl Task {
             Command::Enqueue(request) => self.on_enqueue(request),
             Command::Cancel(id) => self.on_cancel(id),
             Command::Ready(reply) => self.ready_waiters.push(reply),
+            Command::Capacity { pool, reply } => {
+                let _ = reply.send(self.free_capacity(pool));
+            }
             Command::Health(reply) => {
                 let _ = reply.send(self.health());
             }

@@ -218,6 +218,7 @@ impl Task {
             listeners: self.listener_infos(),
             stats: self.stats(),
             containment: self.cfg.containment.clone(),
+            queue: None, // filled by the handle, which holds the counters
         }
     }
 

@@ -24,6 +24,16 @@ pub(crate) enum Cmd {
     /// Sleeps this many milliseconds, or `TEST_SLOW_MS` on the worker whose
     /// logical id is `TEST_SLOW_LOGICAL_ID`; then answers a [`Whoami`].
     Work(u64),
+    /// A multi-host test's job (issue 16): notes `EXEC` in the exec log,
+    /// sleeps `ms` milliseconds, then answers `job_answer(token)` (a `u64`,
+    /// see `tests/support/jobs.rs`); a cancelled attempt notes `CANCEL` and
+    /// answers nothing.
+    Job {
+        /// The request's token.
+        token: u64,
+        /// How long it sleeps.
+        ms: u64,
+    },
     /// Waits until a `"release"` broadcast names this key (releases are
     /// sticky), then answers a [`Whoami`]. A cancelled attempt stops waiting
     /// and answers nothing.

@@ -7,6 +7,7 @@ pub(crate) mod attachments;
 pub(crate) mod cmd;
 pub(crate) mod conformance;
 pub(crate) mod conns;
+pub(crate) mod jobs;
 pub(crate) mod load;
 pub(crate) mod mail;
 pub(crate) mod plain;

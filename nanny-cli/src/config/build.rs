@@ -5,11 +5,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use nanny::{Backoff, Builder, Listener, Pool, Readiness, Retries, WorkerSpec};
+use nanny::{Backoff, Builder, Listener, Pool, Readiness, RedisQueue, Retries, WorkerSpec};
 
 use super::schema::{
-    File, ListenerConfig, PoolConfig, ReadinessConfig, RetriesConfig, Settings, SupervisorConfig, Unlimited,
+    File, ListenerConfig, PoolConfig, QueueConfig, ReadinessConfig, RetriesConfig, Settings,
+    SupervisorConfig, Unlimited,
 };
+use super::units::Span;
 use super::Problem;
 
 /// `nanny run`'s `drain_timeout` when the file sets none (DESIGN.md:
@@ -29,6 +31,10 @@ pub(crate) fn builder(file: File, dir: &Path) -> Result<Built, Problem> {
     let mut b = supervisor(Builder::default(), &file.supervisor);
     if let Some(path) = &file.supervisor.init_program {
         b = b.init_program(dir.join(path));
+    }
+    if let Some(q) = &file.queue {
+        let place = |m| Problem::at(q.span(), format!("[queue]: {m}"));
+        b = b.queue(queue(q.get_ref(), dir, |name| std::env::var(name).ok()).map_err(place)?);
     }
     let mut specs = Vec::with_capacity(file.pool.len());
     let mut pools = Vec::with_capacity(file.pool.len());
@@ -55,6 +61,44 @@ pub(crate) fn builder(file: File, dir: &Path) -> Result<Built, Problem> {
 /// What [`builder`] makes: the builder, each pool's name and spec, each
 /// pool's name and definition.
 pub(crate) type Built = (Builder, Vec<(String, WorkerSpec)>, Vec<(String, Pool)>);
+
+/// The shared queue `[queue]` describes; `env` looks up `url_env`,
+/// `tls_ca_file` is read from `dir`. The library checks the values
+/// themselves when the supervisor starts (`ConfigError::SharedQueue`).
+pub(crate) fn queue(
+    q: &QueueConfig,
+    dir: &Path,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<RedisQueue, String> {
+    let url = match (&q.url, &q.url_env) {
+        (Some(url), None) => url.clone(),
+        (None, Some(name)) => env(name).ok_or_else(|| format!("url_env names {name}, which is not set"))?,
+        (Some(_), Some(_)) => return Err("url and url_env are both set; give one".to_owned()),
+        (None, None) => return Err("url or url_env is required".to_owned()),
+    };
+    let mut r = RedisQueue::new(url, q.namespace.clone());
+    if let Some(host) = &q.host {
+        r = r.host(host.clone());
+    }
+    let set = |r: RedisQueue, value: Option<Span>, f: fn(RedisQueue, Duration) -> RedisQueue| match value {
+        Some(span) => f(r, span.0),
+        None => r,
+    };
+    r = set(r, q.heartbeat, RedisQueue::heartbeat);
+    r = set(r, q.min_idle, RedisQueue::min_idle);
+    r = set(r, q.janitor, RedisQueue::janitor);
+    r = set(r, q.block, RedisQueue::block);
+    r = set(r, q.reply_ttl, RedisQueue::reply_ttl);
+    if let Some(bytes) = q.min_available_memory {
+        r = r.min_available_memory(bytes.0);
+    }
+    if let Some(file) = &q.tls_ca_file {
+        let path = dir.join(file);
+        let pem = std::fs::read(&path).map_err(|e| format!("tls_ca_file {}: {e}", path.display()))?;
+        r = r.tls_root_certificate(pem);
+    }
+    Ok(r)
+}
 
 fn supervisor(mut b: Builder, s: &SupervisorConfig) -> Builder {
     if let Some(v) = s.pulse {

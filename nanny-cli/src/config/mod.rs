@@ -14,6 +14,8 @@ mod logs;
 mod schema;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_queue;
 mod units;
 
 #[cfg(test)]
@@ -112,6 +114,8 @@ pub(crate) struct Loaded {
     pools: Vec<(String, Range<usize>)>,
     /// Each listener's name (as the library names it) and its table's range.
     listeners: Vec<(String, Range<usize>)>,
+    /// The range of the `[queue]` table, if any.
+    queue: Option<Range<usize>>,
 }
 
 /// The file's path and text, to turn byte offsets into lines and columns.
@@ -182,6 +186,7 @@ fn parse(source: Source, dir: &Path) -> Result<Loaded, FileError> {
         .iter()
         .map(|l| (listener_name(l.get_ref(), dir), l.span()))
         .collect();
+    let queue = file.queue.as_ref().map(toml::Spanned::span);
     let api = ApiSettings::resolve(&file.api, dir);
     let logs = logs::pools(&file, dir).map_err(|p| source.error(p.span, p.message))?;
     let (builder, specs, defs) = build::builder(file, dir).map_err(|p| source.error(p.span, p.message))?;
@@ -195,6 +200,7 @@ fn parse(source: Source, dir: &Path) -> Result<Loaded, FileError> {
         source,
         pools,
         listeners,
+        queue,
     })
 }
 
@@ -222,6 +228,11 @@ impl Loaded {
                 .map(|(_, span)| span.clone())
         };
         let span = at(&self.listeners, error.listener()).or_else(|| at(&self.pools, error.pool()));
+        let span = span.or_else(|| {
+            matches!(error, nanny::ConfigError::SharedQueue(_))
+                .then(|| self.queue.clone())
+                .flatten()
+        });
         self.source.error(span, message)
     }
 }

@@ -29,6 +29,48 @@ pub(crate) struct File {
     /// The REST API.
     #[serde(default)]
     pub(crate) api: ApiConfig,
+    /// The request queue shared with other hosts, if any.
+    pub(crate) queue: Option<Spanned<QueueConfig>>,
+}
+
+/// `[queue]`: one request queue per pool on Redis Streams, shared with the
+/// other hosts that name the same Redis and namespace
+/// (`nanny::RedisQueue`). Exactly one of `url` and `url_env`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct QueueConfig {
+    /// The Redis URL (`redis://[user:password@]host[:port][/db]`,
+    /// `redis+unix:///path`).
+    pub(crate) url: Option<String>,
+    /// The environment variable that holds the URL: credentials stay out of
+    /// the file.
+    pub(crate) url_env: Option<String>,
+    /// The keys' namespace: every host of one deployment names the same.
+    pub(crate) namespace: String,
+    /// This host's name; default the machine's hostname.
+    pub(crate) host: Option<String>,
+    pub(crate) heartbeat: Option<Span>,
+    pub(crate) min_idle: Option<Span>,
+    pub(crate) janitor: Option<Span>,
+    pub(crate) block: Option<Span>,
+    pub(crate) reply_ttl: Option<Span>,
+    /// A PEM file of the certificate authorities to trust for `rediss://`
+    /// (relative to the file's directory); default: the system's roots.
+    pub(crate) tls_ca_file: Option<PathBuf>,
+    /// Below this much available memory the host takes no work.
+    pub(crate) min_available_memory: Option<Bytes>,
+}
+
+impl std::fmt::Debug for QueueConfig {
+    // Never the URL: it may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueConfig")
+            .field("url", &self.url.as_ref().map(|_| "…"))
+            .field("url_env", &self.url_env)
+            .field("namespace", &self.namespace)
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[api]`: the REST API's switch, address, token and state directory.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 
-fn load_str(text: &str) -> Result<Loaded, FileError> {
+pub(super) fn load_str(text: &str) -> Result<Loaded, FileError> {
     load_in(text, Path::new("/srv/app"))
 }
 
@@ -18,7 +18,7 @@ fn load_in(text: &str, dir: &Path) -> Result<Loaded, FileError> {
 }
 
 /// The error the library's validation finds in a file that parses.
-fn semantic(text: &str) -> FileError {
+pub(super) fn semantic(text: &str) -> FileError {
     let loaded = load_str(text).expect("the file parses");
     match loaded.builder.clone().spawn() {
         Err(nanny::StartError::Config(e)) => loaded.locate(&e),
@@ -26,7 +26,7 @@ fn semantic(text: &str) -> FileError {
     }
 }
 
-fn err(text: &str) -> FileError {
+pub(super) fn err(text: &str) -> FileError {
     load_str(text).expect_err("the file is refused")
 }
 

@@ -96,9 +96,34 @@ const MESSAGES: Family = Family(
     MetricType::Counter,
 );
 
+const SHARED_QUEUE_CONNECTED: Family = Family(
+    "shared_queue_connected",
+    "1 if the last command to the shared queue's Redis succeeded, else 0 (no sample without a [queue]).",
+    None,
+    MetricType::Gauge,
+);
+const SHARED_QUEUE_PRESSURE: Family = Family(
+    "shared_queue_under_memory_pressure",
+    "1 while this host's available memory is below its [queue] min_available_memory: it takes no work meanwhile.",
+    None,
+    MetricType::Gauge,
+);
+const SHARED_QUEUE_RECLAIM: Family = Family(
+    "shared_queue_reclaim_idle",
+    "Of the requests this host reclaimed from others: the longest idle time since their owner's last renewal (max) and the sum (total), as Redis measured them.",
+    Some(Unit::Seconds),
+    MetricType::Gauge,
+);
+const SHARED_QUEUE: Family = Family(
+    "shared_queue_operations",
+    "What this host did on the shared queue, by operation: sent, read, claimed (reclaimed from another host), completed, fenced (a completion refused: the work had been reclaimed), duplicate (completed twice), lost (a lease lost while running), remote_cancel, handed_back, late_reply (a reply for a request no longer waiting), malformed, error.",
+    None,
+    MetricType::Counter,
+);
+
 /// Every family a scrape has, in order.
 #[cfg(test)]
-pub(crate) const FAMILIES: [&str; 9] = [
+pub(crate) const FAMILIES: [&str; 13] = [
     QUEUE_DEPTH.0,
     IN_FLIGHT.0,
     REQUESTS.0,
@@ -108,6 +133,10 @@ pub(crate) const FAMILIES: [&str; 9] = [
     LAG.0,
     CONNECTIONS.0,
     MESSAGES.0,
+    SHARED_QUEUE_CONNECTED.0,
+    SHARED_QUEUE_PRESSURE.0,
+    SHARED_QUEUE_RECLAIM.0,
+    SHARED_QUEUE.0,
 ];
 
 /// A value of a family, under its labels.
@@ -191,8 +220,44 @@ impl Collector for Snapshot {
             let n = c.public_received + c.group_received + c.private_received + c.confirmations_received;
             (worker(w), Value::Counter(n))
         });
-        family(&mut encoder, &MESSAGES, messages)
+        family(&mut encoder, &MESSAGES, messages)?;
+        shared_queue(&mut encoder, self.inspect.queue.as_ref())
     }
+}
+
+/// The shared queue's families: their descriptors always, samples with a queue.
+fn shared_queue(
+    encoder: &mut DescriptorEncoder<'_>,
+    q: Option<&nanny::QueueStats>,
+) -> Result<(), fmt::Error> {
+    let flag = |on: bool| Value::Gauge(if on { 1.0 } else { 0.0 });
+    let connected = q.map(|q| (Vec::new(), flag(q.connected)));
+    family(encoder, &SHARED_QUEUE_CONNECTED, connected.into_iter())?;
+    let pressed = q.map(|q| (Vec::new(), flag(q.under_pressure)));
+    family(encoder, &SHARED_QUEUE_PRESSURE, pressed.into_iter())?;
+    let reclaim = q.into_iter().flat_map(|q| {
+        [("max", q.claim_idle_max_ms), ("total", q.claim_idle_total_ms)]
+            .map(|(of, ms)| (vec![("of", of.to_owned())], Value::Gauge(ms as f64 / 1e3)))
+    });
+    family(encoder, &SHARED_QUEUE_RECLAIM, reclaim)?;
+    let operations = q.into_iter().flat_map(|q| {
+        [
+            ("sent", q.sent),
+            ("read", q.reads),
+            ("claimed", q.claims),
+            ("completed", q.completed),
+            ("fenced", q.fenced),
+            ("duplicate", q.duplicate_completions),
+            ("lost", q.lost),
+            ("remote_cancel", q.remote_cancels),
+            ("handed_back", q.handed_back),
+            ("late_reply", q.late_replies),
+            ("malformed", q.malformed),
+            ("error", q.errors),
+        ]
+        .map(|(op, n)| (vec![("operation", op.to_owned())], Value::Counter(n)))
+    });
+    family(encoder, &SHARED_QUEUE, operations)
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -376,5 +441,49 @@ mod tests {
         assert_eq!(lines.len(), Reason::ALL.len(), "{lines:?}");
         assert!(lines.contains(&"nanny_restarts_total{pool=\"app\",reason=\"signal\"} 2"));
         assert!(lines.contains(&"nanny_restarts_total{pool=\"app\",reason=\"crash\"} 0"));
+    }
+
+    #[test]
+    fn the_shared_queue_has_samples_only_with_a_queue() {
+        let text = scrape(&Restarts::default());
+        assert!(lines_of(&text, "nanny_shared_queue").is_empty(), "{text}");
+        let mut inspect = fixture();
+        inspect.queue = Some(
+            serde_json::from_value(serde_json::json!({
+                "connected": true, "sent": 5, "reads": 4, "claims": 1, "completed": 4, "fenced": 2,
+                "duplicate_completions": 0, "lost": 3, "remote_cancels": 0, "handed_back": 0,
+                "late_replies": 6, "malformed": 0, "errors": 7,
+                "claim_idle_max_ms": 1500, "claim_idle_total_ms": 2500, "under_pressure": false
+            }))
+            .expect("the stats parse"),
+        );
+        let text = render(Snapshot::new(inspect, &Restarts::default())).expect("encodes");
+        assert_eq!(
+            lines_of(&text, "nanny_shared_queue_connected"),
+            ["nanny_shared_queue_connected 1.0"]
+        );
+        assert_eq!(
+            lines_of(&text, "nanny_shared_queue_under_memory_pressure"),
+            ["nanny_shared_queue_under_memory_pressure 0.0"]
+        );
+        assert_eq!(
+            lines_of(&text, "nanny_shared_queue_reclaim_idle_seconds"),
+            [
+                "nanny_shared_queue_reclaim_idle_seconds{of=\"max\"} 1.5",
+                "nanny_shared_queue_reclaim_idle_seconds{of=\"total\"} 2.5"
+            ]
+        );
+        let ops = lines_of(&text, "nanny_shared_queue_operations_total");
+        assert_eq!(ops.len(), 12, "{ops:?}");
+        for line in [
+            "nanny_shared_queue_operations_total{operation=\"sent\"} 5",
+            "nanny_shared_queue_operations_total{operation=\"claimed\"} 1",
+            "nanny_shared_queue_operations_total{operation=\"fenced\"} 2",
+            "nanny_shared_queue_operations_total{operation=\"lost\"} 3",
+            "nanny_shared_queue_operations_total{operation=\"late_reply\"} 6",
+            "nanny_shared_queue_operations_total{operation=\"error\"} 7",
+        ] {
+            assert!(ops.contains(&line), "{line} in {ops:?}");
+        }
     }
 }

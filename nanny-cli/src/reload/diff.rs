@@ -7,7 +7,7 @@
 //! (`resize`). What needs a restart of nanny is named key by key: a
 //! pool's `plain` and `logical_ids` (which the library refuses to change
 //! live: `ConfigError::NotLive`), pools added or removed, `[supervisor]`,
-//! `[[listener]]`, `[api]`.
+//! `[[listener]]`, `[api]`, `[queue]`.
 //!
 //! The log keys (a pool's `silent`, `encoding`, `log_dir`, `log_max_size`,
 //! `log_max_total`, and `[supervisor]`'s defaults of the last three) are
@@ -149,7 +149,7 @@ impl Snapshot {
 /// What `new` changes against `old`.
 pub(crate) fn plan(old: &Snapshot, new: &Snapshot) -> Plan {
     let mut plan = Plan::default();
-    for section in ["supervisor", "api"] {
+    for section in ["supervisor", "api", "queue"] {
         let keys = changed_but_logs(table(&old.doc, section), table(&new.doc, section));
         plan.restart
             .extend(keys.into_iter().map(|k| format!("[{section}] {k} changed")));
@@ -302,5 +302,19 @@ mod tests {
         assert_eq!(plan(&old, &new).changes.len(), 1, "the definition is not adopted");
         old.adopt("web", &new, true, true);
         assert_eq!(plan(&old, &new), plan(&new, &new));
+    }
+
+    #[test]
+    fn the_shared_queue_needs_a_restart() {
+        let queue = "\n[queue]\nurl_env = \"REDIS_URL\"\nnamespace = \"shop\"\n";
+        let added = plan(&snapshot(TWO), &snapshot(&(TWO.to_owned() + queue)));
+        assert_eq!(
+            added.restart,
+            ["[queue] namespace changed", "[queue] url_env changed"]
+        );
+        assert_eq!(added.unchanged, ["web", "jobs"], "the pools are untouched");
+        let moved = TWO.to_owned() + &queue.replace("shop", "shop2");
+        let changed = plan(&snapshot(&(TWO.to_owned() + queue)), &snapshot(&moved));
+        assert_eq!(changed.restart, ["[queue] namespace changed"]);
     }
 }

@@ -8,6 +8,7 @@ mod endpoints;
 mod logs;
 mod metrics;
 mod openapi;
+mod queue;
 mod reload;
 mod run;
 mod support;

@@ -7,10 +7,10 @@ use std::net::TcpStream;
 
 use crate::support::*;
 
-mod exposition;
+pub(crate) mod exposition;
 
 /// Every family `/metrics` has (README.md, "The `nanny` command").
-const FAMILIES: [&str; 9] = [
+const FAMILIES: [&str; 13] = [
     "nanny_queue_depth",
     "nanny_in_flight",
     "nanny_requests",
@@ -20,6 +20,10 @@ const FAMILIES: [&str; 9] = [
     "nanny_worker_runtime_lag_seconds",
     "nanny_connections_balanced",
     "nanny_messages_relayed",
+    "nanny_shared_queue_connected",
+    "nanny_shared_queue_under_memory_pressure",
+    "nanny_shared_queue_reclaim_idle_seconds",
+    "nanny_shared_queue_operations",
 ];
 
 /// One scrape with the right token: the families, and the content type.
@@ -104,6 +108,10 @@ pool = "echo"
             "gauge",
             "gauge",
             "counter",
+            "counter",
+            "gauge",
+            "gauge",
+            "gauge",
             "counter"
         ]
     );

@@ -253,6 +253,12 @@ pub enum ConfigError {
     /// [`Builder::spawn`](crate::Builder::spawn) was called outside a tokio runtime.
     #[error("a supervisor must be started inside a tokio runtime")]
     NotInRuntime,
+    /// A setting of the shared queue ([`crate::RedisQueue`]) is refused: a
+    /// URL that does not parse or has an unsupported scheme, an empty
+    /// namespace, `min_idle` under three heartbeats… The text never holds
+    /// the URL.
+    #[error("shared queue: {0}")]
+    SharedQueue(String),
     /// [`process_title`](crate::Builder::process_title) is empty, longer
     /// than 64 bytes, or holds a NUL or a line break.
     #[error("process_title {title:?}: {reason}")]

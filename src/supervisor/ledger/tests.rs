@@ -108,6 +108,7 @@ pub(super) fn answer(id: RequestId, worker: WorkerId) -> Result<Response, Error>
         attempt: 1,
         data: Vec::new(),
         stream: None,
+        host: None,
     })
 }
 

@@ -41,6 +41,7 @@ pub(crate) async fn handle(st: &State, req: Request) -> Result<(), HandlerError>
             tokio::time::sleep(st.slow.unwrap_or(Duration::from_millis(ms))).await;
             req.respond(&me)?;
         }
+        Cmd::Job { token, ms } => crate::host::job(req, token, ms).await?,
         Cmd::Gate(key) => {
             if st.gate(&req, &key).await {
                 req.respond(&me)?;

@@ -50,16 +50,24 @@
 //! running request handlers.
 
 //!
+//! Run as `nanny-test-worker host url=… ns=… name=… [KEY=VALUE…]` it is
+//! one host of the multi-host tests (issue 16): a supervisor whose pool
+//! shares a request queue on Redis with other hosts, with its own workers
+//! and a caller of [`Cmd::Job`] requests (see [`host`]).
+//!
 //! The modes live in modules of their own: `serve` (the SDK-based worker),
 //! `handle` (its [`Cmd`] handler, with `asks` for the questions to the
 //! supervisor), `messages` (its messaging: what it received, reported on a
 //! `report` broadcast) and `conn` (its connection modes), `raw`
 //! (the protocol-breaking modes), `raw_conn` (`conn-bounce`) and `raw_fds`
 //! (the fd-channel hostile modes), `conformance` (the conformance worker),
-//! and `supervise` (the `supervise` mode).
+//! `supervise` (the `supervise` mode) and `host` (the `host` mode, with
+//! its workers' job handler).
 //!
 //! [`Cmd`]: cmd::Cmd
 //! [`Cmd::Work`]: cmd::Cmd::Work
+//! [`Cmd::Job`]: cmd::Cmd::Job
+//! [`host`]: host::host
 //! [`GOT_SIGUSR1`]: cmd::GOT_SIGUSR1
 //! [`supervise`]: supervise::supervise
 
@@ -71,7 +79,10 @@ mod conformance;
 mod conformance_ops;
 mod conn;
 mod handle;
+mod host;
 mod hostile;
+#[path = "../../support/jobs.rs"]
+mod jobs;
 #[path = "../../support/mail.rs"]
 mod mail;
 mod messages;
@@ -104,11 +115,18 @@ fn main() -> ExitCode {
         .expect("a tokio runtime");
     if nanny_worker::is_worker() {
         rt.block_on(worker_main())
-    } else if std::env::args().nth(1).as_deref() == Some("supervise") {
-        rt.block_on(supervise())
     } else {
-        eprintln!("nanny-test-worker: run by a nanny supervisor, or as `nanny-test-worker supervise N`");
-        ExitCode::from(2)
+        match std::env::args().nth(1).as_deref() {
+            Some("supervise") => rt.block_on(supervise()),
+            Some("host") => rt.block_on(host::host()),
+            _ => {
+                eprintln!(
+                    "nanny-test-worker: run by a nanny supervisor, or as `nanny-test-worker supervise N` \
+                     or `nanny-test-worker host KEY=VALUE…`"
+                );
+                ExitCode::from(2)
+            }
+        }
     }
 }
 

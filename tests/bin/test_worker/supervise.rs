@@ -95,16 +95,7 @@ pub(crate) async fn supervise() -> ExitCode {
     }
     say("READY");
     if !signals {
-        // Read on a thread of its own (tokio's stdin is not in this build).
-        let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
-        std::thread::spawn(move || {
-            for line in std::io::stdin().lines() {
-                let Ok(line) = line else { break };
-                if tx.blocking_send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut lines = stdin_lines();
         while let Some(line) = lines.recv().await {
             command(&supervisor, &stalled, &line).await;
         }
@@ -202,8 +193,23 @@ async fn command(sup: &nanny::Supervisor, stalled: &std::sync::atomic::AtomicUsi
     }
 }
 
+/// The lines of stdin, read on a thread of its own (tokio's stdin is not
+/// in this build); the channel closes at its end.
+pub(crate) fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
+    let (tx, lines) = tokio::sync::mpsc::channel::<String>(16);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 /// One line on stdout, flushed.
-fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}").expect("stdout");
     out.flush().expect("stdout");

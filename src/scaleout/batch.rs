@@ -5,7 +5,7 @@
 //! next batch, so the batch grows with the load and a lone item goes at
 //! once: no timer, no added wait at low load.
 //!
-//! Used for the caller's `XADD`s (one pipeline a batch) and the executor's
+//! Used for the caller's `XADD`s (one `MULTI`/`EXEC` a batch) and the executor's
 //! completions (one fenced script a batch). A runner that has ended
 //! answers nothing: [`Batcher::call`] then gives `None`.
 //!

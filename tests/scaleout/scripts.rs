@@ -1,6 +1,6 @@
 //! The Lua fence (`src/scaleout/lua/`) against a real Redis: completions
 //! by the owner win, by a fenced owner or twice do not; renewals report
-//! what was lost; a handback is taken at once. Then a proptest runs random
+//! what was lost; a handback is taken at once. Then a proptest (`model.rs`) runs random
 //! reads, claims, renewals, handbacks and completions, stale or not, by
 //! three consumers, against a model of the stream: every script answers
 //! what the model says, at most one reply per request is ever written,
@@ -9,24 +9,25 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use proptest::prelude::*;
 use redis::{Connection, Script};
 
 use super::redis_server::RedisServer;
 
-const STREAM: &str = "{nanny:p}:req:default";
-const REPLIES: &str = "{nanny:p}:reply:caller";
-const GROUP: &str = "workers";
-const TTL_MS: u64 = 60_000;
+mod model;
 
-struct Scripts {
-    complete: Script,
-    renew: Script,
-    claim: Script,
-    handback: Script,
+pub(super) const STREAM: &str = "{nanny:p}:req:default";
+pub(super) const REPLIES: &str = "{nanny:p}:reply:caller";
+pub(super) const GROUP: &str = "workers";
+pub(super) const TTL_MS: u64 = 60_000;
+
+pub(super) struct Scripts {
+    pub(super) complete: Script,
+    pub(super) renew: Script,
+    pub(super) claim: Script,
+    pub(super) handback: Script,
 }
 
-fn scripts() -> &'static Scripts {
+pub(super) fn scripts() -> &'static Scripts {
     static S: OnceLock<Scripts> = OnceLock::new();
     S.get_or_init(|| Scripts {
         complete: Script::new(include_str!("../../src/scaleout/lua/complete.lua")),
@@ -36,7 +37,7 @@ fn scripts() -> &'static Scripts {
     })
 }
 
-fn fresh(conn: &mut Connection) {
+pub(super) fn fresh(conn: &mut Connection) {
     let () = redis::cmd("FLUSHALL").query(conn).expect("FLUSHALL");
     let () = redis::cmd("XGROUP")
         .arg("CREATE")
@@ -48,7 +49,7 @@ fn fresh(conn: &mut Connection) {
         .expect("XGROUP CREATE");
 }
 
-fn add(conn: &mut Connection, rid: &str) -> String {
+pub(super) fn add(conn: &mut Connection, rid: &str) -> String {
     redis::cmd("XADD")
         .arg(STREAM)
         .arg("*")
@@ -62,7 +63,7 @@ fn add(conn: &mut Connection, rid: &str) -> String {
 type ReadStream = (String, Vec<(String, Vec<String>)>);
 
 /// `XREADGROUP … COUNT 1 … >` for `consumer`: the next new entry's id.
-fn read(conn: &mut Connection, consumer: &str) -> Option<String> {
+pub(super) fn read(conn: &mut Connection, consumer: &str) -> Option<String> {
     let v: redis::Value = redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg(GROUP)
@@ -84,7 +85,13 @@ fn read(conn: &mut Connection, consumer: &str) -> Option<String> {
         .map(|(id, _)| id)
 }
 
-fn complete(conn: &mut Connection, consumer: &str, id: &str, deliveries: u32, rid: &str) -> String {
+pub(super) fn complete(
+    conn: &mut Connection,
+    consumer: &str,
+    id: &str,
+    deliveries: u32,
+    rid: &str,
+) -> String {
     let mut status = complete_many(conn, consumer, &[(id, deliveries, rid)]);
     assert_eq!(status.len(), 1, "one status per delivery");
     status.remove(0)
@@ -92,7 +99,11 @@ fn complete(conn: &mut Connection, consumer: &str, id: &str, deliveries: u32, ri
 
 /// One call of the complete script for a batch of `(entry id, deliveries,
 /// rid)`, each answered `body-<rid>`, all to [`REPLIES`].
-fn complete_many(conn: &mut Connection, consumer: &str, batch: &[(&str, u32, &str)]) -> Vec<String> {
+pub(super) fn complete_many(
+    conn: &mut Connection,
+    consumer: &str,
+    batch: &[(&str, u32, &str)],
+) -> Vec<String> {
     let order = |id: &&str| {
         let (ms, seq) = id.split_once('-').expect("a stream id");
         (ms.parse::<u64>().expect("ms"), seq.parse::<u64>().expect("seq"))
@@ -116,7 +127,7 @@ fn complete_many(conn: &mut Connection, consumer: &str, batch: &[(&str, u32, &st
     letters.chars().map(|c| status(c).to_owned()).collect()
 }
 
-fn renew(conn: &mut Connection, consumer: &str, held: &[(String, u32)]) -> Vec<String> {
+pub(super) fn renew(conn: &mut Connection, consumer: &str, held: &[(String, u32)]) -> Vec<String> {
     let mut call = scripts().renew.key(STREAM);
     call.arg(GROUP).arg(consumer);
     for (id, d) in held {
@@ -130,7 +141,7 @@ fn renew(conn: &mut Connection, consumer: &str, held: &[(String, u32)]) -> Vec<S
 type ClaimedRow = (String, redis::Value, u32, i64);
 
 /// Claims at most one delivery idle for `min_idle` ms: its id and count.
-fn claim(conn: &mut Connection, consumer: &str, min_idle: u64) -> Option<(String, u32)> {
+pub(super) fn claim(conn: &mut Connection, consumer: &str, min_idle: u64) -> Option<(String, u32)> {
     let v: redis::Value = scripts()
         .claim
         .key(STREAM)
@@ -145,7 +156,7 @@ fn claim(conn: &mut Connection, consumer: &str, min_idle: u64) -> Option<(String
     claimed.into_iter().next().map(|(id, _, d, _idle)| (id, d))
 }
 
-fn handback(conn: &mut Connection, consumer: &str, id: &str, deliveries: u32) -> bool {
+pub(super) fn handback(conn: &mut Connection, consumer: &str, id: &str, deliveries: u32) -> bool {
     let released: i64 = scripts()
         .handback
         .key(STREAM)
@@ -163,7 +174,7 @@ fn handback(conn: &mut Connection, consumer: &str, id: &str, deliveries: u32) ->
 /// The rids of every reply written, in order (an entry holds one or more
 /// replies, a field each: the rid as its name, the body as its value);
 /// each body checked against its rid.
-fn replies(conn: &mut Connection) -> Vec<String> {
+pub(super) fn replies(conn: &mut Connection) -> Vec<String> {
     let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
         .arg(REPLIES)
         .arg("-")
@@ -187,7 +198,7 @@ fn replies(conn: &mut Connection) -> Vec<String> {
     rids
 }
 
-fn pending(conn: &mut Connection) -> u64 {
+pub(super) fn pending(conn: &mut Connection) -> u64 {
     let summary: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
         .arg(STREAM)
         .arg(GROUP)
@@ -311,162 +322,4 @@ fn a_claim_gives_each_idle_time_and_the_entries_that_were_trimmed() {
         1,
         "the trimmed delivery left the pending list"
     );
-}
-
-/// One step of the backend, as the proptest draws it.
-#[derive(Debug, Clone)]
-enum Step {
-    Add,
-    Read(usize),
-    Claim(usize),
-    Renew(usize),
-    /// A consumer completes one of the deliveries it believes it holds
-    /// (perhaps stale).
-    Complete(usize, usize),
-    Handback(usize, usize),
-}
-
-fn step() -> impl Strategy<Value = Step> {
-    prop_oneof![
-        2 => Just(Step::Add),
-        2 => (0..3usize).prop_map(Step::Read),
-        2 => (0..3usize).prop_map(Step::Claim),
-        1 => (0..3usize).prop_map(Step::Renew),
-        4 => (0..3usize, 0..4usize).prop_map(|(c, k)| Step::Complete(c, k)),
-        1 => (0..3usize, 0..4usize).prop_map(|(c, k)| Step::Handback(c, k)),
-    ]
-}
-
-/// What Redis should hold, per entry id.
-#[derive(Debug, Default)]
-struct Model {
-    /// id → (rid, owner, deliveries), while pending; in id order.
-    pending: BTreeMap<String, (String, usize, u32)>,
-    /// Entries added and not yet read.
-    new: Vec<(String, String)>,
-    done: std::collections::BTreeSet<String>,
-    /// What each consumer believes it holds: (id, rid, deliveries).
-    held: [Vec<(String, String, u32)>; 3],
-    next: u32,
-}
-
-const NAMES: [&str; 3] = ["a", "b", "c"];
-
-/// How often each answer came: OK, FENCED, DUP.
-type Outcomes = [u64; 3];
-
-fn apply(conn: &mut Connection, m: &mut Model, step: &Step, seen: &mut Outcomes) {
-    match *step {
-        Step::Add => {
-            let rid = format!("r{}", m.next);
-            m.next += 1;
-            let id = add(conn, &rid);
-            m.new.push((id, rid));
-        }
-        Step::Read(c) => {
-            let got = read(conn, NAMES[c]);
-            assert_eq!(got.as_ref(), m.new.first().map(|(id, _)| id));
-            if let Some(id) = got {
-                let (_, rid) = m.new.remove(0);
-                m.pending.insert(id.clone(), (rid.clone(), c, 1));
-                m.held[c].push((id, rid, 1));
-            }
-        }
-        Step::Claim(c) => {
-            let got = claim(conn, NAMES[c], 0);
-            let expected = m.pending.iter_mut().next().map(|(id, e)| {
-                (e.1, e.2) = (c, e.2 + 1);
-                (id.clone(), e.2, e.0.clone())
-            });
-            assert_eq!(got, expected.as_ref().map(|(id, d, _)| (id.clone(), *d)));
-            if let Some((id, d, rid)) = expected {
-                m.held[c].push((id, rid, d));
-            }
-        }
-        Step::Renew(c) => {
-            let held: Vec<(String, u32)> = m.held[c].iter().map(|(id, _, d)| (id.clone(), *d)).collect();
-            let lost = renew(conn, NAMES[c], &held);
-            let expected: Vec<String> = held
-                .iter()
-                .filter(|(id, d)| m.pending.get(id).is_none_or(|e| (e.1, e.2) != (c, *d)))
-                .map(|(id, _)| id.clone())
-                .collect();
-            assert_eq!(lost, expected);
-        }
-        Step::Complete(c, k) => complete_step(conn, m, c, k, seen),
-        Step::Handback(c, k) => {
-            let Some((id, _, d)) = m.held[c].get(k % m.held[c].len().max(1)).cloned() else {
-                return;
-            };
-            let mine = m.pending.get(&id).is_some_and(|e| (e.1, e.2) == (c, d));
-            assert_eq!(handback(conn, NAMES[c], &id, d), mine);
-            if mine {
-                let e = m.pending.get_mut(&id).expect("pending");
-                e.2 = d.saturating_sub(1);
-            }
-        }
-    }
-}
-
-fn complete_step(conn: &mut Connection, m: &mut Model, c: usize, k: usize, seen: &mut Outcomes) {
-    let Some((id, rid, d)) = m.held[c].get(k % m.held[c].len().max(1)).cloned() else {
-        return;
-    };
-    let mine = m.pending.get(&id).is_some_and(|e| (e.1, e.2) == (c, d));
-    let expected = match (m.done.contains(&rid), mine) {
-        (true, _) => "DUP",
-        (false, true) => "OK",
-        (false, false) => "FENCED",
-    };
-    let got = complete(conn, NAMES[c], &id, d, &rid);
-    assert_eq!(got, expected, "{id} by {} with {d}", NAMES[c]);
-    let slot = ["OK", "FENCED", "DUP"]
-        .iter()
-        .position(|s| *s == got)
-        .expect("a known answer");
-    seen[slot] += 1;
-    if mine {
-        m.pending.remove(&id);
-    }
-    if got == "OK" {
-        m.done.insert(rid);
-    }
-}
-
-/// One random sequence against a fresh stream: every script answers as
-/// the model says; at the end, one reply per completed request and none
-/// for the others, and Redis's pending count is the model's.
-fn run_case(conn: &mut Connection, steps: &[Step], seen: &mut Outcomes) -> Result<(), TestCaseError> {
-    fresh(conn);
-    let mut m = Model::default();
-    for s in steps {
-        apply(conn, &mut m, s, seen);
-    }
-    let mut written = std::collections::BTreeSet::new();
-    for rid in replies(conn) {
-        prop_assert!(written.insert(rid.clone()), "two replies for {}", rid);
-    }
-    prop_assert_eq!(&written, &m.done);
-    prop_assert_eq!(pending(conn), m.pending.len() as u64);
-    Ok(())
-}
-
-#[test]
-fn the_backend_never_writes_two_replies() {
-    let redis = RedisServer::start();
-    let conn = std::cell::RefCell::new(redis.connection());
-    let seen = std::cell::RefCell::new([0u64; 3]);
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 96,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    });
-    runner
-        .run(&prop::collection::vec(step(), 1..40), |steps| {
-            run_case(&mut conn.borrow_mut(), &steps, &mut seen.borrow_mut())
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
-    for (n, name) in seen.borrow().iter().zip(["OK", "FENCED", "DUP"]) {
-        assert!(*n > 0, "{name} never happened in 96 cases");
-    }
 }

@@ -9,15 +9,19 @@
 //! completions (one fenced script a batch). A runner that has ended
 //! answers nothing: [`Batcher::call`] then gives `None`.
 //!
-//! The channel has no bound of its own because each user has one: every
-//! item's sender waits for its result, and there are at most `max_queue`
-//! waiting XADDs (the caller's ledger refuses more with `QueueFull`) and at
-//! most as many completions as deliveries run here (the pools' capacity).
+//! The queue holds at most [`QUEUED_BATCHES`] batches' worth. When it is
+//! full, [`Batcher::call`] waits for room (backpressure, nothing dropped):
+//! its caller is waiting for the result anyway. Its users are bounded
+//! too: at most `max_queue` waiting XADDs (the caller's ledger refuses more
+//! with `QueueFull`) and as many completions as deliveries run here.
 
 use std::future::Future;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+
+/// How many batches' worth of items may wait while a call is out.
+pub(crate) const QUEUED_BATCHES: usize = 2;
 
 /// One item and where its result goes.
 type Slot<T, R> = (T, oneshot::Sender<R>);
@@ -25,7 +29,7 @@ type Slot<T, R> = (T, oneshot::Sender<R>);
 /// The sending side: a cheap clone.
 #[derive(Debug)]
 pub(crate) struct Batcher<T, R> {
-    tx: mpsc::UnboundedSender<Slot<T, R>>,
+    tx: mpsc::Sender<Slot<T, R>>,
 }
 
 impl<T, R> Clone for Batcher<T, R> {
@@ -37,22 +41,24 @@ impl<T, R> Clone for Batcher<T, R> {
 /// The receiving side, for one runner.
 #[derive(Debug)]
 pub(crate) struct Batches<T, R> {
-    rx: mpsc::UnboundedReceiver<Slot<T, R>>,
+    rx: mpsc::Receiver<Slot<T, R>>,
     max: usize,
 }
 
-/// A batcher and its queue, at most `max` items a batch.
+/// A batcher and its queue, at most `max` items a batch and
+/// [`QUEUED_BATCHES`] batches queued.
 pub(crate) fn batcher<T, R>(max: usize) -> (Batcher<T, R>, Batches<T, R>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (Batcher { tx }, Batches { rx, max: max.max(1) })
+    let max = max.max(1);
+    let (tx, rx) = mpsc::channel(max * QUEUED_BATCHES);
+    (Batcher { tx }, Batches { rx, max })
 }
 
 impl<T, R> Batcher<T, R> {
-    /// Queues `item` and waits for its result; `None` if the runner ended
-    /// before it ran.
+    /// Queues `item` (waiting for room while the queue is full) and waits
+    /// for its result; `None` if the runner ended before it ran.
     pub(crate) async fn call(&self, item: T) -> Option<R> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send((item, tx)).ok()?;
+        self.tx.send((item, tx)).await.ok()?;
         rx.await.ok()
     }
 }
@@ -125,6 +131,21 @@ mod tests {
         let sizes = sizes.into_inner().unwrap();
         assert!(sizes.iter().all(|&n| (1..=4).contains(&n)), "{sizes:?}");
         assert_eq!(sizes.iter().sum::<usize>(), 10);
+    }
+
+    #[tokio::test]
+    async fn callers_beyond_the_queues_bound_wait_for_room_and_are_all_answered() {
+        let (b, q) = batcher::<u32, u32>(1); // room for 2 queued items
+        let end = CancellationToken::new();
+        let calls = futures::future::join_all((0..7).map(|i| b.call(i)));
+        let runner = q.run(&end, |items| async move { items.iter().map(|i| i + 1).collect() });
+        let got = async {
+            let got = calls.await;
+            end.cancel();
+            got
+        };
+        let ((), got) = tokio::join!(runner, got);
+        assert_eq!(got, (1..8).map(Some).collect::<Vec<_>>());
     }
 
     #[tokio::test]

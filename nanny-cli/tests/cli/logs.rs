@@ -372,8 +372,14 @@ workers = 1
         text.lines().nth(1).unwrap().contains("full:01 stdout: line "),
         "{text}"
     );
+    // The writer logs its recovery after the write that succeeded, and the
+    // test reads nanny's stderr through a pipe: wait for the line.
+    let recovered = "can be written again";
+    within(
+        || nanny.stderr().contains(recovered).then_some(()),
+        "the recovery",
+    );
     let stderr = nanny.stderr();
-    assert!(stderr.contains("can be written again"), "{stderr}");
     assert_eq!(stderr.matches(warning).count(), 1, "{stderr}");
     stop(nanny);
 }

@@ -6,7 +6,6 @@
 //! |---|---|---|
 //! | `{nanny:<ns>}:req:<pool>` | stream + group [`GROUP`] | a pool's requests, never trimmed |
 //! | `{nanny:<ns>}:reply:<consumer>` | stream, capped, expiring | one caller incarnation's replies |
-//! | `{nanny:<ns>}:done:<rid>` | string, `PX` | first completion wins |
 //! | `{nanny:<ns>}:cancel:<rid>` | string, `PX` | the caller cancelled |
 
 /// The consumer group of every request stream.
@@ -45,11 +44,6 @@ impl Keys {
             .is_some_and(|consumer| !consumer.is_empty())
     }
 
-    /// The first-completion marker of request `rid`.
-    pub(crate) fn done(&self, rid: &str) -> String {
-        format!("{}:done:{rid}", self.prefix)
-    }
-
     /// The cancellation flag of request `rid`.
     pub(crate) fn cancel(&self, rid: &str) -> String {
         format!("{}:cancel:{rid}", self.prefix)
@@ -65,7 +59,6 @@ mod tests {
         let k = Keys::new("ns");
         assert_eq!(k.requests("default"), "{nanny:ns}:req:default");
         assert_eq!(k.replies("a-1-2"), "{nanny:ns}:reply:a-1-2");
-        assert_eq!(k.done("r"), "{nanny:ns}:done:r");
         assert_eq!(k.cancel("r"), "{nanny:ns}:cancel:r");
         assert!(k.is_replies("{nanny:ns}:reply:a-1-2"));
         assert!(!k.is_replies("{nanny:other}:reply:a") && !k.is_replies("{nanny:ns}:reply:"));

@@ -166,8 +166,8 @@ impl RedisQueue {
         self
     }
 
-    /// How long a caller's reply stream and the completion markers live
-    /// after their last use (default [`DEFAULT_REPLY_TTL`]): the replies
+    /// How long a caller's reply stream and the cancel flags live after
+    /// their last use (default [`DEFAULT_REPLY_TTL`]): the replies
     /// of a caller host that died expire unread after this.
     pub fn reply_ttl(mut self, ttl: Duration) -> Self {
         self.reply_ttl = ttl;

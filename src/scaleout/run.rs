@@ -186,7 +186,6 @@ pub(crate) async fn complete(ex: &Executor, pool: usize, d: &Delivery, request: 
     let body = reply.encode();
     let item = || Completing {
         delivery: d.clone(),
-        done_key: shared.keys.done(&request.rid),
         reply_to: request.reply_to.clone(),
         rid: request.rid.clone(),
         body: body.clone(),

@@ -47,7 +47,8 @@ pub(crate) struct Delivery {
 pub(crate) enum Completion {
     /// The reply was written, the entry acknowledged and deleted.
     Won,
-    /// The request was completed already; nothing written.
+    /// The request was completed already (its entry is gone); nothing
+    /// written.
     Duplicate,
     /// The delivery is no longer this consumer's; nothing written.
     Fenced,
@@ -57,8 +58,6 @@ pub(crate) enum Completion {
 #[derive(Debug, Clone)]
 pub(crate) struct Completing {
     pub(crate) delivery: Delivery,
-    /// The request's done marker.
-    pub(crate) done_key: String,
     /// Its caller's reply stream.
     pub(crate) reply_to: String,
     pub(crate) rid: String,
@@ -69,7 +68,7 @@ pub(crate) struct Completing {
 /// What the completions of one batch share.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ReplyRules {
-    /// Lifetime of the done markers and of the reply streams, ms.
+    /// Lifetime of the reply streams, ms.
     pub(crate) ttl_ms: u64,
     /// A reply stream's approximate cap, in entries.
     pub(crate) cap: u64,
@@ -96,7 +95,7 @@ pub(crate) async fn complete<C: ConnectionLike>(
     call.arg(lo.unwrap_or("0-0")).arg(hi.unwrap_or("0-0"));
     for c in batch {
         debug_assert_eq!(c.delivery.stream, stream, "one stream a batch");
-        call.key(&c.done_key).key(&c.reply_to);
+        call.key(&c.reply_to);
         call.arg(&c.delivery.id)
             .arg(c.delivery.deliveries)
             .arg(&c.rid)

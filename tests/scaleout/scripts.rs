@@ -114,7 +114,7 @@ pub(super) fn complete_many(
     call.arg(GROUP).arg(consumer).arg(TTL_MS).arg(1000);
     call.arg(lo.expect("a delivery")).arg(hi.expect("a delivery"));
     for (id, deliveries, rid) in batch {
-        call.key(format!("{{nanny:p}}:done:{rid}")).key(REPLIES);
+        call.key(REPLIES);
         call.arg(id).arg(*deliveries).arg(rid).arg(format!("body-{rid}"));
     }
     let letters: String = call.invoke(conn).expect("complete");

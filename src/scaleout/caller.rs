@@ -1,30 +1,30 @@
-//! The caller's side: its ledger of waiting requests, the `XADD` of new
-//! ones, the reply reader and the cancel sender.
+//! The caller's side: its ledger of waiting requests, the publishing of
+//! new ones (batched), the reply reader and the cancel sender, all through
+//! the [`Backend`](super::backend::Backend).
 //!
 //! The ledger (request id → oneshot) is the final authority on "exactly
 //! one answer": an entry leaves it once, by the first of its reply, its
 //! overall deadline (kept here, on the caller's clock) or its caller's
 //! drop; a reply for an id no longer there is dropped and counted
 //! ([`Count::LateReply`]). A deadline or a drop also raises the request's
-//! cancel flag in Redis (best effort), so the executing host cancels the
-//! attempt on its worker.
+//! cancel flag in the backend (best effort), so the executing host cancels
+//! the attempt on its worker.
 //!
-//! Redis down: the `XADD` fails at once and `enqueue` with
+//! The backend down: the publish fails at once and `enqueue` with
 //! [`Error::Queue`]; nothing waits.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
-use redis::RedisResult;
 use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::backend::{self, Entry};
 use super::batch::{batcher, Batcher, Batches};
-use super::scripts::Entry;
-use super::shared::Shared;
+use super::shared::{Backoff, Shared};
 use super::stats::Count;
 use super::wire::{Outcome, Reply, Request};
 use crate::error::Error;
@@ -34,14 +34,9 @@ use crate::supervisor::Response;
 /// Cancellations on their way to Redis; beyond this many, one is dropped
 /// (cancellation is best effort).
 const CANCEL_CAPACITY: usize = 4096;
-/// The most requests one `XADD` pipeline sends.
+/// The most requests one publish sends. Capped at 64 rather than 256 to
+/// keep every host busy: with 256, one host took most of each burst.
 const ADD_BATCH: usize = 64;
-/// Replies read per `XREAD`.
-const REPLY_BATCH: usize = 512;
-/// A caller's reply stream's approximate cap: what its reader has not yet
-/// read (it deletes what it reads). Above the default `max_queue`, so a
-/// burst of replies to one caller is never trimmed unread.
-pub(crate) const REPLY_CAP: u64 = 100_000;
 
 type Answer = Result<Response, Error>;
 
@@ -54,7 +49,7 @@ pub(crate) struct Caller {
     /// Closed by a hard kill: waiting requests end with [`Error::Killed`].
     killed: AtomicBool,
     cancels: mpsc::Sender<String>,
-    adds: Batcher<Add, RedisResult<()>>,
+    adds: Batcher<Add, backend::Result<()>>,
     max_queue: usize,
 }
 
@@ -69,15 +64,11 @@ struct Waiter {
 #[derive(Debug)]
 pub(crate) struct Outbox {
     cancels: mpsc::Receiver<String>,
-    adds: Batches<Add, RedisResult<()>>,
+    adds: Batches<Add, backend::Result<()>>,
 }
 
-/// One request entry to `XADD`.
-#[derive(Debug)]
-struct Add {
-    stream: String,
-    fields: [(&'static str, Vec<u8>); 5],
-}
+/// One request to publish: its pool's index and the request.
+type Add = (usize, Request);
 
 /// One request as `enqueue` hands it over.
 #[derive(Debug)]
@@ -143,9 +134,11 @@ impl Caller {
             return Err(Error::ShuttingDown);
         }
         let pool = match out.pool {
-            None => self.shared.pools[0].clone(),
-            Some(p) if self.shared.pools.contains(&p) => p,
-            Some(pool) => return Err(Error::UnknownPool { pool }),
+            None => 0,
+            Some(p) => match self.shared.pools.iter().position(|name| *name == p) {
+                Some(i) => i,
+                None => return Err(Error::UnknownPool { pool: p }),
+            },
         };
         let rid = Uuid::new_v4();
         let rid_text = rid.to_string();
@@ -166,12 +159,12 @@ impl Caller {
         };
         let request = Request {
             rid: rid_text.clone(),
-            reply_to: self.shared.reply_key.clone(),
+            reply_to: self.shared.backend.reply_to().to_owned(),
             payload: out.payload,
             timeout: out.timeout,
             max_attempts: Request::attempts_of(out.retries),
         };
-        if let Err(e) = self.send(&pool, &request).await {
+        if let Err(e) = self.send(pool, request).await {
             self.ledger().remove(&rid_text);
             return Err(e);
         }
@@ -186,13 +179,9 @@ impl Caller {
         answer.unwrap_or(Err(Error::ShuttingDown))
     }
 
-    /// `XADD`s `request` to `pool`'s stream. Never trimmed.
-    async fn send(&self, pool: &str, request: &Request) -> Result<(), Error> {
-        let add = Add {
-            stream: self.shared.keys.requests(pool),
-            fields: request.fields(),
-        };
-        match self.adds.call(add).await {
+    /// Publishes `request` to pool `pool`'s queue (in a batch).
+    async fn send(&self, pool: usize, request: Request) -> Result<(), Error> {
+        match self.adds.call((pool, request)).await {
             Some(Ok(())) => {
                 self.shared.counters.outcome(true);
                 self.shared.counters.add(Count::Sent);
@@ -263,18 +252,18 @@ impl Caller {
     }
 }
 
-/// Reads this caller's reply stream until `stop`: resolves each waiting
-/// request once, deletes what it read.
+/// Reads this caller's replies until `stop`: resolves each waiting
+/// request once, then has the backend forget what was read.
 pub(crate) async fn read_replies(caller: &Caller, stop: &CancellationToken) {
     let shared = &caller.shared;
-    let mut last = "0-0".to_owned();
-    let mut pause = super::shared::Backoff::default();
+    let mut pause = Backoff::default();
     while !stop.is_cancelled() {
-        let mut conn = match tokio::select! {
-            c = shared.blocking() => c,
+        let reader = tokio::select! {
+            r = shared.backend.reader() => r,
             () = stop.cancelled() => return,
-        } {
-            Ok(c) => c,
+        };
+        let mut reader = match reader {
+            Ok(r) => r,
             Err(e) => {
                 shared.queue_error(&e);
                 pause.wait(stop).await;
@@ -282,41 +271,25 @@ pub(crate) async fn read_replies(caller: &Caller, stop: &CancellationToken) {
             }
         };
         loop {
-            let mut read = redis::cmd("XREAD");
-            read.arg("COUNT")
-                .arg(REPLY_BATCH)
-                .arg("BLOCK")
-                .arg(Shared::ms(shared.cfg.block))
-                .arg("STREAMS")
-                .arg(&shared.reply_key)
-                .arg(&last);
-            let value = tokio::select! {
-                v = read.query_async::<redis::Value>(&mut conn) => v,
+            let read = tokio::select! {
+                read = reader.replies(shared.timers.block) => read,
                 () = stop.cancelled() => return,
             };
-            let entries = match value {
-                Ok(v) => Entry::from_read(v),
+            let entries = match read {
+                Ok(entries) => entries,
                 Err(e) => {
                     shared.queue_error(&e);
                     break;
                 }
             };
             pause.reset();
-            if let Some(e) = entries.last() {
-                last.clone_from(&e.id);
-            }
             for e in &entries {
                 caller.deliver(e);
             }
             if !entries.is_empty() {
                 let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-                let mut c = shared.conn();
-                let del: redis::RedisResult<i64> = redis::cmd("XDEL")
-                    .arg(&shared.reply_key)
-                    .arg(&ids)
-                    .query_async(&mut c)
-                    .await;
-                shared.counters.outcome(del.is_ok());
+                let forgot = shared.backend.forget_replies(&ids).await;
+                let _ = shared.counted(forgot);
             }
         }
         pause.wait(stop).await;
@@ -331,27 +304,13 @@ pub(crate) async fn send_outbox(shared: &Shared, outbox: Outbox, stop: &Cancella
     );
 }
 
-/// `XADD`s new requests until `stop` (then those still queued): one
-/// `MULTI`/`EXEC` pipeline a batch. In a transaction the hosts blocked on
-/// the stream are woken once, after the whole batch, so the first takes as
-/// much of it as it has room for; without one, Redis wakes a host after
-/// each `XADD` and every host reads a single entry. A batch that fails
-/// fails each of its requests' `enqueue` with [`Error::Queue`], though it
-/// may have been added (a reply lost on the way): those run, and their
-/// replies come late (dropped, counted).
-async fn send_adds(shared: &Shared, adds: Batches<Add, RedisResult<()>>, stop: &CancellationToken) {
+/// Publishes new requests until `stop` (then those still queued), a batch
+/// a call. A batch that fails fails each of its requests' `enqueue` with
+/// [`Error::Queue`], though it may have been added (a reply lost on the
+/// way): those run, and their replies come late (dropped, counted).
+async fn send_adds(shared: &Shared, adds: Batches<Add, backend::Result<()>>, stop: &CancellationToken) {
     adds.run(stop, |batch| async move {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for add in &batch {
-            pipe.cmd("XADD")
-                .arg(&add.stream)
-                .arg("*")
-                .arg(&add.fields[..])
-                .ignore();
-        }
-        let mut conn = shared.conn();
-        let sent: RedisResult<()> = pipe.query_async(&mut conn).await;
+        let sent = shared.backend.publish(&batch).await;
         vec![sent; batch.len()]
     })
     .await;
@@ -359,7 +318,6 @@ async fn send_adds(shared: &Shared, adds: Batches<Add, RedisResult<()>>, stop: &
 
 /// Raises the cancel flags of withdrawn requests until `stop`.
 async fn send_cancels(shared: &Shared, mut rx: mpsc::Receiver<String>, stop: &CancellationToken) {
-    let ttl = Shared::ms(shared.cfg.reply_ttl);
     loop {
         let rid = tokio::select! {
             rid = rx.recv() => rid,
@@ -370,17 +328,7 @@ async fn send_cancels(shared: &Shared, mut rx: mpsc::Receiver<String>, stop: &Ca
         while let (true, Ok(more)) = (batch.len() < 256, rx.try_recv()) {
             batch.push(more);
         }
-        let mut pipe = redis::pipe();
-        for rid in &batch {
-            pipe.cmd("SET")
-                .arg(shared.keys.cancel(rid))
-                .arg(1)
-                .arg("PX")
-                .arg(ttl)
-                .ignore();
-        }
-        let mut conn = shared.conn();
-        let sent: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
-        shared.counters.outcome(sent.is_ok());
+        let sent = shared.backend.cancel(&batch).await;
+        let _ = shared.counted(sent);
     }
 }

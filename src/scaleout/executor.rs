@@ -2,7 +2,7 @@
 //! free capacity, run each through the local supervisor ([`super::run`]),
 //! renew what runs, reclaim what others left idle, and hand back at stop.
 //!
-//! * **No prefetch.** Before each `XREADGROUP` the supervisor is asked for
+//! * **No prefetch.** Before each read the supervisor is asked for
 //!   the pool's free capacity (ready workers' free concurrency, minus what
 //!   waits in its local queue); a stopping supervisor, a failed pool or
 //!   one without ready workers has none, and reads nothing; neither does a
@@ -22,24 +22,21 @@
 //! * **Stop**: the loops end, what runs finishes (the supervisor drained
 //!   it) and completes, or hands back what the supervisor stopped; then a
 //!   last sweep hands back any delivery of this consumer that nothing runs.
-//! * A missing group (`NOGROUP`, e.g. after Redis lost its data) is made
-//!   again (`XGROUP CREATE … MKSTREAM`).
+//! * A missing queue ([`ErrorKind::Missing`], e.g. after Redis lost its
+//!   data) is made again ([`Backend::prepare`](super::backend::Backend::prepare)).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-use redis::aio::MultiplexedConnection;
 
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::backend::{self, Completing, Completion, Delivery, Entry, ErrorKind, Reader};
 use super::batch::{batcher, Batcher};
-use super::keys::GROUP;
 use super::run::{completer, Completions, Ending, Job, COMPLETE_BATCH};
-use super::scripts::{self, Completing, Completion, Delivery, Entry};
 use super::shared::{Backoff, Shared};
 use super::stats::Count;
 use crate::supervisor::LocalPort;
@@ -78,7 +75,7 @@ pub(crate) struct Executor {
     /// Signalled when a running request ends: capacity may be free.
     pub(crate) freed: Notify,
     /// Per pool, where its deliveries are completed, in batches.
-    pub(crate) completions: Vec<Batcher<Completing, redis::RedisResult<Completion>>>,
+    pub(crate) completions: Vec<Batcher<Completing, backend::Result<Completion>>>,
     /// Their queues, until [`Executor::run`] takes them.
     queues: Mutex<Vec<Completions>>,
     /// Held by a renew from reading the delivery counts it sends until
@@ -144,15 +141,14 @@ impl Executor {
     /// nothing else fills the same free slots.
     async fn read_loop(self: &Arc<Self>, pool: usize, stop: &CancellationToken) {
         let shared = &self.shared;
-        let stream = shared.keys.requests(&shared.pools[pool]);
-        let mut conn = None;
+        let mut reader: Option<Box<dyn Reader>> = None;
         let mut pause = Backoff::default();
-        let mut group = false;
+        let mut prepared = false;
         let mut janitor = Instant::now();
         while !stop.is_cancelled() {
-            if !group {
-                group = self.make_group(&stream).await;
-                if !group {
+            if !prepared {
+                prepared = self.prepare(pool).await;
+                if !prepared {
                     pause.wait(stop).await;
                     continue;
                 }
@@ -168,88 +164,53 @@ impl Executor {
                 n = 0; // other hosts take the work meanwhile
             }
             if n > 0 && Instant::now() >= janitor {
-                janitor = Instant::now() + shared.cfg.janitor;
+                janitor = Instant::now() + shared.timers.janitor;
                 n = n.saturating_sub(self.claim(pool, n).await);
             }
             if n == 0 {
                 self.idle(stop).await;
                 continue;
             }
-            if conn.is_none() {
-                conn = shared.blocking().await.map_err(|e| shared.queue_error(&e)).ok();
+            if reader.is_none() {
+                reader = shared
+                    .backend
+                    .reader()
+                    .await
+                    .map_err(|e| shared.queue_error(&e))
+                    .ok();
             }
-            let Some(c) = conn.as_mut() else {
+            let Some(r) = reader.as_mut() else {
                 pause.wait(stop).await;
                 continue;
             };
             // Until the janitor is due, at most `block`.
             let wait = janitor
                 .saturating_duration_since(Instant::now())
-                .min(shared.cfg.block);
-            match self.read_new(c, pool, &stream, n, wait).await {
-                Ok(()) => pause.reset(),
+                .min(shared.timers.block);
+            // Never abandoned midway: what the backend delivers is ours.
+            match r.requests(pool, n, wait).await {
+                Ok(entries) => {
+                    pause.reset();
+                    shared.counters.outcome(true);
+                    for entry in entries {
+                        shared.counters.add(Count::Reads);
+                        self.start(pool, entry, 1).await;
+                    }
+                }
                 Err(e) => {
-                    group = !is_nogroup(&e);
+                    prepared = e.kind != ErrorKind::Missing;
                     shared.queue_error(&e);
-                    conn = None;
+                    reader = None;
                     pause.wait(stop).await;
                 }
             }
         }
     }
 
-    /// One `XREADGROUP` of at most `n` new entries, blocking up to `wait`;
-    /// each entry goes to the local supervisor.
-    async fn read_new(
-        self: &Arc<Self>,
-        conn: &mut MultiplexedConnection,
-        pool: usize,
-        stream: &str,
-        n: usize,
-        wait: Duration,
-    ) -> redis::RedisResult<()> {
-        let shared = &self.shared;
-        // Never abandoned midway: what the server delivers is ours.
-        let v: redis::Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(GROUP)
-            .arg(&shared.consumer)
-            .arg("COUNT")
-            .arg(n)
-            .arg("BLOCK")
-            .arg(Shared::ms(wait))
-            .arg("STREAMS")
-            .arg(stream)
-            .arg(">")
-            .query_async(conn)
-            .await?;
-        shared.counters.outcome(true);
-        for entry in Entry::from_read(v) {
-            shared.counters.add(Count::Reads);
-            self.start(pool, entry, 1).await;
-        }
-        Ok(())
-    }
-
-    /// Creates the group of `stream` (and the stream) unless it exists.
-    async fn make_group(&self, stream: &str) -> bool {
-        let mut conn = self.shared.conn();
-        let made: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(stream)
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut conn)
-            .await;
-        match made {
-            Ok(()) => true,
-            Err(e) if e.code() == Some("BUSYGROUP") => true,
-            Err(e) => {
-                self.shared.queue_error(&e);
-                false
-            }
-        }
+    /// Makes `pool`'s queue unless it exists; whether it does now.
+    async fn prepare(&self, pool: usize) -> bool {
+        let made = self.shared.backend.prepare(pool).await;
+        self.shared.counted(made).is_ok()
     }
 
     /// Hands one delivery to the local supervisor (or settles it at once).
@@ -258,7 +219,7 @@ impl Executor {
             return;
         }
         let delivery = Delivery {
-            stream: self.shared.keys.requests(&self.shared.pools[pool]),
+            pool,
             id: entry.id.clone(),
             deliveries,
         };
@@ -297,81 +258,62 @@ impl Executor {
     /// many it took.
     async fn claim(self: &Arc<Self>, pool: usize, n: usize) -> usize {
         let shared = &self.shared;
-        let stream = shared.keys.requests(&shared.pools[pool]);
-        let min_idle = Shared::ms(shared.cfg.min_idle);
-        let mut conn = shared.conn();
         let turn = self.leases.lock().await;
-        match scripts::claim(&mut conn, &stream, &shared.consumer, min_idle, n).await {
-            Ok((claimed, deleted)) => {
-                shared.counters.outcome(true);
-                if !deleted.is_empty() {
-                    tracing::error!(
-                        stream,
-                        count = deleted.len(),
-                        "pending requests were deleted from a request stream: something trims it"
-                    );
-                }
-                let taken = claimed.len();
-                let mut fresh = Vec::with_capacity(taken);
-                for c in claimed {
-                    shared.counters.add(Count::Claims);
-                    // A handback's idle time is made up (a day): not a reclaim latency.
-                    if let Some(idle) = c.idle_ms.filter(|&i| i < scripts::HANDBACK_IDLE_MS) {
-                        shared.counters.claimed_idle(idle);
-                    }
-                    if !self.reclaimed_own(&c.entry.id, c.deliveries) {
-                        fresh.push(c);
-                    }
-                }
-                drop(turn);
-                for c in fresh {
-                    self.start(pool, c.entry, c.deliveries).await;
-                }
-                taken
-            }
-            Err(e) if is_nogroup(&e) => 0,
+        let claims = shared.backend.claim(pool, shared.timers.min_idle, n).await;
+        let claims = match claims {
+            Ok(c) => c,
+            Err(e) if e.kind == ErrorKind::Missing => return 0,
             Err(e) => {
                 shared.queue_error(&e);
-                0
+                return 0;
+            }
+        };
+        shared.counters.outcome(true);
+        if !claims.deleted.is_empty() {
+            tracing::error!(
+                pool = shared.pools[pool],
+                count = claims.deleted.len(),
+                "pending requests were deleted from a request queue: something trims it"
+            );
+        }
+        let taken = claims.claimed.len();
+        let mut fresh = Vec::with_capacity(taken);
+        for c in claims.claimed {
+            shared.counters.add(Count::Claims);
+            if let Some(idle) = c.idle {
+                shared.counters.claimed_idle(idle);
+            }
+            if !self.reclaimed_own(&c.entry.id, c.deliveries) {
+                fresh.push(c);
             }
         }
+        drop(turn);
+        for c in fresh {
+            self.start(pool, c.entry, c.deliveries).await;
+        }
+        taken
     }
 
     /// Hands back every delivery of this consumer that nothing runs and
     /// that others could not claim yet.
     async fn sweep(&self) {
         let shared = &self.shared;
-        for pool in &shared.pools {
-            let stream = shared.keys.requests(pool);
-            let mut conn = shared.conn();
-            let pending: redis::RedisResult<Vec<(String, String, u64, u32)>> = redis::cmd("XPENDING")
-                .arg(&stream)
-                .arg(GROUP)
-                .arg("-")
-                .arg("+")
-                .arg(SWEEP_COUNT)
-                .arg(&shared.consumer)
-                .query_async(&mut conn)
-                .await;
-            let Ok(pending) = pending else { continue };
-            let claimable = Shared::ms(shared.cfg.min_idle);
-            for (id, _, idle, deliveries) in pending {
+        for pool in 0..shared.pools.len() {
+            let Ok(pending) = shared.backend.pending(pool, SWEEP_COUNT).await else {
+                continue;
+            };
+            for held in pending {
                 // Idle past min_idle: handed back already, or claimable anyway.
-                if idle >= claimable || self.running().contains_key(&id) {
+                if held.idle >= shared.timers.min_idle || self.running().contains_key(&held.id) {
                     continue;
                 }
                 let d = Delivery {
-                    stream: stream.clone(),
-                    id,
-                    deliveries,
+                    pool,
+                    id: held.id,
+                    deliveries: held.deliveries,
                 };
                 super::run::hand_back(shared, &d).await;
             }
         }
     }
-}
-
-/// Whether `e` says the consumer group does not exist.
-pub(crate) fn is_nogroup(e: &redis::RedisError) -> bool {
-    e.code() == Some("NOGROUP")
 }

@@ -15,13 +15,12 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::executor::Executor;
-use super::scripts;
 
 impl Executor {
     /// Renews the leases of what runs and reads its cancel flags, every
     /// heartbeat.
     pub(crate) async fn heartbeat_loop(self: &Arc<Self>, stop: &CancellationToken) {
-        let mut tick = tokio::time::interval(self.shared.cfg.heartbeat);
+        let mut tick = tokio::time::interval(self.shared.timers.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -47,9 +46,7 @@ impl Executor {
             return;
         }
         let shared = &self.shared;
-        let stream = shared.keys.requests(&shared.pools[pool]);
-        let mut conn = shared.conn();
-        let renewed = scripts::renew(&mut conn, &stream, &shared.consumer, &held).await;
+        let renewed = shared.backend.renew(pool, &held).await;
         let now = Instant::now();
         let mut running = self.running();
         match renewed {
@@ -76,7 +73,7 @@ impl Executor {
             Err(e) => {
                 drop(shared.queue_error(&e));
                 // Others may reclaim it after min_idle: give it up a heartbeat before.
-                let bound = shared.cfg.min_idle.saturating_sub(shared.cfg.heartbeat);
+                let bound = shared.timers.min_idle.saturating_sub(shared.timers.heartbeat);
                 for r in running.values().filter(|r| r.pool == pool) {
                     if now.duration_since(r.renewed) >= bound {
                         r.ending.lose(&r.cancel);
@@ -90,21 +87,19 @@ impl Executor {
         let rids: Vec<(String, String)> = self
             .running()
             .iter()
-            .map(|(id, r)| (id.clone(), self.shared.keys.cancel(&r.rid)))
+            .map(|(id, r)| (id.clone(), r.rid.clone()))
             .collect();
         if rids.is_empty() {
             return;
         }
-        let keys: Vec<&str> = rids.iter().map(|(_, k)| k.as_str()).collect();
-        let mut conn = self.shared.conn();
-        let flags: redis::RedisResult<Vec<Option<String>>> =
-            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await;
-        let Ok(flags) = flags.map_err(|e| self.shared.queue_error(&e)) else {
+        let asked: Vec<&str> = rids.iter().map(|(_, rid)| rid.as_str()).collect();
+        let flags = self.shared.backend.cancelled(&asked).await;
+        let Ok(flags) = self.shared.counted(flags) else {
             return;
         };
         let running = self.running();
-        for ((id, _), flag) in rids.iter().zip(flags) {
-            if let (Some(_), Some(r)) = (flag, running.get(id)) {
+        for ((id, _), raised) in rids.iter().zip(flags) {
+            if let (true, Some(r)) = (raised, running.get(id)) {
                 r.ending.cancelled_by_caller(&r.cancel);
             }
         }

@@ -22,11 +22,13 @@
 //!   `max_attempts − n` retries left, so `retries` keeps its meaning, and
 //!   one whose every delivery was lost fails with
 //!   [`Error::HostLost`](crate::Error::HostLost).
-//! * **Redis owns the fence** (`scripts`): completion, acknowledgement,
-//!   deletion of the entry and the reply are one Lua script, checked
+//! * **The backend owns the fence** ([`backend`]: the object-safe
+//!   [`Backend`](backend::Backend) trait, implemented on Redis Streams by
+//!   [`streams`]): completion, acknowledgement, deletion of the entry and
+//!   the reply are one atomic step on the server (a Lua script), checked
 //!   against the entry's owner *and* delivery count (`XACK` and `XCLAIM`
 //!   alone check neither). A host that was paused and comes back finds its
-//!   completions fenced.
+//!   completions fenced. Everything else here is engine-free.
 //! * `run()` is the scale-out task of one supervisor: it joins the
 //!   caller's reply reader and cancel sender with the executor, and ends
 //!   when the supervisor task finishes (it runs on the supervisor's task
@@ -34,20 +36,20 @@
 //!
 //! Request streams are never trimmed (`MAXLEN` deletes pending entries):
 //! an entry is deleted by the script that completes it. Reply streams are
-//! capped and expire. Keys are in `keys`, the entry and reply encodings
-//! in `wire`, shared connections and counters in `shared` and
-//! `stats`.
+//! capped and expire. Redis's keys are in `streams::keys`, the entry and
+//! reply encodings in `wire`, what a supervisor's parts share in `shared`,
+//! the counters in `stats`.
 
+pub(crate) mod backend;
 pub(crate) mod batch;
 pub(crate) mod caller;
 pub(crate) mod executor;
-pub(crate) mod keys;
 pub(crate) mod lease;
 pub(crate) mod pressure;
 pub(crate) mod run;
-pub(crate) mod scripts;
 pub(crate) mod shared;
 pub(crate) mod stats;
+pub(crate) mod streams;
 pub(crate) mod wire;
 
 use std::fmt;
@@ -283,5 +285,5 @@ pub(crate) async fn run(
     let executor = executor::Executor::new(Arc::clone(&shared), port).run(stop.clone());
     tokio::join!(replies, outbox, executor);
     caller.abandon();
-    shared.disconnect();
+    shared.backend.disconnect();
 }

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::backend::{self, Completing, Completion, Delivery, Entry, ErrorKind};
 use super::batch::Batches;
-use super::caller::REPLY_CAP;
 use super::executor::{Executor, Running};
-use super::scripts::{self, Completing, Completion, Delivery, Entry, ReplyRules};
 use super::shared::Shared;
 use super::stats::Count;
 use super::wire::{Outcome, Reply, Request, WireError};
@@ -76,7 +75,7 @@ impl Job {
     /// namespace; one out of attempts; a supervisor that is gone).
     pub(crate) async fn new(ex: &Executor, pool: usize, entry: &Entry, delivery: Delivery) -> Option<Job> {
         let shared = &ex.shared;
-        let parsed = Request::parse(entry.pairs()).filter(|r| shared.keys.is_replies(&r.reply_to));
+        let parsed = Request::parse(entry.pairs()).filter(|r| shared.backend.accepts_reply_to(&r.reply_to));
         let Some(request) = parsed else {
             shared.counters.add(Count::Malformed);
             drop_malformed(shared, &delivery).await;
@@ -202,9 +201,8 @@ pub(crate) async fn complete(ex: &Executor, pool: usize, d: &Delivery, request: 
                 return;
             }
             Some(Err(e)) => {
-                let retry = transient(&e);
                 shared.queue_error(&e);
-                if !retry || attempt == TRIES {
+                if e.kind != ErrorKind::Transient || attempt == TRIES {
                     return; // the delivery stays pending: another host reclaims it
                 }
                 tokio::time::sleep(Duration::from_millis(100) * attempt).await;
@@ -216,26 +214,17 @@ pub(crate) async fn complete(ex: &Executor, pool: usize, d: &Delivery, request: 
 }
 
 /// The completions of one pool, as [`Executor::completions`] queues them.
-pub(crate) type Completions = Batches<Completing, redis::RedisResult<Completion>>;
+pub(crate) type Completions = Batches<Completing, backend::Result<Completion>>;
 
 /// Runs `pool`'s completions until `end`, at most [`COMPLETE_BATCH`] a
 /// script call; then those still queued.
 pub(crate) async fn completer(ex: &Executor, pool: usize, queue: Completions, end: &CancellationToken) {
-    let shared = &ex.shared;
-    let stream = shared.keys.requests(&shared.pools[pool]);
-    let rules = ReplyRules {
-        ttl_ms: Shared::ms(shared.cfg.reply_ttl),
-        cap: REPLY_CAP,
-    };
+    let backend = &ex.shared.backend;
     queue
-        .run(end, |batch| {
-            let stream = &stream;
-            async move {
-                let mut conn = shared.conn();
-                match scripts::complete(&mut conn, stream, &shared.consumer, rules, &batch).await {
-                    Ok(done) => done.into_iter().map(Ok).collect(),
-                    Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
-                }
+        .run(end, |batch| async move {
+            match backend.complete(pool, &batch).await {
+                Ok(done) => done.into_iter().map(Ok).collect(),
+                Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
             }
         })
         .await;
@@ -244,8 +233,7 @@ pub(crate) async fn completer(ex: &Executor, pool: usize, queue: Completions, en
 /// Releases `d` for another host at once (counted), a few tries.
 pub(crate) async fn hand_back(shared: &Shared, d: &Delivery) {
     for attempt in 1..=TRIES {
-        let mut conn = shared.conn();
-        match scripts::handback(&mut conn, &shared.consumer, d).await {
+        match shared.backend.hand_back(d).await {
             Ok(released) => {
                 shared.counters.outcome(true);
                 if released {
@@ -254,9 +242,8 @@ pub(crate) async fn hand_back(shared: &Shared, d: &Delivery) {
                 return;
             }
             Err(e) => {
-                let retry = transient(&e);
                 shared.queue_error(&e);
-                if !retry || attempt == TRIES {
+                if e.kind != ErrorKind::Transient || attempt == TRIES {
                     return; // reclaimed after min_idle instead
                 }
                 tokio::time::sleep(Duration::from_millis(100) * attempt).await;
@@ -269,27 +256,10 @@ pub(crate) async fn hand_back(shared: &Shared, d: &Delivery) {
 /// it, and left pending it would be claimed again and again.
 async fn drop_malformed(shared: &Shared, d: &Delivery) {
     tracing::warn!(
-        stream = d.stream,
+        pool = shared.pools[d.pool],
         id = d.id,
         "dropping a request entry that does not decode"
     );
-    let mut conn = shared.conn();
-    let dropped: redis::RedisResult<()> = redis::pipe()
-        .cmd("XACK")
-        .arg(&d.stream)
-        .arg(super::keys::GROUP)
-        .arg(&d.id)
-        .ignore()
-        .cmd("XDEL")
-        .arg(&d.stream)
-        .arg(&d.id)
-        .ignore()
-        .query_async(&mut conn)
-        .await;
-    shared.counters.outcome(dropped.is_ok());
-}
-
-/// Whether another try may succeed: a connection error or a timeout.
-fn transient(e: &redis::RedisError) -> bool {
-    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+    let dropped = shared.backend.discard(d).await;
+    let _ = shared.counted(dropped);
 }

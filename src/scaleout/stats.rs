@@ -88,7 +88,8 @@ impl Counters {
     }
 
     /// Records the idle time of a reclaimed delivery.
-    pub(crate) fn claimed_idle(&self, ms: u64) {
+    pub(crate) fn claimed_idle(&self, idle: std::time::Duration) {
+        let ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
         self.counts[Count::ClaimIdleTotal as usize].fetch_add(ms, Ordering::Relaxed);
         self.claim_idle_max.fetch_max(ms, Ordering::Relaxed);
     }

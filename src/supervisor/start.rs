@@ -135,10 +135,7 @@ fn start_queue(
         return Ok(None);
     };
     let pools: Vec<String> = cfg.pools.iter().map(|p| p.name.clone()).collect();
-    let shared = Arc::new(crate::scaleout::shared::Shared::new(
-        queue.clone(),
-        pools.clone(),
-    )?);
+    let shared = Arc::new(crate::scaleout::shared::Shared::open(queue, pools.clone())?);
     let (caller, cancels) = crate::scaleout::caller::Caller::new(Arc::clone(&shared), cfg.max_queue);
     let stop = stop_signals.child_token();
     let port = super::port::LocalPort::new(tx.downgrade(), pools, stop.clone());

@@ -1,4 +1,4 @@
-//! The Lua fence (`src/scaleout/lua/`) against a real Redis: completions
+//! The Lua fence (`src/scaleout/streams/lua/`) against a real Redis: completions
 //! by the owner win, by a fenced owner or twice do not; renewals report
 //! what was lost; a handback is taken at once. Then a proptest (`model.rs`) runs random
 //! reads, claims, renewals, handbacks and completions, stale or not, by
@@ -30,10 +30,10 @@ pub(super) struct Scripts {
 pub(super) fn scripts() -> &'static Scripts {
     static S: OnceLock<Scripts> = OnceLock::new();
     S.get_or_init(|| Scripts {
-        complete: Script::new(include_str!("../../src/scaleout/lua/complete.lua")),
-        renew: Script::new(include_str!("../../src/scaleout/lua/renew.lua")),
-        claim: Script::new(include_str!("../../src/scaleout/lua/claim.lua")),
-        handback: Script::new(include_str!("../../src/scaleout/lua/handback.lua")),
+        complete: Script::new(include_str!("../../src/scaleout/streams/lua/complete.lua")),
+        renew: Script::new(include_str!("../../src/scaleout/streams/lua/renew.lua")),
+        claim: Script::new(include_str!("../../src/scaleout/streams/lua/claim.lua")),
+        handback: Script::new(include_str!("../../src/scaleout/streams/lua/handback.lua")),
     })
 }
 

@@ -11,15 +11,20 @@
 //!   batch), raising their delivery counts.
 //! * [`handback`]: releases a delivery at stop, for another host at once.
 //!
+//! The fencing token of a delivery is `(owner, deliveries)`, the owner
+//! being this incarnation's consumer ([`Delivery`]).
+//!
 //! Scripts run by `EVALSHA` (loaded on first use, again after a Redis
 //! restart: the redis crate falls back to `EVAL` on `NOSCRIPT`).
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 use redis::{RedisResult, Script, Value};
 
 use super::keys::GROUP;
+use crate::scaleout::backend::{Claimed, Completing, Completion, Delivery, Entry};
 
 static COMPLETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/complete.lua")));
 static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
@@ -29,41 +34,6 @@ static HANDBACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("l
 /// The idle time [`handback`] gives a released delivery (a day), so that
 /// any host claims it at once.
 pub(crate) const HANDBACK_IDLE_MS: u64 = 86_400_000;
-
-/// One delivery of a request entry: the fencing token is `(owner,
-/// deliveries)`, the owner being this incarnation's consumer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Delivery {
-    /// The request stream.
-    pub(crate) stream: String,
-    /// The entry's id.
-    pub(crate) id: String,
-    /// Its delivery count when this host got it.
-    pub(crate) deliveries: u32,
-}
-
-/// What [`complete`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Completion {
-    /// The reply was written, the entry acknowledged and deleted.
-    Won,
-    /// The request was completed already (its entry is gone); nothing
-    /// written.
-    Duplicate,
-    /// The delivery is no longer this consumer's; nothing written.
-    Fenced,
-}
-
-/// One delivery to complete, with its reply.
-#[derive(Debug, Clone)]
-pub(crate) struct Completing {
-    pub(crate) delivery: Delivery,
-    /// Its caller's reply stream.
-    pub(crate) reply_to: String,
-    pub(crate) rid: String,
-    /// The encoded reply.
-    pub(crate) body: Vec<u8>,
-}
 
 /// What the completions of one batch share.
 #[derive(Debug, Clone, Copy)]
@@ -77,7 +47,7 @@ pub(crate) struct ReplyRules {
 /// Completes every delivery of `batch` (all of `stream`) in one script
 /// call, each fenced on `consumer` and its delivery count; gives a
 /// [`Completion`] per delivery, in order. The replies to one caller go in
-/// one entry of its reply stream (see [`wire`](super::wire)).
+/// one entry of its reply stream (see [`wire`](crate::scaleout::wire)).
 pub(crate) async fn complete<C: ConnectionLike>(
     conn: &mut C,
     stream: &str,
@@ -94,7 +64,7 @@ pub(crate) async fn complete<C: ConnectionLike>(
     call.arg(GROUP).arg(consumer).arg(rules.ttl_ms).arg(rules.cap);
     call.arg(lo.unwrap_or("0-0")).arg(hi.unwrap_or("0-0"));
     for c in batch {
-        debug_assert_eq!(c.delivery.stream, stream, "one stream a batch");
+        debug_assert_eq!(c.delivery.pool, batch[0].delivery.pool, "one pool a batch");
         call.key(&c.reply_to);
         call.arg(&c.delivery.id)
             .arg(c.delivery.deliveries)
@@ -135,17 +105,6 @@ pub(crate) async fn renew<C: ConnectionLike>(
     call.invoke_async(conn).await
 }
 
-/// An entry taken by [`claim`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Claimed {
-    pub(crate) entry: Entry,
-    /// Its delivery count, this claim included.
-    pub(crate) deliveries: u32,
-    /// How long it had been idle (since its last delivery or renewal) when
-    /// it was claimed, if known.
-    pub(crate) idle_ms: Option<u64>,
-}
-
 /// Takes up to `count` deliveries of `stream` idle for `min_idle_ms`;
 /// also gives the ids found deleted (the stream was trimmed).
 pub(crate) async fn claim<C: ConnectionLike>(
@@ -168,13 +127,14 @@ pub(crate) async fn claim<C: ConnectionLike>(
         .into_iter()
         .filter_map(|c| {
             let mut c = into_array(c).into_iter();
-            let entry = Entry::from_parts(c.next()?, c.next()?)?;
+            let entry = entry(c.next()?, c.next()?)?;
             let deliveries = u32::try_from(int(&c.next()?)?).ok()?;
-            let idle_ms = c.next().and_then(|i| int(&i)).and_then(|i| u64::try_from(i).ok());
+            let idle = c.next().and_then(|i| int(&i)).and_then(|i| u64::try_from(i).ok());
             Some(Claimed {
                 entry,
                 deliveries,
-                idle_ms,
+                // A handback's idle time is made up (a day): not a reclaim latency.
+                idle: idle.filter(|&i| i < HANDBACK_IDLE_MS).map(Duration::from_millis),
             })
         })
         .collect();
@@ -188,11 +148,12 @@ pub(crate) async fn claim<C: ConnectionLike>(
 /// Releases `d` for another host; false if it was not this consumer's.
 pub(crate) async fn handback<C: ConnectionLike>(
     conn: &mut C,
+    stream: &str,
     consumer: &str,
     d: &Delivery,
 ) -> RedisResult<bool> {
     let released: i64 = HANDBACK
-        .key(&d.stream)
+        .key(stream)
         .arg(GROUP)
         .arg(consumer)
         .arg(&d.id)
@@ -203,51 +164,37 @@ pub(crate) async fn handback<C: ConnectionLike>(
     Ok(released == 1)
 }
 
-/// A stream entry: its id and its fields.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Entry {
-    pub(crate) id: String,
-    pub(crate) fields: Vec<(Vec<u8>, Vec<u8>)>,
+/// An entry from its id and its flat field list, taken without a copy.
+fn entry(id: Value, fields: Value) -> Option<Entry> {
+    let id = text(id)?;
+    let mut flat = into_array(fields).into_iter();
+    let mut fields = Vec::with_capacity(flat.len() / 2);
+    while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+        if let (Some(k), Some(v)) = (into_bytes(k), into_bytes(v)) {
+            fields.push((k, v));
+        }
+    }
+    Some(Entry { id, fields })
 }
 
-impl Entry {
-    /// An entry from its id and its flat field list, taken without a copy.
-    fn from_parts(id: Value, fields: Value) -> Option<Entry> {
-        let id = text(id)?;
-        let mut flat = into_array(fields).into_iter();
-        let mut fields = Vec::with_capacity(flat.len() / 2);
-        while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
-            if let (Some(k), Some(v)) = (into_bytes(k), into_bytes(v)) {
-                fields.push((k, v));
-            }
-        }
-        Some(Entry { id, fields })
-    }
-
-    /// The fields, borrowed, for [`wire::Request::parse`](super::wire::Request::parse).
-    pub(crate) fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.fields.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
-    }
-
-    /// Entries of the first stream of an `XREAD`/`XREADGROUP` reply (nil:
-    /// none), taken out of it without a copy. Entries without fields
-    /// (deleted) are left out.
-    pub(crate) fn from_read(v: Value) -> Vec<Entry> {
-        let first = match v {
-            Value::Map(pairs) => pairs.into_iter().next().map(|(_, e)| e),
-            other => into_array(other)
-                .into_iter()
-                .next()
-                .and_then(|s| into_array(s).into_iter().nth(1)),
-        };
-        into_array(first.unwrap_or(Value::Nil))
+/// Entries of the first stream of an `XREAD`/`XREADGROUP` reply (nil:
+/// none), taken out of it without a copy. Entries without fields
+/// (deleted) are left out.
+pub(crate) fn entries(v: Value) -> Vec<Entry> {
+    let first = match v {
+        Value::Map(pairs) => pairs.into_iter().next().map(|(_, e)| e),
+        other => into_array(other)
             .into_iter()
-            .filter_map(|e| {
-                let mut e = into_array(e).into_iter();
-                Entry::from_parts(e.next()?, e.next()?)
-            })
-            .collect()
-    }
+            .next()
+            .and_then(|s| into_array(s).into_iter().nth(1)),
+    };
+    into_array(first.unwrap_or(Value::Nil))
+        .into_iter()
+        .filter_map(|e| {
+            let mut e = into_array(e).into_iter();
+            entry(e.next()?, e.next()?)
+        })
+        .collect()
 }
 
 fn into_array(v: Value) -> Vec<Value> {

@@ -3,9 +3,10 @@
 //! The [`Ledger`](super::ledger::Ledger) keeps every request's waiter, its
 //! attachment and its payload; the queue only orders request ids, per pool.
 //! [`MemoryQueue`] is the embedded default. The queue shared by several
-//! hosts on Redis Streams is not a backend of this trait (its waiters live
-//! on the caller's host and its completions are fenced after the worker
-//! answered; see `crate::scaleout` and ARCHITECTURE.md, "Several hosts").
+//! hosts is not a backend of this trait (its waiters live on the caller's
+//! host and its completions are fenced after the worker answered): it has
+//! its own engine seam, `crate::scaleout::backend::Backend`, in front of
+//! the supervisor task (see ARCHITECTURE.md, "Several hosts").
 //! Another backend of this host's queue implements the trait:
 //!
 //! * **The supervisor task never awaits the backend on a state change.**

@@ -121,6 +121,12 @@ impl Caller {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// How many requests wait for their answer.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.ledger().len()
+    }
+
     /// The shared state (counters).
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared

@@ -45,7 +45,11 @@ pub(crate) mod batch;
 pub(crate) mod caller;
 pub(crate) mod executor;
 pub(crate) mod lease;
+#[cfg(test)]
+mod memory;
 pub(crate) mod pressure;
+#[cfg(test)]
+mod props;
 pub(crate) mod run;
 pub(crate) mod shared;
 pub(crate) mod stats;

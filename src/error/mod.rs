@@ -193,6 +193,17 @@ pub enum Error {
     /// URL's password.
     #[error("shared queue: {0}")]
     Queue(String),
+    /// The request went through the shared queue and the worker on another
+    /// host answered it with a response stream
+    /// ([`Response::stream`](crate::Response::stream)), which is a
+    /// descriptor and cannot cross machines: the stream was closed, and the
+    /// request fails (not retried). Enqueue such requests with
+    /// [`EnqueueOptions::local`](crate::EnqueueOptions::local).
+    #[error("the worker on host {host:?} answered with a response stream, which cannot cross hosts; enqueue it with EnqueueOptions::local()")]
+    StreamAcrossHosts {
+        /// The host that ran the request.
+        host: String,
+    },
 }
 
 impl Error {

@@ -163,6 +163,16 @@ impl Job {
 /// deliveries on.
 fn reply_of(shared: &Shared, answer: Result<Response, Error>, earlier: u32) -> Reply {
     match answer {
+        // A stream is a descriptor of this host: it is closed here (the
+        // worker sees its reader gone), and the caller is told why.
+        Ok(r) if r.stream.is_some() => Reply {
+            host: shared.host.clone(),
+            worker: r.worker.get(),
+            attempt: r.attempt + earlier,
+            outcome: Outcome::Failed(WireError::StreamAcrossHosts {
+                host: shared.host.clone(),
+            }),
+        },
         Ok(r) => Reply {
             host: shared.host.clone(),
             worker: r.worker.get(),

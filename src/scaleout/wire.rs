@@ -147,6 +147,11 @@ pub(crate) enum WireError {
     },
     /// The caller cancelled (nobody waits for this one).
     Cancelled,
+    /// The worker answered with a response stream, which stays on its
+    /// host.
+    StreamAcrossHosts {
+        host: String,
+    },
     /// Any other error, in words.
     Other(String),
 }
@@ -205,6 +210,7 @@ impl WireError {
                 max: size(max),
             },
             WireError::Cancelled => Error::Queue("the request was cancelled".into()),
+            WireError::StreamAcrossHosts { host } => Error::StreamAcrossHosts { host },
             WireError::Other(text) => Error::Queue(format!("on the executing host: {text}")),
         }
     }

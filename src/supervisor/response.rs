@@ -21,6 +21,7 @@ pub struct EnqueueOptions {
     pub(super) deadline: Option<Duration>,
     pub(super) retries: Option<Retries>,
     pub(super) key: Option<u64>,
+    pub(super) local: bool,
 }
 
 impl EnqueueOptions {
@@ -72,6 +73,16 @@ impl EnqueueOptions {
     /// ([`crate::sticky::owner`] computes it).
     pub fn key(mut self, key: impl AsRef<[u8]>) -> Self {
         self.key = Some(crate::sticky::hash(key.as_ref()));
+        self
+    }
+
+    /// With a shared queue ([`Builder::queue`](crate::Builder::queue)):
+    /// runs the request on this host's workers only, as a request with an
+    /// attachment or a sticky key does. For answers that stream back
+    /// ([`Response::stream`]), which cannot cross hosts, and for latency.
+    /// Without a shared queue every request is local anyway.
+    pub fn local(mut self) -> Self {
+        self.local = true;
         self
     }
 

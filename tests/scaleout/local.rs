@@ -24,7 +24,7 @@ fn queue(redis: &RedisServer, host: &str) -> RedisQueue {
 }
 
 /// A host named `name` with `workers` normal workers (0: a caller only).
-async fn host(redis: &RedisServer, name: &str, workers: usize) -> Supervisor {
+pub(super) async fn host(redis: &RedisServer, name: &str, workers: usize) -> Supervisor {
     support::builder(workers)
         .queue(queue(redis, name))
         .start()
@@ -34,7 +34,7 @@ async fn host(redis: &RedisServer, name: &str, workers: usize) -> Supervisor {
 
 /// Stops both hosts, then checks that Redis holds no pending request and
 /// no request entry.
-async fn stop_and_check(redis: &RedisServer, hosts: &[&Supervisor]) {
+pub(super) async fn stop_and_check(redis: &RedisServer, hosts: &[&Supervisor]) {
     for h in hosts {
         within("soft kill", h.soft_kill()).await;
         within("the supervisor task's end", h.closed()).await;

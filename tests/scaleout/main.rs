@@ -9,6 +9,8 @@
 //!   an entry that does not decode dropped.
 //! * `scripts`: the Lua fence against a real Redis, and a proptest of the
 //!   backend's state machine (claims, fences, replies in any order).
+//! * `streams`: a streamed answer across hosts fails typed; `local()`
+//!   keeps a request (and its stream) on its host.
 //! * `tls`: two hosts over `rediss://` to a TLS `redis-server` with a
 //!   private CA (made by `openssl`).
 //!
@@ -30,6 +32,7 @@ mod redis_server;
 mod local;
 mod recovery;
 mod scripts;
+mod streams;
 mod tls;
 
 mod checks;

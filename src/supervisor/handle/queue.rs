@@ -3,7 +3,8 @@
 //!
 //! A request with an attachment or a sticky key never leaves its host: a
 //! descriptor cannot cross machines, and a key names a local worker. Such
-//! requests take the local path even with a queue.
+//! requests take the local path even with a queue, and so do those the
+//! caller marks [`local`](crate::EnqueueOptions::local).
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ impl Supervisor {
     /// The caller that takes a request with `options`: the shared queue's,
     /// unless there is none or the request must stay local.
     pub(super) fn shared_queue(&self, options: &EnqueueOptions) -> Option<&Arc<Caller>> {
-        let local = options.attachment.is_some() || options.key.is_some();
+        let local = options.attachment.is_some() || options.key.is_some() || options.local;
         self.queue.as_ref().filter(|_| !local)
     }
 

@@ -1,6 +1,6 @@
 //! The seam under the shared queue: [`Backend`], what an engine that
 //! several hosts share must do, as one object-safe trait (`async-trait`),
-//! and the types that cross it. [`RedisBackend`](super::redis::RedisBackend)
+//! and the types that cross it. [`RedisBackend`](super::streams::RedisBackend)
 //! (Redis Streams, consumer groups, Lua) is its implementation.
 //!
 //! Everything above the seam is engine-free and owned by nanny: the
@@ -13,7 +13,7 @@
 //! # Why here, and not under the local queue
 //!
 //! The host's own pending queue has a seam too,
-//! [`PendingQueue`](crate::supervisor::queue) in the supervisor task. The
+//! `PendingQueue` (`supervisor/queue.rs`) in the supervisor task. The
 //! shared queue is not a backend of that one, deliberately: there, a
 //! request's waiter and payload live in the task's ledger and the queue
 //! orders ids, synchronously, inside the task's state changes. Across

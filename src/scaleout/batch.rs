@@ -1,18 +1,18 @@
-//! Natural batching of Redis calls: many tasks hand one item each to a
+//! Natural batching of backend calls: many tasks hand one item each to a
 //! [`Batcher`] and wait for its own result; one runner ([`Batches::run`])
 //! takes whatever is queued (at most a batch's worth) and makes one call
 //! for all of it. While a call is out, new items queue up and become the
 //! next batch, so the batch grows with the load and a lone item goes at
 //! once: no timer, no added wait at low load.
 //!
-//! Used for the caller's `XADD`s (one `MULTI`/`EXEC` a batch) and the executor's
-//! completions (one fenced script a batch). A runner that has ended
+//! Used for the caller's publishing (on Redis one `MULTI`/`EXEC` a batch)
+//! and the executor's completions (one fenced script a batch). A runner that has ended
 //! answers nothing: [`Batcher::call`] then gives `None`.
 //!
 //! The queue holds at most [`QUEUED_BATCHES`] batches' worth. When it is
 //! full, [`Batcher::call`] waits for room (backpressure, nothing dropped):
 //! its caller is waiting for the result anyway. Its users are bounded
-//! too: at most `max_queue` waiting XADDs (the caller's ledger refuses more
+//! too: at most `max_queue` waiting publishes (the caller's ledger refuses more
 //! with `QueueFull`) and as many completions as deliveries run here.
 
 use std::future::Future;

@@ -31,7 +31,7 @@ use crate::error::Error;
 use crate::retries::Retries;
 use crate::supervisor::Response;
 
-/// Cancellations on their way to Redis; beyond this many, one is dropped
+/// Cancellations on their way to the backend; beyond this many, one is dropped
 /// (cancellation is best effort).
 const CANCEL_CAPACITY: usize = 4096;
 /// The most requests one publish sends. Capped at 64 rather than 256 to
@@ -59,7 +59,7 @@ struct Waiter {
     created_at: SystemTime,
 }
 
-/// The receiving ends of what the caller sends to Redis (new requests and
+/// The receiving ends of what the caller sends to the backend (new requests and
 /// cancellations), for [`send_outbox`].
 #[derive(Debug)]
 pub(crate) struct Outbox {
@@ -199,7 +199,7 @@ impl Caller {
     }
 
     /// Resolves the waiting request of each reply of a reply entry (a
-    /// field per reply, the rid as its name: one completion script writes
+    /// field per reply, the rid as its name: one completion writes
     /// the replies of a batch to one caller as one entry), or counts it
     /// late.
     fn deliver(&self, entry: &Entry) {

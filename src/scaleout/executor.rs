@@ -10,7 +10,7 @@
 //!   pool does all its intake (claims, then new entries), so two never
 //!   fill the same free slots.
 //! * **Heartbeat** (every [`RedisQueue::heartbeat`](super::RedisQueue::heartbeat)):
-//!   one renew script per pool for what runs; a delivery that is no longer
+//!   one renewal per pool for what runs; a delivery that is no longer
 //!   this host's, or that could not be renewed for longer than `min_idle`
 //!   less a heartbeat, is *lost*: its attempt is cancelled on the local
 //!   worker and its result dropped. The same tick reads the cancel flags
@@ -79,7 +79,7 @@ pub(crate) struct Executor {
     /// Their queues, until [`Executor::run`] takes them.
     queues: Mutex<Vec<Completions>>,
     /// Held by a renew from reading the delivery counts it sends until
-    /// its verdicts are applied, and by a claim from its script until the
+    /// its verdicts are applied, and by a claim from its call until the
     /// counts of its own running deliveries it claimed back are updated:
     /// so a renew never judges a delivery by a count a concurrent claim
     /// has just raised (it would call it lost).

@@ -1,4 +1,4 @@
-//! The executor's leases: every heartbeat, one renew script per pool for
+//! The executor's leases: every heartbeat, one renewal per pool for
 //! the deliveries that run here, and a read of their cancel flags.
 //!
 //! A delivery that is no longer this host's (reclaimed by another), or

@@ -22,9 +22,8 @@
 //!   `max_attempts − n` retries left, so `retries` keeps its meaning, and
 //!   one whose every delivery was lost fails with
 //!   [`Error::HostLost`](crate::Error::HostLost).
-//! * **The backend owns the fence** ([`backend`]: the object-safe
-//!   [`Backend`](backend::Backend) trait, implemented on Redis Streams by
-//!   [`streams`]): completion, acknowledgement, deletion of the entry and
+//! * **The backend owns the fence** (`backend`: the object-safe
+//!   `Backend` trait, implemented on Redis Streams by `streams`): completion, acknowledgement, deletion of the entry and
 //!   the reply are one atomic step on the server (a Lua script), checked
 //!   against the entry's owner *and* delivery count (`XACK` and `XCLAIM`
 //!   alone check neither). A host that was paused and comes back finds its

@@ -1,6 +1,6 @@
 //! One delivery through the local supervisor: submitted with the
 //! per-attempt timeout and `max_attempts − deliveries` retries (a reclaim
-//! counts as an attempt), then completed with the fenced script (a few
+//! counts as an attempt), then completed on its fence (a few
 //! tries on connection errors), handed back if this host stopped or
 //! drained under it (shut down, killed, drain timeout), or dropped if its
 //! lease was lost.
@@ -22,7 +22,7 @@ use crate::supervisor::{Response, Submitted};
 
 /// Tries of a completion or handback that meets connection errors.
 const TRIES: u32 = 3;
-/// The most completions one script call makes.
+/// The most completions one backend call makes.
 pub(crate) const COMPLETE_BATCH: usize = 128;
 
 /// Why a running delivery was stopped early, shared by the heartbeat
@@ -189,7 +189,7 @@ fn reply_of(shared: &Shared, answer: Result<Response, Error>, earlier: u32) -> R
 }
 
 /// Completes `d` with `reply` through `pool`'s completer (one fenced
-/// script for a batch of completions): a few tries on connection errors.
+/// call for a batch of completions): a few tries on connection errors.
 pub(crate) async fn complete(ex: &Executor, pool: usize, d: &Delivery, request: &Request, reply: Reply) {
     let shared = &ex.shared;
     let body = reply.encode();
@@ -227,7 +227,7 @@ pub(crate) async fn complete(ex: &Executor, pool: usize, d: &Delivery, request: 
 pub(crate) type Completions = Batches<Completing, backend::Result<Completion>>;
 
 /// Runs `pool`'s completions until `end`, at most [`COMPLETE_BATCH`] a
-/// script call; then those still queued.
+/// backend call; then those still queued.
 pub(crate) async fn completer(ex: &Executor, pool: usize, queue: Completions, end: &CancellationToken) {
     let backend = &ex.shared.backend;
     queue

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 #[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueStats {
-    /// Whether the last command to Redis succeeded.
+    /// Whether the last call to the backend (Redis) succeeded.
     pub connected: bool,
     /// Whether this host is under memory pressure now
     /// ([`RedisQueue::min_available_memory`](crate::RedisQueue::min_available_memory)):
@@ -39,7 +39,7 @@ pub struct QueueStats {
     pub late_replies: u64,
     /// Entries or replies that could not be decoded.
     pub malformed: u64,
-    /// Redis commands that failed.
+    /// Backend (Redis) calls that failed.
     pub errors: u64,
     /// The longest idle time of a delivery this host reclaimed, at its
     /// claim (ms): how long after its owner's last renewal (or its

@@ -1,4 +1,4 @@
-//! What travels through Redis: the fields of a request entry and the
+//! What travels through the shared queue: the fields of a request entry and the
 //! encoding of a reply (MessagePack), with the typed errors that cross
 //! hosts.
 //!
@@ -6,7 +6,7 @@
 //! stream), `payload` (the request's MessagePack bytes), `timeout` (the
 //! per-attempt timeout in ms, `0` for none) and `attempts` (the most
 //! attempts, `0` for unlimited). A reply entry holds the replies one
-//! completion script wrote to one caller: a field per reply, named by the
+//! completion call wrote to one caller: a field per reply, named by the
 //! request's `rid`, whose value is the [`Reply`].
 
 use std::time::Duration;
@@ -37,7 +37,7 @@ impl Request {
         }
     }
 
-    /// The entry's fields, for `XADD`.
+    /// The entry's fields, for the backend to write.
     pub(crate) fn fields(&self) -> [(&'static str, Vec<u8>); 5] {
         let ms = self
             .timeout

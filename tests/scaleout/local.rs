@@ -236,6 +236,8 @@ async fn without_redis_enqueue_fails_fast_and_typed() {
         // The local path still serves.
         let local = a.enqueue_with(&Cmd::Whoami, EnqueueOptions::new().key("k")).await;
         assert!(local.is_ok(), "{local:?}");
+        let local = a.enqueue_with(&Cmd::Whoami, EnqueueOptions::new().local()).await;
+        assert!(local.is_ok(), "{local:?}");
         within("soft kill", a.soft_kill()).await;
     })
     .await;

@@ -1,5 +1,5 @@
 //! The executing side: per pool, read only as many entries as the pool has
-//! free capacity, run each through the local supervisor ([`super::run`]),
+//! free capacity, run each through the local supervisor ([`run`](mod@super::run)),
 //! renew what runs, reclaim what others left idle, and hand back at stop.
 //!
 //! * **No prefetch.** Before each read the supervisor is asked for

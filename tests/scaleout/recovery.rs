@@ -28,16 +28,18 @@ async fn host(redis: &RedisServer, name: &str, workers: usize) -> Supervisor {
         .expect("a host starts")
 }
 
-/// Adds an entry by hand, as a caller whose reply stream is [`REPLIES`].
+/// Adds an entry by hand, as a caller whose reply stream is [`REPLIES`]:
+/// its one field `m`, `[rid, reply, timeout ms, attempts, payload]` in
+/// MessagePack (the payload as bin), as `src/scaleout/wire.rs` documents.
 fn add(conn: &mut redis::Connection, rid: &str, attempts: u32) -> String {
     let payload = rmp_serde::to_vec(&Cmd::Double(4)).expect("encodes");
+    let payload = serde_bytes::ByteBuf::from(payload);
+    let entry = rmp_serde::to_vec(&(rid, REPLIES, 0u64, attempts, payload)).expect("encodes");
     redis::cmd("XADD")
         .arg(STREAM)
         .arg("*")
-        .arg(&[("rid", rid.as_bytes()), ("reply", REPLIES.as_bytes())])
-        .arg(&[("payload", payload.as_slice()), ("timeout", b"0")])
-        .arg("attempts")
-        .arg(attempts)
+        .arg("m")
+        .arg(entry)
         .query(conn)
         .expect("XADD")
 }

@@ -23,7 +23,13 @@ pub(crate) const REQUEST_FIELD: &str = "m";
 
 /// A request entry's value, as written.
 #[derive(Serialize)]
-struct Written<'a>(&'a str, &'a str, u64, u32, #[serde(with = "serde_bytes")] &'a [u8]);
+struct Written<'a>(
+    &'a str,
+    &'a str,
+    u64,
+    u32,
+    #[serde(with = "serde_bytes")] &'a [u8],
+);
 
 /// A request entry's value, as read.
 #[derive(Deserialize)]
@@ -258,8 +264,16 @@ mod tests {
         let fields = request().fields();
         let (name, value) = (fields[0].0.as_bytes(), fields[0].1.as_slice());
         assert_eq!(Request::parse([(b"other".as_slice(), value)]), None, "no field");
-        assert_eq!(Request::parse([(name, &value[..value.len() - 1])]), None, "cut short");
-        assert_eq!(Request::parse([(name, b"\xc1".as_slice())]), None, "not MessagePack");
+        assert_eq!(
+            Request::parse([(name, &value[..value.len() - 1])]),
+            None,
+            "cut short"
+        );
+        assert_eq!(
+            Request::parse([(name, b"\xc1".as_slice())]),
+            None,
+            "not MessagePack"
+        );
         let empty = rmp_serde::to_vec(&Written("", "to", 0, 0, b"p")).expect("encodes");
         assert_eq!(Request::parse([(name, empty.as_slice())]), None, "an empty rid");
         let wrong = rmp_serde::to_vec(&("r", "to", "soon", 0, 1)).expect("encodes");

@@ -15,7 +15,7 @@ import math
 import statistics
 from collections import defaultdict
 
-SYSTEMS = ["raw", "raw-batched", "tokio", "nanny", "nanny-ct", "tonic",
+SYSTEMS = ["raw", "raw-batched", "tokio", "nanny", "nanny-ct", "nanny-ct-spin", "tonic",
            "nanny-node", "nanny-lpm", "nanny-python", "lpm", "piscina"]
 NAMES = {
     "raw": "raw socketpair",
@@ -23,6 +23,7 @@ NAMES = {
     "tokio": "bare tokio",
     "nanny": "nanny",
     "nanny-ct": "nanny, current-thread",
+    "nanny-ct-spin": "nanny, current-thread, spinning 300 µs",
     "tonic": "tonic over UDS",
     "lpm": "load-process-manager 1.3.3",
     "piscina": "piscina 5.3.2 (threads)",
@@ -45,7 +46,7 @@ ROWS = [
     ("rss", "peak RSS of the dispatching process", "MiB", True),
 ]
 COLORS = ["#555555", "#999999", "#2b8cbe", "#e6550d", "#fdae6b", "#31a354",
-          "#a63603", "#fd8d3c", "#8c6d31", "#756bb1", "#de2d26"]
+          "#a63603", "#fd8d3c", "#8c6d31", "#756bb1", "#de2d26", "#636363"]
 assert len(COLORS) >= len(SYSTEMS), "one colour per system"
 
 

@@ -19,6 +19,7 @@ mod frames;
 mod nanny_peer;
 mod raw;
 mod report;
+mod spin;
 mod tonic_peer;
 mod worker_kinds;
 mod workloads;

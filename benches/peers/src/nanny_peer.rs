@@ -35,10 +35,12 @@ pub fn serve_worker() {
         .build()
         .expect("runtime");
     let result = rt.block_on(async {
+        crate::spin::start();
         let worker = nanny_worker::connect().await?;
         worker.ready();
         worker
             .serve(|req| async move {
+                crate::spin::touch();
                 let payload: ByteBuf = req.data()?;
                 req.respond(&payload)?;
                 Ok(())
@@ -102,7 +104,9 @@ impl<K: WorkerKind> crate::workloads::Peer for Nanny<K> {
         let supervisor = self.supervisor.clone();
         on(&self.rt, async move {
             let payload = ByteBuf::from(vec![7u8; SMALL]);
+            crate::spin::start();
             let ask = || async {
+                crate::spin::touch();
                 let answer = supervisor.enqueue(&payload).await.expect("an answer");
                 K::check(&answer, SMALL);
             };

@@ -168,6 +168,9 @@ async fn a_plain_worker_that_ignores_sigterm_is_killed_after_force_stop_delay() 
             .await
             .expect("starts");
         let pid = health(&sup).await[0].pid;
+        // Not before the shell has run its `trap`: a SIGTERM that comes
+        // sooner kills it by the default action.
+        wait_until("SIGTERM ignored by the worker", || async { ignores_sigterm(pid) }).await;
         let events = Events::collect(&sup);
         within("soft kill", sup.soft_kill()).await;
         let exit = events
@@ -205,4 +208,14 @@ async fn a_plain_worker_outlives_the_heartbeat_deadline() {
         sup.soft_kill().await;
     })
     .await
+}
+
+/// Whether process `pid` ignores SIGTERM (`SigIgn` of `/proc/PID/status`).
+fn ignores_sigterm(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok());
+    mask.is_some_and(|m| m & (1 << (nanny::Signal::SIGTERM as u64 - 1)) != 0)
 }

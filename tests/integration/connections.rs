@@ -199,6 +199,7 @@ async fn connections_that_wait_for_the_pool_are_spread_over_the_workers_as_they_
             sup.inspect().await.unwrap().listeners[0].waiting == 40
         })
         .await;
+        all_connected(&sup, 4).await;
         sup.broadcast("go", &()).await.unwrap();
         let shares = tally(join_all(clients).await);
         assert_eq!(shares.len(), 4, "{shares:?}");

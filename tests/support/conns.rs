@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use nanny::{Builder, ListenAddr, Listener, Pool, Supervisor, WorkerHealth};
+use nanny::{Builder, ListenAddr, Listener, Pool, Supervisor, WorkerHealth, WorkerState};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -47,6 +47,16 @@ pub(crate) async fn listener_addr(sup: &Supervisor) -> SocketAddr {
         ListenAddr::Tcp(addr) => *addr,
         other => panic!("not a TCP listener: {other:?}"),
     }
+}
+
+/// Waits until `n` workers have said hello (and wait to be told `go`): a
+/// broadcast reaches only the workers connected when it is sent.
+pub(crate) async fn all_connected(sup: &Supervisor, n: usize) {
+    wait_until("every worker said hello", || async {
+        let said = |w: &&WorkerHealth| w.state != WorkerState::Spawning;
+        health(sup).await.iter().filter(said).count() == n
+    })
+    .await;
 }
 
 /// Waits until `n` workers are ready and listening.

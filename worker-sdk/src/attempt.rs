@@ -170,12 +170,7 @@ struct State {
 }
 
 impl Attempt {
-    pub(crate) fn new(
-        key: AttemptKey,
-        created_at: SystemTime,
-        payload_limit: usize,
-        slots: Slots,
-    ) -> Self {
+    pub(crate) fn new(key: AttemptKey, created_at: SystemTime, payload_limit: usize, slots: Slots) -> Self {
         let state = State {
             watched: false,
             dropped: false,

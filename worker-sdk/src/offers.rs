@@ -34,8 +34,8 @@
 use std::os::fd::OwnedFd;
 
 use crate::attempt::Outgoing;
-use crate::outbox::Reservation;
 use crate::connection::{convert, Refused, Unusable};
+use crate::outbox::Reservation;
 use crate::protocol::{AttemptKey, ConnectionFrame, FdTag, FromWorker};
 use crate::session::Session;
 

@@ -31,11 +31,11 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use crate::attempt::{Done, Outgoing, Slots, Ticket};
-use crate::outbox;
 use crate::event::Event;
 use crate::inflight::{Cancelled, InFlight, MAX_IN_FLIGHT};
 use crate::intake::{classify, next_message, FdArrival, Next};
 use crate::matcher::{Arrival, Waiting};
+use crate::outbox;
 use crate::protocol::{
     AttemptKey, BroadcastFrame, FrameReader, FromWorker, Heartbeat, Outcome, RemoteError, RequestFrame,
     ToWorker,

@@ -35,7 +35,10 @@ async fn reservations_count_against_the_bound_and_always_have_room() {
     tx.try_send(item(1)).unwrap();
     tx.try_send(item(2)).unwrap();
     // 2 queued + 2 reserved: full for everyone else.
-    assert!(matches!(tx.try_send(item(9)), Err(TrySendError::Full(Item(9, _)))));
+    assert!(matches!(
+        tx.try_send(item(9)),
+        Err(TrySendError::Full(Item(9, _)))
+    ));
     assert!(matches!(tx.try_reserve(1), Err(TrySendError::Full(()))));
     // The reservation's sends need no room beyond their own.
     two.send(item(3));
@@ -97,7 +100,10 @@ async fn the_reader_is_woken_by_a_send_and_ends_when_nothing_more_can_come() {
     assert!(!reader.is_finished(), "a reservation can still send");
     reservation.send(2);
     drop(reservation);
-    let seen = tokio::time::timeout(TIMEOUT, reader).await.expect("ends").unwrap();
+    let seen = tokio::time::timeout(TIMEOUT, reader)
+        .await
+        .expect("ends")
+        .unwrap();
     assert_eq!(seen, [1, 2], "what was queued is read before the end");
 }
 
@@ -114,7 +120,10 @@ async fn a_closed_outbox_refuses_cleanly_and_drops_what_it_held() {
     assert_eq!(drops.load(Ordering::SeqCst), 1, "the queued item is dropped");
     let got = tokio::time::timeout(TIMEOUT, waiting).await.expect("woken");
     assert!(got.is_none(), "a waiting reservation fails");
-    assert!(matches!(tx.try_send(item(2)), Err(TrySendError::Closed(Item(2, _)))));
+    assert!(matches!(
+        tx.try_send(item(2)),
+        Err(TrySendError::Closed(Item(2, _)))
+    ));
     assert!(matches!(tx.try_reserve(1), Err(TrySendError::Closed(()))));
     let back = tx.send(item(3)).await.expect_err("the reader is gone");
     assert_eq!(back.0, 3, "given back");

@@ -18,17 +18,26 @@
 //! loses its answer: the session reserves the attempt's slots in the writer
 //! queue (one for the answer, one more for an early `Accepted` when the
 //! attempt has an attachment) and a slot in its own `Done` queue before it
-//! registers the attempt, and the attempt spends them. Only an `Ack`
-//! (informational, optional) is sent without a reserved slot: when the
-//! queue is full it is skipped.
+//! registers the attempt, and the attempt spends them (both queues are
+//! [`outbox`](crate::outbox)es). Only an `Ack` (informational, optional)
+//! is sent without a reserved slot: when the queue is full it is skipped.
+//!
+//! # Cancellation
+//!
+//! An attempt's cancellation is a flag ([`Cancel`]); the
+//! `CancellationToken` that [`Request::cancelled`](crate::Request::cancelled)
+//! and [`Request::cancellation_token`](crate::Request::cancellation_token)
+//! hand out is made only when one of them is first called (most handlers
+//! never ask, and a token per attempt was an allocation and two locks).
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
-use tokio::sync::mpsc::{self, OwnedPermit};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::outbox::{self, Reservation};
 use crate::protocol::{AttemptKey, FromWorker, Outcome, RemoteError};
 
 /// What the writer task writes on the socket.
@@ -59,35 +68,69 @@ pub(crate) struct Done(pub(crate) AttemptKey);
 #[derive(Debug)]
 pub(crate) struct Ticket {
     key: AttemptKey,
-    slot: Option<OwnedPermit<Done>>,
+    /// One slot in the session's `Done` queue.
+    slot: Reservation<Done>,
 }
 
 impl Ticket {
-    pub(crate) fn new(key: AttemptKey, slot: OwnedPermit<Done>) -> Self {
-        Self {
-            key,
-            slot: Some(slot),
-        }
+    pub(crate) fn new(key: AttemptKey, slot: Reservation<Done>) -> Self {
+        Self { key, slot }
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            slot.send(Done(self.key));
-        }
+        self.slot.send(Done(self.key));
     }
 }
 
 /// The writer-queue slots reserved for one attempt.
 #[derive(Debug)]
 pub(crate) struct Slots {
-    /// For the answer (with `Accepted`, if still due).
-    pub(crate) answer: OwnedPermit<Outgoing>,
-    /// For an early `Accepted`; only for an attempt with an attachment.
-    pub(crate) accepted: Option<OwnedPermit<Outgoing>>,
+    /// One slot for the answer (with `Accepted`, if still due), and one
+    /// more for an early `Accepted` if `attached`.
+    pub(crate) out: Reservation<Outgoing>,
+    /// Whether the attempt has an attachment (so `Accepted` is due).
+    pub(crate) attached: bool,
     /// The attempt's hold on the in-flight table.
     pub(crate) ticket: Ticket,
+}
+
+/// An attempt's cancellation: a flag, and the token handed to a handler
+/// only if it asks for one (see the module docs). Tripped by the session
+/// alone; once tripped it stays so.
+#[derive(Debug, Default)]
+pub(crate) struct Cancel {
+    tripped: AtomicBool,
+    token: OnceLock<CancellationToken>,
+}
+
+impl Cancel {
+    /// Trips the flag, and the token if one was made.
+    pub(crate) fn cancel(&self) {
+        // SeqCst here and in `token`: either this sees the token, or the
+        // token's maker sees the flag (or both; cancelling twice is a no-op).
+        self.tripped.store(true, Ordering::SeqCst);
+        if let Some(token) = self.token.get() {
+            token.cancel();
+        }
+    }
+
+    /// Whether the attempt was cancelled (by the session, or by whoever
+    /// holds its token).
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.tripped.load(Ordering::SeqCst) || self.token.get().is_some_and(|t| t.is_cancelled())
+    }
+
+    /// The attempt's token, made on first use (already cancelled if the
+    /// attempt is).
+    pub(crate) fn token(&self) -> &CancellationToken {
+        let token = self.token.get_or_init(CancellationToken::new);
+        if self.tripped.load(Ordering::SeqCst) {
+            token.cancel();
+        }
+        token
+    }
 }
 
 /// Whether an answer was queued.
@@ -107,7 +150,7 @@ pub(crate) struct Attempt {
     pub(crate) key: AttemptKey,
     pub(crate) created_at: SystemTime,
     /// Tripped by a `Cancel`, a hard kill, or the link closing.
-    pub(crate) token: CancellationToken,
+    pub(crate) cancel: Cancel,
     /// The largest payload of an answer; longer error messages are cut.
     payload_limit: usize,
     state: Mutex<State>,
@@ -127,25 +170,19 @@ struct State {
 }
 
 impl Attempt {
-    pub(crate) fn new(
-        key: AttemptKey,
-        created_at: SystemTime,
-        token: CancellationToken,
-        payload_limit: usize,
-        slots: Slots,
-    ) -> Self {
+    pub(crate) fn new(key: AttemptKey, created_at: SystemTime, payload_limit: usize, slots: Slots) -> Self {
         let state = State {
             watched: false,
             dropped: false,
             answered: false,
             acked: false,
-            accepted_due: slots.accepted.is_some(),
+            accepted_due: slots.attached,
             slots: Some(slots),
         };
         Self {
             key,
             created_at,
-            token,
+            cancel: Cancel::default(),
             payload_limit,
             state: Mutex::new(state),
         }
@@ -171,7 +208,7 @@ impl Attempt {
 
     /// Sends `Ack` the first time (after `Accepted`, if due); skipped when
     /// the writer queue is full (it is informational).
-    pub(crate) fn ack(&self, out: &mpsc::Sender<Outgoing>) {
+    pub(crate) fn ack(&self, out: &outbox::Sender<Outgoing>) {
         let mut st = self.state();
         if st.answered || std::mem::replace(&mut st.acked, true) {
             return;
@@ -198,10 +235,10 @@ impl Attempt {
             return (Answered::Already, None);
         }
         let accepted_due = std::mem::take(&mut st.accepted_due);
-        let Some(Slots { answer, ticket, .. }) = st.slots.take() else {
+        let Some(Slots { mut out, ticket, .. }) = st.slots.take() else {
             return (Answered::Already, None);
         };
-        if auto && self.token.is_cancelled() {
+        if auto && self.cancel.is_cancelled() {
             drop(st);
             return (Answered::Now, None); // the ticket ends the attempt
         }
@@ -218,7 +255,7 @@ impl Attempt {
         };
         let accepted = accepted_due.then(|| self.accepted_frame());
         // Under the lock: nothing for this attempt can be queued after it.
-        answer.send(Outgoing::Answer { accepted, response });
+        out.send(Outgoing::Answer { accepted, response });
         drop(st);
         (Answered::Now, stream.then_some(ticket))
     }
@@ -251,13 +288,14 @@ impl Attempt {
     }
 }
 
-/// Sends an early `Accepted` if one is due, from its own reserved slot.
+/// Sends an early `Accepted` if one is due, from its own reserved slot
+/// (the answer's stays).
 fn take_early_accepted(st: &mut State, frame: FromWorker) {
     if st.answered || !std::mem::take(&mut st.accepted_due) {
         return;
     }
-    if let Some(slot) = st.slots.as_mut().and_then(|s| s.accepted.take()) {
-        slot.send(Outgoing::Frame(frame));
+    if let Some(slots) = st.slots.as_mut() {
+        slots.out.send(Outgoing::Frame(frame));
     }
 }
 

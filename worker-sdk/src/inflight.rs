@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 
 use rustc_hash::FxHashMap;
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::attempt::{Attempt, Slots};
@@ -123,11 +122,10 @@ impl InFlight {
         let attempt = Arc::new(Attempt::new(
             key,
             created_at,
-            // Not a child of the link's token: linking and unlinking one per
-            // attempt costs two locks of the parent. The session trips
-            // every token in the table itself when the link closes
-            // (`cancel_all`).
-            CancellationToken::new(),
+            // Its cancellation is not a child of the link's token: linking
+            // and unlinking one per attempt costs two locks of the parent.
+            // The session trips every attempt in the table itself when the
+            // link closes (`cancel_all`).
             payload_limit,
             slots,
         ));
@@ -140,10 +138,12 @@ impl InFlight {
         }
     }
 
-    /// An attempt is over (its ticket was dropped).
-    pub(crate) fn done(&mut self, key: AttemptKey) {
-        if self.table.remove(&key).is_some() {
-            self.served += 1;
+    /// Attempts are over (their tickets were dropped).
+    pub(crate) fn done(&mut self, keys: impl Iterator<Item = AttemptKey>) {
+        for key in keys {
+            if self.table.remove(&key).is_some() {
+                self.served += 1;
+            }
         }
         self.sync();
     }
@@ -153,7 +153,7 @@ impl InFlight {
         let outcome = if let Some(waiting) = self.pending.cancel(key) {
             Cancelled::Waiting(waiting)
         } else if let Some(attempt) = self.table.get(&key) {
-            attempt.token.cancel();
+            attempt.cancel.cancel();
             Cancelled::InFlight
         } else {
             if self.fd_channel {
@@ -169,7 +169,7 @@ impl InFlight {
     /// will be answered).
     pub(crate) fn cancel_all(&self) {
         for attempt in self.table.values() {
-            attempt.token.cancel();
+            attempt.cancel.cancel();
         }
     }
 
@@ -210,7 +210,7 @@ impl InFlight {
                     attempt,
                     created_at: a.created_at,
                     acked,
-                    cancelled: a.token.is_cancelled(),
+                    cancelled: a.cancel.is_cancelled(),
                 });
             }
         }

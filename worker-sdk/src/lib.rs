@@ -211,7 +211,7 @@
 //! and added none. (The attempt's end reaches the session off that path.)
 //!
 //! Modules import one way, each only from those before it: `protocol`,
-//! `stream`, `fdpass`, `error`, `env` (leaves) ← `attempt` (the key, the
+//! `stream`, `fdpass`, `error`, `env`, `outbox` (leaves) ← `attempt` (the key, the
 //! writer's `Outgoing`, one attempt's answer rules) ← `socket` (the
 //! attachment types) ← `matcher` (pure) ← `inflight` (the table, owned by
 //! the session) ← `event` ← `connection` ← `worker` (the handle)
@@ -238,6 +238,7 @@ mod matcher;
 mod message;
 mod messaging;
 mod offers;
+mod outbox;
 pub mod protocol;
 mod reply_stream;
 mod request;

@@ -6,13 +6,14 @@
 //!
 //! | channel | from → to | bound | when full |
 //! |---|---|---|---|
-//! | writer queue | attempts, session, handle → writer | [`WRITE_QUEUE`] | attempts never find it full: their slots are reserved before they are registered, and the session waits for room (backpressure on the reader); `emit` and `publish_*` fail with `QueueFull`; a query (`cluster_info`, `stats`) waits for room; a `Confirmed` is skipped; `ready`/`busy` wait on a task; an `Ack` or a heartbeat is skipped |
-//! | done queue | attempts → session | `MAX_IN_FLIGHT` | never: one slot reserved per attempt |
+//! | writer queue (an [`outbox`](crate::outbox)) | attempts, session, handle → writer | [`WRITE_QUEUE`] | attempts never find it full: their slots are reserved before they are registered, and the session waits for room (backpressure on the reader); `emit` and `publish_*` fail with `QueueFull`; a query (`cluster_info`, `stats`) waits for room; a `Confirmed` is skipped; `ready`/`busy` wait on a task; an `Ack` or a heartbeat is skipped |
+//! | done queue (an [`outbox`](crate::outbox)) | attempts → session | `MAX_IN_FLIGHT` | never: one slot reserved per attempt |
 //! | to `serve` | session → `serve` | `MAX_IN_FLIGHT + 3` | never: each request in it is in the in-flight table |
 //! | control | handle → session | [`CONTROL_QUEUE`] | the caller of `requests()` waits |
 //! | connection queue | session → `Incoming` | [`CONNECTION_QUEUE`](crate::CONNECTION_QUEUE) | the offer is bounced (`ConnectionBounced`); `Listening` is said again once the application takes one |
 //! | connection notices | `Incoming`, `Connection` → session | one `Listening` value; one id per open connection | never: a list, drained by the session into frames (waiting for writer room) |
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use crate::attempt::Outgoing;
 use crate::env::Settings;
 use crate::fdpass::FdChannel;
 use crate::inflight::{InFlight, MAX_IN_FLIGHT};
+use crate::outbox::{self, outbox};
 use crate::protocol::{
     frame_reader, frame_writer, Capabilities, FrameWriter, FromWorker, SupervisorHello, ToWorker,
     WorkerHello, FRAME_OVERHEAD, PROTOCOL_VERSION,
@@ -143,10 +145,10 @@ fn start(
     fd_channel: Option<FdChannel>,
     term: Option<tokio::signal::unix::Signal>,
 ) -> Worker {
-    let (out, out_rx) = mpsc::channel(WRITE_QUEUE);
+    let (out, out_rx) = outbox(WRITE_QUEUE);
     let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let (to_serve, serve_queue) = mpsc::channel(SERVE_QUEUE);
-    let (done_tx, done_rx) = mpsc::channel(MAX_IN_FLIGHT);
+    let (done_tx, done_rx) = outbox(MAX_IN_FLIGHT);
     let (inflight, idle) = InFlight::new(fd_channel.is_some());
     let closed = CancellationToken::new();
     let channels = Channels {
@@ -164,6 +166,7 @@ fn start(
         reader,
         done_tx,
         done_rx,
+        finished: VecDeque::new(),
         control: control_rx,
         to_serve,
         term,
@@ -192,10 +195,11 @@ fn frame_name(frame: &ToWorker) -> &'static str {
 }
 
 /// Writes queued frames, coalescing: frames are fed into the buffer and
-/// flushed only once the queue is momentarily empty.
-async fn write_loop(mut writer: Writer, mut queue: mpsc::Receiver<Outgoing>, closed: CancellationToken) {
+/// flushed only once the queue is momentarily empty. Ends (and so closes
+/// the queue: the receiver is dropped) when the link closes.
+async fn write_loop(mut writer: Writer, queue: outbox::Receiver<Outgoing>, closed: CancellationToken) {
     let result = tokio::select! {
-        r = pump(&mut writer, &mut queue) => r,
+        r = pump(&mut writer, &queue) => r,
         () = closed.cancelled() => Ok(()),
     };
     if let Err(e) = result {
@@ -204,26 +208,37 @@ async fn write_loop(mut writer: Writer, mut queue: mpsc::Receiver<Outgoing>, clo
     closed.cancel();
 }
 
-async fn pump(writer: &mut Writer, queue: &mut mpsc::Receiver<Outgoing>) -> io::Result<()> {
-    while let Some(first) = queue.recv().await {
-        let mut next = Some(first);
-        while let Some(item) = next {
-            match item {
-                Outgoing::Frame(frame) => writer.feed(frame).await?,
-                Outgoing::Answer { accepted, response } => {
-                    if let Some(accepted) = accepted {
-                        writer.feed(accepted).await?;
-                    }
-                    writer.feed(response).await?;
-                }
-                Outgoing::Flush(done) => {
-                    writer.flush().await?;
-                    let _ = done.send(());
-                }
+async fn pump(writer: &mut Writer, queue: &outbox::Receiver<Outgoing>) -> io::Result<()> {
+    let mut batch = VecDeque::new();
+    while queue.take(&mut batch).await {
+        loop {
+            for item in batch.drain(..) {
+                write(writer, item).await?;
             }
-            next = queue.try_recv().ok();
+            if queue.try_take(&mut batch) != Some(true) {
+                break;
+            }
         }
         writer.flush().await?;
+        queue.idle(&mut batch);
     }
     Ok(())
+}
+
+/// Feeds one queued item to the writer.
+async fn write(writer: &mut Writer, item: Outgoing) -> io::Result<()> {
+    match item {
+        Outgoing::Frame(frame) => writer.feed(frame).await,
+        Outgoing::Answer { accepted, response } => {
+            if let Some(accepted) = accepted {
+                writer.feed(accepted).await?;
+            }
+            writer.feed(response).await
+        }
+        Outgoing::Flush(done) => {
+            writer.flush().await?;
+            let _ = done.send(());
+            Ok(())
+        }
+    }
 }

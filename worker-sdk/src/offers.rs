@@ -33,10 +33,9 @@
 
 use std::os::fd::OwnedFd;
 
-use tokio::sync::mpsc::OwnedPermit;
-
 use crate::attempt::Outgoing;
 use crate::connection::{convert, Refused, Unusable};
+use crate::outbox::Reservation;
 use crate::protocol::{AttemptKey, ConnectionFrame, FdTag, FromWorker};
 use crate::session::Session;
 
@@ -45,7 +44,7 @@ impl Session {
     /// is malformed).
     pub(crate) async fn on_connection(&mut self, tag: FdTag, fd: OwnedFd, frame: Option<ConnectionFrame>) {
         let key = tag.key();
-        let Some(permit) = self.writer_slot().await else {
+        let Some(mut permit) = self.writer_slot().await else {
             return; // the link is gone: the descriptor is closed
         };
         let Some(frame) = frame else {
@@ -78,7 +77,7 @@ impl Session {
 
     /// Gives an offer back. `room`: whether the `Incoming` (if one still
     /// listens) has room, so says `Listening` again at once.
-    fn bounce(&self, permit: OwnedPermit<Outgoing>, key: AttemptKey, room: bool) {
+    fn bounce(&self, mut permit: Reservation<Outgoing>, key: AttemptKey, room: bool) {
         let (id, attempt) = (key.id, key.attempt);
         permit.send(Outgoing::Frame(FromWorker::ConnectionBounced { id, attempt }));
         // After the bounce frame, so a new `Listening` follows it.
@@ -119,10 +118,10 @@ impl Session {
 
     /// One slot in the writer queue, waiting for room; `None` when the
     /// link is gone.
-    async fn writer_slot(&self) -> Option<OwnedPermit<Outgoing>> {
+    async fn writer_slot(&self) -> Option<Reservation<Outgoing>> {
         let closed = &self.worker.inner.closed;
         tokio::select! {
-            permit = self.worker.inner.out.clone().reserve_owned() => permit.ok(),
+            permit = self.worker.inner.out.reserve(1) => permit,
             () = closed.cancelled() => None,
         }
     }

@@ -158,7 +158,7 @@ impl Request {
 
     /// Whether the supervisor gave up on this attempt, or the link is gone.
     pub fn is_cancelled(&self) -> bool {
-        self.state.token.is_cancelled()
+        self.state.cancel.is_cancelled()
     }
 
     /// Resolves when the supervisor gives up on this attempt (a cancel
@@ -166,13 +166,13 @@ impl Request {
     /// link to the supervisor is gone. An answer sent after that is dropped
     /// by the supervisor.
     pub fn cancelled(&self) -> WaitForCancellationFutureOwned {
-        self.state.token.clone().cancelled_owned()
+        self.state.cancel.token().clone().cancelled_owned()
     }
 
     /// The token behind [`cancelled`](Self::cancelled), to hand to code
     /// that takes a [`CancellationToken`].
     pub fn cancellation_token(&self) -> CancellationToken {
-        self.state.token.clone()
+        self.state.cancel.token().clone()
     }
 
     /// The worker this request arrived on.
@@ -189,7 +189,7 @@ impl fmt::Debug for Request {
             .field("created_at", &self.created_at())
             .field("payload_len", &self.payload.len())
             .field("attachment", &self.attachment_kind)
-            .field("cancelled", &self.state.token.is_cancelled())
+            .field("cancelled", &self.state.cancel.is_cancelled())
             .finish_non_exhaustive()
     }
 }

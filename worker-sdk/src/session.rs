@@ -22,11 +22,12 @@
 //! Balanced connections (offers on the fd channel, `Listening`,
 //! `ConnectionClosed`) are handled in `offers.rs`, outside the tables.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
 use tokio::net::unix::OwnedReadHalf;
-use tokio::sync::mpsc::{self, OwnedPermit};
+use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use crate::attempt::{Done, Outgoing, Slots, Ticket};
@@ -34,6 +35,7 @@ use crate::event::Event;
 use crate::inflight::{Cancelled, InFlight, MAX_IN_FLIGHT};
 use crate::intake::{classify, next_message, FdArrival, Next};
 use crate::matcher::{Arrival, Waiting};
+use crate::outbox;
 use crate::protocol::{
     AttemptKey, BroadcastFrame, FrameReader, FromWorker, Heartbeat, Outcome, RemoteError, RequestFrame,
     ToWorker,
@@ -58,8 +60,10 @@ pub(crate) struct Session {
     pub(crate) worker: Worker,
     pub(crate) inflight: InFlight,
     pub(crate) reader: Reader,
-    pub(crate) done_tx: mpsc::Sender<Done>,
-    pub(crate) done_rx: mpsc::Receiver<Done>,
+    pub(crate) done_tx: outbox::Sender<Done>,
+    pub(crate) done_rx: outbox::Receiver<Done>,
+    /// The last batch taken from `done_rx` (kept for its storage).
+    pub(crate) finished: VecDeque<Done>,
     pub(crate) control: mpsc::Receiver<Control>,
     pub(crate) to_serve: mpsc::Sender<ToServe>,
     pub(crate) term: Option<tokio::signal::unix::Signal>,
@@ -82,7 +86,7 @@ impl Session {
             tokio::select! {
                 // Finished attempts first: they make room.
                 biased;
-                Some(Done(key)) = self.done_rx.recv() => self.inflight.done(key),
+                true = self.done_rx.take(&mut self.finished) => self.on_finished(),
                 () = closed.cancelled() => break Error::Disconnected,
                 Some(ctl) = self.control.recv() => self.on_control(ctl),
                 () = conns.notified() => self.flush_notices().await,
@@ -152,6 +156,12 @@ impl Session {
         Ok(())
     }
 
+    /// Attempts that are over leave the table.
+    fn on_finished(&mut self) {
+        self.inflight.done(self.finished.drain(..).map(|Done(key)| key));
+        self.done_rx.idle(&mut self.finished);
+    }
+
     fn on_control(&mut self, ctl: Control) {
         match ctl {
             Control::Requests(reply) => drop(reply.send(self.inflight.snapshot())),
@@ -191,31 +201,27 @@ impl Session {
     }
 
     /// Reserves an attempt's slots: one in the writer queue for its answer
-    /// (waiting for room), one more for an early `Accepted` if `attached`,
-    /// and one in the `Done` queue (always free: it has a slot per
+    /// and one more for an early `Accepted` if `attached` (waiting for
+    /// room), and one in the `Done` queue (always free: it has a slot per
     /// possible attempt). `None` when the link is gone.
     async fn reserve(&mut self, key: AttemptKey, attached: bool) -> Option<Slots> {
-        let closed = self.worker.inner.closed.clone();
+        let slots = 1 + usize::from(attached);
         let out = &self.worker.inner.out;
-        let take = |out: &mpsc::Sender<Outgoing>| {
-            let out = out.clone();
-            async {
+        // Room is the rule: take it without a select when there is.
+        let out = match out.try_reserve(slots) {
+            Ok(reservation) => reservation,
+            Err(_) => {
+                let closed = &self.worker.inner.closed;
                 tokio::select! {
-                    permit = out.reserve_owned() => permit.ok(),
-                    () = closed.cancelled() => None,
+                    reservation = out.reserve(slots) => reservation?,
+                    () = closed.cancelled() => return None,
                 }
             }
         };
-        // Room is the rule: take it without a select when there is.
-        let answer: OwnedPermit<Outgoing> = match out.clone().try_reserve_owned() {
-            Ok(permit) => permit,
-            Err(_) => take(out).await?,
-        };
-        let accepted = if attached { Some(take(out).await?) } else { None };
-        let done = self.done_tx.clone().try_reserve_owned().ok()?;
+        let done = self.done_tx.try_reserve(1).ok()?;
         Some(Slots {
-            answer,
-            accepted,
+            out,
+            attached,
             ticket: Ticket::new(key, done),
         })
     }

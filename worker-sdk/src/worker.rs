@@ -24,6 +24,7 @@ use crate::env::Settings;
 use crate::event::Event;
 use crate::fdpass::FdChannel;
 use crate::inflight::{Parts, RequestInfo};
+use crate::outbox;
 use crate::protocol::{encode_payload, max_payload_len, FromWorker};
 use crate::Error;
 
@@ -62,7 +63,7 @@ struct Hooks {
 pub(crate) struct Shared {
     pub(crate) settings: Settings,
     /// The writer task's queue (bounded: see `link`).
-    pub(crate) out: mpsc::Sender<Outgoing>,
+    pub(crate) out: outbox::Sender<Outgoing>,
     /// Questions for the session task.
     pub(crate) control: mpsc::Sender<Control>,
     /// The session's requests for `serve`: taken by a running `serve`,
@@ -73,7 +74,8 @@ pub(crate) struct Shared {
     /// The fd channel, if the supervisor gave this worker one: read by the
     /// session, written by response-stream tasks.
     pub(crate) fd_channel: Option<Arc<FdChannel>>,
-    /// Cancelled when the link is gone; every request token is its child.
+    /// Cancelled when the link is gone (the session then trips every
+    /// in-flight attempt's cancellation itself).
     pub(crate) closed: CancellationToken,
     /// Cancelled on a drain, a soft or hard kill; a child of `closed`.
     pub(crate) drain: CancellationToken,
@@ -111,7 +113,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The channels between a [`Worker`] and its session task, at connect.
 pub(crate) struct Channels {
-    pub(crate) out: mpsc::Sender<Outgoing>,
+    pub(crate) out: outbox::Sender<Outgoing>,
     pub(crate) control: mpsc::Sender<Control>,
     pub(crate) serve_queue: mpsc::Receiver<ToServe>,
     pub(crate) idle: watch::Receiver<bool>,

@@ -15,6 +15,7 @@ mod hostile_frames;
 mod hostile_samples;
 mod link;
 mod messaging;
+mod outbox;
 mod serve;
 mod stream;
 mod vectors;

@@ -1,24 +1,22 @@
-//! The tasks of one worker: the process task here, the reader
-//! (`reader.rs`) and the writer (`writer.rs`), or for a plain program the
+//! What the supervisor task holds of one worker ([`Link`]) and how its
+//! tasks start: the process task (`process.rs`, which also reads: see
+//! `reader.rs`) and the writer (`writer.rs`), or for a plain program the
 //! process task alone (see the module docs of [`crate::worker`]).
 
-use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
-use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 
 use nanny_worker::protocol::{FdTag, FromWorker, RequestFrame, ToWorker};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::channel::Channel;
 use super::mailbox::Mailbox;
 use super::outbox;
-use super::reader::spawn_reader;
+use super::process::{Group, Process};
+use super::reader::Reader;
 use super::spawn::{ProtocolIo, Spawned};
 use super::writer::spawn_writer;
 use crate::attach::Descriptor;
@@ -73,6 +71,17 @@ pub(crate) enum Outgoing {
         frame: Arc<[u8]>,
         fd: Arc<OwnedFd>,
     },
+}
+
+/// Sends `event` to the supervisor task; false if it has gone. A full
+/// queue waits for room in a boxed future: rare, and inline it would be
+/// part of every idle worker's task.
+pub(super) async fn forward(tx: &mpsc::Sender<LinkEvent>, event: LinkEvent) -> bool {
+    match tx.try_send(event) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(event)) => Box::pin(tx.send(event)).await.is_ok(),
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
 }
 
 /// Signals waiting for the process task. It delivers each at once, so a
@@ -139,7 +148,7 @@ pub(crate) fn start(
         mut child,
         pid,
         io,
-        mut keeper,
+        keeper,
         ..
     } = spawned;
     let (signals_tx, signals_rx) = outbox::outbox::<Signal>(SIGNAL_CAPACITY);
@@ -164,63 +173,17 @@ pub(crate) fn start(
         None => (outbox::Sender::closed(), None, false),
     };
 
-    // Process: deliver signals until reaped, then report.
-    let killed = kill.clone();
-    tracker.spawn(async move {
-        let pgid = Pid::from_raw(pid as i32);
-        let mut kill_sent = false;
-        let (mut signals, mut signals_open) = (VecDeque::new(), true);
-        let status = loop {
-            // The child is not reaped yet (only this task reaps it), so its
-            // pid and group are still ours.
-            tokio::select! {
-                status = child.wait() => break status,
-                () = killed.cancelled(), if !kill_sent => {
-                    kill_sent = true;
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                    if let Some(keeper) = keeper.as_mut() {
-                        keeper.kill();
-                    }
-                }
-                open = signals_rx.take(&mut signals), if signals_open => {
-                    signals_open = open;
-                    for sig in signals.drain(..) {
-                        let _ = killpg(pgid, sig);
-                    }
-                    signals_rx.idle(&mut signals);
-                }
-            }
-        };
-        // The reader forwards what the worker wrote before dying, then ends;
-        // only then is the exit reported, so no answer arrives after it.
-        gone.cancel();
-        if let Some(reader) = reader {
-            let _ = reader.await;
-        }
-        // Its descendants go before its exit is told: a replacement never
-        // meets what the old worker started (a port, a lock).
-        // Without a namespace, its group gets the SIGTERM the namespace's
-        // init would send. The group outlives its leader only while it has
-        // members, and a pid is not handed out again while its group is in
-        // use, so this reaches the worker's own group or nobody.
-        match keeper {
-            Some(keeper) => keeper.end().await,
-            None => {
-                let _ = killpg(pgid, Signal::SIGTERM);
-            }
-        }
-        let info = match status {
-            Ok(s) => ExitInfo {
-                code: s.code(),
-                signal: s.signal(),
-            },
-            Err(_) => ExitInfo {
-                code: None,
-                signal: None,
-            },
-        };
-        let _ = events.send(LinkEvent::Exited(id, info)).await;
-    });
+    Process {
+        id,
+        child,
+        group: Group::new(pid, keeper),
+        reader,
+        signals: signals_rx,
+        kill: kill.clone(),
+        gone,
+        events,
+    }
+    .spawn(tracker);
 
     Link {
         frames: frames_tx,
@@ -232,9 +195,9 @@ pub(crate) fn start(
     }
 }
 
-/// The reader and the writer of a protocol worker; returns the frame
-/// queue, the reader (the process task awaits it before it reports the
-/// exit), and whether the fd channel is usable.
+/// The writer of a protocol worker, and its reader for the process task;
+/// returns the frame queue, the reader, and whether the fd channel is
+/// usable.
 fn protocol_tasks(
     tracker: &TaskTracker,
     id: WorkerId,
@@ -243,7 +206,7 @@ fn protocol_tasks(
     (frame_capacity, mailbox): (usize, Arc<Mailbox>),
     events: &mpsc::Sender<LinkEvent>,
     gone: &CancellationToken,
-) -> (outbox::Sender<Outgoing>, JoinHandle<()>, bool) {
+) -> (outbox::Sender<Outgoing>, Reader, bool) {
     let ProtocolIo {
         stream,
         fd_channel,
@@ -260,15 +223,7 @@ fn protocol_tasks(
     };
 
     let usable = channel.is_some();
-    let reader = spawn_reader(
-        tracker,
-        id,
-        read,
-        channel.clone(),
-        max_frame_len,
-        events.clone(),
-        gone.clone(),
-    );
+    let reader = Reader::new(id, read, channel.clone(), max_frame_len, events.clone());
     spawn_writer(
         tracker,
         id,

@@ -3,6 +3,7 @@
 //! flushed once per batch; requests with attachments on the fd channel.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::channel::Channel;
-use super::link::{LinkEvent, Outgoing};
+use super::link::{forward, LinkEvent, Outgoing};
 use super::mailbox::Mailbox;
 use super::outbox;
 use crate::attach::Descriptor;
@@ -51,8 +52,20 @@ pub(super) fn spawn_writer(
             }
             p::take_write_room(&mut writer);
             loop {
-                while let Some(item) = batch.pop_front() {
-                    if !write_one(&mut writer, out_channel.as_deref(), item).await {
+                // Room first, then the item: no frame is held across the
+                // wait, which keeps the task (every idle worker's) small.
+                while !batch.is_empty() {
+                    if poll_fn(|cx| writer.poll_ready_unpin(cx)).await.is_err() {
+                        break 'writing true;
+                    }
+                    // A frame is encoded at once, with nothing awaited.
+                    // Boxed, the descriptor paths: their futures are large
+                    // and rare, and the task would otherwise carry them.
+                    let written = match batch.pop_front().expect("not empty") {
+                        Outgoing::Frame(frame) => writer.start_send_unpin(frame).is_ok(),
+                        rare => Box::pin(write_rare(&mut writer, out_channel.as_deref(), rare)).await,
+                    };
+                    if !written {
                         break 'writing true;
                     }
                 }
@@ -77,29 +90,28 @@ pub(super) fn spawn_writer(
         drop(batch);
         drop(frames);
         if broken {
-            let _ = hung_up.send(LinkEvent::HungUp(id)).await;
+            forward(&hung_up, LinkEvent::HungUp(id)).await;
         }
         // Dropping the write half shuts the socket down for writing: the
         // worker reads EOF.
     });
 }
 
-/// Writes one queued item; false if the link is broken.
-async fn write_one(
+/// Writes a descriptor, or a request with its attachment (or a frame);
+/// false if the link is broken.
+async fn write_rare(
     writer: &mut p::FrameWriter<tokio::net::unix::OwnedWriteHalf, ToWorker>,
     out_channel: Option<&Channel>,
     item: Outgoing,
 ) -> bool {
     match item {
         Outgoing::Frame(frame) => writer.feed(frame).await.is_ok(),
-        // Boxed, the descriptor paths: their futures are large and rare, and
-        // the writer's task would otherwise carry them for every worker.
         Outgoing::Fd { tag, frame, fd } => match out_channel {
-            Some(c) => sent(Box::pin(c.send_with(tag, fd.as_fd(), &frame)).await),
+            Some(c) => sent(c.send_with(tag, fd.as_fd(), &frame).await),
             None => true, // never queued without a channel
         },
         Outgoing::Attached(frame, fd) => match out_channel {
-            Some(c) => Box::pin(send_attached(c, writer, frame, &fd)).await,
+            Some(c) => send_attached(c, writer, frame, &fd).await,
             // The worker answers with an attachment error.
             None => writer.feed(ToWorker::Request(frame)).await.is_ok(),
         },

@@ -40,6 +40,7 @@ pub(crate) mod node;
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::task::{Context, Poll};
 
 use nanny_worker::fdpass::{FdChannel, FdMessage};
 use nanny_worker::protocol::FdTag;
@@ -103,12 +104,12 @@ impl Channel {
         }
     }
 
-    /// Waits until a message (or end of file) may be waiting
-    /// ([`FdChannel::readable`]). Cancel safe.
-    pub(crate) async fn readable(&self) -> io::Result<()> {
+    /// Ready once a message (or end of file) may be waiting
+    /// ([`FdChannel::poll_readable`]); wakes the task that polled it last.
+    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Self::SeqPacket(c) => c.readable().await,
-            Self::Node(c) => c.readable().await,
+            Self::SeqPacket(c) => c.poll_readable(cx),
+            Self::Node(c) => c.poll_readable(cx),
         }
     }
 

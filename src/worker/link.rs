@@ -3,6 +3,7 @@
 //! `reader.rs`) and the writer (`writer.rs`), or for a plain program the
 //! process task alone (see the module docs of [`crate::worker`]).
 
+use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
@@ -28,9 +29,12 @@ use crate::FdChannelFlavor;
 /// What the link tasks tell the supervisor task.
 #[derive(Debug)]
 pub(crate) enum LinkEvent {
-    /// Frames decoded from one read, in order. They are handled as one
-    /// event, so an `Accepted` and the answer behind it are handled before
-    /// the accepted socket is closed (see `Task::released`).
+    /// The one frame decoded from a read (most reads), inline: no
+    /// allocation per read.
+    Frame(WorkerId, FromWorker),
+    /// Frames decoded from one read, in order (two or more). They are
+    /// handled as one event, so an `Accepted` and the answer behind it are
+    /// handled before the accepted socket is closed (see `Task::released`).
     Frames(WorkerId, Vec<FromWorker>),
     /// The worker's end of the socket closed (end of file or reset, or a
     /// write failed). Every exit starts with this; a worker that stays
@@ -73,14 +77,22 @@ pub(crate) enum Outgoing {
     },
 }
 
-/// Sends `event` to the supervisor task; false if it has gone. A full
-/// queue waits for room in a boxed future: rare, and inline it would be
-/// part of every idle worker's task.
-pub(super) async fn forward(tx: &mpsc::Sender<LinkEvent>, event: LinkEvent) -> bool {
-    match tx.try_send(event) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(event)) => Box::pin(tx.send(event)).await.is_ok(),
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
+/// Sends `event` to the supervisor task; the future says false if it has
+/// gone. The send is tried at once, before the future exists, so the event
+/// is no part of it (nor of the task awaiting it: every idle worker's); a
+/// full queue waits for room in a boxed future, which is rare.
+pub(super) fn forward(tx: &mpsc::Sender<LinkEvent>, event: LinkEvent) -> impl Future<Output = bool> + '_ {
+    let waiting = match tx.try_send(event) {
+        Ok(()) => Ok(None),
+        Err(mpsc::error::TrySendError::Full(event)) => Ok(Some(Box::pin(tx.send(event)))),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+    };
+    async move {
+        match waiting {
+            Ok(None) => true,
+            Ok(Some(send)) => send.await.is_ok(),
+            Err(()) => false,
+        }
     }
 }
 

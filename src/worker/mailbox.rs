@@ -78,13 +78,11 @@ impl Mailbox {
         Some(message)
     }
 
-    /// Waits for the oldest message. Cancel safe: a message is taken only
-    /// in the poll that returns it.
-    pub(crate) async fn next(&self) -> ToWorker {
-        loop {
-            if let Some(message) = self.pop() {
-                return message;
-            }
+    /// Waits until a message is waiting (then [`pop`](Self::pop) it: the
+    /// writer is the only reader). Cancel safe; no message is held in the
+    /// waiting future.
+    pub(crate) async fn waiting(&self) {
+        while self.lock().messages.is_empty() {
             self.arrived.notified().await;
         }
     }

@@ -110,8 +110,10 @@ impl Reader {
         };
         let (frames, end) = batch(self.id, &mut self.frames, item);
         p::release_read_room(&mut self.frames);
-        if !frames.is_empty() && !forward(&self.tx, LinkEvent::Frames(self.id, frames)).await {
-            return false;
+        if let Some(frames) = frames {
+            if !forward(&self.tx, frames).await {
+                return false;
+            }
         }
         let Some(end) = end else {
             return true;
@@ -121,7 +123,7 @@ impl Reader {
         if let Some(channel) = self.fds.as_deref() {
             let _ = Box::pin(take_fds(self.id, channel, &self.tx, true)).await;
         }
-        forward(&self.tx, end).await;
+        forward(&self.tx, end.event(self.id)).await;
         false
     }
 
@@ -140,32 +142,58 @@ impl Reader {
     }
 }
 
-/// `first` and every frame already in the buffer, and how the socket ended
-/// if it did.
+/// How a worker's socket ended.
+#[derive(Debug)]
+enum End {
+    /// End of file or a reset.
+    HungUp,
+    /// A malformed or oversize frame.
+    Broken(String),
+}
+
+impl End {
+    fn event(self, id: WorkerId) -> LinkEvent {
+        match self {
+            Self::HungUp => LinkEvent::HungUp(id),
+            Self::Broken(reason) => LinkEvent::Broken(id, reason),
+        }
+    }
+}
+
+/// `first` and every frame already in the buffer, as one event (`None`
+/// if there were none), and how the socket ended if it did.
 fn batch<R: tokio::io::AsyncRead + Unpin>(
     id: WorkerId,
     reader: &mut p::FrameReader<R, FromWorker>,
     first: Option<std::io::Result<FromWorker>>,
-) -> (Vec<FromWorker>, Option<LinkEvent>) {
-    // Room for one: most reads carry one frame, and a batch can wait in the
-    // link queue a while (a burst of starts), so no spare places.
-    let mut frames = Vec::with_capacity(1);
+) -> (Option<LinkEvent>, Option<End>) {
+    // Most reads carry one frame: it travels inline, with no allocation
+    // (a batch can wait in the link queue a while, in a burst of starts).
+    let (mut one, mut many) = (None, Vec::new());
     let mut item = first;
     let end = loop {
         match item {
-            Some(Ok(frame)) => frames.push(frame),
+            Some(Ok(frame)) => match one.take() {
+                None if many.is_empty() => one = Some(frame),
+                Some(first) => many.extend([first, frame]),
+                None => many.push(frame),
+            },
             // A reset is how a worker that died with frames unread hangs up
             // (a crash, or our own SIGKILL): its exit follows, and it broke
             // no protocol.
-            Some(Err(e)) if e.kind() == ErrorKind::ConnectionReset => break Some(LinkEvent::HungUp(id)),
-            Some(Err(e)) => break Some(LinkEvent::Broken(id, e.to_string())),
-            None => break Some(LinkEvent::HungUp(id)),
+            Some(Err(e)) if e.kind() == ErrorKind::ConnectionReset => break Some(End::HungUp),
+            Some(Err(e)) => break Some(End::Broken(e.to_string())),
+            None => break Some(End::HungUp),
         }
         // Cancel safe: `FramedRead` keeps partial frames buffered.
         match reader.next().now_or_never() {
             Some(next) => item = next,
             None => break None,
         }
+    };
+    let frames = match one {
+        Some(frame) => Some(LinkEvent::Frame(id, frame)),
+        None => (!many.is_empty()).then(|| LinkEvent::Frames(id, many)),
     };
     (frames, end)
 }

@@ -47,7 +47,7 @@ pub(super) fn spawn_writer(
                         break false; // every sender has gone
                     }
                 }
-                m = mailbox.next() => batch.push_back(Outgoing::Frame(m)),
+                () = mailbox.waiting() => batch.extend(mailbox.pop().map(Outgoing::Frame)),
                 () = stop.cancelled() => break false,
             }
             p::take_write_room(&mut writer);

@@ -110,8 +110,6 @@ pub(crate) struct Link {
     /// Signals for the worker's process group, delivered by the task that
     /// reaps it (so a pid is never reused under us).
     signals: outbox::Sender<Signal>,
-    /// Tripped for SIGKILL, which no full queue may lose.
-    kill: CancellationToken,
     /// Whether it has a usable fd channel (attachments, connections).
     pub(crate) fd_channel: bool,
     /// What its fd channel is (a pool's workers may differ while an
@@ -125,13 +123,14 @@ pub(crate) struct Link {
 impl Link {
     /// Asks the process task to send `signal` to the worker's process group.
     ///
-    /// Overflow policy: SIGKILL always gets through (a token the task
-    /// watches beside the queue). Another signal finding the queue full is
-    /// dropped with a warning: the queue holds only signals not yet
+    /// Overflow policy: SIGKILL always gets through (queued past the
+    /// bound; the task delivers whatever is queued at once, also while a
+    /// full link queue holds its read). Another signal finding the queue
+    /// full is dropped with a warning: the queue holds only signals not yet
     /// delivered, so a full one means a burst of the same few signals.
     pub(crate) fn signal(&self, signal: Signal) {
         if signal == Signal::SIGKILL {
-            self.kill.cancel();
+            self.signals.push(signal);
             return;
         }
         if let Err(mpsc::error::TrySendError::Full(sig)) = self.signals.try_send(signal) {
@@ -164,7 +163,6 @@ pub(crate) fn start(
         ..
     } = spawned;
     let (signals_tx, signals_rx) = outbox::outbox::<Signal>(SIGNAL_CAPACITY);
-    let kill = CancellationToken::new();
     let gone = CancellationToken::new();
     // `silent` pools: the pipes exist only then.
     if let Some(out) = child.stdout.take() {
@@ -191,7 +189,7 @@ pub(crate) fn start(
         group: Group::new(pid, keeper),
         reader,
         signals: signals_rx,
-        kill: kill.clone(),
+        signals_open: true,
         gone,
         events,
     }
@@ -200,7 +198,6 @@ pub(crate) fn start(
     Link {
         frames: frames_tx,
         signals: signals_tx,
-        kill,
         fd_channel,
         flavor,
         mailbox,

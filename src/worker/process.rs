@@ -3,7 +3,6 @@
 //! reaches a recycled pid) and, for a protocol worker, the read side of its
 //! link ([`Reader`]), so an idle worker costs one task less.
 
-use std::collections::VecDeque;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -27,7 +26,6 @@ use crate::health::WorkerId;
 pub(super) struct Group {
     pgid: Pid,
     keeper: Option<Keeper>,
-    kill_sent: bool,
 }
 
 impl Group {
@@ -36,18 +34,18 @@ impl Group {
         Self {
             pgid: Pid::from_raw(pid as i32),
             keeper,
-            kill_sent: false,
         }
     }
 
-    /// SIGKILL to the group (and the namespace), once. The child is not
-    /// reaped yet (only this task reaps it), so its pid and group are still
-    /// ours.
-    fn kill(&mut self) {
-        self.kill_sent = true;
-        let _ = killpg(self.pgid, Signal::SIGKILL);
-        if let Some(keeper) = self.keeper.as_mut() {
-            keeper.kill();
+    /// Sends `signal` to the group; SIGKILL to the namespace too. The
+    /// child is not reaped yet (only this task reaps it), so its pid and
+    /// group are still ours.
+    fn deliver(&mut self, signal: Signal) {
+        let _ = killpg(self.pgid, signal);
+        if signal == Signal::SIGKILL {
+            if let Some(keeper) = self.keeper.as_mut() {
+                keeper.kill();
+            }
         }
     }
 }
@@ -60,9 +58,10 @@ pub(super) struct Process {
     pub(super) group: Group,
     /// `None` for a plain program, and once the socket has ended.
     pub(super) reader: Option<Reader>,
+    /// Signals to deliver, SIGKILL past the queue's bound.
     pub(super) signals: outbox::Receiver<Signal>,
-    /// Tripped for SIGKILL, which no full queue may lose.
-    pub(super) kill: CancellationToken,
+    /// Until every sender of `signals` has gone.
+    pub(super) signals_open: bool,
     /// Cancelled at the exit: the writer and the output capture end.
     pub(super) gone: CancellationToken,
     pub(super) events: mpsc::Sender<LinkEvent>,
@@ -86,19 +85,11 @@ impl Process {
 
     /// Delivers signals and reads until the child is reaped.
     async fn until_exit(&mut self) -> io::Result<ExitStatus> {
-        let (mut signals, mut signals_open) = (VecDeque::new(), true);
         loop {
             let reader = self.reader.as_ref();
             tokio::select! {
                 status = self.child.wait() => return status,
-                () = self.kill.cancelled(), if !self.group.kill_sent => self.group.kill(),
-                open = self.signals.take(&mut signals), if signals_open => {
-                    signals_open = open;
-                    for sig in signals.drain(..) {
-                        let _ = killpg(self.group.pgid, sig);
-                    }
-                    self.signals.idle(&mut signals);
-                }
+                open = self.signals.ready(), if self.signals_open => self.deliver(open),
                 wake = async { reader.expect("open").readable().await }, if reader.is_some() => {
                     self.read(wake).await;
                 }
@@ -106,11 +97,23 @@ impl Process {
         }
     }
 
-    /// One read. A full link queue can hold it; a SIGKILL meanwhile is
-    /// sent at once.
+    /// Delivers what is queued (`open`: as [`outbox::Receiver::ready`]
+    /// said).
+    fn deliver(&mut self, open: bool) {
+        self.signals_open = open;
+        let group = &mut self.group;
+        self.signals.drain_each(|signal| group.deliver(signal));
+    }
+
+    /// One read. A full link queue can hold it; signals meanwhile (a
+    /// SIGKILL) are delivered at once.
     async fn read(&mut self, wake: Wake) {
         let Self {
-            reader, kill, group, ..
+            reader,
+            signals,
+            signals_open,
+            group,
+            ..
         } = self;
         let open = {
             let read = reader.as_mut().expect("open").read(wake);
@@ -118,7 +121,10 @@ impl Process {
             loop {
                 tokio::select! {
                     open = &mut read => break open,
-                    () = kill.cancelled(), if !group.kill_sent => group.kill(),
+                    open = signals.ready(), if *signals_open => {
+                        *signals_open = open;
+                        signals.drain_each(|signal| group.deliver(signal));
+                    }
                 }
             }
         };

@@ -101,17 +101,22 @@ impl Reader {
             }
             return true;
         }
-        p::take_read_room(&mut self.frames);
-        // Readiness can be spurious: then nothing is read (the partial frame,
-        // if any, stays buffered) and the next wake-up reads on.
-        let Some(item) = self.frames.next().now_or_never() else {
+        // In a block: what was decoded is moved into the event before any
+        // wait, and is no part of the future (every idle worker's task).
+        let (forwarded, end) = {
+            p::take_read_room(&mut self.frames);
+            // Readiness can be spurious: then nothing is read (the partial
+            // frame, if any, stays buffered) and the next wake-up reads on.
+            let Some(item) = self.frames.next().now_or_never() else {
+                p::release_read_room(&mut self.frames);
+                return true;
+            };
+            let (frames, end) = batch(self.id, &mut self.frames, item);
             p::release_read_room(&mut self.frames);
-            return true;
+            (frames.map(|frames| forward(&self.tx, frames)), end)
         };
-        let (frames, end) = batch(self.id, &mut self.frames, item);
-        p::release_read_room(&mut self.frames);
-        if let Some(frames) = frames {
-            if !forward(&self.tx, frames).await {
+        if let Some(forwarded) = forwarded {
+            if !forwarded.await {
                 return false;
             }
         }

@@ -60,12 +60,18 @@ pub(super) fn spawn_writer(
                     }
                     // A frame is encoded at once, with nothing awaited.
                     // Boxed, the descriptor paths: their futures are large
-                    // and rare, and the task would otherwise carry them.
-                    let written = match batch.pop_front().expect("not empty") {
-                        Outgoing::Frame(frame) => writer.start_send_unpin(frame).is_ok(),
-                        rare => Box::pin(write_rare(&mut writer, out_channel.as_deref(), rare)).await,
+                    // and rare, and the task would otherwise carry them
+                    // (and the item, awaited inside the `match`).
+                    let rare = match batch.pop_front().expect("not empty") {
+                        Outgoing::Frame(frame) => {
+                            if writer.start_send_unpin(frame).is_err() {
+                                break 'writing true;
+                            }
+                            continue;
+                        }
+                        rare => Box::pin(write_rare(&mut writer, out_channel.as_deref(), rare)),
                     };
-                    if !written {
+                    if !rare.await {
                         break 'writing true;
                     }
                 }

@@ -55,8 +55,10 @@ use crate::FdChannelFlavor;
 pub(crate) enum Channel {
     /// `SOCK_SEQPACKET`, one message per `sendmsg`.
     SeqPacket(FdChannel),
-    /// Node.js's IPC channel: JSON lines on a `SOCK_STREAM` socket.
-    Node(NodeChannel),
+    /// Node.js's IPC channel: JSON lines on a `SOCK_STREAM` socket. Boxed:
+    /// it is several times the size of the other, which every worker's
+    /// channel would otherwise take.
+    Node(Box<NodeChannel>),
 }
 
 impl Channel {
@@ -65,7 +67,7 @@ impl Channel {
     pub(crate) fn new(flavor: FdChannelFlavor, fd: OwnedFd, worker: WorkerId) -> io::Result<Self> {
         Ok(match flavor {
             FdChannelFlavor::SeqPacket => Self::SeqPacket(FdChannel::new(fd)?),
-            FdChannelFlavor::Node => Self::Node(NodeChannel::new(fd, worker)?),
+            FdChannelFlavor::Node => Self::Node(Box::new(NodeChannel::new(fd, worker)?)),
         })
     }
 

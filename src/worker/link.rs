@@ -163,12 +163,13 @@ pub(crate) fn start(
         ..
     } = spawned;
     let (signals_tx, signals_rx) = outbox::outbox::<Signal>(SIGNAL_CAPACITY);
-    let gone = CancellationToken::new();
-    // `silent` pools: the pipes exist only then.
-    if let Some(out) = child.stdout.take() {
+    // `silent` pools: the pipes exist only then, and so does the token
+    // that ends their capture at the exit.
+    let gone = (child.stdout.is_some() || child.stderr.is_some()).then(CancellationToken::new);
+    if let (Some(out), Some(gone)) = (child.stdout.take(), &gone) {
         super::output::capture(tracker, out, OutputStream::Stdout, capture.clone(), gone.clone());
     }
-    if let Some(err) = child.stderr.take() {
+    if let (Some(err), Some(gone)) = (child.stderr.take(), &gone) {
         super::output::capture(tracker, err, OutputStream::Stderr, capture, gone.clone());
     }
     let mailbox = Arc::new(Mailbox::default());
@@ -176,8 +177,7 @@ pub(crate) fn start(
     let (frames_tx, reader, fd_channel) = match io {
         Some(io) => {
             let queues = (frame_capacity, Arc::clone(&mailbox));
-            let (frames, reader, usable) =
-                protocol_tasks(tracker, id, io, max_frame_len, queues, &events, &gone);
+            let (frames, reader, usable) = protocol_tasks(tracker, id, io, max_frame_len, queues, &events);
             (frames, Some(reader), usable)
         }
         None => (outbox::Sender::closed(), None, false),
@@ -190,6 +190,7 @@ pub(crate) fn start(
         reader,
         signals: signals_rx,
         signals_open: true,
+        mailbox: Arc::clone(&mailbox),
         gone,
         events,
     }
@@ -214,7 +215,6 @@ fn protocol_tasks(
     max_frame_len: usize,
     (frame_capacity, mailbox): (usize, Arc<Mailbox>),
     events: &mpsc::Sender<LinkEvent>,
-    gone: &CancellationToken,
 ) -> (outbox::Sender<Outgoing>, Reader, bool) {
     let ProtocolIo {
         stream,
@@ -241,7 +241,6 @@ fn protocol_tasks(
         (frames_rx, mailbox),
         channel,
         events.clone(),
-        gone.clone(),
     );
     (frames_tx, reader, usable)
 }

@@ -6,6 +6,7 @@
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::sync::Arc;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::link::LinkEvent;
+use super::mailbox::Mailbox;
 use super::outbox;
 use super::reader::{Reader, Wake};
 use super::spawn::Keeper;
@@ -62,8 +64,10 @@ pub(super) struct Process {
     pub(super) signals: outbox::Receiver<Signal>,
     /// Until every sender of `signals` has gone.
     pub(super) signals_open: bool,
-    /// Cancelled at the exit: the writer and the output capture end.
-    pub(super) gone: CancellationToken,
+    /// Closed at the exit: the writer ends.
+    pub(super) mailbox: Arc<Mailbox>,
+    /// Cancelled at the exit: the output capture ends (`silent` pools).
+    pub(super) gone: Option<CancellationToken>,
     pub(super) events: mpsc::Sender<LinkEvent>,
 }
 
@@ -139,6 +143,7 @@ impl Process {
             id,
             group,
             reader,
+            mailbox,
             gone,
             events,
             ..
@@ -146,7 +151,10 @@ impl Process {
         // The reader forwards what the worker wrote before dying, then
         // ends; only then is the exit reported, so no answer arrives after
         // it.
-        gone.cancel();
+        mailbox.close();
+        if let Some(gone) = gone {
+            gone.cancel();
+        }
         if let Some(reader) = reader {
             reader.drain().await;
         }

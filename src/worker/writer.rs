@@ -10,7 +10,6 @@ use std::sync::Arc;
 use futures::SinkExt;
 use nanny_worker::protocol::{self as p, FdTag, RequestFrame, ToWorker, FD_KIND_ATTACHMENT};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::channel::Channel;
@@ -25,7 +24,6 @@ use crate::health::WorkerId;
 /// fails (the worker closed its end, or died) ends the writer; the task
 /// hears it as a hang-up, so the worker is not blamed for the frames it
 /// could no longer take (and is stopped if it stays alive).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn spawn_writer(
     tracker: &TaskTracker,
     id: WorkerId,
@@ -34,7 +32,6 @@ pub(super) fn spawn_writer(
     (frames, mailbox): (outbox::Receiver<Outgoing>, Arc<Mailbox>),
     out_channel: Option<Arc<Channel>>,
     hung_up: mpsc::Sender<LinkEvent>,
-    stop: CancellationToken,
 ) {
     let mut writer: p::FrameWriter<_, ToWorker> = p::idle_frame_writer(write, max_frame_len);
     tracker.spawn(async move {
@@ -47,8 +44,13 @@ pub(super) fn spawn_writer(
                         break false; // every sender has gone
                     }
                 }
-                () = mailbox.waiting() => batch.extend(mailbox.pop().map(Outgoing::Frame)),
-                () = stop.cancelled() => break false,
+                // False at the worker's exit (the process task closes it).
+                open = mailbox.waiting() => {
+                    if !open {
+                        break false;
+                    }
+                    batch.extend(mailbox.pop().map(Outgoing::Frame));
+                }
             }
             p::take_write_room(&mut writer);
             loop {

@@ -33,10 +33,10 @@ pub(super) fn spawn_writer(
     out_channel: Option<Arc<Channel>>,
     hung_up: mpsc::Sender<LinkEvent>,
 ) {
-    let mut writer: p::FrameWriter<_, ToWorker> = p::idle_frame_writer(write, max_frame_len);
+    let mut writer: Sink = p::idle_frame_writer(write, max_frame_len);
     tracker.spawn(async move {
         let mut batch = VecDeque::new();
-        let broken = 'writing: loop {
+        let broken = loop {
             tokio::select! {
                 // Cancel safe, both: nothing leaves a queue unless returned.
                 taken = frames.take(&mut batch) => {
@@ -53,38 +53,15 @@ pub(super) fn spawn_writer(
                 }
             }
             p::take_write_room(&mut writer);
-            loop {
-                // Room first, then the item: no frame is held across the
-                // wait, which keeps the task (every idle worker's) small.
-                while !batch.is_empty() {
-                    if poll_fn(|cx| writer.poll_ready_unpin(cx)).await.is_err() {
-                        break 'writing true;
-                    }
-                    // A frame is encoded at once, with nothing awaited.
-                    // Boxed, the descriptor paths: their futures are large
-                    // and rare, and the task would otherwise carry them
-                    // (and the item, awaited inside the `match`).
-                    let rare = match batch.pop_front().expect("not empty") {
-                        Outgoing::Frame(frame) => {
-                            if writer.start_send_unpin(frame).is_err() {
-                                break 'writing true;
-                            }
-                            continue;
-                        }
-                        rare => Box::pin(write_rare(&mut writer, out_channel.as_deref(), rare)),
-                    };
-                    if !rare.await {
-                        break 'writing true;
-                    }
-                }
-                // Then whatever came meanwhile: frames, then messages.
-                if frames.try_take(&mut batch) == Some(true) {
-                    continue;
-                }
-                match mailbox.pop() {
-                    Some(m) => batch.push_back(Outgoing::Frame(m)),
-                    None => break,
-                }
+            if !write_batch(
+                &mut writer,
+                &mut batch,
+                (&frames, &mailbox),
+                out_channel.as_deref(),
+            )
+            .await
+            {
+                break true;
             }
             if writer.flush().await.is_err() {
                 break true;
@@ -105,13 +82,54 @@ pub(super) fn spawn_writer(
     });
 }
 
+/// The writer's frame sink.
+type Sink = p::FrameWriter<tokio::net::unix::OwnedWriteHalf, ToWorker>;
+
+/// Feeds `batch`, then whatever came meanwhile (frames, then messages),
+/// until nothing more is queued; false if the link is broken.
+async fn write_batch(
+    writer: &mut Sink,
+    batch: &mut VecDeque<Outgoing>,
+    (frames, mailbox): (&outbox::Receiver<Outgoing>, &Mailbox),
+    out_channel: Option<&Channel>,
+) -> bool {
+    loop {
+        // Room first, then the item: no frame is held across the wait,
+        // which keeps the task (every idle worker's) small.
+        while !batch.is_empty() {
+            if poll_fn(|cx| writer.poll_ready_unpin(cx)).await.is_err() {
+                return false;
+            }
+            // A frame is encoded at once, with nothing awaited. Boxed, the
+            // descriptor paths: their futures are large and rare, and the
+            // task would otherwise carry them (and the item, awaited inside
+            // the `match`).
+            let rare = match batch.pop_front().expect("not empty") {
+                Outgoing::Frame(frame) => {
+                    if writer.start_send_unpin(frame).is_err() {
+                        return false;
+                    }
+                    continue;
+                }
+                rare => Box::pin(write_rare(writer, out_channel, rare)),
+            };
+            if !rare.await {
+                return false;
+            }
+        }
+        if frames.try_take(batch) == Some(true) {
+            continue;
+        }
+        match mailbox.pop() {
+            Some(m) => batch.push_back(Outgoing::Frame(m)),
+            None => return true,
+        }
+    }
+}
+
 /// Writes a descriptor, or a request with its attachment (or a frame);
 /// false if the link is broken.
-async fn write_rare(
-    writer: &mut p::FrameWriter<tokio::net::unix::OwnedWriteHalf, ToWorker>,
-    out_channel: Option<&Channel>,
-    item: Outgoing,
-) -> bool {
+async fn write_rare(writer: &mut Sink, out_channel: Option<&Channel>, item: Outgoing) -> bool {
     match item {
         Outgoing::Frame(frame) => writer.feed(frame).await.is_ok(),
         Outgoing::Fd { tag, frame, fd } => match out_channel {
@@ -129,12 +147,7 @@ async fn write_rare(
 /// Sends a request with its attachment: inline in one fd channel message if
 /// the frame fits, else the descriptor alone, then the frame on the socket.
 /// False if the link is broken.
-async fn send_attached(
-    channel: &Channel,
-    writer: &mut p::FrameWriter<tokio::net::unix::OwnedWriteHalf, ToWorker>,
-    frame: RequestFrame,
-    fd: &Descriptor,
-) -> bool {
+async fn send_attached(channel: &Channel, writer: &mut Sink, frame: RequestFrame, fd: &Descriptor) -> bool {
     let tag = FdTag {
         id: frame.id,
         attempt: frame.attempt,

@@ -18,16 +18,20 @@
 //!   (measured first, in the same process, so one-time costs such as the
 //!   runtime's threads are out of the difference); reported as the whole
 //!   and per idle worker (`Δ / (N − 1)`);
-//! * **worker RSS**: the median of the workers' RSS as `health()` reads it;
+//! * **worker RSS**: the median of the workers' RSS as `health()` reads it,
+//!   and that worker's own anonymous memory (`Anonymous` in
+//!   `/proc/PID/smaps_rollup`; the rest are shared, clean file pages: its
+//!   binary's text, libc, the loader);
 //! * **serve**: 20 000 requests of 100 B with 256 outstanding, every one
 //!   answered (the run panics otherwise), and how many workers answered;
 //! * **stop**: `soft_kill` until every worker is reaped; then no child of
 //!   this process is left (`/proc/*/stat` parent pids) and the descriptor
 //!   count is back to what it was before the start.
 //!
-//! Workers are this bench binary (self-fork: `main` checks
-//! [`nanny_worker::is_worker`] first) on a current-thread runtime, echoing
-//! their payload.
+//! Workers are `nanny-echo-worker` (`benches/bin/echo_worker.rs`): the
+//! smallest worker a user writes on the SDK, its docs' `#[tokio::main]`
+//! and an ordinary handler echoing the payload. (The other benches fork
+//! themselves, so their workers carry nanny's supervisor in their text.)
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -36,18 +40,12 @@ use futures::stream::{self, StreamExt};
 use nanny::{Pool, Supervisor, WorkerSpec};
 use serde_bytes::ByteBuf;
 
-mod support;
-
 const DEFAULT_SIZES: [usize; 3] = [64, 256, 1000];
 const REQUESTS: usize = 20_000;
 const OUTSTANDING: usize = 256;
 const PULSE: Duration = Duration::from_millis(500);
 
 fn main() {
-    if nanny_worker::is_worker() {
-        support::serve_echo();
-        return;
-    }
     let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() {
         DEFAULT_SIZES.to_vec()
@@ -60,17 +58,26 @@ fn main() {
     run(1, false);
     let one = run(1, true);
     println!(
-        "{:>5} {:>9} {:>12} {:>14} {:>11} {:>8} {:>9} {:>8}",
-        "N", "start ms", "sup RSS MiB", "KiB/idle wkr", "wkr RSS MiB", "req/s", "answering", "stop ms"
+        "{:>5} {:>9} {:>12} {:>14} {:>11} {:>12} {:>8} {:>9} {:>8}",
+        "N",
+        "start ms",
+        "sup RSS MiB",
+        "KiB/idle wkr",
+        "wkr RSS MiB",
+        "wkr anon KiB",
+        "req/s",
+        "answering",
+        "stop ms"
     );
     for n in sizes {
         let r = run(n, true);
         let per = (r.supervisor_rss as f64 - one.supervisor_rss as f64) / (n.max(2) - 1) as f64 / 1024.0;
         println!(
-            "{n:>5} {:>9.1} {:>12.2} {per:>14.1} {:>11.2} {:>8.0} {:>9} {:>8.1}",
+            "{n:>5} {:>9.1} {:>12.2} {per:>14.1} {:>11.2} {:>12} {:>8.0} {:>9} {:>8.1}",
             ms(r.start),
             mib(r.supervisor_rss),
             mib(r.worker_rss),
+            r.worker_anon / 1024,
             REQUESTS as f64 / r.serve.as_secs_f64(),
             r.answering,
             ms(r.stop),
@@ -83,6 +90,8 @@ struct Figures {
     start: Duration,
     supervisor_rss: u64,
     worker_rss: u64,
+    /// The median worker's anonymous memory.
+    worker_anon: u64,
     serve: Duration,
     answering: usize,
     stop: Duration,
@@ -97,7 +106,7 @@ fn run(n: usize, check_fds: bool) -> Figures {
         .build()
         .expect("runtime");
     let figures = rt.block_on(async {
-        let spec = WorkerSpec::current_exe().expect("current exe");
+        let spec = WorkerSpec::new(env!("CARGO_BIN_EXE_nanny-echo-worker"));
         let t = Instant::now();
         let sup = Supervisor::builder()
             .pool(Pool::default_pool(spec).workers(n))
@@ -111,15 +120,16 @@ fn run(n: usize, check_fds: bool) -> Figures {
         let start = t.elapsed();
         tokio::time::sleep(PULSE * 3).await;
         let supervisor_rss = own_rss();
-        let mut rss: Vec<u64> = sup
+        let mut rss: Vec<(u64, u32)> = sup
             .health()
             .await
             .expect("health")
             .iter()
-            .map(|h| h.rss_bytes)
+            .map(|h| (h.rss_bytes, h.pid))
             .collect();
         rss.sort_unstable();
-        let worker_rss = rss[rss.len() / 2];
+        let (worker_rss, median) = rss[rss.len() / 2];
+        let worker_anon = anonymous(median);
 
         let payload = ByteBuf::from(vec![7u8; 100]);
         let t = Instant::now();
@@ -145,6 +155,7 @@ fn run(n: usize, check_fds: bool) -> Figures {
             start,
             supervisor_rss,
             worker_rss,
+            worker_anon,
             serve,
             answering,
             stop,
@@ -173,12 +184,22 @@ fn raise_nofile() {
 
 /// This process's resident set, from `/proc/self/status`.
 fn own_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    let kib: u64 = status
+    kib_field("/proc/self/status", "VmRSS:")
+}
+
+/// Process `pid`'s anonymous resident memory, from its `smaps_rollup`.
+fn anonymous(pid: u32) -> u64 {
+    kib_field(&format!("/proc/{pid}/smaps_rollup"), "Anonymous:")
+}
+
+/// The `NAME:   123 kB` line `name` of the proc file `path`, in bytes.
+fn kib_field(path: &str, name: &str) -> u64 {
+    let text = std::fs::read_to_string(path).expect(path);
+    let kib: u64 = text
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(name))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS");
+        .expect(name);
     kib * 1024
 }
 

@@ -235,6 +235,7 @@ impl Task {
 
     pub(super) fn on_link(&mut self, event: link::LinkEvent) {
         match event {
+            link::LinkEvent::Frame(w, frame) => self.on_frame(w, frame),
             link::LinkEvent::Frames(w, frames) => {
                 for frame in frames {
                     self.on_frame(w, frame);

@@ -1,24 +1,23 @@
-//! The tasks of one worker: the process task here, the reader
-//! (`reader.rs`) and the writer (`writer.rs`), or for a plain program the
+//! What the supervisor task holds of one worker ([`Link`]) and how its
+//! tasks start: the process task (`process.rs`, which also reads: see
+//! `reader.rs`) and the writer (`writer.rs`), or for a plain program the
 //! process task alone (see the module docs of [`crate::worker`]).
 
-use std::collections::VecDeque;
+use std::future::Future;
 use std::os::fd::OwnedFd;
-use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 
 use nanny_worker::protocol::{FdTag, FromWorker, RequestFrame, ToWorker};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::channel::Channel;
 use super::mailbox::Mailbox;
 use super::outbox;
-use super::reader::spawn_reader;
+use super::process::{Group, Process};
+use super::reader::Reader;
 use super::spawn::{ProtocolIo, Spawned};
 use super::writer::spawn_writer;
 use crate::attach::Descriptor;
@@ -30,9 +29,12 @@ use crate::FdChannelFlavor;
 /// What the link tasks tell the supervisor task.
 #[derive(Debug)]
 pub(crate) enum LinkEvent {
-    /// Frames decoded from one read, in order. They are handled as one
-    /// event, so an `Accepted` and the answer behind it are handled before
-    /// the accepted socket is closed (see `Task::released`).
+    /// The one frame decoded from a read (most reads), inline: no
+    /// allocation per read.
+    Frame(WorkerId, FromWorker),
+    /// Frames decoded from one read, in order (two or more). They are
+    /// handled as one event, so an `Accepted` and the answer behind it are
+    /// handled before the accepted socket is closed (see `Task::released`).
     Frames(WorkerId, Vec<FromWorker>),
     /// The worker's end of the socket closed (end of file or reset, or a
     /// write failed). Every exit starts with this; a worker that stays
@@ -75,6 +77,25 @@ pub(crate) enum Outgoing {
     },
 }
 
+/// Sends `event` to the supervisor task; the future says false if it has
+/// gone. The send is tried at once, before the future exists, so the event
+/// is no part of it (nor of the task awaiting it: every idle worker's); a
+/// full queue waits for room in a boxed future, which is rare.
+pub(super) fn forward(tx: &mpsc::Sender<LinkEvent>, event: LinkEvent) -> impl Future<Output = bool> + '_ {
+    let waiting = match tx.try_send(event) {
+        Ok(()) => Ok(None),
+        Err(mpsc::error::TrySendError::Full(event)) => Ok(Some(Box::pin(tx.send(event)))),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+    };
+    async move {
+        match waiting {
+            Ok(None) => true,
+            Ok(Some(send)) => send.await.is_ok(),
+            Err(()) => false,
+        }
+    }
+}
+
 /// Signals waiting for the process task. It delivers each at once, so a
 /// handful are in the queue at most; see [`Link::signal`] for what happens
 /// past the bound.
@@ -89,8 +110,6 @@ pub(crate) struct Link {
     /// Signals for the worker's process group, delivered by the task that
     /// reaps it (so a pid is never reused under us).
     signals: outbox::Sender<Signal>,
-    /// Tripped for SIGKILL, which no full queue may lose.
-    kill: CancellationToken,
     /// Whether it has a usable fd channel (attachments, connections).
     pub(crate) fd_channel: bool,
     /// What its fd channel is (a pool's workers may differ while an
@@ -104,13 +123,14 @@ pub(crate) struct Link {
 impl Link {
     /// Asks the process task to send `signal` to the worker's process group.
     ///
-    /// Overflow policy: SIGKILL always gets through (a token the task
-    /// watches beside the queue). Another signal finding the queue full is
-    /// dropped with a warning: the queue holds only signals not yet
+    /// Overflow policy: SIGKILL always gets through (queued past the
+    /// bound; the task delivers whatever is queued at once, also while a
+    /// full link queue holds its read). Another signal finding the queue
+    /// full is dropped with a warning: the queue holds only signals not yet
     /// delivered, so a full one means a burst of the same few signals.
     pub(crate) fn signal(&self, signal: Signal) {
         if signal == Signal::SIGKILL {
-            self.kill.cancel();
+            self.signals.push(signal);
             return;
         }
         if let Err(mpsc::error::TrySendError::Full(sig)) = self.signals.try_send(signal) {
@@ -139,17 +159,17 @@ pub(crate) fn start(
         mut child,
         pid,
         io,
-        mut keeper,
+        keeper,
         ..
     } = spawned;
     let (signals_tx, signals_rx) = outbox::outbox::<Signal>(SIGNAL_CAPACITY);
-    let kill = CancellationToken::new();
-    let gone = CancellationToken::new();
-    // `silent` pools: the pipes exist only then.
-    if let Some(out) = child.stdout.take() {
+    // `silent` pools: the pipes exist only then, and so does the token
+    // that ends their capture at the exit.
+    let gone = (child.stdout.is_some() || child.stderr.is_some()).then(CancellationToken::new);
+    if let (Some(out), Some(gone)) = (child.stdout.take(), &gone) {
         super::output::capture(tracker, out, OutputStream::Stdout, capture.clone(), gone.clone());
     }
-    if let Some(err) = child.stderr.take() {
+    if let (Some(err), Some(gone)) = (child.stderr.take(), &gone) {
         super::output::capture(tracker, err, OutputStream::Stderr, capture, gone.clone());
     }
     let mailbox = Arc::new(Mailbox::default());
@@ -157,84 +177,37 @@ pub(crate) fn start(
     let (frames_tx, reader, fd_channel) = match io {
         Some(io) => {
             let queues = (frame_capacity, Arc::clone(&mailbox));
-            let (frames, reader, usable) =
-                protocol_tasks(tracker, id, io, max_frame_len, queues, &events, &gone);
+            let (frames, reader, usable) = protocol_tasks(tracker, id, io, max_frame_len, queues, &events);
             (frames, Some(reader), usable)
         }
         None => (outbox::Sender::closed(), None, false),
     };
 
-    // Process: deliver signals until reaped, then report.
-    let killed = kill.clone();
-    tracker.spawn(async move {
-        let pgid = Pid::from_raw(pid as i32);
-        let mut kill_sent = false;
-        let (mut signals, mut signals_open) = (VecDeque::new(), true);
-        let status = loop {
-            // The child is not reaped yet (only this task reaps it), so its
-            // pid and group are still ours.
-            tokio::select! {
-                status = child.wait() => break status,
-                () = killed.cancelled(), if !kill_sent => {
-                    kill_sent = true;
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                    if let Some(keeper) = keeper.as_mut() {
-                        keeper.kill();
-                    }
-                }
-                open = signals_rx.take(&mut signals), if signals_open => {
-                    signals_open = open;
-                    for sig in signals.drain(..) {
-                        let _ = killpg(pgid, sig);
-                    }
-                    signals_rx.idle(&mut signals);
-                }
-            }
-        };
-        // The reader forwards what the worker wrote before dying, then ends;
-        // only then is the exit reported, so no answer arrives after it.
-        gone.cancel();
-        if let Some(reader) = reader {
-            let _ = reader.await;
-        }
-        // Its descendants go before its exit is told: a replacement never
-        // meets what the old worker started (a port, a lock).
-        // Without a namespace, its group gets the SIGTERM the namespace's
-        // init would send. The group outlives its leader only while it has
-        // members, and a pid is not handed out again while its group is in
-        // use, so this reaches the worker's own group or nobody.
-        match keeper {
-            Some(keeper) => keeper.end().await,
-            None => {
-                let _ = killpg(pgid, Signal::SIGTERM);
-            }
-        }
-        let info = match status {
-            Ok(s) => ExitInfo {
-                code: s.code(),
-                signal: s.signal(),
-            },
-            Err(_) => ExitInfo {
-                code: None,
-                signal: None,
-            },
-        };
-        let _ = events.send(LinkEvent::Exited(id, info)).await;
-    });
+    Process {
+        id,
+        child,
+        group: Group::new(pid, keeper),
+        reader,
+        signals: signals_rx,
+        signals_open: true,
+        mailbox: Arc::clone(&mailbox),
+        gone,
+        events,
+    }
+    .spawn(tracker);
 
     Link {
         frames: frames_tx,
         signals: signals_tx,
-        kill,
         fd_channel,
         flavor,
         mailbox,
     }
 }
 
-/// The reader and the writer of a protocol worker; returns the frame
-/// queue, the reader (the process task awaits it before it reports the
-/// exit), and whether the fd channel is usable.
+/// The writer of a protocol worker, and its reader for the process task;
+/// returns the frame queue, the reader, and whether the fd channel is
+/// usable.
 fn protocol_tasks(
     tracker: &TaskTracker,
     id: WorkerId,
@@ -242,8 +215,7 @@ fn protocol_tasks(
     max_frame_len: usize,
     (frame_capacity, mailbox): (usize, Arc<Mailbox>),
     events: &mpsc::Sender<LinkEvent>,
-    gone: &CancellationToken,
-) -> (outbox::Sender<Outgoing>, JoinHandle<()>, bool) {
+) -> (outbox::Sender<Outgoing>, Reader, bool) {
     let ProtocolIo {
         stream,
         fd_channel,
@@ -260,15 +232,7 @@ fn protocol_tasks(
     };
 
     let usable = channel.is_some();
-    let reader = spawn_reader(
-        tracker,
-        id,
-        read,
-        channel.clone(),
-        max_frame_len,
-        events.clone(),
-        gone.clone(),
-    );
+    let reader = Reader::new(id, read, channel.clone(), max_frame_len, events.clone());
     spawn_writer(
         tracker,
         id,
@@ -277,7 +241,6 @@ fn protocol_tasks(
         (frames_rx, mailbox),
         channel,
         events.clone(),
-        gone.clone(),
     );
     (frames_tx, reader, usable)
 }

@@ -16,7 +16,7 @@
 //! At most `capacity` frames wait. The supervisor task only tries
 //! ([`Sender::try_send`]): a full outbox means the worker stopped reading,
 //! and the caller stops it as unresponsive. An off-task answer waits for
-//! room ([`Sender::send`]).
+//! room ([`Sender::send`]). A SIGKILL goes past the bound ([`Sender::push`]).
 //!
 //! # Closing
 //!
@@ -115,6 +115,22 @@ impl<T> Sender<T> {
         Ok(())
     }
 
+    /// Queues `item` whatever the bound (a SIGKILL, which no full queue
+    /// may lose); false if the reader has gone.
+    pub(crate) fn push(&self, item: T) -> bool {
+        let mut s = self.0.lock();
+        if s.closed {
+            return false;
+        }
+        s.items.push_back(item);
+        let first = s.items.len() == 1;
+        drop(s);
+        if first {
+            self.0.arrived.notify_one();
+        }
+        true
+    }
+
     /// Queues `item`, waiting for room; gives it back if the writer has
     /// gone.
     pub(crate) async fn send(&self, mut item: T) -> Result<(), T> {
@@ -171,6 +187,35 @@ impl<T> Receiver<T> {
                 None => arrived.await,
             }
         }
+    }
+
+    /// Waits until something is queued, without taking it (then
+    /// [`drain_each`](Self::drain_each)); false once nothing is and nothing
+    /// can come. Cancel safe. The waiting future holds no buffer.
+    pub(crate) async fn ready(&self) -> bool {
+        loop {
+            let arrived = self.0.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            {
+                let s = self.0.lock();
+                if !s.items.is_empty() {
+                    return true;
+                }
+                if s.senders == 0 {
+                    return false;
+                }
+            }
+            arrived.await;
+        }
+    }
+
+    /// Hands everything queued to `each`, in order, outside the lock; the
+    /// storage is freed after.
+    pub(crate) fn drain_each(&self, each: impl FnMut(T)) {
+        let queued = std::mem::take(&mut self.0.lock().items);
+        self.0.room.notify_waiters();
+        queued.into_iter().for_each(each);
     }
 
     /// Swaps what is queued into `into` (empty): `Some(true)` if anything
@@ -255,6 +300,27 @@ mod tests {
         });
         assert!(matches!(full, Err(TrySendError::Full(()))));
         assert_eq!(built, 1);
+    }
+
+    #[tokio::test]
+    async fn push_goes_past_the_bound_and_ready_then_drain_each_hands_all_in_order() {
+        let (tx, rx) = outbox::<u8>(1);
+        tx.try_send(1).unwrap();
+        assert!(matches!(tx.try_send(2), Err(TrySendError::Full(2))));
+        assert!(tx.push(3), "past the bound");
+        assert!(rx.ready().await);
+        let mut got = Vec::new();
+        rx.drain_each(|n| got.push(n));
+        assert_eq!(got, [1, 3]);
+        tx.try_send(4).unwrap();
+        drop(tx);
+        assert!(rx.ready().await, "what was queued is still handed over");
+        rx.drain_each(drop);
+        assert!(!rx.ready().await, "nothing queued and no sender left");
+
+        let (tx, rx) = outbox::<u8>(1);
+        drop(rx);
+        assert!(!tx.push(1), "the reader has gone");
     }
 
     #[tokio::test]

@@ -3,17 +3,17 @@
 //! flushed once per batch; requests with attachments on the fd channel.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use futures::SinkExt;
 use nanny_worker::protocol::{self as p, FdTag, RequestFrame, ToWorker, FD_KIND_ATTACHMENT};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::channel::Channel;
-use super::link::{LinkEvent, Outgoing};
+use super::link::{forward, LinkEvent, Outgoing};
 use super::mailbox::Mailbox;
 use super::outbox;
 use crate::attach::Descriptor;
@@ -24,7 +24,6 @@ use crate::health::WorkerId;
 /// fails (the worker closed its end, or died) ends the writer; the task
 /// hears it as a hang-up, so the worker is not blamed for the frames it
 /// could no longer take (and is stopped if it stays alive).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn spawn_writer(
     tracker: &TaskTracker,
     id: WorkerId,
@@ -33,12 +32,11 @@ pub(super) fn spawn_writer(
     (frames, mailbox): (outbox::Receiver<Outgoing>, Arc<Mailbox>),
     out_channel: Option<Arc<Channel>>,
     hung_up: mpsc::Sender<LinkEvent>,
-    stop: CancellationToken,
 ) {
-    let mut writer: p::FrameWriter<_, ToWorker> = p::idle_frame_writer(write, max_frame_len);
+    let mut writer: Sink = p::idle_frame_writer(write, max_frame_len);
     tracker.spawn(async move {
         let mut batch = VecDeque::new();
-        let broken = 'writing: loop {
+        let broken = loop {
             tokio::select! {
                 // Cancel safe, both: nothing leaves a queue unless returned.
                 taken = frames.take(&mut batch) => {
@@ -46,24 +44,24 @@ pub(super) fn spawn_writer(
                         break false; // every sender has gone
                     }
                 }
-                m = mailbox.next() => batch.push_back(Outgoing::Frame(m)),
-                () = stop.cancelled() => break false,
+                // False at the worker's exit (the process task closes it).
+                open = mailbox.waiting() => {
+                    if !open {
+                        break false;
+                    }
+                    batch.extend(mailbox.pop().map(Outgoing::Frame));
+                }
             }
             p::take_write_room(&mut writer);
-            loop {
-                while let Some(item) = batch.pop_front() {
-                    if !write_one(&mut writer, out_channel.as_deref(), item).await {
-                        break 'writing true;
-                    }
-                }
-                // Then whatever came meanwhile: frames, then messages.
-                if frames.try_take(&mut batch) == Some(true) {
-                    continue;
-                }
-                match mailbox.pop() {
-                    Some(m) => batch.push_back(Outgoing::Frame(m)),
-                    None => break,
-                }
+            if !write_batch(
+                &mut writer,
+                &mut batch,
+                (&frames, &mailbox),
+                out_channel.as_deref(),
+            )
+            .await
+            {
+                break true;
             }
             if writer.flush().await.is_err() {
                 break true;
@@ -77,29 +75,69 @@ pub(super) fn spawn_writer(
         drop(batch);
         drop(frames);
         if broken {
-            let _ = hung_up.send(LinkEvent::HungUp(id)).await;
+            forward(&hung_up, LinkEvent::HungUp(id)).await;
         }
         // Dropping the write half shuts the socket down for writing: the
         // worker reads EOF.
     });
 }
 
-/// Writes one queued item; false if the link is broken.
-async fn write_one(
-    writer: &mut p::FrameWriter<tokio::net::unix::OwnedWriteHalf, ToWorker>,
+/// The writer's frame sink.
+type Sink = p::FrameWriter<tokio::net::unix::OwnedWriteHalf, ToWorker>;
+
+/// Feeds `batch`, then whatever came meanwhile (frames, then messages),
+/// until nothing more is queued; false if the link is broken.
+async fn write_batch(
+    writer: &mut Sink,
+    batch: &mut VecDeque<Outgoing>,
+    (frames, mailbox): (&outbox::Receiver<Outgoing>, &Mailbox),
     out_channel: Option<&Channel>,
-    item: Outgoing,
 ) -> bool {
+    loop {
+        // Room first, then the item: no frame is held across the wait,
+        // which keeps the task (every idle worker's) small.
+        while !batch.is_empty() {
+            if poll_fn(|cx| writer.poll_ready_unpin(cx)).await.is_err() {
+                return false;
+            }
+            // A frame is encoded at once, with nothing awaited. Boxed, the
+            // descriptor paths: their futures are large and rare, and the
+            // task would otherwise carry them (and the item, awaited inside
+            // the `match`).
+            let rare = match batch.pop_front().expect("not empty") {
+                Outgoing::Frame(frame) => {
+                    if writer.start_send_unpin(frame).is_err() {
+                        return false;
+                    }
+                    continue;
+                }
+                rare => Box::pin(write_rare(writer, out_channel, rare)),
+            };
+            if !rare.await {
+                return false;
+            }
+        }
+        if frames.try_take(batch) == Some(true) {
+            continue;
+        }
+        match mailbox.pop() {
+            Some(m) => batch.push_back(Outgoing::Frame(m)),
+            None => return true,
+        }
+    }
+}
+
+/// Writes a descriptor, or a request with its attachment (or a frame);
+/// false if the link is broken.
+async fn write_rare(writer: &mut Sink, out_channel: Option<&Channel>, item: Outgoing) -> bool {
     match item {
         Outgoing::Frame(frame) => writer.feed(frame).await.is_ok(),
-        // Boxed, the descriptor paths: their futures are large and rare, and
-        // the writer's task would otherwise carry them for every worker.
         Outgoing::Fd { tag, frame, fd } => match out_channel {
-            Some(c) => sent(Box::pin(c.send_with(tag, fd.as_fd(), &frame)).await),
+            Some(c) => sent(c.send_with(tag, fd.as_fd(), &frame).await),
             None => true, // never queued without a channel
         },
         Outgoing::Attached(frame, fd) => match out_channel {
-            Some(c) => Box::pin(send_attached(c, writer, frame, &fd)).await,
+            Some(c) => send_attached(c, writer, frame, &fd).await,
             // The worker answers with an attachment error.
             None => writer.feed(ToWorker::Request(frame)).await.is_ok(),
         },
@@ -109,12 +147,7 @@ async fn write_one(
 /// Sends a request with its attachment: inline in one fd channel message if
 /// the frame fits, else the descriptor alone, then the frame on the socket.
 /// False if the link is broken.
-async fn send_attached(
-    channel: &Channel,
-    writer: &mut p::FrameWriter<tokio::net::unix::OwnedWriteHalf, ToWorker>,
-    frame: RequestFrame,
-    fd: &Descriptor,
-) -> bool {
+async fn send_attached(channel: &Channel, writer: &mut Sink, frame: RequestFrame, fd: &Descriptor) -> bool {
     let tag = FdTag {
         id: frame.id,
         attempt: frame.attempt,

@@ -33,6 +33,7 @@
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::task::{Context, Poll};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -209,6 +210,15 @@ impl FdChannel {
     pub async fn readable(&self) -> io::Result<()> {
         // Dropping the guard keeps the readiness: `try_recv` clears it.
         self.io.readable().await.map(drop)
+    }
+
+    /// As [`readable`](Self::readable), polled: ready once a message (or
+    /// end of file) may be waiting. Only the task that polled it last is
+    /// woken, so one task at a time may wait on it this way. It costs a
+    /// waiting task no future of its own.
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Dropping the guard keeps the readiness: `try_recv` clears it.
+        self.io.poll_read_ready(cx).map_ok(drop)
     }
 }
 

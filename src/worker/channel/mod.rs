@@ -40,6 +40,7 @@ pub(crate) mod node;
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::task::{Context, Poll};
 
 use nanny_worker::fdpass::{FdChannel, FdMessage};
 use nanny_worker::protocol::FdTag;
@@ -54,8 +55,10 @@ use crate::FdChannelFlavor;
 pub(crate) enum Channel {
     /// `SOCK_SEQPACKET`, one message per `sendmsg`.
     SeqPacket(FdChannel),
-    /// Node.js's IPC channel: JSON lines on a `SOCK_STREAM` socket.
-    Node(NodeChannel),
+    /// Node.js's IPC channel: JSON lines on a `SOCK_STREAM` socket. Boxed:
+    /// it is several times the size of the other, which every worker's
+    /// channel would otherwise take.
+    Node(Box<NodeChannel>),
 }
 
 impl Channel {
@@ -64,7 +67,7 @@ impl Channel {
     pub(crate) fn new(flavor: FdChannelFlavor, fd: OwnedFd, worker: WorkerId) -> io::Result<Self> {
         Ok(match flavor {
             FdChannelFlavor::SeqPacket => Self::SeqPacket(FdChannel::new(fd)?),
-            FdChannelFlavor::Node => Self::Node(NodeChannel::new(fd, worker)?),
+            FdChannelFlavor::Node => Self::Node(Box::new(NodeChannel::new(fd, worker)?)),
         })
     }
 
@@ -103,12 +106,12 @@ impl Channel {
         }
     }
 
-    /// Waits until a message (or end of file) may be waiting
-    /// ([`FdChannel::readable`]). Cancel safe.
-    pub(crate) async fn readable(&self) -> io::Result<()> {
+    /// Ready once a message (or end of file) may be waiting
+    /// ([`FdChannel::poll_readable`]); wakes the task that polled it last.
+    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
-            Self::SeqPacket(c) => c.readable().await,
-            Self::Node(c) => c.readable().await,
+            Self::SeqPacket(c) => c.poll_readable(cx),
+            Self::Node(c) => c.poll_readable(cx),
         }
     }
 

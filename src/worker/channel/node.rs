@@ -12,6 +12,7 @@ use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 
 use nanny_worker::fdpass::{recv_with_fds, FdMessage, Recvd};
 use nanny_worker::protocol::{FdTag, FD_MESSAGE_MAX};
@@ -127,9 +128,10 @@ impl NodeChannel {
         self.recv(|buf| recv_with_fds(self.io.get_ref().as_fd(), buf))
     }
 
-    /// Waits until the socket may be readable. Cancel safe.
-    pub(crate) async fn readable(&self) -> io::Result<()> {
-        self.io.readable().await.map(drop)
+    /// Ready once the socket may be readable; wakes the task that polled
+    /// it last.
+    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io.poll_read_ready(cx).map_ok(drop)
     }
 
     /// The next message: from the lines already read, else after reads

@@ -71,6 +71,8 @@ pub(crate) struct Config {
     pub(crate) containment: Option<crate::Containment>,
     /// The queue shared with other hosts ([`Builder::queue`]).
     pub(crate) queue: Option<crate::RedisQueue>,
+    /// The low-latency window ([`Builder::spin_before_park`]).
+    pub(crate) spin: Option<Duration>,
 }
 
 /// Builds a [`Supervisor`]. Start from [`Supervisor::builder`].
@@ -129,6 +131,7 @@ impl Default for Builder {
                 init: None,
                 containment: None,
                 queue: None,
+                spin: None,
             },
         }
     }
@@ -413,6 +416,8 @@ impl Builder {
 mod asks;
 mod descendants;
 mod inherit;
+mod latency;
+pub use latency::MAX_SPIN_WINDOW;
 mod output;
 mod placement;
 mod plain;

@@ -65,7 +65,7 @@ systems=(
   "tokio|$bin tokio"
   "nanny|$bin nanny"
   "nanny-ct|$bin nanny-ct"
-  "nanny-ct-spin|env NANNY_PEERS_SPIN_US=300 $bin nanny-ct --rows rtt --label nanny-ct-spin"
+  "nanny-ct-spin|$bin nanny-ct-spin --rows rtt"
   "nanny-node|$bin nanny-node"
   "nanny-lpm|$bin nanny-lpm"
   "nanny-python|$bin nanny-python"

@@ -151,6 +151,11 @@ impl Config {
                 }
             }
         }
+        if let Some(window) = self.spin {
+            if window < std::time::Duration::from_micros(1) || window > super::latency::MAX_SPIN_WINDOW {
+                return Err(ConfigError::SpinWindow { window });
+            }
+        }
         self.validate_plain()?;
         self.validate_placement()?;
         self.validate_asks()

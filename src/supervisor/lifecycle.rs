@@ -86,6 +86,10 @@ impl Task {
             pulse_ms: self.cfg.pulse.as_millis() as u64,
             unhealthy_timeout_ms: p.settings.unhealthy_timeout_ms(),
             max_frame_len: self.cfg.max_frame_len,
+            spin_us: self
+                .cfg
+                .spin
+                .map(|w| u64::try_from(w.as_micros()).unwrap_or(u64::MAX)),
             args: &s.args,
         };
         let init = self.cfg.init.as_deref();

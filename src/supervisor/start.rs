@@ -77,11 +77,18 @@ pub(crate) fn spawn(mut cfg: Config) -> Result<Supervisor, StartError> {
     let listeners = super::listeners::bind_listeners(&mut cfg)?;
     // Last of what can fail: nothing of it is left running when spawn fails.
     let queue = start_queue(&cfg, &tx, &tracker, &stop_signals)?;
+    let spin = cfg.spin.map(|window| {
+        let spin = nanny_worker::spin::Spin::new(window);
+        // On the runtime that runs the task; ends when the task finishes.
+        tracker.spawn(Arc::clone(&spin).run(stop_signals.child_token()));
+        spin
+    });
     let conns = Connections::new(cfg.pools.len());
     let ledger = Ledger::new(cfg.pools.len(), cfg.max_queue);
     let order = StartOrder::new(cfg.pools.len());
     let tally = Tally::new(cfg.pools.len());
     let task = Task {
+        spin,
         cfg,
         commands,
         commands_open: true,

@@ -61,6 +61,9 @@ pub(super) enum Phase {
 
 pub(super) struct Task {
     pub(super) cfg: Config,
+    /// The low-latency mode's spinner, touched by each command and link
+    /// event ([`Builder::spin_before_park`](crate::Builder::spin_before_park)).
+    pub(super) spin: Option<Arc<nanny_worker::spin::Spin>>,
     pub(super) commands: mpsc::Receiver<Command>,
     pub(super) commands_open: bool,
     pub(super) links_rx: mpsc::Receiver<LinkEvent>,
@@ -149,6 +152,9 @@ impl Task {
             let mut next = Some(input);
             let mut taken = 0;
             while let Some(input) = next.take() {
+                if let (Some(spin), Input::Link(_) | Input::Command(_)) = (&self.spin, &input) {
+                    spin.touch();
+                }
                 if let Some(input) = self.catch_up(input) {
                     self.on_input(input);
                 }

@@ -79,6 +79,8 @@ pub(crate) struct Identity<'a> {
     /// The stall limit it is told (`None`: it has none).
     pub(crate) unhealthy_timeout_ms: Option<u64>,
     pub(crate) max_frame_len: usize,
+    /// The supervisor's low-latency window, µs, passed on (`None`: off).
+    pub(crate) spin_us: Option<u64>,
     /// Its slot's own arguments, after the pool's.
     pub(crate) args: &'a [std::ffi::OsString],
 }
@@ -179,6 +181,9 @@ pub(crate) fn spawn(
             .env(p::ENV_MAX_FRAME_LEN, id.max_frame_len.to_string());
         if let Some(ms) = id.unhealthy_timeout_ms {
             cmd.env(p::ENV_UNHEALTHY_TIMEOUT_MS, ms.to_string());
+        }
+        if let Some(us) = id.spin_us {
+            cmd.env(p::ENV_SPIN_US, us.to_string());
         }
     }
     if !activated.is_empty() {

@@ -31,6 +31,7 @@ mod hostile_fds;
 mod identity;
 mod inherited;
 mod inspect;
+mod latency;
 mod lifecycle;
 mod listeners;
 mod manage;

@@ -34,6 +34,9 @@ pub(crate) struct Settings {
     pub(crate) supervisor_version: u32,
     /// The stall limit the hello gave (`None`: none, or no hello yet).
     pub(crate) unhealthy_timeout: Option<Duration>,
+    /// Spin this long after each frame before parking
+    /// ([`ENV_SPIN_US`](crate::protocol::ENV_SPIN_US); `None`: never).
+    pub(crate) spin: Option<Duration>,
 }
 
 impl Settings {
@@ -66,6 +69,8 @@ impl Settings {
             max_frame_len: vars.optional(ENV_MAX_FRAME_LEN)?.unwrap_or(DEFAULT_MAX_FRAME_LEN),
             supervisor_version: 0,
             unhealthy_timeout: None,
+            spin: (vars.0)(crate::protocol::ENV_SPIN_US)
+                .and_then(|v| crate::spin::window_from_env_value(&v.to_string_lossy())),
         };
         Ok((fd, settings))
     }

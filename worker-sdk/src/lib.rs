@@ -245,6 +245,7 @@ mod request;
 mod serve;
 mod session;
 mod socket;
+pub mod spin;
 pub mod stream;
 mod worker;
 

@@ -158,6 +158,11 @@ fn start(
         idle,
         closed: closed.clone(),
     };
+    let spin = settings.spin.map(crate::spin::Spin::new);
+    if let Some(spin) = &spin {
+        // Ends with the link, as the session does.
+        tokio::spawn(Arc::clone(spin).run(closed.clone()));
+    }
     let worker = Worker::new(settings, channels, fd_channel.map(Arc::new));
     tokio::spawn(write_loop(writer, out_rx, closed));
     let session = Session {
@@ -173,6 +178,7 @@ fn start(
         soft_killed: false,
         hard_killed: false,
         started: std::time::Instant::now(),
+        spin,
     };
     tokio::spawn(session.run());
     worker

@@ -70,6 +70,8 @@ pub(crate) struct Session {
     pub(crate) soft_killed: bool,
     pub(crate) hard_killed: bool,
     pub(crate) started: Instant,
+    /// The low-latency mode's spinner, touched by every frame read.
+    pub(crate) spin: Option<std::sync::Arc<crate::spin::Spin>>,
 }
 
 impl Session {
@@ -171,6 +173,9 @@ impl Session {
     }
 
     async fn on_frame(&mut self, frame: ToWorker) -> Result<(), Error> {
+        if let Some(spin) = &self.spin {
+            spin.touch();
+        }
         match frame {
             ToWorker::Hello(_) => return Err(Error::Protocol("a second hello".into())),
             ToWorker::Request(frame) if frame.attachment.is_some() => self.attached_frame(frame).await,

@@ -19,7 +19,6 @@ mod frames;
 mod nanny_peer;
 mod raw;
 mod report;
-mod spin;
 mod tonic_peer;
 mod worker_kinds;
 mod workloads;
@@ -52,7 +51,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("nanny-peers: {e}\nusage: nanny-peers raw|raw-batched|tokio|nanny|nanny-ct|nanny-node|nanny-lpm|nanny-python|tonic [--round N] [--rows all|rtt|bursts] [--label NAME]");
+            eprintln!("nanny-peers: {e}\nusage: nanny-peers raw|raw-batched|tokio|nanny|nanny-ct|nanny-ct-spin|nanny-node|nanny-lpm|nanny-python|tonic [--round N] [--rows all|rtt|bursts] [--label NAME]");
             ExitCode::from(2)
         }
     }
@@ -101,6 +100,7 @@ fn measure(system: &str, report: &report::Report, rows: Rows) {
         "tokio" => run::<bare_tokio::BareTokio>(report, rows),
         "nanny" => run::<Nanny<worker_kinds::Rust>>(report, rows),
         "nanny-ct" => run::<Nanny<CurrentThread<worker_kinds::Rust>>>(report, rows),
+        "nanny-ct-spin" => run::<Nanny<worker_kinds::Spinning<worker_kinds::Rust>>>(report, rows),
         "nanny-node" => run::<Nanny<worker_kinds::Node>>(report, rows),
         "nanny-lpm" => run::<Nanny<worker_kinds::Lpm>>(report, rows),
         "nanny-python" => run::<Nanny<worker_kinds::Python>>(report, rows),

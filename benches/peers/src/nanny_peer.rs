@@ -35,12 +35,10 @@ pub fn serve_worker() {
         .build()
         .expect("runtime");
     let result = rt.block_on(async {
-        crate::spin::start();
         let worker = nanny_worker::connect().await?;
         worker.ready();
         worker
             .serve(|req| async move {
-                crate::spin::touch();
                 let payload: ByteBuf = req.data()?;
                 req.respond(&payload)?;
                 Ok(())
@@ -83,7 +81,11 @@ impl<K: WorkerKind> crate::workloads::Peer for Nanny<K> {
         .build()
         .expect("runtime");
         let supervisor = on(&rt, async move {
-            let supervisor = Supervisor::builder()
+            let mut builder = Supervisor::builder();
+            if let Some(window) = K::SPIN {
+                builder = builder.spin_before_park(window);
+            }
+            let supervisor = builder
                 .pool(Pool::default_pool(K::spec()).workers(workers))
                 .restart_delay(Duration::ZERO)
                 .max_restarts(u32::MAX)
@@ -104,9 +106,7 @@ impl<K: WorkerKind> crate::workloads::Peer for Nanny<K> {
         let supervisor = self.supervisor.clone();
         on(&self.rt, async move {
             let payload = ByteBuf::from(vec![7u8; SMALL]);
-            crate::spin::start();
             let ask = || async {
-                crate::spin::touch();
                 let answer = supervisor.enqueue(&payload).await.expect("an answer");
                 K::check(&answer, SMALL);
             };

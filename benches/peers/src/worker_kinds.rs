@@ -18,6 +18,9 @@ pub trait WorkerKind {
     /// The caller and the supervisor share one current-thread runtime.
     const CURRENT_THREAD: bool = false;
 
+    /// The low-latency window (`Builder::spin_before_park`), if any.
+    const SPIN: Option<std::time::Duration> = None;
+
     /// How to start one worker.
     fn spec() -> WorkerSpec;
 
@@ -35,6 +38,11 @@ pub struct Rust;
 /// current-thread runtime (the low-latency configuration).
 #[derive(Debug)]
 pub struct CurrentThread<K>(PhantomData<K>);
+
+/// Workers of kind `K` on one current-thread runtime with the caller and
+/// the supervisor, in the low-latency mode: `spin_before_park(300 µs)`.
+#[derive(Debug)]
+pub struct Spinning<K>(PhantomData<K>);
 
 /// `node node/nanny-sdk-worker.js`: the Node SDK's own API.
 #[derive(Debug)]
@@ -57,6 +65,19 @@ impl WorkerKind for Rust {
 
 impl<K: WorkerKind> WorkerKind for CurrentThread<K> {
     const CURRENT_THREAD: bool = true;
+
+    fn spec() -> WorkerSpec {
+        K::spec()
+    }
+
+    fn check(answer: &Response, size: usize) {
+        K::check(answer, size);
+    }
+}
+
+impl<K: WorkerKind> WorkerKind for Spinning<K> {
+    const CURRENT_THREAD: bool = true;
+    const SPIN: Option<std::time::Duration> = Some(std::time::Duration::from_micros(300));
 
     fn spec() -> WorkerSpec {
         K::spec()

@@ -259,6 +259,14 @@ pub enum ConfigError {
     /// the URL.
     #[error("shared queue: {0}")]
     SharedQueue(String),
+    /// [`Builder::spin_before_park`](crate::Builder::spin_before_park)'s
+    /// window is 0 or above
+    /// [`MAX_SPIN_WINDOW`](crate::MAX_SPIN_WINDOW).
+    #[error("spin_before_park: the window {window:?} is not between 1 µs and 1 s")]
+    SpinWindow {
+        /// The window given.
+        window: std::time::Duration,
+    },
     /// [`process_title`](crate::Builder::process_title) is empty, longer
     /// than 64 bytes, or holds a NUL or a line break.
     #[error("process_title {title:?}: {reason}")]

@@ -115,6 +115,10 @@ pub const ENV_PULSE_MS: &str = "NANNY_PULSE_MS";
 pub const ENV_UNHEALTHY_TIMEOUT_MS: &str = "NANNY_UNHEALTHY_TIMEOUT_MS";
 /// Environment variable: the maximum frame body length in bytes.
 pub const ENV_MAX_FRAME_LEN: &str = "NANNY_MAX_FRAME_LEN";
+/// Optional: the supervisor runs in its low-latency mode and asks its
+/// workers to spin this many microseconds after each frame before they
+/// park ([`crate::spin`]); a worker may ignore it.
+pub const ENV_SPIN_US: &str = "NANNY_SPIN_US";
 /// Environment variable: the fd channel's file descriptor number (a
 /// `SOCK_SEQPACKET` Unix socket; one fd per message, see
 /// [`FdTag`](super::FdTag)).

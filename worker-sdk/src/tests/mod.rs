@@ -77,6 +77,7 @@ fn settings() -> Settings {
         max_frame_len: DEFAULT_MAX_FRAME_LEN,
         supervisor_version: 0,
         unhealthy_timeout: None,
+        spin: None,
     }
 }
 

@@ -24,7 +24,8 @@ impl Builder {
     /// the supervisor (the callers and the supervisor on one
     /// `new_current_thread` runtime) and for each worker: on a
     /// multi-thread runtime the spinning thread does not own the I/O
-    /// driver and the wake-ups stay. Between 1 µs and [`MAX_SPIN_WINDOW`];
+    /// driver and the wake-ups stay, so on one the supervisor does not spin
+    /// (it warns at start) and an SDK worker neither. Between 1 µs and [`MAX_SPIN_WINDOW`];
     /// a few hundred µs covers a round trip. Off by default.
     pub fn spin_before_park(mut self, window: Duration) -> Self {
         self.cfg.spin = Some(window);

@@ -77,7 +77,7 @@ pub(crate) fn spawn(mut cfg: Config) -> Result<Supervisor, StartError> {
     let listeners = super::listeners::bind_listeners(&mut cfg)?;
     // Last of what can fail: nothing of it is left running when spawn fails.
     let queue = start_queue(&cfg, &tx, &tracker, &stop_signals)?;
-    let spin = cfg.spin.map(|window| {
+    let spin = cfg.spin.filter(|_| spin_helps()).map(|window| {
         let spin = nanny_worker::spin::Spin::new(window);
         // On the runtime that runs the task; ends when the task finishes.
         tracker.spawn(Arc::clone(&spin).run(stop_signals.child_token()));
@@ -154,4 +154,18 @@ fn start_queue(
         stop,
     ));
     Ok(Some(caller))
+}
+
+/// Whether the low-latency mode can work on this runtime (a current-thread
+/// one); warns when it cannot. The workers are told the window either way:
+/// theirs may be current-thread runtimes.
+fn spin_helps() -> bool {
+    let helps = nanny_worker::spin::helps_here();
+    if !helps {
+        tracing::warn!(
+            "spin_before_park: the supervisor runs on a multi-thread runtime, where spinning does not help; \
+             it does not spin (its workers still do)"
+        );
+    }
+    helps
 }

@@ -158,7 +158,10 @@ fn start(
         idle,
         closed: closed.clone(),
     };
-    let spin = settings.spin.map(crate::spin::Spin::new);
+    // Only where it helps: on a multi-thread runtime it would burn a core.
+    let spin = (settings.spin)
+        .filter(|_| crate::spin::helps_here())
+        .map(crate::spin::Spin::new);
     if let Some(spin) = &spin {
         // Ends with the link, as the session does.
         tokio::spawn(Arc::clone(spin).run(closed.clone()));

@@ -107,6 +107,12 @@ impl Spin {
     }
 }
 
+/// Whether the current runtime is one a [`Spin`] helps: a current-thread
+/// runtime (see the module docs). Call it inside a runtime.
+pub fn helps_here() -> bool {
+    tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+}
+
 /// The window `value` of [`ENV_SPIN_US`] asks for: microseconds, 1 to
 /// 1 000 000; `None` for anything else (no spinning).
 pub fn window_from_env_value(value: &str) -> Option<Duration> {

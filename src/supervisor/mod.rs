@@ -50,6 +50,7 @@ mod connections;
 mod dispatch;
 mod entries;
 mod exit;
+mod frames;
 mod handle;
 mod ids;
 mod ledger;

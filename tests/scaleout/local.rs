@@ -56,6 +56,23 @@ pub(super) async fn stop_and_check(redis: &RedisServer, hosts: &[&Supervisor]) {
     assert_eq!(len, 0, "no request entry left");
 }
 
+/// `n` requests `Double(i)` at once through `caller`: every answer is its
+/// own doubled number; the responses, in order.
+async fn doubles(caller: &Supervisor, n: u64) -> Vec<nanny::Response> {
+    let calls = (0..n).map(|i| {
+        let caller = caller.clone();
+        tokio::spawn(async move { (i, caller.enqueue(&Cmd::Double(i)).await) })
+    });
+    let mut responses = Vec::new();
+    for call in futures::future::join_all(calls).await {
+        let (i, answer) = call.expect("task");
+        let resp = answer.unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(resp.data::<u64>().expect("a number"), i * 2);
+        responses.push(resp);
+    }
+    responses
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_only_host_gets_answers_from_the_other_hosts_workers() {
     guard(async {
@@ -65,14 +82,7 @@ async fn a_caller_only_host_gets_answers_from_the_other_hosts_workers() {
         let b = host(&redis, "b", 2).await;
         let a = host(&redis, "a", 0).await;
         let b_workers: Vec<u64> = support::health(&b).await.iter().map(|w| w.id.get()).collect();
-        let calls = (0..20u64).map(|i| {
-            let a = a.clone();
-            tokio::spawn(async move { (i, a.enqueue(&Cmd::Double(i)).await) })
-        });
-        for call in futures::future::join_all(calls).await {
-            let (i, answer) = call.expect("task");
-            let resp = answer.unwrap_or_else(|e| panic!("request {i}: {e}"));
-            assert_eq!(resp.data::<u64>().expect("a number"), i * 2);
+        for resp in doubles(&a, 20).await {
             assert_eq!(resp.host(), Some("b"));
             assert!(b_workers.contains(&resp.worker().get()), "{resp:?}");
             assert_eq!(resp.attempt(), 1);
@@ -332,14 +342,7 @@ async fn a_host_under_memory_pressure_takes_no_work() {
             .expect("b starts");
         let c = host(&redis, "c", 2).await;
         let a = host(&redis, "a", 0).await;
-        let calls = (0..20u64).map(|i| {
-            let a = a.clone();
-            tokio::spawn(async move { (i, a.enqueue(&Cmd::Double(i)).await) })
-        });
-        for call in futures::future::join_all(calls).await {
-            let (i, answer) = call.expect("task");
-            let resp = answer.unwrap_or_else(|e| panic!("request {i}: {e}"));
-            assert_eq!(resp.data::<u64>().expect("a number"), i * 2);
+        for resp in doubles(&a, 20).await {
             assert_eq!(resp.host(), Some("c"), "b is under pressure");
         }
         let pressed = b.queue_stats().expect("b has a queue");

@@ -2,6 +2,13 @@
 //! for the socket) and behind the session's `Done` queue (attempts that
 //! are over). Many senders, one reader.
 //!
+//! The supervisor has an outbox of the same shape for its side of a link
+//! (`src/worker/outbox.rs` in the `nanny` crate), kept apart on purpose:
+//! it has no reservations and no reader waker (the supervisor task only
+//! tries, and a SIGKILL goes past the bound), because its state is paid
+//! for once per idle worker and is held to a few bytes (BENCHMARKS.md,
+//! "Memory per idle worker").
+//!
 //! It replaces a tokio `mpsc` channel with `OwnedPermit`s, which cost a
 //! semaphore operation, a sender clone and a block-list push per slot
 //! (BENCHMARKS.md, "The hot path"). Here every operation is one short

@@ -90,7 +90,7 @@ pub(crate) struct Init {
     pub(crate) path: PathBuf,
 }
 
-/// Decides, once at start: the init to put in each worker's fork, and what
+/// Decides, once at start: the init to put in each worker's spawn, and what
 /// that means, said in the log.
 pub(crate) fn choose(choice: &Choice) -> (Option<std::sync::Arc<Init>>, Containment) {
     let outcome = if choice.enabled {

@@ -2,7 +2,7 @@
 //! `taskset`): [`Pool::cpu_affinity`] pins every worker to one set,
 //! [`Pool::cpu_per_worker`] gives each worker a CPU of its own.
 //!
-//! The set is applied in the child between fork and exec
+//! The set is applied in the child between its clone and its exec
 //! (`sched_setaffinity(2)`), so the program never runs a single
 //! instruction elsewhere, and every thread and process it starts inherits
 //! it. A replacement runs where its predecessor did: the CPU follows the

@@ -4,7 +4,7 @@
 //!
 //! Names are resolved to ids in the supervisor, before the fork
 //! (`getpwnam` and friends allocate and may take locks); the child only
-//! makes the async-signal-safe calls, in this order: `setrlimit` for each
+//! makes system calls, in this order: `setrlimit` for each
 //! limit (while still privileged, so a hard limit may be raised), then
 //! `setgroups`, `setgid`, `setuid`. With a user, the groups are the user's
 //! (`getgrouplist`, as `initgroups` does) and the gid is the user's
@@ -13,6 +13,12 @@
 //! `CAP_SETUID` / `CAP_SETGID`); without it a worker fails to start, unless
 //! the supervisor already runs as that user and group (then nothing is
 //! switched).
+//!
+//! The child runs in the supervisor's memory until it execs (see
+//! `worker::spawn::launch`), so `setgroups`, `setgid` and `setuid` are raw
+//! system calls: glibc's wrappers change the credentials of every thread
+//! of the process, by signalling each thread it knows of, which here would
+//! be the supervisor's threads.
 
 use std::ffi::CString;
 use std::fmt;
@@ -157,7 +163,7 @@ pub(crate) struct RunAs {
 pub(crate) struct Resolved {
     uid: Option<Uid>,
     gid: Option<Gid>,
-    groups: Option<Vec<Gid>>,
+    groups: Option<Vec<nix::libc::gid_t>>,
     rlimits: Vec<(Resource, u64, u64)>,
 }
 
@@ -237,7 +243,7 @@ impl RunAs {
         Ok(Resolved {
             uid,
             gid,
-            groups,
+            groups: groups.map(|g| g.into_iter().map(Gid::as_raw).collect()),
             rlimits: self.rlimit_values(),
         })
     }
@@ -250,21 +256,29 @@ impl RunAs {
 }
 
 impl Resolved {
-    /// In the forked child, before `exec`: the limits, then the groups,
-    /// the gid and the uid. Only async-signal-safe syscalls on values
-    /// built before the fork; no allocation.
+    /// In the child, before `exec`: the limits, then the groups, the gid
+    /// and the uid. System calls only, on values resolved before the
+    /// spawn; no allocation, and no glibc wrapper that acts on other
+    /// threads (see the module docs).
     pub(crate) fn apply(&self) -> nix::Result<()> {
+        use nix::libc;
         for &(resource, soft, hard) in &self.rlimits {
             resource::setrlimit(resource, soft, hard)?;
         }
-        if let Some(groups) = &self.groups {
-            nix::unistd::setgroups(groups)?;
-        }
-        if let Some(gid) = self.gid {
-            nix::unistd::setgid(gid)?;
-        }
-        if let Some(uid) = self.uid {
-            nix::unistd::setuid(uid)?;
+        let check = |rc: libc::c_long| nix::errno::Errno::result(rc).map(drop);
+        #[allow(unsafe_code)]
+        // SAFETY: raw syscalls on plain ids, and on a pointer and length
+        // of a live slice of gid_t for setgroups.
+        unsafe {
+            if let Some(groups) = &self.groups {
+                check(libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()))?;
+            }
+            if let Some(gid) = self.gid {
+                check(libc::syscall(libc::SYS_setgid, gid.as_raw()))?;
+            }
+            if let Some(uid) = self.uid {
+                check(libc::syscall(libc::SYS_setuid, uid.as_raw()))?;
+            }
         }
         Ok(())
     }
@@ -306,7 +320,7 @@ mod tests {
         let resolved = run_as.resolve("p").expect("a gid is taken as is");
         if Uid::effective().is_root() {
             assert_eq!(resolved.gid, Some(Gid::from_raw(4_000_000)));
-            assert_eq!(resolved.groups, Some(vec![Gid::from_raw(4_000_000)]));
+            assert_eq!(resolved.groups, Some(vec![4_000_000]));
         }
         let root = RunAs {
             user: Some(NameOrId::Id(0)),

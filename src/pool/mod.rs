@@ -406,7 +406,7 @@ fn default_workers() -> usize {
 }
 
 mod affinity;
-mod credentials;
+pub(crate) mod credentials;
 mod fd_channel;
 mod settings;
 mod spec;

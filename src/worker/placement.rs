@@ -29,7 +29,7 @@ pub(crate) fn allowed_cpus() -> io::Result<Vec<usize>> {
         .collect())
 }
 
-/// The mask for `cpus`, built before the fork (the child only hands it to
+/// The mask for `cpus`, built before the spawn (the child only hands it to
 /// `sched_setaffinity`).
 pub(crate) fn cpu_set(cpus: &[usize]) -> io::Result<CpuSet> {
     let mut set = CpuSet::new();

@@ -4,30 +4,42 @@
 //! with the listening sockets of its pool's socket-activated listeners
 //! ([`activation`]).
 //!
-//! The child gets, before `exec`:
-//! * its `argv[0]`, with a [process title](crate::Builder::process_title);
-//! * its CPU set, with [affinity](crate::Pool::cpu_affinity)
-//!   (`sched_setaffinity`, the mask built before the fork);
-//! * its resource limits, groups, gid and uid, with a
-//!   [user](crate::Pool::user), [group](crate::Pool::group) or
-//!   [rlimits](crate::Pool::rlimit) (names resolved before the fork;
-//!   see `pool::credentials`);
-//! * with [`Containment::Namespace`](crate::Containment::Namespace), a PID
-//!   namespace of its own, `nanny-init` its pid 1 and the worker pid 2
-//!   there ([`namespace`]; the supervisor and its users see host pids);
+//! The child is started without a fork ([`launch`]: `clone(CLONE_VM |
+//! CLONE_VFORK)`, as `posix_spawn` does, so a restart costs the same
+//! whatever the supervisor's size) and held by its pidfd ([`Child`]).
+//! Everything it needs is built before: the whole `execve`
+//! ([`activation`]), the CPU mask, the resolved credentials, the stdio
+//! pipes. It gets, before `exec`, in this order:
+//! * stdin `/dev/null`; stdout and stderr the supervisor's, or pipes to the
+//!   output capture with a [`silent`](crate::Pool::silent) pool;
+//! * its working directory, with [`cwd`](crate::WorkerSpec::cwd);
 //! * its own process group (so a stop signal reaches its children too, and a
 //!   terminal's Ctrl-C goes to the supervisor, which coordinates);
 //! * `PR_SET_PDEATHSIG = SIGKILL`, checked against `getppid()` so a parent
-//!   that died during the fork is noticed: workers never outlive a
-//!   SIGKILLed supervisor. The signal fires when the forking *thread* exits,
-//!   so spawning happens on the supervisor task (a runtime worker thread),
-//!   never in `spawn_blocking`;
+//!   that died during the spawn is noticed: workers never outlive a
+//!   SIGKILLed supervisor. The signal fires when the spawning *thread*
+//!   exits, so spawning happens on the supervisor task (a runtime worker
+//!   thread), never in `spawn_blocking`;
+//! * its CPU set, with [affinity](crate::Pool::cpu_affinity)
+//!   (`sched_setaffinity`);
+//! * its resource limits, groups, gid and uid, with a
+//!   [user](crate::Pool::user), [group](crate::Pool::group) or
+//!   [rlimits](crate::Pool::rlimit) (names resolved before; see
+//!   `pool::credentials`);
 //! * its socket ends with `FD_CLOEXEC` cleared. Every other fd the supervisor
 //!   holds (its own socket ends, statm files, the listening sockets) is
 //!   close-on-exec, or a sibling would keep it open and EOF-based death
 //!   detection would never fire. With socket activation the listening
 //!   sockets go to 3, 4, … and the protocol's two fds right after them
-//!   (`NANNY_FD` = 3 + n, `NANNY_FD_CHANNEL` = 4 + n).
+//!   (`NANNY_FD` = 3 + n, `NANNY_FD_CHANNEL` = 4 + n);
+//! * its `argv[0]`, with a [process title](crate::Builder::process_title).
+//!
+//! A step that fails makes the spawn fail with the step's name and error
+//! (`changing directory: No such file or directory`), a failed start.
+//!
+//! With [`Containment::Namespace`](crate::Containment::Namespace) it gets a
+//! PID namespace of its own, `nanny-init` its pid 1 and the worker pid 2
+//! there ([`namespace`]; the supervisor and its users see host pids).
 //!
 //! A pool of [`FdChannelFlavor::Node`](crate::FdChannelFlavor::Node) gets
 //! a `SOCK_STREAM` fd channel, Node.js's own IPC channel, named by
@@ -36,24 +48,33 @@
 //! at start (see [`super::channel`]).
 
 mod activation;
+mod child;
+mod launch;
 mod namespace;
 
+use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream as StdUnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
 
 use nanny_worker::protocol as p;
-use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::libc;
 use nix::sched::sched_setaffinity;
 use nix::sys::prctl;
 use nix::sys::signal::Signal;
 use nix::unistd::{getppid, setpgid, Pid};
+use tokio::net::unix::pipe;
 use tokio::net::UnixStream;
-use tokio::process::{Child, Command};
 
 pub(crate) use activation::find_program;
 use activation::{Exec, LISTEN_FDS_START};
+pub(crate) use child::Child;
+use launch::{Failure, Stage};
 pub(crate) use namespace::Keeper;
 use namespace::Scope;
 
@@ -131,6 +152,7 @@ pub(crate) fn spawn(
     activated: &[Activated<'_>],
     init: Option<&Init>,
 ) -> std::io::Result<Spawned> {
+    child::reap_orphans();
     let spec = &pool.spec;
     let theirs = if spec.plain {
         None
@@ -148,17 +170,6 @@ pub(crate) fn spawn(
     };
     let parent = Pid::this();
     let mut cmd = command(pool, id, parent);
-    // In a namespace, the parent is outside it: `getppid()` reads 0 (and
-    // a supervisor that died before `PR_SET_PDEATHSIG` took its init with
-    // it, and so the namespace).
-    let expected_parent = if init.is_some() { Pid::from_raw(0) } else { parent };
-    // Built before the fork: the child only makes the syscall.
-    let cpus = id.cpus.map(placement::cpu_set).transpose()?;
-    let run_as = if spec.run_as.is_empty() {
-        None
-    } else {
-        Some(spec.run_as.resolve(&pool.name).map_err(std::io::Error::other)?)
-    };
     // Where each inherited fd goes: in place (no activation), or 3, 4, ….
     let mut sources: Vec<RawFd> = activated.iter().map(|a| a.fd.as_raw_fd()).collect();
     if let Some(t) = &theirs {
@@ -169,22 +180,7 @@ pub(crate) fn spawn(
             (next, next + 1)
         };
         sources.extend([t.stream.as_raw_fd(), t.channel.as_raw_fd()]);
-        match spec.fd_channel {
-            FdChannelFlavor::SeqPacket => cmd.env(p::ENV_FD_CHANNEL, channel.to_string()),
-            FdChannelFlavor::Node => cmd
-                .env(node::ENV_NODE_CHANNEL_FD, channel.to_string())
-                .env(node::ENV_NODE_SERIALIZATION, "json")
-                .env(node::ENV_NANNY_NODE_CHANNEL, "1"),
-        };
-        cmd.env(p::ENV_FD, fd.to_string())
-            .env(p::ENV_PULSE_MS, id.pulse_ms.to_string())
-            .env(p::ENV_MAX_FRAME_LEN, id.max_frame_len.to_string());
-        if let Some(ms) = id.unhealthy_timeout_ms {
-            cmd.env(p::ENV_UNHEALTHY_TIMEOUT_MS, ms.to_string());
-        }
-        if let Some(us) = id.spin_us {
-            cmd.env(p::ENV_SPIN_US, us.to_string());
-        }
+        protocol_env(&mut cmd, spec.fd_channel, id, fd, channel);
     }
     if !activated.is_empty() {
         let names: Vec<&str> = activated.iter().map(|a| a.name).collect();
@@ -194,60 +190,33 @@ pub(crate) fn spawn(
     if let Some(make_env) = &pool.create_environment {
         cmd.envs(make_env(id.logical_id));
     }
-    if pool.silent {
-        cmd.stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-    }
-    if let Some(dir) = &spec.cwd {
-        cmd.current_dir(dir);
-    }
-    // Socket activation: we exec, to set LISTEN_PID (see `activation`).
-    let mut exec = if activated.is_empty() {
-        None
-    } else {
-        Some(Exec::new(cmd.as_std(), id.title, sources.clone())?)
+    let stdio = Stdio::new(pool.silent)?;
+    let mut steps = Steps {
+        stdio: stdio.theirs(),
+        cwd: spec.cwd.as_deref().map(path_cstring).transpose()?,
+        // In a namespace, the parent is outside it: `getppid()` reads 0
+        // (and a supervisor that died before `PR_SET_PDEATHSIG` took its
+        // init with it, and so the namespace).
+        expected_parent: if init.is_some() { Pid::from_raw(0) } else { parent },
+        cpus: id.cpus.map(placement::cpu_set).transpose()?,
+        run_as: if spec.run_as.is_empty() {
+            None
+        } else {
+            Some(spec.run_as.resolve(&pool.name).map_err(std::io::Error::other)?)
+        },
+        exec: Exec::new(&cmd, id.title, sources, !activated.is_empty())?,
     };
-    #[allow(unsafe_code)]
-    // SAFETY: the closure runs in the forked child before exec and only makes
-    // async-signal-safe syscalls (setpgid, prctl, getppid, sched_setaffinity
-    // on a mask built before the fork, setrlimit, setgroups, setgid and
-    // setuid on ids resolved before the fork, close_range, fcntl; with
-    // socket activation `Exec::exec`: fcntl, dup2, close_range, getpid, execve, over
-    // buffers built before the fork); it allocates nothing and touches no
-    // lock. Every fd in `sources` is open in the child (inherited from the
-    // fork: our copies live until `spawn` returns) for the closure's whole
-    // run.
-    unsafe {
-        cmd.pre_exec(move || {
-            setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
-            prctl::set_pdeathsig(Signal::SIGKILL)?;
-            if getppid() != expected_parent {
-                return Err(std::io::Error::other("supervisor exited during spawn"));
-            }
-            if let Some(set) = &cpus {
-                sched_setaffinity(Pid::from_raw(0), set)?;
-            }
-            if let Some(run_as) = &run_as {
-                run_as.apply()?;
-            }
-            if let Some(exec) = exec.as_mut() {
-                return Err(exec.exec());
-            }
-            // Exactly stdio and the worker's sockets cross the exec.
-            cloexec_from(3);
-            for &fd in &sources {
-                fcntl(BorrowedFd::borrow_raw(fd), FcntlArg::F_SETFD(FdFlag::empty()))?;
-            }
-            Ok(())
-        });
-    }
-    // No `.await` from here to `leave`: this thread's forks go into the
+    // No `.await` from here to `leave`: this thread's children go into the
     // namespace meanwhile. A failed spawn drops the scope (back home) and
     // its init (killed).
     let scope = init.map(|init| Scope::enter(init, parent)).transpose()?;
-    let child = cmd.spawn()?;
+    // Every fd in `sources` stays open (owned by `theirs` and `activated`)
+    // until the child has exec'd.
+    let launched = launch::launch(&mut || steps.run())?;
     let keeper = scope.and_then(Scope::leave);
-    let pid = child.id().expect("a just-spawned child has a pid");
+    let pid = launched.pid;
+    let mut child = Child::new(launched.pidfd)?;
+    (child.stdout, child.stderr) = stdio.ours()?;
     // std opens files with O_CLOEXEC.
     let statm = File::open(format!("/proc/{pid}/statm")).ok();
     let io = match theirs {
@@ -271,9 +240,143 @@ pub(crate) fn spawn(
     })
 }
 
+/// The protocol's variables: where its socket and fd channel are, and the
+/// supervisor's settings it is told.
+fn protocol_env(cmd: &mut Command, flavor: FdChannelFlavor, id: &Identity<'_>, fd: RawFd, channel: RawFd) {
+    match flavor {
+        FdChannelFlavor::SeqPacket => cmd.env(p::ENV_FD_CHANNEL, channel.to_string()),
+        FdChannelFlavor::Node => cmd
+            .env(node::ENV_NODE_CHANNEL_FD, channel.to_string())
+            .env(node::ENV_NODE_SERIALIZATION, "json")
+            .env(node::ENV_NANNY_NODE_CHANNEL, "1"),
+    };
+    cmd.env(p::ENV_FD, fd.to_string())
+        .env(p::ENV_PULSE_MS, id.pulse_ms.to_string())
+        .env(p::ENV_MAX_FRAME_LEN, id.max_frame_len.to_string());
+    if let Some(ms) = id.unhealthy_timeout_ms {
+        cmd.env(p::ENV_UNHEALTHY_TIMEOUT_MS, ms.to_string());
+    }
+    if let Some(us) = id.spin_us {
+        cmd.env(p::ENV_SPIN_US, us.to_string());
+    }
+}
+
+/// A path as the C string `chdir` takes.
+fn path_cstring(path: &Path) -> std::io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+}
+
+/// The child's stdio: stdin `/dev/null`; stdout and stderr the
+/// supervisor's own, or with a `silent` pool pipes to the output capture.
+struct Stdio {
+    null: OwnedFd,
+    /// `(read, write)` ends for stdout and stderr, with a `silent` pool.
+    pipes: Option<[(OwnedFd, OwnedFd); 2]>,
+}
+
+impl Stdio {
+    fn new(silent: bool) -> std::io::Result<Self> {
+        let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from);
+        Ok(Self {
+            null: File::open("/dev/null")?.into(),
+            pipes: silent
+                .then(|| Ok::<_, std::io::Error>([pipe()?, pipe()?]))
+                .transpose()?,
+        })
+    }
+
+    /// The child's fds for 0, 1 and 2 (`None`: keep the supervisor's).
+    fn theirs(&self) -> [Option<RawFd>; 3] {
+        let pipes = self.pipes.as_ref();
+        [
+            Some(self.null.as_raw_fd()),
+            pipes.map(|[out, _]| out.1.as_raw_fd()),
+            pipes.map(|[_, err]| err.1.as_raw_fd()),
+        ]
+    }
+
+    /// After the spawn: our read ends (the write ends close here).
+    fn ours(self) -> std::io::Result<(Option<pipe::Receiver>, Option<pipe::Receiver>)> {
+        match self.pipes {
+            None => Ok((None, None)),
+            Some([(out, _), (err, _)]) => Ok((
+                Some(pipe::Receiver::from_owned_fd(out)?),
+                Some(pipe::Receiver::from_owned_fd(err)?),
+            )),
+        }
+    }
+}
+
+/// What the child does between the clone and its program, all built
+/// before the clone (see [`launch`] for what it may do).
+struct Steps {
+    stdio: [Option<RawFd>; 3],
+    cwd: Option<CString>,
+    expected_parent: Pid,
+    cpus: Option<nix::sched::CpuSet>,
+    run_as: Option<crate::pool::credentials::Resolved>,
+    exec: Exec,
+}
+
+impl Steps {
+    /// In the child: stdio, directory, process group, death signal, CPU
+    /// set, credentials, then the descriptors and the exec
+    /// ([`Exec::exec`]). Returns only on failure.
+    fn run(&mut self) -> Failure {
+        let fail = |stage| move |_| Failure::last(stage);
+        let steps = || -> Result<(), Failure> {
+            for (target, fd) in (0..).zip(self.stdio) {
+                if let Some(fd) = fd {
+                    place(fd, target).map_err(fail(Stage::Stdio))?;
+                }
+            }
+            if let Some(dir) = &self.cwd {
+                nix::unistd::chdir(dir.as_c_str()).map_err(fail(Stage::Directory))?;
+            }
+            setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(fail(Stage::Group))?;
+            prctl::set_pdeathsig(Signal::SIGKILL).map_err(fail(Stage::DeathSignal))?;
+            if getppid() != self.expected_parent {
+                return Err(Failure {
+                    stage: Stage::ParentGone,
+                    errno: libc::ESRCH,
+                });
+            }
+            if let Some(set) = &self.cpus {
+                sched_setaffinity(Pid::from_raw(0), set).map_err(fail(Stage::Affinity))?;
+            }
+            if let Some(run_as) = &self.run_as {
+                run_as.apply().map_err(fail(Stage::Credentials))?;
+            }
+            Ok(())
+        };
+        match steps() {
+            Err(failure) => failure,
+            #[allow(unsafe_code)]
+            // SAFETY: `run` is the body `launch` runs in the child.
+            Ok(()) => unsafe { self.exec.exec() },
+        }
+    }
+}
+
+/// In the child: `fd` as `target`, without close-on-exec (`dup2`, or
+/// clearing the flag when it is already there).
+fn place(fd: RawFd, target: RawFd) -> nix::Result<()> {
+    #[allow(unsafe_code)]
+    // SAFETY: fd numbers only; `fd` is open (the parent holds it).
+    let (fd, target) = unsafe { (BorrowedFd::borrow_raw(fd), BorrowedFd::borrow_raw(target)) };
+    if fd.as_raw_fd() == target.as_raw_fd() {
+        return fcntl(target, FcntlArg::F_SETFD(FdFlag::empty())).map(drop);
+    }
+    #[allow(unsafe_code)]
+    // SAFETY: dup2 between fd numbers.
+    nix::errno::Errno::result(unsafe { libc::dup2(fd.as_raw_fd(), target.as_raw_fd()) }).map(drop)
+}
+
 /// The command for one worker of `pool`: its program, arguments and
 /// environment, with the identity variables and, with a process title, its
-/// `argv[0]`.
+/// `argv[0]`. A description only, read by [`Exec::new`]: std never
+/// spawns it.
 fn command(pool: &Pool, id: &Identity<'_>, parent: Pid) -> Command {
     let spec = &pool.spec;
     let mut cmd = Command::new(&spec.program);
@@ -285,32 +388,11 @@ fn command(pool: &Pool, id: &Identity<'_>, parent: Pid) -> Command {
         .env(p::ENV_POOL, id.pool)
         .env(p::ENV_WORKER_NAME, id.name)
         .env(p::ENV_SUPERVISOR_PID, parent.to_string())
-        .env(p::ENV_LOGICAL_ID, id.logical_id.to_string())
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
+        .env(p::ENV_LOGICAL_ID, id.logical_id.to_string());
     if let Some(title) = id.title {
         cmd.arg0(title).env(p::ENV_PROCESS_TITLE, title);
     }
     cmd
-}
-
-/// In a forked child: marks every descriptor from `first` up close-on-exec,
-/// so that nothing the process holds without the flag (a host program's
-/// stray descriptor) leaks into a worker. Marked, not closed: std's pipe
-/// that reports a failed `exec` to the parent (close-on-exec already) must
-/// stay open until the `exec`. A kernel without `close_range` (before
-/// 5.11 for the flag) keeps relying on close-on-exec alone.
-fn cloexec_from(first: RawFd) {
-    #[allow(unsafe_code)]
-    // SAFETY: a raw syscall on fd numbers only; async-signal-safe.
-    let _ = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
 }
 
 /// Reads resident bytes from a kept-open statm handle; `None` once the

@@ -251,6 +251,39 @@ async fn a_program_that_cannot_be_spawned_fails_its_pool() {
 }
 
 #[tokio::test]
+async fn a_spawn_error_names_the_step_that_failed() {
+    guard(async {
+        // The worker's directory is removed while it runs: its replacement
+        // fails in the child, before exec, and the error says where.
+        let dir = std::env::temp_dir().join(format!("nanny-test-cwd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let spec = nanny::WorkerSpec::new(WORKER)
+            .env("TEST_MODE", "normal")
+            .cwd(&dir);
+        let sup = builder_with(spec, 1)
+            .max_restarts(1)
+            .start()
+            .await
+            .expect("start");
+        let events = Events::collect(&sup);
+        std::fs::remove_dir(&dir).expect("remove the directory");
+        sigkill(sup.health().await.expect("health")[0].pid);
+        let failed = events
+            .wait_for("a failed spawn", |e| matches!(e, Event::SpawnFailed { .. }))
+            .await;
+        let Event::SpawnFailed { error, .. } = failed else {
+            unreachable!()
+        };
+        assert!(
+            error.starts_with("changing directory: No such file or directory"),
+            "{error}"
+        );
+        sup.soft_kill().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_program_that_never_says_hello_is_stopped_after_start_timeout() {
     guard(async {
         let spec = nanny::WorkerSpec::new("sleep").arg("600");

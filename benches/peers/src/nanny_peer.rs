@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use nanny::{EnqueueOptions, Pool, Supervisor, WorkerId};
+use nanny::{EnqueueOptions, Event, Pool, Supervisor, WorkerId};
 use serde_bytes::ByteBuf;
 use tokio::runtime::Runtime;
 
@@ -153,7 +153,15 @@ impl<K: WorkerKind> crate::workloads::Peer for Nanny<K> {
             let health = supervisor.health().await.expect("health");
             let old: HashSet<WorkerId> = health.iter().map(|w| w.id).collect();
             let pid = nix::unistd::Pid::from_raw(health[0].pid as i32);
+            // Subscribed before the kill; the probe starts once the
+            // replacement is online, so it steals no CPU from its start.
+            let mut events = supervisor.events();
             nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL).expect("SIGKILL a worker");
+            while let Some(event) = events.next().await {
+                if matches!(event, Event::WorkerOnline { worker, .. } if !old.contains(&worker)) {
+                    break;
+                }
+            }
             until_answered::<K>(&supervisor, &old, 1).await;
         });
     }

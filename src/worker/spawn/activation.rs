@@ -1,32 +1,33 @@
-//! Socket activation: the child gets listening sockets at fds 3, 4, … with
-//! `LISTEN_FDS`, `LISTEN_FDNAMES` and `LISTEN_PID`, the systemd convention
+//! The child's `execve`, prepared before the clone, and socket
+//! activation: listening sockets at fds 3, 4, … with `LISTEN_FDS`,
+//! `LISTEN_FDNAMES` and `LISTEN_PID`, the systemd convention
 //! (`sd_listen_fds(3)`) that many servers and the `listenfd` crate read.
 //!
-//! `LISTEN_PID` must be the child's own pid, which nobody knows before the
-//! fork, and `std::process::Command` builds the child's environment block
-//! before it forks (a `setenv` in `pre_exec` is lost, and would allocate and
-//! lock besides). So a socket-activated child is exec'd by us, from the
-//! closure `pre_exec` runs in the child: everything `execve(2)` needs (the
-//! resolved program path, argv, the whole environment, the pointer arrays,
-//! a buffer for the pid digits) is built here, in the parent, before the
-//! fork; in the child only async-signal-safe calls remain (`fcntl`, `dup2`,
-//! `getpid`, `execve`), with no allocation and no lock.
+//! The child runs in the supervisor's memory until it execs (see
+//! [`super::launch`]), so everything `execve(2)` needs (the resolved
+//! program path, argv, the whole environment, the pointer arrays, a buffer
+//! for the pid digits) is built here, before the clone; in the child only
+//! system calls remain (`fcntl`, `close_range`, `dup2`, `getpid`,
+//! `execve`), with no allocation and no lock. `LISTEN_PID` must be the
+//! child's own pid, which nobody knows before the clone: the child writes
+//! its digits into the slot kept for them.
 //!
-//! The descriptors: every source (the listening sockets, and a protocol
-//! worker's socket and fd channel) is first copied out of the target range
-//! with `F_DUPFD_CLOEXEC`, so placing one can never overwrite another not
-//! yet placed; then each copy is `dup2`ed onto its target, which clears
-//! close-on-exec on the target alone. The copies, like every other fd of
-//! the supervisor, close at `execve`.
+//! The descriptors. Every descriptor from 3 up is marked close-on-exec
+//! first, so that nothing the process holds without the flag (a host
+//! program's stray descriptor) leaks into a worker. Without activation the
+//! sources (a protocol worker's socket and fd channel) then lose the flag
+//! where they are. With activation every source (the listening sockets,
+//! then the protocol's two) is first copied out of the target range with
+//! `F_DUPFD_CLOEXEC`, so placing one can never overwrite another not yet
+//! placed; then each copy is `dup2`ed onto its target, which clears
+//! close-on-exec on the target alone.
 //!
-//! Differences from std's own exec, all in the failure path or at the
-//! edges: a bare program name is looked up in the child's `PATH` here,
-//! before the fork ([`find_program`]), and a file that is not an
-//! executable format is not retried through `/bin/sh` as `execvp` does. If
-//! the exec fails after the descriptors were placed, and std's error pipe
-//! happened to sit in the target range, the parent sees a spawn that
-//! succeeded and a child that exits at once (a failed start), instead of
-//! the spawn error.
+//! Differences from std's own exec, at the edges: a bare program name is
+//! looked up in the child's `PATH` here, before the clone
+//! ([`find_program`]); a relative path with a `/` is taken from the
+//! supervisor's working directory (where the start checks found it), not
+//! the worker's; and a file that is not an executable format is not
+//! retried through `/bin/sh` as `execvp` does.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -37,6 +38,8 @@ use std::path::{Path, PathBuf};
 
 use nix::libc;
 
+use super::launch::{Failure, Stage};
+
 /// The first fd of the activation range (systemd's `SD_LISTEN_FDS_START`).
 pub(crate) const LISTEN_FDS_START: RawFd = 3;
 const LISTEN_PID: &[u8] = b"LISTEN_PID=";
@@ -44,10 +47,12 @@ const LISTEN_PID: &[u8] = b"LISTEN_PID=";
 const PID_ENTRY_LEN: usize = LISTEN_PID.len() + 10 + 1;
 
 /// Everything the child needs to place its descriptors and exec itself,
-/// built before the fork.
+/// built before the clone.
 pub(super) struct Exec {
-    /// Descriptors to place, in order, at `LISTEN_FDS_START`, `+1`, ….
+    /// Descriptors the program inherits: in order at `LISTEN_FDS_START`,
+    /// `+1`, … with activation, where they are without.
     sources: Vec<RawFd>,
+    activation: bool,
     /// Their copies above the target range (filled in the child).
     copies: Vec<RawFd>,
     path: CString,
@@ -56,7 +61,8 @@ pub(super) struct Exec {
     /// `LISTEN_PID=<digits>\0`, the digits written in the child.
     pid_entry: [u8; PID_ENTRY_LEN],
     argv_ptrs: Vec<*const c_char>,
-    /// The environment, then the slot for `pid_entry`, then NULL.
+    /// The environment, then (with activation) the slot for `pid_entry`,
+    /// then NULL.
     envp_ptrs: Vec<*const c_char>,
 }
 
@@ -64,8 +70,9 @@ pub(super) struct Exec {
 // SAFETY: the raw pointers point into the heap buffers of `_argv` and
 // `_env`, owned by this same value (a `CString`'s buffer does not move when
 // the `CString` does), and into nothing else until the child sets the pid
-// slot. They are only dereferenced by `execve` in the forked child, which
-// has one thread; in the parent the value is only moved and dropped.
+// slot. They are only dereferenced by `execve` in the child, while the
+// thread that built the value waits for it; otherwise the value is only
+// moved and dropped.
 unsafe impl Send for Exec {}
 #[allow(unsafe_code)]
 // SAFETY: as for `Send`; no method reads through the pointers from `&self`.
@@ -82,13 +89,16 @@ impl std::fmt::Debug for Exec {
 
 impl Exec {
     /// Prepares the exec of `cmd` (its program, arguments and environment
-    /// as configured so far, on top of ours) with `sources` placed at
-    /// `LISTEN_FDS_START..`; `arg0`, if given, is its `argv[0]` in place of
-    /// the program (`Command` keeps the one set by `arg0` to itself).
+    /// as configured so far, on top of ours); `arg0`, if given, is its
+    /// `argv[0]` in place of the program (`Command` keeps the one set by
+    /// `arg0` to itself). With `activation`, `sources` go to
+    /// `LISTEN_FDS_START..` and `LISTEN_PID` is set; without, they are
+    /// inherited where they are.
     pub(super) fn new(
         cmd: &std::process::Command,
         arg0: Option<&str>,
         sources: Vec<RawFd>,
+        activation: bool,
     ) -> io::Result<Self> {
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
         for (key, value) in cmd.get_envs() {
@@ -97,10 +107,13 @@ impl Exec {
                 env.push((key.to_owned(), v.to_owned()));
             }
         }
-        env.retain(|(k, _)| k.as_bytes() != &LISTEN_PID[..LISTEN_PID.len() - 1]);
+        if activation {
+            env.retain(|(k, _)| k.as_bytes() != &LISTEN_PID[..LISTEN_PID.len() - 1]);
+        }
         let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
-        let program = Path::new(cmd.get_program());
-        let path = find_program(program, path_var).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let program = absolute(Path::new(cmd.get_program()))?;
+        let path =
+            find_program(&program, path_var).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         let path = cstring(path.into_os_string().into_vec())?;
         let argv = std::iter::once(arg0.map_or(cmd.get_program(), OsStr::new))
             .chain(cmd.get_args())
@@ -122,14 +135,16 @@ impl Exec {
             .map(|a| a.as_ptr())
             .chain([std::ptr::null()])
             .collect();
+        let slots = if activation { 2 } else { 1 };
         let envp_ptrs = env
             .iter()
             .map(|e| e.as_ptr())
-            .chain([std::ptr::null(), std::ptr::null()])
+            .chain(std::iter::repeat_n(std::ptr::null(), slots))
             .collect();
         Ok(Self {
             copies: vec![-1; sources.len()],
             sources,
+            activation,
             path,
             _argv: argv,
             _env: env,
@@ -139,39 +154,27 @@ impl Exec {
         })
     }
 
-    /// In the child: places the descriptors, writes `LISTEN_PID` and execs.
-    /// Returns only if something failed, with the error.
+    /// In the child: places the descriptors, writes `LISTEN_PID` (with
+    /// activation) and execs. Returns only if something failed, with why.
     ///
     /// # Safety
     ///
-    /// Only in a forked child before exec (the `pre_exec` closure): it
-    /// replaces descriptors 3… and the process image. Makes only
-    /// async-signal-safe calls and allocates nothing.
+    /// Only in the child before its exec (see [`super::launch`]): it
+    /// changes descriptors 3… and replaces the process image. Makes only
+    /// system calls and allocates nothing.
     #[allow(unsafe_code)]
-    pub(super) unsafe fn exec(&mut self) -> io::Error {
-        let limit = LISTEN_FDS_START + self.sources.len() as RawFd;
-        for (copy, &source) in self.copies.iter_mut().zip(&self.sources) {
-            // SAFETY: fcntl on an fd number; a closed one is EBADF.
-            let fd = unsafe { libc::fcntl(source, libc::F_DUPFD_CLOEXEC, limit) };
-            if fd < 0 {
-                return io::Error::last_os_error();
-            }
-            *copy = fd;
+    pub(super) unsafe fn exec(&mut self) -> Failure {
+        if let Err(failure) = self.place() {
+            return failure;
         }
-        for (target, &copy) in (LISTEN_FDS_START..).zip(&self.copies) {
-            // SAFETY: dup2 between fd numbers; `copy` is open (above).
-            if unsafe { libc::dup2(copy, target) } < 0 {
-                return io::Error::last_os_error();
-            }
+        if self.activation {
+            // SAFETY: getpid cannot fail.
+            let pid = unsafe { libc::getpid() } as u32;
+            let end = LISTEN_PID.len() + write_decimal(&mut self.pid_entry[LISTEN_PID.len()..], pid);
+            self.pid_entry[end] = 0;
+            let slot = self.envp_ptrs.len() - 2;
+            self.envp_ptrs[slot] = self.pid_entry.as_ptr().cast();
         }
-        // Exactly stdio and its sockets cross the exec.
-        super::cloexec_from(limit);
-        // SAFETY: getpid cannot fail.
-        let pid = unsafe { libc::getpid() } as u32;
-        let end = LISTEN_PID.len() + write_decimal(&mut self.pid_entry[LISTEN_PID.len()..], pid);
-        self.pid_entry[end] = 0;
-        let slot = self.envp_ptrs.len() - 2;
-        self.envp_ptrs[slot] = self.pid_entry.as_ptr().cast();
         // SAFETY: `path` and every pointer in the two arrays point to
         // NUL-terminated strings owned by `self`, and both arrays end with
         // NULL; `self` outlives the call (it only returns on failure).
@@ -182,8 +185,65 @@ impl Exec {
                 self.envp_ptrs.as_ptr(),
             )
         };
-        io::Error::last_os_error()
+        Failure::last(Stage::Exec)
     }
+
+    /// In the child: exactly stdio and the sources cross the exec.
+    #[allow(unsafe_code)]
+    fn place(&mut self) -> Result<(), Failure> {
+        let check = |rc: libc::c_int| {
+            if rc < 0 {
+                Err(Failure::last(Stage::Descriptors))
+            } else {
+                Ok(rc)
+            }
+        };
+        if !self.activation {
+            cloexec_from(LISTEN_FDS_START);
+            for &source in &self.sources {
+                // SAFETY: fcntl on an fd number; a closed one is EBADF.
+                check(unsafe { libc::fcntl(source, libc::F_SETFD, 0) })?;
+            }
+            return Ok(());
+        }
+        let limit = LISTEN_FDS_START + self.sources.len() as RawFd;
+        for (copy, &source) in self.copies.iter_mut().zip(&self.sources) {
+            // SAFETY: fcntl on an fd number; a closed one is EBADF.
+            *copy = check(unsafe { libc::fcntl(source, libc::F_DUPFD_CLOEXEC, limit) })?;
+        }
+        cloexec_from(limit);
+        for (target, &copy) in (LISTEN_FDS_START..).zip(&self.copies) {
+            // SAFETY: dup2 between fd numbers; `copy` is open (above).
+            check(unsafe { libc::dup2(copy, target) })?;
+        }
+        Ok(())
+    }
+}
+
+/// In the child: marks every descriptor from `first` up close-on-exec. A
+/// kernel without `close_range` (before 5.11 for the flag) keeps relying
+/// on close-on-exec alone.
+fn cloexec_from(first: RawFd) {
+    #[allow(unsafe_code)]
+    // SAFETY: a raw syscall on fd numbers only.
+    let _ = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+}
+
+/// A relative program path with a `/` in it, made absolute against our
+/// working directory (the child may change its own first); anything else
+/// as it is.
+fn absolute(program: &Path) -> io::Result<std::borrow::Cow<'_, Path>> {
+    if program.is_relative() && program.components().count() > 1 {
+        return Ok(std::env::current_dir()?.join(program).into());
+    }
+    Ok(program.into())
 }
 
 /// Writes `n` in decimal at the start of `buf` (at least 10 bytes long);
@@ -232,7 +292,7 @@ mod tests {
     fn a_title_replaces_argv0_and_keeps_the_program_path() {
         let mut cmd = std::process::Command::new("sh");
         cmd.arg("-c");
-        let exec = Exec::new(&cmd, Some("myapp web:01"), vec![]).expect("sh is found");
+        let exec = Exec::new(&cmd, Some("myapp web:01"), vec![], false).expect("sh is found");
         let argv: Vec<&[u8]> = exec._argv.iter().map(|a| a.as_bytes()).collect();
         assert_eq!(argv, [&b"myapp web:01"[..], b"-c"]);
         assert!(exec.path.as_bytes().ends_with(b"/sh"));
@@ -271,11 +331,23 @@ mod tests {
     fn the_environment_block_has_a_pid_slot_and_no_inherited_listen_pid() {
         let mut cmd = std::process::Command::new("sh");
         cmd.env("LISTEN_PID", "1").env("A_VAR", "x");
-        let exec = Exec::new(&cmd, None, vec![]).expect("sh is found");
+        let exec = Exec::new(&cmd, None, vec![], true).expect("sh is found");
         assert!(exec._env.iter().any(|e| e.as_bytes() == b"A_VAR=x"));
         assert_eq!(exec._argv[0].as_bytes(), b"sh");
         assert!(!exec._env.iter().any(|e| e.as_bytes().starts_with(LISTEN_PID)));
         assert_eq!(exec.envp_ptrs.len(), exec._env.len() + 2);
         assert!(exec.envp_ptrs[exec.envp_ptrs.len() - 2].is_null());
+        // Without activation the environment passes as it is, slot-free.
+        let plain = Exec::new(&cmd, None, vec![], false).expect("sh is found");
+        assert!(plain._env.iter().any(|e| e.as_bytes() == b"LISTEN_PID=1"));
+        assert_eq!(plain.envp_ptrs.len(), plain._env.len() + 1);
+    }
+
+    #[test]
+    fn a_relative_program_path_is_taken_from_our_directory() {
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(absolute(Path::new("./w")).unwrap(), here.join("./w"));
+        assert_eq!(absolute(Path::new("sh")).unwrap(), Path::new("sh"));
+        assert_eq!(absolute(Path::new("/bin/sh")).unwrap(), Path::new("/bin/sh"));
     }
 }

@@ -3,8 +3,8 @@
 //! ([`Keeper`]).
 //!
 //! `unshare(CLONE_NEWPID)` on the supervisor's thread changes where that
-//! thread's *next* forks go, and only that thread's: the first fork after
-//! it is pid 1 of a new namespace, later ones join it. So, on the
+//! thread's *next* children go, and only that thread's: the first child
+//! after it is pid 1 of a new namespace, later ones join it. So, on the
 //! supervisor task, with no `.await` between (nothing else runs on the
 //! thread meanwhile): unshare; spawn `nanny-init` (pid 1; it takes its
 //! own session and `PR_SET_PDEATHSIG = SIGKILL`); spawn the worker (pid 2, as before in
@@ -27,7 +27,7 @@ use crate::descendants::Init;
 /// How often [`Keeper::end`] repeats its SIGTERM.
 const RESEND: Duration = Duration::from_millis(10);
 
-/// The supervisor's thread between `unshare` and `setns`: its forks go
+/// The supervisor's thread between `unshare` and `setns`: its children go
 /// into the new namespace. Dropping it goes back (also on an early return).
 #[derive(Debug)]
 pub(super) struct Scope {
@@ -69,7 +69,7 @@ impl Drop for Scope {
     fn drop(&mut self) {
         if let Err(e) = setns(&self.home, CloneFlags::CLONE_NEWPID) {
             // Cannot happen to our own namespace; if it did, this thread's
-            // later forks would join the worker's.
+            // later children would join the worker's.
             tracing::error!(error = %e, "cannot return to the supervisor's PID namespace");
         }
     }

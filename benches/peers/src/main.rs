@@ -2,7 +2,7 @@
 //! `benches/peers/README.md`.
 //!
 //! ```text
-//! nanny-peers SYSTEM [--round N] [--rows all|rtt|bursts] [--label NAME]
+//! nanny-peers SYSTEM [--round N] [--rows all|rtt|bursts|life] [--label NAME]
 //! ```
 //!
 //! SYSTEM is `raw`, `raw-batched`, `tokio`, `nanny`, `nanny-ct` (nanny on a
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("nanny-peers: {e}\nusage: nanny-peers raw|raw-batched|tokio|nanny|nanny-ct|nanny-ct-spin|nanny-node|nanny-lpm|nanny-python|tonic [--round N] [--rows all|rtt|bursts] [--label NAME]");
+            eprintln!("nanny-peers: {e}\nusage: nanny-peers raw|raw-batched|tokio|nanny|nanny-ct|nanny-ct-spin|nanny-node|nanny-lpm|nanny-python|tonic [--round N] [--rows all|rtt|bursts|life] [--label NAME]");
             ExitCode::from(2)
         }
     }
@@ -84,6 +84,7 @@ fn parse(args: &[String]) -> Result<(String, report::Report, Rows), String> {
                     "all" => Rows::All,
                     "rtt" => Rows::RoundTrip,
                     "bursts" => Rows::Bursts,
+                    "life" => Rows::Lifecycle,
                     _ => return Err(format!("bad rows {value:?}")),
                 }
             }

@@ -54,19 +54,35 @@ pub enum Rows {
     RoundTrip,
     /// The burst rows only (the batched raw variant).
     Bursts,
+    /// SIGKILL → replacement and start 4 only.
+    Lifecycle,
+}
+
+impl Rows {
+    fn round_trip(self) -> bool {
+        matches!(self, Rows::All | Rows::RoundTrip)
+    }
+
+    fn bursts(self) -> bool {
+        matches!(self, Rows::All | Rows::Bursts)
+    }
+
+    fn lifecycle(self) -> bool {
+        matches!(self, Rows::All | Rows::Lifecycle)
+    }
 }
 
 /// Runs `rows` for `P`, printing each result.
 pub fn run<P: Peer>(report: &Report, rows: Rows) {
     let mut peer = P::start(WORKERS);
-    if rows != Rows::Bursts {
+    if rows.round_trip() {
         let mut each = peer.round_trips(RUN_FOR);
         report.latencies(&mut each);
     }
-    if rows != Rows::RoundTrip {
+    if rows.bursts() {
         bursts(&mut peer, report);
     }
-    if rows == Rows::All {
+    if rows.lifecycle() {
         let mut kills: Vec<Duration> = (0..REPEATS)
             .map(|_| {
                 let t = Instant::now();
@@ -77,7 +93,7 @@ pub fn run<P: Peer>(report: &Report, rows: Rows) {
         report.emit("kill", ms(median(&mut kills)), "ms");
     }
     peer.stop();
-    if rows == Rows::All {
+    if rows.lifecycle() {
         let mut starts: Vec<Duration> = (0..REPEATS)
             .map(|_| {
                 let t = Instant::now();

@@ -11,6 +11,10 @@
 //!   answer: reaping, the restart, spawn, hello, ready and one round trip.
 //!   Then 50 more kills, timed by the supervisor's events, print the median
 //!   of each phase (kill → exit seen → spawned → online → answer).
+//! * `restart/sigkill_to_serving_256mib`: the same while the bench's
+//!   process (the supervisor's) holds 256 MiB it has written, as an
+//!   application embedding nanny would: what a restart costs does not
+//!   grow with the supervisor's memory (no fork copies its page tables).
 //! * `restart/start_to_first_answer`: the baseline. A new supervisor of one
 //!   worker, `start()` (spawn, hello, ready), then one answer; the
 //!   supervisor's shutdown is not timed. Target: a restart within 2× of it.
@@ -45,6 +49,8 @@ use tokio::runtime::Runtime;
 mod support;
 const EXIT_AT_ONCE: &str = "NANNY_BENCH_EXIT_AT_ONCE";
 const PULSE_SIZES: [usize; 2] = [64, 512];
+/// What `restart/sigkill_to_serving_256mib` holds.
+const BALLAST: usize = 256 << 20;
 
 fn main() {
     if std::env::var_os(EXIT_AT_ONCE).is_some() {
@@ -89,18 +95,19 @@ async fn answer(supervisor: &Supervisor) -> Result<u32, nanny::Error> {
     supervisor.enqueue_with(&(), once).await?.data::<u32>()
 }
 
-fn restart(c: &mut Criterion) {
-    let rt = multi_thread();
-    let mut group = c.benchmark_group("restart");
-    group.sample_size(30);
-
-    let supervisor = rt.block_on(builder().start()).expect("supervisor starts");
-    let mut current = rt.block_on(answer(&supervisor)).expect("first answer");
-    group.bench_function("sigkill_to_serving", |b| {
+/// SIGKILL → a new process answering, then its phases, as `name`.
+fn sigkill_to_serving(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &Runtime,
+    supervisor: &Supervisor,
+    current: &mut u32,
+    name: &str,
+) {
+    group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let old = current;
+                let old = *current;
                 let t = Instant::now();
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(old as i32), nix::sys::signal::SIGKILL)
                     .expect("SIGKILL the worker");
@@ -108,19 +115,35 @@ fn restart(c: &mut Criterion) {
                 // go to the dead worker and fail: ask again.
                 let new = rt.block_on(async {
                     loop {
-                        match answer(&supervisor).await {
+                        match answer(supervisor).await {
                             Ok(pid) if pid != old => break pid,
                             _ => tokio::task::yield_now().await,
                         }
                     }
                 });
                 total += t.elapsed();
-                current = new;
+                *current = new;
             }
             total
         });
     });
-    rt.block_on(phases(&supervisor, &mut current));
+    rt.block_on(phases(supervisor, current, name));
+}
+
+fn restart(c: &mut Criterion) {
+    let rt = multi_thread();
+    let mut group = c.benchmark_group("restart");
+    group.sample_size(30);
+
+    let supervisor = rt.block_on(builder().start()).expect("supervisor starts");
+    let mut current = rt.block_on(answer(&supervisor)).expect("first answer");
+    sigkill_to_serving(&mut group, &rt, &supervisor, &mut current, "sigkill_to_serving");
+    // The same with the supervisor's process holding 256 MiB it has
+    // written (an application that embeds it): a spawn that forked would
+    // copy its page tables and fault on every page it writes again.
+    let ballast = black_box(vec![1u8; BALLAST]);
+    sigkill_to_serving(&mut group, &rt, &supervisor, &mut current, "sigkill_to_serving_256mib");
+    drop(ballast);
     rt.block_on(supervisor.soft_kill());
 
     group.bench_function("start_to_first_answer", |b| {
@@ -157,7 +180,7 @@ fn restart(c: &mut Criterion) {
 /// Where the time of a restart goes: 50 more kills, timed by the events
 /// the supervisor emits (each stamped when this subscriber received it),
 /// printed as medians on a line of their own.
-async fn phases(supervisor: &Supervisor, current: &mut u32) {
+async fn phases(supervisor: &Supervisor, current: &mut u32, name: &str) {
     use futures::StreamExt;
     use nanny::Event;
     let mut events = supervisor.events();
@@ -193,7 +216,7 @@ async fn phases(supervisor: &Supervisor, current: &mut u32) {
         v[v.len() / 2]
     };
     println!(
-        "restart/sigkill_to_serving phases (median of {}): kill→exit seen {:.2?}, exit→spawned {:.2?}, spawned→online {:.2?}, online→answer {:.2?}",
+        "restart/{name} phases (median of {}): kill→exit seen {:.2?}, exit→spawned {:.2?}, spawned→online {:.2?}, online→answer {:.2?}",
         rows.len(),
         median(0),
         median(1),

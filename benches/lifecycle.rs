@@ -142,7 +142,13 @@ fn restart(c: &mut Criterion) {
     // written (an application that embeds it): a spawn that forked would
     // copy its page tables and fault on every page it writes again.
     let ballast = black_box(vec![1u8; BALLAST]);
-    sigkill_to_serving(&mut group, &rt, &supervisor, &mut current, "sigkill_to_serving_256mib");
+    sigkill_to_serving(
+        &mut group,
+        &rt,
+        &supervisor,
+        &mut current,
+        "sigkill_to_serving_256mib",
+    );
     drop(ballast);
     rt.block_on(supervisor.soft_kill());
 

@@ -114,29 +114,32 @@ impl Supervisor {
             nanny_worker::protocol::encode_payload(payload).map_err(|e| Error::Encode(e.to_string()))?;
         self.check_size(payload.len())?;
         if let Some(caller) = self.shared_queue(&options) {
-            return caller.enqueue(self.outgoing(options, payload)).await;
+            // Boxed: inline, the shared queue's future would make every
+            // `enqueue` future about 1 KiB larger (and each of its moves
+            // a larger copy), for a path most supervisors never take.
+            return Box::pin(caller.enqueue(self.outgoing(options, payload))).await;
         }
+        let (created_at, created) = (SystemTime::now(), Instant::now());
+        // A slot first, then the command is built in place: a future that
+        // waits for room holds the options, not a whole command and the
+        // send future around it. Dropped while waiting, it sent nothing.
+        let slot = self.tx.reserve().await.map_err(|_| Error::ShuttingDown)?;
         let id = RequestId::new();
         let (reply, rx) = oneshot::channel();
-        let request = NewRequest {
+        slot.send(Command::Enqueue(NewRequest {
             id,
             pool: options.pool,
             payload,
-            created_at: SystemTime::now(),
-            created: Instant::now(),
+            created_at,
+            created,
             timeout: options.timeout.unwrap_or(self.defaults.timeout),
             deadline: options.deadline,
             retries: options.retries.unwrap_or(self.defaults.retries),
             attachment: options.attachment,
             key: options.key,
             reply,
-        };
-        self.tx
-            .send(Command::Enqueue(request))
-            .await
-            .map_err(|_| Error::ShuttingDown)?;
-        // Armed only once the request is the task's: a future dropped while
-        // waiting for room in the command queue sent nothing.
+        }));
+        // Armed only once the request is the task's.
         let mut guard = CancelOnDrop {
             sup: self,
             id,

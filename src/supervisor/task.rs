@@ -155,7 +155,14 @@ impl Task {
                 if let (Some(spin), Input::Link(_) | Input::Command(_)) = (&self.spin, &input) {
                     spin.touch();
                 }
-                if let Some(input) = self.catch_up(input) {
+                // The pause check once a turn: the inputs taken after the
+                // first are no pause (a turn is at most TURN_BATCH inputs).
+                let input = if taken == 0 {
+                    self.catch_up(input)
+                } else {
+                    Some(input)
+                };
+                if let Some(input) = input {
                     self.on_input(input);
                 }
                 self.after_event();

@@ -9,7 +9,7 @@
 //! whatever the supervisor's size) and held by its pidfd ([`Child`]).
 //! Everything it needs is built before: the whole `execve`
 //! ([`activation`]), the CPU mask, the resolved credentials, the stdio
-//! pipes. It gets, before `exec`, in this order:
+//! pipes ([`steps`]). It gets, before `exec`, in this order:
 //! * stdin `/dev/null`; stdout and stderr the supervisor's, or pipes to the
 //!   output capture with a [`silent`](crate::Pool::silent) pool;
 //! * its working directory, with [`cwd`](crate::WorkerSpec::cwd);
@@ -51,32 +51,24 @@ mod activation;
 mod child;
 mod launch;
 mod namespace;
+mod steps;
 
-use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::Command;
 
 use nanny_worker::protocol as p;
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
-use nix::libc;
-use nix::sched::sched_setaffinity;
-use nix::sys::prctl;
-use nix::sys::signal::Signal;
-use nix::unistd::{getppid, setpgid, Pid};
-use tokio::net::unix::pipe;
+use nix::unistd::Pid;
 use tokio::net::UnixStream;
 
 pub(crate) use activation::find_program;
 use activation::{Exec, LISTEN_FDS_START};
 pub(crate) use child::Child;
-use launch::{Failure, Stage};
 pub(crate) use namespace::Keeper;
 use namespace::Scope;
+use steps::{path_cstring, Stdio, Steps};
 
 use super::channel::{node, Channel};
 use super::placement;
@@ -138,12 +130,40 @@ pub(crate) struct ProtocolIo {
     pub(crate) flavor: FdChannelFlavor,
 }
 
-/// The child's ends of the protocol's channels (close-on-exec here).
+/// The protocol's channels: both ends, close-on-exec until the child
+/// clears its own.
 struct Theirs {
     ours: StdUnixStream,
     channel_ours: OwnedFd,
     stream: StdUnixStream,
     channel: OwnedFd,
+}
+
+impl Theirs {
+    /// A socketpair and an fd channel of `flavor`. std creates both socket
+    /// ends with SOCK_CLOEXEC; the fd channel is close-on-exec on both
+    /// ends too.
+    fn new(flavor: FdChannelFlavor) -> std::io::Result<Self> {
+        let (ours, stream) = StdUnixStream::pair()?;
+        let (channel_ours, channel) = Channel::pair(flavor)?;
+        Ok(Self {
+            ours,
+            channel_ours,
+            stream,
+            channel,
+        })
+    }
+
+    /// After the spawn: ours, ready for the runtime (theirs close here).
+    fn into_ours(self, flavor: FdChannelFlavor) -> std::io::Result<ProtocolIo> {
+        drop((self.stream, self.channel));
+        self.ours.set_nonblocking(true)?;
+        Ok(ProtocolIo {
+            stream: UnixStream::from_std(self.ours)?,
+            fd_channel: self.channel_ours,
+            flavor,
+        })
+    }
 }
 
 pub(crate) fn spawn(
@@ -154,42 +174,8 @@ pub(crate) fn spawn(
 ) -> std::io::Result<Spawned> {
     child::reap_orphans();
     let spec = &pool.spec;
-    let theirs = if spec.plain {
-        None
-    } else {
-        // std creates both ends with SOCK_CLOEXEC; the fd channel is
-        // close-on-exec on both ends too.
-        let (ours, stream) = StdUnixStream::pair()?;
-        let (channel_ours, channel) = Channel::pair(spec.fd_channel)?;
-        Some(Theirs {
-            ours,
-            channel_ours,
-            stream,
-            channel,
-        })
-    };
+    let theirs = (!spec.plain).then(|| Theirs::new(spec.fd_channel)).transpose()?;
     let parent = Pid::this();
-    let mut cmd = command(pool, id, parent);
-    // Where each inherited fd goes: in place (no activation), or 3, 4, ….
-    let mut sources: Vec<RawFd> = activated.iter().map(|a| a.fd.as_raw_fd()).collect();
-    if let Some(t) = &theirs {
-        let (fd, channel) = if activated.is_empty() {
-            (t.stream.as_raw_fd(), t.channel.as_raw_fd())
-        } else {
-            let next = LISTEN_FDS_START + sources.len() as RawFd;
-            (next, next + 1)
-        };
-        sources.extend([t.stream.as_raw_fd(), t.channel.as_raw_fd()]);
-        protocol_env(&mut cmd, spec.fd_channel, id, fd, channel);
-    }
-    if !activated.is_empty() {
-        let names: Vec<&str> = activated.iter().map(|a| a.name).collect();
-        cmd.env("LISTEN_FDS", activated.len().to_string())
-            .env("LISTEN_FDNAMES", names.join(":"));
-    }
-    if let Some(make_env) = &pool.create_environment {
-        cmd.envs(make_env(id.logical_id));
-    }
     let stdio = Stdio::new(pool.silent)?;
     let mut steps = Steps {
         stdio: stdio.theirs(),
@@ -204,40 +190,60 @@ pub(crate) fn spawn(
         } else {
             Some(spec.run_as.resolve(&pool.name).map_err(std::io::Error::other)?)
         },
-        exec: Exec::new(&cmd, id.title, sources, !activated.is_empty())?,
+        exec: exec(pool, id, parent, theirs.as_ref(), activated)?,
     };
     // No `.await` from here to `leave`: this thread's children go into the
     // namespace meanwhile. A failed spawn drops the scope (back home) and
     // its init (killed).
     let scope = init.map(|init| Scope::enter(init, parent)).transpose()?;
-    // Every fd in `sources` stays open (owned by `theirs` and `activated`)
-    // until the child has exec'd.
+    // Every fd the child inherits stays open (owned by `theirs` and
+    // `activated`) until it has exec'd.
     let launched = launch::launch(&mut || steps.run())?;
     let keeper = scope.and_then(Scope::leave);
     let pid = launched.pid;
     let mut child = Child::new(launched.pidfd)?;
     (child.stdout, child.stderr) = stdio.ours()?;
-    // std opens files with O_CLOEXEC.
-    let statm = File::open(format!("/proc/{pid}/statm")).ok();
-    let io = match theirs {
-        None => None,
-        Some(t) => {
-            drop((t.stream, t.channel));
-            t.ours.set_nonblocking(true)?;
-            Some(ProtocolIo {
-                stream: UnixStream::from_std(t.ours)?,
-                fd_channel: t.channel_ours,
-                flavor: spec.fd_channel,
-            })
-        }
-    };
     Ok(Spawned {
         child,
         pid,
-        io,
-        statm,
+        io: theirs.map(|t| t.into_ours(spec.fd_channel)).transpose()?,
+        // std opens files with O_CLOEXEC.
+        statm: File::open(format!("/proc/{pid}/statm")).ok(),
         keeper,
     })
+}
+
+/// The child's `execve`: its command with the protocol's and activation's
+/// variables, and the descriptors it inherits, in place (no activation)
+/// or at 3, 4, ….
+fn exec(
+    pool: &Pool,
+    id: &Identity<'_>,
+    parent: Pid,
+    theirs: Option<&Theirs>,
+    activated: &[Activated<'_>],
+) -> std::io::Result<Exec> {
+    let mut cmd = command(pool, id, parent);
+    let mut sources: Vec<RawFd> = activated.iter().map(|a| a.fd.as_raw_fd()).collect();
+    if let Some(t) = theirs {
+        let (fd, channel) = if activated.is_empty() {
+            (t.stream.as_raw_fd(), t.channel.as_raw_fd())
+        } else {
+            let next = LISTEN_FDS_START + sources.len() as RawFd;
+            (next, next + 1)
+        };
+        sources.extend([t.stream.as_raw_fd(), t.channel.as_raw_fd()]);
+        protocol_env(&mut cmd, pool.spec.fd_channel, id, fd, channel);
+    }
+    if !activated.is_empty() {
+        let names: Vec<&str> = activated.iter().map(|a| a.name).collect();
+        cmd.env("LISTEN_FDS", activated.len().to_string())
+            .env("LISTEN_FDNAMES", names.join(":"));
+    }
+    if let Some(make_env) = &pool.create_environment {
+        cmd.envs(make_env(id.logical_id));
+    }
+    Exec::new(&cmd, id.title, sources, !activated.is_empty())
 }
 
 /// The protocol's variables: where its socket and fd channel are, and the
@@ -259,118 +265,6 @@ fn protocol_env(cmd: &mut Command, flavor: FdChannelFlavor, id: &Identity<'_>, f
     if let Some(us) = id.spin_us {
         cmd.env(p::ENV_SPIN_US, us.to_string());
     }
-}
-
-/// A path as the C string `chdir` takes.
-fn path_cstring(path: &Path) -> std::io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
-}
-
-/// The child's stdio: stdin `/dev/null`; stdout and stderr the
-/// supervisor's own, or with a `silent` pool pipes to the output capture.
-struct Stdio {
-    null: OwnedFd,
-    /// `(read, write)` ends for stdout and stderr, with a `silent` pool.
-    pipes: Option<[(OwnedFd, OwnedFd); 2]>,
-}
-
-impl Stdio {
-    fn new(silent: bool) -> std::io::Result<Self> {
-        let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from);
-        Ok(Self {
-            null: File::open("/dev/null")?.into(),
-            pipes: silent
-                .then(|| Ok::<_, std::io::Error>([pipe()?, pipe()?]))
-                .transpose()?,
-        })
-    }
-
-    /// The child's fds for 0, 1 and 2 (`None`: keep the supervisor's).
-    fn theirs(&self) -> [Option<RawFd>; 3] {
-        let pipes = self.pipes.as_ref();
-        [
-            Some(self.null.as_raw_fd()),
-            pipes.map(|[out, _]| out.1.as_raw_fd()),
-            pipes.map(|[_, err]| err.1.as_raw_fd()),
-        ]
-    }
-
-    /// After the spawn: our read ends (the write ends close here).
-    fn ours(self) -> std::io::Result<(Option<pipe::Receiver>, Option<pipe::Receiver>)> {
-        match self.pipes {
-            None => Ok((None, None)),
-            Some([(out, _), (err, _)]) => Ok((
-                Some(pipe::Receiver::from_owned_fd(out)?),
-                Some(pipe::Receiver::from_owned_fd(err)?),
-            )),
-        }
-    }
-}
-
-/// What the child does between the clone and its program, all built
-/// before the clone (see [`launch`] for what it may do).
-struct Steps {
-    stdio: [Option<RawFd>; 3],
-    cwd: Option<CString>,
-    expected_parent: Pid,
-    cpus: Option<nix::sched::CpuSet>,
-    run_as: Option<crate::pool::credentials::Resolved>,
-    exec: Exec,
-}
-
-impl Steps {
-    /// In the child: stdio, directory, process group, death signal, CPU
-    /// set, credentials, then the descriptors and the exec
-    /// ([`Exec::exec`]). Returns only on failure.
-    fn run(&mut self) -> Failure {
-        let fail = |stage| move |_| Failure::last(stage);
-        let steps = || -> Result<(), Failure> {
-            for (target, fd) in (0..).zip(self.stdio) {
-                if let Some(fd) = fd {
-                    place(fd, target).map_err(fail(Stage::Stdio))?;
-                }
-            }
-            if let Some(dir) = &self.cwd {
-                nix::unistd::chdir(dir.as_c_str()).map_err(fail(Stage::Directory))?;
-            }
-            setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(fail(Stage::Group))?;
-            prctl::set_pdeathsig(Signal::SIGKILL).map_err(fail(Stage::DeathSignal))?;
-            if getppid() != self.expected_parent {
-                return Err(Failure {
-                    stage: Stage::ParentGone,
-                    errno: libc::ESRCH,
-                });
-            }
-            if let Some(set) = &self.cpus {
-                sched_setaffinity(Pid::from_raw(0), set).map_err(fail(Stage::Affinity))?;
-            }
-            if let Some(run_as) = &self.run_as {
-                run_as.apply().map_err(fail(Stage::Credentials))?;
-            }
-            Ok(())
-        };
-        match steps() {
-            Err(failure) => failure,
-            #[allow(unsafe_code)]
-            // SAFETY: `run` is the body `launch` runs in the child.
-            Ok(()) => unsafe { self.exec.exec() },
-        }
-    }
-}
-
-/// In the child: `fd` as `target`, without close-on-exec (`dup2`, or
-/// clearing the flag when it is already there).
-fn place(fd: RawFd, target: RawFd) -> nix::Result<()> {
-    #[allow(unsafe_code)]
-    // SAFETY: fd numbers only; `fd` is open (the parent holds it).
-    let (fd, target) = unsafe { (BorrowedFd::borrow_raw(fd), BorrowedFd::borrow_raw(target)) };
-    if fd.as_raw_fd() == target.as_raw_fd() {
-        return fcntl(target, FcntlArg::F_SETFD(FdFlag::empty())).map(drop);
-    }
-    #[allow(unsafe_code)]
-    // SAFETY: dup2 between fd numbers.
-    nix::errno::Errno::result(unsafe { libc::dup2(fd.as_raw_fd(), target.as_raw_fd()) }).map(drop)
 }
 
 /// The command for one worker of `pool`: its program, arguments and

@@ -291,7 +291,7 @@ struct Stack {
 
 impl Stack {
     fn new() -> io::Result<Self> {
-        let guard = super::super::spawn::page_size() as usize;
+        let guard = super::page_size() as usize;
         let len = STACK_LEN + guard;
         #[allow(unsafe_code)]
         // SAFETY: a fresh anonymous private mapping; nothing else refers to it.

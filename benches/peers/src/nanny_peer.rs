@@ -8,9 +8,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use nanny::{EnqueueOptions, Event, Pool, Supervisor, WorkerId};
 use serde_bytes::ByteBuf;
 use tokio::runtime::Runtime;
@@ -25,7 +26,26 @@ use crate::workloads::{OUTSTANDING, SMALL, WARM_UP};
 pub struct Nanny<K> {
     rt: Runtime,
     supervisor: Supervisor,
+    /// The next kill's victim, found untimed (`Peer::aim`).
+    aim: Option<Aim>,
     kind: PhantomData<K>,
+}
+
+/// A worker to SIGKILL, the workers before it, and the supervisor's
+/// events from before the kill.
+struct Aim {
+    pid: nix::unistd::Pid,
+    old: HashSet<WorkerId>,
+    events: Pin<Box<dyn Stream<Item = Event> + Send>>,
+}
+
+impl std::fmt::Debug for Aim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aim")
+            .field("pid", &self.pid)
+            .field("old", &self.old)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The worker side: every payload back, on a current-thread runtime.
@@ -98,6 +118,7 @@ impl<K: WorkerKind> crate::workloads::Peer for Nanny<K> {
         Self {
             rt,
             supervisor,
+            aim: None,
             kind: PhantomData,
         }
     }
@@ -147,16 +168,29 @@ impl<K: WorkerKind> crate::workloads::Peer for Nanny<K> {
         })
     }
 
+    fn aim(&mut self) {
+        let supervisor = self.supervisor.clone();
+        self.aim = Some(on(&self.rt, async move {
+            let health = supervisor.health().await.expect("health");
+            Aim {
+                pid: nix::unistd::Pid::from_raw(health[0].pid as i32),
+                old: health.iter().map(|w| w.id).collect(),
+                // Subscribed before the kill.
+                events: Box::pin(supervisor.events()),
+            }
+        }));
+    }
+
     fn kill_one(&mut self) {
+        if self.aim.is_none() {
+            self.aim();
+        }
+        let Aim { pid, old, mut events } = self.aim.take().expect("aimed");
         let supervisor = self.supervisor.clone();
         on(&self.rt, async move {
-            let health = supervisor.health().await.expect("health");
-            let old: HashSet<WorkerId> = health.iter().map(|w| w.id).collect();
-            let pid = nix::unistd::Pid::from_raw(health[0].pid as i32);
-            // Subscribed before the kill; the probe starts once the
-            // replacement is online, so it steals no CPU from its start.
-            let mut events = supervisor.events();
             nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL).expect("SIGKILL a worker");
+            // The probe starts once the replacement is online, so it
+            // steals no CPU from its start.
             while let Some(event) = events.next().await {
                 if matches!(event, Event::WorkerOnline { worker, .. } if !old.contains(&worker)) {
                     break;

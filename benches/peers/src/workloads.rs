@@ -35,6 +35,10 @@ pub trait Peer: Sized {
     /// has passed, then until the last is answered.
     fn burst(&mut self, size: usize, run_for: Duration) -> Burst;
 
+    /// Untimed, before each [`kill_one`](Self::kill_one): whatever it must
+    /// know first (which process is the victim). Most peers know it.
+    fn aim(&mut self) {}
+
     /// SIGKILLs one worker; returns once its replacement has answered.
     fn kill_one(&mut self);
 
@@ -85,6 +89,7 @@ pub fn run<P: Peer>(report: &Report, rows: Rows) {
     if rows.lifecycle() {
         let mut kills: Vec<Duration> = (0..REPEATS)
             .map(|_| {
+                peer.aim();
                 let t = Instant::now();
                 peer.kill_one();
                 t.elapsed()

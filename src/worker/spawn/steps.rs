@@ -82,7 +82,12 @@ impl Steps {
     /// set, credentials, then the descriptors and the exec
     /// ([`Exec::exec`]). Returns only on failure.
     pub(super) fn run(&mut self) -> Failure {
-        let fail = |stage| move |_| Failure::last(stage);
+        let fail = |stage| {
+            move |errno: nix::errno::Errno| Failure {
+                stage,
+                errno: errno as i32,
+            }
+        };
         let steps = || -> Result<(), Failure> {
             for (target, fd) in (0..).zip(self.stdio) {
                 if let Some(fd) = fd {

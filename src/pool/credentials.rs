@@ -2,7 +2,7 @@
 //! and rlimits of a [`WorkerSpec`](crate::WorkerSpec) (systemd's `User=`,
 //! `Group=`, `LimitNOFILE=`…; pm2's `uid` / `gid`).
 //!
-//! Names are resolved to ids in the supervisor, before the fork
+//! Names are resolved to ids in the supervisor, before the spawn
 //! (`getpwnam` and friends allocate and may take locks); the child only
 //! makes system calls, in this order: `setrlimit` for each
 //! limit (while still privileged, so a hard limit may be raised), then

@@ -8,7 +8,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::sync::Arc;
 
-use super::spawn::Child;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
@@ -19,6 +18,7 @@ use super::link::LinkEvent;
 use super::mailbox::Mailbox;
 use super::outbox;
 use super::reader::{Reader, Wake};
+use super::spawn::Child;
 use super::spawn::Keeper;
 use crate::events::ExitInfo;
 use crate::health::WorkerId;

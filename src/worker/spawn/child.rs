@@ -150,17 +150,28 @@ mod tests {
     #[tokio::test]
     async fn a_child_dropped_while_it_runs_is_killed_and_reaped() {
         let (pid, child) = start("exec sleep 600");
+        // A pidfd of our own, to see the exit without reaping it.
+        let watch = nix::errno::Errno::result(
+            #[allow(unsafe_code)]
+            // SAFETY: a raw syscall on a pid we started and have not reaped.
+            unsafe {
+                libc::syscall(libc::SYS_pidfd_open, pid, 0)
+            },
+        )
+        .expect("pidfd_open");
+        #[allow(unsafe_code)]
+        // SAFETY: a new descriptor, ours alone.
+        let watch = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(watch as i32) };
         drop(child);
-        // Reaped at the drop, or by a later reap: then the pid is gone
-        // (a zombie would still answer signal 0).
-        let gone = || nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_err();
-        for _ in 0..10_000 {
-            reap_orphans();
-            if gone() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-        assert!(gone(), "pid {pid} is still there");
+        #[allow(unsafe_code)]
+        // SAFETY: an `OwnedFd` keeps its descriptor open while registered.
+        let watch = unsafe { AsyncFd::register_with_interest(watch, tokio::io::Interest::READABLE) }
+            .expect("registers");
+        // Readable once it has exited; reaped at the drop or by this reap.
+        drop(watch.readable().await.expect("exits"));
+        reap_orphans();
+        // A zombie would still answer signal 0.
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_err();
+        assert!(gone, "pid {pid} is still there");
     }
 }

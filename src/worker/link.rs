@@ -217,11 +217,11 @@ fn protocol_tasks(
     events: &mpsc::Sender<LinkEvent>,
 ) -> (outbox::Sender<Outgoing>, Reader, bool) {
     let ProtocolIo {
-        stream,
+        read,
+        write,
         fd_channel,
         flavor,
     } = io;
-    let (read, write) = stream.into_split();
     let (frames_tx, frames_rx) = outbox::outbox(frame_capacity);
     let channel = match Channel::new(flavor, fd_channel, id) {
         Ok(c) => Some(Arc::new(c)),

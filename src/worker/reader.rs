@@ -14,9 +14,8 @@ use std::task::Poll;
 
 use futures::{FutureExt, StreamExt};
 use nanny_worker::fdpass::FdMessage;
+use nanny_worker::protocol::quiet::QuietRead;
 use nanny_worker::protocol::{self as p, FromWorker};
-use tokio::net::unix::OwnedReadHalf;
-use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 use super::channel::Channel;
@@ -37,7 +36,7 @@ pub(super) enum Wake {
 #[derive(Debug)]
 pub(super) struct Reader {
     id: WorkerId,
-    frames: p::FrameReader<OwnedReadHalf, FromWorker>,
+    frames: p::FrameReader<QuietRead, FromWorker>,
     /// `None` once the channel has ended or broken.
     fds: Option<Arc<Channel>>,
     tx: mpsc::Sender<LinkEvent>,
@@ -48,7 +47,7 @@ impl Reader {
     /// `p::LINK_BUFFER`).
     pub(super) fn new(
         id: WorkerId,
-        read: OwnedReadHalf,
+        read: QuietRead,
         fds: Option<Arc<Channel>>,
         max_frame_len: usize,
         tx: mpsc::Sender<LinkEvent>,
@@ -66,7 +65,7 @@ impl Reader {
     /// too: the read reports it. Polled, not a future of tokio's: it costs
     /// the waiting task (every idle worker's) two pointers.
     pub(super) async fn readable(&self) -> Wake {
-        let socket: &UnixStream = self.frames.get_ref().get_ref().as_ref();
+        let socket: &QuietRead = self.frames.get_ref().get_ref();
         std::future::poll_fn(|cx| {
             if socket.poll_read_ready(cx).is_ready() {
                 return Poll::Ready(Wake::Socket);

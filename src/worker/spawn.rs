@@ -60,8 +60,8 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use nanny_worker::protocol as p;
+use nanny_worker::protocol::quiet::{self, QuietRead, QuietWrite};
 use nix::unistd::Pid;
-use tokio::net::UnixStream;
 
 pub(crate) use activation::find_program;
 use activation::{Exec, LISTEN_FDS_START};
@@ -123,7 +123,11 @@ pub(crate) struct Spawned {
 /// Our ends of a protocol worker's socketpair and fd channel.
 #[derive(Debug)]
 pub(crate) struct ProtocolIo {
-    pub(crate) stream: UnixStream,
+    /// The socket's read half, registered for readability only.
+    pub(crate) read: QuietRead,
+    /// Its write half, registered for writability only while a write
+    /// waits (`nanny_worker::protocol::quiet`).
+    pub(crate) write: QuietWrite,
     /// Our end of the fd channel.
     pub(crate) fd_channel: OwnedFd,
     /// What the fd channel is.
@@ -157,9 +161,10 @@ impl Theirs {
     /// After the spawn: ours, ready for the runtime (theirs close here).
     fn into_ours(self, flavor: FdChannelFlavor) -> std::io::Result<ProtocolIo> {
         drop((self.stream, self.channel));
-        self.ours.set_nonblocking(true)?;
+        let (read, write) = quiet::split_std(self.ours)?;
         Ok(ProtocolIo {
-            stream: UnixStream::from_std(self.ours)?,
+            read,
+            write,
             fd_channel: self.channel_ours,
             flavor,
         })

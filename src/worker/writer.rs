@@ -8,6 +8,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use futures::SinkExt;
+use nanny_worker::protocol::quiet::QuietWrite;
 use nanny_worker::protocol::{self as p, FdTag, RequestFrame, ToWorker, FD_KIND_ATTACHMENT};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
@@ -27,7 +28,7 @@ use crate::health::WorkerId;
 pub(super) fn spawn_writer(
     tracker: &TaskTracker,
     id: WorkerId,
-    write: tokio::net::unix::OwnedWriteHalf,
+    write: QuietWrite,
     max_frame_len: usize,
     (frames, mailbox): (outbox::Receiver<Outgoing>, Arc<Mailbox>),
     out_channel: Option<Arc<Channel>>,
@@ -83,7 +84,7 @@ pub(super) fn spawn_writer(
 }
 
 /// The writer's frame sink.
-type Sink = p::FrameWriter<tokio::net::unix::OwnedWriteHalf, ToWorker>;
+type Sink = p::FrameWriter<QuietWrite, ToWorker>;
 
 /// Feeds `batch`, then whatever came meanwhile (frames, then messages),
 /// until nothing more is queued; false if the link is broken.

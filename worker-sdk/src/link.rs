@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +28,7 @@ use crate::env::Settings;
 use crate::fdpass::FdChannel;
 use crate::inflight::{InFlight, MAX_IN_FLIGHT};
 use crate::outbox::{self, outbox};
+use crate::protocol::quiet::{self, QuietWrite};
 use crate::protocol::{
     frame_reader, frame_writer, Capabilities, FrameWriter, FromWorker, SupervisorHello, ToWorker,
     WorkerHello, FRAME_OVERHEAD, PROTOCOL_VERSION,
@@ -49,7 +49,7 @@ pub(crate) const WRITE_QUEUE: usize = 2 * MAX_IN_FLIGHT + 1024;
 /// Capacity of the control queue (questions to the session).
 pub(crate) const CONTROL_QUEUE: usize = 16;
 
-type Writer = FrameWriter<OwnedWriteHalf, FromWorker>;
+type Writer = FrameWriter<QuietWrite, FromWorker>;
 
 /// Exchanges hellos over an open socket and starts the writer and the
 /// session task (which also reads the fd channel, if there is one).
@@ -59,7 +59,9 @@ pub(crate) async fn connect_stream(
     fd_channel: Option<FdChannel>,
     stop_on_sigterm: bool,
 ) -> Result<Worker, Error> {
-    let (rd, wr) = stream.into_split();
+    // Halves that wake this process only for what it waits for: not at
+    // every frame the supervisor reads (`protocol::quiet`).
+    let (rd, wr) = quiet::split(stream)?;
     let mut reader: Reader = frame_reader(rd, settings.max_frame_len);
     let mut writer: Writer = frame_writer(wr, settings.max_frame_len);
 

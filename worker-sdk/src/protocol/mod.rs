@@ -24,7 +24,9 @@
 //! two frames every request crosses, encoded by hand, byte for byte as
 //! serde does),
 //! `messaging.rs` (what the messages between workers and the queries
-//! carry), `ask.rs` (the questions to the supervisor and their answers).
+//! carry), `ask.rs` (the questions to the supervisor and their answers), `quiet.rs`
+//! (the link socket's halves, which wake their process only for what it
+//! waits for).
 
 mod ask;
 mod codec;
@@ -33,6 +35,7 @@ mod frames;
 mod hello;
 mod hot;
 mod messaging;
+pub mod quiet;
 
 pub use ask::{ask_kind, Question, SpawnedWorker, Target};
 pub use codec::{

@@ -32,7 +32,6 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
@@ -48,7 +47,7 @@ use crate::socket::Attachment;
 use crate::worker::{Control, ToServe};
 use crate::{kind, Error, Worker};
 
-pub(crate) type Reader = FrameReader<OwnedReadHalf, ToWorker>;
+pub(crate) type Reader = FrameReader<crate::protocol::quiet::QuietRead, ToWorker>;
 
 /// The most frames handled in one turn of the session's loop beyond the
 /// first: enough to take a full read buffer of small requests at once, few

@@ -385,9 +385,10 @@ impl Conns {
     }
 
     /// Resolves when something is owed (cancel safe: a wake-up that finds
-    /// no waiter is kept for the next one).
-    pub(crate) async fn notified(&self) {
-        self.wake.notified().await;
+    /// no waiter is kept for the next one). A future that lives across
+    /// many polls: made once, it is not re-registered at each.
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.wake.notified()
     }
 
     /// What is owed now: the `Listening` state (if it changed) and the

@@ -86,15 +86,23 @@ impl Session {
         let conns = self.worker.inner.conns.clone();
         let mut pulse = tokio::time::interval(self.worker.inner.settings.pulse);
         pulse.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Made once, not at every turn of the select: a fresh cancellation
+        // future and `Notified` per turn cost about 1 800 instructions per
+        // request on an idle link (BENCHMARKS.md, "Quiet sockets").
+        let mut cancelled = std::pin::pin!(closed.cancelled());
+        let mut notices = std::pin::pin!(conns.notified());
         let reason = loop {
             let room = self.inflight.has_room();
             tokio::select! {
                 // Finished attempts first: they make room.
                 biased;
                 true = self.done_rx.take(&mut self.finished) => self.on_finished(),
-                () = closed.cancelled() => break Error::Disconnected,
+                () = &mut cancelled => break Error::Disconnected,
                 Some(ctl) = self.control.recv() => self.on_control(ctl),
-                () = conns.notified() => self.flush_notices().await,
+                () = &mut notices => {
+                    notices.set(conns.notified());
+                    self.flush_notices().await;
+                }
                 // `FramedRead::next` is cancel safe: no bytes are lost to the select.
                 next = self.reader.next(), if room => {
                     if let Err(reason) = self.on_read(next).await {

@@ -106,10 +106,10 @@ impl AsyncRead for QuietRead {
     }
 }
 
-/// One `read(2)` into the unfilled part of `buf` (the count read), without initialising it
+/// One `read(2)` into the unfilled part of `buf`, without initialising it
 /// first (a `FramedRead` hands a fresh, uninitialised view of its spare
 /// capacity to every read: zeroing it would cost a `memset` of the whole
-/// room per read).
+/// room per read); the count read.
 fn read_into(socket: &UnixStream, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
     // SAFETY: the unfilled part is valid for writes of its length; only

@@ -98,12 +98,18 @@ async fn a_blocked_write_waits_for_room_registered_for_writing_until_the_flush()
     });
     // Until their reading starts, the write half waits on a registration
     // of its own, for writability only, beside the read half's.
+    let mut looks = 0;
     let masks = loop {
         tokio::time::sleep(Duration::from_millis(5)).await;
         let masks = registered(fd);
         if masks.len() > 1 {
             break masks;
         }
+        looks += 1;
+        assert!(
+            looks < 2_000,
+            "the blocked write never registered for writability: {masks:x?}"
+        );
     };
     let writing: Vec<_> = masks.iter().filter(|&&m| m & EPOLLOUT != 0).collect();
     assert_eq!(writing.len(), 1, "one registration for writability: {masks:x?}");

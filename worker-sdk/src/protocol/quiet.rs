@@ -73,12 +73,6 @@ impl QuietRead {
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.0.poll_read_ready(cx).map_ok(|_| ())
     }
-
-    /// The socket, for what a `&UnixStream` answers (its peer's
-    /// credentials, its address).
-    pub fn socket(&self) -> &UnixStream {
-        self.0.get_ref()
-    }
 }
 
 impl AsyncRead for QuietRead {

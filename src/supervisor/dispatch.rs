@@ -9,9 +9,8 @@
 //! request ends here.
 
 use std::os::fd::AsFd;
-use std::time::{Instant, UNIX_EPOCH};
 
-use nanny_worker::protocol::{RequestFrame, ToWorker};
+use nanny_worker::protocol::ToWorker;
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::command::NewRequest;
@@ -24,7 +23,6 @@ use crate::attach::Descriptor;
 use crate::error::Error;
 use crate::events::StopReason;
 use crate::health::{WorkerId, WorkerState};
-use crate::worker::link::Outgoing;
 
 /// Why an attempt ended without an answer.
 #[derive(Debug, Clone, Copy)]
@@ -190,15 +188,7 @@ impl Task {
                 return;
             }
         };
-        // Field by field: the outbox is the worker's link while the ledger
-        // starts the attempt, which happens only if the frame has room.
-        let frames = &self.workers[&worker].link.frames;
-        let ledger = &mut self.ledger;
-        let sent = frames.try_send_with(|| {
-            let e = ledger.start_attempt(id, worker, Instant::now());
-            attempt_frame(id, e, descriptor)
-        });
-        let unavailable = match sent {
+        let unavailable = match self.send_attempt(id, worker, descriptor) {
             Ok(()) => None,
             Err(e) => Some(matches!(e, TrySendError::Closed(()))),
         };
@@ -216,13 +206,10 @@ impl Task {
 
     /// Sends a control frame; a worker that cannot take it is stopped.
     pub(super) fn send_frame(&mut self, worker: WorkerId, frame: ToWorker) {
-        let Some(w) = self.workers.get(&worker) else {
-            return;
-        };
-        match w.link.frames.try_send(Outgoing::Frame(frame)) {
-            Ok(()) => {}
-            Err(TrySendError::Closed(_)) => {} // exiting; its exit event follows
-            Err(TrySendError::Full(_)) => self.stop_worker(worker, StopReason::Unresponsive, false),
+        match self.send_ahead(worker, frame) {
+            None | Some(Ok(())) => {}
+            Some(Err(TrySendError::Closed(()))) => {} // exiting; its exit event follows
+            Some(Err(TrySendError::Full(()))) => self.stop_worker(worker, StopReason::Unresponsive, false),
         }
     }
 
@@ -410,28 +397,6 @@ impl Task {
 
 /// The frame of `e`'s attempt just started. The last possible attempt takes
 /// the payload; earlier ones keep a copy for retries.
-fn attempt_frame(id: RequestId, e: &mut ledger::Entry, descriptor: Option<Descriptor>) -> Outgoing {
-    let payload = if e.retries.any_left() {
-        e.payload.clone()
-    } else {
-        std::mem::take(&mut e.payload)
-    };
-    let frame = RequestFrame {
-        id: id.0,
-        attempt: e.attempt,
-        created_at_ms: e
-            .created_at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-        payload,
-        attachment: e.attachment.as_ref().map(|a| a.kind),
-    };
-    match descriptor {
-        Some(fd) => Outgoing::Attached(frame, fd),
-        None => Outgoing::Frame(ToWorker::Request(frame)),
-    }
-}
-
 /// Whether a worker whose fd channel is `flavor` can take `fd`: a Node.js
 /// channel passes only stream sockets (see
 /// [`FdChannelFlavor::Node`](crate::FdChannelFlavor::Node)); our own end of

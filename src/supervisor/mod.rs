@@ -41,6 +41,7 @@
 //! * Messages between workers, confirmations, the cluster queries and the
 //!   per-worker counters are in [`messaging`].
 
+mod ahead;
 mod answer;
 mod asks;
 pub(crate) mod command;

@@ -117,6 +117,7 @@ pub(crate) fn spawn(mut cfg: Config) -> Result<Supervisor, StartError> {
         ops: Ops::default(),
         slot_keys,
         order,
+        ahead: super::ahead::Ahead::default(),
     };
     tokio::spawn(task.run(stop_signals));
     Ok(Supervisor {

@@ -109,6 +109,8 @@ pub(super) struct Task {
     pub(super) slot_keys: KeySource,
     /// How far the start in pool order has come (see [`super::order`]).
     pub(super) order: StartOrder,
+    /// Frames written to workers' sockets by this task (see [`super::ahead`]).
+    pub(super) ahead: super::ahead::Ahead,
 }
 
 /// What one turn of the loop took.
@@ -172,6 +174,7 @@ impl Task {
                     next = self.waiting_input();
                 }
             }
+            self.flush_ahead();
         }
         self.finish(stop_signals).await;
     }

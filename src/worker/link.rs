@@ -222,7 +222,11 @@ fn protocol_tasks(
         fd_channel,
         flavor,
     } = io;
-    let (frames_tx, frames_rx) = outbox::outbox(frame_capacity);
+    let direct = write.direct().map(|socket| outbox::Direct {
+        socket,
+        max_frame_len,
+    });
+    let (frames_tx, frames_rx) = outbox::with_direct(frame_capacity, direct);
     let channel = match Channel::new(flavor, fd_channel, id) {
         Ok(c) => Some(Arc::new(c)),
         Err(error) => {

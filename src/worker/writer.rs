@@ -7,6 +7,7 @@ use std::future::poll_fn;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use futures::SinkExt;
 use nanny_worker::protocol::quiet::QuietWrite;
 use nanny_worker::protocol::{self as p, FdTag, RequestFrame, ToWorker, FD_KIND_ATTACHMENT};
@@ -36,11 +37,11 @@ pub(super) fn spawn_writer(
 ) {
     let mut writer: Sink = p::idle_frame_writer(write, max_frame_len);
     tracker.spawn(async move {
-        let mut batch = VecDeque::new();
+        let (mut batch, mut ahead) = (VecDeque::new(), BytesMut::new());
         let broken = loop {
             tokio::select! {
                 // Cancel safe, both: nothing leaves a queue unless returned.
-                taken = frames.take(&mut batch) => {
+                taken = frames.take(&mut batch, &mut ahead) => {
                     if !taken {
                         break false; // every sender has gone
                     }
@@ -50,13 +51,16 @@ pub(super) fn spawn_writer(
                     if !open {
                         break false;
                     }
+                    // No frame is written from outside while these are.
+                    frames.busy();
                     batch.extend(mailbox.pop().map(Outgoing::Frame));
                 }
             }
             p::take_write_room(&mut writer);
+            buffer_ahead(&mut writer, &mut ahead);
             if !write_batch(
                 &mut writer,
-                &mut batch,
+                (&mut batch, &mut ahead),
                 (&frames, &mailbox),
                 out_channel.as_deref(),
             )
@@ -86,11 +90,21 @@ pub(super) fn spawn_writer(
 /// The writer's frame sink.
 type Sink = p::FrameWriter<QuietWrite, ToWorker>;
 
+/// Puts frames the supervisor task encoded ahead of the queue (and the
+/// socket did not take) into `writer`'s buffer, before what is fed next;
+/// frees their buffer.
+fn buffer_ahead(writer: &mut Sink, ahead: &mut BytesMut) {
+    if !ahead.is_empty() {
+        writer.get_mut().write_buffer_mut().extend_from_slice(ahead);
+        *ahead = BytesMut::new();
+    }
+}
+
 /// Feeds `batch`, then whatever came meanwhile (frames, then messages),
 /// until nothing more is queued; false if the link is broken.
 async fn write_batch(
     writer: &mut Sink,
-    batch: &mut VecDeque<Outgoing>,
+    (batch, ahead): (&mut VecDeque<Outgoing>, &mut BytesMut),
     (frames, mailbox): (&outbox::Receiver<Outgoing>, &Mailbox),
     out_channel: Option<&Channel>,
 ) -> bool {
@@ -118,7 +132,8 @@ async fn write_batch(
                 return false;
             }
         }
-        if frames.try_take(batch) == Some(true) {
+        if frames.try_take(batch, ahead) == Some(true) {
+            buffer_ahead(writer, ahead);
             continue;
         }
         match mailbox.pop() {

@@ -66,6 +66,20 @@ pub struct RequestFrame {
     pub attachment: Option<AttachmentKind>,
 }
 
+/// A request attempt's fields besides its payload (and without an
+/// attachment): what [`encode_request_frame`](super::encode_request_frame)
+/// writes with a borrowed payload, so a sender that keeps the payload
+/// (for a retry) writes it without a copy of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The request id.
+    pub id: Uuid,
+    /// Attempt number, starting at 1.
+    pub attempt: u32,
+    /// When the request was enqueued, in milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+}
+
 impl RequestFrame {
     /// The attempt this frame is.
     pub fn key(&self) -> AttemptKey {

@@ -17,7 +17,7 @@ use bytes::{BufMut, BytesMut};
 use serde_bytes::ByteBuf;
 use uuid::Uuid;
 
-use super::frames::{FromWorker, Outcome, RequestFrame, ToWorker};
+use super::frames::{FromWorker, Outcome, RequestFrame, RequestHead, ToWorker};
 
 /// Writes `frame` if it is one of the two hot frames; false (nothing
 /// written) for any other.
@@ -28,17 +28,31 @@ pub(super) fn encode_to_worker(frame: &ToWorker, out: &mut BytesMut) -> bool {
     if r.attachment.is_some() {
         return false;
     }
-    out.reserve(64 + r.payload.len());
+    encode_request(
+        &RequestHead {
+            id: r.id,
+            attempt: r.attempt,
+            created_at_ms: r.created_at_ms,
+        },
+        &r.payload,
+        out,
+    );
+    true
+}
+
+/// Writes a `Request` without an attachment from its parts, the payload
+/// borrowed: the bytes of [`encode_to_worker`] for the same frame.
+pub(super) fn encode_request(head: &RequestHead, payload: &[u8], out: &mut BytesMut) {
+    out.reserve(64 + payload.len());
     variant(out, "Request", 4);
     key(out, "id");
-    bin(out, r.id.as_bytes());
+    bin(out, head.id.as_bytes());
     key(out, "attempt");
-    uint(out, r.attempt.into());
+    uint(out, head.attempt.into());
     key(out, "created_at_ms");
-    uint(out, r.created_at_ms);
+    uint(out, head.created_at_ms);
     key(out, "payload");
-    bin(out, &r.payload);
-    true
+    bin(out, payload);
 }
 
 /// Writes `frame` if it is one of the two hot frames; false (nothing

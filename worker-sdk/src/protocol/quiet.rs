@@ -21,11 +21,17 @@
 //! Dropping the write half shuts the socket down for writing, as tokio's
 //! `OwnedWriteHalf` does: the peer reads end-of-file while the read half
 //! still reads.
+//!
+//! [`QuietWrite::direct`] gives a [`DirectWrite`] of the write half's own
+//! descriptor, for a sender that writes the socket itself while the task
+//! owning the half is idle (the supervisor writing to an idle worker's
+//! socket without waking the link's writer task).
 
 use std::io::{self, IoSlice, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::unix::AsyncFd;
@@ -46,7 +52,7 @@ pub fn split_std(stream: UnixStream) -> io::Result<(QuietRead, QuietWrite)> {
     Ok((
         QuietRead(read),
         QuietWrite {
-            socket: Some(write),
+            socket: Some(Arc::new(write)),
             waiting: None,
         },
     ))
@@ -127,8 +133,10 @@ fn read_into(socket: &UnixStream, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
 /// the socket took everything.
 #[derive(Debug)]
 pub struct QuietWrite {
-    /// `None` once shut down.
-    socket: Option<UnixStream>,
+    /// `None` once shut down. Shared with the [`DirectWrite`]s, which keep
+    /// the descriptor open (never reused under them) but not the socket
+    /// writable: the shutdown happens here.
+    socket: Option<Arc<UnixStream>>,
     /// The registration for writability, while a write waits for room.
     waiting: Option<AsyncFd<UnixStream>>,
 }
@@ -136,8 +144,17 @@ pub struct QuietWrite {
 impl QuietWrite {
     fn socket(&self) -> io::Result<&UnixStream> {
         self.socket
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "shut down for writing"))
+    }
+
+    /// A handle that writes to the same socket without waiting (`None`
+    /// once shut down). Its writes and this half's go to one byte stream:
+    /// the caller orders them (writes through the handle only while
+    /// nothing of this half's is unwritten). Once this half is dropped or
+    /// shut down, its writes fail (`EPIPE`).
+    pub fn direct(&self) -> Option<DirectWrite> {
+        self.socket.clone().map(DirectWrite)
     }
 
     /// Runs `write` until it does not block, waiting for room on a
@@ -209,6 +226,25 @@ impl Drop for QuietWrite {
         if let Some(socket) = self.socket.take() {
             // The peer may be gone already; nothing to report then.
             let _ = socket.shutdown(Shutdown::Write);
+        }
+    }
+}
+
+/// Writes to a [`QuietWrite`]'s socket without registering anything: a
+/// write that would block says so and leaves the waiting to the half
+/// (see [`QuietWrite::direct`]).
+#[derive(Debug, Clone)]
+pub struct DirectWrite(Arc<UnixStream>);
+
+impl DirectWrite {
+    /// Writes what the socket takes of `buf` now: `WouldBlock` if nothing,
+    /// retried on `EINTR`.
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match (&*self.0).write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                done => return done,
+            }
         }
     }
 }

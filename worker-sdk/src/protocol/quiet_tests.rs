@@ -154,3 +154,34 @@ async fn a_shut_down_write_half_refuses_writes() {
         .expect_err("a write after shutdown");
     assert_eq!(e.kind(), std::io::ErrorKind::NotConnected);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_direct_handle_writes_the_same_stream_until_the_half_is_dropped() {
+    let (ours, mut theirs) = UnixStream::pair().expect("socketpair");
+    let (_read, mut write) = split(ours).expect("split");
+    let direct = write.direct().expect("not shut down");
+    assert_eq!(direct.try_write(b"one ").expect("direct write"), 4);
+    write.write_all(b"two ").await.expect("the half's write");
+    assert_eq!(direct.try_write(b"three").expect("direct write"), 5);
+    drop(write);
+    let e = direct
+        .try_write(b"late")
+        .expect_err("the half shut the socket down");
+    assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+    let mut got = Vec::new();
+    theirs.read_to_end(&mut got).await.expect("their read to the end");
+    assert_eq!(got, b"one two three", "one stream, in order, then end of file");
+
+    // A full socket says WouldBlock, and the handle waits for nothing.
+    let (ours, _theirs) = UnixStream::pair().expect("socketpair");
+    let (_read, write) = split(ours).expect("split");
+    let direct = write.direct().expect("not shut down");
+    let chunk = vec![0u8; 64 * 1024];
+    let e = loop {
+        match direct.try_write(&chunk) {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+}

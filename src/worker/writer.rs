@@ -1,6 +1,8 @@
 //! The writer task of one protocol worker: the frames queued by the
 //! supervisor task, then the messages waiting in its mailbox, fed and
 //! flushed once per batch; requests with attachments on the fd channel.
+//! Frames the supervisor task encoded ahead of the queue and did not
+//! write itself (see [`outbox`](super::outbox)) go out first.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;

@@ -2,8 +2,8 @@
 //!
 //! A frame for a worker whose outbox is empty is encoded into the outbox's
 //! ahead bytes (see [`outbox`](crate::worker::outbox)) instead of being
-//! queued for the link's writer task; once per turn of the loop, after its
-//! last input, the task writes every link's ahead bytes to its socket
+//! queued for the link's writer task; before the loop waits for its next
+//! input, the task writes every link's ahead bytes to its socket
 //! ([`Task::flush_ahead`]) when the writer is idle. The writer is woken
 //! only for what the socket did not take. A request's payload is encoded
 //! from the ledger's entry, borrowed: no copy of it for the frame.
@@ -89,9 +89,8 @@ impl Task {
     }
 
     /// Writes what this turn encoded ahead to the sockets of idle links
-    /// (see the module docs). Called at the end of every turn, before the
-    /// loop waits: no ahead bytes wait past a turn unless their writer has
-    /// them.
+    /// (see the module docs). Called before every wait of the loop: no
+    /// ahead bytes wait past a turn unless their writer has them.
     pub(super) fn flush_ahead(&mut self) {
         let Ahead { dirty, spare } = &mut self.ahead;
         for id in dirty.drain(..) {

@@ -135,7 +135,13 @@ impl Task {
         let mut pulse = tokio::time::interval(self.cfg.pulse);
         pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.last_turn = super::pause::coarse_now(); // the first spawns are no pause
-        while !self.finished() {
+        loop {
+            // Before every wait: what the last turn (or the start) wrote
+            // ahead goes out (see `ahead`).
+            self.flush_ahead();
+            if self.finished() {
+                break;
+            }
             let input = tokio::select! {
                 biased;
                 Some(event) = self.links_rx.recv() => Input::Link(event),
@@ -174,7 +180,6 @@ impl Task {
                     next = self.waiting_input();
                 }
             }
-            self.flush_ahead();
         }
         self.finish(stop_signals).await;
     }

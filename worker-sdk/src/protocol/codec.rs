@@ -184,69 +184,6 @@ impl<T: Frame> tokio_serde::Deserializer<T> for MsgPack<T> {
     }
 }
 
-/// Appends `frame` to `out` as a [`FrameWriter`] puts it on the wire: its
-/// body's length (4 bytes, big endian), then the body. For a sender that
-/// writes the socket itself (the supervisor writing straight to an idle
-/// worker's socket). Nothing is appended on error: `InvalidInput` for a
-/// body longer than `max_frame_len` (the length-delimited codec's own
-/// refusal), `InvalidData` if serde refuses the frame.
-pub fn encode_frame<T: Frame>(frame: &T, max_frame_len: usize, out: &mut BytesMut) -> std::io::Result<()> {
-    framed(max_frame_len, out, |body| {
-        if frame.encode_hot(body) {
-            return Ok(());
-        }
-        use bytes::BufMut;
-        rmp_serde::encode::write_named(&mut body.writer(), frame)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-    })
-}
-
-/// [`encode_frame`] for a `Request` without an attachment, from its parts:
-/// the payload is borrowed, not moved into a [`RequestFrame`](super::RequestFrame).
-/// The same bytes as `encode_frame` of that frame.
-pub fn encode_request_frame(
-    head: &super::RequestHead,
-    payload: &[u8],
-    max_frame_len: usize,
-    out: &mut BytesMut,
-) -> std::io::Result<()> {
-    framed(max_frame_len, out, |body| {
-        super::hot::encode_request(head, payload, body);
-        Ok(())
-    })
-}
-
-/// Appends a length prefix and what `body` writes after it, then fills the
-/// prefix in; truncates back on error or a body over `max_frame_len`.
-fn framed(
-    max_frame_len: usize,
-    out: &mut BytesMut,
-    body: impl FnOnce(&mut BytesMut) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    let written = body(out).and_then(|()| {
-        let len = out.len() - start - 4;
-        match u32::try_from(len) {
-            Ok(n) if len <= max_frame_len => Ok(n),
-            _ => Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("a frame of {len} bytes is over the bound of {max_frame_len}"),
-            )),
-        }
-    });
-    match written {
-        Ok(n) => {
-            out[start..start + 4].copy_from_slice(&n.to_be_bytes());
-            Ok(())
-        }
-        Err(e) => {
-            out.truncate(start);
-            Err(e)
-        }
-    }
-}
-
 /// The length-delimited codec both sides use, bounded to `max_frame_len`.
 pub fn length_codec(max_frame_len: usize) -> tokio_util::codec::LengthDelimitedCodec {
     tokio_util::codec::LengthDelimitedCodec::builder()
@@ -346,8 +283,7 @@ mod tests {
 
     use super::*;
     use crate::protocol::{
-        FromWorker, RequestFrame, RequestHead, SupervisorHello, ToWorker, MIN_PROTOCOL_VERSION,
-        PROTOCOL_VERSION,
+        FromWorker, RequestFrame, SupervisorHello, ToWorker, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
     };
 
     #[tokio::test]
@@ -379,66 +315,6 @@ mod tests {
         for f in frames {
             assert_eq!(r.next().await.unwrap().unwrap(), f);
         }
-    }
-
-    /// What a `FrameWriter` puts on the wire for `frames`, in order.
-    async fn written(frames: &[ToWorker], max_frame_len: usize) -> Vec<u8> {
-        use tokio::io::AsyncReadExt;
-        let (a, mut b) = tokio::net::UnixStream::pair().unwrap();
-        let mut w: FrameWriter<_, ToWorker> = frame_writer(a, max_frame_len);
-        for f in frames {
-            w.send(f.clone()).await.unwrap();
-        }
-        drop(w);
-        let mut bytes = Vec::new();
-        b.read_to_end(&mut bytes).await.unwrap();
-        bytes
-    }
-
-    #[tokio::test]
-    async fn encode_frame_writes_what_the_frame_writer_writes_and_refuses_what_it_refuses() {
-        let head = RequestHead {
-            id: Uuid::new_v4(),
-            attempt: 3,
-            created_at_ms: 1_700_000_000_000,
-        };
-        let payload = encode_payload(&("hi", 3u8)).unwrap();
-        let request = ToWorker::Request(RequestFrame {
-            id: head.id,
-            attempt: head.attempt,
-            created_at_ms: head.created_at_ms,
-            payload: payload.clone(),
-            attachment: None,
-        });
-        let with_attachment = ToWorker::Request(RequestFrame {
-            attachment: Some(crate::protocol::AttachmentKind::Unix),
-            ..RequestFrame {
-                id: head.id,
-                attempt: 1,
-                created_at_ms: 0,
-                payload: vec![1; 300],
-                attachment: None,
-            }
-        });
-        let frames = [request, ToWorker::SoftKill, with_attachment];
-        let mut out = BytesMut::from(&b"before"[..]);
-        encode_request_frame(&head, &payload, 1024, &mut out).unwrap();
-        encode_frame(&ToWorker::SoftKill, 1024, &mut out).unwrap();
-        encode_frame(&frames[2], 1024, &mut out).unwrap();
-        assert_eq!(&out[..6], b"before", "appended");
-        assert_eq!(&out[6..], written(&frames, 1024).await, "the same bytes");
-
-        // Over the bound: an error, and nothing appended.
-        let len = out.len();
-        let err = encode_frame(&frames[2], 64, &mut out).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
-        let err = encode_request_frame(&head, &[0; 100], 64, &mut out).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
-        assert_eq!(out.len(), len);
-        // Exactly at the bound is a frame.
-        let body = written(&frames[..1], 1024).await.len() - 4;
-        encode_request_frame(&head, &payload, body, &mut out).unwrap();
-        assert_eq!(out.len(), len + body + 4);
     }
 
     #[tokio::test]

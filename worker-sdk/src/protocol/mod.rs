@@ -30,6 +30,7 @@
 
 mod ask;
 mod codec;
+mod encode;
 mod fd;
 mod frames;
 mod hello;
@@ -39,11 +40,12 @@ pub mod quiet;
 
 pub use ask::{ask_kind, Question, SpawnedWorker, Target};
 pub use codec::{
-    decode_payload, encode_frame, encode_payload, encode_request_frame, frame_reader, frame_writer,
-    idle_frame_reader, idle_frame_writer, length_codec, max_payload_len, release_read_room,
-    release_write_room, take_read_room, take_write_room, Frame, FrameReader, FrameWriter, MsgPack,
-    DEFAULT_MAX_FRAME_LEN, FRAME_OVERHEAD, LINK_BUFFER, MAX_FRAME_DEPTH, MAX_PAYLOAD_DEPTH,
+    decode_payload, encode_payload, frame_reader, frame_writer, idle_frame_reader, idle_frame_writer,
+    length_codec, max_payload_len, release_read_room, release_write_room, take_read_room, take_write_room,
+    Frame, FrameReader, FrameWriter, MsgPack, DEFAULT_MAX_FRAME_LEN, FRAME_OVERHEAD, LINK_BUFFER,
+    MAX_FRAME_DEPTH, MAX_PAYLOAD_DEPTH,
 };
+pub use encode::{encode_frame, encode_request_frame};
 pub use fd::{
     FdTag, FD_KIND_ATTACHMENT, FD_KIND_BROADCAST, FD_KIND_CONNECTION, FD_KIND_RESPONSE_STREAM, FD_MESSAGE_MAX,
 };

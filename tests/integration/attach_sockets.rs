@@ -192,9 +192,14 @@ fn socket_target(fd: &impl std::os::fd::AsRawFd) -> String {
 }
 
 /// Open descriptors of process `pid`.
+/// The descriptors `pid` holds open, less those on `/proc` files: a
+/// worker's heartbeat opens `/proc/self/statm` for a moment, and a count
+/// sampled then would be one too high for good.
 fn fd_count(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("the process's fds")
+        .filter_map(Result::ok)
+        .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| !target.starts_with("/proc/")))
         .count()
 }
 
@@ -237,8 +242,8 @@ async fn a_request_too_large_to_go_inline_still_brings_its_socket_and_leaks_no_c
         // The workers, which only this test uses, hold no more descriptors
         // than before (the supervisor's own count is shared with the tests
         // running alongside: the per-socket check above stands for it).
-        // Waited for, not sampled once: a heartbeat opens `/proc/self/statm`
-        // for a moment.
+        // Waited for, not sampled once: a descriptor may be closed just
+        // after the answer.
         wait_until(
             "the workers' open descriptors are back to where they were",
             || async { workers.iter().map(|h| fd_count(h.pid)).collect::<Vec<_>>() == before },

@@ -36,8 +36,13 @@ pub(crate) struct Spare(Vec<BytesMut>);
 const SPARE_BUFFERS: usize = 8;
 /// The largest buffer [`Spare`] keeps (a larger one is freed).
 const SPARE_LARGEST: usize = 16 * 1024;
-/// What a new buffer holds: a turn's worth of small frames.
-const AHEAD_ROOM: usize = 4 * 1024;
+/// What a new buffer holds: one small frame (a hello, a 100-byte request);
+/// a busy link's buffer grows, and comes back grown. Not more: the start of
+/// 1 000 workers lends one to every link's hello in a few turns, and with
+/// 4 KiB each the supervisor kept 1.2 KiB more per idle worker after the
+/// start (6.9–7.2 KiB against 5.4–5.6; BENCHMARKS.md, "Memory per idle
+/// worker").
+const AHEAD_ROOM: usize = 256;
 
 impl Spare {
     fn take(&mut self) -> BytesMut {

@@ -123,7 +123,9 @@ async fn write_batch(
             // the `match`).
             let rare = match batch.pop_front().expect("not empty") {
                 Outgoing::Frame(frame) => {
-                    if writer.start_send_unpin(frame).is_err() {
+                    // Encoded into the write buffer, not through a buffer
+                    // of its own (see `start_frame`).
+                    if p::start_frame(writer, &frame).is_err() {
                         return false;
                     }
                     continue;

@@ -30,7 +30,7 @@ use crate::inflight::{InFlight, MAX_IN_FLIGHT};
 use crate::outbox::{self, outbox};
 use crate::protocol::quiet::{self, QuietWrite};
 use crate::protocol::{
-    frame_reader, frame_writer, Capabilities, FrameWriter, FromWorker, SupervisorHello, ToWorker,
+    feed_frame, frame_reader, frame_writer, Capabilities, FrameWriter, FromWorker, SupervisorHello, ToWorker,
     WorkerHello, FRAME_OVERHEAD, PROTOCOL_VERSION,
 };
 use crate::session::{read_error, Reader, Session, SERVE_QUEUE};
@@ -239,12 +239,12 @@ async fn pump(writer: &mut Writer, queue: &outbox::Receiver<Outgoing>) -> io::Re
 /// Feeds one queued item to the writer.
 async fn write(writer: &mut Writer, item: Outgoing) -> io::Result<()> {
     match item {
-        Outgoing::Frame(frame) => writer.feed(frame).await,
+        Outgoing::Frame(frame) => feed_frame(writer, &frame).await,
         Outgoing::Answer { accepted, response } => {
             if let Some(accepted) = accepted {
-                writer.feed(accepted).await?;
+                feed_frame(writer, &accepted).await?;
             }
-            writer.feed(response).await
+            feed_frame(writer, &response).await
         }
         Outgoing::Flush(done) => {
             writer.flush().await?;

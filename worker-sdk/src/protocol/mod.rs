@@ -45,7 +45,7 @@ pub use codec::{
     Frame, FrameReader, FrameWriter, MsgPack, DEFAULT_MAX_FRAME_LEN, FRAME_OVERHEAD, LINK_BUFFER,
     MAX_FRAME_DEPTH, MAX_PAYLOAD_DEPTH,
 };
-pub use encode::{encode_frame, encode_request_frame};
+pub use encode::{encode_frame, encode_request_frame, feed_frame, start_frame};
 pub use fd::{
     FdTag, FD_KIND_ATTACHMENT, FD_KIND_BROADCAST, FD_KIND_CONNECTION, FD_KIND_RESPONSE_STREAM, FD_MESSAGE_MAX,
 };

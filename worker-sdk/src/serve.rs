@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Waker};
 
@@ -101,6 +102,8 @@ impl Worker {
         // one does not hold up the others.
         let inline = tokio::runtime::Handle::current().runtime_flavor()
             == tokio::runtime::RuntimeFlavor::CurrentThread;
+        // The box of the last request that finished inline, for the next.
+        let mut spare = None;
         loop {
             tokio::select! {
                 // Take what has arrived before deciding the drain is over.
@@ -116,7 +119,7 @@ impl Worker {
                         let run = AssertUnwindSafe(async move { handler(req).await }).catch_unwind();
                         let task = async move { watch.finish(run.await) };
                         if inline {
-                            start_inline(&mut tasks, task);
+                            start_inline(&mut tasks, &mut spare, task);
                         } else {
                             tasks.spawn(task);
                         }
@@ -147,14 +150,27 @@ impl Worker {
 /// (BENCHMARKS.md, "The hot path"). The first poll uses a waker that does
 /// nothing: a future that returns `Pending` is polled again by its task,
 /// with that task's waker, before anything could have woken it.
-fn start_inline<F>(tasks: &mut JoinSet<()>, task: F)
+///
+/// The future is polled in a box, since one that is not finished moves to
+/// its task where it was polled; the box of one that finished is kept in
+/// `spare` for the next request (`Pin::set` drops the finished future in
+/// place): no allocation per request for handlers that answer at once.
+fn start_inline<F>(tasks: &mut JoinSet<()>, spare: &mut Option<Pin<Box<F>>>, task: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let mut task = Box::pin(task);
+    let mut boxed = match spare.take() {
+        Some(mut boxed) => {
+            boxed.set(task);
+            boxed
+        }
+        None => Box::pin(task),
+    };
     let mut cx = Context::from_waker(Waker::noop());
-    if task.as_mut().poll(&mut cx).is_pending() {
-        tasks.spawn(task);
+    if boxed.as_mut().poll(&mut cx).is_pending() {
+        tasks.spawn(boxed);
+    } else {
+        *spare = Some(boxed);
     }
 }
 

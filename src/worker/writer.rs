@@ -58,8 +58,10 @@ pub(super) fn spawn_writer(
                     batch.extend(mailbox.pop().map(Outgoing::Frame));
                 }
             }
-            p::take_write_room(&mut writer);
-            buffer_ahead(&mut writer, &mut ahead);
+            // The ahead bytes' buffer, if it became the writer's, has room.
+            if !buffer_ahead(&mut writer, &mut ahead) {
+                p::take_write_room(&mut writer);
+            }
             if !write_batch(
                 &mut writer,
                 (&mut batch, &mut ahead),
@@ -93,13 +95,22 @@ pub(super) fn spawn_writer(
 type Sink = p::FrameWriter<QuietWrite, ToWorker>;
 
 /// Puts frames the supervisor task encoded ahead of the queue (and the
-/// socket did not take) into `writer`'s buffer, before what is fed next;
-/// frees their buffer.
-fn buffer_ahead(writer: &mut Sink, ahead: &mut BytesMut) {
-    if !ahead.is_empty() {
-        writer.get_mut().write_buffer_mut().extend_from_slice(ahead);
-        *ahead = BytesMut::new();
+/// socket did not take) into `writer`'s buffer, before what is fed next:
+/// their buffer becomes the writer's if it holds nothing (true: no copy),
+/// else they are copied and their buffer freed.
+fn buffer_ahead(writer: &mut Sink, ahead: &mut BytesMut) -> bool {
+    if ahead.is_empty() {
+        return false;
     }
+    let buffer = writer.get_mut().write_buffer_mut();
+    let swapped = buffer.is_empty();
+    if swapped {
+        std::mem::swap(buffer, ahead);
+    } else {
+        buffer.extend_from_slice(ahead);
+    }
+    *ahead = BytesMut::new();
+    swapped
 }
 
 /// Feeds `batch`, then whatever came meanwhile (frames, then messages),
@@ -137,7 +148,7 @@ async fn write_batch(
             }
         }
         if frames.try_take(batch, ahead) == Some(true) {
-            buffer_ahead(writer, ahead);
+            let _ = buffer_ahead(writer, ahead);
             continue;
         }
         match mailbox.pop() {

@@ -43,6 +43,8 @@ const SPARE_LARGEST: usize = 16 * 1024;
 /// start (6.9–7.2 KiB against 5.4–5.6; BENCHMARKS.md, "Memory per idle
 /// worker").
 const AHEAD_ROOM: usize = 256;
+/// What a busy link's buffer grows to at its turn's second frame.
+const BUSY_ROOM: usize = 4 * 1024;
 
 impl Spare {
     fn take(&mut self) -> BytesMut {
@@ -89,6 +91,11 @@ impl<T> Sender<T> {
         let was_empty = s.ahead.is_empty();
         if was_empty && s.ahead.capacity() == 0 {
             s.ahead = spare.take();
+        } else if !was_empty && s.ahead.capacity() < BUSY_ROOM {
+            // A second frame in a turn: a busy link, whose turn grows its
+            // buffer at once rather than by doublings from AHEAD_ROOM.
+            let len = s.ahead.len();
+            s.ahead.reserve(BUSY_ROOM - len);
         }
         match make(Some((&mut s.ahead, direct.max_frame_len))) {
             None => {

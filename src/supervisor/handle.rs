@@ -123,7 +123,16 @@ impl Supervisor {
         // A slot first, then the command is built in place: a future that
         // waits for room holds the options, not a whole command and the
         // send future around it. Dropped while waiting, it sent nothing.
-        let slot = self.tx.reserve().await.map_err(|_| Error::ShuttingDown)?;
+        let slot = match self.tx.try_reserve() {
+            Ok(slot) => slot,
+            Err(TrySendError::Closed(())) => return Err(Error::ShuttingDown),
+            // Waiting for room is the rare path, and boxed: inline, its
+            // future (a semaphore acquire) made every `enqueue` future
+            // larger, and each burst of them copies every one into a task.
+            Err(TrySendError::Full(())) => Box::pin(self.tx.reserve())
+                .await
+                .map_err(|_| Error::ShuttingDown)?,
+        };
         let id = RequestId::new();
         let (reply, rx) = oneshot::channel();
         slot.send(Command::Enqueue(NewRequest {

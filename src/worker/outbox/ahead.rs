@@ -45,6 +45,13 @@ const SPARE_LARGEST: usize = 16 * 1024;
 const AHEAD_ROOM: usize = 256;
 /// What a busy link's buffer grows to at its turn's second frame.
 const BUSY_ROOM: usize = 4 * 1024;
+/// The ahead bytes a link takes in one turn: more frames are queued for
+/// the writer, which writes them as the socket takes them. Unbounded, a
+/// burst of 256 requests of 64 KiB put every frame of the turn in one
+/// buffer grown by doublings: the supervisor's peak RSS went from 29–35
+/// to 75–82 MiB, and 64 KiB bandwidth fell by a sixth (BENCHMARKS.md,
+/// "Cutting the burst's instructions").
+const AHEAD_LIMIT: usize = SPARE_LARGEST;
 
 impl Spare {
     fn take(&mut self) -> BytesMut {
@@ -83,7 +90,9 @@ impl<T> Sender<T> {
         if s.full() {
             return Err(TrySendError::Full(()));
         }
-        let direct = self.0.direct.as_ref().filter(|_| s.items.is_empty());
+        // Past AHEAD_LIMIT a turn's frames queue for the writer, behind
+        // the ahead bytes: one buffer is not to hold a whole burst.
+        let direct = (self.0.direct.as_ref()).filter(|_| s.items.is_empty() && s.ahead.len() < AHEAD_LIMIT);
         let Some(direct) = direct else {
             self.queue(s, make(None).expect("an item when given no bytes"));
             return Ok(false);

@@ -174,3 +174,25 @@ async fn ahead_bytes_left_by_a_dropped_sender_go_to_the_writer_and_a_gone_writer
         Err(TrySendError::Closed(()))
     );
 }
+
+#[tokio::test]
+async fn a_turn_takes_at_most_its_limit_ahead_and_queues_the_rest_behind_it() {
+    let (tx, rx, _theirs, _write) = direct_outbox(64);
+    let mut spare = Spare::default();
+    let chunk = vec![7u8; 4096];
+    // Four chunks fill the limit; the fifth frame finds no room ahead.
+    for _ in 0..4 {
+        assert!(ahead_or_frame(&tx, &mut spare, &chunk).is_ok());
+    }
+    assert_eq!(
+        ahead_or_frame(&tx, &mut spare, &chunk),
+        Ok(false),
+        "queued, not ahead"
+    );
+    // And so does every later one, behind it.
+    assert_eq!(ahead_or_frame(&tx, &mut spare, b"small"), Ok(false));
+    let (mut batch, mut ahead) = (VecDeque::new(), BytesMut::new());
+    assert_eq!(rx.try_take(&mut batch, &mut ahead), Some(true));
+    assert_eq!(ahead.len(), super::AHEAD_LIMIT, "the ahead bytes, first");
+    assert_eq!(batch.len(), 2, "then the queued frames");
+}

@@ -92,7 +92,8 @@ impl<T> Sender<T> {
         }
         // Past AHEAD_LIMIT a turn's frames queue for the writer, behind
         // the ahead bytes: one buffer is not to hold a whole burst.
-        let direct = (self.0.direct.as_ref()).filter(|_| s.items.is_empty() && s.ahead.len() < AHEAD_LIMIT);
+        let room = s.items.is_empty() && s.ahead.len() < AHEAD_LIMIT;
+        let direct = self.0.direct.as_ref().filter(|_| room);
         let Some(direct) = direct else {
             self.queue(s, make(None).expect("an item when given no bytes"));
             return Ok(false);

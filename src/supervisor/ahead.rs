@@ -121,7 +121,8 @@ fn write_attempt(id: RequestId, e: &mut ledger::Entry, out: &mut BytesMut, max_f
     true
 }
 
-/// Attempt `e` of request `id` as an item for the writer.
+/// Attempt `e` of request `id` as an item for the writer. The last possible
+/// attempt takes the payload; earlier ones keep a copy for retries.
 fn attempt_frame(id: RequestId, e: &mut ledger::Entry, descriptor: Option<Descriptor>) -> Outgoing {
     let payload = if e.retries.any_left() {
         e.payload.clone()

@@ -395,8 +395,6 @@ impl Task {
     }
 }
 
-/// The frame of `e`'s attempt just started. The last possible attempt takes
-/// the payload; earlier ones keep a copy for retries.
 /// Whether a worker whose fd channel is `flavor` can take `fd`: a Node.js
 /// channel passes only stream sockets (see
 /// [`FdChannelFlavor::Node`](crate::FdChannelFlavor::Node)); our own end of

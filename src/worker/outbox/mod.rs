@@ -25,7 +25,7 @@
 //! (see `ahead.rs`).
 //! While the queue is empty, the supervisor task encodes its frames into
 //! the outbox's *ahead* bytes instead ([`Sender::try_write_ahead`]) and,
-//! once per turn of its loop, writes them to the socket itself
+//! before its loop next waits, writes them to the socket itself
 //! ([`Sender::flush_ahead`]) if the writer is idle: no task hand-off and
 //! no wake-up of the writer, which on a multi-thread runtime also kept the
 //! hand-off chain of a round trip past tokio's limit of three LIFO polls
@@ -34,7 +34,9 @@
 //! and ahead bytes that found the writer busy, the writer takes with the
 //! queue ([`Receiver::try_take`]), before it: ahead bytes are only
 //! written while the queue is empty, so they always precede what is
-//! queued. The bound counts ahead frames with queued ones.
+//! queued. Past 16 KiB of ahead bytes, frames are queued instead, so that
+//! a burst of large frames is not held in one buffer. The bound counts
+//! ahead frames with queued ones.
 //!
 //! # Closing
 //!

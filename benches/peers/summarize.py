@@ -17,6 +17,8 @@ from collections import defaultdict
 
 SYSTEMS = ["raw", "raw-batched", "tokio", "nanny", "nanny-ct", "nanny-ct-spin", "tonic",
            "nanny-node", "nanny-lpm", "nanny-python", "lpm", "piscina"]
+# Floors of nanny's architecture (src/skeleton.rs): in the table, not the chart.
+FLOORS = ["skeleton", "skeleton-ct", "skeleton-direct"]
 NAMES = {
     "raw": "raw socketpair",
     "raw-batched": "raw, batched",
@@ -30,6 +32,9 @@ NAMES = {
     "nanny-node": "nanny, Node workers",
     "nanny-lpm": "nanny, LPM worker.js",
     "nanny-python": "nanny, Python workers",
+    "skeleton": "skeleton: one task, oneshots",
+    "skeleton-ct": "skeleton, current-thread",
+    "skeleton-direct": "skeleton: callers write, readers resolve",
 }
 # (key, label, unit shown, lower is better); "pinned:" rows read the -pinned systems.
 ROWS = [
@@ -193,14 +198,15 @@ def main():
     p.add_argument("results")
     p.add_argument("--table")
     p.add_argument("--chart")
-    p.add_argument("--systems", help="comma-separated columns of the table (default: all; the chart has all)")
+    p.add_argument("--systems", help="comma-separated columns of the table (default: all, and the floors measured; the chart has all but the floors)")
     a = p.parse_args()
     cells = load(a.results)
     rounds = max((len(v) for v in cells.values()), default=0)
-    systems = a.systems.split(",") if a.systems else SYSTEMS
+    measured = {system for system, _ in cells}
+    systems = a.systems.split(",") if a.systems else SYSTEMS + [f for f in FLOORS if f in measured]
     unknown = [s for s in systems if s not in NAMES]
     if unknown:
-        p.error(f"no system {', '.join(unknown)}; known: {', '.join(SYSTEMS)}")
+        p.error(f"no system {', '.join(unknown)}; known: {', '.join(SYSTEMS + FLOORS)}")
     md = table(cells, rounds, systems) + versus_lpm(a.results)
     print(md)
     if a.table:

@@ -2,13 +2,15 @@
 //! `benches/peers/README.md`.
 //!
 //! ```text
-//! nanny-peers SYSTEM [--round N] [--rows all|rtt|bursts|life] [--label NAME]
+//! nanny-peers SYSTEM [--round N] [--rows all|rtt|bursts|life|dispatch] [--label NAME]
 //! ```
 //!
 //! SYSTEM is `raw`, `raw-batched`, `tokio`, `nanny`, `nanny-ct` (nanny on a
 //! current-thread runtime), `nanny-node`, `nanny-lpm`, `nanny-python` (nanny
 //! with Node, LPM-style Node or Python workers: [`worker_kinds`]) or
-//! `tonic`. Each result
+//! `tonic`, or `skeleton` / `skeleton-ct` (the floor of nanny's
+//! architecture on either runtime: [`skeleton`], round trip and burst rows
+//! only). Each result
 //! is printed as one JSON line. Workers are this same binary: nanny's are
 //! recognised by [`nanny_worker::is_worker`], the others are started as
 //! `nanny-peers --serve ROLE` with their socket as standard input.
@@ -19,6 +21,7 @@ mod frames;
 mod nanny_peer;
 mod raw;
 mod report;
+mod skeleton;
 mod tonic_peer;
 mod worker_kinds;
 mod workloads;
@@ -27,6 +30,9 @@ use std::os::unix::net::UnixStream;
 use std::process::ExitCode;
 
 use nanny_peer::Nanny;
+use skeleton::direct::Direct;
+use skeleton::task::OneTask;
+use skeleton::Skeleton;
 use worker_kinds::CurrentThread;
 use workloads::{run, Rows};
 
@@ -51,7 +57,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("nanny-peers: {e}\nusage: nanny-peers raw|raw-batched|tokio|nanny|nanny-ct|nanny-ct-spin|nanny-node|nanny-lpm|nanny-python|tonic [--round N] [--rows all|rtt|bursts|life] [--label NAME]");
+            eprintln!("nanny-peers: {e}\nusage: nanny-peers raw|raw-batched|tokio|nanny|nanny-ct|nanny-ct-spin|nanny-node|nanny-lpm|nanny-python|tonic|skeleton|skeleton-ct|skeleton-direct [--round N] [--rows all|rtt|bursts|life|dispatch] [--label NAME]");
             ExitCode::from(2)
         }
     }
@@ -85,6 +91,7 @@ fn parse(args: &[String]) -> Result<(String, report::Report, Rows), String> {
                     "rtt" => Rows::RoundTrip,
                     "bursts" => Rows::Bursts,
                     "life" => Rows::Lifecycle,
+                    "dispatch" => Rows::Dispatch,
                     _ => return Err(format!("bad rows {value:?}")),
                 }
             }
@@ -106,6 +113,13 @@ fn measure(system: &str, report: &report::Report, rows: Rows) {
         "nanny-lpm" => run::<Nanny<worker_kinds::Lpm>>(report, rows),
         "nanny-python" => run::<Nanny<worker_kinds::Python>>(report, rows),
         "tonic" => run::<tonic_peer::Tonic>(report, rows),
+        "skeleton" | "skeleton-ct" | "skeleton-direct" if matches!(rows, Rows::All | Rows::Lifecycle) => {
+            eprintln!("nanny-peers: the skeletons restart nothing: --rows rtt, bursts or dispatch");
+            std::process::exit(2);
+        }
+        "skeleton" => run::<Skeleton<OneTask<false>>>(report, rows),
+        "skeleton-ct" => run::<Skeleton<OneTask<true>>>(report, rows),
+        "skeleton-direct" => run::<Skeleton<Direct>>(report, rows),
         other => {
             eprintln!("nanny-peers: no system {other:?}");
             std::process::exit(2);

@@ -60,15 +60,18 @@ pub enum Rows {
     Bursts,
     /// SIGKILL → replacement and start 4 only.
     Lifecycle,
+    /// The round trip and the burst rows: everything but the lifecycle
+    /// (the skeletons, which restart nothing).
+    Dispatch,
 }
 
 impl Rows {
     fn round_trip(self) -> bool {
-        matches!(self, Rows::All | Rows::RoundTrip)
+        matches!(self, Rows::All | Rows::RoundTrip | Rows::Dispatch)
     }
 
     fn bursts(self) -> bool {
-        matches!(self, Rows::All | Rows::Bursts)
+        matches!(self, Rows::All | Rows::Bursts | Rows::Dispatch)
     }
 
     fn lifecycle(self) -> bool {

@@ -16,7 +16,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
 use crate::children::Worker;
-use crate::frames::{frame, push_frame, split, HEADER, READ_CHUNK};
+use crate::frames::{frame, push_frame, split, ReadBuf, HEADER};
 use crate::report::Burst;
 use crate::workloads::{Peer, OUTSTANDING, SMALL, WARM_UP};
 
@@ -206,19 +206,17 @@ async fn pipeline(sock: UnixStream, size: usize, window: usize, until: Instant) 
             }
         })
     };
-    let (mut buf, mut in_flight, mut answered) = (Vec::with_capacity(2 * READ_CHUNK), window, 0u64);
+    let (mut buf, mut in_flight, mut answered) = (ReadBuf::default(), window, 0u64);
     while in_flight > 0 {
-        let filled = buf.len();
-        buf.resize(filled + READ_CHUNK, 0);
-        let n = rd.read(&mut buf[filled..]).await.expect("read");
+        let n = rd.read(buf.spare()).await.expect("read");
         assert!(n > 0, "the worker hung up");
-        buf.truncate(filled + n);
+        buf.fill(n);
         let mut k = 0;
-        let done = split(&buf, |len| {
+        let done = split(buf.filled(), |len| {
             assert_eq!(len, size, "the answer is the echo");
             k += 1;
         });
-        buf.drain(..done);
+        buf.consume(done);
         (in_flight, answered) = (in_flight - k, answered + k as u64);
         if k > 0 && Instant::now() < until {
             in_flight += k;

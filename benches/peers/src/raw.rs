@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::children::Worker;
-use crate::frames::{frame, read_into, split, HEADER};
+use crate::frames::{frame, read_into, split, ReadBuf, HEADER};
 use crate::report::Burst;
 use crate::workloads::{timed, Peer, OUTSTANDING, SMALL, WARM_UP};
 
@@ -109,7 +109,7 @@ struct Link<'a> {
     /// Bytes not yet written, from `sent` on.
     out: Vec<u8>,
     sent: usize,
-    inbuf: Vec<u8>,
+    inbuf: ReadBuf,
     in_flight: usize,
     answered: u64,
 }
@@ -161,11 +161,11 @@ impl Link<'_> {
             Err(e) => return Err(e),
         }
         let mut k = 0;
-        let done = split(&self.inbuf, |len| {
+        let done = split(self.inbuf.filled(), |len| {
             assert_eq!(len, size, "the answer is the echo");
             k += 1;
         });
-        self.inbuf.drain(..done);
+        self.inbuf.consume(done);
         self.in_flight -= k;
         self.answered += k as u64;
         Ok(k)
@@ -181,7 +181,7 @@ fn pipeline(socks: &[&UnixStream], size: usize, run_for: Duration, batched: bool
     let mut links = Vec::new();
     for sock in socks {
         sock.set_nonblocking(true)?;
-        let (out, inbuf) = (Vec::new(), Vec::with_capacity(1 << 20));
+        let (out, inbuf) = (Vec::new(), ReadBuf::default());
         links.push(Link {
             sock,
             out,

@@ -153,3 +153,48 @@ pub fn serve_tokio(sock: UnixStream) -> io::Result<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `bytes` into `buf` as reads of at most `chunk` bytes would.
+    fn read_in(buf: &mut ReadBuf, mut bytes: &[u8], chunk: usize) {
+        while !bytes.is_empty() {
+            let spare = buf.spare();
+            let n = chunk.min(spare.len()).min(bytes.len());
+            spare[..n].copy_from_slice(&bytes[..n]);
+            buf.fill(n);
+            bytes = &bytes[n..];
+        }
+    }
+
+    #[test]
+    fn a_read_buffer_keeps_a_partial_frame_across_compactions_and_grows_for_a_long_one() {
+        let mut buf = ReadBuf::default();
+        let (small, long) = (vec![1u8; 100], vec![2u8; 3 * READ_CHUNK]);
+        let mut stream = Vec::new();
+        for _ in 0..6000 {
+            push_frame(&mut stream, &small);
+        }
+        push_frame(&mut stream, &long);
+        push_frame(&mut stream, &small);
+        let mut seen = Vec::new();
+        for piece in stream.chunks(7919) {
+            read_in(&mut buf, piece, 4096);
+            let filled = buf.filled();
+            let mut at = 0;
+            let done = split(filled, |len| {
+                let body = &filled[at + HEADER..at + HEADER + len];
+                assert!(body.iter().all(|&b| b == body[0]), "a frame's bytes stay whole");
+                seen.push((len, body[0]));
+                at += HEADER + len;
+            });
+            buf.consume(done);
+        }
+        assert_eq!(seen.len(), 6002);
+        assert_eq!(seen[6000], (3 * READ_CHUNK, 2));
+        assert_eq!(seen[6001], (100, 1));
+        assert!(buf.filled().is_empty());
+    }
+}

@@ -69,10 +69,7 @@ impl BareTokio {
 
 impl Peer for BareTokio {
     fn start(workers: usize) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = crate::workloads::runtime(false);
         let mut peer = Self {
             links: (0..workers).map(|_| spawn(&rt)).collect(),
             rt,

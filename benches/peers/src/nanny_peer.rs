@@ -6,7 +6,7 @@
 //! SDK's ordinary `serve` handler (the payload back, as `benches/enqueue.rs`
 //! does), or Node or Python processes on the repository's SDKs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use tokio::runtime::Runtime;
 use crate::bare_tokio::on;
 use crate::report::Burst;
 use crate::worker_kinds::WorkerKind;
-use crate::workloads::{OUTSTANDING, SMALL, WARM_UP};
+use crate::workloads::{runtime, steady, SMALL, WARM_UP};
 
 /// The nanny peer with workers of kind `K`.
 #[derive(Debug)]
@@ -92,14 +92,7 @@ async fn until_answered<K: WorkerKind>(supervisor: &Supervisor, old: &HashSet<Wo
 
 impl<K: WorkerKind> crate::workloads::Peer for Nanny<K> {
     fn start(workers: usize) -> Self {
-        let rt = if K::CURRENT_THREAD {
-            tokio::runtime::Builder::new_current_thread()
-        } else {
-            tokio::runtime::Builder::new_multi_thread()
-        }
-        .enable_all()
-        .build()
-        .expect("runtime");
+        let rt = runtime(K::CURRENT_THREAD);
         let supervisor = on(&rt, async move {
             let mut builder = Supervisor::builder();
             if let Some(window) = K::SPIN {
@@ -148,23 +141,12 @@ impl<K: WorkerKind> crate::workloads::Peer for Nanny<K> {
         let supervisor = self.supervisor.clone();
         on(&self.rt, async move {
             let payload = ByteBuf::from(vec![7u8; size]);
-            let start = Instant::now();
-            let mut per_worker: HashMap<WorkerId, u64> = HashMap::new();
-            futures::stream::iter(0..)
-                .take_while(|_| std::future::ready(start.elapsed() < run_for))
-                .map(|_| supervisor.enqueue(&payload))
-                .buffer_unordered(OUTSTANDING)
-                .for_each(|answer| {
-                    let answer = answer.expect("an answer");
-                    K::check(&answer, size);
-                    *per_worker.entry(answer.worker()).or_default() += 1;
-                    std::future::ready(())
-                })
-                .await;
-            Burst {
-                per_worker: per_worker.into_values().collect(),
-                elapsed: start.elapsed(),
-            }
+            steady(run_for, |_| async {
+                let answer = supervisor.enqueue(&payload).await.expect("an answer");
+                K::check(&answer, size);
+                answer.worker()
+            })
+            .await
         })
     }
 

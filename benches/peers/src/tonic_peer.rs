@@ -8,7 +8,6 @@ use std::os::unix::net::UnixListener as StdListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use hyper_util::rt::TokioIo;
 use tokio::runtime::Runtime;
 use tonic::transport::{Channel, Endpoint, Server, Uri};
@@ -16,7 +15,7 @@ use tonic::transport::{Channel, Endpoint, Server, Uri};
 use crate::bare_tokio::on;
 use crate::children::{inherited_socket, Worker};
 use crate::report::Burst;
-use crate::workloads::{OUTSTANDING, SMALL, WARM_UP};
+use crate::workloads::{steady, SMALL, WARM_UP};
 
 /// The generated service and message.
 mod pb {
@@ -105,10 +104,7 @@ impl Tonic {
 
 impl crate::workloads::Peer for Tonic {
     fn start(workers: usize) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = crate::workloads::runtime(false);
         let dir = std::env::temp_dir().join(format!("nanny-peers-tonic-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("socket dir");
@@ -156,27 +152,14 @@ impl crate::workloads::Peer for Tonic {
         let clients = self.clients();
         on(&self.rt, async move {
             let (payload, n) = (bytes::Bytes::from(vec![7u8; size]), clients.len());
-            let start = Instant::now();
-            let mut per_worker = vec![0u64; n];
-            futures::stream::iter(0..)
-                .take_while(|_| std::future::ready(start.elapsed() < run_for))
-                .map(|i| {
-                    let (mut client, payload) = (clients[i % n].clone(), payload.clone());
-                    async move {
-                        call(&mut client, &payload).await;
-                        i % n
-                    }
-                })
-                .buffer_unordered(OUTSTANDING)
-                .for_each(|w| {
-                    per_worker[w] += 1;
-                    std::future::ready(())
-                })
-                .await;
-            Burst {
-                per_worker,
-                elapsed: start.elapsed(),
-            }
+            steady(run_for, |i| {
+                let (mut client, payload) = (clients[i % n].clone(), payload.clone());
+                async move {
+                    call(&mut client, &payload).await;
+                    i % n
+                }
+            })
+            .await
         })
     }
 

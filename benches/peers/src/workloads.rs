@@ -1,6 +1,12 @@
 //! The workloads, the same for every system, and the order they run in.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
 use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::runtime::Runtime;
 
 use crate::report::{cpu_seconds, median, Burst, Report};
 
@@ -151,4 +157,42 @@ pub fn timed(warm_up: usize, run_for: Duration, mut f: impl FnMut(usize)) -> Vec
         i += 1;
     }
     each
+}
+
+/// The dispatching process's runtime: current-thread when `current`,
+/// else the default multi-thread one.
+pub fn runtime(current: bool) -> Runtime {
+    if current {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build()
+    .expect("runtime")
+}
+
+/// The burst every futures-driven system runs: [`OUTSTANDING`] calls of
+/// `ask` in flight (`buffer_unordered`) until `run_for` has passed, then
+/// until the last is answered. A call (given its sequence number) returns
+/// the worker that answered it, counted per worker.
+pub async fn steady<W: Hash + Eq, F: Future<Output = W>>(
+    run_for: Duration,
+    ask: impl FnMut(usize) -> F,
+) -> Burst {
+    let start = Instant::now();
+    let mut per_worker: HashMap<W, u64> = HashMap::new();
+    futures::stream::iter(0..)
+        .take_while(|_| std::future::ready(start.elapsed() < run_for))
+        .map(ask)
+        .buffer_unordered(OUTSTANDING)
+        .for_each(|worker| {
+            *per_worker.entry(worker).or_default() += 1;
+            std::future::ready(())
+        })
+        .await;
+    Burst {
+        per_worker: per_worker.into_values().collect(),
+        elapsed: start.elapsed(),
+    }
 }

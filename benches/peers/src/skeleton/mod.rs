@@ -35,7 +35,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::os::unix::net::UnixStream as StdStream;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::OwnedReadHalf;
 use tokio::runtime::Runtime;
@@ -45,7 +44,7 @@ use crate::bare_tokio::on;
 use crate::children::Worker;
 use crate::frames::{split, HEADER, READ_CHUNK};
 use crate::report::Burst;
-use crate::workloads::{Peer, OUTSTANDING, SMALL, WARM_UP};
+use crate::workloads::{runtime, steady, Peer, SMALL, WARM_UP};
 
 /// Bytes of the request id at the start of every frame's body.
 const ID: usize = 8;
@@ -130,14 +129,7 @@ pub struct Skeleton<S> {
 
 impl<S: Shape + std::fmt::Debug> Peer for Skeleton<S> {
     fn start(workers: usize) -> Self {
-        let rt = if S::CURRENT {
-            tokio::runtime::Builder::new_current_thread()
-        } else {
-            tokio::runtime::Builder::new_multi_thread()
-        }
-        .enable_all()
-        .build()
-        .expect("runtime");
+        let rt = runtime(S::CURRENT);
         let (mut procs, mut socks) = (Vec::new(), Vec::new());
         for _ in 0..workers {
             let (ours, theirs) = StdStream::pair().expect("socketpair");
@@ -178,25 +170,15 @@ impl<S: Shape + std::fmt::Debug> Peer for Skeleton<S> {
     }
 
     fn burst(&mut self, size: usize, run_for: Duration) -> Burst {
-        let (shape, links) = (self.shape.clone(), self.workers.len());
+        let shape = self.shape.clone();
         on(&self.rt, async move {
             let payload = vec![7u8; size];
-            let start = Instant::now();
-            let mut per_worker = vec![0u64; links];
-            futures::stream::iter(0..)
-                .take_while(|_| std::future::ready(start.elapsed() < run_for))
-                .map(|_| shape.enqueue(&payload))
-                .buffer_unordered(OUTSTANDING)
-                .for_each(|(link, data)| {
-                    assert_eq!(data.len(), size, "the answer is the echo");
-                    per_worker[link] += 1;
-                    std::future::ready(())
-                })
-                .await;
-            Burst {
-                per_worker,
-                elapsed: start.elapsed(),
-            }
+            steady(run_for, |_| async {
+                let (link, data) = shape.enqueue(&payload).await;
+                assert_eq!(data.len(), size, "the answer is the echo");
+                link
+            })
+            .await
         })
     }
 

@@ -48,6 +48,7 @@ ROWS = [
     ("start4", "start 4 workers → all answering", "ms", True),
     ("kill", "SIGKILL → replacement answering", "ms", True),
     ("cpu_per_100k", "CPU seconds per 100 k requests (all processes)", "s", True),
+    ("cpu_per_100k_workers", "of which in the workers", "s", True),
     ("rss", "peak RSS of the dispatching process", "MiB", True),
 ]
 COLORS = ["#555555", "#999999", "#2b8cbe", "#e6550d", "#fdae6b", "#31a354",

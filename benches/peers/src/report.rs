@@ -47,9 +47,9 @@ impl Report {
     }
 }
 
-/// User + system CPU seconds used so far by this process (all its threads)
-/// and by each of `pids` (0 for one that is gone).
-pub fn cpu_seconds(pids: &[u32]) -> f64 {
+/// User + system CPU seconds used so far by this process (all its
+/// threads), and by `pids` together (0 for one that is gone).
+pub fn cpu_split(pids: &[u32]) -> (f64, f64) {
     let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()
@@ -69,7 +69,10 @@ pub fn cpu_seconds(pids: &[u32]) -> f64 {
         };
         (field(14) + field(15)) / ticks
     };
-    one("/proc/self/stat".into()) + pids.iter().map(|p| one(format!("/proc/{p}/stat"))).sum::<f64>()
+    (
+        one("/proc/self/stat".into()),
+        pids.iter().map(|p| one(format!("/proc/{p}/stat"))).sum::<f64>(),
+    )
 }
 
 /// The outcome of a steady burst: answers per worker and the time taken

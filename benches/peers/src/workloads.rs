@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::runtime::Runtime;
 
-use crate::report::{cpu_seconds, median, Burst, Report};
+use crate::report::{cpu_split, median, Burst, Report};
 
 /// Workers of every workload but the start row.
 pub const WORKERS: usize = 2;
@@ -126,12 +126,17 @@ pub fn run<P: Peer>(report: &Report, rows: Rows) {
 fn bursts<P: Peer>(peer: &mut P, report: &Report) {
     peer.burst(SMALL, RUN_FOR / 5);
     let pids = peer.worker_pids();
-    let cpu = cpu_seconds(&pids);
+    let (ours, theirs) = cpu_split(&pids);
     let small = peer.burst(SMALL, RUN_FOR);
-    let cpu = cpu_seconds(&pids) - cpu;
+    let (ours, theirs) = {
+        let (o, t) = cpu_split(&pids);
+        (o - ours, t - theirs)
+    };
+    let per_100k = 100_000.0 / small.total() as f64;
     report.emit("rps_100B", small.rate(), "req/s");
     report.emit("share_100B", small.busiest_share(), "%");
-    report.emit("cpu_per_100k", cpu * 100_000.0 / small.total() as f64, "s");
+    report.emit("cpu_per_100k", (ours + theirs) * per_100k, "s");
+    report.emit("cpu_per_100k_workers", theirs * per_100k, "s");
     let large = peer.burst(LARGE, RUN_FOR);
     report.emit(
         "mibs_64KiB",

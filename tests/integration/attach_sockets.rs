@@ -191,7 +191,6 @@ fn socket_target(fd: &impl std::os::fd::AsRawFd) -> String {
         .into_owned()
 }
 
-/// Open descriptors of process `pid`.
 /// The descriptors `pid` holds open, less those on `/proc` files: a
 /// worker's heartbeat opens `/proc/self/statm` for a moment, and a count
 /// sampled then would be one too high for good.
